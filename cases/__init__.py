@@ -1,0 +1,4 @@
+"""Built-in cases: one file each, every one with an exact or independently computed truth.
+
+`pdeml cases` lists them; `pdeml train NAME` trains one.
+"""

@@ -1,0 +1,64 @@
+"""``pdeml`` command line: ``train``, ``export``, ``cases``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="pdeml", description="Train PDE surrogates and export them to VTK.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a case and write its run directory")
+    t.add_argument("case", help="path of a case file, or a built-in case name (see `pdeml cases`)")
+    t.add_argument("--steps", type=int, help="Adam steps (default: the case's)")
+    t.add_argument("--lbfgs-steps", type=int, help="L-BFGS iterations after Adam")
+    t.add_argument("--lr", type=float, help="Adam learning rate")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--out", help="run directory (default runs/<case>)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
+    e.add_argument("dir")
+    e.add_argument("--resolution", type=int)
+    e.add_argument("--device", default="auto")
+    sub.add_parser("cases", help="list the built-in cases")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from . import run
+    from .fit import DivergenceError
+    try:
+        if args.command == "cases":
+            for name, doc in run.builtin_cases().items():
+                print(f"{name:28s} {doc}")
+            return 0
+        if args.command == "export":
+            for p in run.export_run(args.dir, args.resolution, args.device):
+                print(p)
+            return 0
+        from pathlib import Path
+        out = args.out or str(Path("runs") / Path(args.case).stem)
+        metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr,
+                                 lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
+                                 resume=args.resume, progress=not args.no_progress)
+        print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
+        print(f"run directory: {out}")
+        return 0
+    except DivergenceError as e:
+        print(f"pdeml: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("pdeml: interrupted; the last periodic checkpoint is kept: continue with --resume",
+              file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, KeyError, RuntimeError, FileNotFoundError) as e:
+        print(f"pdeml: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+r"""Boundary, initial and data conditions.
+
+Each condition draws its own points (``sample``) and turns the network's field at those points
+into a residual column (``residual``); the backend squares and averages it into one named loss
+term. Values are numbers or callables of a torch tensor of points (N, n_inputs) returning
+(N,) or (N, 1); ``on=`` predicates take the same tensor and return an (N,) bool mask.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ._validate import column, fail, finite_array, finite_scalar
+
+_PROBE = 4096        # boundary points drawn per round when filtering with ``on=``
+_ROUNDS = 64
+
+
+def _check_value(name, value):
+    if callable(value):
+        return value
+    return finite_scalar(name, value, "pass a finite number or a callable of the points")
+
+
+def _eval(value, x: torch.Tensor, what: str) -> torch.Tensor:
+    if callable(value):
+        return column(what, value(x), x.shape[0]).to(x.dtype)
+    return torch.full((x.shape[0], 1), value, dtype=x.dtype, device=x.device)
+
+
+class AbstractCondition(abc.ABC):
+    """A condition that contributes one loss term ``mean(residual**2)``."""
+
+    kind: str = "condition"
+    needs_grad: bool = False     # residual uses input derivatives
+    fixed: bool = False          # points never change (data)
+    component = 0
+    on = None
+    name = None
+
+    @abc.abstractmethod
+    def sample(self, problem, n: int, rng: np.random.Generator, method: str) -> dict:
+        """Points (and per-point data such as normals) as float64 numpy arrays; key ``x``."""
+
+    @abc.abstractmethod
+    def residual(self, u, batch: dict) -> torch.Tensor:
+        """(N, k) residual (k = 1 except for Periodic with derivatives) from the field ``u`` at ``batch['x']``."""
+
+    def _value(self, value, x):
+        return _eval(value, x, f"{type(self).__name__}(value=...)")
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r}, component={self.component!r})"
+
+
+def _selected(cond, x: np.ndarray) -> np.ndarray:
+    if cond.on is None:
+        return x
+    mask = cond.on(torch.as_tensor(x))
+    if not isinstance(mask, torch.Tensor) or mask.shape != (len(x),) or mask.dtype != torch.bool:
+        got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        fail(f"{type(cond).__name__}(on=...)", cond.on, f"returned {got}",
+             f"return an ({len(x)},) bool tensor, e.g. lambda x: x[:, 0] < 1e-6")
+    return x[mask.cpu().numpy()]
+
+
+def boundary_points(cond, problem, n, rng, method):
+    """``n`` boundary points of ``problem``'s domain (x time) that satisfy ``cond.on``."""
+    if cond.on is None:
+        return problem.domain.sample_boundary(n, rng, method)
+    got, drawn = [], 0
+    for _ in range(_ROUNDS):
+        x = _selected(cond, problem.domain.sample_boundary(max(n, _PROBE), rng, method))
+        drawn += max(n, _PROBE)
+        got.append(x)
+        total = sum(len(g) for g in got)
+        if total == 0 and drawn >= _PROBE:
+            fail(f"{type(cond).__name__}(on=...)", cond.on,
+                 f"selects no points out of {drawn} sampled on the boundary",
+                 "check the predicate against the boundary (points lie exactly on it only up to "
+                 "float rounding, so compare with a tolerance such as x[:, 0] < 1e-6)")
+        if total >= n:
+            return np.concatenate(got)[:n]
+        method = "random"  # later rounds: a deterministic sequence would repeat itself
+    fail(f"{type(cond).__name__}(on=...)", cond.on, f"selects too few points ({total} of {drawn})",
+         "widen the predicate or lower the point count")
+
+
+class Dirichlet(AbstractCondition):
+    r"""u = g on the boundary (or the part chosen by ``on``). Residual :math:`u - g`."""
+
+    kind = "dirichlet"
+
+    def __init__(self, value=0.0, *, on: Callable | None = None, component=0, name=None):
+        self.value = _check_value("Dirichlet(value)", value)
+        self.on, self.component, self.name = on, component, name
+
+    def sample(self, problem, n, rng, method):
+        return {"x": boundary_points(self, problem, n, rng, method)}
+
+    def residual(self, u, batch):
+        x = batch["x"]
+        return u[self.component].value - self._value(self.value, x)
+
+
+class Neumann(AbstractCondition):
+    r"""Outward normal derivative :math:`\partial u/\partial n = g`. Residual :math:`\nabla u\cdot n - g`."""
+
+    kind = "neumann"
+    needs_grad = True
+
+    def __init__(self, value=0.0, *, on: Callable | None = None, component=0, name=None):
+        self.value = _check_value("Neumann(value)", value)
+        self.on, self.component, self.name = on, component, name
+
+    def sample(self, problem, n, rng, method):
+        x = boundary_points(self, problem, n, rng, method)
+        return {"x": x, "normal": problem.domain.boundary_normal(x)}
+
+    def residual(self, u, batch):
+        dudn = (u[self.component].grad() * batch["normal"]).sum(dim=1, keepdim=True)
+        return dudn - self._value(self.value, batch["x"])
+
+
+class Robin(AbstractCondition):
+    r""":math:`\partial u/\partial n + \alpha u = g`. Residual :math:`\nabla u\cdot n + \alpha u - g`."""
+
+    kind = "robin"
+    needs_grad = True
+
+    def __init__(self, alpha, value=0.0, *, on: Callable | None = None, component=0, name=None):
+        self.alpha = _check_value("Robin(alpha)", alpha)
+        self.value = _check_value("Robin(value)", value)
+        self.on, self.component, self.name = on, component, name
+
+    def sample(self, problem, n, rng, method):
+        x = boundary_points(self, problem, n, rng, method)
+        return {"x": x, "normal": problem.domain.boundary_normal(x)}
+
+    def residual(self, u, batch):
+        f = u[self.component]
+        dudn = (f.grad() * batch["normal"]).sum(dim=1, keepdim=True)
+        x = batch["x"]
+        return dudn + self._value(self.alpha, x) * f.value - self._value(self.value, x)
+
+
+class Periodic(AbstractCondition):
+    r"""Periodicity in input dimension ``dim`` of a box-like domain: values (and derivatives
+    :math:`\partial^k u/\partial x_{dim}^k` up to ``derivative_order``) agree on the two faces
+    :math:`x_{dim} = lo` and :math:`x_{dim} = hi`. Points come in pairs: first half on the low
+    face, second half the same points moved to the high face."""
+
+    kind = "periodic"
+
+    def __init__(self, dim: int, *, derivative_order: int = 0, component=0, name=None):
+        if not isinstance(dim, int) or dim < 0:
+            fail("Periodic(dim)", dim, "must be a non-negative input index", "pass e.g. Periodic(0)")
+        if derivative_order not in (0, 1, 2):
+            fail("Periodic(derivative_order)", derivative_order, "must be 0, 1 or 2", "pass 0, 1 or 2")
+        self.dim, self.derivative_order, self.component, self.name = dim, derivative_order, component, name
+        self.needs_grad = derivative_order > 0
+
+    def sample(self, problem, n, rng, method):
+        space_dim = problem.geometry.dim
+        if self.dim >= space_dim:
+            fail("Periodic(dim)", self.dim, f"is not a spatial input (the problem has {space_dim})",
+                 f"pass an index below {space_dim}")
+        lo, hi = problem.geometry.bbox
+        x = problem.domain.sample_interior(n, rng, method)
+        a, b = x.copy(), x.copy()
+        a[:, self.dim], b[:, self.dim] = lo[self.dim], hi[self.dim]
+        return {"x": np.concatenate([a, b])}
+
+    def residual(self, u, batch):
+        f = u[self.component]
+        n = batch["x"].shape[0] // 2
+        parts = [f.value]
+        if self.derivative_order >= 1:
+            parts.append(f.d(self.dim))
+        if self.derivative_order >= 2:
+            parts.append(f.d2(self.dim, self.dim))
+        r = torch.cat(parts, dim=1)
+        return r[:n] - r[n:]  # (n, 1 + derivative_order): value and derivative mismatches
+
+
+class Initial(AbstractCondition):
+    r"""u(x, t0) = g(x, t0) for a time-dependent problem. Residual :math:`u - g`."""
+
+    kind = "initial"
+
+    def __init__(self, value, *, component=0, name=None):
+        self.value = _check_value("Initial(value)", value)
+        self.component, self.name = component, name
+
+    def sample(self, problem, n, rng, method):
+        if problem.time is None:
+            fail("Initial", self, "needs a time-dependent problem", "pass Problem(..., time=(t0, t1))")
+        return {"x": problem.domain.sample_initial(n, rng, method)}
+
+    def residual(self, u, batch):
+        return u[self.component].value - self._value(self.value, batch["x"])
+
+
+class Data(AbstractCondition):
+    r"""Observations ``values`` at fixed ``points`` (inverse problems, hybrid training).
+
+    ``values`` is (N,) or (N, 1) for one ``component``. Residual :math:`u(x_k) - y_k`.
+    """
+
+    kind = "data"
+    fixed = True
+
+    def __init__(self, points, values, *, component=0, name=None):
+        p = finite_array("Data(points)", points)
+        v = finite_array("Data(values)", values)
+        if p.ndim == 1:
+            p = p[:, None]
+        if v.ndim == 2 and v.shape[1] == 1:
+            v = v[:, 0]
+        if p.ndim != 2 or v.shape != (p.shape[0],):
+            fail("Data(values)", f"array of shape {np.shape(values)}",
+                 f"does not match points of shape {np.shape(points)}",
+                 "pass points (N, n_inputs) and values (N,) or (N, 1)")
+        self.points, self.values, self.component, self.name = p, v[:, None], component, name
+
+    def sample(self, problem, n, rng, method):
+        if self.points.shape[1] != problem.input_dim:
+            fail("Data(points)", f"array of shape {self.points.shape}",
+                 f"has {self.points.shape[1]} columns but the problem has {problem.input_dim} inputs",
+                 f"pass points of shape (N, {problem.input_dim}), time last")
+        return {"x": self.points, "y": self.values}
+
+    def residual(self, u, batch):
+        return u[self.component].value - batch["y"]

@@ -1,0 +1,68 @@
+"""Meshes that cover a geometry, for sampling a trained field.
+
+* 1-D: a line mesh on the interval.
+* 2-D: Delaunay triangulation of grid points inside the domain plus boundary points (and the
+  polygon vertices, so re-entrant corners are exact); triangles whose centroid or an edge
+  midpoint lies outside are dropped, which keeps holes and notches empty.
+* 3-D: voxels of a regular grid whose centres lie inside (hexahedra).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import Delaunay
+
+from ..geometry import AbstractGeometry
+
+
+def _grid(lo, hi, n):
+    axes = [np.linspace(a, b, n) for a, b in zip(lo, hi)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(lo))
+
+
+def _vertices(geom):
+    out = []
+    for g in (geom, getattr(geom, "a", None), getattr(geom, "b", None)):
+        if g is None:
+            continue
+        if hasattr(g, "vertices"):
+            out.append(np.asarray(g.vertices))
+        if g is not geom:
+            out.append(_vertices(g))
+    return np.concatenate(out) if out else np.zeros((0, geom.dim))
+
+
+def mesh(geom: AbstractGeometry, resolution: int = 128):
+    """``(points (P, dim), cell_type, cells (C, k))`` covering ``geom``."""
+    lo, hi = geom.bbox
+    if geom.dim == 1:
+        x = np.linspace(lo[0], hi[0], resolution + 1)[:, None]
+        return x, "line", np.stack([np.arange(resolution), np.arange(1, resolution + 1)], 1)
+    if geom.dim == 2:
+        pts = _grid(lo, hi, resolution)
+        pts = pts[geom.inside(pts)]
+        rng = np.random.default_rng(0)
+        bnd = geom.sample_boundary(4 * resolution, rng, "uniform")
+        allp = np.concatenate([pts, bnd, _vertices(geom)])
+        h = float(np.max(hi - lo)) / resolution
+        allp = np.unique(np.round(allp / (h * 1e-3)) * (h * 1e-3), axis=0)
+        tri = Delaunay(allp).simplices
+        p = allp[tri]                                       # (T, 3, 2)
+        probes = [p.mean(axis=1)] + [(p[:, i] + p[:, (i + 1) % 3]) / 2 for i in range(3)]
+        keep = np.all([geom.inside(q) for q in probes], axis=0)
+        edge = np.linalg.norm(p - np.roll(p, 1, axis=1), axis=2).max(axis=1)
+        keep &= edge < 4 * h                                # no slivers across concave gaps
+        return allp, "triangle", tri[keep]
+    if geom.dim == 3:
+        n = resolution
+        nodes = _grid(lo, hi, n + 1)
+        idx = np.arange((n + 1) ** 3).reshape(n + 1, n + 1, n + 1)
+        i, j, k = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
+        i, j, k = i.ravel(), j.ravel(), k.ravel()
+        hexa = np.stack([idx[i, j, k], idx[i + 1, j, k], idx[i + 1, j + 1, k], idx[i, j + 1, k],
+                         idx[i, j, k + 1], idx[i + 1, j, k + 1], idx[i + 1, j + 1, k + 1],
+                         idx[i, j + 1, k + 1]], axis=1)
+        hexa = hexa[geom.inside(nodes[hexa].mean(axis=1))]
+        used, inverse = np.unique(hexa, return_inverse=True)
+        return nodes[used], "hexahedron", inverse.reshape(hexa.shape)
+    raise ValueError(f"geometry.dim={geom.dim} has no export mesh (1-3 supported). Fix: export "
+                     "point samples with backend.predict instead.")

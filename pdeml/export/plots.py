@@ -1,0 +1,102 @@
+"""PNG pictures: the field (and its error where a truth exists) and the loss history."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .mesh import mesh
+from .vtk import _truth_at
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_history(history: list[dict], term_names, path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2 if any(r.get("l2_relative_error") is not None for r in history) else 1,
+                           figsize=(10, 4), squeeze=False)
+    steps = [r["step"] for r in history]
+    for name in ["loss", *term_names]:
+        ax[0, 0].semilogy(steps, [r[name] for r in history], label=name, lw=2 if name == "loss" else 1)
+    ax[0, 0].set(xlabel="step", ylabel="loss", title="loss terms")
+    ax[0, 0].legend()
+    if ax.shape[1] > 1:
+        ax[0, 1].semilogy(steps, [r["l2_relative_error"] for r in history], color="k")
+        ax[0, 1].set(xlabel="step", ylabel="relative L2 error", title="error vs truth")
+    for a in ax.ravel():
+        a.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _panels(plt, n):
+    fig, ax = plt.subplots(1, n, figsize=(4.6 * n, 4), squeeze=False)
+    return fig, ax[0]
+
+
+def plot_field(backend, path, resolution: int = 128) -> Path:
+    """One panel for the first output, one for the truth and one for the error if known."""
+    plt = _plt()
+    p = backend.problem
+    g = p.geometry
+    name = p.outputs[0]
+    if g.dim == 1 and p.time is not None:
+        (x0,), (x1,) = g.bbox
+        X, T = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(*p.time, resolution), indexing="ij")
+        xt = np.stack([X.ravel(), T.ravel()], 1)
+        grids = [("prediction", backend.predict(xt)[:, 0])]
+        truth = _truth_at(p, xt)
+        if truth is not None:
+            grids += [("truth", truth[:, 0]), ("error", backend.predict(xt)[:, 0] - truth[:, 0])]
+        fig, ax = _panels(plt, len(grids))
+        for a, (title, v) in zip(ax, grids):
+            im = a.pcolormesh(T, X, v.reshape(X.shape), shading="auto", cmap="RdBu_r" if title == "error" else "viridis")
+            a.set(xlabel="t", ylabel="x", title=f"{name}: {title}")
+            fig.colorbar(im, ax=a)
+    elif g.dim == 1:
+        x = np.linspace(g.bbox[0][0], g.bbox[1][0], resolution)[:, None]
+        fig, ax = _panels(plt, 1)
+        ax[0].plot(x[:, 0], backend.predict(x)[:, 0], label="prediction")
+        truth = _truth_at(p, x)
+        if truth is not None:
+            ax[0].plot(x[:, 0], truth[:, 0], "--", label="truth")
+        ax[0].legend()
+    else:
+        pts, kind, cells = mesh(g, resolution if g.dim == 2 else min(resolution, 40))
+        if g.dim == 3:  # the mid-height slice
+            lo, hi = g.bbox
+            zs = np.unique(pts[:, 2])
+            z = zs[np.argmin(abs(zs - (lo[2] + hi[2]) / 2))]
+            pts = pts[pts[:, 2] == z]
+            from scipy.spatial import Delaunay
+            tri = Delaunay(pts[:, :2]).simplices
+            keep = g.inside(np.hstack([pts[tri].mean(1)[:, :2], np.full((len(tri), 1), z)]))
+            cells, title_extra = tri[keep], f" (z = {z:.3g})"
+        else:
+            title_extra = ""
+        x = pts if p.time is None else np.hstack([pts, np.full((len(pts), 1), p.time[1])])
+        if p.time is not None:
+            title_extra += f" (t = {p.time[1]:.3g})"
+        pred = backend.predict(x)[:, 0]
+        grids = [("prediction", pred)]
+        truth = _truth_at(p, x)
+        if truth is not None:
+            grids += [("truth", truth[:, 0]), ("error", pred - truth[:, 0])]
+        fig, ax = _panels(plt, len(grids))
+        for a, (title, v) in zip(ax, grids):
+            im = a.tripcolor(pts[:, 0], pts[:, 1], cells, v, shading="gouraud",
+                             cmap="RdBu_r" if title == "error" else "viridis")
+            a.set_aspect("equal")
+            a.set(title=f"{name}: {title}{title_extra}", xlabel=p.inputs[0], ylabel=p.inputs[1])
+            fig.colorbar(im, ax=a)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

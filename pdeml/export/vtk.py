@@ -1,0 +1,94 @@
+"""Write a trained field to VTK (meshio): ``solution.vtu``, or ``solution.pvd`` + snapshots.
+
+Point data: one array per output, each PDE residual (``residual`` / ``residual_k``), and where a
+truth exists ``exact_<name>`` and ``error_<name>`` (prediction minus truth; a reference given
+as scattered points is interpolated linearly onto the mesh).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import meshio
+import numpy as np
+from scipy.interpolate import griddata
+
+from .mesh import mesh
+
+
+def _truth_at(problem, x):
+    if problem.exact is not None:
+        return problem.exact_values(x)
+    if problem.reference is not None:
+        pts, vals = problem.reference
+        if pts.shape[1] == 1:
+            order = np.argsort(pts[:, 0])
+            return np.stack([np.interp(x[:, 0], pts[order, 0], vals[order, k])
+                             for k in range(vals.shape[1])], axis=1)
+        lin = griddata(pts, vals, x, method="linear")
+        near = griddata(pts, vals, x, method="nearest")
+        return np.where(np.isnan(lin), near, lin)
+    return None
+
+
+def point_data(backend, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Fields to write at points ``x`` (N, n_inputs)."""
+    p = backend.problem
+    pred = backend.predict(x)
+    data = {name: pred[:, k] for k, name in enumerate(p.outputs)}
+    res = backend.residual_at(x)
+    for k in range(res.shape[1]):
+        data["residual" if res.shape[1] == 1 else f"residual_{k}"] = res[:, k]
+    truth = _truth_at(p, x)
+    if truth is not None:
+        for k, name in enumerate(p.outputs):
+            data[f"exact_{name}"] = truth[:, k]
+            data[f"error_{name}"] = pred[:, k] - truth[:, k]
+    return data
+
+
+def _pad3(x):
+    return np.hstack([x, np.zeros((len(x), 3 - x.shape[1]))]) if x.shape[1] < 3 else x
+
+
+def _write(path, pts, cell_type, cells, data):
+    meshio.write(path, meshio.Mesh(_pad3(pts), [(cell_type, cells)],
+                                   point_data={k: np.ascontiguousarray(v) for k, v in data.items()}))
+
+
+def export(backend, out_dir, resolution: int = 128, snapshots: int = 21) -> list[Path]:
+    """Write the VTK files for ``backend`` into ``out_dir``; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p = backend.problem
+    res = resolution if p.geometry.dim < 3 else min(resolution, 40)
+    pts, cell_type, cells = mesh(p.geometry, res)
+    if p.time is None:
+        path = out / "solution.vtu"
+        _write(path, pts, cell_type, cells, point_data(backend, pts))
+        return [path]
+    written, entries = [], []
+    (out / "solution").mkdir(exist_ok=True)
+    for k, t in enumerate(np.linspace(p.time[0], p.time[1], snapshots)):
+        xt = np.hstack([pts, np.full((len(pts), 1), t)])
+        name = f"solution/t{k:04d}.vtu"
+        _write(out / name, pts, cell_type, cells, point_data(backend, xt))
+        entries.append(f'    <DataSet timestep="{t:.10g}" part="0" file={quoteattr(name)}/>')
+        written.append(out / name)
+    pvd = out / "solution.pvd"
+    pvd.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
+                   + "\n".join(entries) + "\n  </Collection>\n</VTKFile>\n")
+    written.insert(0, pvd)
+    if p.geometry.dim == 1:  # the whole space-time plane as one mesh (x, t, 0)
+        nt = res
+        x = np.linspace(p.geometry.bbox[0][0], p.geometry.bbox[1][0], res + 1)
+        t = np.linspace(p.time[0], p.time[1], nt + 1)
+        X, T = np.meshgrid(x, t, indexing="ij")
+        xt = np.stack([X.ravel(), T.ravel()], 1)
+        idx = np.arange(len(xt)).reshape(res + 1, nt + 1)
+        quads = np.stack([idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel(),
+                          idx[:-1, 1:].ravel()], 1)
+        path = out / "spacetime.vtu"
+        _write(path, xt, "quad", quads, point_data(backend, xt))
+        written.append(path)
+    return written

@@ -1,0 +1,201 @@
+"""Geometric primitives: deepxde objects for sampling, exact (or bounding) SDFs in torch."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._validate import fail, finite_array, finite_scalar
+from ._dde import dde
+from .base import AbstractGeometry
+
+
+def _box_sdf(x, lo, hi):
+    """Exact SDF of an axis-aligned box: ``|max(q,0)| + min(max_i q_i, 0)``, ``q = |x-c| - h``."""
+    lo = torch.as_tensor(lo, dtype=x.dtype, device=x.device)
+    hi = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
+    q = (x - (lo + hi) / 2).abs() - (hi - lo) / 2
+    return q.clamp(min=0).norm(dim=1) + q.max(dim=1).values.clamp(max=0)
+
+
+def _ball_sdf(x, center, radius):
+    c = torch.as_tensor(center, dtype=x.dtype, device=x.device)
+    return (x - c).norm(dim=1) - radius
+
+
+def _polygon_sdf(x, vertices):
+    """Exact SDF of a simple polygon: distance to the nearest edge, sign from crossings."""
+    v = torch.as_tensor(vertices, dtype=x.dtype, device=x.device)
+    a, b = v, torch.roll(v, -1, dims=0)                      # edges a -> b, (M, 2)
+    e = b - a
+    w = x[:, None, :] - a[None]                               # (N, M, 2)
+    t = ((w * e).sum(-1) / (e * e).sum(-1)).clamp(0, 1)
+    dist = (w - t[..., None] * e).norm(dim=-1).min(dim=1).values
+    py = x[:, 1:2]
+    crosses = (a[:, 1] > py) != (b[:, 1] > py)
+    x_at = a[:, 0] + (py - a[:, 1]) * e[:, 0] / torch.where(e[:, 1] == 0, torch.ones_like(e[:, 1]), e[:, 1])
+    inside = ((crosses & (x[:, 0:1] < x_at)).sum(dim=1) % 2) == 1
+    return torch.where(inside, -dist, dist)
+
+
+def _box_args(name_lo, lo, name_hi, hi, dim=None):
+    lo, hi = finite_array(name_lo, lo).reshape(-1), finite_array(name_hi, hi).reshape(-1)
+    if lo.shape != hi.shape or (dim is not None and lo.size != dim):
+        fail(f"({name_lo}, {name_hi})", (lo.tolist(), hi.tolist()), "have mismatched lengths",
+             f"give both as sequences of {dim or lo.size} numbers")
+    if not np.all(hi > lo):
+        fail(name_hi, hi.tolist(), f"must be greater than {name_lo}={lo.tolist()} in every coordinate",
+             f"swap the corners or widen the box")
+    return lo, hi
+
+
+class Interval(AbstractGeometry):
+    """The interval [l, r]."""
+
+    def __init__(self, l: float, r: float):
+        lo, hi = _box_args("l", [l], "r", [r], 1)
+        self.dim, self.lo, self.hi = 1, lo, hi
+        self._dde = dde().Interval(float(lo[0]), float(hi[0]))
+
+    def sdf(self, x):
+        return _box_sdf(x, self.lo, self.hi)
+
+
+class Rectangle(AbstractGeometry):
+    """Axis-aligned rectangle with corners ``xmin`` and ``xmax``."""
+
+    def __init__(self, xmin, xmax):
+        self.lo, self.hi = _box_args("xmin", xmin, "xmax", xmax, 2)
+        self.dim = 2
+        self._dde = dde().Rectangle(self.lo.tolist(), self.hi.tolist())
+
+    def sdf(self, x):
+        return _box_sdf(x, self.lo, self.hi)
+
+
+class Cuboid(AbstractGeometry):
+    """Axis-aligned box in 3-D with corners ``xmin`` and ``xmax``."""
+
+    def __init__(self, xmin, xmax):
+        self.lo, self.hi = _box_args("xmin", xmin, "xmax", xmax, 3)
+        self.dim = 3
+        self._dde = dde().Cuboid(self.lo.tolist(), self.hi.tolist())
+
+    def sdf(self, x):
+        return _box_sdf(x, self.lo, self.hi)
+
+
+class Hypercube(AbstractGeometry):
+    """Axis-aligned box in any dimension."""
+
+    def __init__(self, xmin, xmax):
+        self.lo, self.hi = _box_args("xmin", xmin, "xmax", xmax)
+        self.dim = self.lo.size
+        self._dde = dde().Hypercube(self.lo.tolist(), self.hi.tolist())
+
+    def sdf(self, x):
+        return _box_sdf(x, self.lo, self.hi)
+
+
+def _ball_args(center, radius, dim=None):
+    c = finite_array("center", center).reshape(-1)
+    if dim is not None and c.size != dim:
+        fail("center", c.tolist(), f"must have {dim} coordinates", f"pass {dim} numbers")
+    r = finite_scalar("radius", radius)
+    if r <= 0:
+        fail("radius", radius, "must be positive", "pass a radius > 0")
+    return c, r
+
+
+class Disk(AbstractGeometry):
+    """Disk of ``radius`` around ``center``."""
+
+    def __init__(self, center, radius):
+        self.center, self.radius = _ball_args(center, radius, 2)
+        self.dim = 2
+        self._dde = dde().Disk(self.center.tolist(), self.radius)
+
+    def sdf(self, x):
+        return _ball_sdf(x, self.center, self.radius)
+
+
+class Sphere(AbstractGeometry):
+    """Solid ball in 3-D."""
+
+    def __init__(self, center, radius):
+        self.center, self.radius = _ball_args(center, radius, 3)
+        self.dim = 3
+        self._dde = dde().Sphere(self.center.tolist(), self.radius)
+
+    def sdf(self, x):
+        return _ball_sdf(x, self.center, self.radius)
+
+
+class Hypersphere(AbstractGeometry):
+    """Solid ball in any dimension."""
+
+    def __init__(self, center, radius):
+        self.center, self.radius = _ball_args(center, radius)
+        self.dim = self.center.size
+        self._dde = dde().Hypersphere(self.center.tolist(), self.radius)
+
+    def sdf(self, x):
+        return _ball_sdf(x, self.center, self.radius)
+
+
+class Ellipse(AbstractGeometry):
+    r"""Ellipse with semi-axes ``semimajor`` >= ``semiminor``, rotated by ``angle``.
+
+    SDF: a lower bound, :math:`b\,(\lVert (x'/a, y'/b)\rVert - 1)` in the rotated frame. The map
+    :math:`p\mapsto (x'/a, y'/b)` is :math:`1/b`-Lipschitz, so this is zero on the ellipse and
+    never exceeds the true distance in magnitude.
+    """
+
+    sdf_exact = False
+
+    def __init__(self, center, semimajor, semiminor, angle=0.0):
+        self.center = finite_array("center", center).reshape(2)
+        a, b = finite_scalar("semimajor", semimajor), finite_scalar("semiminor", semiminor)
+        if not a >= b > 0:
+            fail("(semimajor, semiminor)", (a, b), "must satisfy semimajor >= semiminor > 0",
+                 "pass positive semi-axes, the larger first")
+        self.a, self.b, self.angle, self.dim = a, b, finite_scalar("angle", angle), 2
+        self._dde = dde().Ellipse(self.center.tolist(), a, b, self.angle)
+
+    def sdf(self, x):
+        c = torch.as_tensor(self.center, dtype=x.dtype, device=x.device)
+        cs, sn = float(np.cos(self.angle)), float(np.sin(self.angle))
+        d = x - c
+        u = (cs * d[:, 0] + sn * d[:, 1]) / self.a
+        v = (-sn * d[:, 0] + cs * d[:, 1]) / self.b
+        return self.b * (torch.sqrt(u * u + v * v) - 1)
+
+
+class Polygon(AbstractGeometry):
+    """Simple polygon from its vertices (either orientation); exact SDF."""
+
+    def __init__(self, vertices):
+        v = finite_array("vertices", vertices)
+        if v.ndim != 2 or v.shape[1] != 2 or v.shape[0] < 3:
+            fail("vertices", vertices, "must be a list of at least 3 (x, y) pairs",
+                 "pass e.g. [(0, 0), (1, 0), (0, 1)]")
+        self.vertices, self.dim = v, 2
+        self._dde = dde().Polygon(v.tolist()) if v.shape[0] > 3 else dde().Triangle(*v.tolist())
+
+    def sdf(self, x):
+        return _polygon_sdf(x, self.vertices)
+
+
+class Triangle(AbstractGeometry):
+    """Triangle with vertices ``x1, x2, x3``; exact SDF."""
+
+    def __init__(self, x1, x2, x3):
+        v = finite_array("vertices", [x1, x2, x3])
+        if v.shape != (3, 2):
+            fail("vertices", v.tolist(), "must be three (x, y) pairs", "pass three 2-D points")
+        if abs(np.cross(v[1] - v[0], v[2] - v[0])) < 1e-14:
+            fail("vertices", v.tolist(), "are collinear", "pass three points that span a triangle")
+        self.vertices, self.dim = v, 2
+        self._dde = dde().Triangle(*v.tolist())
+
+    def sdf(self, x):
+        return _polygon_sdf(x, self.vertices)

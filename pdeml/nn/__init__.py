@@ -1,0 +1,5 @@
+"""Network building blocks."""
+from .constraints import HardDirichlet
+from .mlp import ACTIVATIONS, MLP, FourierFeatures, Sin
+
+__all__ = ["MLP", "FourierFeatures", "Sin", "ACTIVATIONS", "HardDirichlet"]

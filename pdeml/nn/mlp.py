@@ -1,0 +1,128 @@
+"""Multilayer perceptrons for PINNs, with optional random Fourier-feature inputs."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .._validate import fail, positive_int
+
+
+class Sin(nn.Module):
+    """Elementwise ``sin``."""
+
+    def forward(self, x):
+        return torch.sin(x)
+
+
+ACTIVATIONS = {"tanh": nn.Tanh, "sin": Sin, "silu": nn.SiLU, "gelu": nn.GELU}
+
+
+class FourierFeatures(nn.Module):
+    r"""Random Fourier features :math:`[\sin(2\pi Bx), \cos(2\pi Bx)]`, :math:`B_{ij}\sim N(0,\sigma^2)`
+    fixed (a buffer). Tancik et al., "Fourier features let networks learn high frequency
+    functions in low dimensional domains", NeurIPS 2020.
+
+    Args:
+        features: number of frequencies (the layer outputs twice as many values).
+        scale: :math:`\sigma`, the frequency scale in the network's (normalized) input units.
+    """
+
+    def __init__(self, features: int = 64, scale: float = 1.0, in_features: int | None = None):
+        super().__init__()
+        self.features = positive_int("FourierFeatures(features)", features)
+        self.scale = float(scale)
+        self.in_features = in_features
+        if in_features is not None:
+            self.register_buffer("B", torch.empty(self.features, in_features))
+            self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.in_features is not None:
+            nn.init.normal_(self.B, std=self.scale)
+
+    def bind(self, in_features: int) -> "FourierFeatures":
+        return FourierFeatures(self.features, self.scale, in_features)
+
+    @property
+    def out_features(self) -> int:
+        return 2 * self.features
+
+    def forward(self, x):
+        z = 2 * math.pi * x @ self.B.T
+        return torch.cat([torch.sin(z), torch.cos(z)], dim=-1)
+
+
+class MLP(nn.Module):
+    """Fully connected network ``in -> width x depth -> out`` with Glorot-normal weights.
+
+    Input and output sizes may be left out: a backend binds them to the problem's
+    (:meth:`bind` returns a new, built network).
+
+    Args:
+        width: hidden units per layer. depth: number of hidden layers.
+        activation: "tanh", "sin", "silu" or "gelu".
+        fourier: optional :class:`FourierFeatures` applied to the input first.
+
+    Example:
+        >>> net = MLP(width=50, depth=4).bind(2, 1)
+        >>> net(torch.zeros(10, 2)).shape
+        torch.Size([10, 1])
+    """
+
+    def __init__(self, width: int = 50, depth: int = 4, activation: str = "tanh", *,
+                 fourier: FourierFeatures | None = None, in_features: int | None = None,
+                 out_features: int | None = None):
+        super().__init__()
+        self.width = positive_int("MLP(width)", width)
+        self.depth = positive_int("MLP(depth)", depth)
+        if activation not in ACTIVATIONS:
+            fail("MLP(activation)", activation, "is not supported", f"use one of {sorted(ACTIVATIONS)}")
+        if fourier is not None and not isinstance(fourier, FourierFeatures):
+            fail("MLP(fourier)", fourier, "is not a FourierFeatures layer", "pass FourierFeatures(64, 1.0)")
+        self.activation = activation
+        self.in_features, self.out_features = in_features, out_features
+        self.fourier = fourier
+        self.layers = nn.ModuleList()
+        if in_features is not None and out_features is not None:
+            if fourier is not None:
+                self.fourier = fourier if fourier.in_features == in_features else fourier.bind(in_features)
+            n = self.fourier.out_features if self.fourier is not None else in_features
+            sizes = [n] + [width] * depth + [out_features]
+            self.layers.extend(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+            self.act = ACTIVATIONS[activation]()
+            self.reset_parameters()
+
+    @property
+    def built(self) -> bool:
+        return len(self.layers) > 0
+
+    def bind(self, in_features: int, out_features: int) -> "MLP":
+        """A new network with these sizes (``self`` if it already has them)."""
+        if self.built and (self.in_features, self.out_features) == (in_features, out_features):
+            return self
+        if self.built:
+            fail("model", f"MLP({self.in_features} -> {self.out_features})",
+                 f"does not fit a problem with {in_features} inputs and {out_features} outputs",
+                 "leave in_features/out_features unset so the problem decides")
+        return MLP(self.width, self.depth, self.activation, fourier=self.fourier,
+                   in_features=in_features, out_features=out_features)
+
+    def reset_parameters(self):
+        for layer in self.layers:
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x):
+        if not self.built:
+            raise RuntimeError("MLP has no layers yet. Fix: call .bind(in_features, out_features) "
+                               "or pass it to a backend, which does.")
+        if self.fourier is not None:
+            x = self.fourier(x)
+        for layer in self.layers[:-1]:
+            x = self.act(layer(x))
+        return self.layers[-1](x)
+
+    def extra_repr(self):
+        return f"width={self.width}, depth={self.depth}, activation={self.activation!r}"

@@ -1,0 +1,58 @@
+"""Optimizers as objects with readable hyperparameters; ``build`` makes the torch optimizer."""
+from __future__ import annotations
+
+import torch
+
+from ._validate import fail, finite_scalar, positive_int
+
+
+class Adam:
+    r"""Adam (Kingma & Ba 2015) with step decay :math:`\eta_k = \eta\,\gamma^{k/K}`.
+
+    Example:
+        >>> Adam(1e-3, decay=0.9, decay_every=1000)
+    """
+
+    def __init__(self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000,
+                 betas=(0.9, 0.999)):
+        self.lr = finite_scalar("lr", lr)
+        if self.lr <= 0:
+            fail("lr", lr, "must be positive", "pass e.g. 1e-3")
+        self.decay = finite_scalar("decay", decay)
+        if not 0 < self.decay <= 1:
+            fail("decay", decay, "must be in (0, 1]", "pass e.g. 0.9 (or 1 for a constant rate)")
+        self.decay_every = positive_int("decay_every", decay_every)
+        self.betas = tuple(betas)
+
+    def lr_at(self, step: int) -> float:
+        return self.lr * self.decay ** (step / self.decay_every)
+
+    def build(self, params):
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas)
+
+    def __repr__(self):
+        return f"Adam({self.lr}, decay={self.decay}, decay_every={self.decay_every})"
+
+
+class LBFGS:
+    """L-BFGS with strong-Wolfe line search, one iteration per training step.
+
+    torch's defaults stop L-BFGS early when the loss change falls below ``tolerance_change``
+    (1e-9) or the gradient below ``tolerance_grad`` (1e-7); in float32 that ends runs after
+    one or two iterations (the DeepXDE reports #1819, #1977). We call ``step`` once per
+    training step with ``max_iter=1`` and tolerances at zero, so the iteration count is
+    exactly ``steps`` unless the line search can make no progress at all.
+    """
+
+    def __init__(self, steps: int = 1000, *, lr: float = 1.0, history_size: int = 50):
+        self.steps = positive_int("lbfgs steps", steps)
+        self.lr = finite_scalar("lr", lr)
+        self.history_size = positive_int("history_size", history_size)
+
+    def build(self, params):
+        return torch.optim.LBFGS(params, lr=self.lr, max_iter=1, max_eval=25,
+                                 history_size=self.history_size, tolerance_grad=0.0,
+                                 tolerance_change=0.0, line_search_fn="strong_wolfe")
+
+    def __repr__(self):
+        return f"LBFGS({self.steps})"

@@ -1,0 +1,160 @@
+"""Run a case end to end: train, write metrics/history/checkpoint, export VTK and pictures.
+
+This is the layer the CLI calls; it is also the simplest Python entry point::
+
+    import pdeml.run
+    metrics = pdeml.run.train_case("poisson_lshape", "runs/lshape", steps=2000)
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import pkgutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from ._validate import fail
+from .callbacks import HistoryCSV, ProgressBar
+from .combine import Sum
+from .device import resolve_device
+from .fit import DivergenceError, fit
+from .nn import MLP
+from .optim import LBFGS, Adam
+from .problem import Case
+
+
+def builtin_cases() -> dict[str, str]:
+    """Built-in case names -> first docstring line."""
+    import cases
+    out = {}
+    for m in pkgutil.iter_modules(cases.__path__):
+        if not m.name.startswith("_"):
+            mod = importlib.import_module(f"cases.{m.name}")
+            out[m.name] = (mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else ""
+    return out
+
+
+def load_case(spec: str) -> tuple[Case, str]:
+    """A case from a file path or a built-in name; returns ``(case, source)``."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.exists():
+        if not path.is_file():
+            fail("case", spec, "is not a file", "pass the path of a case file or a built-in name "
+                 "(`pdeml cases` lists them)", FileNotFoundError)
+        name = f"_pdeml_case_{abs(hash(str(path.resolve())))}"
+        mod_spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(mod_spec)
+        sys.modules[name] = mod
+        mod_spec.loader.exec_module(mod)
+        source = str(path.resolve())
+    else:
+        names = sorted(builtin_cases())
+        if spec not in names:
+            fail("case", spec, "is neither a file nor a built-in case", f"use one of {names} or a path")
+        mod = importlib.import_module(f"cases.{spec}")
+        source = spec
+    case = getattr(mod, "case", None)
+    if not isinstance(case, Case):
+        fail("case", spec, "defines no module-level `case = pl.Case(...)`", "add one to the file")
+    return case, source
+
+
+def build(case: Case, *, seed: int = 0, device="auto"):
+    """The backend for ``case`` on ``device`` (the PINN; more backends join through registries)."""
+    from solvers import PINN
+    dev = resolve_device(device)
+    model = case.model if case.model is not None else MLP(width=50, depth=4)
+    backend = PINN(case.problem, model, estimator=case.estimator, hard_dirichlet=case.hard_dirichlet,
+                   seed=seed, dtype=case.torch_dtype)
+    return backend.to(dev)
+
+
+def default_sampler(case: Case):
+    from samplers import Uniform
+    if case.sampler is not None:
+        return case.sampler
+    return Uniform(case.n_domain, case.n_boundary, case.n_initial, every=case.resample_every,
+                   method=case.sampling)
+
+
+def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, device="auto",
+               resume=False, progress=True, export=True, callbacks=()) -> dict:
+    """Train a case (object, path or name) and write the run directory ``out``; returns metrics."""
+    source = None
+    if isinstance(case, str):
+        case, source = load_case(case)
+    changes = {k: v for k, v in {"steps": steps, "lr": lr, "lbfgs_steps": lbfgs_steps}.items()
+               if v is not None}
+    case = case.replace(**changes) if changes else case
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = build(case, seed=seed, device=device)
+    dev = backend.center.device
+    run_info = {"source": source, "seed": seed, "device": str(dev), "overrides": changes,
+                "dtype": case.dtype, "outputs": list(case.problem.outputs),
+                "terms": backend.term_names, "options": case.options}
+    (out / "run.json").write_text(json.dumps(run_info, indent=2))
+    truth = case.problem.truth(4096, np.random.default_rng(seed + 12345))
+    status = "finished"
+    try:
+        result = fit(backend, steps=case.steps, sampler=default_sampler(case),
+                     optimizer=Adam(case.lr, decay=case.lr_decay, decay_every=case.lr_decay_every),
+                     lbfgs=LBFGS(case.lbfgs_steps) if case.lbfgs_steps else None,
+                     combiner=Sum(case.weights), seed=seed,
+                     checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,
+                     resume=resume, truth=truth, eval_every=case.eval_every,
+                     callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks])
+    except DivergenceError as e:
+        _write_metrics(out, {"status": "diverged", "message": str(e), "device": str(dev)})
+        raise
+    status = result.status
+    metrics = {
+        "status": status, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
+        "device": str(dev), "seed": seed, "dtype": case.dtype,
+        "l2_relative_error": result.l2_relative_error,
+        "final_losses": result.losses, "parameters": backend.parameter_values(),
+    }
+    if export:
+        metrics["files"] = [str(p.relative_to(out)) for p in export_backend(backend, out, case.export_resolution)]
+    _write_metrics(out, metrics)
+    return metrics
+
+
+def _write_metrics(out: Path, metrics: dict):
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def export_backend(backend, out, resolution: int) -> list[Path]:
+    from .export import export, plot_field, plot_history
+    out = Path(out)
+    files = export(backend, out, resolution)
+    files.append(plot_field(backend, out / "field.png", min(resolution, 200)))
+    saved = out / "checkpoint.pt"
+    if saved.exists():
+        hist = json.loads(ckpt.load(saved)["history"])
+        if hist:
+            files.append(plot_history(hist, backend.term_names, out / "loss.png"))
+    return files
+
+
+def export_run(out, resolution: int | None = None, device="auto") -> list[Path]:
+    """Re-export a finished run directory at another resolution."""
+    out = Path(out)
+    info_path = out / "run.json"
+    if not info_path.is_file():
+        fail("DIR", str(out), "holds no run.json", "pass a directory written by `pdeml train`",
+             FileNotFoundError)
+    info = json.loads(info_path.read_text())
+    if info.get("source") is None:
+        fail("DIR", str(out), "was trained from a Python Case object, not a file or name",
+             "call pdeml.run.export_backend from Python instead")
+    case, _ = load_case(info["source"])
+    changes = info.get("overrides", {})
+    case = case.replace(**changes) if changes else case
+    backend = build(case, seed=info.get("seed", 0), device=device)
+    backend.load_state_dict(ckpt.load(out / "checkpoint.pt", map_location=backend.center.device)["model"])
+    return export_backend(backend, out, resolution or case.export_resolution)

@@ -1,0 +1,72 @@
+"""The sampler contract: where the collocation points of each loss term come from.
+
+A sampler returns a *batch*: ``{term: {"x": points, ...}}`` with one entry ``"domain"`` for the
+PDE residual and one per condition (keyed by the problem's condition names), as float64 numpy
+arrays. ``fit`` converts a batch to tensors once per ``version``. Adaptive samplers set
+``wants_residuals`` and receive the last step's detached PDE residuals through :meth:`observe`.
+Concrete samplers live in the top-level ``samplers`` package.
+"""
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import torch
+
+
+class AbstractSampler(abc.ABC):
+    wants_residuals: bool = False
+    version: int = 0
+
+    @abc.abstractmethod
+    def reset(self, problem, rng: np.random.Generator) -> None:
+        """Draw the initial points."""
+
+    @abc.abstractmethod
+    def batch(self, step: int, rng: np.random.Generator) -> dict:
+        """The points for Adam step ``step`` (may redraw, bumping ``version``)."""
+
+    @abc.abstractmethod
+    def current(self) -> dict:
+        """The points in use now, without redrawing."""
+
+    def observe(self, step: int, residuals: dict) -> None:
+        """See the PDE residuals of the last step (adaptive samplers)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        """Tensors and plain values that restore the sampler exactly (for resume)."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def draw(problem, counts: dict, rng: np.random.Generator, method: str, *, keep=None) -> dict:
+    """Draw a batch for ``problem``: ``counts`` has keys ``domain``, ``boundary``, ``initial``.
+    Entries of ``keep`` (fixed data) are reused instead of redrawn."""
+    out = {"domain": {"x": problem.domain.sample_interior(counts["domain"], rng, method)}}
+    for name, cond in zip(problem.condition_names, problem.conditions):
+        if keep is not None and cond.fixed and name in keep:
+            out[name] = keep[name]
+            continue
+        n = counts["initial"] if cond.kind == "initial" else counts["boundary"]
+        out[name] = cond.sample(problem, n, rng, method)
+    return out
+
+
+def to_torch(batch: dict, dtype: torch.dtype, device) -> dict:
+    return {k: {kk: torch.as_tensor(np.asarray(vv), dtype=dtype, device=device) for kk, vv in v.items()}
+            for k, v in batch.items()}
+
+
+def batch_state(batch: dict) -> dict:
+    """A batch as a flat dict of tensors (checkpoint-friendly)."""
+    return {f"{k}/{kk}": torch.as_tensor(vv) for k, v in batch.items() for kk, vv in v.items()}
+
+
+def batch_from_state(state: dict) -> dict:
+    out: dict = {}
+    for key, t in state.items():
+        k, kk = key.split("/", 1)
+        out.setdefault(k, {})[kk] = t.cpu().numpy()
+    return out

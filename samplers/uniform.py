@@ -1,0 +1,62 @@
+"""Uniform (pseudo-random or equispaced) collocation points, redrawn every N steps."""
+from __future__ import annotations
+
+import numpy as np
+
+from pdeml._validate import fail, positive_int
+from pdeml.sampling import AbstractSampler, batch_from_state, batch_state, draw
+
+
+class Uniform(AbstractSampler):
+    """Points uniformly distributed in the domain, on the boundary and on the initial slice.
+
+    Args:
+        n_domain, n_boundary, n_initial: points for the PDE term, per boundary condition, and
+            for initial conditions.
+        every: redraw all (non-data) points every ``every`` steps; 0 keeps them fixed.
+        method: "random" (i.i.d. uniform), "uniform" (equispaced grid-like set) or a
+            quasi-random sequence ("sobol", "halton", "lhs", "hammersley"; see
+            :func:`samplers.QuasiRandom`).
+
+    Example:
+        >>> sampler = Uniform(2000, 200, every=100)
+    """
+
+    methods = ("random", "uniform", "sobol", "halton", "lhs", "hammersley")
+
+    def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=0, method="random"):
+        self.counts = {"domain": positive_int("n_domain", n_domain),
+                       "boundary": positive_int("n_boundary", n_boundary),
+                       "initial": positive_int("n_initial", n_initial)}
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            fail("every", every, "must be a non-negative integer", "pass 0 (fixed points) or e.g. 100")
+        if method not in self.methods:
+            fail("method", method, f"is not a method of {type(self).__name__}", f"use one of {self.methods}")
+        self.every, self.method = every, method
+        self.problem, self.points, self.version = None, None, 0
+
+    def reset(self, problem, rng):
+        self.problem = problem
+        self.points = draw(problem, self.counts, rng, self.method)
+        self.version += 1
+
+    def batch(self, step, rng):
+        if self.every and step > 0 and step % self.every == 0:
+            self.points = draw(self.problem, self.counts, rng, self.method, keep=self.points)
+            self.version += 1
+        return self.points
+
+    def current(self):
+        return self.points
+
+    def state_dict(self):
+        return batch_state(self.points)
+
+    def load_state_dict(self, state):
+        self.points = batch_from_state(state)
+        self.version += 1
+
+    def __repr__(self):
+        c = self.counts
+        return (f"{type(self).__name__}({c['domain']}, {c['boundary']}, {c['initial']}, "
+                f"every={self.every}, method={self.method!r})")

@@ -1,0 +1,157 @@
+r"""Physics-informed neural network backend.
+
+Loss: one term per PDE residual and one per soft condition,
+:math:`L_k = \frac{1}{N_k}\sum_i r_k(x_i)^2`, kept separate by name so the optimizer layer can
+combine per-term gradients. Inputs are mapped affinely from the domain's bounding box (x time)
+to :math:`[-1, 1]` before the network. Raissi, Perdikaris, Karniadakis, "Physics-informed neural
+networks", J. Comput. Phys. 2019.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from pdeml._validate import column, fail
+from pdeml.conditions import Dirichlet
+from pdeml.derivatives import AbstractEstimator, Autograd
+from pdeml.field import Field
+from pdeml.nn import HardDirichlet
+from pdeml.problem import Problem
+
+
+class PINN(nn.Module):
+    """A network trained to satisfy ``problem`` in the least-squares sense.
+
+    Args:
+        problem: the :class:`pdeml.Problem`.
+        model: network; an unbuilt ``pl.nn.MLP`` gets the problem's input/output sizes. The
+            backend works on a deep copy and re-initializes it from ``seed``.
+        estimator: derivative estimator behind ``Field`` (default exact :class:`Autograd`).
+        hard_dirichlet: impose whole-boundary Dirichlet conditions exactly (SDF transform).
+        seed: initialization seed (the caller's global RNG is left untouched).
+
+    Example:
+        >>> backend = PINN(problem, pl.nn.MLP(50, 4))
+        >>> losses = backend.losses(batch)        # {"pde": ..., "dirichlet": ...}
+    """
+
+    def __init__(self, problem: Problem, model: nn.Module, *, estimator: AbstractEstimator | None = None,
+                 hard_dirichlet: bool = False, seed: int = 0, dtype=torch.float32):
+        super().__init__()
+        if not isinstance(problem, Problem):
+            fail("problem", problem, "is not a pdeml.Problem", "pass pl.Problem(...)")
+        if not isinstance(model, nn.Module):
+            fail("model", model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
+        self.problem = problem
+        self.estimator = estimator if estimator is not None else Autograd()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = copy.deepcopy(model)
+            if hasattr(net, "bind"):
+                net = net.bind(problem.input_dim, len(problem.outputs))
+            for m in reversed(list(net.modules())):  # children first, so a parent's init wins
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        self.net = net
+        self.params = nn.ParameterDict({k: nn.Parameter(torch.tensor(v.initial))
+                                        for k, v in problem.parameters.items()})
+        lo, hi = problem.domain.bbox
+        self.register_buffer("center", torch.as_tensor((lo + hi) / 2))
+        self.register_buffer("halfwidth", torch.as_tensor((hi - lo) / 2))
+        self.hard, self.soft = self._split_conditions(hard_dirichlet)
+        self.to(dtype)
+        self.pde_names = self._probe()
+
+    # --------------------------------------------------------------- set-up
+    def _split_conditions(self, hard_dirichlet):
+        hard, soft = nn.ModuleList(), []
+        p = self.problem
+        for name, c in zip(p.condition_names, p.conditions):
+            if hard_dirichlet and isinstance(c, Dirichlet) and c.on is None:
+                comp = c.component if isinstance(c.component, int) else p.outputs.index(c.component)
+                x = p.domain.sample_interior(2048, np.random.default_rng(0), "random")
+                scale = float((-p.domain.sdf(torch.as_tensor(x))).max())
+                hard.append(HardDirichlet(p.domain, c.value, comp, scale))
+            else:
+                soft.append((name, c))
+        if hard_dirichlet and not len(hard):
+            fail("hard_dirichlet", True, "found no whole-boundary Dirichlet condition to impose",
+                 "add pl.Dirichlet(value) without on=, or set hard_dirichlet=False")
+        return hard, soft
+
+    def _probe(self) -> list[str]:
+        """Evaluate the PDE on a few points: validates its output and names the terms."""
+        x = self.problem.domain.sample_interior(4, np.random.default_rng(0), "random")
+        x = torch.as_tensor(x, dtype=self.center.dtype).requires_grad_(True)
+        res = self.pde_residuals(x)
+        return ["pde"] if len(res) == 1 else [f"pde{i}" for i in range(len(res))]
+
+    @property
+    def term_names(self) -> list[str]:
+        return self.pde_names + [name for name, _ in self.soft]
+
+    # ------------------------------------------------------------ evaluation
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net((x - self.center) / self.halfwidth)
+        for h in self.hard:
+            y = h(x, y)
+        return y
+
+    def field(self, x: torch.Tensor) -> Field:
+        p = self.problem
+        return Field(x, self(x), estimator=self.estimator, input_names=p.inputs,
+                     output_names=p.outputs, spatial_dims=p.spatial_dims)
+
+    def pde_residuals(self, x: torch.Tensor, u: Field | None = None) -> list[torch.Tensor]:
+        """The PDE residual columns at ``x`` (``x`` must require grad)."""
+        u = self.field(x) if u is None else u
+        f = u if len(self.problem.outputs) > 1 else u[0]
+        out = self.problem.pde(x, f, dict(self.params.items())) if self.problem.parameters \
+            else self.problem.pde(x, f)
+        out = list(out) if isinstance(out, (tuple, list)) else [out]
+        return [column(f"pde (residual {i})", r, x.shape[0]) for i, r in enumerate(out)]
+
+    def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
+        """Per-term mean squared residuals on a tensor batch (see :mod:`pdeml.sampling`).
+        If ``residuals`` is a dict it receives the detached PDE residuals (adaptive samplers)."""
+        xd = batch["domain"]["x"].detach().requires_grad_(True)
+        res = self.pde_residuals(xd)
+        out = {name: r.pow(2).mean() for name, r in zip(self.pde_names, res)}
+        if residuals is not None:
+            residuals.update({name: r.detach() for name, r in zip(self.pde_names, res)})
+        if self.soft:
+            xs = [batch[name]["x"] for name, _ in self.soft]
+            grad = any(c.needs_grad for _, c in self.soft)
+            xc = torch.cat(xs).detach().requires_grad_(grad)
+            u = self.field(xc)
+            start = 0
+            for (name, c), xi in zip(self.soft, xs):
+                sl = slice(start, start + xi.shape[0])
+                start += xi.shape[0]
+                out[name] = c.residual(u.rows(sl), batch[name]).pow(2).mean()
+        return out
+
+    # ------------------------------------------------------------- reporting
+    @torch.no_grad()
+    def predict(self, x, chunk: int = 65536) -> np.ndarray:
+        """Network outputs (N, n_outputs) at numpy/tensor points, as float64 numpy."""
+        dev, dt = self.center.device, self.center.dtype
+        x = torch.as_tensor(np.asarray(x), dtype=dt, device=dev)
+        return np.concatenate([self(x[i:i + chunk]).double().cpu().numpy()
+                               for i in range(0, max(len(x), 1), chunk)])[:len(x)]
+
+    def residual_at(self, x, chunk: int = 16384) -> np.ndarray:
+        """PDE residuals (N, n_residuals) at numpy points."""
+        dev, dt = self.center.device, self.center.dtype
+        x = torch.as_tensor(np.asarray(x), dtype=dt, device=dev)
+        parts = []
+        for i in range(0, len(x), chunk):
+            xi = x[i:i + chunk].detach().requires_grad_(True)
+            parts.append(torch.cat(self.pde_residuals(xi), dim=1).detach().double().cpu().numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.pde_names)))
+
+    def parameter_values(self) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in self.params.items()}

@@ -1,0 +1,28 @@
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+import pytest
+import torch
+
+import pdeml as pl
+
+
+@pytest.fixture
+def square_problem():
+    """-Δu = 2π² sin(πx) sin(πy) on the unit square, u = 0: exact sin(πx) sin(πy)."""
+    pi = np.pi
+
+    def exact(x):
+        return torch.sin(pi * x[:, 0:1]) * torch.sin(pi * x[:, 1:2])
+
+    def pde(x, u):
+        return -u.laplacian() - 2 * pi**2 * exact(x)
+
+    return pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), pde, [pl.Dirichlet(0.0)], exact=exact)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+
+import pdeml as pl
+from solvers import PINN
+from samplers import Uniform
+from pdeml.sampling import to_torch
+
+
+def test_exact_solution_gives_zero_condition_residuals():
+    """Dirichlet, Neumann, Robin and Periodic residuals of the exact solution vanish."""
+    pi = np.pi
+    exact = lambda x: torch.sin(pi * x[:, 0:1]) * torch.exp(x[:, 1:2])
+
+    def grad_n(x):  # outward normal derivative on the right face x = 1 (n = e_x)
+        return pi * torch.cos(pi * x[:, 0:1]) * torch.exp(x[:, 1:2])
+
+    right = lambda x: x[:, 0] > 1 - 1e-6
+    conds = [pl.Dirichlet(exact, on=lambda x: ~right(x)), pl.Neumann(grad_n, on=right),
+             pl.Robin(2.0, lambda x: grad_n(x) + 2 * exact(x), on=right, name="robin_right")]
+    prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), lambda x, u: u.laplacian(), conds)
+
+    backend = PINN(prob, torch.nn.Sequential(), dtype=torch.float64)
+    backend.forward = lambda x: exact(x)          # the "network" is the exact solution
+    s = Uniform(50, 64)
+    s.reset(prob, np.random.default_rng(0))
+    losses = backend.losses(to_torch(s.current(), torch.float64, "cpu"))
+    for name in ("dirichlet", "neumann", "robin_right"):
+        assert losses[name] < 1e-20, (name, losses[name])
+    assert s.current()["neumann"]["x"][:, 0].min() > 1 - 1e-6
+
+
+def test_periodic_pairs_points_on_opposite_faces():
+    prob = pl.Problem(pl.geometry.Interval(0, 2 * np.pi), lambda x, u: u.dt(), time=(0, 1),
+                      conditions=[pl.Periodic(0, derivative_order=1)])
+    pts = prob.conditions[0].sample(prob, 10, np.random.default_rng(0), "random")["x"]
+    a, b = pts[:10], pts[10:]
+    assert np.all(a[:, 0] == 0) and np.allclose(b[:, 0], 2 * np.pi)
+    assert np.array_equal(a[:, 1], b[:, 1])
+    # a 2π-periodic function has zero periodic residual (value and derivative)
+    x = torch.as_tensor(pts).requires_grad_(True)
+    u = pl.Field(x, torch.sin(x[:, 0:1] + x[:, 1:2]), estimator=pl.derivatives.Autograd(),
+                 input_names=("x", "t"), output_names=("u",), spatial_dims=(0,))
+    r = prob.conditions[0].residual(u, {"x": x})
+    assert r.shape == (10, 2) and r.abs().max() < 1e-12
+
+
+def test_condition_selecting_no_points_is_a_clear_error():
+    prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), lambda x, u: u.laplacian(),
+                      [pl.Dirichlet(0.0, on=lambda x: x[:, 0] > 5)])
+    with pytest.raises(ValueError, match="selects no points"):
+        Uniform(10, 10).reset(prob, np.random.default_rng(0))
+
+
+def test_predicate_with_wrong_return_is_a_clear_error():
+    prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), lambda x, u: u.laplacian(),
+                      [pl.Dirichlet(0.0, on=lambda x: x[:, 0])])
+    with pytest.raises(ValueError, match="bool"):
+        Uniform(10, 10).reset(prob, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("make, word", [
+    (lambda: pl.Dirichlet(float("inf")), "finite"),
+    (lambda: pl.Neumann(float("nan")), "finite"),
+    (lambda: pl.Data(np.zeros((5, 2)), np.ones(4)), "does not match"),
+    (lambda: pl.Data(np.zeros((3, 2)), [1.0, np.nan, 2.0]), "finite"),
+    (lambda: pl.Parameter(float("nan")), "finite"),
+])
+def test_non_finite_or_mismatched_values_are_rejected(make, word):
+    with pytest.raises(ValueError, match=word):
+        make()
+
+
+def test_callable_value_returning_nonfinite_is_caught():
+    prob = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: u.d2(0),
+                      [pl.Dirichlet(lambda x: 1 / (x[:, 0:1] * 0))])
+    b = PINN(prob, pl.nn.MLP(4, 1))
+    s = Uniform(10, 10)
+    s.reset(prob, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="non-finite"):
+        b.losses(to_torch(s.current(), torch.float32, "cpu"))
+
+
+def test_wrong_residual_shape_is_a_clear_error():
+    # x[:, 0] is (N,), u.value is (N, 1): broadcasting gives (N, N)
+    prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), lambda x, u: u.laplacian() - x[:, 0],
+                      [pl.Dirichlet(0.0)])
+    with pytest.raises(ValueError, match=r"x\[:, 0:1\]"):
+        PINN(prob, pl.nn.MLP(8, 1))
+
+
+def test_problem_validation_messages():
+    g = pl.geometry.Interval(0, 1)
+    with pytest.raises(ValueError, match="pde"):
+        pl.Problem(g, lambda x, u, p: u.value)          # 3 arguments, no parameters
+    with pytest.raises(ValueError, match="time"):
+        pl.Problem(g, lambda x, u: u.value, time=(1, 0))
+    with pytest.raises(ValueError, match="not a condition"):
+        pl.Problem(g, lambda x, u: u.value, ["dirichlet"])
+    with pytest.raises(ValueError, match="lr"):
+        pl.Case(problem=pl.Problem(g, lambda x, u: u.value), lr=-1.0)

@@ -1,0 +1,96 @@
+"""VTK and PNG export: every file is read back and checked against the model."""
+import xml.etree.ElementTree as ET
+
+import matplotlib.image as mpimg
+import meshio
+import numpy as np
+import pytest
+import torch
+
+import pdeml as pl
+from pdeml.export import export, mesh, plot_field, plot_history
+from solvers import PINN
+
+LSHAPE = [(0, 0), (1, 0), (1, -1), (-1, -1), (-1, 1), (0, 1)]
+
+
+def _check(backend, path, time=None):
+    m = meshio.read(path)
+    x = m.points[:, : backend.problem.geometry.dim]
+    if time is not None:
+        x = np.hstack([x, np.full((len(x), 1), time)])
+    pred = backend.predict(x)
+    np.testing.assert_allclose(m.point_data["u"], pred[:, 0], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(m.point_data["residual"]).all()
+    return m
+
+
+def test_lshape_mesh_respects_the_reentrant_corner():
+    g = pl.geometry.Polygon(LSHAPE)
+    pts, kind, cells = mesh(g, 40)
+    assert kind == "triangle"
+    c = pts[cells].mean(1)
+    assert g.inside(c).all()
+    assert not ((c[:, 0] > 0) & (c[:, 1] > 0)).any()
+    area = 0.5 * np.abs(np.cross(pts[cells[:, 1]] - pts[cells[:, 0]], pts[cells[:, 2]] - pts[cells[:, 0]])).sum()
+    assert abs(area - 3.0) < 1e-2            # the triangles cover the domain
+    assert (np.abs(pts - [0, 0]).sum(1) < 1e-9).any()   # the corner itself is a node
+
+
+def test_hole_stays_empty_in_2d_and_3d():
+    g2 = pl.geometry.Rectangle([0, 0], [1, 1]) - pl.geometry.Disk([0.5, 0.5], 0.3)
+    pts, _, cells = mesh(g2, 48)
+    c = pts[cells].mean(1)
+    assert (np.linalg.norm(c - 0.5, axis=1) > 0.3 - 1e-9).all()
+    area = 0.5 * np.abs(np.cross(pts[cells[:, 1]] - pts[cells[:, 0]], pts[cells[:, 2]] - pts[cells[:, 0]])).sum()
+    assert abs(area - (1 - np.pi * 0.09)) < 0.02
+    g3 = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere([0.5, 0.5, 0.5], 0.25)
+    pts, kind, cells = mesh(g3, 12)
+    assert kind == "hexahedron"
+    assert (np.linalg.norm(pts[cells].mean(1) - 0.5, axis=1) > 0.25).all()
+
+
+def test_2d_solution_with_reference_error(tmp_path, square_problem):
+    backend = PINN(square_problem, pl.nn.MLP(8, 2))
+    (path,) = export(backend, tmp_path, resolution=24)
+    m = _check(backend, path)
+    x = m.points[:, :2]
+    exact = (np.sin(np.pi * x[:, 0]) * np.sin(np.pi * x[:, 1]))
+    np.testing.assert_allclose(m.point_data["exact_u"], exact, atol=1e-6)
+    np.testing.assert_allclose(m.point_data["error_u"], m.point_data["u"] - exact, atol=1e-5)
+    res = backend.residual_at(np.hstack([x]))[:, 0]
+    np.testing.assert_allclose(m.point_data["residual"], res, rtol=1e-5, atol=1e-5)
+
+
+def test_3d_solution(tmp_path):
+    g = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere([0.5, 0.5, 0.5], 0.25)
+    prob = pl.Problem(g, lambda x, u: -u.laplacian(), [pl.Dirichlet(0.0)], exact=lambda x: x[:, 0])
+    backend = PINN(prob, pl.nn.MLP(8, 2))
+    (path,) = export(backend, tmp_path, resolution=10)
+    m = _check(backend, path)
+    assert "hexahedron" in m.cells_dict
+
+
+def test_time_dependent_writes_a_pvd_series_and_spacetime_grid(tmp_path):
+    prob = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: u.dt() - u.d2(0), time=(0, 2),
+                      conditions=[pl.Dirichlet(0.0)])
+    backend = PINN(prob, pl.nn.MLP(8, 2))
+    files = export(backend, tmp_path, resolution=16, snapshots=5)
+    pvd = tmp_path / "solution.pvd"
+    assert files[0] == pvd
+    sets = ET.parse(pvd).getroot().findall(".//DataSet")
+    assert [float(s.get("timestep")) for s in sets] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    for s in sets:
+        _check(backend, tmp_path / s.get("file"), time=float(s.get("timestep")))
+    st = meshio.read(tmp_path / "spacetime.vtu")
+    np.testing.assert_allclose(st.point_data["u"], backend.predict(st.points[:, :2])[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_pictures_are_png(tmp_path, square_problem):
+    backend = PINN(square_problem, pl.nn.MLP(8, 1))
+    p = plot_field(backend, tmp_path / "field.png", 32)
+    img = mpimg.imread(p)
+    assert img.ndim == 3 and img.shape[0] > 100
+    hist = [{"step": s, "loss": 1.0 / s, "pde": 0.5 / s, "dirichlet": 0.5 / s, "l2_relative_error": 1 / s}
+            for s in range(1, 10)]
+    assert mpimg.imread(plot_history(hist, ["pde", "dirichlet"], tmp_path / "loss.png")).ndim == 3

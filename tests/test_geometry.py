@@ -1,0 +1,110 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import pdeml as pl
+from pdeml import geometry as G
+
+LSHAPE = [(0, 0), (1, 0), (1, -1), (-1, -1), (-1, 1), (0, 1)]
+
+
+def _true_distance(geom, x, rng, n=20000):
+    """Distance from points to a dense boundary sample (converges to the true distance)."""
+    b = geom.sample_boundary(n, rng)
+    return np.sqrt(((x[:, None, :] - b[None]) ** 2).sum(-1)).min(1)
+
+
+EXACT = [G.Interval(-1, 2), G.Rectangle([0, 0], [2, 1]), G.Disk([0.3, -0.2], 0.7),
+         G.Polygon(LSHAPE), G.Triangle([0, 0], [1, 0], [0.2, 0.9]), G.Cuboid([0, 0, 0], [1, 2, 1]),
+         G.Sphere([0, 0, 0], 1.0), G.Hypercube([0] * 4, [1] * 4), G.Hypersphere([0] * 4, 1.0)]
+
+
+@pytest.mark.parametrize("geom", EXACT, ids=lambda g: type(g).__name__)
+def test_exact_sdf_is_the_distance_with_the_right_sign(geom, rng):
+    lo, hi = geom.bbox
+    x = lo - 0.3 + (hi - lo + 0.6) * rng.random((300, geom.dim))
+    x = x[np.abs(geom.sdf(torch.as_tensor(x)).numpy()) > 1e-6]
+    sdf = geom.sdf(torch.as_tensor(x)).numpy()
+    assert np.array_equal(sdf < 0, geom.inside(x) & ~geom.on_boundary(x))
+    if geom.dim <= 3:
+        d = _true_distance(geom, x, rng)
+        tol = 0.03 if geom.dim == 3 else 2e-3
+        np.testing.assert_allclose(np.abs(sdf), d, atol=tol)
+
+
+@pytest.mark.parametrize("geom", [G.Rectangle([0, 0], [1, 1]) - G.Disk([0.5, 0.5], 0.25),
+                                  G.Disk([0, 0], 1) | G.Rectangle([0, -0.5], [1.5, 0.5]),
+                                  G.Disk([0, 0], 1) & G.Rectangle([0, -2], [2, 2]),
+                                  G.Ellipse([0, 0], 2.0, 0.5, 0.3)], ids=lambda g: type(g).__name__)
+def test_csg_and_ellipse_sdf_is_a_signed_lower_bound(geom, rng):
+    lo, hi = geom.bbox
+    x = lo - 0.3 + (hi - lo + 0.6) * rng.random((400, 2))
+    sdf = geom.sdf(torch.as_tensor(x)).numpy()
+    keep = np.abs(sdf) > 1e-6
+    x, sdf = x[keep], sdf[keep]
+    assert np.array_equal(sdf < 0, geom.inside(x) & ~geom.on_boundary(x))
+    d = _true_distance(geom, x, rng, 40000)
+    assert np.all(np.abs(sdf) <= d + 2e-3)
+    assert geom.sdf_exact is False
+    # zero on the boundary
+    b = geom.sample_boundary(200, rng)
+    assert np.abs(geom.sdf(torch.as_tensor(b)).numpy()).max() < 1e-5
+
+
+def test_sdf_follows_input_dtype_and_is_differentiable():
+    g = G.Polygon(LSHAPE)
+    x = torch.tensor([[-0.5, -0.5]], dtype=torch.float64, requires_grad=True)
+    d = g.sdf(x)
+    assert d.dtype == torch.float64
+    (gx,) = torch.autograd.grad(d.sum(), x)
+    assert torch.allclose(gx.norm(), torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_sampling_is_seeded_and_leaves_numpy_global_state_alone():
+    g = G.Polygon(LSHAPE)
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a = g.sample_interior(50, np.random.default_rng(5))
+    b = g.sample_interior(50, np.random.default_rng(5))
+    assert np.array_equal(a, b)
+    assert np.array_equal(np.random.get_state()[1], before)
+    assert g.inside(a).all()
+    for m in ("sobol", "halton", "lhs", "uniform"):
+        assert g.inside(g.sample_interior(64, np.random.default_rng(0), m)).all()
+
+
+def test_import_is_quiet_and_ignores_dde_backend_variable():
+    code = ("import torch, pdeml as pl; d = torch.get_default_dtype();"
+            "g = pl.geometry.Disk([0, 0], 1); g.sample_interior(5, __import__('numpy').random.default_rng(0));"
+            "assert torch.get_default_dtype() == d; assert str(torch.get_default_device()) == 'cpu';"
+            "print('OK')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**__import__("os").environ, "DDE_BACKEND": "tensorflow"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "OK"
+    assert "backend" not in r.stderr.lower()
+
+
+@pytest.mark.parametrize("make, word", [
+    (lambda: G.Rectangle([1, 0], [0, 1]), "xmax"),
+    (lambda: G.Disk([0, 0], -1), "radius"),
+    (lambda: G.Rectangle([0, float("nan")], [1, 1]), "finite"),
+    (lambda: G.Polygon([(0, 0), (1, 1)]), "vertices"),
+    (lambda: G.Disk([0, 0], 1) - G.Sphere([0, 0, 0], 1), "dim"),
+])
+def test_bad_geometry_errors_name_the_argument(make, word):
+    with pytest.raises(ValueError, match=word):
+        make()
+
+
+def test_normals_point_out_of_a_csg_hole(rng):
+    g = G.Cuboid([0, 0, 0], [1, 1, 1]) - G.Sphere([0.5, 0.5, 0.5], 0.25)
+    b = g.sample_boundary(500, rng)
+    n = g.boundary_normal(b)
+    on_hole = np.linalg.norm(b - 0.5, axis=1) < 0.25 + 1e-4
+    assert on_hole.any()
+    radial = (b[on_hole] - 0.5) / 0.25
+    np.testing.assert_allclose((n[on_hole] * radial).sum(1), -1.0, atol=1e-4)

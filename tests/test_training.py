@@ -1,0 +1,111 @@
+"""The fit loop: L-BFGS keeps going, resume is exact, divergence keeps the last good state."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import pdeml as pl
+from pdeml import checkpoint as ckpt
+from samplers import Uniform
+from solvers import PINN
+
+
+class StopAt(pl.AbstractCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, state):
+        if state.step == self.step:
+            state.stop = True
+
+
+def _fit(problem, tmp_path, steps=40, lbfgs=15, seed=3, **kw):
+    backend = PINN(problem, pl.nn.MLP(16, 2), seed=seed)
+    result = pl.fit(backend, steps=steps, sampler=Uniform(128, 32, every=10),
+                    lbfgs=pl.LBFGS(lbfgs) if lbfgs else None, seed=seed,
+                    checkpoint=tmp_path / "checkpoint.pt", checkpoint_every=7, eval_every=1, **kw)
+    return backend, result
+
+
+def test_lbfgs_runs_every_iteration_and_keeps_lowering_the_loss(square_problem, tmp_path):
+    backend, result = _fit(square_problem, tmp_path, steps=200, lbfgs=60)
+    lb = [r for r in result.history if r["phase"] == "lbfgs"]
+    assert len(lb) == 60 and result.steps == 260
+    losses = np.array([r["loss"] for r in lb])
+    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1])     # monotone (Wolfe line search)
+    assert losses[-1] < 0.5 * losses[0]                       # and still making real progress
+    assert losses[-1] < 0.2 * losses[9]
+
+
+def test_resume_reaches_the_same_parameters(square_problem, tmp_path):
+    ref, _ = _fit(square_problem, tmp_path / "a")
+    for stop in (23, 47):                                     # inside Adam, inside L-BFGS
+        d = tmp_path / f"b{stop}"
+        _, r1 = _fit(square_problem, d, callbacks=[StopAt(stop)])
+        assert r1.status == "stopped" and r1.steps == stop
+        assert int(ckpt.load(d / "checkpoint.pt")["step"]) == stop
+        b2, r2 = _fit(square_problem, d, resume=True)
+        assert r2.steps == 55
+        for (k, p), q in zip(ref.state_dict().items(), b2.state_dict().values()):
+            assert torch.equal(p, q), k
+        assert [h["loss"] for h in r2.history] == [h["loss"] for h in _fit(square_problem, tmp_path / "c")[1].history]
+
+
+def test_checkpoint_loads_with_weights_only(square_problem, tmp_path):
+    _fit(square_problem, tmp_path, steps=10, lbfgs=0)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 10 and "net.layers.0.weight" in saved["model"]
+    assert isinstance(json.loads(saved["history"]), list)
+
+
+def test_divergence_stops_and_keeps_the_last_finite_state(tmp_path):
+    flag = {"bad": False}
+
+    def pde(x, u):
+        r = -u.laplacian() - 1.0
+        return r * float("nan") if flag["bad"] else r
+
+    class Poison(pl.AbstractCallback):
+        def on_step(self, state):
+            if state.step == 12:
+                flag["bad"] = True
+
+    prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), pde, [pl.Dirichlet(0.0)])
+    backend = PINN(prob, pl.nn.MLP(8, 2))
+    with pytest.raises(pl.DivergenceError, match="step 12.*pde.*checkpoint.pt.*--lr"):
+        pl.fit(backend, steps=50, sampler=Uniform(64, 16), callbacks=[Poison()],
+               checkpoint=tmp_path / "checkpoint.pt", checkpoint_every=5)
+    saved = ckpt.load(tmp_path / "checkpoint.pt")
+    assert saved["step"] == 12                              # nothing lost after the last good step
+    for k, v in backend.state_dict().items():
+        assert torch.isfinite(v).all()
+        assert torch.equal(v, saved["model"][k])
+
+
+def test_inverse_parameter_is_trained_and_reported(tmp_path):
+    # u = exp(-k t) with k unknown: the data pin k
+    k_true = 0.7
+    t = np.linspace(0, 1, 30)[:, None]
+    prob = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u, p: u.dt() + p["k"] * u.value,
+                      time=(0, 1), parameters={"k": pl.Parameter(0.1)},
+                      conditions=[pl.Data(np.hstack([0.5 * np.ones_like(t), t]), np.exp(-k_true * t))])
+    backend = PINN(prob, pl.nn.MLP(16, 2))
+    r = pl.fit(backend, steps=1500, sampler=Uniform(200, 10), optimizer=pl.Adam(5e-3), eval_every=500)
+    assert abs(backend.parameter_values()["k"] - k_true) < 0.03
+    assert "param_k" in r.history[-1]
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="--device cpu"):
+        pl.resolve_device("cuda")
+    with pytest.raises(ValueError, match="device"):
+        pl.resolve_device("tpu")
+
+
+def test_float64_training_keeps_float64(square_problem):
+    backend = PINN(square_problem, pl.nn.MLP(8, 1), dtype=torch.float64)
+    pl.fit(backend, steps=3, sampler=Uniform(16, 8))
+    assert all(p.dtype == torch.float64 for p in backend.parameters())
