@@ -48,5 +48,5 @@ problem = pl.Problem(geometry=pl.geometry.Interval(-1, 1), time=(0, 1), pde=pde,
                      conditions=[pl.Dirichlet(0.0), pl.Initial(initial)],
                      reference=reference())
 case = pl.Case(problem=problem, model=pl.nn.MLP(width=32, depth=4), steps=6000, lr=2e-3,
-               lr_decay=0.5, lr_decay_every=2000, n_domain=2500, n_boundary=100, n_initial=200,
-               resample_every=100, lbfgs_steps=500)
+               lr_decay=0.5, lr_decay_every=2000, n_domain=3000, n_boundary=200, n_initial=300,
+               resample_every=100, lbfgs_steps=3000, weights={"initial": 10.0, "dirichlet": 10.0})

@@ -38,8 +38,9 @@ def positive_int(name: str, value, fix: str = "pass an integer >= 1") -> int:
     return int(value)
 
 
-def column(name: str, t: torch.Tensor, n: int) -> torch.Tensor:
-    """Check that a callable's answer is (n,) or (n, 1) and finite; return it as (n, 1)."""
+def column(name: str, t: torch.Tensor, n: int, finite: bool = True) -> torch.Tensor:
+    """Check that a callable's answer is (n,) or (n, 1) (and finite, unless ``finite=False``:
+    the training loop's NaN guard covers PDE residuals); return it as (n, 1)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(
             f"{name} returned {type(t).__name__}; expected a torch tensor of shape ({n},) or "
@@ -51,7 +52,7 @@ def column(name: str, t: torch.Tensor, n: int) -> torch.Tensor:
             f"{name} returned shape {tuple(t.shape)} for {n} points; expected ({n},) or ({n}, 1). "
             "Fix: a common cause is broadcasting an (N,) tensor such as x[:, 0] against an "
             "(N, 1) tensor such as u.value; use x[:, 0:1] to keep the column shape.")
-    if not bool(torch.isfinite(t).all()):
+    if finite and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} returned non-finite values (NaN or inf). Fix: check the formula "
                          "for divisions by zero or overflow on the sampled points.")
     return t

@@ -73,7 +73,7 @@ class PINN(nn.Module):
             if hard_dirichlet and isinstance(c, Dirichlet) and c.on is None:
                 comp = c.component if isinstance(c.component, int) else p.outputs.index(c.component)
                 x = p.domain.sample_interior(2048, np.random.default_rng(0), "random")
-                scale = float((-p.domain.sdf(torch.as_tensor(x))).max())
+                scale = float(p.domain.smooth_distance(torch.as_tensor(x)).max())
                 hard.append(HardDirichlet(p.domain, c.value, comp, scale))
             else:
                 soft.append((name, c))
@@ -112,7 +112,7 @@ class PINN(nn.Module):
         out = self.problem.pde(x, f, dict(self.params.items())) if self.problem.parameters \
             else self.problem.pde(x, f)
         out = list(out) if isinstance(out, (tuple, list)) else [out]
-        return [column(f"pde (residual {i})", r, x.shape[0]) for i, r in enumerate(out)]
+        return [column(f"pde (residual {i})", r, x.shape[0], finite=False) for i, r in enumerate(out)]
 
     def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
         """Per-term mean squared residuals on a tensor batch (see :mod:`pdeml.sampling`).

@@ -41,7 +41,7 @@ def test_hole_stays_empty_in_2d_and_3d():
     g2 = pl.geometry.Rectangle([0, 0], [1, 1]) - pl.geometry.Disk([0.5, 0.5], 0.3)
     pts, _, cells = mesh(g2, 48)
     c = pts[cells].mean(1)
-    assert (np.linalg.norm(c - 0.5, axis=1) > 0.3 - 1e-9).all()
+    assert (np.linalg.norm(c - 0.5, axis=1) > 0.3 - 1e-3).all()   # up to a chord's sagitta
     area = 0.5 * np.abs(np.cross(pts[cells[:, 1]] - pts[cells[:, 0]], pts[cells[:, 2]] - pts[cells[:, 0]])).sum()
     assert abs(area - (1 - np.pi * 0.09)) < 0.02
     g3 = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere([0.5, 0.5, 0.5], 0.25)

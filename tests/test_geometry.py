@@ -26,7 +26,7 @@ EXACT = [G.Interval(-1, 2), G.Rectangle([0, 0], [2, 1]), G.Disk([0.3, -0.2], 0.7
 def test_exact_sdf_is_the_distance_with_the_right_sign(geom, rng):
     lo, hi = geom.bbox
     x = lo - 0.3 + (hi - lo + 0.6) * rng.random((300, geom.dim))
-    x = x[np.abs(geom.sdf(torch.as_tensor(x)).numpy()) > 1e-6]
+    x = x[np.abs(geom.sdf(torch.as_tensor(x)).numpy()) > 1e-3]  # off deepxde's boundary band
     sdf = geom.sdf(torch.as_tensor(x)).numpy()
     assert np.array_equal(sdf < 0, geom.inside(x) & ~geom.on_boundary(x))
     if geom.dim <= 3:
@@ -43,7 +43,7 @@ def test_csg_and_ellipse_sdf_is_a_signed_lower_bound(geom, rng):
     lo, hi = geom.bbox
     x = lo - 0.3 + (hi - lo + 0.6) * rng.random((400, 2))
     sdf = geom.sdf(torch.as_tensor(x)).numpy()
-    keep = np.abs(sdf) > 1e-6
+    keep = np.abs(sdf) > 1e-3
     x, sdf = x[keep], sdf[keep]
     assert np.array_equal(sdf < 0, geom.inside(x) & ~geom.on_boundary(x))
     d = _true_distance(geom, x, rng, 40000)

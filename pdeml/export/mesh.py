@@ -47,8 +47,10 @@ def mesh(geom: AbstractGeometry, resolution: int = 128):
         allp = np.unique(np.round(allp / (h * 1e-3)) * (h * 1e-3), axis=0)
         tri = Delaunay(allp).simplices
         p = allp[tri]                                       # (T, 3, 2)
-        probes = [p.mean(axis=1)] + [(p[:, i] + p[:, (i + 1) % 3]) / 2 for i in range(3)]
-        keep = np.all([geom.inside(q) for q in probes], axis=0)
+        keep = geom.inside(p.mean(axis=1))
+        for i in range(3):   # an edge along the boundary has its midpoint on it, not inside
+            q = (p[:, i] + p[:, (i + 1) % 3]) / 2
+            keep &= geom.inside(q) | geom.on_boundary(q)
         edge = np.linalg.norm(p - np.roll(p, 1, axis=1), axis=2).max(axis=1)
         keep &= edge < 4 * h                                # no slivers across concave gaps
         return allp, "triangle", tri[keep]

@@ -60,6 +60,13 @@ class AbstractGeometry(abc.ABC):
         """Distance to the boundary inside the domain (``-sdf``), shape (N, 1)."""
         return -self.sdf(x)[:, None]
 
+    def smooth_distance(self, x: torch.Tensor) -> torch.Tensor:
+        """A distance-like factor (N, 1), zero on the boundary and positive inside, for hard
+        constraints. Default ``-sdf``; polygons override it with a smooth approximate distance
+        function, because the kinks of ``min``-based SDFs along the medial axis put
+        spurious jumps into the second derivatives a PDE residual sees."""
+        return self.distance(x)
+
     # ---------------------------------------------------------------- sampling
     def sample_interior(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
         """``n`` points inside the domain, shape (n, dim), float64."""

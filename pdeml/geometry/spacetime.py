@@ -40,6 +40,9 @@ class SpaceTime(AbstractGeometry):
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
         return self.space.sdf(x[:, :-1])
 
+    def smooth_distance(self, x: torch.Tensor) -> torch.Tensor:
+        return self.space.smooth_distance(x[:, :-1])
+
     def sample_initial(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
         """``n`` points of the spatial domain at ``t = t0``."""
         n = positive_int("n", n)

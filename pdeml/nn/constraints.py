@@ -1,8 +1,8 @@
 r"""Hard constraints as output transforms.
 
 Hard Dirichlet: :math:`u(x) = g(x) + \frac{\phi(x)}{\phi_{\max}}\, N(x)` with
-:math:`\phi = -\mathrm{sdf} \ge 0` the (lower-bound) distance to the boundary: zero exactly on
-the boundary, so :math:`u = g` there whatever the network :math:`N` does. See Sukumar &
+:math:`\phi \ge 0` the geometry's ``smooth_distance`` (``-sdf``, or for polygons a smooth
+approximate distance function): zero exactly on the boundary, so :math:`u = g` there whatever the network :math:`N` does. See Sukumar &
 Srivastava, "Exact imposition of boundary conditions with distance functions in
 physics-informed deep neural networks", CMAME 2022. ``g`` must be defined in the whole domain.
 """
@@ -22,7 +22,7 @@ class HardDirichlet(nn.Module):
         self.domain, self.value, self.component, self.scale = domain, value, component, float(scale)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        phi = self.domain.distance(x) / self.scale
+        phi = self.domain.smooth_distance(x) / self.scale
         if callable(self.value):
             g = column("Dirichlet(value) (hard)", self.value(x), x.shape[0]).to(y.dtype)
         else:

@@ -1,0 +1,29 @@
+"""Each built-in case reaches its target relative L2 error on the CPU (default settings)."""
+import json
+
+import pytest
+
+import pdeml.run as R
+
+TARGETS = {"heat_1d": 1e-2, "poisson_manufactured_3d": 1e-2, "poisson_lshape": 2e-2, "burgers_1d": 5e-2}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_case_reaches_its_target(name, tmp_path):
+    m = R.train_case(name, tmp_path, progress=False, export=False)
+    print(name, json.dumps({k: m[k] for k in ("l2_relative_error", "wall_time_s", "steps")}))
+    assert m["l2_relative_error"] <= TARGETS[name]
+
+
+def test_inverse_diffusion_recovers_kappa(tmp_path):
+    m = R.train_case("inverse_diffusion", tmp_path, progress=False, export=False)
+    kappa = m["parameters"]["kappa"]
+    print("inverse_diffusion kappa", kappa, m["wall_time_s"])
+    assert abs(kappa - 0.1) / 0.1 <= 0.02
+
+
+@pytest.mark.slow
+def test_burgers_reaches_5e_3_with_adam_and_lbfgs(tmp_path):
+    m = R.train_case("burgers_1d", tmp_path, steps=15000, lbfgs_steps=5000, progress=False, export=False)
+    print("burgers long", m["l2_relative_error"], m["wall_time_s"])
+    assert m["l2_relative_error"] <= 5e-3
