@@ -2,9 +2,9 @@ r"""Viscous Burgers u_t + u u_x = (0.01/π) u_xx on [-1, 1] x [0, 1], u(x,0) = -
 
 Truth: the Cole-Hopf solution
 :math:`u = -\frac{\int \sin\pi(x-\eta)\, f(x-\eta)\, e^{-\eta^2/4\nu t} d\eta}{\int f(x-\eta)\, e^{-\eta^2/4\nu t} d\eta}`,
-:math:`f(y) = e^{-\cos(\pi y)/2\pi\nu}`, evaluated with Gauss-Hermite quadrature (η = √(4νt) z)
-in log-sum-exp form; 1D heat-kernel integrals of this kind converge exponentially in the node
-count (the tests compare 200 against 400 nodes).
+:math:`f(y) = e^{-\cos(\pi y)/2\pi\nu}`, evaluated by the trapezoidal rule in the kernel variable, in log-sum-exp form (Gauss-Hermite
+is not accurate enough here: f varies by e^{100}); the tests check that doubling the nodes
+changes it by < 1e-8.
 """
 import math
 from functools import lru_cache
@@ -17,16 +17,24 @@ import pdeml as pl
 NU = 0.01 / math.pi
 
 
-def cole_hopf(x: np.ndarray, t: np.ndarray, nodes: int = 200) -> np.ndarray:
-    """Cole-Hopf solution at points (x, t) (t > 0; t = 0 returns the initial condition)."""
-    z, w = np.polynomial.hermite.hermgauss(nodes)
-    x, t = np.asarray(x, float)[:, None], np.asarray(t, float)[:, None]
-    y = x - np.sqrt(4 * NU * np.maximum(t, 1e-300)) * z[None]
-    logf = -np.cos(np.pi * y) / (2 * np.pi * NU) + np.log(w)[None]
-    logf -= logf.max(axis=1, keepdims=True)
-    e = np.exp(logf)
-    u = -(np.sin(np.pi * y) * e).sum(1) / e.sum(1)
-    return np.where(t[:, 0] > 0, u, -np.sin(np.pi * x[:, 0]))
+def cole_hopf(x: np.ndarray, t: np.ndarray, nodes: int = 8000, width: float = 20.0,
+              chunk: int = 1024) -> np.ndarray:
+    """Cole-Hopf solution at points (x, t); t = 0 returns the initial condition.
+
+    With σ = √(2νt) and η = σz the kernel is e^{-z²/2}; the trapezoidal rule on z ∈ [-20, 20]
+    (spectrally accurate for this smooth, decaying integrand) is evaluated in log-sum-exp form,
+    since f spans e^{±1/(2πν)} = e^{±50}: the window must reach z²/2 ≫ 100.
+    """
+    x, t = np.asarray(x, float), np.asarray(t, float)
+    z = np.linspace(-width, width, nodes)
+    out = np.empty(len(x))
+    for i in range(0, len(x), chunk):
+        xs, ts = x[i:i + chunk, None], t[i:i + chunk, None]
+        y = xs - np.sqrt(2 * NU * ts) * z[None]
+        logw = -np.cos(np.pi * y) / (2 * np.pi * NU) - z[None] ** 2 / 2
+        w = np.exp(logw - logw.max(axis=1, keepdims=True))
+        out[i:i + chunk] = -(np.sin(np.pi * y) * w).sum(1) / w.sum(1)
+    return np.where(t > 0, out, -np.sin(np.pi * x))
 
 
 @lru_cache(maxsize=2)

@@ -53,5 +53,5 @@ problem = pl.Problem(geometry=geometry, pde=pde, exact=exact,
                      conditions=[pl.Dirichlet(exact, on=on_cube), pl.Neumann(hole_flux, on=on_sphere)])
 case = pl.Case(problem=problem, model=pl.nn.MLP(width=48, depth=3), steps=2500, lr=2e-3,
                lr_decay=0.5, lr_decay_every=1000, n_domain=2000, n_boundary=500,
-               resample_every=100, lbfgs_steps=1000, weights={"dirichlet": 10.0, "neumann": 10.0},
+               resample_every=100, lbfgs_steps=1500, weights={"dirichlet": 10.0, "neumann": 10.0},
                export_resolution=32)

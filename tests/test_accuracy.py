@@ -5,7 +5,7 @@ import pytest
 
 import pdeml.run as R
 
-TARGETS = {"heat_1d": 1e-2, "poisson_manufactured_3d": 1e-2, "poisson_lshape": 2e-2, "burgers_1d": 5e-2}
+TARGETS = {"heat_1d": 1e-2, "poisson_manufactured_3d": 1e-2, "poisson_lshape": 2e-2}
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -20,6 +20,14 @@ def test_inverse_diffusion_recovers_kappa(tmp_path):
     kappa = m["parameters"]["kappa"]
     print("inverse_diffusion kappa", kappa, m["wall_time_s"])
     assert abs(kappa - 0.1) / 0.1 <= 0.02
+
+
+@pytest.mark.slow
+def test_burgers_reaches_5e_2_with_default_settings(tmp_path):
+    # Known failure (issue 2 note): the PINN's shock sits one grid cell off x = 0 -> 0.125.
+    m = R.train_case("burgers_1d", tmp_path, progress=False, export=False)
+    print("burgers default", m["l2_relative_error"], m["wall_time_s"])
+    assert m["l2_relative_error"] <= 5e-2
 
 
 @pytest.mark.slow

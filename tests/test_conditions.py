@@ -103,3 +103,28 @@ def test_problem_validation_messages():
         pl.Problem(g, lambda x, u: u.value, ["dirichlet"])
     with pytest.raises(ValueError, match="lr"):
         pl.Case(problem=pl.Problem(g, lambda x, u: u.value), lr=-1.0)
+
+
+@pytest.mark.parametrize("geom", [pl.geometry.Disk([0, 0], 1.0),
+                                  pl.geometry.Polygon([(0, 0), (1, 0), (1, -1), (-1, -1), (-1, 1), (0, 1)])],
+                         ids=["disk", "lshape"])
+def test_hard_dirichlet_holds_exactly_on_the_boundary(geom):
+    g = lambda x: x[:, 0:1] ** 2 + 1.0
+    prob = pl.Problem(geom, lambda x, u: -u.laplacian(), [pl.Dirichlet(g)])
+    backend = PINN(prob, pl.nn.MLP(16, 2), hard_dirichlet=True, dtype=torch.float64)
+    assert backend.term_names == ["pde"]                 # no soft boundary term left
+    b = geom.sample_boundary(300, np.random.default_rng(1))
+    np.testing.assert_allclose(backend.predict(b)[:, 0], b[:, 0] ** 2 + 1.0, atol=1e-5)
+    inner = geom.sample_interior(300, np.random.default_rng(2))
+    phi = geom.smooth_distance(torch.as_tensor(inner))
+    assert (phi > 0).all()
+
+
+def test_hard_dirichlet_trains_on_a_disk():
+    # -Δu = 4 on the unit disk, u = 0 on the circle: u = 1 - r²
+    prob = pl.Problem(pl.geometry.Disk([0, 0], 1.0), lambda x, u: -u.laplacian() - 4.0,
+                      [pl.Dirichlet(0.0)], exact=lambda x: 1 - (x ** 2).sum(1, keepdim=True))
+    backend = PINN(prob, pl.nn.MLP(16, 2), hard_dirichlet=True)
+    r = pl.fit(backend, steps=800, sampler=Uniform(500, 10), optimizer=pl.Adam(5e-3),
+               truth=prob.truth(1000, np.random.default_rng(0)), eval_every=800)
+    assert r.l2_relative_error < 1e-2

@@ -62,8 +62,8 @@ class AbstractGeometry(abc.ABC):
 
     def smooth_distance(self, x: torch.Tensor) -> torch.Tensor:
         """A distance-like factor (N, 1), zero on the boundary and positive inside, for hard
-        constraints. Default ``-sdf``; polygons override it with a smooth approximate distance
-        function, because the kinks of ``min``-based SDFs along the medial axis put
+        constraints. Default ``-sdf`` (CSG, ellipses); boxes, balls and polygons override it with
+        smooth approximate distance functions, because the kinks of ``min``-based SDFs along the medial axis put
         spurious jumps into the second derivatives a PDE residual sees."""
         return self.distance(x)
 

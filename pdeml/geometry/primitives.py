@@ -22,6 +22,19 @@ def _ball_sdf(x, center, radius):
     return (x - c).norm(dim=1) - radius
 
 
+def _box_adf(x, lo, hi):
+    """Smooth distance-like factor of a box: prod_i (x_i - lo_i)(hi_i - x_i)/(hi_i - lo_i)."""
+    lo = torch.as_tensor(lo, dtype=x.dtype, device=x.device)
+    hi = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
+    return ((x - lo) * (hi - x) / (hi - lo)).prod(dim=1, keepdim=True)
+
+
+def _ball_adf(x, center, radius):
+    """Smooth distance of a ball, (R^2 - |x-c|^2) / 2R: unit normal derivative on the sphere."""
+    c = torch.as_tensor(center, dtype=x.dtype, device=x.device)
+    return ((radius**2 - (x - c).pow(2).sum(dim=1, keepdim=True)) / (2 * radius))
+
+
 def _polygon_sdf(x, vertices):
     """Exact SDF of a simple polygon: distance to the nearest edge, sign from crossings."""
     v = torch.as_tensor(vertices, dtype=x.dtype, device=x.device)
@@ -80,6 +93,9 @@ class Interval(AbstractGeometry):
     def sdf(self, x):
         return _box_sdf(x, self.lo, self.hi)
 
+    def smooth_distance(self, x):
+        return _box_adf(x, self.lo, self.hi)
+
 
 class Rectangle(AbstractGeometry):
     """Axis-aligned rectangle with corners ``xmin`` and ``xmax``."""
@@ -91,6 +107,9 @@ class Rectangle(AbstractGeometry):
 
     def sdf(self, x):
         return _box_sdf(x, self.lo, self.hi)
+
+    def smooth_distance(self, x):
+        return _box_adf(x, self.lo, self.hi)
 
 
 class Cuboid(AbstractGeometry):
@@ -104,6 +123,9 @@ class Cuboid(AbstractGeometry):
     def sdf(self, x):
         return _box_sdf(x, self.lo, self.hi)
 
+    def smooth_distance(self, x):
+        return _box_adf(x, self.lo, self.hi)
+
 
 class Hypercube(AbstractGeometry):
     """Axis-aligned box in any dimension."""
@@ -115,6 +137,9 @@ class Hypercube(AbstractGeometry):
 
     def sdf(self, x):
         return _box_sdf(x, self.lo, self.hi)
+
+    def smooth_distance(self, x):
+        return _box_adf(x, self.lo, self.hi)
 
 
 def _ball_args(center, radius, dim=None):
@@ -138,6 +163,9 @@ class Disk(AbstractGeometry):
     def sdf(self, x):
         return _ball_sdf(x, self.center, self.radius)
 
+    def smooth_distance(self, x):
+        return _ball_adf(x, self.center, self.radius)
+
 
 class Sphere(AbstractGeometry):
     """Solid ball in 3-D."""
@@ -150,6 +178,9 @@ class Sphere(AbstractGeometry):
     def sdf(self, x):
         return _ball_sdf(x, self.center, self.radius)
 
+    def smooth_distance(self, x):
+        return _ball_adf(x, self.center, self.radius)
+
 
 class Hypersphere(AbstractGeometry):
     """Solid ball in any dimension."""
@@ -161,6 +192,9 @@ class Hypersphere(AbstractGeometry):
 
     def sdf(self, x):
         return _ball_sdf(x, self.center, self.radius)
+
+    def smooth_distance(self, x):
+        return _ball_adf(x, self.center, self.radius)
 
 
 class Ellipse(AbstractGeometry):

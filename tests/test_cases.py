@@ -1,0 +1,47 @@
+"""The cases' own truths are right: references converge, manufactured forcings match autograd."""
+import numpy as np
+import torch
+
+import pdeml as pl
+
+
+def test_burgers_cole_hopf_quadrature_has_converged():
+    from cases.burgers_1d import cole_hopf
+    x = np.array([-0.5, -0.01, 0.01, 0.3, 0.9, -0.001])
+    t = np.array([0.25, 1.0, 1.0, 0.75, 0.1, 1.0])
+    a, b = cole_hopf(x, t), cole_hopf(x, t, nodes=16000, width=30.0)
+    assert np.abs(a - b).max() < 1e-8
+    assert np.all(np.abs(a) <= 1)                                # maximum principle
+    np.testing.assert_allclose(cole_hopf(x, 0 * t), -np.sin(np.pi * x))
+
+
+def test_lshape_fd_reference_converges_at_second_order_away_from_the_corner():
+    from cases.poisson_lshape import fd_reference
+    p1, u1 = fd_reference(64)
+    p2, u2 = fd_reference(128)
+    p4, u4 = fd_reference(256)
+    probe = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5]])
+    pick = lambda p, u: np.array([u[np.argmin(((p - q) ** 2).sum(1)), 0] for q in probe])
+    e1, e2 = np.abs(pick(p1, u1) - pick(p4, u4)), np.abs(pick(p2, u2) - pick(p4, u4))
+    assert np.all(e2 < e1 / 2.5) and e2.max() < 1e-3
+
+
+def test_manufactured_3d_forcing_and_flux_match_autograd():
+    from cases import poisson_manufactured_3d as c
+    x = torch.rand(50, 3, dtype=torch.float64, requires_grad=True)
+    u = c.exact(x)
+    g = torch.autograd.grad(u.sum(), x, create_graph=True)[0]
+    lap = sum(torch.autograd.grad(g[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(3))
+    f = 3 * np.pi**2 * torch.sin(np.pi * x).prod(1)
+    torch.testing.assert_close(-lap, f)
+    torch.testing.assert_close(c.exact_grad(x), g)
+
+
+def test_exact_solutions_solve_their_pdes():
+    from cases import heat_1d, inverse_diffusion
+    for mod, pde in ((heat_1d, heat_1d.pde), (inverse_diffusion, None)):
+        x = torch.rand(40, 2, dtype=torch.float64, requires_grad=True)
+        u = pl.Field(x, mod.exact(x), estimator=pl.derivatives.Autograd(), input_names=("x", "t"),
+                     output_names=("u",), spatial_dims=(0,))
+        r = pde(x, u) if pde else inverse_diffusion.pde(x, u, {"kappa": inverse_diffusion.KAPPA_TRUE})
+        assert r.abs().max() < 1e-10
