@@ -14,6 +14,8 @@ from ._validate import fail, finite_scalar
 
 
 class AbstractCombiner(abc.ABC):
+    def check(self, names) -> None:
+        """Validate against the backend's term names before training (default: nothing)."""
     @abc.abstractmethod
     def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar objective (used by L-BFGS and for reporting)."""

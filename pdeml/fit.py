@@ -77,8 +77,7 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
     """
     optimizer = optimizer if optimizer is not None else Adam(1e-3)
     combiner = combiner if combiner is not None else Sum()
-    if hasattr(combiner, "check"):
-        combiner.check(backend.term_names)
+    combiner.check(backend.term_names)
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, AbstractCallback):
@@ -154,12 +153,12 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
                 gnorm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
                 if not bool(torch.isfinite(total) & torch.isfinite(gnorm)):
                     diverged(losses, float(gnorm), phase)
+                lr = optimizer.lr_at(state.step)
                 for g in adam.param_groups:
-                    g["lr"] = optimizer.lr_at(state.step)
+                    g["lr"] = lr
                 adam.step()
                 if res is not None:
                     sampler.observe(state.step, res)
-                lr = optimizer.lr_at(state.step)
             else:
                 if quasi is None:
                     quasi = lbfgs.build(params)

@@ -29,12 +29,14 @@ from .problem import Case
 
 def builtin_cases() -> dict[str, str]:
     """Built-in case names -> first docstring line."""
+    import ast
+
     import cases
     out = {}
-    for m in pkgutil.iter_modules(cases.__path__):
+    for m in pkgutil.iter_modules(cases.__path__):   # read docstrings; don't build references
         if not m.name.startswith("_"):
-            mod = importlib.import_module(f"cases.{m.name}")
-            out[m.name] = (mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else ""
+            doc = ast.get_docstring(ast.parse(Path(m.module_finder.path, f"{m.name}.py").read_text()))
+            out[m.name] = doc.strip().splitlines()[0] if doc else ""
     return out
 
 

@@ -39,7 +39,7 @@ def test_lbfgs_runs_every_iteration_and_keeps_lowering_the_loss(square_problem, 
 
 
 def test_resume_reaches_the_same_parameters(square_problem, tmp_path):
-    ref, _ = _fit(square_problem, tmp_path / "a")
+    ref, ref_result = _fit(square_problem, tmp_path / "a")
     for stop in (23, 47):                                     # inside Adam, inside L-BFGS
         d = tmp_path / f"b{stop}"
         _, r1 = _fit(square_problem, d, callbacks=[StopAt(stop)])
@@ -49,7 +49,7 @@ def test_resume_reaches_the_same_parameters(square_problem, tmp_path):
         assert r2.steps == 55
         for (k, p), q in zip(ref.state_dict().items(), b2.state_dict().values()):
             assert torch.equal(p, q), k
-        assert [h["loss"] for h in r2.history] == [h["loss"] for h in _fit(square_problem, tmp_path / "c")[1].history]
+        assert [h["loss"] for h in r2.history] == [h["loss"] for h in ref_result.history]
 
 
 def test_checkpoint_loads_with_weights_only(square_problem, tmp_path):

@@ -20,15 +20,11 @@ def _grid(lo, hi, n):
 
 
 def _vertices(geom):
-    out = []
-    for g in (geom, getattr(geom, "a", None), getattr(geom, "b", None)):
-        if g is None:
-            continue
-        if hasattr(g, "vertices"):
-            out.append(np.asarray(g.vertices))
-        if g is not geom:
-            out.append(_vertices(g))
-    return np.concatenate(out) if out else np.zeros((0, geom.dim))
+    """Polygon vertices anywhere in a CSG tree (so corners become mesh nodes)."""
+    if hasattr(geom, "vertices"):
+        return np.asarray(geom.vertices, dtype=float)
+    parts = [_vertices(g) for g in (getattr(geom, "a", None), getattr(geom, "b", None)) if g is not None]
+    return np.concatenate(parts) if parts else np.zeros((0, geom.dim))
 
 
 def mesh(geom: AbstractGeometry, resolution: int = 128):

@@ -24,7 +24,7 @@ class HardDirichlet(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         phi = self.domain.smooth_distance(x) / self.scale
         if callable(self.value):
-            g = column("Dirichlet(value) (hard)", self.value(x), x.shape[0]).to(y.dtype)
+            g = column("Dirichlet(value) (hard)", self.value(x), x.shape[0], finite=False).to(y.dtype)
         else:
             g = self.value
         c = self.component
