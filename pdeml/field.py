@@ -17,17 +17,32 @@ class Field:
         ...     return u.dt() - 0.1 * u.laplacian()
     """
 
-    def __init__(self, x, values, *, estimator, input_names, output_names, spatial_dims,
-                 component=None, cache=None, rows=None):
+    def __init__(self, x, values=None, *, estimator, input_names, output_names, spatial_dims,
+                 component=None, cache=None, rows=None, model=None, site=None):
         self.x = x
-        self._values = values
+        self.model = model
         self._estimator = estimator
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
         self._spatial = tuple(spatial_dims)
         self.component = component
         self._cache = {} if cache is None else cache
+        if values is not None:
+            self._cache["values"] = values
+        if site is not None:
+            self._cache["site"] = site
         self._rows = rows
+
+    def _like(self, **changes) -> "Field":
+        kw = dict(estimator=self._estimator, input_names=self.input_names,
+                  output_names=self.output_names, spatial_dims=self._spatial,
+                  component=self.component, cache=self._cache, rows=self._rows, model=self.model)
+        kw.update(changes)
+        return Field(self.x, **kw)
+
+    @property
+    def _values(self) -> torch.Tensor:
+        return self._estimator.values(self)
 
     # ------------------------------------------------------------- selection
     def __getitem__(self, key):
@@ -39,15 +54,11 @@ class Field:
         if not isinstance(key, int) or not -len(self.output_names) <= key < len(self.output_names):
             raise IndexError(f"output index {key!r} is out of range for {len(self.output_names)} "
                              f"output(s) {self.output_names}.")
-        return Field(self.x, self._values, estimator=self._estimator, input_names=self.input_names,
-                     output_names=self.output_names, spatial_dims=self._spatial,
-                     component=key % len(self.output_names), cache=self._cache, rows=self._rows)
+        return self._like(component=key % len(self.output_names))
 
     def rows(self, sl: slice) -> "Field":
         """The same field restricted to rows ``sl`` (derivatives still computed once for all)."""
-        return Field(self.x, self._values, estimator=self._estimator, input_names=self.input_names,
-                     output_names=self.output_names, spatial_dims=self._spatial,
-                     component=self.component, cache=self._cache, rows=sl)
+        return self._like(rows=sl)
 
     def _one(self) -> "Field":
         if self.component is not None:
@@ -87,8 +98,7 @@ class Field:
         return self._cut(self._estimator.grad(f))
 
     def d(self, i) -> torch.Tensor:
-        i = self._index(i)
-        return self.grad()[:, i:i + 1]
+        return self._cut(self._estimator.d(self._one(), self._index(i)))
 
     def d2(self, i, j=None) -> torch.Tensor:
         i = self._index(i)

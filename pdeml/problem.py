@@ -166,6 +166,8 @@ class Case:
         resample_every: redraw collocation points every N Adam steps (0: never).
         sampling: "random", "uniform", "sobol", "halton", "lhs" or "hammersley".
         hard_dirichlet: enforce a whole-boundary Dirichlet condition exactly by an SDF transform.
+        transform: output transform ``(x, y) -> u`` that builds conditions into the ansatz
+            (conditions it satisfies exactly may then be dropped from ``problem``).
         weights: ``{term: weight}`` for the loss terms.
         dtype: "float32" or "float64".
         options: free-form values a case file exposes (reported in ``run.json``).
@@ -186,6 +188,7 @@ class Case:
     resample_every: int = 0
     sampling: str = "random"
     hard_dirichlet: bool = False
+    transform: Any = None
     weights: dict = field(default_factory=dict)
     dtype: str = "float32"
     checkpoint_every: int = 1000

@@ -71,6 +71,7 @@ def build(case: Case, *, seed: int = 0, device="auto"):
     dev = resolve_device(device)
     model = case.model if case.model is not None else MLP(width=50, depth=4)
     backend = PINN(case.problem, model, estimator=case.estimator, hard_dirichlet=case.hard_dirichlet,
+                   transform=case.transform,
                    seed=seed, dtype=case.torch_dtype)
     return backend.to(dev)
 

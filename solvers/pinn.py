@@ -16,9 +16,10 @@ from torch import nn
 
 from pdeml._validate import column, fail
 from pdeml.conditions import Dirichlet
-from pdeml.derivatives import AbstractEstimator, Autograd
+from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
+from pdeml.derivatives import parse as parse_estimator
 from pdeml.field import Field
-from pdeml.nn import HardDirichlet
+from pdeml.nn import HardDirichlet, OutputTransform
 from pdeml.problem import Problem
 
 
@@ -29,8 +30,12 @@ class PINN(nn.Module):
         problem: the :class:`pdeml.Problem`.
         model: network; an unbuilt ``pl.nn.MLP`` gets the problem's input/output sizes. The
             backend works on a deep copy and re-initializes it from ``seed``.
-        estimator: derivative estimator behind ``Field`` (default exact :class:`Autograd`).
+        estimator: derivative estimator behind ``Field``, an object or a spec such as
+            ``"stde:16"`` (default: exact :class:`~pdeml.derivatives.Taylor` mode when every layer
+            has a jet rule, else exact :class:`~pdeml.derivatives.Autograd`).
         hard_dirichlet: impose whole-boundary Dirichlet conditions exactly (SDF transform).
+        transform: optional output transform ``(x, y) -> u`` applied last
+            (:class:`pdeml.nn.OutputTransform`): conditions built into the ansatz.
         seed: initialization seed (the caller's global RNG is left untouched).
 
     Example:
@@ -39,14 +44,14 @@ class PINN(nn.Module):
     """
 
     def __init__(self, problem: Problem, model: nn.Module, *, estimator: AbstractEstimator | None = None,
-                 hard_dirichlet: bool = False, seed: int = 0, dtype=torch.float32):
+                 hard_dirichlet: bool = False, transform=None, seed: int = 0,
+                 dtype=torch.float32):
         super().__init__()
         if not isinstance(problem, Problem):
             fail("problem", problem, "is not a pdeml.Problem", "pass pl.Problem(...)")
         if not isinstance(model, nn.Module):
             fail("model", model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
         self.problem = problem
-        self.estimator = estimator if estimator is not None else Autograd()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = copy.deepcopy(model)
@@ -62,6 +67,10 @@ class PINN(nn.Module):
         self.register_buffer("center", torch.as_tensor((lo + hi) / 2))
         self.register_buffer("halfwidth", torch.as_tensor((hi - lo) / 2))
         self.hard, self.soft = self._split_conditions(hard_dirichlet)
+        if transform is not None:
+            self.hard.append(transform if isinstance(transform, OutputTransform) else OutputTransform(transform))
+        self.estimator = parse_estimator(estimator) if estimator is not None else self._default_estimator()
+        self.estimator.reset(seed)
         self.to(dtype)
         self.pde_names = self._probe()
 
@@ -82,6 +91,13 @@ class PINN(nn.Module):
                  "add pl.Dirichlet(value) without on=, or set hard_dirichlet=False")
         return hard, soft
 
+    def _default_estimator(self) -> AbstractEstimator:
+        """Exact Taylor mode (one forward jet, faster than nested autograd) when every layer
+        has a jet rule; exact autograd otherwise (e.g. a user's output transform)."""
+        if hasattr(self.net, "jet") and not any(isinstance(h, OutputTransform) for h in self.hard):
+            return Taylor()
+        return Autograd()
+
     def _probe(self) -> list[str]:
         """Evaluate the PDE on a few points: validates its output and names the terms."""
         x = self.problem.domain.sample_interior(4, np.random.default_rng(0), "random")
@@ -100,14 +116,30 @@ class PINN(nn.Module):
             y = h(x, y)
         return y
 
-    def field(self, x: torch.Tensor) -> Field:
+    def jet(self, x: torch.Tensor, tangents: list, weights=None) -> jets.Jet:
+        """Taylor-mode jet of the outputs along ``x + sum_j tangents[j-1] t^j / j!``."""
+        xj = jets.Jet([x] + list(tangents), weights)
+        y = jets.push(self.net, jets.affine_diag(xj, self.center, self.halfwidth))
+        for h in self.hard:
+            y = h.jet(xj, y)
+        return y
+
+    def field(self, x: torch.Tensor, site: str | None = None) -> Field:
         p = self.problem
-        return Field(x, self(x), estimator=self.estimator, input_names=p.inputs,
-                     output_names=p.outputs, spatial_dims=p.spatial_dims)
+        return Field(x, estimator=self.estimator, input_names=p.inputs, output_names=p.outputs,
+                     spatial_dims=p.spatial_dims, model=self, site=site)
+
+    def get_extra_state(self) -> torch.Tensor:
+        """A stochastic estimator's generator state travels with the weights (resume)."""
+        return self.estimator.state_dict().get("generator", torch.zeros(0, dtype=torch.uint8))
+
+    def set_extra_state(self, state: torch.Tensor):
+        if state.numel():
+            self.estimator.load_state_dict({"generator": state})
 
     def pde_residuals(self, x: torch.Tensor, u: Field | None = None) -> list[torch.Tensor]:
         """The PDE residual columns at ``x`` (``x`` must require grad)."""
-        u = self.field(x) if u is None else u
+        u = self.field(x, "pde") if u is None else u
         f = u if len(self.problem.outputs) > 1 else u[0]
         out = self.problem.pde(x, f, dict(self.params.items())) if self.problem.parameters \
             else self.problem.pde(x, f)
@@ -119,14 +151,19 @@ class PINN(nn.Module):
         If ``residuals`` is a dict it receives the detached PDE residuals (adaptive samplers)."""
         xd = batch["domain"]["x"].detach().requires_grad_(True)
         res = self.pde_residuals(xd)
-        out = {name: r.pow(2).mean() for name, r in zip(self.pde_names, res)}
+        if self.estimator.paired:   # unbiased: value mean(R_J R_I), gradient 2 mean(R_J grad R_I)
+            other = [r.detach() for r in self.pde_residuals(xd)]
+            out = {name: (2 * j * r).mean() - (j * r.detach()).mean()
+                   for name, r, j in zip(self.pde_names, res, other)}
+        else:
+            out = {name: r.pow(2).mean() for name, r in zip(self.pde_names, res)}
         if residuals is not None:
             residuals.update({name: r.detach() for name, r in zip(self.pde_names, res)})
         if self.soft:
             xs = [batch[name]["x"] for name, _ in self.soft]
             grad = any(c.needs_grad for _, c in self.soft)
             xc = torch.cat(xs).detach().requires_grad_(grad)
-            u = self.field(xc)
+            u = self.field(xc, "conditions")
             start = 0
             for (name, c), xi in zip(self.soft, xs):
                 sl = slice(start, start + xi.shape[0])

@@ -80,6 +80,7 @@ def test_import_is_quiet_and_ignores_dde_backend_variable():
     code = ("import torch, pdeml as pl; d = torch.get_default_dtype();"
             "g = pl.geometry.Disk([0, 0], 1); g.sample_interior(5, __import__('numpy').random.default_rng(0));"
             "assert torch.get_default_dtype() == d; assert str(torch.get_default_device()) == 'cpu';"
+            "assert torch._C._len_torch_function_stack() == 0;"   # no device mode left behind
             "print('OK')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**__import__("os").environ, "DDE_BACKEND": "tensorflow"})

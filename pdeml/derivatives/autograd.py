@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import AbstractEstimator
-
-
-def _grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    (g,) = torch.autograd.grad(y, x, grad_outputs=torch.ones_like(y), create_graph=True,
-                               allow_unused=True)
-    return torch.zeros_like(x) if g is None else g
+from .base import AbstractEstimator, grad_of as _grad
 
 
 class Autograd(AbstractEstimator):

@@ -7,24 +7,39 @@ import torch
 
 
 class AbstractEstimator(abc.ABC):
-    """Computes the derivatives a :class:`~pdeml.field.Field` is asked for.
+    """Computes the values and derivatives a :class:`~pdeml.field.Field` is asked for.
 
-    Case files only talk to ``Field``; swapping the estimator (exact autograd here; SDGD and
-    Taylor-mode STDE later) never changes them. Estimators declare their theory as data so
-    tests can measure it: ``unbiased`` (expectation equals the exact operator) and
-    ``exact`` (no sampling at all).
+    Case files only talk to ``Field``; swapping the estimator (exact autograd, Taylor mode,
+    SDGD, STDE) never changes them. Estimators declare their theory as data so tests can
+    measure it: ``exact`` (no sampling at all), ``unbiased`` (the Laplacian estimate's
+    expectation is the exact operator) and ``paired`` (the backend should form the unbiased
+    gradient :math:`2 R_J^{\\text{detach}} \\nabla R_I` from two independent draws).
 
-    Every method receives the field and returns a column (N, 1) for one output component.
-    ``field._cache`` is a dict shared by all components of one network evaluation, where
-    an estimator may keep intermediate results (gradients, Hessian rows).
+    Every derivative method receives the field and returns a column (N, 1) for one output
+    component. ``field._cache`` is a dict shared by all components of one network evaluation,
+    where an estimator keeps intermediate results (values, gradients, Hessian rows, jets);
+    ``field._cache["site"]`` names the call site ("pde", "conditions", ...), so an estimator
+    may learn what a site asks for and compute it in one pass next time.
     """
 
     exact: bool = True
     unbiased: bool = True
+    paired: bool = False
+
+    def values(self, field) -> torch.Tensor:
+        """The network outputs (N, n_outputs) at ``field.x`` (default: one plain forward pass)."""
+        cache = field._cache
+        if "values" not in cache:
+            cache["values"] = field.model(field.x)
+        return cache["values"]
 
     @abc.abstractmethod
     def grad(self, field) -> torch.Tensor:
         """Full input gradient (N, n_inputs)."""
+
+    def d(self, field, i: int) -> torch.Tensor:
+        """First derivative d u / dx_i, (N, 1)."""
+        return self.grad(field)[:, i:i + 1]
 
     @abc.abstractmethod
     def d2(self, field, i: int, j: int) -> torch.Tensor:
@@ -34,5 +49,35 @@ class AbstractEstimator(abc.ABC):
     def laplacian(self, field, dims: tuple[int, ...]) -> torch.Tensor:
         """Sum of d^2 u / dx_i^2 over ``dims`` (the spatial inputs), (N, 1)."""
 
+    def reset(self, seed: int) -> None:
+        """Seed the estimator's own random generator (stochastic estimators)."""
+
     def state_dict(self) -> dict:
         return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (resumable runs)."""
+
+
+def grad_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """:math:`\\partial (\\sum y) / \\partial x` with a graph (zeros where ``y`` ignores ``x``)."""
+    (g,) = torch.autograd.grad(y, x, grad_outputs=torch.ones_like(y), create_graph=True,
+                               allow_unused=True)
+    return torch.zeros_like(x) if g is None else g
+
+
+class Seeded:
+    """A CPU ``torch.Generator`` that checkpoints: the randomness of stochastic estimators."""
+
+    def __init__(self, seed: int = 0):
+        self.gen = torch.Generator().manual_seed(int(seed))
+
+    def reset(self, seed: int) -> None:
+        self.gen.manual_seed(int(seed))
+
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "generator" in state:
+            self.gen.set_state(state["generator"].cpu())

@@ -31,6 +31,7 @@ def dde():
     else:
         saved = {k: os.environ.get(k) for k in ("DDE_BACKEND", "DDEBACKEND")}
         dtype, device = torch.get_default_dtype(), torch.get_default_device()
+        had_mode = torch._C._len_torch_function_stack() > 0
         os.environ["DDE_BACKEND"] = "pytorch"
         os.environ.pop("DDEBACKEND", None)
         try:
@@ -43,7 +44,9 @@ def dde():
                 else:
                     os.environ[k] = v
             torch.set_default_dtype(dtype)
-            torch.set_default_device(device)
+            # set_default_device(d) installs a torch-function mode that taxes every later op;
+            # None removes it when the caller had none (the plain CPU default).
+            torch.set_default_device(device if had_mode or device.type != "cpu" else None)
     _cache["geometry"] = mod
     return mod
 

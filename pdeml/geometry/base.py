@@ -67,6 +67,11 @@ class AbstractGeometry(abc.ABC):
         spurious jumps into the second derivatives a PDE residual sees."""
         return self.distance(x)
 
+    def smooth_distance_jet(self, jet):
+        """Taylor-mode jet of :meth:`smooth_distance` (generic nested-jvp rule; balls are exact)."""
+        from ..derivatives import jets as J
+        return J.function_jet(self.smooth_distance, [jet])
+
     # ---------------------------------------------------------------- sampling
     def sample_interior(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
         """``n`` points inside the domain, shape (n, dim), float64."""

@@ -152,7 +152,26 @@ def _ball_args(center, radius, dim=None):
     return c, r
 
 
-class Disk(AbstractGeometry):
+class _Ball(AbstractGeometry):
+    """Shared by the balls: exact SDF, the quadratic smooth distance and its exact jet."""
+
+    def sdf(self, x):
+        return _ball_sdf(x, self.center, self.radius)
+
+    def smooth_distance(self, x):
+        return _ball_adf(x, self.center, self.radius)
+
+    def smooth_distance_jet(self, jet):
+        r"""Exact jet of :math:`(R^2 - \lVert x - c\rVert^2) / 2R` (one-hot tangents stay lookups)."""
+        from ..derivatives import jets as J
+        c = torch.as_tensor(self.center, dtype=jet.c[0].dtype, device=jet.c[0].device)
+        q = J.sq_norm(jet, c)
+        R = self.radius
+        return J.Jet([(R * R - q.c[0]) / (2 * R)] + [None if h is None else -h / (2 * R) for h in q.c[1:]],
+                     jet.weights)
+
+
+class Disk(_Ball):
     """Disk of ``radius`` around ``center``."""
 
     def __init__(self, center, radius):
@@ -160,14 +179,8 @@ class Disk(AbstractGeometry):
         self.dim = 2
         self._dde = dde().Disk(self.center.tolist(), self.radius)
 
-    def sdf(self, x):
-        return _ball_sdf(x, self.center, self.radius)
 
-    def smooth_distance(self, x):
-        return _ball_adf(x, self.center, self.radius)
-
-
-class Sphere(AbstractGeometry):
+class Sphere(_Ball):
     """Solid ball in 3-D."""
 
     def __init__(self, center, radius):
@@ -175,26 +188,14 @@ class Sphere(AbstractGeometry):
         self.dim = 3
         self._dde = dde().Sphere(self.center.tolist(), self.radius)
 
-    def sdf(self, x):
-        return _ball_sdf(x, self.center, self.radius)
 
-    def smooth_distance(self, x):
-        return _ball_adf(x, self.center, self.radius)
-
-
-class Hypersphere(AbstractGeometry):
+class Hypersphere(_Ball):
     """Solid ball in any dimension."""
 
     def __init__(self, center, radius):
         self.center, self.radius = _ball_args(center, radius)
         self.dim = self.center.size
         self._dde = dde().Hypersphere(self.center.tolist(), self.radius)
-
-    def sdf(self, x):
-        return _ball_sdf(x, self.center, self.radius)
-
-    def smooth_distance(self, x):
-        return _ball_adf(x, self.center, self.radius)
 
 
 class Ellipse(AbstractGeometry):

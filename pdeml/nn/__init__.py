@@ -1,5 +1,5 @@
 """Network building blocks."""
-from .constraints import HardDirichlet
+from .constraints import HardDirichlet, OutputTransform
 from .mlp import ACTIVATIONS, MLP, FourierFeatures, Sin
 
-__all__ = ["MLP", "FourierFeatures", "Sin", "ACTIVATIONS", "HardDirichlet"]
+__all__ = ["MLP", "FourierFeatures", "Sin", "ACTIVATIONS", "HardDirichlet", "OutputTransform"]

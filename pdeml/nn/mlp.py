@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .._validate import fail, positive_int
+from ..derivatives import jets as J
 
 
 class Sin(nn.Module):
@@ -14,6 +15,9 @@ class Sin(nn.Module):
 
     def forward(self, x):
         return torch.sin(x)
+
+    def jet(self, jet):
+        return J.elementwise(jet, J.sin_derivatives)
 
 
 ACTIVATIONS = {"tanh": nn.Tanh, "sin": Sin, "silu": nn.SiLU, "gelu": nn.GELU}
@@ -52,6 +56,10 @@ class FourierFeatures(nn.Module):
     def forward(self, x):
         z = 2 * math.pi * x @ self.B.T
         return torch.cat([torch.sin(z), torch.cos(z)], dim=-1)
+
+    def jet(self, jet):
+        z = J.linear(jet, 2 * math.pi * self.B)
+        return J.concat([J.elementwise(z, J.sin_derivatives), J.elementwise(z, J.cos_derivatives)])
 
 
 class MLP(nn.Module):
@@ -123,6 +131,14 @@ class MLP(nn.Module):
         for layer in self.layers[:-1]:
             x = self.act(layer(x))
         return self.layers[-1](x)
+
+    def jet(self, jet):
+        """Taylor-mode propagation (see :mod:`pdeml.derivatives.jets`)."""
+        if self.fourier is not None:
+            jet = self.fourier.jet(jet)
+        for layer in self.layers[:-1]:
+            jet = J.push(self.act, J.linear(jet, layer.weight, layer.bias))
+        return J.linear(jet, self.layers[-1].weight, self.layers[-1].bias)
 
     def extra_repr(self):
         return f"width={self.width}, depth={self.depth}, activation={self.activation!r}"

@@ -1,0 +1,284 @@
+r"""Taylor-mode estimators: exact forward-mode derivatives and STDE.
+
+One forward pass of a 2-jet per network evaluation gives the values, the first derivatives a
+PDE asks for (tangents :math:`e_i`, weight 0) and the weighted sum of second directional
+derivatives :math:`\sum_s w_s\, v_s^\top \nabla^2 u\, v_s` (collapsed Taylor mode), see
+:mod:`pdeml.derivatives.jets`. The estimators differ only in the Laplacian's directions:
+
+* :class:`Taylor`: :math:`v_s = e_i` for every spatial :math:`i`, :math:`w_s = 1`: the exact
+  Laplacian ("forward Laplacian"; Li et al., "A computational framework for neural network-based
+  variational Monte Carlo with Forward Laplacian", Nat. Mach. Intell. 2024).
+* :class:`STDE` sparse: :math:`B` indices :math:`I` drawn without replacement, shared by all
+  points, :math:`v_s = e_i`, :math:`w_s = d/B`:
+  :math:`\mathbb{E}[\frac{d}{B}\sum_{i\in I}\partial_i^2 u] = \Delta u` (SDGD's estimator in forward
+  mode).
+* :class:`STDE` dense (Hutchinson): Rademacher :math:`v` per point, :math:`w_s = 1/S`:
+  :math:`\mathbb{E}[v^\top \nabla^2 u\, v] = \operatorname{tr}\nabla^2 u` (no factor :math:`d`).
+
+Shi, Hu, Lin, Kawaguchi, "Stochastic Taylor derivative estimator: efficient amortization for
+arbitrary differential operators", NeurIPS 2024. The estimator learns which first and second
+derivatives each call site ("pde", "conditions") asks for, and then computes them all in one
+pass. ``d2(i, i)`` is exact (per-direction second coefficients); mixed ``d2(i, j)`` falls back
+to autograd on the forward-mode first derivative.
+"""
+from __future__ import annotations
+
+import abc
+
+import torch
+
+from .._validate import fail, positive_int
+from . import jets as J
+from .base import AbstractEstimator, Seeded, grad_of
+
+
+class _TaylorEstimator(AbstractEstimator):
+    """One collapsed 2-jet pass per evaluation; subclasses choose the Laplacian directions."""
+
+    def __init__(self):
+        self._plans: dict = {}
+
+    @abc.abstractmethod
+    def _laplacian_directions(self, dims: tuple, n_inputs: int, n_points: int, dtype, device):
+        """``(tangents, weight)``: a :class:`~pdeml.derivatives.jets.OneHot` or a dense (S, d)
+        or (N, S, d) tensor, and the weight (a float) shared by the S directions."""
+
+    # ----------------------------------------------------------------- the pass
+    def _need(self, field, key):
+        cache = field._cache
+        plan = self._plans.setdefault(cache.get("site"), set())
+        if key is not None:
+            plan.add(key)
+        res = cache.get("jet")
+        if res is None or not plan <= res["has"]:
+            res = self._pass(field, frozenset(plan))
+            cache["jet"] = res
+            cache.setdefault("values", res["values"])
+        return res
+
+    def _pass(self, field, plan):
+        x = field.x
+        n, d = x.shape
+        first = sorted(k[1] for k in plan if k[0] == "d")
+        diag = sorted(k[1] for k in plan if k[0] == "d2")
+        lap = next((k[1] for k in plan if k[0] == "lap"), None)
+        pos: dict[int, int] = {}
+        if lap is None and not diag:
+            tangent, weights = J.OneHot(torch.tensor(first, dtype=torch.long, device=x.device),
+                                        torch.ones(len(first), dtype=x.dtype, device=x.device)), None
+            pos = {i: k for k, i in enumerate(first)}
+        else:
+            tl, wl = (self._laplacian_directions(lap, d, n, x.dtype, x.device) if lap is not None
+                      else (J.OneHot(torch.zeros(0, dtype=torch.long, device=x.device),
+                                     torch.zeros(0, dtype=x.dtype, device=x.device)), 0.0))
+            tangent, pos = _merge(tl, sorted(set(first) | set(diag)), d, n)
+            weights = J.Prefix(_count(tl), wl)
+        order = 2 if (lap is not None or diag) else 1
+        out = field.model.jet(x, [tangent] + [None] * (order - 1), weights if not diag else None)
+        res = {"has": plan, "values": out.c[0], "pos": pos, "c1": out.c[1]}
+        if order == 2:
+            if diag:   # per-direction second coefficients: the weighted sum is taken here
+                res["c2"] = out.c[2]
+                res["lap"] = J.collapse(weights, out.c[2])
+            else:
+                res["lap"] = out.c[2]
+        return res
+
+    # --------------------------------------------------------------- interface
+    def values(self, field):
+        cache = field._cache
+        if "values" not in cache:
+            if self._plans.get(cache.get("site")):
+                self._need(field, None)
+            else:
+                cache["values"] = field.model(field.x)
+        return cache["values"]
+
+    def d(self, field, i):
+        res = self._need(field, ("d", i))
+        return _per_point(res["c1"], field.x.shape[0])[:, res["pos"][i], field.component:field.component + 1]
+
+    def grad(self, field):
+        for i in range(field.x.shape[1]):
+            self._plans.setdefault(field._cache.get("site"), set()).add(("d", i))
+        return torch.cat([self.d(field, i) for i in range(field.x.shape[1])], dim=1)
+
+    def d2(self, field, i, j):
+        if i == j:
+            res = self._need(field, ("d2", i))
+            return _per_point(res["c2"], field.x.shape[0])[:, res["pos"][i], field.component:field.component + 1]
+        key = ("jet-hrow", field.component, i)
+        if key not in field._cache:
+            field._cache[key] = grad_of(self.d(field, i), field.x)
+        return field._cache[key][:, j:j + 1]
+
+    def laplacian(self, field, dims):
+        res = self._need(field, ("lap", tuple(dims)))
+        return res["lap"][..., field.component:field.component + 1].expand(field.x.shape[0], 1)
+
+
+def _per_point(c, n):
+    return c.expand(n, *c.shape[-2:]) if c.ndim == 2 else c
+
+
+def _count(t) -> int:
+    return len(t.index) if isinstance(t, J.OneHot) else t.shape[-2]
+
+
+def _merge(tl, extra: list, d: int, n: int):
+    """Append one-hot tangents for the first/diagonal derivatives in ``extra`` (weight 0, so
+    after the Laplacian's) to the Laplacian's; reuse a direction e_i (unit scale) where there is one."""
+    if isinstance(tl, J.OneHot):
+        dev, dt = tl.scale.device, tl.scale.dtype
+        idx, scale = tl.index.tolist(), tl.scale.tolist()
+        pos = {i: k for k, (i, s) in enumerate(zip(idx, scale)) if s == 1.0}
+        for i in extra:
+            if i not in pos:
+                pos[i] = len(idx)
+                idx.append(i), scale.append(1.0)
+        return J.OneHot(torch.tensor(idx, dtype=torch.long, device=dev), torch.tensor(scale, dtype=dt, device=dev)), pos
+    dev, dt = tl.device, tl.dtype
+    pos = {i: tl.shape[-2] + k for k, i in enumerate(extra)}
+    eye = J.OneHot(torch.tensor(extra, dtype=torch.long, device=dev),
+                   torch.ones(len(extra), dtype=dt, device=dev)).dense(d, dt, dev)
+    if tl.ndim == 3:
+        eye = eye.expand(n, *eye.shape)
+    return torch.cat([tl, eye], dim=-2), pos
+
+
+class Taylor(_TaylorEstimator):
+    """Exact derivatives in collapsed Taylor mode (the forward Laplacian).
+
+    Example:
+        >>> case = case.replace(estimator=pl.derivatives.Taylor())    # or --derivatives taylor
+    """
+
+    def _laplacian_directions(self, dims, n_inputs, n_points, dtype, device):
+        k = len(dims)
+        return J.OneHot(torch.tensor(dims, dtype=torch.long, device=device), torch.ones(k, dtype=dtype, device=device)), 1.0
+
+    def __repr__(self):
+        return "Taylor()"
+
+
+class STDE(_TaylorEstimator):
+    r"""Stochastic Taylor derivative estimator of the Laplacian.
+
+    Args:
+        samples: sampled dimensions :math:`B` (sparse) or Rademacher probes :math:`S` (dense).
+        dense: Hutchinson probes instead of sampled coordinate directions.
+        unbiased: ask the backend for the unbiased gradient :math:`2 R_J^{\text{detach}} R_I`
+            from two independent draws (default: the cheaper, biased :math:`R_I^2`).
+        seed: the generator's seed (``reset`` re-seeds it; its state is checkpointed).
+
+    Variance (per point) of the sparse estimator: :math:`\frac{d^2}{B}\frac{d-B}{d-1}\,\mathrm{Var}_i(\partial_i^2 u)`;
+    dense: :math:`\frac{2}{S}\sum_{i\ne j} H_{ij}^2`.
+
+    Example:
+        >>> est = pl.derivatives.STDE(samples=16)    # --derivatives stde:16
+    """
+
+    exact = False
+
+    def __init__(self, samples: int = 16, *, dense: bool = False, unbiased: bool = False, seed: int = 0):
+        super().__init__()
+        self.samples = positive_int("STDE(samples)", samples)
+        self.dense, self.paired = bool(dense), bool(unbiased)
+        self._rng = Seeded(seed)
+
+    def _laplacian_directions(self, dims, n_inputs, n_points, dtype, device):
+        k, gen = len(dims), self._rng.gen
+        if self.dense:
+            signs = torch.randint(0, 2, (n_points, self.samples, k), generator=gen).to(dtype) * 2 - 1
+            v = torch.zeros(n_points, self.samples, n_inputs, dtype=dtype)
+            v[..., list(dims)] = signs
+            return v.to(device), 1.0 / self.samples
+        b = min(self.samples, k)
+        pick = torch.tensor(dims)[torch.randperm(k, generator=gen)[:b]]
+        return J.OneHot(pick.to(device), torch.ones(b, dtype=dtype, device=device)), k / b
+
+    def reset(self, seed):
+        self._rng.reset(seed)
+
+    def state_dict(self):
+        return self._rng.state_dict()
+
+    def load_state_dict(self, state):
+        self._rng.load_state_dict(state)
+
+    def __repr__(self):
+        return f"STDE(samples={self.samples}, dense={self.dense}, unbiased={self.paired})"
+
+
+class SDGD(AbstractEstimator):
+    r"""Stochastic dimension gradient descent's Laplacian by reverse mode (double backward).
+
+    :math:`\Delta u \approx \frac{d}{B}\sum_{i \in I} \partial_i^2 u` with one index set
+    :math:`I` (:math:`|I| = B`, without replacement) per evaluation, shared by all points;
+    :math:`u`, :math:`\nabla u`, :math:`u_t` and ``d2`` stay exact autograd. Hu, Shukla,
+    Karniadakis, Kawaguchi, "Tackling the curse of dimensionality with physics-informed neural
+    networks", Neural Networks 2024.
+
+    Args: as :class:`STDE` (``samples`` is :math:`B`).
+    """
+
+    exact = False
+
+    def __init__(self, samples: int = 16, *, unbiased: bool = False, seed: int = 0):
+        from .autograd import Autograd
+        self.samples = positive_int("SDGD(samples)", samples)
+        self.paired = bool(unbiased)
+        self._exact = Autograd()
+        self._rng = Seeded(seed)
+
+    def grad(self, field):
+        return self._exact.grad(field)
+
+    def d2(self, field, i, j):
+        return self._exact.d2(field, i, j)
+
+    def laplacian(self, field, dims):
+        key = ("sdgd-I", tuple(dims))
+        if key not in field._cache:
+            b = min(self.samples, len(dims))
+            field._cache[key] = [dims[i] for i in torch.randperm(len(dims), generator=self._rng.gen)[:b].tolist()]
+        pick = field._cache[key]
+        return len(dims) / len(pick) * sum(self._exact.hessian_row(field, i)[:, i:i + 1] for i in pick)
+
+    def reset(self, seed):
+        self._rng.reset(seed)
+
+    def state_dict(self):
+        return self._rng.state_dict()
+
+    def load_state_dict(self, state):
+        self._rng.load_state_dict(state)
+
+    def __repr__(self):
+        return f"SDGD(samples={self.samples}, unbiased={self.paired})"
+
+
+def parse(spec) -> AbstractEstimator:
+    """``"autograd"``, ``"taylor"``, ``"sdgd:16"``, ``"stde:16"``, ``"stde-dense:16"``; a suffix
+    ``":unbiased"`` selects the paired unbiased gradient. Objects pass through."""
+    from .autograd import Autograd
+    if isinstance(spec, AbstractEstimator):
+        return spec
+    parts = str(spec).split(":")
+    name, rest = parts[0], parts[1:]
+    unbiased = "unbiased" in rest
+    nums = [p for p in rest if p != "unbiased"]
+    try:
+        samples = int(nums[0]) if nums else 16
+    except ValueError:
+        fail("derivatives", spec, "has a sample count that is not an integer", 'pass e.g. "stde:16"')
+    if name == "autograd" and not rest:
+        return Autograd()
+    if name == "taylor" and not rest:
+        return Taylor()
+    if name == "sdgd":
+        return SDGD(samples, unbiased=unbiased)
+    if name in ("stde", "stde-dense"):
+        return STDE(samples, dense=name == "stde-dense", unbiased=unbiased)
+    fail("derivatives", spec, "is not a derivative estimator",
+         'use "autograd", "taylor", "sdgd:B", "stde:B" or "stde-dense:S" (optionally ":unbiased")')
