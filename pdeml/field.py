@@ -108,6 +108,21 @@ class Field:
     def laplacian(self) -> torch.Tensor:
         return self._cut(self._estimator.laplacian(self._one(), self._spatial))
 
+    def biharmonic(self) -> torch.Tensor:
+        """:math:`\\Delta^2 u` over the spatial inputs."""
+        return self._cut(self._estimator.biharmonic(self._one(), self._spatial))
+
+    def diffusion(self, sigma) -> torch.Tensor:
+        r"""The generator's second-order part :math:`\tfrac12\operatorname{tr}(\sigma\sigma^\top\nabla^2 u)`
+        over the spatial inputs; ``sigma`` is a (d, d) matrix or a scalar (times the identity)."""
+        d = len(self._spatial)
+        s = torch.as_tensor(sigma, dtype=self.x.dtype, device=self.x.device)
+        s = s * torch.eye(d, dtype=s.dtype, device=s.device) if s.ndim == 0 else s
+        if s.shape != (d, d):
+            raise ValueError(f"sigma has shape {tuple(s.shape)}; the problem has {d} spatial inputs. "
+                             f"Fix: pass a ({d}, {d}) matrix or a scalar.")
+        return self._cut(self._estimator.diffusion(self._one(), self._spatial, s))
+
     def dt(self) -> torch.Tensor:
         if len(self._spatial) == len(self.input_names):
             raise ValueError("dt() needs a time-dependent problem. Fix: pass "

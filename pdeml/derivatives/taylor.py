@@ -116,6 +116,25 @@ class _TaylorEstimator(AbstractEstimator):
         res = self._need(field, ("lap", tuple(dims)))
         return res["lap"][..., field.component:field.component + 1].expand(field.x.shape[0], 1)
 
+    def _collapsed(self, field, key, tangent, weight: float, order: int):
+        """The collapsed top coefficient of one extra jet pass, cached under ``key``."""
+        if key not in field._cache:
+            c = [tangent] + [None] * (order - 1)
+            field._cache[key] = field.model.jet(field.x, c, J.Prefix(_count(tangent), weight)).c[order]
+        top = field._cache[key]
+        return top[..., field.component:field.component + 1].expand(field.x.shape[0], 1)
+
+    def diffusion(self, field, dims, sigma):
+        n, d = field.x.shape
+        cols = torch.zeros(len(dims), d, dtype=field.x.dtype, device=field.x.device)
+        cols[:, list(dims)] = sigma.T.to(field.x.dtype)          # row k: sigma e_k
+        tangent, weight = self._diffusion_directions(cols, n)
+        return self._collapsed(field, ("diffusion", tuple(dims)), tangent, weight, 2)
+
+    def _diffusion_directions(self, cols, n):
+        """All columns of sigma, weight 1/2 (exact)."""
+        return cols, 0.5
+
 
 def _per_point(c, n):
     return c.expand(n, *c.shape[-2:]) if c.ndim == 2 else c
@@ -196,6 +215,23 @@ class STDE(_TaylorEstimator):
         b = min(self.samples, k)
         pick = torch.tensor(dims)[torch.randperm(k, generator=gen)[:b]]
         return J.OneHot(pick.to(device), torch.ones(b, dtype=dtype, device=device)), k / b
+
+    def _diffusion_directions(self, cols, n):
+        k, gen = cols.shape[0], self._rng.gen
+        if self.dense:      # sigma z, z Rademacher: E[(sigma z)^T H (sigma z)] = tr(sigma sigma^T H)
+            z = torch.randint(0, 2, (n, self.samples, k), generator=gen).to(cols.dtype).to(cols.device) * 2 - 1
+            return z @ cols, 0.5 / self.samples
+        b = min(self.samples, k)
+        return cols[torch.randperm(k, generator=gen)[:b].to(cols.device)], 0.5 * k / b
+
+    def biharmonic(self, field, dims):
+        r""":math:`\Delta^2 u = \tfrac13 \mathbb{E}_{v\sim N(0, I)}[\partial^4 u(v, 0, 0, 0)]`
+        with ``samples`` Gaussian 4-jets per point (collapsed)."""
+        n, d = field.x.shape
+        v = torch.zeros(n, self.samples, d, dtype=field.x.dtype)
+        v[..., list(dims)] = torch.randn(n, self.samples, len(dims), generator=self._rng.gen, dtype=field.x.dtype)
+        return self._collapsed(field, ("biharmonic", tuple(dims)), v.to(field.x.device),
+                               1.0 / (3 * self.samples), 4)
 
     def reset(self, seed):
         self._rng.reset(seed)
