@@ -19,6 +19,9 @@ def _parser():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--derivatives", help="derivative estimator: autograd | taylor | sdgd:B | stde:B | "
+                   "stde-dense:S, optionally :unbiased (default: the case's)")
+    t.epilog = "Any other --name VALUE is a case option (see `pdeml cases`), e.g. --dim 1000."
     e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
     e.add_argument("dir")
     e.add_argument("--resolution", type=int)
@@ -27,8 +30,31 @@ def _parser():
     return ap
 
 
+def _case_options(extra: list[str]) -> dict:
+    """``--name value`` / ``--name=value`` pairs left over by argparse: the case's options."""
+    out, i = {}, 0
+    while i < len(extra):
+        tok = extra[i]
+        if not tok.startswith("--") or len(tok) < 3:
+            raise ValueError(f"unexpected argument {tok!r}. Fix: case options are --name VALUE pairs "
+                             "(see `pdeml cases`)")
+        if "=" in tok:
+            k, v = tok[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise ValueError(f"case option {tok} has no value. Fix: pass {tok} VALUE")
+            k, v = tok[2:], extra[i + 1]
+            i += 2
+        out[k] = v
+    return out
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from . import run
     from .fit import DivergenceError
     try:
@@ -41,10 +67,12 @@ def main(argv=None) -> int:
                 print(p)
             return 0
         from pathlib import Path
+        options = _case_options(extra)
         out = args.out or str(Path("runs") / Path(args.case).stem)
         metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr,
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
-                                 resume=args.resume, progress=not args.no_progress)
+                                 resume=args.resume, progress=not args.no_progress,
+                                 options=options, derivatives=args.derivatives)
         print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
         print(f"run directory: {out}")
         return 0

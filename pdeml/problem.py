@@ -159,7 +159,8 @@ class Case:
         model: a module; ``pl.nn.MLP`` takes its input/output sizes from the problem
             (default ``MLP(width=50, depth=4)``).
         sampler: a sampler object (default: ``samplers.Uniform`` from the point counts below).
-        estimator: a derivative estimator (default exact autograd).
+        estimator: a derivative estimator object or spec ("taylor", "stde:16"; default: exact Taylor
+            mode where every layer has a jet rule, else exact autograd).
         steps: Adam steps. ``lbfgs_steps``: L-BFGS iterations after Adam (0: none).
         lr, lr_decay, lr_decay_every: Adam learning rate and step decay ``lr * decay**(k/every)``.
         n_domain, n_boundary, n_initial: collocation points (``n_boundary`` per boundary condition).

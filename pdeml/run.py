@@ -28,20 +28,59 @@ from .problem import Case
 
 
 def builtin_cases() -> dict[str, str]:
-    """Built-in case names -> first docstring line."""
+    """Built-in case names -> first docstring line and the case's options (``--dim 100``)."""
     import ast
 
     import cases
     out = {}
-    for m in pkgutil.iter_modules(cases.__path__):   # read docstrings; don't build references
+    for m in pkgutil.iter_modules(cases.__path__):   # read the source; don't build references
         if not m.name.startswith("_"):
-            doc = ast.get_docstring(ast.parse(Path(m.module_finder.path, f"{m.name}.py").read_text()))
-            out[m.name] = doc.strip().splitlines()[0] if doc else ""
+            tree = ast.parse(Path(m.module_finder.path, f"{m.name}.py").read_text())
+            doc = ast.get_docstring(tree)
+            line = doc.strip().splitlines()[0] if doc else ""
+            make = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "make"), None)
+            if make is not None:
+                args = make.args.args[-len(make.args.defaults):] if make.args.defaults else []
+                opts = [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(args, make.args.defaults)]
+                opts += [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(make.args.kwonlyargs, make.args.kw_defaults)]
+                line += f"  [{' '.join(opts)}]"
+            out[m.name] = line
     return out
 
 
-def load_case(spec: str) -> tuple[Case, str]:
-    """A case from a file path or a built-in name; returns ``(case, source)``."""
+def _apply_options(mod, spec: str, options: dict) -> Case:
+    """``mod.make(**options)`` with each value converted to the type of the option's default."""
+    import inspect
+    make = getattr(mod, "make", None)
+    if make is None:
+        fail("case options", options, f"were given but case {spec!r} takes none (it defines no make())",
+             "drop them, or define `def make(name=default, ...) -> pl.Case` in the case file")
+    params = inspect.signature(make).parameters
+    kwargs = {}
+    for key, value in options.items():
+        name = key.replace("-", "_")
+        if name not in params:
+            fail(f"--{key}", value, f"is not an option of case {spec!r}",
+                 f"use one of {['--' + k for k in params]}")
+        default = params[name].default
+        kind = type(default) if default is not inspect.Parameter.empty and default is not None else str
+        try:
+            if kind is bool and isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                kwargs[name] = value.lower() in ("true", "1")
+            else:
+                kwargs[name] = kind(value)
+        except (TypeError, ValueError):
+            fail(f"--{key}", value, f"is not a valid {kind.__name__}", f"pass e.g. --{key} {default}")
+    case = make(**kwargs)
+    return case.replace(options={**case.options, **kwargs})
+
+
+def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:
+    """A case from a file path or a built-in name; returns ``(case, source)``. ``options`` are
+    passed to the case file's ``make(**options)`` (``pdeml train CASE --dim 1000``); without
+    them the module-level ``case`` is used."""
     path = Path(spec)
     if spec.endswith(".py") or path.exists():
         if not path.is_file():
@@ -62,6 +101,8 @@ def load_case(spec: str) -> tuple[Case, str]:
     case = getattr(mod, "case", None)
     if not isinstance(case, Case):
         fail("case", spec, "defines no module-level `case = pl.Case(...)`", "add one to the file")
+    if options:
+        case = _apply_options(mod, spec, options)
     return case, source
 
 
@@ -85,19 +126,28 @@ def default_sampler(case: Case):
 
 
 def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, device="auto",
-               resume=False, progress=True, export=True, callbacks=()) -> dict:
-    """Train a case (object, path or name) and write the run directory ``out``; returns metrics."""
+               resume=False, progress=True, export=True, callbacks=(), options=None,
+               derivatives=None) -> dict:
+    """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
+    ``options`` go to the case's ``make()``; ``derivatives`` is an estimator spec ("stde:16")."""
     source = None
+    options = dict(options or {})
     if isinstance(case, str):
-        case, source = load_case(case)
-    changes = {k: v for k, v in {"steps": steps, "lr": lr, "lbfgs_steps": lbfgs_steps}.items()
-               if v is not None}
+        case, source = load_case(case, options)
+    elif options:
+        fail("options", options, "apply to case files and names only", "call make(...) yourself")
+    if derivatives is not None:
+        from .derivatives import parse
+        parse(derivatives)                                   # validate now, clearly
+    changes = {k: v for k, v in {"steps": steps, "lr": lr, "lbfgs_steps": lbfgs_steps,
+                                 "estimator": derivatives}.items() if v is not None}
     case = case.replace(**changes) if changes else case
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     backend = build(case, seed=seed, device=device)
     dev = backend.center.device
     run_info = {"source": source, "seed": seed, "device": str(dev), "overrides": changes,
+                "case_options": options,
                 "dtype": case.dtype, "outputs": list(case.problem.outputs),
                 "terms": backend.term_names, "options": case.options}
     (out / "run.json").write_text(json.dumps(run_info, indent=2))
@@ -155,7 +205,7 @@ def export_run(out, resolution: int | None = None, device="auto") -> list[Path]:
     if info.get("source") is None:
         fail("DIR", str(out), "was trained from a Python Case object, not a file or name",
              "call pdeml.run.export_backend from Python instead")
-    case, _ = load_case(info["source"])
+    case, _ = load_case(info["source"], info.get("case_options") or None)
     changes = info.get("overrides", {})
     case = case.replace(**changes) if changes else case
     backend = build(case, seed=info.get("seed", 0), device=device)

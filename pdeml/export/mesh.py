@@ -5,6 +5,8 @@
   polygon vertices, so re-entrant corners are exact); triangles whose centroid or an edge
   midpoint lies outside are dropped, which keeps holes and notches empty.
 * 3-D: voxels of a regular grid whose centres lie inside (hexahedra).
+* more dimensions: the 2-D slice through the bounding-box centre spanned by the first two
+  coordinates (quads whose centres lie inside); points keep all coordinates.
 """
 from __future__ import annotations
 
@@ -62,5 +64,13 @@ def mesh(geom: AbstractGeometry, resolution: int = 128):
         hexa = hexa[geom.inside(nodes[hexa].mean(axis=1))]
         used, inverse = np.unique(hexa, return_inverse=True)
         return nodes[used], "hexahedron", inverse.reshape(hexa.shape)
-    raise ValueError(f"geometry.dim={geom.dim} has no export mesh (1-3 supported). Fix: export "
-                     "point samples with backend.predict instead.")
+    n, c = resolution, (lo + hi) / 2
+    plane = _grid(lo[:2], hi[:2], n + 1)
+    nodes = np.tile(c, (len(plane), 1))
+    nodes[:, :2] = plane
+    idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+    quads = np.stack([idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel(),
+                      idx[:-1, 1:].ravel()], 1)
+    quads = quads[geom.inside(nodes[quads].mean(axis=1))]
+    used, inverse = np.unique(quads, return_inverse=True)
+    return nodes[used], "quad", inverse.reshape(quads.shape)

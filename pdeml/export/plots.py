@@ -79,6 +79,8 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
             tri = Delaunay(pts[:, :2]).simplices
             keep = g.inside(np.hstack([pts[tri].mean(1)[:, :2], np.full((len(tri), 1), z)]))
             cells, title_extra = tri[keep], f" (z = {z:.3g})"
+        elif kind == "quad":   # the (x0, x1) slice of a high-dimensional domain
+            cells, title_extra = np.concatenate([cells[:, [0, 1, 2]], cells[:, [0, 2, 3]]]), " (slice)"
         else:
             title_extra = ""
         x = pts if p.time is None else np.hstack([pts, np.full((len(pts), 1), p.time[1])])
