@@ -52,9 +52,20 @@ def pde(x, u):
     return u.dt() + u.value * u.d("x") - NU * u.d2("x")
 
 
+def ansatz(x, y):
+    """u = -sin(πx) + t (1 - x²) N(x, t): the initial and boundary conditions hold exactly, so
+    the loss is the PDE residual alone (their loss terms stay ~1e-15, a check)."""
+    return -torch.sin(math.pi * x[:, :1]) + x[:, 1:2] * (1 - x[:, :1] ** 2) * y
+
+
 problem = pl.Problem(geometry=pl.geometry.Interval(-1, 1), time=(0, 1), pde=pde,
                      conditions=[pl.Dirichlet(0.0), pl.Initial(initial)],
                      reference=reference())
-case = pl.Case(problem=problem, model=pl.nn.MLP(width=32, depth=4), steps=6000, lr=2e-3,
-               lr_decay=0.5, lr_decay_every=2000, n_domain=3000, n_boundary=200, n_initial=300,
-               resample_every=100, lbfgs_steps=3000, weights={"initial": 10.0, "dirichlet": 10.0})
+case = pl.Case(problem=problem, model=pl.nn.MLP(width=32, depth=4), transform=ansatz, steps=3000,
+               lr=2e-3, lr_decay=0.5, lr_decay_every=2000, n_domain=3000, n_boundary=50, n_initial=50,
+               resample_every=100, lbfgs_steps=1000)
+
+
+def long_case() -> pl.Case:
+    """The benchmark setting that reaches < 5e-3: float64, 6000 points, 6000 Adam + 2000 L-BFGS."""
+    return case.replace(dtype="float64", n_domain=6000, steps=6000, lbfgs_steps=2000)

@@ -34,8 +34,9 @@ class PINN(nn.Module):
             ``"stde:16"`` (default: exact :class:`~pdeml.derivatives.Taylor` mode when every layer
             has a jet rule, else exact :class:`~pdeml.derivatives.Autograd`).
         hard_dirichlet: impose whole-boundary Dirichlet conditions exactly (SDF transform).
-        transform: optional output transform ``(x, y) -> u`` applied last
-            (:class:`pdeml.nn.OutputTransform`): conditions built into the ansatz.
+        transform: optional output transform ``(x, y) -> u`` applied last: a function
+            (wrapped in :class:`pdeml.nn.OutputTransform`, no jet rule) or a module with
+            ``forward(x, y)`` and optionally ``jet(x_jet, y_jet)``: conditions built into the ansatz.
         seed: initialization seed (the caller's global RNG is left untouched).
 
     Example:
@@ -68,7 +69,7 @@ class PINN(nn.Module):
         self.register_buffer("halfwidth", torch.as_tensor((hi - lo) / 2))
         self.hard, self.soft = self._split_conditions(hard_dirichlet)
         if transform is not None:
-            self.hard.append(transform if isinstance(transform, OutputTransform) else OutputTransform(transform))
+            self.hard.append(transform if isinstance(transform, nn.Module) else OutputTransform(transform))
         self.estimator = parse_estimator(estimator) if estimator is not None else self._default_estimator()
         self.estimator.reset(seed)
         self.to(dtype)
@@ -94,7 +95,8 @@ class PINN(nn.Module):
     def _default_estimator(self) -> AbstractEstimator:
         """Exact Taylor mode (one forward jet, faster than nested autograd) when every layer
         has a jet rule; exact autograd otherwise (e.g. a user's output transform)."""
-        if hasattr(self.net, "jet") and not any(isinstance(h, OutputTransform) for h in self.hard):
+        if hasattr(self.net, "jet") and all(hasattr(h, "jet") and not isinstance(h, OutputTransform)
+                                            for h in self.hard):
             return Taylor()
         return Autograd()
 

@@ -338,8 +338,14 @@ def sq_norm(jet: Jet, center: torch.Tensor) -> Jet:
 
 
 def select(jet: Jet, i: int) -> Jet:
-    """Feature ``i`` of a jet, kept as a column."""
-    return Jet([None if h is None else h[..., i:i + 1] for h in jet.c], jet.weights)
+    """Feature ``i`` of a jet, kept as a column (a one-hot tangent gives its scale or 0)."""
+    def one(h):
+        if h is None:
+            return None
+        if isinstance(h, OneHot):
+            return torch.where(h.index == i, h.scale, torch.zeros_like(h.scale)).unsqueeze(-1)
+        return h[..., i:i + 1]
+    return Jet([one(h) for h in jet.c], jet.weights)
 
 
 def scale(jet: Jet, a) -> Jet:
