@@ -15,7 +15,7 @@ from torch import nn
 
 import pdeml as pl
 from pdeml.derivatives import jets as J
-from pdeml.sampling import AbstractSampler, batch_from_state, batch_state
+from pdeml.sampling import AbstractSampler
 
 T = 0.3
 REFERENCE = {10: 0.47006, 100: 0.31674, 1000: 0.28753, 10000: 0.28433}
@@ -67,15 +67,6 @@ class BrownianPaths(AbstractSampler):
             self._draw(rng)
         return self.points
 
-    def current(self):
-        return self.points
-
-    def state_dict(self):
-        return batch_state(self.points)
-
-    def load_state_dict(self, state):
-        self.points = batch_from_state(state)
-        self.version += 1
 
 
 def pde(x, u):

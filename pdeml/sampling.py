@@ -15,8 +15,12 @@ import torch
 
 
 class AbstractSampler(abc.ABC):
+    """Samplers keep their current batch in ``self.points``; ``current``, ``state_dict`` and
+    ``load_state_dict`` work from it unless a sampler has more state to save."""
+
     wants_residuals: bool = False
     version: int = 0
+    points: dict | None = None
 
     @abc.abstractmethod
     def reset(self, problem, rng: np.random.Generator) -> None:
@@ -26,19 +30,20 @@ class AbstractSampler(abc.ABC):
     def batch(self, step: int, rng: np.random.Generator) -> dict:
         """The points for Adam step ``step`` (may redraw, bumping ``version``)."""
 
-    @abc.abstractmethod
     def current(self) -> dict:
         """The points in use now, without redrawing."""
+        return self.points
 
     def observe(self, step: int, residuals: dict) -> None:
         """See the PDE residuals of the last step (adaptive samplers)."""
 
-    @abc.abstractmethod
     def state_dict(self) -> dict:
         """Tensors and plain values that restore the sampler exactly (for resume)."""
+        return batch_state(self.points)
 
-    @abc.abstractmethod
-    def load_state_dict(self, state: dict) -> None: ...
+    def load_state_dict(self, state: dict) -> None:
+        self.points = batch_from_state(state)
+        self.version += 1
 
 
 def draw(problem, counts: dict, rng: np.random.Generator, method: str, *, keep=None) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from pdeml._validate import fail, positive_int
-from pdeml.sampling import AbstractSampler, batch_from_state, batch_state, draw
+from pdeml.sampling import AbstractSampler, draw
 
 
 class Uniform(AbstractSampler):
@@ -46,15 +46,6 @@ class Uniform(AbstractSampler):
             self.version += 1
         return self.points
 
-    def current(self):
-        return self.points
-
-    def state_dict(self):
-        return batch_state(self.points)
-
-    def load_state_dict(self, state):
-        self.points = batch_from_state(state)
-        self.version += 1
 
     def __repr__(self):
         c = self.counts

@@ -35,3 +35,17 @@ def test_burgers_reaches_5e_3_with_adam_and_lbfgs(tmp_path):
     m = R.train_case(long_case(), tmp_path, progress=False, export=False)
     print("burgers long", m["l2_relative_error"], m["wall_time_s"])
     assert m["l2_relative_error"] <= 5e-3
+
+
+@pytest.mark.slow
+def test_allen_cahn_100d_with_stde_reaches_2e_2(tmp_path):
+    m = R.train_case("allen_cahn_highdim", tmp_path, options={"dim": 100}, progress=False, export=False)
+    print("allen_cahn_highdim D=100 stde:16", m["l2_relative_error"], m["wall_time_s"])
+    assert m["l2_relative_error"] <= 2e-2
+
+
+@pytest.mark.slow
+def test_semilinear_heat_100d_within_2_percent_of_the_reference(tmp_path):
+    m = R.train_case("heat_semilinear_highdim", tmp_path, options={"dim": 100}, progress=False, export=False)
+    print("heat_semilinear_highdim D=100 u(0,0) rel. error", m["l2_relative_error"], m["wall_time_s"])
+    assert m["l2_relative_error"] <= 2e-2

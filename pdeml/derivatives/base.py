@@ -86,20 +86,6 @@ class Seeded:
     def __init__(self, seed: int = 0):
         self.gen = torch.Generator().manual_seed(int(seed))
 
-    def diffusion(self, field, dims: tuple[int, ...], sigma: torch.Tensor) -> torch.Tensor:
-        r""":math:`\tfrac12 \operatorname{tr}(\sigma\sigma^\top \nabla^2 u)` over ``dims`` (N, 1);
-        exact by default (Hessian rows of the first derivatives)."""
-        a = sigma @ sigma.T
-        rows = [grad_of(self.d(field, i), field.x)[:, list(dims)] for i in dims]
-        return 0.5 * sum((a[k] * r).sum(1, keepdim=True) for k, r in enumerate(rows))
-
-    def biharmonic(self, field, dims: tuple[int, ...]) -> torch.Tensor:
-        r""":math:`\Delta^2 u` over ``dims`` (N, 1); by default the Laplacian of
-        :meth:`laplacian` by reverse mode (exact for exact estimators)."""
-        lap = self.laplacian(field, dims)
-        g = grad_of(lap, field.x)
-        return sum(grad_of(g[:, i:i + 1], field.x)[:, i:i + 1] for i in dims)
-
     def reset(self, seed: int) -> None:
         self.gen.manual_seed(int(seed))
 
@@ -109,3 +95,20 @@ class Seeded:
     def load_state_dict(self, state: dict) -> None:
         if "generator" in state:
             self.gen.set_state(state["generator"].cpu())
+
+
+class AbstractStochasticEstimator(AbstractEstimator):
+    """An estimator that samples: it owns a :class:`Seeded` generator (``self._rng``), which
+    ``reset(seed)`` re-seeds and the checkpoint carries."""
+
+    exact = False
+    _rng: Seeded
+
+    def reset(self, seed):
+        self._rng.reset(seed)
+
+    def state_dict(self):
+        return self._rng.state_dict()
+
+    def load_state_dict(self, state):
+        self._rng.load_state_dict(state)

@@ -29,7 +29,7 @@ import torch
 
 from .._validate import fail, positive_int
 from . import jets as J
-from .base import AbstractEstimator, Seeded, grad_of
+from .base import AbstractEstimator, AbstractStochasticEstimator, Seeded, grad_of
 
 
 class _TaylorEstimator(AbstractEstimator):
@@ -180,7 +180,7 @@ class Taylor(_TaylorEstimator):
         return "Taylor()"
 
 
-class STDE(_TaylorEstimator):
+class STDE(_TaylorEstimator, AbstractStochasticEstimator):
     r"""Stochastic Taylor derivative estimator of the Laplacian.
 
     Args:
@@ -196,8 +196,6 @@ class STDE(_TaylorEstimator):
     Example:
         >>> est = pl.derivatives.STDE(samples=16)    # --derivatives stde:16
     """
-
-    exact = False
 
     def __init__(self, samples: int = 16, *, dense: bool = False, unbiased: bool = False, seed: int = 0):
         super().__init__()
@@ -233,20 +231,11 @@ class STDE(_TaylorEstimator):
         return self._collapsed(field, ("biharmonic", tuple(dims)), v.to(field.x.device),
                                1.0 / (3 * self.samples), 4)
 
-    def reset(self, seed):
-        self._rng.reset(seed)
-
-    def state_dict(self):
-        return self._rng.state_dict()
-
-    def load_state_dict(self, state):
-        self._rng.load_state_dict(state)
-
     def __repr__(self):
         return f"STDE(samples={self.samples}, dense={self.dense}, unbiased={self.paired})"
 
 
-class SDGD(AbstractEstimator):
+class SDGD(AbstractStochasticEstimator):
     r"""Stochastic dimension gradient descent's Laplacian by reverse mode (double backward).
 
     :math:`\Delta u \approx \frac{d}{B}\sum_{i \in I} \partial_i^2 u` with one index set
@@ -257,8 +246,6 @@ class SDGD(AbstractEstimator):
 
     Args: as :class:`STDE` (``samples`` is :math:`B`).
     """
-
-    exact = False
 
     def __init__(self, samples: int = 16, *, unbiased: bool = False, seed: int = 0):
         from .autograd import Autograd
@@ -280,15 +267,6 @@ class SDGD(AbstractEstimator):
             field._cache[key] = [dims[i] for i in torch.randperm(len(dims), generator=self._rng.gen)[:b].tolist()]
         pick = field._cache[key]
         return len(dims) / len(pick) * sum(self._exact.hessian_row(field, i)[:, i:i + 1] for i in pick)
-
-    def reset(self, seed):
-        self._rng.reset(seed)
-
-    def state_dict(self):
-        return self._rng.state_dict()
-
-    def load_state_dict(self, state):
-        self._rng.load_state_dict(state)
 
     def __repr__(self):
         return f"SDGD(samples={self.samples}, unbiased={self.paired})"
