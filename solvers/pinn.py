@@ -151,7 +151,7 @@ class PINN(nn.Module):
     def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
         """Per-term mean squared residuals on a tensor batch (see :mod:`pdeml.sampling`).
         If ``residuals`` is a dict it receives the detached PDE residuals (adaptive samplers)."""
-        xd = batch["domain"]["x"].detach().requires_grad_(True)
+        xd = batch["domain"]["x"].detach().requires_grad_(self.estimator.input_grad("pde"))
         res = self.pde_residuals(xd)
         if self.estimator.paired:   # unbiased: value mean(R_J R_I), gradient 2 mean(R_J grad R_I)
             other = [r.detach() for r in self.pde_residuals(xd)]
@@ -164,7 +164,7 @@ class PINN(nn.Module):
         if self.soft:
             xs = [batch[name]["x"] for name, _ in self.soft]
             grad = any(c.needs_grad for _, c in self.soft)
-            xc = torch.cat(xs).detach().requires_grad_(grad)
+            xc = torch.cat(xs).detach().requires_grad_(grad and self.estimator.input_grad("conditions"))
             u = self.field(xc, "conditions")
             start = 0
             for (name, c), xi in zip(self.soft, xs):
@@ -188,7 +188,7 @@ class PINN(nn.Module):
         x = torch.as_tensor(np.asarray(x), dtype=dt, device=dev)
         parts = []
         for i in range(0, len(x), chunk):
-            xi = x[i:i + chunk].detach().requires_grad_(True)
+            xi = x[i:i + chunk].detach().requires_grad_(self.estimator.input_grad("pde"))
             parts.append(torch.cat(self.pde_residuals(xi), dim=1).detach().double().cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, len(self.pde_names)))
 

@@ -63,6 +63,12 @@ class AbstractEstimator(abc.ABC):
         g = grad_of(lap, field.x)
         return sum(grad_of(g[:, i:i + 1], field.x)[:, i:i + 1] for i in dims)
 
+    def input_grad(self, site) -> bool:
+        """Whether the points of call site ``site`` must require grad (reverse-mode estimators:
+        always). Forward-mode estimators say no once they know the site needs no reverse pass,
+        which saves building the graph of the forcing terms and a backward pass into x."""
+        return True
+
     def reset(self, seed: int) -> None:
         """Seed the estimator's own random generator (stochastic estimators)."""
 

@@ -24,6 +24,7 @@ to autograd on the forward-mode first derivative.
 from __future__ import annotations
 
 import abc
+import functools
 
 import torch
 
@@ -71,7 +72,8 @@ class _TaylorEstimator(AbstractEstimator):
             tl, wl = (self._laplacian_directions(lap, d, n, x.dtype, x.device) if lap is not None
                       else (J.OneHot(torch.zeros(0, dtype=torch.long, device=x.device),
                                      torch.zeros(0, dtype=x.dtype, device=x.device)), 0.0))
-            tangent, pos = _merge(tl, sorted(set(first) | set(diag)), d, n)
+            extra = sorted(set(first) | set(diag))
+            tangent, pos = _merge(tl, extra, d, n) if extra else (tl, {})
             weights = J.Prefix(_count(tl), wl)
         order = 2 if (lap is not None or diag) else 1
         out = field.model.jet(x, [tangent] + [None] * (order - 1), weights if not diag else None)
@@ -85,6 +87,21 @@ class _TaylorEstimator(AbstractEstimator):
         return res
 
     # --------------------------------------------------------------- interface
+    def input_grad(self, site):
+        plan = self._plans.get(site)
+        return plan is None or ("reverse",) in plan
+
+    def _reverse(self, field):
+        """Note that this site needs reverse mode through x (mixed d2, the biharmonic)."""
+        self._plans.setdefault(field._cache.get("site"), set()).add(("reverse",))
+        if not field.x.requires_grad:
+            raise RuntimeError("this derivative needs reverse mode through x, but the points do not "
+                               "require grad. Fix: evaluate once more; the estimator now knows.")
+
+    def biharmonic(self, field, dims):
+        self._reverse(field)
+        return super().biharmonic(field, dims)
+
     def values(self, field):
         cache = field._cache
         if "values" not in cache:
@@ -108,6 +125,7 @@ class _TaylorEstimator(AbstractEstimator):
             res = self._need(field, ("d2", i))
             return _per_point(res["c2"], field.x.shape[0])[:, res["pos"][i], field.component:field.component + 1]
         key = ("jet-hrow", field.component, i)
+        self._reverse(field)
         if key not in field._cache:
             field._cache[key] = grad_of(self.d(field, i), field.x)
         return field._cache[key][:, j:j + 1]
@@ -138,6 +156,13 @@ class _TaylorEstimator(AbstractEstimator):
 
 def _per_point(c, n):
     return c.expand(n, *c.shape[-2:]) if c.ndim == 2 else c
+
+
+@functools.lru_cache(maxsize=32)
+def _unit_one_hot(dims: tuple, dtype, device) -> J.OneHot:
+    """e_i for every i in ``dims`` (cached: built once per run, not per step)."""
+    return J.OneHot(torch.tensor(dims, dtype=torch.long, device=device),
+                    torch.ones(len(dims), dtype=dtype, device=device))
 
 
 def _count(t) -> int:
@@ -173,8 +198,7 @@ class Taylor(_TaylorEstimator):
     """
 
     def _laplacian_directions(self, dims, n_inputs, n_points, dtype, device):
-        k = len(dims)
-        return J.OneHot(torch.tensor(dims, dtype=torch.long, device=device), torch.ones(k, dtype=dtype, device=device)), 1.0
+        return _unit_one_hot(dims, dtype, device), 1.0
 
     def __repr__(self):
         return "Taylor()"
@@ -211,8 +235,9 @@ class STDE(_TaylorEstimator, AbstractStochasticEstimator):
             v[..., list(dims)] = signs
             return v.to(device), 1.0 / self.samples
         b = min(self.samples, k)
-        pick = torch.tensor(dims)[torch.randperm(k, generator=gen)[:b]]
-        return J.OneHot(pick.to(device), torch.ones(b, dtype=dtype, device=device)), k / b
+        every = _unit_one_hot(dims, dtype, device)
+        pick = torch.randperm(k, generator=gen)[:b].to(device)
+        return J.OneHot(every.index[pick], every.scale[:b]), k / b
 
     def _diffusion_directions(self, cols, n):
         k, gen = cols.shape[0], self._rng.gen
