@@ -27,6 +27,8 @@ def _parser():
     e.add_argument("--resolution", type=int)
     e.add_argument("--device", default="auto")
     sub.add_parser("cases", help="list the built-in cases")
+    from solvers.dcdm.cli import add_parser as add_dcdm      # backends register their commands
+    add_dcdm(sub)
     return ap
 
 
@@ -58,6 +60,9 @@ def main(argv=None) -> int:
     from . import run
     from .fit import DivergenceError
     try:
+        if args.command == "dcdm":
+            from solvers.dcdm.cli import main as dcdm_main
+            return dcdm_main(args)
         if args.command == "cases":
             for name, doc in run.builtin_cases().items():
                 print(f"{name:28s} {doc}")

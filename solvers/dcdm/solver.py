@@ -1,0 +1,189 @@
+r"""DCDM: the deep conjugate-direction iteration, its training, and a CG baseline.
+
+Kaneda, Akar, Chen, Kala, Hyde, Teran, "A deep conjugate direction method for iteratively
+solving linear systems", ICML 2023.
+
+Iteration (:func:`solve`): :math:`r_0 = b - Ax_0`; each step
+:math:`q = f_\theta(r_k/\lVert r_k\rVert)`, A-orthogonalized against the last ``k`` directions,
+:math:`q \leftarrow q - \sum_j \frac{q^\top Ap_j}{p_j^\top Ap_j} p_j`, then
+:math:`\alpha = q^\top r_k / q^\top Aq`, :math:`x \leftarrow x + \alpha q`, :math:`r = b - Ax`
+(recomputed), until :math:`\lVert r\rVert \le \text{tol}\,\lVert b\rVert`. With
+:math:`f_\theta = \text{identity}` and k = 1 this is conjugate gradients in exact arithmetic.
+
+Loss (:func:`loss`), unsupervised and scale invariant:
+:math:`L(\theta) = \mathrm{mean}_b \lVert b - \frac{q^\top b}{q^\top Aq} Aq\rVert^2`, :math:`q = f_\theta(b)`:
+the residual left after an exact line search along the network's direction.
+
+Training right-hand sides (:func:`training_rhs`): Ritz vectors of A from both ends of the
+spectrum (``scipy.sparse.linalg.eigsh``, Lanczos), :math:`b = \sum_i c_i v_i`,
+:math:`c_i \sim N(0, 1)`, the low half weighted x9, normalized.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pdeml import checkpoint as ckpt
+from pdeml._validate import fail, positive_int
+
+from .net import DirectionNet
+from .poisson import GridPoisson, assemble, check_fluid, prolong
+
+
+@dataclass
+class SolveResult:
+    x: torch.Tensor
+    residuals: list = field(default_factory=list)   # ||r_k|| / ||b||, k = 0, 1, ...
+    iterations: int = 0
+    converged: bool = False
+    seconds: float = 0.0
+    directions: list = field(default_factory=list)  # the p_k, with keep_directions=True
+
+
+def _dot(a, b):
+    return (a * b).flatten(1).sum(1)
+
+
+def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
+          maxiter: int = 1000, k: int = 2, x0=None, progress: bool = False,
+          keep_directions: bool = False) -> SolveResult:
+    """Solve A x = b on the grid of ``A`` (b: (*grid) or (1, *grid); float64 iteration).
+
+    ``net=None`` uses q = r (a conjugate-direction method: CG for k >= 1)."""
+    if not tol > 0:
+        fail("tol", tol, "must be positive", "pass e.g. 1e-6")
+    maxiter, k = positive_int("maxiter", maxiter), positive_int("k", k)
+    dev = A.fluid.device
+    b = torch.as_tensor(b, dtype=torch.float64, device=dev).reshape(1, *A.shape) * A.fluid
+    x = torch.zeros_like(b) if x0 is None else torch.as_tensor(x0, dtype=torch.float64, device=dev).reshape(b.shape)
+    nb = float(b.norm())
+    if nb == 0:
+        return SolveResult(x=x[0], residuals=[0.0], converged=True)
+    r = b - A(x)
+    res = [float(r.norm()) / nb]
+    dirs: list = []
+    kept: list = []
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=maxiter, desc="dcdm", leave=False)
+    it = 0
+    with torch.no_grad():
+        while res[-1] > tol and it < maxiter:
+            if net is None:
+                q = r.clone()
+            else:
+                rn = (r / r.norm()).to(next(net.parameters()).dtype)
+                q = net(rn, A.fluid).to(torch.float64)
+            for p, Ap, pAp in dirs:
+                q = q - (_dot(q, Ap) / pAp).view(-1, *[1] * A.fluid.ndim) * p
+            Aq = A(q)
+            qAq = _dot(q, Aq)
+            if not float(qAq) > 0:
+                break                                   # direction lost (numerically zero)
+            alpha = _dot(q, r) / qAq
+            x = x + alpha.view(-1, *[1] * A.fluid.ndim) * q
+            r = b - A(x)
+            dirs = (dirs + [(q, Aq, qAq)])[-k:]
+            if keep_directions:
+                kept.append(q[0])
+            it += 1
+            res.append(float(r.norm()) / nb)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(residual=f"{res[-1]:.2e}")
+    if bar is not None:
+        bar.close()
+    return SolveResult(x=x[0], residuals=res, iterations=it, converged=res[-1] <= tol,
+                       seconds=time.perf_counter() - t0, directions=kept)
+
+
+def loss(net: DirectionNet, A: GridPoisson, b: torch.Tensor) -> torch.Tensor:
+    """mean_b || b - (q.b / q.Aq) A q ||^2 with q = net(b); b: (B, *grid), unit norm."""
+    q = net(b, A.fluid)
+    Aq = A(q)
+    alpha = _dot(q, b) / _dot(q, Aq)
+    return (b - alpha.view(-1, *[1] * A.fluid.ndim) * Aq).pow(2).flatten(1).sum(1).mean()
+
+
+def training_rhs(fluid, count: int, *, ritz: int = 200, seed: int = 0) -> np.ndarray:
+    """(count, *grid) unit right-hand sides from Ritz vectors (see the module docstring)."""
+    from scipy.sparse.linalg import eigsh
+    fluid = check_fluid(fluid)
+    A = assemble(fluid)
+    rng = np.random.default_rng(seed)
+    m = min(ritz, A.shape[0] - 1)
+    vals, vecs = eigsh(A, k=m, which="BE", tol=1e-3, v0=rng.standard_normal(A.shape[0]))
+    keep = vals > 1e-8 * vals.max()                       # drop Ritz values ~ 0
+    vals, vecs = vals[keep], vecs[:, keep]
+    weight = np.where(np.arange(len(vals)) < len(vals) // 2, 9.0, 1.0)   # eigsh sorts ascending
+    c = rng.standard_normal((count, len(vals))) * weight
+    b = c @ vecs.T
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    return prolong(fluid, b)
+
+
+def train(fluid, *, epochs: int = 30, count: int = 800, batch: int = 16, lr: float = 1e-3,
+          channels: int = 16, levels: int = 2, seed: int = 0, device="cpu", checkpoint=None,
+          progress: bool = True) -> tuple[DirectionNet, dict]:
+    """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe)."""
+    fluid = check_fluid(fluid)
+    epochs, count, batch = positive_int("epochs", epochs), positive_int("count", count), positive_int("batch", batch)
+    dev = torch.device(device)
+    A = GridPoisson(fluid).to(dev)
+    data = torch.as_tensor(training_rhs(fluid, count, seed=seed), dtype=torch.float32, device=dev)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = DirectionNet(fluid.ndim, channels, levels).to(dev)
+        order = [torch.randperm(count) for _ in range(epochs)]
+    opt = torch.optim.Adam(net.parameters(), lr)
+    history, t0 = [], time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=epochs, desc="dcdm train")
+    for e in range(epochs):
+        total = 0.0
+        for i in range(0, count, batch):
+            value = loss(net, A, data[order[e][i:i + batch].to(dev)])
+            if not torch.isfinite(value):
+                raise FloatingPointError(f"DCDM training diverged in epoch {e}: loss {float(value)}. "
+                                         "Fix: lower lr.")
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+            total += float(value.detach()) * len(order[e][i:i + batch])
+        history.append(total / count)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]:.3e}")
+    if bar is not None:
+        bar.close()
+    info = {"epochs": epochs, "loss": history, "wall_time_s": time.perf_counter() - t0,
+            "grid": list(fluid.shape)}
+    if checkpoint is not None:
+        save(net, checkpoint, info)
+    return net, info
+
+
+def save(net: DirectionNet, path, info: dict | None = None):
+    import json
+    ckpt.save(Path(path), {"format": 1, "kind": "dcdm", "net": net.state_dict(),
+                           "config": json.dumps({"dim": net.dim, "channels": net.channels,
+                                                 "levels": net.levels}),
+                           "info": json.dumps(info or {})})
+
+
+def load(path, device="cpu") -> DirectionNet:
+    import json
+    saved = ckpt.load(Path(path), map_location=device)
+    if saved.get("kind") != "dcdm":
+        fail("checkpoint", str(path), "is not a DCDM checkpoint", "pass a file written by `pdeml dcdm train`")
+    net = DirectionNet(**json.loads(saved["config"])).to(device)
+    net.load_state_dict(saved["net"])
+    return net.eval()

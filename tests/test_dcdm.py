@@ -1,0 +1,135 @@
+"""DCDM: matrices, the conjugate-direction iteration, the loss, training data, network, CLI."""
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+import torch
+
+from pdeml import cli
+from pdeml.export.image import read_image_data, write_image_data
+from solvers import dcdm
+from solvers.dcdm.cli import rhs
+
+
+@pytest.fixture(scope="module")
+def layout():
+    return dcdm.obstacles(24, 2, count=4, seed=3)
+
+
+@pytest.mark.parametrize("shape", [(12, 9), (7, 6, 5)])
+def test_matrix_free_operator_equals_the_assembled_spd_matrix(shape):
+    fluid = dcdm.wall_connected(np.random.default_rng(0).random(shape) > 0.25)
+    A = dcdm.assemble(fluid)
+    assert abs(A - A.T).max() == 0
+    assert spla.eigsh(A, k=1, which="SA")[0][0] > 0                   # SPD on the fluid cells
+    x = np.random.default_rng(1).standard_normal(fluid.sum())
+    y = dcdm.GridPoisson(fluid)(torch.as_tensor(dcdm.prolong(fluid, x))[None])[0].numpy()
+    assert np.allclose(dcdm.restrict(fluid, y), A @ x, atol=1e-12)
+    assert np.all(y[~fluid] == 0)
+
+
+def test_enclosed_fluid_is_a_clear_error():
+    fluid = np.ones((8, 8), bool)
+    fluid[2:5, 2:5] = False
+    fluid[3, 3] = True                                   # a fluid cell walled in by solid
+    with pytest.raises(ValueError, match="enclosed by solid cells.*Fix"):
+        dcdm.assemble(fluid)
+
+
+@pytest.mark.parametrize("kind", ["noise", "bump", "point"])
+def test_identity_network_is_a_converging_conjugate_direction_method(layout, kind):
+    A = dcdm.GridPoisson(layout)
+    b = rhs(kind, layout)
+    res = dcdm.solve(A, b, None, tol=1e-10, maxiter=2000, keep_directions=True)
+    assert res.converged and res.residuals[-1] <= 1e-10
+    ref = spla.spsolve(dcdm.assemble(layout).tocsc(), dcdm.restrict(layout, b))
+    assert np.allclose(dcdm.restrict(layout, res.x.numpy()), ref, rtol=1e-8, atol=1e-10)
+    # CG's iteration count (scipy) is matched: with q = r this is CG in exact arithmetic
+    count = []
+    spla.cg(dcdm.assemble(layout), dcdm.restrict(layout, b), rtol=1e-10, maxiter=2000,
+            callback=lambda _: count.append(1))
+    assert abs(res.iterations - len(count)) <= max(3, 0.05 * len(count))
+    # A-orthogonality of successive directions (k = 2)
+    P = torch.stack(res.directions).reshape(len(res.directions), -1)
+    AP = A(torch.stack(res.directions)).reshape(P.shape)
+    G = (P @ AP.T).numpy()
+    norm = np.sqrt(np.outer(np.diag(G), np.diag(G)))
+    for lag in (1, 2):
+        assert np.max(np.abs(np.diag(G, lag)) / np.diag(norm, lag)) < 1e-10
+
+
+class Fixed(torch.nn.Module):
+    def __init__(self, q):
+        super().__init__()
+        self.q = q
+
+    def forward(self, r, fluid):
+        return self.q
+
+
+def test_loss_is_the_residual_after_an_exact_line_search_and_scale_invariant(layout):
+    A = dcdm.GridPoisson(layout)
+    b = torch.as_tensor(dcdm.training_rhs(layout, 3, ritz=40))
+    As = dcdm.assemble(layout).tocsc()
+    exact = torch.as_tensor(dcdm.prolong(layout, np.stack([spla.spsolve(As, dcdm.restrict(layout, v.numpy()))
+                                                           for v in b])))
+    assert float(dcdm.loss(Fixed(exact), A, b)) < 1e-20
+    q = torch.as_tensor(np.random.default_rng(0).standard_normal(b.shape)) * torch.as_tensor(layout)
+    alpha = (q * b).flatten(1).sum(1) / (q * A(q)).flatten(1).sum(1)
+    manual = (b - alpha[:, None, None] * A(q)).pow(2).flatten(1).sum(1).mean()
+    assert torch.allclose(dcdm.loss(Fixed(q), A, b), manual)
+    assert torch.allclose(dcdm.loss(Fixed(-7.5 * q), A, b), manual)
+
+
+def test_training_rhs_are_unit_fluid_vectors_weighted_to_the_low_spectrum(layout):
+    b = dcdm.training_rhs(layout, 200, ritz=60, seed=1)
+    assert np.allclose(np.linalg.norm(b.reshape(200, -1), axis=1), 1)
+    assert np.all(b[:, ~layout] == 0)
+    A = dcdm.assemble(layout)
+    vals, vecs = np.linalg.eigh(A.toarray())
+    coef = dcdm.restrict(layout, b) @ vecs                       # spectral content
+    low = (coef[:, : len(vals) // 2] ** 2).sum(1).mean()
+    assert low > 0.9                                              # x9 weighting of the low end
+
+
+def test_network_is_resolution_free_and_zero_in_solids(layout):
+    net = dcdm.DirectionNet(2)
+    for n in (24, 33):
+        f = dcdm.obstacles(n, 2, count=3, seed=n)
+        q = net(torch.randn(2, n, n), torch.as_tensor(f))
+        assert q.shape == (2, n, n) and torch.all(q[:, ~torch.as_tensor(f)] == 0)
+    net3 = dcdm.DirectionNet(3)
+    f3 = torch.as_tensor(dcdm.obstacles(9, 3, count=2, seed=0))
+    assert net3(torch.randn(1, 9, 9, 9), f3).shape == (1, 9, 9, 9)
+
+
+def test_training_lowers_the_loss(layout):
+    net, info = dcdm.train(layout, epochs=6, count=64, batch=8, progress=False, seed=0)
+    assert info["loss"][-1] < 0.6 * info["loss"][0]
+    torch.manual_seed(0)
+    net2, info2 = dcdm.train(layout, epochs=6, count=64, batch=8, progress=False, seed=0)
+    assert info2["loss"] == info["loss"]                         # seeded: reproducible
+
+
+def test_image_data_round_trip(tmp_path):
+    a, b = np.random.default_rng(0).random((5, 7)), np.random.default_rng(1).random((5, 7))
+    back = read_image_data(write_image_data(tmp_path / "f.vti", {"a": a, "b": b}))
+    assert np.array_equal(back["a"], a) and np.array_equal(back["b"], b)
+    c = np.random.default_rng(2).random((3, 4, 5))
+    assert np.array_equal(read_image_data(write_image_data(tmp_path / "g.vti", {"c": c}))["c"], c)
+
+
+def test_cli_trains_and_solves(tmp_path, capsys):
+    out = tmp_path / "dcdm"
+    assert cli.main(["dcdm", "train", "--n", "16", "--epochs", "1", "--count", "16", "--out", str(out),
+                     "--no-progress"]) == 0
+    rc = cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--n", "20", "--layout-seed", "1",
+                   "--rhs", "point", "--tol", "1e-3", "--maxiter", "3", "--out", str(tmp_path / "s"),
+                   "--no-progress"])
+    assert rc in (0, 1)                                           # 1: not converged in 3 steps
+    summary = json.loads((tmp_path / "s" / "solve.json").read_text())
+    assert summary["iterations"] <= 3 and len(summary["residuals"]) == summary["iterations"] + 1
+    fields = read_image_data(tmp_path / "s" / "solution.vti")
+    assert set(fields) == {"x", "b", "residual", "fluid"} and fields["x"].shape == (20, 20)
+    assert cli.main(["dcdm", "solve", str(tmp_path / "nope.pt"), "--no-progress"]) == 2
