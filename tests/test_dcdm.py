@@ -133,3 +133,17 @@ def test_cli_trains_and_solves(tmp_path, capsys):
     fields = read_image_data(tmp_path / "s" / "solution.vti")
     assert set(fields) == {"x", "b", "residual", "fluid"} and fields["x"].shape == (20, 20)
     assert cli.main(["dcdm", "solve", str(tmp_path / "nope.pt"), "--no-progress"]) == 2
+
+
+def test_ic0_matches_a_on_its_pattern_and_is_exact_cholesky_without_fill():
+    from solvers.dcdm.baselines import ic0, pcg, ic0_preconditioner
+    A = dcdm.assemble(dcdm.obstacles(12, 2, count=2, seed=0))
+    L = ic0(A)
+    LLt = (L @ L.T).tocsr()
+    pattern = A != 0
+    assert np.allclose(LLt[pattern], A[pattern], atol=1e-12)     # exact on the pattern of A
+    tri = dcdm.assemble(np.ones((1, 30), bool))                   # tridiagonal: no fill -> Cholesky
+    assert np.allclose(ic0(tri).toarray(), np.linalg.cholesky(tri.toarray()), atol=1e-12)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    plain, pre = pcg(A, b, None, 1e-8), pcg(A, b, ic0_preconditioner(A), 1e-8)
+    assert pre["converged"] and pre["iterations"] < plain["iterations"]

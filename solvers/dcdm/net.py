@@ -20,10 +20,11 @@ class DirectionNet(nn.Module):
     """q = f(r): (B, *grid) -> (B, *grid), zero in solid cells.
 
     Args:
-        dim: 2 or 3. channels: feature channels. levels: down-sampling stages (1 or 2).
+        dim: 2 or 3. channels: feature channels. levels: down-sampling stages (4: a 64^2 grid
+            is seen down to 4^2 cells, so the receptive field covers it; fewer stall DCDM).
     """
 
-    def __init__(self, dim: int = 2, channels: int = 16, levels: int = 2):
+    def __init__(self, dim: int = 2, channels: int = 16, levels: int = 4):
         super().__init__()
         if dim not in (2, 3):
             fail("dim", dim, "is not supported", "pass 2 or 3")

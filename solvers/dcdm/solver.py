@@ -128,8 +128,8 @@ def training_rhs(fluid, count: int, *, ritz: int = 200, seed: int = 0) -> np.nda
     return prolong(fluid, b)
 
 
-def train(fluid, *, epochs: int = 30, count: int = 800, batch: int = 16, lr: float = 1e-3,
-          channels: int = 16, levels: int = 2, seed: int = 0, device="cpu", checkpoint=None,
+def train(fluid, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: float = 3e-3,
+          channels: int = 16, levels: int = 4, seed: int = 0, device="cpu", checkpoint=None,
           progress: bool = True) -> tuple[DirectionNet, dict]:
     """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe)."""
     fluid = check_fluid(fluid)

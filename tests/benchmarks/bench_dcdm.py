@@ -1,0 +1,121 @@
+"""DCDM against CG, IC(0)-PCG and AMG-PCG: iterations and seconds to 1e-4 and 1e-6.
+
+One script, the same right-hand sides for every solver (white noise, a smooth bump, a point
+source, unit norm), on (a) the 2-D training grid, (b) an unseen obstacle layout, (c) twice the
+training resolution (the training layout refined 2x, no retraining) and (d) a 3-D grid (a net
+trained on 16^3, run on 32^3). Then CG's and DCDM's iteration counts from n^2 to (2n)^2 to (4n)^2.
+Trains the networks first unless checkpoints are given.
+
+    python tests/benchmarks/bench_dcdm.py                     # ~15 min on 2 CPU cores
+    python tests/benchmarks/bench_dcdm.py --net2d runs/dcdm/dcdm.pt --device cuda
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from solvers import dcdm  # noqa: E402
+from solvers.dcdm.baselines import amg_preconditioner, ic0_preconditioner, pcg  # noqa: E402
+from solvers.dcdm.cli import rhs  # noqa: E402
+
+KINDS = ("noise", "bump", "point")
+TOLS = (1e-4, 1e-6)
+
+
+def refine(fluid, times):
+    return np.kron(fluid, np.ones((times,) * fluid.ndim, dtype=int)).astype(bool)
+
+
+def get_net(path, fluid, epochs, count, device, tag):
+    if path:
+        return dcdm.load(path, device), {"loaded": path}
+    t = time.perf_counter()
+    net, info = dcdm.train(fluid, epochs=epochs, count=count, device=device,
+                           checkpoint=f"runs/bench-dcdm/{tag}.pt", progress=True)
+    print(f"# trained {tag} on {fluid.shape}: {time.perf_counter() - t:.0f} s, loss {info['loss'][0]:.3f} -> "
+          f"{info['loss'][-1]:.4f}", flush=True)
+    return net.eval(), info
+
+
+def run_case(name, fluid, net, device, maxiter):
+    A = dcdm.assemble(fluid)
+    op = dcdm.GridPoisson(fluid).to(device)
+    t = time.perf_counter()
+    ic0 = ic0_preconditioner(A)
+    t_ic0 = time.perf_counter() - t
+    t = time.perf_counter()
+    amg = amg_preconditioner(A)
+    t_amg = time.perf_counter() - t
+    rows = []
+    for kind in KINDS:
+        b = rhs(kind, fluid)
+        bf = dcdm.restrict(fluid, b)
+        for tol in TOLS:
+            r = dcdm.solve(op, b, net, tol=tol, maxiter=maxiter)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            row = {"case": name, "rhs": kind, "tol": tol, "dcdm": (r.iterations if r.converged else None, r.seconds)}
+            for label, M in (("cg", None), ("ic0", ic0), ("amg", amg)):
+                out = pcg(A, bf, M, tol, maxiter=20000)
+                row[label] = (out["iterations"] if out["converged"] else None, out["seconds"])
+            rows.append(row)
+            print("#", row, flush=True)
+    return rows, {"ic0_setup_s": t_ic0, "amg_setup_s": t_amg, "unknowns": int(fluid.sum())}
+
+
+def fmt(v):
+    its, sec = v
+    return f"{'-' if its is None else its:>5} {sec:7.3f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=64, help="2-D training grid")
+    ap.add_argument("--n3d-train", type=int, default=16)
+    ap.add_argument("--n3d", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs3d", type=int, default=20)
+    ap.add_argument("--count", type=int, default=800)
+    ap.add_argument("--net2d"), ap.add_argument("--net3d")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--maxiter", type=int, default=2000)
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    train2d = dcdm.obstacles(args.n, 2, seed=0)
+    net2d, _ = get_net(args.net2d, train2d, args.epochs, args.count, dev, "net2d")
+    train3d = dcdm.obstacles(args.n3d_train, 3, count=4, seed=0)
+    net3d, _ = get_net(args.net3d, train3d, args.epochs3d, args.count, dev, "net3d")
+    cases = [("(a) train grid", train2d, net2d), ("(b) unseen layout", dcdm.obstacles(args.n, 2, seed=1), net2d),
+             ("(c) 2x resolution", refine(train2d, 2), net2d),
+             ("(d) 3-D", dcdm.obstacles(args.n3d, 3, count=4, seed=2), net3d)]
+    rows, setup = [], {}
+    for name, fluid, net in cases:
+        r, s = run_case(name, fluid, net, dev, args.maxiter)
+        rows += r
+        setup[name] = s
+    print(f"\ndevice {args.device}; iterations and seconds to ||r|| <= tol ||b|| ('-': not within {args.maxiter})")
+    head = f"{'case':20s} {'rhs':6s} {'tol':>6s} | {'DCDM':>13s} | {'CG':>13s} | {'IC(0)-PCG':>13s} | {'AMG-PCG':>13s} | DCDM/CG"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ratio = (f"{r['dcdm'][0] / r['cg'][0]:.2f}" if r["dcdm"][0] and r["cg"][0] else "-")
+        print(f"{r['case']:20s} {r['rhs']:6s} {r['tol']:6.0e} | {fmt(r['dcdm'])} | {fmt(r['cg'])} | "
+              f"{fmt(r['ic0'])} | {fmt(r['amg'])} | {ratio}")
+    for name, s in setup.items():
+        print(f"{name}: {s['unknowns']} unknowns, IC(0) setup {s['ic0_setup_s']:.2f} s, AMG setup {s['amg_setup_s']:.2f} s")
+    print("\nGrowth with the grid (training layout refined, bump, tol 1e-4):")
+    for times in (1, 2, 4):
+        fluid = refine(train2d, times)
+        b = rhs("bump", fluid)
+        d = dcdm.solve(dcdm.GridPoisson(fluid).to(dev), b, net2d, tol=1e-4, maxiter=args.maxiter)
+        c = pcg(dcdm.assemble(fluid), dcdm.restrict(fluid, b), None, 1e-4, maxiter=20000)
+        print(f"  {fluid.shape[0]:4d}^2: DCDM {d.iterations if d.converged else '-':>5}  CG {c['iterations']:>5}")
+
+
+if __name__ == "__main__":
+    main()
