@@ -130,8 +130,10 @@ def training_rhs(fluid, count: int, *, ritz: int = 200, seed: int = 0) -> np.nda
 
 def train(fluid, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: float = 3e-3,
           channels: int = 16, levels: int = 4, seed: int = 0, device="cpu", checkpoint=None,
-          progress: bool = True) -> tuple[DirectionNet, dict]:
-    """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe)."""
+          progress: bool = True, init: DirectionNet | None = None) -> tuple[DirectionNet, dict]:
+    """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe).
+    ``init``: start from this network's weights (e.g. one trained on a coarser grid, which
+    is cheaper per epoch: the network is resolution-free)."""
     fluid = check_fluid(fluid)
     epochs, count, batch = positive_int("epochs", epochs), positive_int("count", count), positive_int("batch", batch)
     dev = torch.device(device)
@@ -140,6 +142,8 @@ def train(fluid, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: flo
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DirectionNet(fluid.ndim, channels, levels).to(dev)
+        if init is not None:
+            net.load_state_dict(init.state_dict())
         order = [torch.randperm(count) for _ in range(epochs)]
     opt = torch.optim.Adam(net.parameters(), lr)
     history, t0 = [], time.perf_counter()
