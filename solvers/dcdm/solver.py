@@ -42,6 +42,7 @@ class SolveResult:
     converged: bool = False
     seconds: float = 0.0
     directions: list = field(default_factory=list)  # the p_k, with keep_directions=True
+    fallbacks: int = 0                               # steps that used q = r (see ``stall``)
 
 
 def _dot(a, b):
@@ -50,10 +51,16 @@ def _dot(a, b):
 
 def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
           maxiter: int = 1000, k: int = 2, x0=None, progress: bool = False,
-          keep_directions: bool = False) -> SolveResult:
+          keep_directions: bool = False, stall: float | None = 0.9) -> SolveResult:
     """Solve A x = b on the grid of ``A`` (b: (*grid) or (1, *grid); float64 iteration).
 
-    ``net=None`` uses q = r (a conjugate-direction method: CG for k >= 1)."""
+    ``net=None`` uses q = r (a conjugate-direction method: CG for k >= 1).
+
+    ``stall``: safeguard (not in the paper). The network is a fixed function of r/||r||. When
+    its direction, once A-orthogonalized, no longer reduces ||r|| below ``stall`` times the
+    previous value, the next input would be almost the same and the iteration would stay
+    stuck. So that step uses q = r instead, which moves the residual on. ``None`` turns the
+    safeguard off. ``SolveResult.fallbacks`` counts such steps."""
     if not tol > 0:
         fail("tol", tol, "must be positive", "pass e.g. 1e-6")
     maxiter, k = positive_int("maxiter", maxiter), positive_int("k", k)
@@ -72,11 +79,13 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=maxiter, desc="dcdm", leave=False)
-    it = 0
+    it = fallbacks = 0
     with torch.no_grad():
         while res[-1] > tol and it < maxiter:
-            if net is None:
+            stuck = stall is not None and len(res) > 1 and res[-1] > stall * res[-2]
+            if net is None or stuck:
                 q = r.clone()
+                fallbacks += int(net is not None)
             else:
                 rn = (r / r.norm()).to(next(net.parameters()).dtype)
                 q = net(rn, A.fluid).to(torch.float64)
@@ -100,7 +109,7 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
     if bar is not None:
         bar.close()
     return SolveResult(x=x[0], residuals=res, iterations=it, converged=res[-1] <= tol,
-                       seconds=time.perf_counter() - t0, directions=kept)
+                       seconds=time.perf_counter() - t0, directions=kept, fallbacks=fallbacks)
 
 
 def loss(net: DirectionNet, A: GridPoisson, b: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,8 @@ def run_case(name, fluid, net, device, maxiter):
             r = dcdm.solve(op, b, net, tol=tol, maxiter=maxiter)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            row = {"case": name, "rhs": kind, "tol": tol, "dcdm": (r.iterations if r.converged else None, r.seconds)}
+            row = {"case": name, "rhs": kind, "tol": tol, "dcdm": (r.iterations if r.converged else None, r.seconds),
+                   "fallbacks": r.fallbacks}
             for label, M in (("cg", None), ("ic0", ic0), ("amg", amg)):
                 out = pcg(A, bf, M, tol, maxiter=20000)
                 row[label] = (out["iterations"] if out["converged"] else None, out["seconds"])
@@ -98,13 +99,15 @@ def main():
         r, s = run_case(name, fluid, net, dev, args.maxiter)
         rows += r
         setup[name] = s
-    print(f"\ndevice {args.device}; iterations and seconds to ||r|| <= tol ||b|| ('-': not within {args.maxiter})")
-    head = f"{'case':20s} {'rhs':6s} {'tol':>6s} | {'DCDM':>13s} | {'CG':>13s} | {'IC(0)-PCG':>13s} | {'AMG-PCG':>13s} | DCDM/CG"
+    print(f"\ndevice {args.device}; iterations and seconds to ||r|| <= tol ||b|| ('-': not within {args.maxiter}); "
+          "q=r: DCDM steps that used the stall safeguard")
+    head = (f"{'case':20s} {'rhs':6s} {'tol':>6s} | {'DCDM':>13s} {'q=r':>4s} | {'CG':>13s} | {'IC(0)-PCG':>13s} | "
+            f"{'AMG-PCG':>13s} | DCDM/CG")
     print(head)
     print("-" * len(head))
     for r in rows:
         ratio = (f"{r['dcdm'][0] / r['cg'][0]:.2f}" if r["dcdm"][0] and r["cg"][0] else "-")
-        print(f"{r['case']:20s} {r['rhs']:6s} {r['tol']:6.0e} | {fmt(r['dcdm'])} | {fmt(r['cg'])} | "
+        print(f"{r['case']:20s} {r['rhs']:6s} {r['tol']:6.0e} | {fmt(r['dcdm'])} {r['fallbacks']:4d} | {fmt(r['cg'])} | "
               f"{fmt(r['ic0'])} | {fmt(r['amg'])} | {ratio}")
     for name, s in setup.items():
         print(f"{name}: {s['unknowns']} unknowns, IC(0) setup {s['ic0_setup_s']:.2f} s, AMG setup {s['amg_setup_s']:.2f} s")
