@@ -147,3 +147,13 @@ def test_ic0_matches_a_on_its_pattern_and_is_exact_cholesky_without_fill():
     b = np.random.default_rng(0).standard_normal(A.shape[0])
     plain, pre = pcg(A, b, None, 1e-8), pcg(A, b, ic0_preconditioner(A), 1e-8)
     assert pre["converged"] and pre["iterations"] < plain["iterations"]
+
+
+def test_stall_safeguard_rescues_a_network_that_repeats_itself(layout):
+    A = dcdm.GridPoisson(layout)
+    b = rhs("bump", layout)
+    stuck = Fixed(torch.as_tensor(rhs("noise", layout))[None].float())   # the same q every step
+    off = dcdm.solve(A, b, stuck, tol=1e-6, maxiter=200, stall=None)
+    on = dcdm.solve(A, b, stuck, tol=1e-6, maxiter=200)
+    assert not off.converged and off.fallbacks == 0
+    assert on.converged and on.fallbacks > 0

@@ -87,7 +87,7 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
                 q = r.clone()
                 fallbacks += int(net is not None)
             else:
-                rn = (r / r.norm()).to(next(net.parameters()).dtype)
+                rn = (r / r.norm()).to(next(iter(net.parameters()), r.float()).dtype)
                 q = net(rn, A.fluid).to(torch.float64)
             for p, Ap, pAp in dirs:
                 q = q - (_dot(q, Ap) / pAp).view(-1, *[1] * A.fluid.ndim) * p
