@@ -90,9 +90,6 @@ def collapse(w, p: torch.Tensor, axis: int = -2) -> torch.Tensor:
     return (w.to(p.dtype).reshape(shape) * p).sum(axis)
 
 
-_collapse = collapse
-
-
 def _dir(p0: torch.Tensor) -> torch.Tensor:
     """A primal (N, F) made to broadcast against per-direction coefficients (N, S, F)."""
     return p0.unsqueeze(-2)
@@ -172,7 +169,7 @@ def elementwise(jet: Jet, derivatives) -> Jet:
                 for j, m in mults:
                     f = jet.c[j] if m == 1 else jet.c[j] ** m
                     prod = f if prod is None else prod * f
-                term = d[k] * _collapse(jet.weights, prod) if top else _dir(d[k]) * prod
+                term = d[k] * collapse(jet.weights, prod) if top else _dir(d[k]) * prod
                 term = term if coef == 1 else coef * term
             total = _add(total, term)
         out.append(total)
@@ -185,7 +182,7 @@ def _tanh2(jet: Jet) -> Jet:
     h0, h1, h2 = jet.c
     y = torch.tanh(h0)
     d1 = 1 - y * y
-    q = _collapse(jet.weights, h1 * h1)
+    q = collapse(jet.weights, h1 * h1)
     inner = -2 * y * q if h2 is None else torch.addcmul(h2, y, q, value=-2.0)
     return Jet([y, _dir(d1) * h1, d1 * inner], jet.weights)
 
@@ -207,7 +204,7 @@ def multiply(a: Jet, b: Jet) -> Jet:
             elif k == n:
                 term = p * (q if top else _dir(q))
             else:
-                term = _collapse(a.weights, p * q) if top else p * q
+                term = collapse(a.weights, p * q) if top else p * q
             total = _add(total, coef * term)
         out.append(total)
     return Jet(out, a.weights)
@@ -396,7 +393,7 @@ def function_jet(fn, jets: list[Jet], name: str | None = None) -> Jet:
     vals = [f(t0).reshape(N, S, -1) for f in funcs]
     out = [vals[0][:, 0]] + vals[1:]
     if w is not None:
-        top = _collapse(w, vals[K])
+        top = collapse(w, vals[K])
         tops = [j.c[K] for j in jets]
         if any(h is not None for h in tops):
             tangents = tuple(torch.zeros_like(j.c[0]) if h is None else h.expand_as(j.c[0])
