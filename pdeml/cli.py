@@ -21,6 +21,8 @@ def _parser():
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--derivatives", help="derivative estimator: autograd | taylor | sdgd:B | stde:B | "
                    "stde-dense:S, optionally :unbiased (default: the case's)")
+    t.add_argument("--sampler", help="collocation sampler: uniform | sobol | halton | r3 | r3-causal "
+                   "(default: the case's)")
     t.epilog = "Any other --name VALUE is a case option (see `pdeml cases`), e.g. --dim 1000."
     e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
     e.add_argument("dir")
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
         metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr,
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
                                  resume=args.resume, progress=not args.no_progress,
-                                 options=options, derivatives=args.derivatives)
+                                 options=options, derivatives=args.derivatives, sampler=args.sampler)
         print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
         print(f"run directory: {out}")
         return 0

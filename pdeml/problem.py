@@ -158,7 +158,8 @@ class Case:
         problem: the :class:`Problem`.
         model: a module; ``pl.nn.MLP`` takes its input/output sizes from the problem
             (default ``MLP(width=50, depth=4)``).
-        sampler: a sampler object (default: ``samplers.Uniform`` from the point counts below).
+        sampler: a sampler object or a registry name ("r3", "r3-causal", "sobol"; built from the
+            point counts below; default: ``samplers.Uniform``).
         estimator: a derivative estimator object or spec ("taylor", "stde:16"; default: exact Taylor
             mode where every layer has a jet rule, else exact autograd).
         steps: Adam steps. ``lbfgs_steps``: L-BFGS iterations after Adam (0: none).

@@ -118,7 +118,14 @@ def build(case: Case, *, seed: int = 0, device="auto"):
 
 
 def default_sampler(case: Case):
-    from samplers import Uniform
+    """The case's sampler: an object, a registry name ("r3", "sobol", ...) built from the case's
+    point counts, or by default ``Uniform``."""
+    from samplers import REGISTRY, Uniform
+    if isinstance(case.sampler, str):
+        if case.sampler not in REGISTRY:
+            fail("sampler", case.sampler, "is not a sampler", f"use one of {sorted(REGISTRY)}")
+        return REGISTRY[case.sampler](n_domain=case.n_domain, n_boundary=case.n_boundary,
+                                      n_initial=case.n_initial, every=case.resample_every)
     if case.sampler is not None:
         return case.sampler
     return Uniform(case.n_domain, case.n_boundary, case.n_initial, every=case.resample_every,
@@ -127,7 +134,7 @@ def default_sampler(case: Case):
 
 def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, device="auto",
                resume=False, progress=True, export=True, callbacks=(), options=None,
-               derivatives=None) -> dict:
+               derivatives=None, sampler=None) -> dict:
     """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
     ``options`` go to the case's ``make()``; ``derivatives`` is an estimator spec ("stde:16")."""
     source = None
@@ -140,7 +147,7 @@ def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, devi
         from .derivatives import parse
         parse(derivatives)                                   # validate now, clearly
     changes = {k: v for k, v in {"steps": steps, "lr": lr, "lbfgs_steps": lbfgs_steps,
-                                 "estimator": derivatives}.items() if v is not None}
+                                 "estimator": derivatives, "sampler": sampler}.items() if v is not None}
     case = case.replace(**changes) if changes else case
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,15 @@
 """Collocation-point strategies. Each is an :class:`pdeml.sampling.AbstractSampler`."""
 from .quasirandom import QuasiRandom
+from .r3 import R3
 from .uniform import Uniform
 
-#: CLI names -> factories (the registry kept at the edge; see docs/architecture.md)
-REGISTRY = {"uniform": Uniform, "sobol": lambda **kw: QuasiRandom(method="sobol", **kw),
-            "halton": lambda **kw: QuasiRandom(method="halton", **kw)}
+#: CLI names -> factories taking the case's point counts (the registry kept at the edge)
+REGISTRY = {
+    "uniform": Uniform,
+    "sobol": lambda **kw: QuasiRandom(method="sobol", **kw),
+    "halton": lambda **kw: QuasiRandom(method="halton", **kw),
+    "r3": R3,
+    "r3-causal": lambda **kw: R3(causal=True, **kw),
+}
 
-__all__ = ["Uniform", "QuasiRandom", "REGISTRY"]
+__all__ = ["Uniform", "QuasiRandom", "R3", "REGISTRY"]

@@ -149,18 +149,23 @@ class PINN(nn.Module):
         return [column(f"pde (residual {i})", r, x.shape[0], finite=False) for i, r in enumerate(out)]
 
     def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
-        """Per-term mean squared residuals on a tensor batch (see :mod:`pdeml.sampling`).
-        If ``residuals`` is a dict it receives the detached PDE residuals (adaptive samplers)."""
+        """Per-term mean squared residuals on a tensor batch (see :mod:`pdeml.sampling`); an
+        entry ``batch["domain"]["w"]`` (N, 1) weights the PDE residuals, mean((w r)^2).
+        If ``residuals`` is a dict it receives the detached, unweighted PDE residuals."""
         xd = batch["domain"]["x"].detach().requires_grad_(self.estimator.input_grad("pde"))
+        w = batch["domain"].get("w")           # per-point weights from the sampler (causal R3)
         res = self.pde_residuals(xd)
+        if residuals is not None:
+            residuals.update({name: r.detach() for name, r in zip(self.pde_names, res)})
+        if w is not None:
+            res = [r * w for r in res]
         if self.estimator.paired:   # unbiased: value mean(R_J R_I), gradient 2 mean(R_J grad R_I)
             other = [r.detach() for r in self.pde_residuals(xd)]
+            other = other if w is None else [r * w for r in other]
             out = {name: (2 * j * r).mean() - (j * r.detach()).mean()
                    for name, r, j in zip(self.pde_names, res, other)}
         else:
             out = {name: r.pow(2).mean() for name, r in zip(self.pde_names, res)}
-        if residuals is not None:
-            residuals.update({name: r.detach() for name, r in zip(self.pde_names, res)})
         if self.soft:
             xs = [batch[name]["x"] for name, _ in self.soft]
             grad = any(c.needs_grad for _, c in self.soft)
