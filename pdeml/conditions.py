@@ -106,6 +106,17 @@ class Dirichlet(AbstractCondition):
         return u[self.component].value - self._value(self.value, x)
 
 
+def _with_normals(cond, problem, n, rng, method) -> dict:
+    """Boundary points of ``cond`` with their outward unit normals (Neumann, Robin)."""
+    x = boundary_points(cond, problem, n, rng, method)
+    return {"x": x, "normal": problem.domain.boundary_normal(x)}
+
+
+def _normal_derivative(f, batch):
+    """:math:`\nabla u \cdot n` at the batch's points, (N, 1)."""
+    return (f.grad() * batch["normal"]).sum(dim=1, keepdim=True)
+
+
 class Neumann(AbstractCondition):
     r"""Outward normal derivative :math:`\partial u/\partial n = g`. Residual :math:`\nabla u\cdot n - g`."""
 
@@ -117,12 +128,10 @@ class Neumann(AbstractCondition):
         self.on, self.component, self.name = on, component, name
 
     def sample(self, problem, n, rng, method):
-        x = boundary_points(self, problem, n, rng, method)
-        return {"x": x, "normal": problem.domain.boundary_normal(x)}
+        return _with_normals(self, problem, n, rng, method)
 
     def residual(self, u, batch):
-        dudn = (u[self.component].grad() * batch["normal"]).sum(dim=1, keepdim=True)
-        return dudn - self._value(self.value, batch["x"])
+        return _normal_derivative(u[self.component], batch) - self._value(self.value, batch["x"])
 
 
 class Robin(AbstractCondition):
@@ -137,14 +146,11 @@ class Robin(AbstractCondition):
         self.on, self.component, self.name = on, component, name
 
     def sample(self, problem, n, rng, method):
-        x = boundary_points(self, problem, n, rng, method)
-        return {"x": x, "normal": problem.domain.boundary_normal(x)}
+        return _with_normals(self, problem, n, rng, method)
 
     def residual(self, u, batch):
-        f = u[self.component]
-        dudn = (f.grad() * batch["normal"]).sum(dim=1, keepdim=True)
-        x = batch["x"]
-        return dudn + self._value(self.alpha, x) * f.value - self._value(self.value, x)
+        f, x = u[self.component], batch["x"]
+        return _normal_derivative(f, batch) + self._value(self.alpha, x) * f.value - self._value(self.value, x)
 
 
 class Periodic(AbstractCondition):

@@ -24,43 +24,40 @@ def _pair(a, b, op):
         fail("b.dim", b.dim, f"differs from a.dim={a.dim} in {op}", "combine geometries of one dimension")
 
 
-class Union(AbstractGeometry):
-    """Points in ``a`` or ``b`` (``a | b``)."""
+class _Binary(AbstractGeometry):
+    """A CSG node over ``a`` and ``b``: deepxde's geometry for sampling, a min/max SDF."""
 
     sdf_exact = False
+    _dde_class: str
 
     def __init__(self, a, b):
-        _pair(a, b, "Union")
+        _pair(a, b, type(self).__name__)
         self.a, self.b, self.dim = a, b, a.dim
-        self._dde = dde().csg.CSGUnion(a._dde, b._dde)
+        self._dde = getattr(dde().csg, self._dde_class)(a._dde, b._dde)
+
+
+class Union(_Binary):
+    """Points in ``a`` or ``b`` (``a | b``)."""
+
+    _dde_class = "CSGUnion"
 
     def sdf(self, x):
         return torch.minimum(self.a.sdf(x), self.b.sdf(x))
 
 
-class Intersection(AbstractGeometry):
+class Intersection(_Binary):
     """Points in both ``a`` and ``b`` (``a & b``)."""
 
-    sdf_exact = False
-
-    def __init__(self, a, b):
-        _pair(a, b, "Intersection")
-        self.a, self.b, self.dim = a, b, a.dim
-        self._dde = dde().csg.CSGIntersection(a._dde, b._dde)
+    _dde_class = "CSGIntersection"
 
     def sdf(self, x):
         return torch.maximum(self.a.sdf(x), self.b.sdf(x))
 
 
-class Difference(AbstractGeometry):
+class Difference(_Binary):
     """Points in ``a`` and not in ``b`` (``a - b``)."""
 
-    sdf_exact = False
-
-    def __init__(self, a, b):
-        _pair(a, b, "Difference")
-        self.a, self.b, self.dim = a, b, a.dim
-        self._dde = dde().csg.CSGDifference(a._dde, b._dde)
+    _dde_class = "CSGDifference"
 
     def sdf(self, x):
         return torch.maximum(self.a.sdf(x), -self.b.sdf(x))

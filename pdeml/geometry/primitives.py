@@ -82,7 +82,18 @@ def _box_args(name_lo, lo, name_hi, hi, dim=None):
     return lo, hi
 
 
-class Interval(AbstractGeometry):
+class _Box(AbstractGeometry):
+    """Shared by the axis-aligned boxes (``lo``, ``hi``): exact SDF and the product-of-slabs
+    smooth distance."""
+
+    def sdf(self, x):
+        return _box_sdf(x, self.lo, self.hi)
+
+    def smooth_distance(self, x):
+        return _box_adf(x, self.lo, self.hi)
+
+
+class Interval(_Box):
     """The interval [l, r]."""
 
     def __init__(self, l: float, r: float):
@@ -90,14 +101,8 @@ class Interval(AbstractGeometry):
         self.dim, self.lo, self.hi = 1, lo, hi
         self._dde = dde().Interval(float(lo[0]), float(hi[0]))
 
-    def sdf(self, x):
-        return _box_sdf(x, self.lo, self.hi)
 
-    def smooth_distance(self, x):
-        return _box_adf(x, self.lo, self.hi)
-
-
-class Rectangle(AbstractGeometry):
+class Rectangle(_Box):
     """Axis-aligned rectangle with corners ``xmin`` and ``xmax``."""
 
     def __init__(self, xmin, xmax):
@@ -105,14 +110,8 @@ class Rectangle(AbstractGeometry):
         self.dim = 2
         self._dde = dde().Rectangle(self.lo.tolist(), self.hi.tolist())
 
-    def sdf(self, x):
-        return _box_sdf(x, self.lo, self.hi)
 
-    def smooth_distance(self, x):
-        return _box_adf(x, self.lo, self.hi)
-
-
-class Cuboid(AbstractGeometry):
+class Cuboid(_Box):
     """Axis-aligned box in 3-D with corners ``xmin`` and ``xmax``."""
 
     def __init__(self, xmin, xmax):
@@ -120,26 +119,14 @@ class Cuboid(AbstractGeometry):
         self.dim = 3
         self._dde = dde().Cuboid(self.lo.tolist(), self.hi.tolist())
 
-    def sdf(self, x):
-        return _box_sdf(x, self.lo, self.hi)
 
-    def smooth_distance(self, x):
-        return _box_adf(x, self.lo, self.hi)
-
-
-class Hypercube(AbstractGeometry):
+class Hypercube(_Box):
     """Axis-aligned box in any dimension."""
 
     def __init__(self, xmin, xmax):
         self.lo, self.hi = _box_args("xmin", xmin, "xmax", xmax)
         self.dim = self.lo.size
         self._dde = dde().Hypercube(self.lo.tolist(), self.hi.tolist())
-
-    def sdf(self, x):
-        return _box_sdf(x, self.lo, self.hi)
-
-    def smooth_distance(self, x):
-        return _box_adf(x, self.lo, self.hi)
 
 
 def _ball_args(center, radius, dim=None):
