@@ -47,7 +47,7 @@ NONLINEAR = {
 }
 
 
-def make_case(kind: str, dim: int, seed: int, **train) -> pl.Case:
+def make_case(kind: str, dim: int, seed: int) -> pl.Case:
     r""":math:`\Delta u + N(u) = f` on the unit ball in ``dim`` dimensions, u = 0 on the sphere,
     f from the exact two-body solution; hard constraint :math:`(1-\lVert x\rVert^2)\,\mathrm{MLP}(x)`."""
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
@@ -67,9 +67,7 @@ def make_case(kind: str, dim: int, seed: int, **train) -> pl.Case:
 
     problem = pl.Problem(geometry=pl.geometry.Hypersphere(np.zeros(dim), 1.0), pde=pde,
                          conditions=[pl.Dirichlet(0.0)], exact=exact)
-    defaults = dict(model=pl.nn.MLP(width=128, depth=4), estimator="stde:16", hard_dirichlet=True,
-                    steps=10000, lr=1e-3, lr_decay=0.5, lr_decay_every=2500, n_domain=100,
-                    n_boundary=1, resample_every=1, eval_every=500, checkpoint_every=2500,
-                    export_resolution=64, options={"dim": dim, "case_seed": seed})
-    defaults.update(train)
-    return pl.Case(problem=problem, **defaults)
+    return pl.Case(problem=problem, model=pl.nn.MLP(width=128, depth=4), estimator="stde:16",
+                   hard_dirichlet=True, steps=10000, lr=1e-3, lr_decay=0.5, lr_decay_every=2500,
+                   n_domain=100, n_boundary=1, resample_every=1, eval_every=500,
+                   checkpoint_every=2500, export_resolution=64, options={"dim": dim, "case_seed": seed})

@@ -46,10 +46,13 @@ class AbstractSampler(abc.ABC):
         self.version += 1
 
 
-def draw(problem, counts: dict, rng: np.random.Generator, method: str, *, keep=None) -> dict:
+def draw(problem, counts: dict, rng: np.random.Generator, method: str, *, keep=None,
+         domain: bool = True) -> dict:
     """Draw a batch for ``problem``: ``counts`` has keys ``domain``, ``boundary``, ``initial``.
-    Entries of ``keep`` (fixed data) are reused instead of redrawn."""
-    out = {"domain": {"x": problem.domain.sample_interior(counts["domain"], rng, method)}}
+    Entries of ``keep`` (fixed data) are reused instead of redrawn; ``domain=False`` keeps
+    ``keep["domain"]`` too (samplers that manage their PDE points themselves)."""
+    out = {"domain": keep["domain"] if not domain else
+           {"x": problem.domain.sample_interior(counts["domain"], rng, method)}}
     for name, cond in zip(problem.condition_names, problem.conditions):
         if keep is not None and cond.fixed and name in keep:
             out[name] = keep[name]

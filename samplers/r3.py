@@ -78,9 +78,8 @@ class R3(AbstractSampler):
 
     def batch(self, step, rng):
         if self.every and step > 0 and step % self.every == 0:
-            dom = self.points["domain"]
-            self.points = draw(self.problem, self.counts, rng, self.method, keep=self.points)
-            self.points["domain"] = dom                          # R3 owns the PDE points
+            self.points = draw(self.problem, self.counts, rng, self.method, keep=self.points,
+                               domain=False)                  # R3 owns the PDE points
             self.version += 1
         return self.points
 
