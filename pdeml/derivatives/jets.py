@@ -386,11 +386,18 @@ def function_jet(fn, jets: list[Jet], name: str | None = None) -> Jet:
         return fn(*[curve(j, t) for j in jets])
 
     t0 = torch.zeros((), dtype=ref.c[0].dtype, device=ref.c[0].device)
-    funcs = [f_of_t]
-    for _ in range(K):
-        prev = funcs[-1]
-        funcs.append(lambda t, prev=prev: torch.func.jvp(prev, (t,), (torch.ones_like(t),))[1])
-    vals = [f(t0).reshape(N, S, -1) for f in funcs]
+    def upto(k):
+        """t -> (f(t), f'(t), ..., f^(k)(t)): one nested jvp gives every order at once."""
+        if k == 0:
+            return lambda t: (f_of_t(t),)
+        lower = upto(k - 1)
+
+        def g(t):
+            prim, tan = torch.func.jvp(lower, (t,), (torch.ones_like(t),))
+            return prim + (tan[-1],)
+        return g
+
+    vals = [v.reshape(N, S, -1) for v in upto(K)(t0)]
     out = [vals[0][:, 0]] + vals[1:]
     if w is not None:
         top = collapse(w, vals[K])
