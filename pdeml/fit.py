@@ -87,6 +87,8 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
     dtype, device = backend.center.dtype, backend.center.device
     params = [p for p in backend.parameters() if p.requires_grad]
     rng = np.random.default_rng(seed)
+    if hasattr(backend, "residual_at"):
+        sampler.attach(backend.residual_at)
     sampler.reset(problem, rng)
     n_lbfgs = lbfgs.steps if lbfgs is not None else 0
     state = TrainState(total_steps=steps + n_lbfgs, term_names=list(backend.term_names))

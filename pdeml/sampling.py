@@ -3,7 +3,9 @@
 A sampler returns a *batch*: ``{term: {"x": points, ...}}`` with one entry ``"domain"`` for the
 PDE residual and one per condition (keyed by the problem's condition names), as float64 numpy
 arrays. ``fit`` converts a batch to tensors once per ``version``. Adaptive samplers set
-``wants_residuals`` and receive the last step's detached PDE residuals through :meth:`observe`.
+``wants_residuals`` and receive the last step's detached PDE residuals through :meth:`observe`;
+samplers that need residuals at points of their own choosing (RAD's candidate sets) get the
+backend's ``residual_at(x) -> (N, m)`` through :meth:`attach`.
 Concrete samplers live in the top-level ``samplers`` package.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ class AbstractSampler(abc.ABC):
     wants_residuals: bool = False
     version: int = 0
     points: dict | None = None
+    residual_at = None
 
     @abc.abstractmethod
     def reset(self, problem, rng: np.random.Generator) -> None:
@@ -33,6 +36,11 @@ class AbstractSampler(abc.ABC):
     def current(self) -> dict:
         """The points in use now, without redrawing."""
         return self.points
+
+    def attach(self, residual_at) -> None:
+        """Receive ``residual_at(points: ndarray) -> ndarray (N, m)``, the PDE residuals of the
+        model being trained (called by ``fit`` before :meth:`reset`)."""
+        self.residual_at = residual_at
 
     def observe(self, step: int, residuals: dict) -> None:
         """See the PDE residuals of the last step (adaptive samplers)."""

@@ -82,11 +82,77 @@ def test_r3_state_round_trip_and_causal_needs_time(problem):
         R3(10, causal=True).reset(steady, np.random.default_rng(0))
 
 
-def test_cli_sampler_option_trains_with_r3(tmp_path):
+@pytest.mark.parametrize("name", ["r3-causal", "rad"])
+def test_cli_sampler_option_trains(tmp_path, name):
     from pdeml import cli
     out = tmp_path / "run"
-    assert cli.main(["train", "convection_1d", "--beta", "2", "--steps", "30", "--sampler", "r3-causal",
+    assert cli.main(["train", "convection_1d", "--beta", "2", "--steps", "30", "--sampler", name,
                      "--out", str(out), "--no-progress"]) == 0
-    assert json.loads((out / "run.json").read_text())["overrides"]["sampler"] == "r3-causal"
+    assert json.loads((out / "run.json").read_text())["overrides"]["sampler"] == name
     with pytest.raises(ValueError, match="sampler='nope'"):
         R.default_sampler(R.load_case("heat_1d")[0].replace(sampler="nope"))
+
+
+def _interval_problem():
+    return pl.Problem(geometry=pl.geometry.Interval(0.0, 1.0), pde=lambda x, u: u.value,
+                      conditions=[pl.Dirichlet(0.0)])
+
+
+@pytest.mark.parametrize("k, c", [(2.0, 0.0), (1.0, 1.0)])
+def test_rad_density_matches_residual_power_sampling(k, c):
+    """With r(x) = x on [0, 1], p(x) = ((k+1) x^k + c) / (1 + c): CDF (x^(k+1) + c x) / (1 + c).
+    Kolmogorov-Smirnov over five fixed seeds (Fisher-combined); uniform sampling is rejected."""
+    from scipy import stats
+    from samplers import RAD
+    cdf = lambda t: (t ** (k + 1) + c * t) / (1 + c)          # noqa: E731
+    p_rad, p_uniform = [], []
+    for seed in range(5):
+        s = RAD(2000, 2, 2, every=1, k=k, c=c, candidates=50)
+        s.attach(lambda x: x[:, :1])
+        rng = np.random.default_rng(seed)
+        s.reset(_interval_problem(), rng)
+        version = s.version
+        s.batch(1, rng)
+        x = s.points["domain"]["x"][:, 0]
+        assert s.version == version + 1 and len(x) == 2000 and ((x >= 0) & (x <= 1)).all()
+        p_rad.append(stats.kstest(x, cdf).pvalue)
+        p_uniform.append(stats.kstest(x, "uniform").pvalue)
+    assert stats.combine_pvalues(p_rad).pvalue > 1e-3
+    assert stats.combine_pvalues(p_uniform).pvalue < 1e-10
+
+
+def test_rard_grows_and_rad_needs_residuals():
+    from samplers import RAD, RARD
+    s = RARD(100, 2, 2, every=10, add=7)
+    s.attach(lambda x: np.sin(5 * x[:, :1]))
+    rng = np.random.default_rng(0)
+    s.reset(_interval_problem(), rng)
+    first = s.points["domain"]["x"].copy()
+    s.batch(10, rng)
+    s.batch(20, rng)
+    x = s.points["domain"]["x"]
+    assert len(x) == 114 and np.array_equal(x[:100], first)      # kept, plus 2 x 7 added
+    state = s.state_dict()
+    t = RARD(100, 2, 2)
+    t.load_state_dict(state)
+    assert np.array_equal(t.points["domain"]["x"], x)              # the grown population resumes
+    bare = RAD(100, 2, 2, every=1)
+    bare.reset(_interval_problem(), rng)
+    with pytest.raises(ValueError, match="attach"):
+        bare.batch(1, rng)
+    with pytest.raises(ValueError, match="k, c"):
+        RAD(k=-1)
+
+
+def test_rad_resamples_from_the_models_residual_inside_fit(problem):
+    """fit attaches the backend's residual_at; RAD's points then carry a larger mean residual
+    than uniform points (for k = 1, c = 0 the expected value is E[r^2] / E[r] >= E[r])."""
+    from samplers import RAD
+    from solvers import PINN
+    be = PINN(problem, pl.nn.MLP(16, 2), seed=0)
+    s = RAD(400, 10, 10, every=10, k=1.0, c=0.0, candidates=10)
+    pl.fit(be, steps=11, sampler=s)
+    x = s.points["domain"]["x"]
+    assert len(x) == 400 and problem.domain.inside(x).all()
+    uniform = problem.domain.sample_interior(4000, np.random.default_rng(5))
+    assert np.abs(be.residual_at(x)).mean() > 1.2 * np.abs(be.residual_at(uniform)).mean()

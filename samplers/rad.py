@@ -1,0 +1,108 @@
+r"""Residual-based adaptive distribution (RAD) and refinement with distribution (RAR-D).
+
+Wu, Zhu, Tan, Kartha, Lu, "A comprehensive study of non-adaptive and residual-based adaptive
+sampling for physics-informed neural networks", CMAME 2023.
+
+Every ``every`` steps the sampler evaluates the PDE residual on a dense uniform candidate set
+:math:`S_0` (``candidates`` times the population) and forms the probability mass
+
+.. math:: p(x) \propto \frac{|r(x)|^k}{\mathbb{E}\,|r|^k} + c, \qquad x \in S_0,
+
+(:math:`\mathbb{E}` the mean over :math:`S_0`; several residual columns: their Euclidean norm).
+**RAD** replaces the whole population by ``n_domain`` draws from :math:`p` (without
+replacement, as in the paper); **RAR-D** keeps the population and *adds* ``add`` draws, so it
+grows. :math:`k = 1, c = 1` are the paper's recommended defaults; :math:`c \to \infty` is
+uniform sampling, :math:`k \to \infty` picks the largest residuals (RAR-G).
+
+Unlike R3, these need residuals at points the loss did not see: the sampler is handed the
+backend's ``residual_at`` through :meth:`pdeml.sampling.AbstractSampler.attach`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pdeml._validate import fail, finite_scalar, positive_int
+from pdeml.sampling import AbstractSampler, draw
+
+
+def residual_probabilities(r: np.ndarray, k: float, c: float) -> np.ndarray:
+    """:math:`p_i \\propto |r_i|^k / \\mathrm{mean}(|r|^k) + c`, normalized; ``r`` (N,) or (N, m)."""
+    a = np.abs(np.asarray(r, dtype=np.float64))
+    a = np.linalg.norm(a.reshape(len(a), -1), axis=1) ** k
+    mean = a.mean()
+    w = (a / mean if mean > 0 else np.zeros_like(a)) + c
+    if not np.all(np.isfinite(w)) or w.sum() <= 0:
+        raise FloatingPointError("RAD: the residuals on the candidate set are not finite (or all zero "
+                                 "with c = 0). Fix: pass c > 0, or check the model for NaN.")
+    return w / w.sum()
+
+
+class RAD(AbstractSampler):
+    """Resample all PDE points from the residual-weighted density every ``every`` steps.
+
+    Args:
+        n_domain: population size. n_boundary, n_initial: condition points.
+        every: steps between resamplings (the residual is evaluated on the candidates then).
+        k, c: the density's exponent and uniform floor (paper defaults 1 and 1).
+        candidates: size of the candidate set as a multiple of ``n_domain``.
+        method: how candidates (and condition points) are drawn.
+
+    Example:
+        >>> sampler = RAD(2000, every=1000)          # --sampler rad
+    """
+
+    grows = False
+
+    def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=1000, k=1.0, c=1.0,
+                 candidates=20, add=None, method="random"):
+        self.counts = {"domain": positive_int("n_domain", n_domain),
+                       "boundary": positive_int("n_boundary", n_boundary),
+                       "initial": positive_int("n_initial", n_initial)}
+        self.every = positive_int("every", every)
+        self.k, self.c = finite_scalar("k", k), finite_scalar("c", c)
+        if self.k < 0 or self.c < 0:
+            fail("k, c", (k, c), "must be non-negative", "pass e.g. k=1, c=1 (the paper's defaults)")
+        self.candidates = positive_int("candidates", candidates)
+        self.add = positive_int("add", add) if add is not None else max(1, self.counts["domain"] // 10)
+        self.method = method
+        self.problem, self.points, self.version, self.residual_at = None, None, 0, None
+
+    def reset(self, problem, rng):
+        self.problem = problem
+        self.points = draw(problem, self.counts, rng, self.method)
+        self.version += 1
+
+    def draw_weighted(self, n: int, rng) -> np.ndarray:
+        """``n`` points from the residual-weighted density on a fresh candidate set."""
+        if self.residual_at is None:
+            fail(type(self).__name__, "residual_at", "was never attached",
+                 "train through pdeml.fit (it calls sampler.attach(backend.residual_at))")
+        size = max(self.candidates * self.counts["domain"], n)
+        cand = self.problem.domain.sample_interior(size, rng, self.method)
+        p = residual_probabilities(self.residual_at(cand), self.k, self.c)
+        return cand[rng.choice(len(cand), size=n, replace=False, p=p)]
+
+    def batch(self, step, rng):
+        if step > 0 and step % self.every == 0:
+            self.points = draw(self.problem, self.counts, rng, self.method, keep=self.points, domain=False)
+            if self.grows:
+                new = self.draw_weighted(self.add, rng)
+                self.points["domain"] = {"x": np.concatenate([self.points["domain"]["x"], new])}
+            else:
+                self.points["domain"] = {"x": self.draw_weighted(self.counts["domain"], rng)}
+            self.version += 1
+        return self.points
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.counts['domain']}, every={self.every}, k={self.k}, c={self.c})"
+
+
+class RARD(RAD):
+    """RAR-D: every ``every`` steps *add* ``add`` points (default 10% of ``n_domain``) drawn from
+    the residual-weighted density; the population grows. Arguments as :class:`RAD`, with the
+    paper's RAR-D defaults k = 2, c = 0."""
+
+    grows = True
+
+    def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, k=2.0, c=0.0, **kwargs):
+        super().__init__(n_domain, n_boundary, n_initial, k=k, c=c, **kwargs)
