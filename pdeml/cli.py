@@ -21,8 +21,10 @@ def _parser():
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--derivatives", help="derivative estimator: autograd | taylor | sdgd:B | stde:B | "
                    "stde-dense:S, optionally :unbiased (default: the case's)")
-    t.add_argument("--sampler", help="collocation sampler: uniform | sobol | halton | r3 | r3-causal "
-                   "(default: the case's)")
+    t.add_argument("--sampler", help="collocation sampler: uniform | sobol | halton | r3 | r3-causal | "
+                   "rad | rar-d | aas (default: the case's)")
+    t.add_argument("--snapshots", type=int, default=0, metavar="N",
+                   help="every N steps save the PDE points over the residual (OUT/snapshots, .vtu and .png)")
     t.epilog = "Any other --name VALUE is a case option (see `pdeml cases`), e.g. --dim 1000."
     e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
     e.add_argument("dir")
@@ -79,7 +81,8 @@ def main(argv=None) -> int:
         metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr,
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
                                  resume=args.resume, progress=not args.no_progress,
-                                 options=options, derivatives=args.derivatives, sampler=args.sampler)
+                                 options=options, derivatives=args.derivatives, sampler=args.sampler,
+                                 snapshots=args.snapshots)
         print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
         print(f"run directory: {out}")
         return 0

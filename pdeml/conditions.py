@@ -113,7 +113,7 @@ def _with_normals(cond, problem, n, rng, method) -> dict:
 
 
 def _normal_derivative(f, batch):
-    """:math:`\nabla u \cdot n` at the batch's points, (N, 1)."""
+    r""":math:`\nabla u \cdot n` at the batch's points, (N, 1)."""
     return (f.grad() * batch["normal"]).sum(dim=1, keepdim=True)
 
 

@@ -134,9 +134,11 @@ def default_sampler(case: Case):
 
 def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, device="auto",
                resume=False, progress=True, export=True, callbacks=(), options=None,
-               derivatives=None, sampler=None) -> dict:
+               derivatives=None, sampler=None, snapshots: int = 0) -> dict:
     """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
-    ``options`` go to the case's ``make()``; ``derivatives`` is an estimator spec ("stde:16")."""
+    ``options`` go to the case's ``make()``; ``derivatives`` is an estimator spec ("stde:16");
+    ``snapshots`` > 0 saves the collocation points over the residual every that many steps
+    (``out/snapshots``, see :mod:`pdeml.export.points`)."""
     source = None
     options = dict(options or {})
     if isinstance(case, str):
@@ -160,8 +162,13 @@ def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, devi
     (out / "run.json").write_text(json.dumps(run_info, indent=2))
     truth = case.problem.truth(4096, np.random.default_rng(seed + 12345))
     status = "finished"
+    points = default_sampler(case)
+    callbacks = list(callbacks)
+    if snapshots:
+        from .export.points import PointSnapshots
+        callbacks.append(PointSnapshots(backend, points, out / "snapshots", snapshots))
     try:
-        result = fit(backend, steps=case.steps, sampler=default_sampler(case),
+        result = fit(backend, steps=case.steps, sampler=points,
                      optimizer=Adam(case.lr, decay=case.lr_decay, decay_every=case.lr_decay_every),
                      lbfgs=LBFGS(case.lbfgs_steps) if case.lbfgs_steps else None,
                      combiner=Sum(case.weights), seed=seed,

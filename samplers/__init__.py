@@ -1,4 +1,5 @@
 """Collocation-point strategies. Each is an :class:`pdeml.sampling.AbstractSampler`."""
+from .aas import AAS
 from .quasirandom import QuasiRandom
 from .r3 import R3
 from .rad import RAD, RARD
@@ -13,6 +14,7 @@ REGISTRY = {
     "r3-causal": lambda **kw: R3(causal=True, **kw),
     "rad": lambda every=0, **kw: RAD(**kw),          # its own period (every=1000 steps), not the
     "rar-d": lambda every=0, **kw: RARD(**kw),       # case's condition-point redraw period
+    "aas": lambda every=0, **kw: AAS(**kw),
 }
 
-__all__ = ["Uniform", "QuasiRandom", "R3", "RAD", "RARD", "REGISTRY"]
+__all__ = ["Uniform", "QuasiRandom", "R3", "RAD", "RARD", "AAS", "REGISTRY"]

@@ -45,3 +45,40 @@ def test_exact_solutions_solve_their_pdes():
                      output_names=("u",), spatial_dims=(0,))
         r = pde(x, u) if pde else inverse_diffusion.pde(x, u, {"kappa": inverse_diffusion.KAPPA_TRUE})
         assert r.abs().max() < 1e-10
+
+
+def test_peak_2d_forcing_is_minus_the_laplacian_of_the_exact_solution():
+    from cases.peak_2d import make
+    case = make(alpha=50.0)                        # a milder peak: residual ~ 1e-10 * |f| in float64
+    x = (torch.rand(60, 2, dtype=torch.float64) * 0.6 - 0.3).requires_grad_(True)
+    u = pl.Field(x, case.problem.exact(x), estimator=pl.derivatives.Autograd(), input_names=("x", "y"),
+                 output_names=("u",), spatial_dims=(0, 1))
+    assert case.problem.pde(x, u).abs().max() < 1e-10
+
+
+def test_allen_cahn_etdrk4_reference_has_converged_in_time():
+    """Halving dt changes the ETDRK4 solution by far less than 1e-6 (fourth order: ~1e-11)."""
+    from cases.allen_cahn_1d import etdrk4
+    x, t, u = etdrk4()
+    _, _, half = etdrk4(dt=5e-4)
+    assert u.shape == (201, 512) and t[-1] == 1.0
+    assert np.allclose(u[0], x ** 2 * np.cos(np.pi * x), atol=1e-14)
+    assert np.abs(u - half).max() < 1e-9
+    assert np.abs(u[-1]).max() > 0.99            # the interfaces have formed (u near +-1)
+    _, _, coarse = etdrk4(dt=1e-2, snapshots=101)
+    assert np.abs(coarse[-1] - u[-1]).max() > 1e-9  # ... and dt matters at all
+
+
+def test_allen_cahn_model_is_exactly_periodic_and_uses_taylor_mode():
+    from cases.allen_cahn_1d import case
+    from solvers import PINN
+    kw = dict(seed=0, dtype=torch.float64)
+    taylor = PINN(case.problem, case.model, **kw)
+    auto = PINN(case.problem, case.model, estimator="autograd", **kw)
+    assert type(taylor.estimator).__name__ == "Taylor"
+    x = torch.rand(40, 2, dtype=torch.float64) * torch.tensor([2.0, 1.0]) - torch.tensor([1.0, 0.0])
+    x.requires_grad_(True)
+    assert float((taylor.pde_residuals(x)[0] - auto.pde_residuals(x)[0]).abs().max()) < 1e-11
+    t = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None]
+    left, right = torch.cat([-torch.ones_like(t), t], 1), torch.cat([torch.ones_like(t), t], 1)
+    assert torch.allclose(taylor(left), taylor(right), atol=1e-12)

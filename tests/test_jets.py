@@ -7,7 +7,7 @@ import torch
 
 import pdeml as pl
 from pdeml.derivatives import jets as J
-from pdeml.nn import FourierFeatures, MLP
+from pdeml.nn import MLP, FourierFeatures, PeriodicFeatures
 from solvers import PINN
 
 D64 = torch.float64
@@ -30,10 +30,11 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize("act", ["tanh", "sin", "silu", "gelu"])
-@pytest.mark.parametrize("fourier", [False, True])
+@pytest.mark.parametrize("fourier", [None, "random", "periodic"])
 def test_jet_rules_match_autograd_orders_1_to_4(act, fourier):
     torch.manual_seed(0)
-    net = MLP(12, 3, act, fourier=FourierFeatures(6, 0.5) if fourier else None).bind(3, 1).double()
+    emb = {None: None, "random": FourierFeatures(6, 0.5), "periodic": PeriodicFeatures((0, 2), 2)}[fourier]
+    net = MLP(12, 3, act, fourier=emb).bind(3, 1).double()
     N, S, d, K = 4, 3, 3, 4
     x = torch.randn(N, d, dtype=D64)
     V = [torch.randn(N, S, d, dtype=D64) for _ in range(K)]
@@ -51,6 +52,17 @@ def test_jet_rules_match_autograd_orders_1_to_4(act, fourier):
     # the nested-jvp fallback agrees with the rules, collapsed or not
     assert max(rel(a, b) for a, b in zip(J.function_jet(net, [J.Jet([x] + V)]).c, jet.c)) < 1e-12
     assert rel(J.function_jet(net, [J.Jet([x] + V[:-1] + [top], w)]).c[K], jc.c[K]) < 1e-12
+
+
+def test_periodic_features_make_the_network_exactly_periodic():
+    torch.manual_seed(3)
+    net = MLP(16, 2, fourier=PeriodicFeatures((0,), 3)).bind(2, 1).double()
+    x = torch.rand(50, 2, dtype=D64) * 2 - 1
+    shift = torch.tensor([2.0, 0.0], dtype=D64)
+    assert float((net(x) - net(x + shift)).abs().max()) < 1e-13            # period 2 in x ...
+    assert float((net(x) - net(x + shift.flip(0))).abs().max()) > 1e-3    # ... not in t
+    with pytest.raises(ValueError, match="PeriodicFeatures"):
+        PeriodicFeatures((5,)).bind(2)
 
 
 def test_one_hot_tangents_are_column_lookups():

@@ -156,3 +156,84 @@ def test_rad_resamples_from_the_models_residual_inside_fit(problem):
     assert len(x) == 400 and problem.domain.inside(x).all()
     uniform = problem.domain.sample_interior(4000, np.random.default_rng(5))
     assert np.abs(be.residual_at(x)).mean() > 1.2 * np.abs(be.residual_at(uniform)).mean()
+
+
+def test_point_snapshots_write_png_and_vtk_that_read_back(tmp_path):
+    import meshio
+    from pdeml import cli
+    out = tmp_path / "run"
+    assert cli.main(["train", "peak_2d", "--alpha", "50", "--points", "64", "--steps", "20", "--sampler", "aas",
+                     "--snapshots", "10", "--out", str(out), "--no-progress"]) == 0
+    snaps = out / "snapshots"
+    assert sorted(p.name for p in snaps.glob("*.png")) == [f"points_{s:06d}.png" for s in (0, 10, 20)]
+    m = meshio.read(snaps / "points_000020.vtu")
+    assert m.points.shape == (64, 3) and m.point_data["residual"].shape == (64,)
+    assert np.all(m.point_data["residual"] >= 0) and np.all(np.isfinite(m.point_data["residual"]))
+    with pytest.raises(ValueError, match="every"):
+        from pdeml.export.points import PointSnapshots
+        PointSnapshots(None, None, tmp_path, every=0)
+
+
+def _perturbed_flow(seed, scale=0.15):
+    from samplers.flow import BoxFlow
+    torch.manual_seed(seed)
+    flow = BoxFlow([-1.0, 0.0], [1.0, 2.0], layers=4)
+    with torch.no_grad():
+        for net in flow.nets:
+            net[-1].weight.normal_(0, scale)
+            net[-1].bias.normal_(0, scale)
+    return flow
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aas_flow_density_integrates_to_one_and_samples_stay_inside(seed):
+    flow = _perturbed_flow(seed)
+    # quadrature on [-1, 1] x [0, 2], graded towards the faces (the density may grow like
+    # y^-0.22 there): y = (1 - cos(pi xi)) / 2, midpoint rule in xi
+    n = 600
+    xi = (np.arange(n) + 0.5) / n
+    y, dy = (1 - np.cos(np.pi * xi)) / 2, np.pi / 2 * np.sin(np.pi * xi) / n
+    X, Y = np.meshgrid(-1 + 2 * y, 2 * y)
+    W = np.outer(2 * dy, 2 * dy)
+    with torch.no_grad():
+        p = torch.exp(flow.log_prob(torch.as_tensor(np.stack([X.ravel(), Y.ravel()], 1))))[:, 0].numpy()
+        x, lq = flow.sample(20000, torch.Generator().manual_seed(seed))
+        y = (x - torch.tensor([-1.0, 0.0], dtype=torch.float64)) / 2
+        far = (torch.minimum(y, 1 - y) > 1e-7).all(1)       # 1 - y keeps 9 digits there
+        assert float(far.double().mean()) > 0.99
+        assert float((flow.log_prob(x) - lq)[far].abs().max()) < 1e-6   # sampling and density agree
+    assert float((p * W.ravel()).sum()) == pytest.approx(1.0, abs=1e-3)
+    assert bool(((x[:, 0] > -1) & (x[:, 0] < 1) & (x[:, 1] > 0) & (x[:, 1] < 2)).all())
+    # the samples follow the density: mass of the left half, empirical vs integrated
+    left = float((p.reshape(n, n) * W)[:, : n // 2].sum())
+    assert float((x[:, 0] < 0).double().mean()) == pytest.approx(left, abs=0.015)
+
+
+def test_new_flow_is_nearly_uniform_and_an_update_moves_mass_to_the_residual():
+    """The maximization step raises E_p[r^2] for a fixed residual concentrated near the origin."""
+    from cases.peak_2d import make
+    from samplers import AAS
+    problem = make().problem
+    s = AAS(400, 1, 1, every=1, flow_steps=30)
+    rng = np.random.default_rng(0)
+    s.reset(problem, rng)
+    grid = torch.as_tensor(problem.domain.sample_interior(200, rng) * 0.96)
+    ratio = torch.exp(s.flow.log_prob(grid)) * 4.0          # to the uniform density 1/4
+    assert float(ratio.min()) > 0.75 and float(ratio.max()) < 1.6          # a new flow is nearly flat
+    r2 = lambda x: np.exp(-20 * (x ** 2).sum(1, keepdims=True)) + 1e-3      # noqa: E731
+    before = r2(s.draw_domain(20000, rng)).mean()
+    for step in range(5):
+        x = s.points["domain"]["x"]
+        s.observe(step, {"pde": torch.as_tensor(np.sqrt(r2(x)))})
+        s.batch(step + 1, rng)
+    after = r2(s.draw_domain(20000, rng)).mean()
+    assert after > 1.5 * before
+    state = s.state_dict()
+    t = AAS(400, 1, 1, every=1, flow_steps=30)
+    t.reset(problem, np.random.default_rng(1))
+    t.load_state_dict(state)
+    assert torch.allclose(t.flow.log_prob(grid), s.flow.log_prob(grid))
+    assert np.array_equal(t.points["domain"]["x"], s.points["domain"]["x"])
+    with pytest.raises(ValueError, match="box domain"):
+        AAS(10).reset(pl.Problem(geometry=pl.geometry.Disk([0, 0], 1), pde=lambda x, u: u.value,
+                                 conditions=[pl.Dirichlet(0.0)]), rng)

@@ -62,6 +62,56 @@ class FourierFeatures(nn.Module):
         return J.concat([J.elementwise(z, J.sin_derivatives), J.elementwise(z, J.cos_derivatives)])
 
 
+class PeriodicFeatures(nn.Module):
+    r"""Exact periodicity in chosen input dimensions: :math:`x_i \mapsto [\sin(\pi k x_i), \cos(\pi k x_i)]_{k=1..K}`,
+    the other inputs passed through. The network sees inputs normalized to [-1, 1] on the
+    domain's bounding box, so period 2 there is the box width: a network built on it is periodic
+    across the box in those dimensions, derivatives included (the soft ``Periodic`` loss term
+    then vanishes identically). Dong & Ni, "A method for representing periodic functions and
+    enforcing exactly periodic boundary conditions with deep neural networks", JCP 2021.
+
+    Args:
+        dims: the periodic input indices (e.g. ``(0,)`` for x in (x, t)).
+        harmonics: K, the number of frequencies per periodic input.
+    """
+
+    def __init__(self, dims=(0,), harmonics: int = 1, in_features: int | None = None):
+        super().__init__()
+        dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+        if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in dims):
+            fail("PeriodicFeatures(dims)", dims, "must be non-negative input indices", "pass e.g. (0,)")
+        self.dims, self.harmonics = dims, positive_int("PeriodicFeatures(harmonics)", harmonics)
+        self.in_features = in_features
+        if in_features is not None:
+            if max(dims) >= in_features:
+                fail("PeriodicFeatures(dims)", dims, f"names an input beyond the {in_features} there are",
+                     f"use indices below {in_features}")
+            keep = [i for i in range(in_features) if i not in dims]
+            eye = torch.eye(in_features)
+            self.register_buffer("P", eye[keep])
+            # integer frequencies (exact in any dtype); π is applied in the input's dtype
+            self.register_buffer("B", torch.cat([k * eye[list(dims)] for k in range(1, self.harmonics + 1)]))
+
+    def bind(self, in_features: int) -> "PeriodicFeatures":
+        return PeriodicFeatures(self.dims, self.harmonics, in_features)
+
+    @property
+    def out_features(self) -> int:
+        return self.P.shape[0] + 2 * self.B.shape[0]
+
+    def forward(self, x):
+        z = math.pi * (x @ self.B.T)
+        return torch.cat([x @ self.P.T, torch.sin(z), torch.cos(z)], dim=-1)
+
+    def jet(self, jet):
+        z = J.scale(J.linear(jet, self.B), math.pi)
+        return J.concat([J.linear(jet, self.P), J.elementwise(z, J.sin_derivatives),
+                         J.elementwise(z, J.cos_derivatives)])
+
+
+EMBEDDINGS = (FourierFeatures, PeriodicFeatures)
+
+
 class MLP(nn.Module):
     """Fully connected network ``in -> width x depth -> out`` with Glorot-normal weights.
 
@@ -71,7 +121,8 @@ class MLP(nn.Module):
     Args:
         width: hidden units per layer. depth: number of hidden layers.
         activation: "tanh", "sin", "silu" or "gelu".
-        fourier: optional :class:`FourierFeatures` applied to the input first.
+        fourier: optional input embedding applied first: :class:`FourierFeatures` or
+            :class:`PeriodicFeatures`.
 
     Example:
         >>> net = MLP(width=50, depth=4).bind(2, 1)
@@ -87,8 +138,9 @@ class MLP(nn.Module):
         self.depth = positive_int("MLP(depth)", depth)
         if activation not in ACTIVATIONS:
             fail("MLP(activation)", activation, "is not supported", f"use one of {sorted(ACTIVATIONS)}")
-        if fourier is not None and not isinstance(fourier, FourierFeatures):
-            fail("MLP(fourier)", fourier, "is not a FourierFeatures layer", "pass FourierFeatures(64, 1.0)")
+        if fourier is not None and not isinstance(fourier, EMBEDDINGS):
+            fail("MLP(fourier)", fourier, "is not an input embedding",
+                 "pass FourierFeatures(64, 1.0) or PeriodicFeatures(dims=(0,))")
         self.activation = activation
         self.in_features, self.out_features = in_features, out_features
         self.fourier = fourier

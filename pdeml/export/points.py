@@ -1,0 +1,96 @@
+"""Where did the collocation points go: point clouds over the residual field (PNG and VTK).
+
+``PointSnapshots`` (a training callback) writes ``snapshots/points_<step>.vtu`` (vertex cells,
+point data ``residual``: the Euclidean norm of the PDE residuals at each point) and, for
+two-dimensional inputs (x, y) or (x, t), ``snapshots/points_<step>.png``: the points drawn over
+|r| on a grid. Open the .vtu series in ParaView with "Points" representation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import meshio
+import numpy as np
+
+from ..callbacks import AbstractCallback
+from .vtk import _pad3
+
+
+def write_points(path, points: np.ndarray, data: dict) -> Path:
+    """A point cloud as VTK unstructured grid with one vertex cell per point."""
+    pts = np.asarray(points, dtype=np.float64)
+    cells = np.arange(len(pts)).reshape(-1, 1)
+    meshio.write(path, meshio.Mesh(_pad3(pts), [("vertex", cells)],
+                                   point_data={k: np.ascontiguousarray(v) for k, v in data.items()}))
+    return Path(path)
+
+
+def _residual_norm(backend, x: np.ndarray) -> np.ndarray:
+    """|r| at points, leaving a stochastic estimator's random stream where it was."""
+    est = backend.estimator
+    saved = est.state_dict()
+    try:
+        r = backend.residual_at(x)
+    finally:
+        est.load_state_dict(saved)
+    return np.linalg.norm(r.reshape(len(x), -1), axis=1)
+
+
+def plot_points(backend, points: np.ndarray, path, resolution: int = 96, title: str = "") -> Path:
+    """The points over log10 |r| on a grid of the bounding box (inputs of dimension 2 only)."""
+    from .plots import _plt
+    plt = _plt()
+    p = backend.problem
+    lo, hi = (np.asarray(b, dtype=np.float64) for b in p.domain.bbox)
+    if len(lo) != 2:
+        raise ValueError(f"plot_points needs 2 inputs, the problem has {len(lo)}. Fix: use the .vtu "
+                         "snapshots (write_points), which work in any dimension.")
+    X, Y = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = np.stack([X.ravel(), Y.ravel()], 1)
+    inside = p.domain.inside(grid)
+    r = np.full(len(grid), np.nan)
+    r[inside] = _residual_norm(backend, grid[inside])
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    im = ax.pcolormesh(X, Y, np.log10(np.maximum(r, 1e-16)).reshape(X.shape), shading="auto", cmap="magma")
+    fig.colorbar(im, ax=ax, label="log10 |residual|")
+    ax.scatter(points[:, 0], points[:, 1], s=2, c="cyan", edgecolors="none")
+    names = p.inputs
+    ax.set(xlabel=names[0], ylabel=names[1], title=title or f"{len(points)} collocation points")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+class PointSnapshots(AbstractCallback):
+    """Every ``every`` steps, save the sampler's PDE points with their residuals (VTK, and a PNG
+    for 2-input problems) into ``directory``.
+
+    Example:
+        >>> fit(backend, steps=5000, sampler=s, callbacks=[PointSnapshots(backend, s, "run/snapshots", 500)])
+    """
+
+    def __init__(self, backend, sampler, directory, every: int = 1000, png: bool = True):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every={every!r} must be a positive integer. Fix: pass e.g. every=500")
+        self.backend, self.sampler, self.every = backend, sampler, every
+        self.directory, self.png = Path(directory), png
+        self.written: list[Path] = []
+
+    def snapshot(self, step: int):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        x = np.asarray(self.sampler.current()["domain"]["x"])
+        stem = self.directory / f"points_{step:06d}"
+        self.written.append(write_points(stem.with_suffix(".vtu"), x,
+                                         {"residual": _residual_norm(self.backend, x)}))
+        if self.png and x.shape[1] == 2:
+            self.written.append(plot_points(self.backend, x, stem.with_suffix(".png"),
+                                            title=f"step {step}: {len(x)} points"))
+
+    def on_start(self, state):
+        if state.step == 0:
+            self.snapshot(0)
+
+    def on_step(self, state):
+        if state.step % self.every == 0:
+            self.snapshot(state.step)
