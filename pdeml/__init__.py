@@ -9,12 +9,12 @@ Example:
 """
 from . import derivatives, geometry, nn
 from .callbacks import AbstractCallback, EarlyStopping, HistoryCSV, ProgressBar
-from .combine import AbstractCombiner, Sum
+from .combine import AbstractCombiner, ConFIG, GradNorm, MConFIG, PCGrad, Sum
 from .conditions import AbstractCondition, Data, Dirichlet, Initial, Neumann, Periodic, Robin
 from .device import resolve_device
 from .field import Field
 from .fit import DivergenceError, FitResult, fit, relative_l2
-from .optim import LBFGS, Adam
+from .optim import LBFGS, SGD, Adam
 from .problem import Case, Parameter, Problem
 from .sampling import AbstractSampler
 
@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = ["geometry", "nn", "derivatives", "Problem", "Case", "Parameter", "Field",
            "AbstractCondition", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial", "Data",
-           "fit", "FitResult", "DivergenceError", "relative_l2", "Adam", "LBFGS", "Sum",
+           "fit", "FitResult", "DivergenceError", "relative_l2", "Adam", "SGD", "LBFGS", "Sum",
+           "ConFIG", "MConFIG", "PCGrad", "GradNorm",
            "AbstractCombiner", "AbstractSampler", "AbstractCallback", "ProgressBar",
            "HistoryCSV", "EarlyStopping", "resolve_device"]

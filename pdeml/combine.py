@@ -24,6 +24,13 @@ class AbstractCombiner(abc.ABC):
     def backward(self, losses: dict[str, torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
         """Fill ``p.grad`` for ``params``; return the scalar objective."""
 
+    def state_dict(self) -> dict:
+        """Tensors that restore the combiner on resume (momenta, smoothed weights)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+
 
 class Sum(AbstractCombiner):
     r"""Weighted sum :math:`L = \sum_k w_k L_k` (weights default to 1).
@@ -51,3 +58,216 @@ class Sum(AbstractCombiner):
 
     def __repr__(self):
         return f"Sum({self.weights})"
+
+
+# ----------------------------------------------------------------- per-term gradient combiners
+def term_gradients(losses: dict, params: list, names=None) -> torch.Tensor:
+    """Stacked flat gradients (m, P) of the named loss terms (all by default); unused
+    parameters contribute zeros. The graph is kept until the last term."""
+    names = list(losses) if names is None else list(names)
+    rows = []
+    for k, name in enumerate(names):
+        gs = torch.autograd.grad(losses[name], params, retain_graph=k < len(names) - 1, allow_unused=True)
+        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                               for g, p in zip(gs, params)]))
+    return torch.stack(rows)
+
+
+def set_gradient(params: list, flat: torch.Tensor) -> None:
+    """Write a flat vector into ``p.grad`` of ``params``."""
+    i = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[i:i + n].view_as(p).to(p.dtype).clone()
+        i += n
+
+
+def config_direction(G: torch.Tensor) -> torch.Tensor:
+    r"""ConFIG's conflict-free update from per-term gradients ``G`` (m, P).
+
+    With unit vectors :math:`\hat g_i = g_i/\lVert g_i\rVert` stacked in :math:`\hat G`, the
+    direction :math:`g_u = \hat G^{+}\mathbf 1` (least-squares / pseudo-inverse) has
+    :math:`\hat g_i\cdot g_u = 1` for every i when the :math:`\hat g_i` are independent: every
+    term decreases, equally fast. It is normalized and rescaled by the sum of the projections,
+    :math:`g = (\sum_i g_i\cdot\hat g_u)\,\hat g_u`. Liu, Chu, Thuerey, "ConFIG: towards
+    conflict-free training of physics informed neural networks", ICLR 2025.
+    """
+    norms = G.norm(dim=1, keepdim=True)
+    units = torch.where(norms > 0, G / norms.clamp_min(torch.finfo(G.dtype).tiny), torch.zeros_like(G))
+    gu = torch.linalg.pinv(units) @ torch.ones(len(G), dtype=G.dtype, device=G.device)
+    gu_hat = gu / gu.norm().clamp_min(torch.finfo(G.dtype).tiny)
+    return (G @ gu_hat).sum() * gu_hat
+
+
+def pcgrad_direction(G: torch.Tensor, order=None) -> torch.Tensor:
+    r"""PCGrad (Yu et al., "Gradient surgery for multi-task learning", NeurIPS 2020): each
+    :math:`g_i`, in turn, loses its component along every other *original* :math:`g_j` it
+    conflicts with (:math:`g_i\cdot g_j < 0`), in the order ``order`` (default: as given); the
+    projected gradients are summed."""
+    m = len(G)
+    out = G.clone()
+    for i in range(m):
+        for j in (order if order is not None else range(m)):
+            if j == i:
+                continue
+            dot = out[i] @ G[j]
+            if dot < 0:
+                out[i] = out[i] - dot / (G[j] @ G[j]).clamp_min(torch.finfo(G.dtype).tiny) * G[j]
+    return out.sum(0)
+
+
+class _PerTerm(AbstractCombiner):
+    """Combiners that see every term's gradient: ``total`` is the plain sum (for reporting and
+    line searches), ``backward`` builds the direction from :func:`term_gradients`."""
+
+    def total(self, losses):
+        return sum(losses.values())
+
+    def direction(self, G: torch.Tensor, losses: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(self, losses, params):
+        G = term_gradients(losses, params)
+        set_gradient(params, self.direction(G, losses))
+        return self.total(losses).detach()
+
+
+class ConFIG(_PerTerm):
+    """Conflict-free inverse gradients (:func:`config_direction`): ``--combiner config``.
+
+    Example:
+        >>> fit(backend, steps=5000, sampler=s, combiner=ConFIG())
+    """
+
+    def direction(self, G, losses):
+        return config_direction(G)
+
+    def __repr__(self):
+        return "ConFIG()"
+
+
+class PCGrad(_PerTerm):
+    """Projecting conflicting gradients (:func:`pcgrad_direction`), a fresh random term order
+    each step from ``seed`` (as in the paper): ``--combiner pcgrad``."""
+
+    def __init__(self, seed: int = 0):
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def direction(self, G, losses):
+        return pcgrad_direction(G, torch.randperm(len(G), generator=self.gen).tolist())
+
+    def state_dict(self):
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state):
+        self.gen.set_state(state["gen"])
+
+    def __repr__(self):
+        return "PCGrad()"
+
+
+class GradNorm(_PerTerm):
+    r"""Magnitude balancing by learning-rate annealing (Wang, Teng, Perdikaris, "Understanding
+    and mitigating gradient flow pathologies in PINNs", SIAM J. Sci. Comput. 2021): weights
+    :math:`\hat\lambda_i = \sum_j\lVert g_j\rVert / \lVert g_i\rVert` (every weighted term gets the
+    same gradient norm), smoothed :math:`\lambda \leftarrow \alpha\lambda + (1-\alpha)\hat\lambda`;
+    the update is :math:`\sum_i \lambda_i g_i` (``--combiner gradnorm``)."""
+
+    def __init__(self, alpha: float = 0.9):
+        self.alpha = finite_scalar("alpha", alpha)
+        if not 0 <= self.alpha < 1:
+            fail("alpha", alpha, "must be in [0, 1)", "pass e.g. 0.9")
+        self.weights = None
+
+    def direction(self, G, losses):
+        norms = G.norm(dim=1).clamp_min(torch.finfo(G.dtype).tiny)
+        target = norms.sum() / norms
+        self.weights = target if self.weights is None else self.alpha * self.weights + (1 - self.alpha) * target
+        return self.weights @ G
+
+    def state_dict(self):
+        return {} if self.weights is None else {"weights": self.weights.detach().clone()}
+
+    def load_state_dict(self, state):
+        self.weights = state.get("weights")
+
+    def __repr__(self):
+        return f"GradNorm(alpha={self.alpha})"
+
+
+class MConFIG(AbstractCombiner):
+    r"""Momentum ConFIG: one back-propagated term per step (cycling), ConFIG of the momenta.
+
+    Term :math:`i = k \bmod m` updates its first moment
+    :math:`m_i \leftarrow \beta_1 m_i + (1-\beta_1) g_i` (bias-corrected by its own count); once
+    every term has been seen, the direction :math:`d` = ConFIG of the corrected moments is
+    scaled Adam-like by a second moment of the gradient that this momentum stream implies,
+    :math:`\tilde g_k = (\tilde m_k - \beta_1\tilde m_{k-1})/(1-\beta_1)` with
+    :math:`\tilde m_k = d_k(1-\beta_1^k)`: :math:`d / (\sqrt{\hat s} + \epsilon)`. Because the
+    moments live here, pair it with plain SGD (``pl.optim.SGD``), not Adam. The backward pass
+    costs one term's gradient instead of m. Liu, Chu, Thuerey, ICLR 2025 (M-ConFIG).
+    """
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.beta1, self.beta2 = finite_scalar("beta1", beta1), finite_scalar("beta2", beta2)
+        self.eps = finite_scalar("eps", eps)
+        self.names, self.state = None, {}
+
+    def check(self, names):
+        self.names = list(names)
+
+    def total(self, losses):
+        return sum(losses.values())
+
+    def backward(self, losses, params):
+        names = self.names or list(losses)
+        st = self.state
+        k = int(st.get("calls", torch.zeros(())).item())
+        i = k % len(names)
+        g = term_gradients(losses, params, [names[i]])[0]
+        if "m" not in st:
+            st.update(m=torch.zeros(len(names), len(g), dtype=g.dtype, device=g.device),
+                      seen=torch.zeros(len(names), dtype=torch.long), t=torch.zeros((), dtype=torch.long),
+                      fake_m=torch.zeros_like(g), s=torch.zeros_like(g))
+        st["calls"] = torch.tensor(k + 1)
+        b1, b2 = self.beta1, self.beta2
+        st["m"][i] = b1 * st["m"][i] + (1 - b1) * g
+        st["seen"][i] += 1
+        if bool((st["seen"] == 0).any()):
+            set_gradient(params, torch.zeros_like(g))          # wait until every term was seen
+            return self.total(losses).detach()
+        st["t"] += 1
+        t = int(st["t"])
+        m_hat = st["m"] / (1 - b1 ** st["seen"].to(g.dtype)).unsqueeze(1)
+        d = config_direction(m_hat)
+        fake_m = d * (1 - b1 ** t)
+        fake_g = (fake_m - b1 * st["fake_m"]) / (1 - b1)
+        st["fake_m"] = fake_m
+        st["s"] = b2 * st["s"] + (1 - b2) * fake_g ** 2
+        set_gradient(params, d / ((st["s"] / (1 - b2 ** t)).sqrt() + self.eps))
+        return self.total(losses).detach()
+
+    def state_dict(self):
+        return {k: v.detach().clone() for k, v in self.state.items()}
+
+    def load_state_dict(self, state):
+        self.state = dict(state)
+
+    def __repr__(self):
+        return f"MConFIG(beta1={self.beta1}, beta2={self.beta2})"
+
+
+#: CLI names -> combiner factories (the weighted sum takes the case's weights)
+COMBINERS = {"sum": Sum, "config": lambda weights=None: ConFIG(), "mconfig": lambda weights=None: MConFIG(),
+             "pcgrad": lambda weights=None: PCGrad(), "gradnorm": lambda weights=None: GradNorm()}
+
+
+def make_combiner(spec, weights=None) -> AbstractCombiner:
+    """A combiner object from an object, a name in :data:`COMBINERS`, or ``None`` (weighted sum)."""
+    if isinstance(spec, AbstractCombiner):
+        return spec
+    if spec is None:
+        return Sum(weights)
+    if spec not in COMBINERS:
+        fail("combiner", spec, "is not a combiner", f"use one of {sorted(COMBINERS)}")
+    return COMBINERS[spec](weights=weights)

@@ -98,6 +98,7 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
         saved = ckpt.load(checkpoint, map_location=device)
         backend.load_state_dict(saved["model"])
         sampler.load_state_dict(saved["sampler"])
+        combiner.load_state_dict(saved.get("combiner", {}))
         ckpt.set_rng_state(rng, saved["rng"])
         state.step, state.history = int(saved["step"]), json.loads(saved["history"])
         state.wall_time_s = float(saved["wall_time_s"])
@@ -124,6 +125,7 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
         ckpt.save(checkpoint, {
             "format": 1, "step": state.step, "phase": phase, "model": backend.state_dict(),
             "optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
+            "combiner": combiner.state_dict(),
             "rng": ckpt.rng_state(rng), "history": json.dumps(state.history),
             "wall_time_s": state.wall_time_s, "term_names": json.dumps(state.term_names)})
         for cb in callbacks:

@@ -38,6 +38,21 @@ class Adam:
         return f"Adam({self.lr}, decay={self.decay}, decay_every={self.decay_every})"
 
 
+class SGD(Adam):
+    r"""Plain gradient descent :math:`\theta \leftarrow \theta - \eta_k d` with the same step decay
+    as :class:`Adam`; the partner of combiners that keep their own moments (M-ConFIG).
+
+    Example:
+        >>> SGD(1e-3)
+    """
+
+    def build(self, params):
+        return torch.optim.SGD(list(params), lr=self.lr)
+
+    def __repr__(self):
+        return f"SGD({self.lr}, decay={self.decay}, decay_every={self.decay_every})"
+
+
 class LBFGS:
     """L-BFGS with strong-Wolfe line search, one iteration per training step.
 

@@ -170,7 +170,10 @@ class Case:
         hard_dirichlet: enforce a whole-boundary Dirichlet condition exactly by an SDF transform.
         transform: output transform ``(x, y) -> u`` that builds conditions into the ansatz
             (conditions it satisfies exactly may then be dropped from ``problem``).
-        weights: ``{term: weight}`` for the loss terms.
+        weights: ``{term: weight}`` for the loss terms (the ``Sum`` combiner).
+        combiner: how per-term losses become one update: an
+            :class:`pdeml.combine.AbstractCombiner` or a name ("sum", "config", "mconfig",
+            "pcgrad", "gradnorm"; default "sum" with ``weights``). "mconfig" trains with SGD.
         dtype: "float32" or "float64".
         options: free-form values a case file exposes (reported in ``run.json``).
     """
@@ -192,6 +195,7 @@ class Case:
     hard_dirichlet: bool = False
     transform: Any = None
     weights: dict = field(default_factory=dict)
+    combiner: Any = None
     dtype: str = "float32"
     checkpoint_every: int = 1000
     eval_every: int = 100

@@ -19,11 +19,11 @@ import numpy as np
 from . import checkpoint as ckpt
 from ._validate import fail
 from .callbacks import HistoryCSV, ProgressBar
-from .combine import Sum
+from .combine import MConFIG, make_combiner
 from .device import resolve_device
 from .fit import DivergenceError, fit
 from .nn import MLP
-from .optim import LBFGS, Adam
+from .optim import LBFGS, SGD, Adam
 from .problem import Case
 
 
@@ -134,7 +134,7 @@ def default_sampler(case: Case):
 
 def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, device="auto",
                resume=False, progress=True, export=True, callbacks=(), options=None,
-               derivatives=None, sampler=None, snapshots: int = 0) -> dict:
+               derivatives=None, sampler=None, combiner=None, snapshots: int = 0) -> dict:
     """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
     ``options`` go to the case's ``make()``; ``derivatives`` is an estimator spec ("stde:16");
     ``snapshots`` > 0 saves the collocation points over the residual every that many steps
@@ -149,7 +149,8 @@ def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, devi
         from .derivatives import parse
         parse(derivatives)                                   # validate now, clearly
     changes = {k: v for k, v in {"steps": steps, "lr": lr, "lbfgs_steps": lbfgs_steps,
-                                 "estimator": derivatives, "sampler": sampler}.items() if v is not None}
+                                 "estimator": derivatives, "sampler": sampler,
+                                 "combiner": combiner}.items() if v is not None}
     case = case.replace(**changes) if changes else case
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -167,11 +168,13 @@ def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, devi
     if snapshots:
         from .export.points import PointSnapshots
         callbacks.append(PointSnapshots(backend, points, out / "snapshots", snapshots))
+    combiner = make_combiner(case.combiner, case.weights)
+    first_order = SGD if isinstance(combiner, MConFIG) else Adam     # M-ConFIG keeps its own moments
     try:
         result = fit(backend, steps=case.steps, sampler=points,
-                     optimizer=Adam(case.lr, decay=case.lr_decay, decay_every=case.lr_decay_every),
+                     optimizer=first_order(case.lr, decay=case.lr_decay, decay_every=case.lr_decay_every),
                      lbfgs=LBFGS(case.lbfgs_steps) if case.lbfgs_steps else None,
-                     combiner=Sum(case.weights), seed=seed,
+                     combiner=combiner, seed=seed,
                      checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,
                      resume=resume, truth=truth, eval_every=case.eval_every,
                      callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks])

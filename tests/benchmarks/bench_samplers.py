@@ -1,0 +1,128 @@
+"""Adaptive samplers against uniform points: relative L2 error at equal steps and equal wall time.
+
+Cases: convection_1d (beta = 30 and 50), allen_cahn_1d, peak_2d. Samplers: uniform (the
+case's fixed points), uniform redrawn as often as the adaptive ones move their points
+("uniform-redraw": the same point budget per step), RAD, R3, causal R3 (time-dependent cases
+only), AAS. Every (case, sampler) run trains through ``pdeml.run.train_case`` with the case's
+settings, in its own process (``--jobs`` at a time, one thread each). One table: the error
+after the same number of steps, and the error at the same wall time (the fastest run's total
+time for that case, read off each run's history), plus for peak_2d the fraction of the final
+PDE points within r < 0.1 of the peak (uniform: 0.79%).
+
+    python tests/benchmarks/bench_samplers.py                                  # everything, case defaults
+    python tests/benchmarks/bench_samplers.py --cases peak_2d --steps 3000 --jobs 2
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = {"convection_b30": ("convection_1d", {"beta": 30.0}),
+         "convection_b50": ("convection_1d", {"beta": 50.0}),
+         "allen_cahn_1d": ("allen_cahn_1d", {}),
+         "peak_2d": ("peak_2d", {})}
+SAMPLERS = ["uniform", "uniform-redraw", "rad", "r3", "r3-causal", "aas"]
+REDRAW = 200          # steps between draws for uniform-redraw (AAS's default period)
+
+
+def one(case_key: str, sampler: str, steps: int | None, out: Path, seed: int) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from pdeml import checkpoint as ckpt
+    from pdeml.run import load_case, train_case
+    name, options = CASES[case_key]
+    case, _ = load_case(name, {k: str(v) for k, v in options.items()})
+    if case.problem.time is None and sampler == "r3-causal":
+        return {"skipped": "not time-dependent"}
+    if sampler == "uniform":
+        case = case.replace(sampler=None)
+    elif sampler == "uniform-redraw":
+        case = case.replace(sampler=None, resample_every=REDRAW)
+    else:
+        case = case.replace(sampler=sampler)
+    m = train_case(case, out, steps=steps, seed=seed, progress=False, export=False)
+    hist = json.loads(ckpt.load(out / "checkpoint.pt")["history"])
+    row = {"error": m["l2_relative_error"], "wall_s": m["wall_time_s"], "steps": m["steps"],
+           "curve": [(r["wall_time_s"], r["l2_relative_error"]) for r in hist
+                     if r.get("l2_relative_error") is not None]}
+    if name == "peak_2d":
+        x = ckpt.load(out / "checkpoint.pt")["sampler"]["domain/x"].numpy()
+        row["near_peak"] = float((np.linalg.norm(x, axis=1) < 0.1).mean())
+    return row
+
+
+def at_time(curve, t):
+    errs = [e for w, e in curve if w <= t]
+    return errs[-1] if errs else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", nargs="*", default=list(CASES))
+    ap.add_argument("--samplers", nargs="*", default=SAMPLERS)
+    ap.add_argument("--steps", type=int, help="Adam steps for every run (default: each case's)")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench-samplers"))
+    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        case_key, sampler = args.one
+        print(json.dumps(one(case_key, sampler, args.steps, Path(args.out) / case_key / sampler, args.seed)))
+        return
+    configs = [(c, s) for c in args.cases for s in args.samplers]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    results, running = {}, []
+
+    def launch(cfg):
+        cmd = [sys.executable, __file__, "--one", *cfg, "--out", args.out, "--seed", str(args.seed)]
+        if args.steps:
+            cmd += ["--steps", str(args.steps)]
+        running.append((cfg, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True, env=env)))
+
+    def reap(cfg, proc):
+        out, err = proc.communicate()
+        results[cfg] = (json.loads(out.strip().splitlines()[-1]) if proc.returncode == 0 else
+                        {"failed": (err.strip().splitlines() or ["?"])[-1]})
+        print(f"# {cfg[0]:15s} {cfg[1]:15s} {({k: v for k, v in results[cfg].items() if k != 'curve'})}",
+              file=sys.stderr, flush=True)
+
+    queue = list(configs)
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            launch(queue.pop(0))
+        done = [item for item in running if item[1].poll() is not None]
+        if not done:
+            time.sleep(1.0)
+        for item in done:
+            running.remove(item)
+            reap(*item)
+    print(f"steps: {args.steps or 'case defaults'}; equal wall time = the fastest run of each case")
+    head = f"| case | sampler | rel. L2 (equal steps) | rel. L2 (equal time) | wall s | near peak |"
+    print(head)
+    print("|---|---|---|---|---|---|")
+    for c in args.cases:
+        rows = {s: results[c, s] for s in args.samplers if "error" in results.get((c, s), {})}
+        t_eq = min((r["wall_s"] for r in rows.values()), default=0.0)
+        for s in args.samplers:
+            r = results.get((c, s), {})
+            if "error" not in r:
+                print(f"| {c} | {s} | {r.get('skipped') or r.get('failed', '-')} | | | |")
+                continue
+            eq = at_time(r["curve"], t_eq)
+            near = f"{100 * r['near_peak']:.1f}%" if "near_peak" in r else ""
+            print(f"| {c} | {s} | {r['error']:.3g} | {eq if eq is None else f'{eq:.3g}'} | "
+                  f"{r['wall_s']:.0f} | {near} |")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "results.json").write_text(json.dumps({f"{c}/{s}": v for (c, s), v in results.items()},
+                                                            indent=1))
+
+
+if __name__ == "__main__":
+    main()
