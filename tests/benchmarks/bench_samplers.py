@@ -83,13 +83,13 @@ def main():
         cmd = [sys.executable, __file__, "--one", *cfg, "--out", args.out, "--seed", str(args.seed)]
         if args.steps:
             cmd += ["--steps", str(args.steps)]
-        running.append((cfg, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                              text=True, env=env)))
+        log = Path(args.out) / f"{cfg[0]}-{cfg[1]}.log"        # files, not pipes: a chatty run
+        log.parent.mkdir(parents=True, exist_ok=True)          # cannot block on a full pipe
+        running.append((cfg, subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)))
 
     def reap(cfg, proc):
-        out, err = proc.communicate()
-        results[cfg] = (json.loads(out.strip().splitlines()[-1]) if proc.returncode == 0 else
-                        {"failed": (err.strip().splitlines() or ["?"])[-1]})
+        lines = (Path(args.out) / f"{cfg[0]}-{cfg[1]}.log").read_text().strip().splitlines() or ["?"]
+        results[cfg] = json.loads(lines[-1]) if proc.returncode == 0 else {"failed": lines[-1]}
         print(f"# {cfg[0]:15s} {cfg[1]:15s} {({k: v for k, v in results[cfg].items() if k != 'curve'})}",
               file=sys.stderr, flush=True)
 
