@@ -14,7 +14,7 @@ from .conditions import AbstractCondition, Data, Dirichlet, Initial, Neumann, Pe
 from .device import resolve_device
 from .field import Field
 from .fit import DivergenceError, FitResult, fit, relative_l2
-from .optim import LBFGS, SGD, Adam
+from .optim import ENGD, LBFGS, SGD, Adam
 from .problem import Case, Parameter, Problem
 from .sampling import AbstractSampler
 
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = ["geometry", "nn", "derivatives", "Problem", "Case", "Parameter", "Field",
            "AbstractCondition", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial", "Data",
-           "fit", "FitResult", "DivergenceError", "relative_l2", "Adam", "SGD", "LBFGS", "Sum",
+           "fit", "FitResult", "DivergenceError", "relative_l2", "Adam", "SGD", "LBFGS", "ENGD", "Sum",
            "ConFIG", "MConFIG", "PCGrad", "GradNorm",
            "AbstractCombiner", "AbstractSampler", "AbstractCallback", "ProgressBar",
            "HistoryCSV", "EarlyStopping", "resolve_device"]

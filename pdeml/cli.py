@@ -25,6 +25,8 @@ def _parser():
                    "rad | rar-d | aas (default: the case's)")
     t.add_argument("--combiner", help="loss-term combination: sum | config | mconfig | pcgrad | gradnorm "
                    "(default: the case's; mconfig trains with SGD)")
+    t.add_argument("--optimizer", help="adam | sgd | engd | engd-cg (Gauss-Newton, dense or Hessian-free; "
+                   "default: the case's)")
     t.add_argument("--snapshots", type=int, default=0, metavar="N",
                    help="every N steps save the PDE points over the residual (OUT/snapshots, .vtu and .png)")
     t.epilog = "Any other --name VALUE is a case option (see `pdeml cases`), e.g. --dim 1000."
@@ -84,7 +86,8 @@ def main(argv=None) -> int:
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
                                  resume=args.resume, progress=not args.no_progress,
                                  options=options, derivatives=args.derivatives, sampler=args.sampler,
-                                 combiner=args.combiner, snapshots=args.snapshots)
+                                 combiner=args.combiner, optimizer=args.optimizer,
+                                 snapshots=args.snapshots)
         print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
         print(f"run directory: {out}")
         return 0

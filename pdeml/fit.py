@@ -64,7 +64,8 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
     Args:
         steps: first-order optimizer steps. ``lbfgs``: optional L-BFGS stage after them.
         sampler: collocation points (:class:`pdeml.sampling.AbstractSampler`).
-        optimizer: default ``Adam(1e-3)``. ``combiner``: default ``Sum()``.
+        optimizer: default ``Adam(1e-3)``; a Gauss-Newton optimizer (``ENGD``) takes whole
+            steps from the residual vector instead. ``combiner``: default ``Sum()``.
         callbacks: :class:`pdeml.callbacks.AbstractCallback` objects.
         seed: seeds the sampler's generator (the model was seeded by the backend).
         checkpoint: path of ``checkpoint.pt``; written atomically every ``checkpoint_every``
@@ -148,7 +149,18 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
     try:
         while state.step < state.total_steps and not state.stop:
             phase = "adam" if state.step < steps else "lbfgs"
-            if phase == "adam":
+            if phase == "adam" and getattr(optimizer, "gauss_newton", False):
+                batch = tensors(sampler.batch(state.step, rng))
+                optimizer.step(backend, batch, params, getattr(combiner, "weights", None))
+                res = {} if sampler.wants_residuals else None
+                losses = {k: v.detach() for k, v in backend.losses(batch, res).items()}
+                total = combiner.total(losses)
+                if not bool(torch.isfinite(total)):
+                    diverged(losses, float("nan"), phase)
+                lr = optimizer.lr_at(state.step)
+                if res is not None:
+                    sampler.observe(state.step, res)
+            elif phase == "adam":
                 batch = tensors(sampler.batch(state.step, rng))
                 adam.zero_grad(set_to_none=True)
                 res = {} if sampler.wants_residuals else None

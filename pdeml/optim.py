@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 
 from ._validate import fail, finite_scalar, positive_int
+from .gauss_newton import ENGD
+
+__all__ = ["Adam", "SGD", "LBFGS", "ENGD", "OPTIMIZERS", "make_optimizer"]
 
 
 class Adam:
@@ -75,3 +78,18 @@ class LBFGS:
 
     def __repr__(self):
         return f"LBFGS({self.steps})"
+
+
+#: CLI names -> first-order-phase optimizers built from a case's lr and decay
+OPTIMIZERS = {"adam": Adam, "sgd": SGD,
+              "engd": lambda lr=None, **kw: ENGD(), "engd-cg": lambda lr=None, **kw: ENGD(solver="cg")}
+
+
+def make_optimizer(spec, lr: float, decay: float = 1.0, decay_every: int = 1000):
+    """An optimizer object from an object or a name in :data:`OPTIMIZERS`."""
+    if spec is not None and not isinstance(spec, str):
+        return spec
+    name = spec or "adam"
+    if name not in OPTIMIZERS:
+        fail("optimizer", spec, "is not an optimizer", f"use one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](lr, decay=decay, decay_every=decay_every)

@@ -174,6 +174,8 @@ class Case:
         combiner: how per-term losses become one update: an
             :class:`pdeml.combine.AbstractCombiner` or a name ("sum", "config", "mconfig",
             "pcgrad", "gradnorm"; default "sum" with ``weights``). "mconfig" trains with SGD.
+        optimizer: the first-order phase: an object (``pl.Adam(...)``, ``pl.ENGD()``) or a name
+            ("adam", "sgd", "engd", "engd-cg"; default Adam with ``lr`` and its decay).
         dtype: "float32" or "float64".
         options: free-form values a case file exposes (reported in ``run.json``).
     """
@@ -196,6 +198,7 @@ class Case:
     transform: Any = None
     weights: dict = field(default_factory=dict)
     combiner: Any = None
+    optimizer: Any = None
     dtype: str = "float32"
     checkpoint_every: int = 1000
     eval_every: int = 100

@@ -23,7 +23,7 @@ from .combine import MConFIG, make_combiner
 from .device import resolve_device
 from .fit import DivergenceError, fit
 from .nn import MLP
-from .optim import LBFGS, SGD, Adam
+from .optim import LBFGS, make_optimizer
 from .problem import Case
 
 
@@ -134,7 +134,8 @@ def default_sampler(case: Case):
 
 def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, device="auto",
                resume=False, progress=True, export=True, callbacks=(), options=None,
-               derivatives=None, sampler=None, combiner=None, snapshots: int = 0) -> dict:
+               derivatives=None, sampler=None, combiner=None, optimizer=None,
+               snapshots: int = 0) -> dict:
     """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
     ``options`` go to the case's ``make()``; ``derivatives`` is an estimator spec ("stde:16");
     ``snapshots`` > 0 saves the collocation points over the residual every that many steps
@@ -150,7 +151,7 @@ def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, devi
         parse(derivatives)                                   # validate now, clearly
     changes = {k: v for k, v in {"steps": steps, "lr": lr, "lbfgs_steps": lbfgs_steps,
                                  "estimator": derivatives, "sampler": sampler,
-                                 "combiner": combiner}.items() if v is not None}
+                                 "combiner": combiner, "optimizer": optimizer}.items() if v is not None}
     case = case.replace(**changes) if changes else case
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,10 +170,11 @@ def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, devi
         from .export.points import PointSnapshots
         callbacks.append(PointSnapshots(backend, points, out / "snapshots", snapshots))
     combiner = make_combiner(case.combiner, case.weights)
-    first_order = SGD if isinstance(combiner, MConFIG) else Adam     # M-ConFIG keeps its own moments
+    # M-ConFIG keeps its own moments: plain SGD unless the case names an optimizer
+    opt_spec = case.optimizer if case.optimizer is not None else ("sgd" if isinstance(combiner, MConFIG) else None)
     try:
         result = fit(backend, steps=case.steps, sampler=points,
-                     optimizer=first_order(case.lr, decay=case.lr_decay, decay_every=case.lr_decay_every),
+                     optimizer=make_optimizer(opt_spec, case.lr, case.lr_decay, case.lr_decay_every),
                      lbfgs=LBFGS(case.lbfgs_steps) if case.lbfgs_steps else None,
                      combiner=combiner, seed=seed,
                      checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,

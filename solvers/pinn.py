@@ -23,6 +23,13 @@ from pdeml.nn import HardDirichlet, OutputTransform
 from pdeml.problem import Problem
 
 
+def _inputs(x: torch.Tensor, grad: bool) -> torch.Tensor:
+    """Detached points that require grad only when reverse-mode derivatives need it (never
+    calling ``requires_grad_`` otherwise keeps the forward pass usable under ``torch.func``)."""
+    x = x.detach()
+    return x.requires_grad_(True) if grad else x
+
+
 class PINN(nn.Module):
     """A network trained to satisfy ``problem`` in the least-squares sense.
 
@@ -148,34 +155,51 @@ class PINN(nn.Module):
         out = list(out) if isinstance(out, (tuple, list)) else [out]
         return [column(f"pde (residual {i})", r, x.shape[0], finite=False) for i, r in enumerate(out)]
 
-    def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
-        """Per-term mean squared residuals on a tensor batch (see :mod:`pdeml.sampling`); an
-        entry ``batch["domain"]["w"]`` (N, 1) weights the PDE residuals, mean((w r)^2).
-        If ``residuals`` is a dict it receives the detached, unweighted PDE residuals."""
-        xd = batch["domain"]["x"].detach().requires_grad_(self.estimator.input_grad("pde"))
+    def residual_terms(self, batch: dict, residuals: dict | None = None,
+                       terms=None) -> dict[str, torch.Tensor]:
+        """Per-term residual columns on a tensor batch (see :mod:`pdeml.sampling`): the PDE
+        residuals (times ``batch["domain"]["w"]`` (N, 1) if the sampler set weights) and each soft
+        condition's. ``losses`` is their mean square; Gauss-Newton methods use them whole.
+        If ``residuals`` is a dict it receives the detached, unweighted PDE residuals.
+        ``terms`` limits the evaluation to some batch keys ("domain" and condition names)."""
+        out = {}
+        if terms is None or "domain" in terms:
+            out.update(self._pde_terms(batch, residuals))
+        soft = [(name, c) for name, c in self.soft if terms is None or name in terms]
+        if soft:
+            xs = [batch[name]["x"] for name, _ in soft]
+            grad = any(c.needs_grad for _, c in soft)
+            xc = _inputs(torch.cat(xs), grad and self.estimator.input_grad("conditions"))
+            u = self.field(xc, "conditions")
+            start = 0
+            for (name, c), xi in zip(soft, xs):
+                sl = slice(start, start + xi.shape[0])
+                start += xi.shape[0]
+                out[name] = c.residual(u.rows(sl), batch[name])
+        return out
+
+    def _pde_terms(self, batch, residuals):
+        xd = _inputs(batch["domain"]["x"], self.estimator.input_grad("pde"))
         w = batch["domain"].get("w")           # per-point weights from the sampler (causal R3)
         res = self.pde_residuals(xd)
         if residuals is not None:
             residuals.update({name: r.detach() for name, r in zip(self.pde_names, res)})
-        if w is not None:
-            res = [r * w for r in res]
-        if self.estimator.paired:   # unbiased: value mean(R_J R_I), gradient 2 mean(R_J grad R_I)
+        out = {name: r if w is None else r * w for name, r in zip(self.pde_names, res)}
+        if self.estimator.paired:   # a second, independent evaluation for the unbiased gradient
             other = [r.detach() for r in self.pde_residuals(xd)]
-            other = other if w is None else [r * w for r in other]
-            out = {name: (2 * j * r).mean() - (j * r.detach()).mean()
-                   for name, r, j in zip(self.pde_names, res, other)}
-        else:
-            out = {name: r.pow(2).mean() for name, r in zip(self.pde_names, res)}
-        if self.soft:
-            xs = [batch[name]["x"] for name, _ in self.soft]
-            grad = any(c.needs_grad for _, c in self.soft)
-            xc = torch.cat(xs).detach().requires_grad_(grad and self.estimator.input_grad("conditions"))
-            u = self.field(xc, "conditions")
-            start = 0
-            for (name, c), xi in zip(self.soft, xs):
-                sl = slice(start, start + xi.shape[0])
-                start += xi.shape[0]
-                out[name] = c.residual(u.rows(sl), batch[name]).pow(2).mean()
+            out.update({f"{name}/paired": r if w is None else r * w for name, r in zip(self.pde_names, other)})
+        return out
+
+    def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
+        """Per-term mean squared residuals, mean(r^2) (paired unbiased estimators: value
+        mean(R_J R_I), gradient 2 mean(R_J grad R_I))."""
+        terms = self.residual_terms(batch, residuals)
+        out = {}
+        for name, r in terms.items():
+            if name.endswith("/paired"):
+                continue
+            j = terms.get(f"{name}/paired")
+            out[name] = r.pow(2).mean() if j is None else (2 * j * r).mean() - (j * r.detach()).mean()
         return out
 
     # ------------------------------------------------------------- reporting

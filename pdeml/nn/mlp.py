@@ -119,7 +119,8 @@ class MLP(nn.Module):
     (:meth:`bind` returns a new, built network).
 
     Args:
-        width: hidden units per layer. depth: number of hidden layers.
+        width: hidden units per layer. depth: number of hidden layers (0: a linear model of the
+            (embedded) inputs, e.g. a Fourier series with :class:`PeriodicFeatures`).
         activation: "tanh", "sin", "silu" or "gelu".
         fourier: optional input embedding applied first: :class:`FourierFeatures` or
             :class:`PeriodicFeatures`.
@@ -135,7 +136,10 @@ class MLP(nn.Module):
                  out_features: int | None = None):
         super().__init__()
         self.width = positive_int("MLP(width)", width)
-        self.depth = positive_int("MLP(depth)", depth)
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            fail("MLP(depth)", depth, "must be a non-negative integer",
+                 "pass e.g. 4 (0 gives a linear model of the input features)")
+        self.depth = depth
         if activation not in ACTIVATIONS:
             fail("MLP(activation)", activation, "is not supported", f"use one of {sorted(ACTIVATIONS)}")
         if fourier is not None and not isinstance(fourier, EMBEDDINGS):

@@ -1,0 +1,264 @@
+r"""Operator preconditioning for PINNs: the Gauss-Newton matrix, its conditioning, and ENGD.
+
+Write the weighted residuals of all loss terms as one vector
+:math:`\tilde r_k = \sqrt{w_k/N_k}\, r_k` so that the loss is :math:`L = \lVert\tilde r\rVert^2`,
+and let :math:`J = \partial\tilde r/\partial\theta`. Then
+
+.. math:: G = J^\top J = \sum_k \frac{w_k}{N_k}\sum_i \nabla_\theta r_k(x_i)\nabla_\theta r_k(x_i)^\top
+
+is the Gauss-Newton matrix of the residuals (for a linear PDE: the Gram matrix of the PDE and
+boundary operators applied to the model's tangent features, the matrix :math:`A` of De Ryck,
+Bonnet, Mishra, de Bézenac, "An operator preconditioning perspective on training in
+physics-informed machine learning", ICLR 2024). Gradient descent converges at a rate set by
+:math:`\kappa(A)`; :func:`conditioning` reports it (and :math:`\kappa(P^{-1}A)` for a Jacobi
+preconditioner), so a user sees why training stalls.
+
+**ENGD** (energy natural gradient descent; Müller & Zeinhofer, "Achieving high accuracy with
+PINNs via energy natural gradient descent", ICML 2023): :math:`\theta \leftarrow \theta - \eta\,
+d`, :math:`d = (G + \lambda I)^{+} J^\top\tilde r` (the damped Gauss-Newton step; for a nonlinear
+PDE, the step of its linearization), :math:`\eta` the best of :math:`\{2^{-k}\}_{k=0}^{K}` by
+loss. ``solver="dense"`` solves by an SVD of J (Tikhonov filter :math:`s/(s^2+\lambda)`);
+``solver="cg"`` is the matrix-free (Hessian-free) variant: conjugate gradients on
+:math:`(J^\top J + \lambda I)d = J^\top\tilde r` with products :math:`Jv` and :math:`J^\top u` by
+automatic differentiation, for networks too large for a P x P matrix.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+
+from ._validate import fail, finite_scalar, positive_int
+
+
+def residual_vector(backend, batch: dict, weights: dict | None = None) -> torch.Tensor:
+    """:math:`\\tilde r` (the loss is its squared norm) from ``backend.residual_terms``."""
+    weights = weights or {}
+    parts = []
+    for name, r in backend.residual_terms(batch).items():
+        if name.endswith("/paired"):
+            fail("estimator", backend.estimator, "is a paired (unbiased) stochastic estimator",
+                 "use an exact estimator (taylor or autograd) with Gauss-Newton methods")
+        parts.append((weights.get(name, 1.0) / r.shape[0]) ** 0.5 * r.reshape(-1))
+    return torch.cat(parts)
+
+
+class _Terms(torch.nn.Module):
+    """``backend.residual_terms`` as a module call, for ``torch.func.functional_call``."""
+
+    def __init__(self, backend):
+        super().__init__()
+        self.backend = backend
+
+    def forward(self, batch, terms):
+        return self.backend.residual_terms(batch, terms=terms)
+
+
+def term_jacobians(backend, batch: dict, weights: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(r~, J)`` with the rows of J computed per point: each residual depends on its own point
+    only, so ``torch.func.vmap`` over points of the reverse-mode gradient in the parameters gives
+    J in one batched pass (the cost of a few forward passes, not N backward ones). Needs an
+    estimator whose forward pass is plain tensor algebra (Taylor mode, the default)."""
+    from torch.func import functional_call, jacrev, vmap
+    weights = weights or {}
+    wrap = _Terms(backend)
+    named = {f"backend.{n}": p.detach() for n, p in backend.named_parameters() if p.requires_grad}
+    rows, jac = [], []
+    keys = ["domain"] + [name for name, _ in backend.soft]
+    names = {"domain": list(backend.pde_names)}
+    for key in keys:
+        data = batch[key]
+
+        def one(ps, row, key=key):
+            single = {key: {k: v.unsqueeze(0) for k, v in row.items()}}
+            out = functional_call(wrap, ps, (single, [key]))
+            return torch.cat([v.reshape(-1) for v in out.values()])
+
+        r = torch.cat([v.reshape(len(data["x"]), -1) for v in wrap(batch, [key]).values()], 1).detach()
+        J = vmap(jacrev(one), in_dims=(None, 0))(named, data)
+        J = torch.cat([j.reshape(len(data["x"]), r.shape[1], -1) for j in J.values()], 2)
+        for c, name in enumerate(names.get(key, [key])):
+            scale = (weights.get(name, 1.0) / len(data["x"])) ** 0.5
+            rows.append(scale * r[:, c])
+            jac.append(scale * J[:, c])
+    return torch.cat(rows), torch.cat(jac)
+
+
+def jacobian(r: torch.Tensor, params: list) -> torch.Tensor:
+    """:math:`\\partial r/\\partial\\theta` (N, P) by one batched reverse pass (vmapped over rows)."""
+    eye = torch.eye(len(r), dtype=r.dtype, device=r.device)
+    gs = torch.autograd.grad(r, params, grad_outputs=eye, is_grads_batched=True, retain_graph=True,
+                             allow_unused=True)
+    return torch.cat([(torch.zeros(len(r), p.numel(), dtype=r.dtype, device=r.device) if g is None
+                       else g.reshape(len(r), -1)) for g, p in zip(gs, params)], 1)
+
+
+def conditioning(backend, batch: dict, terms=None, rtol: float = 1e-12) -> dict:
+    r"""Spectrum of :math:`A = J^\top J` for the residuals of ``terms`` (default: the PDE terms),
+    restricted to its range (eigenvalues above ``rtol`` times the largest: directions the
+    operator cannot see, such as a constant for :math:`-u''`, are not conditioning).
+
+    Returns ``{"kappa": κ(A), "kappa_jacobi": κ(D^{-1/2} A D^{-1/2})`` with D = diag(A),
+    ``"eigenvalues": ...}``.
+    """
+    params = [p for p in backend.parameters() if p.requires_grad]
+    res = backend.residual_terms(batch)
+    names = terms if terms is not None else list(backend.pde_names)
+    unknown = [n for n in names if n not in res]
+    if unknown:
+        fail("terms", terms, f"names unknown terms {unknown}", f"use some of {sorted(res)}")
+    r = torch.cat([res[n].reshape(-1) / res[n].shape[0] ** 0.5 for n in names])
+    J = jacobian(r, params).detach()
+    A = J.T @ J
+
+    def kappa(M):
+        ev = torch.linalg.eigvalsh(M)
+        ev = ev[ev > rtol * ev.max()]
+        return float(ev.max() / ev.min()), ev
+
+    k, ev = kappa(A)
+    d = A.diagonal().clamp_min(torch.finfo(A.dtype).tiny).rsqrt()
+    kj, _ = kappa(d[:, None] * A * d[None, :])
+    return {"kappa": k, "kappa_jacobi": kj, "eigenvalues": ev.cpu().numpy()}
+
+
+class ENGD:
+    r"""Energy natural gradient / Gauss-Newton steps with a grid line search (see the module).
+
+    Args:
+        damping: the initial :math:`\lambda`, relative to the largest squared singular value of
+            J (dense) or absolute (cg). ``adaptive``: divide it by 3 after a full step
+            (η ≥ 1/2), multiply it by 5 after a short one (η < 1/16), Levenberg-Marquardt style.
+        line_search: K; step sizes :math:`2^{-k}`, k = 0..K.
+        solver: "dense" (SVD of J) or "cg" (Hessian-free). cg_iters, cg_tol: its budget.
+
+    Example:
+        >>> fit(backend, steps=500, sampler=s, optimizer=ENGD())       # --optimizer engd
+    """
+
+    gauss_newton = True
+
+    def __init__(self, damping: float = 1e-8, line_search: int = 20, solver: str = "dense",
+                 cg_iters: int = 200, cg_tol: float = 1e-10, adaptive: bool = True):
+        self.damping = finite_scalar("damping", damping)
+        if self.damping < 0:
+            fail("damping", damping, "must be non-negative", "pass e.g. 1e-12")
+        self.line_search = positive_int("line_search", line_search)
+        if solver not in ("dense", "cg"):
+            fail("solver", solver, "is not an ENGD solver", 'pass "dense" or "cg"')
+        self.solver = solver
+        self.cg_iters, self.cg_tol = positive_int("cg_iters", cg_iters), finite_scalar("cg_tol", cg_tol)
+        self.adaptive, self.lam = bool(adaptive), self.damping
+        self.lr = 1.0
+        self.last_step, self._warned = None, False
+
+    def lr_at(self, step: int) -> float:
+        return self.last_step if self.last_step is not None else 1.0
+
+    def build(self, params):
+        return _NoState(self)
+
+    def direction(self, backend, batch, params, weights=None):
+        """``(r~, d)``: the residual vector and the damped Gauss-Newton direction."""
+        if self.solver == "cg":
+            r = residual_vector(backend, batch, weights)
+            return r.detach(), self._cg(r, params)
+        try:
+            r, J = term_jacobians(backend, batch, weights)
+        except RuntimeError as e:                  # e.g. nested autograd inside the residual
+            if not self._warned:
+                warnings.warn(f"ENGD: the per-point vmapped Jacobian failed ({str(e)[:120]}...); "
+                              "using one reverse pass per residual instead (slow). Use the Taylor "
+                              "estimator (--derivatives taylor) for the fast path.", stacklevel=2)
+                self._warned = True
+            r = residual_vector(backend, batch, weights)
+            J = jacobian(r, params)
+            r = r.detach()
+        U, S, Vh = torch.linalg.svd(J.detach(), full_matrices=False)
+        lam = self.lam * float(S.max()) ** 2
+        filt = torch.where(S > 0, S / (S ** 2 + lam), torch.zeros_like(S))
+        return r, Vh.T @ (filt * (U.T @ r))
+
+    def _cg(self, r, params):
+        """Matrix-free CG on (J^T J + λ) d = J^T r: J^T u by a reverse pass, J v by the
+        transpose trick (the derivative of J^T u · v in u)."""
+        u = torch.zeros_like(r, requires_grad=True)
+        jtu = torch.cat([g.reshape(-1) for g in torch.autograd.grad(r, params, u, create_graph=True,
+                                                                     retain_graph=True)])
+
+        def jv(v):
+            return torch.autograd.grad(jtu, u, v, retain_graph=True)[0]
+
+        def jt(w):
+            return torch.cat([g.reshape(-1) for g in torch.autograd.grad(r, params, w, retain_graph=True)])
+
+        def op(v):
+            return jt(jv(v)) + self.lam * v
+
+        b = jt(r.detach())
+        x = torch.zeros_like(b)
+        res, p = b.clone(), b.clone()
+        rr = res @ res
+        for _ in range(self.cg_iters):
+            Ap = op(p)
+            alpha = rr / (p @ Ap)
+            x, res = x + alpha * p, res - alpha * Ap
+            rr_new = res @ res
+            if float(rr_new.sqrt()) <= self.cg_tol * float(b.norm()):
+                break
+            p, rr = res + rr_new / rr * p, rr_new
+        return x.detach()
+
+    def step(self, backend, batch: dict, params: list, weights: dict | None = None) -> torch.Tensor:
+        """One ENGD step; returns the loss after it (the best of the line search)."""
+        r, d = self.direction(backend, batch, params, weights)
+        start = [p.detach().clone() for p in params]
+        offsets, i = [], 0
+        for p in params:
+            offsets.append((i, i + p.numel()))
+            i += p.numel()
+        # forward-mode estimators need no graph to evaluate the loss
+        quiet = torch.no_grad() if not backend.estimator.input_grad("pde") else contextlib.nullcontext()
+
+        def trial(eta):
+            with torch.no_grad():
+                for p, s, (a, b) in zip(params, start, offsets):
+                    p.copy_(s - eta * d[a:b].view_as(p))
+            with quiet:
+                return float((residual_vector(backend, batch, weights).detach() ** 2).sum())
+
+        best_eta, best = 0.0, float((r ** 2).sum())
+        for k in range(self.line_search + 1):
+            val = trial(2.0 ** -k)
+            if val < best:
+                best_eta, best = 2.0 ** -k, val
+        trial(best_eta)
+        self.last_step = best_eta
+        if self.adaptive:          # Levenberg-Marquardt style: trust the model more when it works
+            if best_eta >= 0.5:
+                self.lam = max(self.lam / 3, 1e-15)
+            elif best_eta < 2.0 ** -4:
+                self.lam = min(self.lam * 5, 1.0)
+        return torch.tensor(best, dtype=r.dtype)
+
+    def __repr__(self):
+        return f"ENGD(damping={self.damping}, solver={self.solver!r})"
+
+
+class _NoState:
+    """Stands where a torch optimizer would: ENGD's only state is its damping (checkpointed)."""
+
+    param_groups: list = []
+
+    def __init__(self, engd):
+        self.engd = engd
+
+    def state_dict(self):
+        return {"damping": torch.tensor(self.engd.lam, dtype=torch.float64)}
+
+    def load_state_dict(self, state):
+        self.engd.lam = float(state.get("damping", self.engd.lam))
+
+    def zero_grad(self, set_to_none=True):
+        pass
