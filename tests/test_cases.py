@@ -82,3 +82,11 @@ def test_allen_cahn_model_is_exactly_periodic_and_uses_taylor_mode():
     t = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None]
     left, right = torch.cat([-torch.ones_like(t), t], 1), torch.cat([torch.ones_like(t), t], 1)
     assert torch.allclose(taylor(left), taylor(right), atol=1e-12)
+
+
+def test_kovasznay_exact_solution_solves_navier_stokes():
+    from cases.kovasznay_2d import exact, problem
+    x = (torch.rand(50, 2, dtype=torch.float64) * torch.tensor([1.5, 2.0]) - 0.5).requires_grad_(True)
+    u = pl.Field(x, exact(x), estimator=pl.derivatives.Autograd(), input_names=("x", "y"),
+                 output_names=("u", "v", "p"), spatial_dims=(0, 1))
+    assert max(float(r.detach().abs().max()) for r in problem.pde(x, u)) < 1e-12

@@ -14,11 +14,10 @@ PDE points within r < 0.1 of the peak (uniform: 0.79%).
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _jobs import add_job_arguments, run_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = {"convection_b30": ("convection_1d", {"beta": 30.0}),
@@ -66,43 +65,19 @@ def main():
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     ap.add_argument("--samplers", nargs="*", default=SAMPLERS)
     ap.add_argument("--steps", type=int, help="Adam steps for every run (default: each case's)")
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(ROOT / "runs" / "bench-samplers"))
-    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    add_job_arguments(ap, ROOT / "runs" / "bench-samplers")
     args = ap.parse_args()
     if args.one:
         case_key, sampler = args.one
         print(json.dumps(one(case_key, sampler, args.steps, Path(args.out) / case_key / sampler, args.seed)))
         return
     configs = [(c, s) for c in args.cases for s in args.samplers]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    results, running = {}, []
 
-    def launch(cfg):
+    def command(cfg):
         cmd = [sys.executable, __file__, "--one", *cfg, "--out", args.out, "--seed", str(args.seed)]
-        if args.steps:
-            cmd += ["--steps", str(args.steps)]
-        log = Path(args.out) / f"{cfg[0]}-{cfg[1]}.log"        # files, not pipes: a chatty run
-        log.parent.mkdir(parents=True, exist_ok=True)          # cannot block on a full pipe
-        running.append((cfg, subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)))
+        return cmd + (["--steps", str(args.steps)] if args.steps else [])
 
-    def reap(cfg, proc):
-        lines = (Path(args.out) / f"{cfg[0]}-{cfg[1]}.log").read_text().strip().splitlines() or ["?"]
-        results[cfg] = json.loads(lines[-1]) if proc.returncode == 0 else {"failed": lines[-1]}
-        print(f"# {cfg[0]:15s} {cfg[1]:15s} {({k: v for k, v in results[cfg].items() if k != 'curve'})}",
-              file=sys.stderr, flush=True)
-
-    queue = list(configs)
-    while queue or running:
-        while queue and len(running) < args.jobs:
-            launch(queue.pop(0))
-        done = [item for item in running if item[1].poll() is not None]
-        if not done:
-            time.sleep(1.0)
-        for item in done:
-            running.remove(item)
-            reap(*item)
+    results = run_jobs(configs, command, Path(args.out), args.jobs)
     print(f"steps: {args.steps or 'case defaults'}; equal wall time = the fastest run of each case")
     head = f"| case | sampler | rel. L2 (equal steps) | rel. L2 (equal time) | wall s | near peak |"
     print(head)
@@ -119,7 +94,6 @@ def main():
             near = f"{100 * r['near_peak']:.1f}%" if "near_peak" in r else ""
             print(f"| {c} | {s} | {r['error']:.3g} | {eq if eq is None else f'{eq:.3g}'} | "
                   f"{r['wall_s']:.0f} | {near} |")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps({f"{c}/{s}": v for (c, s), v in results.items()},
                                                             indent=1))
 
