@@ -151,7 +151,9 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
             phase = "adam" if state.step < steps else "lbfgs"
             if phase == "adam" and getattr(optimizer, "gauss_newton", False):
                 batch = tensors(sampler.batch(state.step, rng))
-                optimizer.step(backend, batch, params, getattr(combiner, "weights", None))
+                # Gauss-Newton minimizes the weighted sum of squares; other combiners' weights
+                # are not loss weights (GradNorm's are per-step gradient scalings)
+                optimizer.step(backend, batch, params, combiner.weights if isinstance(combiner, Sum) else None)
                 res = {} if sampler.wants_residuals else None
                 losses = {k: v.detach() for k, v in backend.losses(batch, res).items()}
                 total = combiner.total(losses)

@@ -36,7 +36,7 @@ def test_gram_matrix_equals_jtj_from_autograd_jacobians():
     assert torch.allclose(jacobian(rv, params), J_ref, atol=1e-12)         # the batched fallback
     # the loss is the squared norm of the weighted residual vector
     losses = be.losses(batch)
-    assert float((r ** 2).sum()) == pytest.approx(float(losses["pde"] + 10 * losses["dirichlet"]), rel=1e-12)
+    assert float((r ** 2).sum()) == pytest.approx(float((losses["pde"] + 10 * losses["dirichlet"]).detach()), rel=1e-12)
 
 
 def test_hessian_free_direction_matches_the_dense_one():
