@@ -34,7 +34,7 @@ def pde(x, f):
 
 problem = pl.Problem(geometry=pl.geometry.Rectangle([-0.5, -0.5], [1.0, 1.5]), pde=pde,
                      outputs=("u", "v", "p"),
-                     conditions=[pl.Dirichlet(lambda x: exact(x)[:, i:i + 1], component=i, name=n)
+                     conditions=[pl.Dirichlet(lambda x, i=i: exact(x)[:, i:i + 1], component=i, name=n)
                                  for i, n in enumerate(("u_wall", "v_wall", "p_wall"))],
                      exact=exact)
 case = pl.Case(problem=problem, model=pl.nn.MLP(width=50, depth=4), steps=5000, lr=1e-3,

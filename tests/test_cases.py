@@ -90,3 +90,10 @@ def test_kovasznay_exact_solution_solves_navier_stokes():
     u = pl.Field(x, exact(x), estimator=pl.derivatives.Autograd(), input_names=("x", "y"),
                  output_names=("u", "v", "p"), spatial_dims=(0, 1))
     assert max(float(r.detach().abs().max()) for r in problem.pde(x, u)) < 1e-12
+
+
+def test_kovasznay_boundary_values_are_each_components_own():
+    from cases.kovasznay_2d import exact, problem
+    x = torch.tensor([[-0.5, 0.3], [1.0, -0.5]], dtype=torch.float64)
+    for i, cond in enumerate(problem.conditions):
+        assert torch.allclose(cond.value(x), exact(x)[:, i:i + 1])

@@ -77,6 +77,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["a", "b", "both"], default="both")
     ap.add_argument("--budget", type=float, default=60.0, help="wall seconds per run")
+    ap.add_argument("--cases", nargs="*", default=["burgers_1d", "kovasznay_2d"], help="part B's cases")
     add_job_arguments(ap, ROOT / "runs" / "bench-optim")
     args = ap.parse_args()
     if args.one:
@@ -86,7 +87,7 @@ def main():
     if args.part in ("a", "both"):
         configs += [("poisson_sin_2d", c) for c in PART_A]
     if args.part in ("b", "both"):
-        configs += [(c, k) for c in ("burgers_1d", "kovasznay_2d") for k in PART_B]
+        configs += [(c, k) for c in args.cases for k in PART_B]
     out = Path(args.out)
     results = run_jobs(configs, lambda cfg: [sys.executable, __file__, "--one", *cfg, "--budget", str(args.budget),
                                              "--seed", str(args.seed)], out, args.jobs)
