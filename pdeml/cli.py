@@ -35,6 +35,11 @@ def _parser():
     e.add_argument("--resolution", type=int)
     e.add_argument("--device", default="auto")
     sub.add_parser("cases", help="list the built-in cases")
+    k = sub.add_parser("condition", help="report kappa of the linearized PDE operator (why training stalls)")
+    k.add_argument("target", help="a case (file or name) at initialization, or a run directory")
+    k.add_argument("--points", type=int, help="PDE points (default: the case's)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--device", default="auto")
     from solvers.dcdm.cli import add_parser as add_dcdm      # backends register their commands
     add_dcdm(sub)
     return ap
@@ -63,7 +68,7 @@ def _case_options(extra: list[str]) -> dict:
 def main(argv=None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "condition"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from . import run
     from .fit import DivergenceError
@@ -71,6 +76,11 @@ def main(argv=None) -> int:
         if args.command == "dcdm":
             from solvers.dcdm.cli import main as dcdm_main
             return dcdm_main(args)
+        if args.command == "condition":
+            report = run.condition_report(args.target, _case_options(extra), seed=args.seed,
+                                          device=args.device, points=args.points)
+            print(json.dumps(report, indent=2))
+            return 0
         if args.command == "cases":
             for name, doc in run.builtin_cases().items():
                 print(f"{name:28s} {doc}")

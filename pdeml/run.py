@@ -213,8 +213,8 @@ def export_backend(backend, out, resolution: int) -> list[Path]:
     return files
 
 
-def export_run(out, resolution: int | None = None, device="auto") -> list[Path]:
-    """Re-export a finished run directory at another resolution."""
+def load_run(out, device="auto"):
+    """``(case, backend)`` of a run directory written by ``pdeml train``, with its trained weights."""
     out = Path(out)
     info_path = out / "run.json"
     if not info_path.is_file():
@@ -229,4 +229,34 @@ def export_run(out, resolution: int | None = None, device="auto") -> list[Path]:
     case = case.replace(**changes) if changes else case
     backend = build(case, seed=info.get("seed", 0), device=device)
     backend.load_state_dict(ckpt.load(out / "checkpoint.pt", map_location=backend.center.device)["model"])
-    return export_backend(backend, out, resolution or case.export_resolution)
+    return case, backend
+
+
+def export_run(out, resolution: int | None = None, device="auto") -> list[Path]:
+    """Re-export a finished run directory at another resolution."""
+    case, backend = load_run(out, device)
+    return export_backend(backend, Path(out), resolution or case.export_resolution)
+
+
+def condition_report(target, options=None, *, seed: int = 0, device="auto", points: int | None = None,
+                     max_parameters: int = 5000) -> dict:
+    """κ of the linearized PDE operator (:func:`pdeml.gauss_newton.conditioning`) for a case's
+    model at initialization, or for a trained run directory; on the case's point counts."""
+    from .gauss_newton import conditioning
+    from .sampling import draw, to_torch
+    if (Path(target) / "run.json").is_file():
+        case, backend = load_run(target, device)
+    else:
+        case, _ = load_case(target, options)
+        backend = build(case, seed=seed, device=device)
+    n_params = sum(p.numel() for p in backend.parameters() if p.requires_grad)
+    if n_params > max_parameters:
+        fail("case", target, f"has {n_params} parameters, too many for the dense P x P spectrum",
+             f"use a smaller model, or pass max_parameters > {n_params} from Python")
+    counts = {"domain": points or case.n_domain, "boundary": case.n_boundary, "initial": case.n_initial}
+    batch = to_torch(draw(case.problem, counts, np.random.default_rng(seed), case.sampling),
+                     backend.center.dtype, backend.center.device)
+    rep = conditioning(backend, batch)
+    ev = rep.pop("eigenvalues")
+    return {**rep, "parameters": n_params, "rank": int(len(ev)), "eigenvalue_max": float(ev.max()),
+            "eigenvalue_min": float(ev.min()), "points": counts["domain"]}

@@ -81,3 +81,15 @@ def test_engd_reaches_high_accuracy_fast_and_plugs_into_fit():
     assert res.l2_relative_error < 1e-2 * ref.l2_relative_error
     with pytest.raises(ValueError, match="solver"):
         ENGD(solver="lu")
+
+
+def test_condition_command_reports_kappa_for_a_case_and_refuses_large_models(capsys):
+    import json
+    from pdeml import cli, run
+    assert cli.main(["condition", "poisson_sin_2d", "--points", "200"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["parameters"] == 257 and rep["points"] == 200
+    assert 1 < rep["kappa"] < float("inf") and 0 < rep["rank"] <= 257
+    assert rep["kappa"] == pytest.approx(rep["eigenvalue_max"] / rep["eigenvalue_min"])
+    with pytest.raises(ValueError, match="too many for the dense"):
+        run.condition_report("poisson_sin_2d", max_parameters=100)
