@@ -25,7 +25,7 @@ def make(beta: float = 30.0):
     problem = pl.Problem(geometry=pl.geometry.Interval(0, 2 * math.pi), time=(0, 1), pde=pde,
                          conditions=[pl.Initial(lambda x: torch.sin(x[:, 0:1])), pl.Periodic(0)],
                          exact=exact)
-    return pl.Case(problem=problem, model=pl.nn.MLP(width=50, depth=4, fourier=pl.nn.PeriodicFeatures((0,))), steps=20000, lr=1e-3,
+    return pl.Case(problem=problem, model=pl.nn.MLP(width=50, depth=4), steps=20000, lr=1e-3,
                    lr_decay=0.9, lr_decay_every=2000, n_domain=1000, n_boundary=100, n_initial=200,
                    weights={"initial": 10.0}, eval_every=500, checkpoint_every=5000,
                    options={"beta": beta})
