@@ -28,20 +28,20 @@ import contextlib
 import warnings
 
 import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ._validate import fail, finite_scalar, positive_int
 
 
-def residual_vector(backend, batch: dict, weights: dict | None = None) -> torch.Tensor:
-    """:math:`\\tilde r` (the loss is its squared norm) from ``backend.residual_terms``."""
+def residual_vector(backend, batch: dict, weights: dict | None = None, keys=None) -> torch.Tensor:
+    """:math:`\tilde r` (the loss is its squared norm) from ``backend.residual_terms``; ``keys``
+    limits it to some batch keys ("domain" and condition names)."""
+    if backend.estimator.paired:
+        fail("estimator", backend.estimator, "is a paired (unbiased) stochastic estimator",
+             "use an exact estimator (taylor or autograd) with Gauss-Newton methods")
     weights = weights or {}
-    parts = []
-    for name, r in backend.residual_terms(batch).items():
-        if name.endswith("/paired"):
-            fail("estimator", backend.estimator, "is a paired (unbiased) stochastic estimator",
-                 "use an exact estimator (taylor or autograd) with Gauss-Newton methods")
-        parts.append((weights.get(name, 1.0) / r.shape[0]) ** 0.5 * r.reshape(-1))
-    return torch.cat(parts)
+    return torch.cat([(weights.get(name, 1.0) / r.shape[0]) ** 0.5 * r.reshape(-1)
+                      for name, r in backend.residual_terms(batch, terms=keys).items()])
 
 
 class _Terms(torch.nn.Module):
@@ -55,18 +55,18 @@ class _Terms(torch.nn.Module):
         return self.backend.residual_terms(batch, terms=terms)
 
 
-def term_jacobians(backend, batch: dict, weights: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def term_jacobians(backend, batch: dict, weights: dict | None = None, keys=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(r~, J)`` with the rows of J computed per point: each residual depends on its own point
     only, so ``torch.func.vmap`` over points of the reverse-mode gradient in the parameters gives
     J in one batched pass (the cost of a few forward passes, not N backward ones). Needs an
-    estimator whose forward pass is plain tensor algebra (Taylor mode, the default)."""
+    estimator whose forward pass is plain tensor algebra (Taylor mode, the default).
+    ``keys``: the batch keys to include (default: "domain" and every soft condition)."""
     from torch.func import functional_call, jacrev, vmap
     weights = weights or {}
     wrap = _Terms(backend)
     named = {f"backend.{n}": p.detach() for n, p in backend.named_parameters() if p.requires_grad}
     rows, jac = [], []
-    keys = ["domain"] + [name for name, _ in backend.soft]
-    names = {"domain": list(backend.pde_names)}
+    keys = keys if keys is not None else ["domain"] + [name for name, _ in backend.soft]
     for key in keys:
         data = batch[key]
 
@@ -78,11 +78,26 @@ def term_jacobians(backend, batch: dict, weights: dict | None = None) -> tuple[t
         r = torch.cat([v.reshape(len(data["x"]), -1) for v in wrap(batch, [key]).values()], 1).detach()
         J = vmap(jacrev(one), in_dims=(None, 0))(named, data)
         J = torch.cat([j.reshape(len(data["x"]), r.shape[1], -1) for j in J.values()], 2)
-        for c, name in enumerate(names.get(key, [key])):
+        for c, name in enumerate(backend.pde_names if key == "domain" else [key]):
             scale = (weights.get(name, 1.0) / len(data["x"])) ** 0.5
             rows.append(scale * r[:, c])
             jac.append(scale * J[:, c])
     return torch.cat(rows), torch.cat(jac)
+
+
+def weighted_jacobian(backend, batch: dict, weights: dict | None = None, keys=None):
+    """``(r~, J)``: :func:`term_jacobians`, or, where the residual cannot run under
+    ``torch.func`` (nested autograd inside it), one batched reverse pass over the rows of
+    :func:`residual_vector` (much slower; warns)."""
+    try:
+        return term_jacobians(backend, batch, weights, keys)
+    except RuntimeError as e:
+        warnings.warn(f"the per-point vmapped Jacobian failed ({str(e)[:120]}...); using one reverse "
+                      "pass per residual instead (slow). Use the Taylor estimator (--derivatives "
+                      "taylor) for the fast path.", stacklevel=3)
+        r = residual_vector(backend, batch, weights, keys)
+        params = [p for p in backend.parameters() if p.requires_grad]
+        return r.detach(), jacobian(r, params)
 
 
 def jacobian(r: torch.Tensor, params: list) -> torch.Tensor:
@@ -102,14 +117,14 @@ def conditioning(backend, batch: dict, terms=None, rtol: float = 1e-12) -> dict:
     Returns ``{"kappa": κ(A), "kappa_jacobi": κ(D^{-1/2} A D^{-1/2})`` with D = diag(A),
     ``"eigenvalues": ...}``.
     """
-    params = [p for p in backend.parameters() if p.requires_grad]
-    res = backend.residual_terms(batch)
-    names = terms if terms is not None else list(backend.pde_names)
-    unknown = [n for n in names if n not in res]
+    names = list(terms) if terms is not None else list(backend.pde_names)
+    known = list(backend.pde_names) + [name for name, _ in backend.soft]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        fail("terms", terms, f"names unknown terms {unknown}", f"use some of {sorted(res)}")
-    r = torch.cat([res[n].reshape(-1) / res[n].shape[0] ** 0.5 for n in names])
-    J = jacobian(r, params).detach()
+        fail("terms", terms, f"names unknown terms {unknown}", f"use some of {known}")
+    keys = list(dict.fromkeys("domain" if n in backend.pde_names else n for n in names))
+    _, J = weighted_jacobian(backend, batch, {n: float(n in names) for n in known}, keys)
+    J = J.detach()
     A = J.T @ J
 
     def kappa(M):
@@ -150,8 +165,7 @@ class ENGD:
         self.solver = solver
         self.cg_iters, self.cg_tol = positive_int("cg_iters", cg_iters), finite_scalar("cg_tol", cg_tol)
         self.adaptive, self.lam = bool(adaptive), self.damping
-        self.lr = 1.0
-        self.last_step, self._warned = None, False
+        self.last_step = None
 
     def lr_at(self, step: int) -> float:
         return self.last_step if self.last_step is not None else 1.0
@@ -164,17 +178,7 @@ class ENGD:
         if self.solver == "cg":
             r = residual_vector(backend, batch, weights)
             return r.detach(), self._cg(r, params)
-        try:
-            r, J = term_jacobians(backend, batch, weights)
-        except RuntimeError as e:                  # e.g. nested autograd inside the residual
-            if not self._warned:
-                warnings.warn(f"ENGD: the per-point vmapped Jacobian failed ({str(e)[:120]}...); "
-                              "using one reverse pass per residual instead (slow). Use the Taylor "
-                              "estimator (--derivatives taylor) for the fast path.", stacklevel=2)
-                self._warned = True
-            r = residual_vector(backend, batch, weights)
-            J = jacobian(r, params)
-            r = r.detach()
+        r, J = weighted_jacobian(backend, batch, weights)
         U, S, Vh = torch.linalg.svd(J.detach(), full_matrices=False)
         lam = self.lam * float(S.max()) ** 2
         filt = torch.where(S > 0, S / (S ** 2 + lam), torch.zeros_like(S))
@@ -210,37 +214,35 @@ class ENGD:
             p, rr = res + rr_new / rr * p, rr_new
         return x.detach()
 
-    def step(self, backend, batch: dict, params: list, weights: dict | None = None) -> torch.Tensor:
-        """One ENGD step; returns the loss after it (the best of the line search)."""
+    def step(self, backend, batch: dict, params: list, weights: dict | None = None) -> None:
+        """One ENGD step: the best of the line search (or no move if none lowers the loss)."""
         r, d = self.direction(backend, batch, params, weights)
-        start = [p.detach().clone() for p in params]
-        offsets, i = [], 0
-        for p in params:
-            offsets.append((i, i + p.numel()))
-            i += p.numel()
-        # forward-mode estimators need no graph to evaluate the loss
-        quiet = torch.no_grad() if not backend.estimator.input_grad("pde") else contextlib.nullcontext()
+        start = parameters_to_vector(params).detach()
+        # without reverse-mode derivatives in x the loss needs no graph
+        site_grad = backend.estimator.input_grad("pde") or backend.estimator.input_grad("conditions")
+        quiet = contextlib.nullcontext() if site_grad else torch.no_grad()
 
-        def trial(eta):
+        def move(eta):
             with torch.no_grad():
-                for p, s, (a, b) in zip(params, start, offsets):
-                    p.copy_(s - eta * d[a:b].view_as(p))
+                vector_to_parameters(start - eta * d, params)
+
+        def loss_at(eta):
+            move(eta)
             with quiet:
                 return float((residual_vector(backend, batch, weights).detach() ** 2).sum())
 
         best_eta, best = 0.0, float((r ** 2).sum())
         for k in range(self.line_search + 1):
-            val = trial(2.0 ** -k)
+            val = loss_at(2.0 ** -k)
             if val < best:
                 best_eta, best = 2.0 ** -k, val
-        trial(best_eta)
+        move(best_eta)
         self.last_step = best_eta
         if self.adaptive:          # Levenberg-Marquardt style: trust the model more when it works
             if best_eta >= 0.5:
                 self.lam = max(self.lam / 3, 1e-15)
             elif best_eta < 2.0 ** -4:
                 self.lam = min(self.lam * 5, 1.0)
-        return torch.tensor(best, dtype=r.dtype)
 
     def __repr__(self):
         return f"ENGD(damping={self.damping}, solver={self.solver!r})"

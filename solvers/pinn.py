@@ -164,7 +164,7 @@ class PINN(nn.Module):
         ``terms`` limits the evaluation to some batch keys ("domain" and condition names)."""
         out = {}
         if terms is None or "domain" in terms:
-            out.update(self._pde_terms(batch, residuals))
+            out.update(zip(self.pde_names, self._weighted_pde(batch, residuals)))
         soft = [(name, c) for name, c in self.soft if terms is None or name in terms]
         if soft:
             xs = [batch[name]["x"] for name, _ in soft]
@@ -178,28 +178,26 @@ class PINN(nn.Module):
                 out[name] = c.residual(u.rows(sl), batch[name])
         return out
 
-    def _pde_terms(self, batch, residuals):
+    def _weighted_pde(self, batch, residuals=None) -> list[torch.Tensor]:
+        """The PDE residual columns, times the sampler's per-point weights ``batch["domain"]["w"]``
+        (causal R3) if any; ``residuals`` receives them detached and unweighted."""
         xd = _inputs(batch["domain"]["x"], self.estimator.input_grad("pde"))
-        w = batch["domain"].get("w")           # per-point weights from the sampler (causal R3)
+        w = batch["domain"].get("w")
         res = self.pde_residuals(xd)
         if residuals is not None:
             residuals.update({name: r.detach() for name, r in zip(self.pde_names, res)})
-        out = {name: r if w is None else r * w for name, r in zip(self.pde_names, res)}
-        if self.estimator.paired:   # a second, independent evaluation for the unbiased gradient
-            other = [r.detach() for r in self.pde_residuals(xd)]
-            out.update({f"{name}/paired": r if w is None else r * w for name, r in zip(self.pde_names, other)})
-        return out
+        return res if w is None else [r * w for r in res]
 
     def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
-        """Per-term mean squared residuals, mean(r^2) (paired unbiased estimators: value
-        mean(R_J R_I), gradient 2 mean(R_J grad R_I))."""
+        """Per-term mean squared residuals, mean(r^2). A paired (unbiased) estimator evaluates
+        the PDE residual a second, independent time, R_J: value mean(R_J R_I), gradient
+        2 mean(R_J grad R_I)."""
         terms = self.residual_terms(batch, residuals)
-        out = {}
-        for name, r in terms.items():
-            if name.endswith("/paired"):
-                continue
-            j = terms.get(f"{name}/paired")
-            out[name] = r.pow(2).mean() if j is None else (2 * j * r).mean() - (j * r.detach()).mean()
+        out = {name: r.pow(2).mean() for name, r in terms.items()}
+        if self.estimator.paired:
+            for name, j in zip(self.pde_names, self._weighted_pde(batch)):
+                r, j = terms[name], j.detach()
+                out[name] = (2 * j * r).mean() - (j * r.detach()).mean()
         return out
 
     # ------------------------------------------------------------- reporting
