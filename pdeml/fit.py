@@ -94,6 +94,10 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
     n_lbfgs = lbfgs.steps if lbfgs is not None else 0
     state = TrainState(total_steps=steps + n_lbfgs, term_names=list(backend.term_names))
     adam = optimizer.build(params)
+    gauss_newton = getattr(optimizer, "gauss_newton", False)
+    # Gauss-Newton minimizes the weighted sum of squares; other combiners' weights are not loss
+    # weights (GradNorm's are per-step gradient scalings)
+    gn_weights = combiner.weights if isinstance(combiner, Sum) else None
     quasi = None  # L-BFGS optimizer, built when its stage starts
     if resume and checkpoint is not None and Path(checkpoint).exists():
         saved = ckpt.load(checkpoint, map_location=device)
@@ -149,32 +153,25 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
     try:
         while state.step < state.total_steps and not state.stop:
             phase = "adam" if state.step < steps else "lbfgs"
-            if phase == "adam" and getattr(optimizer, "gauss_newton", False):
+            if phase == "adam":
                 batch = tensors(sampler.batch(state.step, rng))
-                # Gauss-Newton minimizes the weighted sum of squares; other combiners' weights
-                # are not loss weights (GradNorm's are per-step gradient scalings)
-                optimizer.step(backend, batch, params, combiner.weights if isinstance(combiner, Sum) else None)
                 res = {} if sampler.wants_residuals else None
-                losses = {k: v.detach() for k, v in backend.losses(batch, res).items()}
-                total = combiner.total(losses)
-                if not bool(torch.isfinite(total)):
-                    diverged(losses, float("nan"), phase)
-                lr = optimizer.lr_at(state.step)
-                if res is not None:
-                    sampler.observe(state.step, res)
-            elif phase == "adam":
-                batch = tensors(sampler.batch(state.step, rng))
-                adam.zero_grad(set_to_none=True)
-                res = {} if sampler.wants_residuals else None
-                losses = backend.losses(batch, res)
-                total = combiner.backward(losses, params)
-                gnorm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+                if gauss_newton:   # a whole step from the residual vector, then the losses after it
+                    optimizer.step(backend, batch, params, gn_weights)
+                    losses = {k: v.detach() for k, v in backend.losses(batch, res).items()}
+                    total, gnorm = combiner.total(losses), torch.zeros(())
+                else:
+                    adam.zero_grad(set_to_none=True)
+                    losses = backend.losses(batch, res)
+                    total = combiner.backward(losses, params)
+                    gnorm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
                 if not bool(torch.isfinite(total) & torch.isfinite(gnorm)):
                     diverged(losses, float(gnorm), phase)
                 lr = optimizer.lr_at(state.step)
-                for g in adam.param_groups:
-                    g["lr"] = lr
-                adam.step()
+                if not gauss_newton:
+                    for g in adam.param_groups:
+                        g["lr"] = lr
+                    adam.step()
                 if res is not None:
                     sampler.observe(state.step, res)
             else:
