@@ -67,9 +67,8 @@ def term_gradients(losses: dict, params: list, names=None) -> torch.Tensor:
     names = list(losses) if names is None else list(names)
     rows = []
     for k, name in enumerate(names):
-        gs = torch.autograd.grad(losses[name], params, retain_graph=k < len(names) - 1, allow_unused=True)
-        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
-                               for g, p in zip(gs, params)]))
+        gs = torch.autograd.grad(losses[name], params, retain_graph=k < len(names) - 1, materialize_grads=True)
+        rows.append(torch.cat([g.reshape(-1) for g in gs]))
     return torch.stack(rows)
 
 
@@ -117,8 +116,9 @@ def pcgrad_direction(G: torch.Tensor, order=None) -> torch.Tensor:
 
 
 class _PerTerm(AbstractCombiner):
-    """Combiners that see every term's gradient: ``total`` is the plain sum (for reporting and
-    line searches), ``backward`` builds the direction from :func:`term_gradients`."""
+    """Combiners built from per-term gradients: ``total`` is the plain sum (for reporting and
+    line searches); ``backward`` builds the direction from every term's gradient (M-ConFIG
+    overrides it: one term per step)."""
 
     def total(self, losses):
         return sum(losses.values())
@@ -195,7 +195,7 @@ class GradNorm(_PerTerm):
         return f"GradNorm(alpha={self.alpha})"
 
 
-class MConFIG(AbstractCombiner):
+class MConFIG(_PerTerm):
     r"""Momentum ConFIG: one back-propagated term per step (cycling), ConFIG of the momenta.
 
     Term :math:`i = k \bmod m` updates its first moment
@@ -216,20 +216,15 @@ class MConFIG(AbstractCombiner):
     def check(self, names):
         self.names = list(names)
 
-    def total(self, losses):
-        return sum(losses.values())
-
     def backward(self, losses, params):
         names = self.names or list(losses)
         st = self.state
-        k = int(st.get("calls", torch.zeros(())).item())
-        i = k % len(names)
+        i = int(st["seen"].sum()) % len(names) if "seen" in st else 0      # terms in turn
         g = term_gradients(losses, params, [names[i]])[0]
         if "m" not in st:
             st.update(m=torch.zeros(len(names), len(g), dtype=g.dtype, device=g.device),
                       seen=torch.zeros(len(names), dtype=torch.long), t=torch.zeros((), dtype=torch.long),
                       fake_m=torch.zeros_like(g), s=torch.zeros_like(g))
-        st["calls"] = torch.tensor(k + 1)
         b1, b2 = self.beta1, self.beta2
         st["m"][i] = b1 * st["m"][i] + (1 - b1) * g
         st["seen"][i] += 1
