@@ -15,6 +15,8 @@ import abc
 import numpy as np
 import torch
 
+from ._validate import fail, positive_int
+
 
 class AbstractSampler(abc.ABC):
     """Samplers keep their current batch in ``self.points``; ``current``, ``state_dict`` and
@@ -52,6 +54,24 @@ class AbstractSampler(abc.ABC):
     def load_state_dict(self, state: dict) -> None:
         self.points = batch_from_state(state)
         self.version += 1
+
+
+def point_counts(n_domain, n_boundary, n_initial) -> dict:
+    """The ``counts`` a sampler draws: validated PDE, per-boundary-condition and initial points."""
+    return {"domain": positive_int("n_domain", n_domain), "boundary": positive_int("n_boundary", n_boundary),
+            "initial": positive_int("n_initial", n_initial)}
+
+
+def redraw_period(every) -> int:
+    """A validated redraw period: 0 (never) or a positive number of steps."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        fail("every", every, "must be a non-negative integer", "pass 0 (fixed points) or e.g. 100")
+    return every
+
+
+def stacked_residuals(residuals: dict, n: int) -> torch.Tensor:
+    """The residual columns ``observe`` receives, side by side: (n, m)."""
+    return torch.cat([v.reshape(n, -1) for v in residuals.values()], 1)
 
 
 def draw(problem, counts: dict, rng: np.random.Generator, method: str, *, keep=None,

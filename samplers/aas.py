@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from pdeml._validate import fail, finite_scalar, positive_int
-from pdeml.sampling import AbstractSampler, draw
+from pdeml.sampling import AbstractSampler, draw, point_counts, stacked_residuals
 
 from .flow import BoxFlow, dirichlet_energy
 
@@ -62,9 +62,7 @@ class AAS(AbstractSampler):
     def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=200, flow_steps=50,
                  flow_lr=2e-3, smoothness=1e-3, uniform=0.2, importance=False, layers=6, width=32,
                  energy_points=512, method="random"):
-        self.counts = {"domain": positive_int("n_domain", n_domain),
-                       "boundary": positive_int("n_boundary", n_boundary),
-                       "initial": positive_int("n_initial", n_initial)}
+        self.counts = point_counts(n_domain, n_boundary, n_initial)
         self.every, self.flow_steps = positive_int("every", every), positive_int("flow_steps", flow_steps)
         self.flow_lr = finite_scalar("flow_lr", flow_lr)
         self.smoothness = finite_scalar("smoothness", smoothness)
@@ -97,16 +95,12 @@ class AAS(AbstractSampler):
         self._set_density(self.points["domain"]["x"])
         self.version += 1
 
-    @property
-    def log_volume(self) -> float:
-        return self.flow.log_volume()
-
     def mixture_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log q at points (N, d): q = (1 - ε) p_flow + ε / |Ω|."""
         lp = self.flow.log_prob(x)
         if self.uniform == 0:
             return lp
-        lu = torch.full_like(lp, -self.log_volume)
+        lu = torch.full_like(lp, -self.flow.log_volume())
         return torch.logaddexp(np.log1p(-self.uniform) + lp, np.log(self.uniform) + lu)
 
     def _set_density(self, x: np.ndarray):
@@ -114,7 +108,7 @@ class AAS(AbstractSampler):
             lq = self.mixture_log_prob(torch.as_tensor(x, dtype=torch.float64)).numpy()
         self.points["domain"]["log_q"] = lq
         if self.importance:
-            self.points["domain"]["w"] = np.exp(-0.5 * (lq + self.log_volume))
+            self.points["domain"]["w"] = np.exp(-0.5 * (lq + self.flow.log_volume()))
 
     def draw_domain(self, n: int, rng) -> np.ndarray:
         """``n`` points from the mixture: ⌊εn⌋ uniform, the rest from the flow."""
@@ -140,7 +134,7 @@ class AAS(AbstractSampler):
         if (step + 1) % self.every:
             return
         dom = self.points["domain"]
-        r = torch.cat([v.reshape(len(dom["x"]), -1) for v in residuals.values()], 1).double().cpu()
+        r = stacked_residuals(residuals, len(dom["x"])).double().cpu()
         r2 = (r ** 2).sum(1, keepdim=True)
         self.update_flow(torch.as_tensor(dom["x"]), torch.as_tensor(dom["log_q"]), r2, step)
 

@@ -22,8 +22,8 @@ import math
 import numpy as np
 import torch
 
-from pdeml._validate import fail, finite_scalar, positive_int
-from pdeml.sampling import AbstractSampler, draw
+from pdeml._validate import fail, finite_scalar
+from pdeml.sampling import AbstractSampler, draw, point_counts, redraw_period, stacked_residuals
 
 
 class R3(AbstractSampler):
@@ -44,15 +44,11 @@ class R3(AbstractSampler):
 
     def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, causal=False, alpha=5.0,
                  beta=-0.5, eta=1e-3, eps=20.0, every=0, method="random"):
-        self.counts = {"domain": positive_int("n_domain", n_domain),
-                       "boundary": positive_int("n_boundary", n_boundary),
-                       "initial": positive_int("n_initial", n_initial)}
+        self.counts = point_counts(n_domain, n_boundary, n_initial)
         self.causal = bool(causal)
         self.alpha, self.beta = finite_scalar("alpha", alpha), finite_scalar("beta", beta)
         self.eta, self.eps = finite_scalar("eta", eta), finite_scalar("eps", eps)
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            fail("every", every, "must be a non-negative integer", "pass 0 (fixed) or e.g. 100")
-        self.every, self.method = every, method
+        self.every, self.method = redraw_period(every), method
         self.problem, self.points, self.version, self.rng = None, None, 0, None
         self.history: list = []            # (step, retained fraction, beta)
 
@@ -85,7 +81,7 @@ class R3(AbstractSampler):
 
     def observe(self, step, residuals):
         x = self.points["domain"]["x"]
-        r = torch.cat([v.reshape(len(x), -1) for v in residuals.values()], 1)
+        r = stacked_residuals(residuals, len(x))
         fitness = r.double().norm(dim=1).cpu().numpy()
         if self.causal:
             g = self.gate(x)

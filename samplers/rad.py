@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from pdeml._validate import fail, finite_scalar, positive_int
-from pdeml.sampling import AbstractSampler, draw
+from pdeml.sampling import AbstractSampler, draw, point_counts
 
 
 def residual_probabilities(r: np.ndarray, k: float, c: float) -> np.ndarray:
@@ -55,9 +55,7 @@ class RAD(AbstractSampler):
 
     def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=1000, k=1.0, c=1.0,
                  candidates=20, add=None, method="random"):
-        self.counts = {"domain": positive_int("n_domain", n_domain),
-                       "boundary": positive_int("n_boundary", n_boundary),
-                       "initial": positive_int("n_initial", n_initial)}
+        self.counts = point_counts(n_domain, n_boundary, n_initial)
         self.every = positive_int("every", every)
         self.k, self.c = finite_scalar("k", k), finite_scalar("c", c)
         if self.k < 0 or self.c < 0:

@@ -1,10 +1,8 @@
 """Uniform (pseudo-random or equispaced) collocation points, redrawn every N steps."""
 from __future__ import annotations
 
-import numpy as np
-
-from pdeml._validate import fail, positive_int
-from pdeml.sampling import AbstractSampler, draw
+from pdeml._validate import fail
+from pdeml.sampling import AbstractSampler, draw, point_counts, redraw_period
 
 
 class Uniform(AbstractSampler):
@@ -25,14 +23,10 @@ class Uniform(AbstractSampler):
     methods = ("random", "uniform", "sobol", "halton", "lhs", "hammersley")
 
     def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=0, method="random"):
-        self.counts = {"domain": positive_int("n_domain", n_domain),
-                       "boundary": positive_int("n_boundary", n_boundary),
-                       "initial": positive_int("n_initial", n_initial)}
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            fail("every", every, "must be a non-negative integer", "pass 0 (fixed points) or e.g. 100")
+        self.counts = point_counts(n_domain, n_boundary, n_initial)
         if method not in self.methods:
             fail("method", method, f"is not a method of {type(self).__name__}", f"use one of {self.methods}")
-        self.every, self.method = every, method
+        self.every, self.method = redraw_period(every), method
         self.problem, self.points, self.version = None, None, 0
 
     def reset(self, problem, rng):

@@ -79,7 +79,7 @@ def main():
 
     results = run_jobs(configs, command, Path(args.out), args.jobs)
     print(f"steps: {args.steps or 'case defaults'}; equal wall time = the fastest run of each case")
-    head = f"| case | sampler | rel. L2 (equal steps) | rel. L2 (equal time) | wall s | near peak |"
+    head = "| case | sampler | rel. L2 (equal steps) | rel. L2 (equal time) | wall s | near peak |"
     print(head)
     print("|---|---|---|---|---|---|")
     for c in args.cases:
