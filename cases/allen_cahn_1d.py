@@ -3,7 +3,8 @@ r"""Allen-Cahn u_t - 1e-4 u_xx + 5uÂ³ - 5u = 0 on [-1, 1] x [0, 1], u(x, 0) = xÂ
 The standard PINN stress test for sharp, slowly forming interfaces (Raissi et al. 2019; jaxpi
 reaches 5.37e-5 relative L2 with all its tricks; Wang, Sankaran, Perdikaris, "Respecting
 causality", CMAME 2024). Plain PINNs converge to a wrong, smoothed solution; causal R3
-(``--sampler r3-causal``) learns it front to back.
+(``--sampler r3-causal``, the default here) learns it front to back, slowly: relative L2 0.096
+after the default 20k steps, against 0.43 with uniform points (docs/samplers.md).
 
 Truth: the case's own ETDRK4 Fourier solver (Cox & Matthews 2002, with the contour-integral
 coefficients of Kassam & Trefethen 2005) on 512 modes with dt = 1e-3. The PINN is exactly

@@ -42,7 +42,7 @@ def one(case_name: str, config: str, budget: float, seed: int) -> dict:
         optimizer = make_optimizer(spec["optimizer"], spec.get("lr", 1e-3))
         combiner = make_combiner(None)
         steps = 10 ** 7
-        if spec.get("lbfgs"):                  # Adam for a fifth of the budget's steps, then L-BFGS
+        if spec.get("lbfgs"):                  # 3000 Adam steps, then L-BFGS for the rest of the budget
             steps, lbfgs = 3000, LBFGS(10 ** 7)
     else:
         if case_name == "burgers_1d":
