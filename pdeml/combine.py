@@ -160,7 +160,8 @@ class PCGrad(_PerTerm):
         return {"gen": self.gen.get_state()}
 
     def load_state_dict(self, state):
-        self.gen.set_state(state["gen"])
+        if "gen" in state:               # checkpoints from before combiners had state have none
+            self.gen.set_state(state["gen"])
 
     def __repr__(self):
         return "PCGrad()"

@@ -45,12 +45,13 @@ def one(case_key: str, sampler: str, steps: int | None, out: Path, seed: int) ->
     else:
         case = case.replace(sampler=sampler)
     m = train_case(case, out, steps=steps, seed=seed, progress=False, export=False)
-    hist = json.loads(ckpt.load(out / "checkpoint.pt")["history"])
+    saved = ckpt.load(out / "checkpoint.pt")
+    hist = json.loads(saved["history"])
     row = {"error": m["l2_relative_error"], "wall_s": m["wall_time_s"], "steps": m["steps"],
            "curve": [(r["wall_time_s"], r["l2_relative_error"]) for r in hist
                      if r.get("l2_relative_error") is not None]}
     if name == "peak_2d":
-        x = ckpt.load(out / "checkpoint.pt")["sampler"]["domain/x"].numpy()
+        x = saved["sampler"]["domain/x"].numpy()
         row["near_peak"] = float((np.linalg.norm(x, axis=1) < 0.1).mean())
     return row
 
