@@ -93,7 +93,7 @@ def main():
                 continue
             eq = at_time(r["curve"], t_eq)
             near = f"{100 * r['near_peak']:.1f}%" if "near_peak" in r else ""
-            print(f"| {c} | {s} | {r['error']:.3g} | {eq if eq is None else f'{eq:.3g}'} | "
+            print(f"| {c} | {s} | {r['error']:.3g} | {'-' if eq is None else f'{eq:.3g}'} | "
                   f"{r['wall_s']:.0f} | {near} |")
     (Path(args.out) / "results.json").write_text(json.dumps({f"{c}/{s}": v for (c, s), v in results.items()},
                                                             indent=1))
