@@ -49,3 +49,19 @@ def test_semilinear_heat_100d_within_2_percent_of_the_reference(tmp_path):
     m = R.train_case("heat_semilinear_highdim", tmp_path, options={"dim": 100}, progress=False, export=False)
     print("heat_semilinear_highdim D=100 u(0,0) rel. error", m["l2_relative_error"], m["wall_time_s"])
     assert m["l2_relative_error"] <= 2e-2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["r3", "r3-causal"])
+def test_convection_beta30_with_r3_reaches_2e_2(sampler, tmp_path):
+    m = R.train_case("convection_1d", tmp_path, sampler=sampler, progress=False, export=False)
+    print("convection_1d beta=30", sampler, m["l2_relative_error"], m["wall_time_s"])
+    assert m["l2_relative_error"] <= 2e-2
+
+
+@pytest.mark.slow
+def test_convection_beta30_fails_with_fixed_uniform_points(tmp_path):
+    """The failure mode the samplers exist for: the same settings, fixed uniform points."""
+    m = R.train_case("convection_1d", tmp_path, steps=20000, progress=False, export=False)
+    print("convection_1d beta=30 uniform", m["l2_relative_error"], m["wall_time_s"])
+    assert m["l2_relative_error"] > 0.5
