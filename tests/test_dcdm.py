@@ -93,6 +93,24 @@ def test_training_rhs_are_unit_fluid_vectors_weighted_to_the_low_spectrum(layout
     assert low > 0.9                                              # x9 weighting of the low end
 
 
+def test_lanczos_ritz_pairs_are_eigenpairs_when_the_run_is_full_and_span_the_spectrum_when_short(layout):
+    from solvers.dcdm.solver import lanczos_ritz
+    A = dcdm.assemble(layout)
+    exact = np.linalg.eigvalsh(A.toarray())
+    vals, vecs = lanczos_ritz(A, A.shape[0], np.random.default_rng(0))
+    # one start vector sees each repeated eigenvalue once: the run stops when the space is spent
+    assert len(exact) - 5 <= len(vals) <= len(exact)
+    assert np.abs(exact[None, :] - vals[:, None]).min(1).max() < 1e-10
+    assert np.linalg.norm(A @ vecs - vecs * vals, axis=0).max() < 1e-8
+    assert np.allclose(vecs.T @ vecs, np.eye(len(vals)), atol=1e-10)
+    vals, vecs = lanczos_ritz(A, 40, np.random.default_rng(1))
+    assert np.allclose(vecs.T @ vecs, np.eye(40), atol=1e-10)
+    assert abs(vals[0] - exact[0]) < 1e-3 * exact[0] and abs(vals[-1] - exact[-1]) < 1e-4 * exact[-1]
+    # the short run's Ritz values spread over the spectrum, not only its two ends
+    mid = (vals > np.quantile(exact, 0.25)) & (vals < np.quantile(exact, 0.75))
+    assert mid.sum() >= 10
+
+
 def test_network_is_resolution_free_and_zero_in_solids(layout):
     net = dcdm.DirectionNet(2)
     for n in (24, 33):
@@ -157,3 +175,38 @@ def test_stall_safeguard_rescues_a_network_that_repeats_itself(layout):
     on = dcdm.solve(A, b, stuck, tol=1e-6, maxiter=200)
     assert not off.converged and off.fallbacks == 0
     assert on.converged and on.fallbacks > 0
+
+
+def test_after_a_safeguard_step_the_network_is_tried_again(layout):
+    """One useless network step, one q = r step, then an exact network: converged at step 3.
+    (A safeguard that stayed on q = r while q = r progressed slowly would take ~100 steps.)"""
+    As = dcdm.assemble(layout).tocsc()
+
+    class FirstUselessThenExact(torch.nn.Module):
+        calls = 0
+
+        def forward(self, r, fluid):
+            self.calls += 1
+            if self.calls == 1:
+                q = torch.zeros_like(r)
+                q[0, 0, 0] = 1.0                                       # one corner cell
+                return q * fluid
+            x = spla.spsolve(As, dcdm.restrict(layout, r[0].double().numpy()))
+            return torch.as_tensor(dcdm.prolong(layout, x[None]))
+
+    A = dcdm.GridPoisson(layout)
+    out = dcdm.solve(A, rhs("bump", layout), FirstUselessThenExact(), tol=1e-6, maxiter=50)
+    assert out.converged and out.iterations == 3 and out.fallbacks == 1
+
+
+def test_smooth_training_rhs_live_in_the_low_spectrum_and_bad_fractions_are_refused(layout):
+    b = dcdm.training_rhs(layout, 40, ritz=200, smooth=1.0, seed=2)
+    A = dcdm.assemble(layout)
+    vals, vecs = np.linalg.eigh(A.toarray())
+    coef = dcdm.restrict(layout, b) @ vecs
+    low = (coef[:, : len(vals) // 10] ** 2).sum(1)               # the lowest 10% of the modes
+    assert low.min() > 0.99
+    mixed = dcdm.restrict(layout, dcdm.training_rhs(layout, 40, ritz=200, smooth=0.0, seed=2)) @ vecs
+    assert (mixed[:, : len(vals) // 10] ** 2).sum(1).mean() < 0.5
+    with pytest.raises(ValueError, match="smooth"):
+        dcdm.training_rhs(layout, 4, smooth=1.5)

@@ -46,6 +46,9 @@ def add_parser(sub):
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--count", type=int, default=800, help="training right-hand sides")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--ritz", type=int, default=1000, help="Lanczos steps for the training right-hand sides")
+    t.add_argument("--smooth", type=float, default=0.5,
+                   help="fraction of training right-hand sides from the lowest 5%% of the Ritz pairs")
     s = dsub.choices["solve"]
     s.add_argument("--rhs", default="bump", help="noise | bump | point")
     s.add_argument("--tol", type=float, default=1e-6)
@@ -64,7 +67,8 @@ def main(args) -> int:
     fluid = obstacles(args.n, args.dim, count=args.obstacles, seed=args.layout_seed)
     if args.dcdm_command == "train":
         out = Path(args.out or "runs/dcdm")
-        _, info = solver.train(fluid, epochs=args.epochs, count=args.count, seed=args.seed, device=dev,
+        _, info = solver.train(fluid, epochs=args.epochs, count=args.count, seed=args.seed, device=dev, ritz=args.ritz,
+                               smooth=args.smooth,
                                checkpoint=out / "dcdm.pt", progress=not args.no_progress)
         (out / "train.json").write_text(json.dumps(info, indent=2))
         print(json.dumps({k: info[k] for k in ("epochs", "wall_time_s", "grid")} | {"final_loss": info["loss"][-1]}))

@@ -14,9 +14,10 @@ Loss (:func:`loss`), unsupervised and scale invariant:
 :math:`L(\theta) = \mathrm{mean}_b \lVert b - \frac{q^\top b}{q^\top Aq} Aq\rVert^2`, :math:`q = f_\theta(b)`:
 the residual left after an exact line search along the network's direction.
 
-Training right-hand sides (:func:`training_rhs`): Ritz vectors of A from both ends of the
-spectrum (``scipy.sparse.linalg.eigsh``, Lanczos), :math:`b = \sum_i c_i v_i`,
-:math:`c_i \sim N(0, 1)`, the low half weighted x9, normalized.
+Training right-hand sides (:func:`training_rhs`): the Ritz vectors of ``m`` Lanczos steps on A
+from a random start, :math:`b = \sum_i c_i v_i`, :math:`c_i \sim N(0, 1)`, the low half weighted
+x9, normalized. The Ritz values of a partial Lanczos run spread over the whole spectrum
+(densest at its ends), so the training residuals contain every frequency band.
 """
 from __future__ import annotations
 
@@ -49,6 +50,19 @@ def _dot(a, b):
     return (a * b).flatten(1).sum(1)
 
 
+def _direction(A, r, net, dirs):
+    """q = net(r/||r||) (or r), A-orthogonalized against ``dirs``; returns (q, Aq, qAq)."""
+    if net is None:
+        q = r.clone()
+    else:
+        rn = (r / r.norm()).to(next(iter(net.parameters()), r.float()).dtype)
+        q = net(rn, A.fluid).to(torch.float64)
+    for p, Ap, pAp in dirs:
+        q = q - (_dot(q, Ap) / pAp).view(-1, *[1] * A.fluid.ndim) * p
+    Aq = A(q)
+    return q, Aq, _dot(q, Aq)
+
+
 def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
           maxiter: int = 1000, k: int = 2, x0=None, progress: bool = False,
           keep_directions: bool = False, stall: float | None = 0.9) -> SolveResult:
@@ -59,8 +73,10 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
     ``stall``: safeguard (not in the paper). The network is a fixed function of r/||r||. When
     its direction, once A-orthogonalized, no longer reduces ||r|| below ``stall`` times the
     previous value, the next input would be almost the same and the iteration would stay
-    stuck. So that step uses q = r instead, which moves the residual on. ``None`` turns the
-    safeguard off. ``SolveResult.fallbacks`` counts such steps."""
+    stuck. So the next step uses q = r instead, which moves the residual on, and the step
+    after it tries the network again. A network direction that A-orthogonalization reduces to
+    nothing (it repeats a recent one) is replaced by q = r too. ``None`` turns both off (the
+    paper's method). ``SolveResult.fallbacks`` counts the q = r steps."""
     if not tol > 0:
         fail("tol", tol, "must be positive", "pass e.g. 1e-6")
     maxiter, k = positive_int("maxiter", maxiter), positive_int("k", k)
@@ -80,19 +96,16 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
         from tqdm.auto import tqdm
         bar = tqdm(total=maxiter, desc="dcdm", leave=False)
     it = fallbacks = 0
+    used_net = False
     with torch.no_grad():
         while res[-1] > tol and it < maxiter:
-            stuck = stall is not None and len(res) > 1 and res[-1] > stall * res[-2]
-            if net is None or stuck:
-                q = r.clone()
-                fallbacks += int(net is not None)
-            else:
-                rn = (r / r.norm()).to(next(iter(net.parameters()), r.float()).dtype)
-                q = net(rn, A.fluid).to(torch.float64)
-            for p, Ap, pAp in dirs:
-                q = q - (_dot(q, Ap) / pAp).view(-1, *[1] * A.fluid.ndim) * p
-            Aq = A(q)
-            qAq = _dot(q, Aq)
+            stuck = stall is not None and used_net and res[-1] > stall * res[-2]
+            used_net = net is not None and not stuck
+            q, Aq, qAq = _direction(A, r, net if used_net else None, dirs)
+            if stall is not None and used_net and not float(qAq) > 1e-14 * float(_dot(q, q)):
+                q, Aq, qAq = _direction(A, r, None, dirs)   # the net repeated a recent direction
+                used_net = False
+            fallbacks += int(net is not None and not used_net)
             if not float(qAq) > 0:
                 break                                   # direction lost (numerically zero)
             alpha = _dot(q, r) / qAq
@@ -120,18 +133,53 @@ def loss(net: DirectionNet, A: GridPoisson, b: torch.Tensor) -> torch.Tensor:
     return (b - alpha.view(-1, *[1] * A.fluid.ndim) * Aq).pow(2).flatten(1).sum(1).mean()
 
 
-def training_rhs(fluid, count: int, *, ritz: int = 200, seed: int = 0) -> np.ndarray:
-    """(count, *grid) unit right-hand sides from Ritz vectors (see the module docstring)."""
-    from scipy.sparse.linalg import eigsh
+def lanczos_ritz(A, m: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    r"""Ritz pairs of ``m`` Lanczos steps on the symmetric matrix ``A`` from a random start.
+
+    :math:`AQ_m = Q_mT_m + \beta_m q_{m+1}e_m^\top`; the Ritz pairs are :math:`(\theta_i, Q_ms_i)` for the
+    eigenpairs :math:`(\theta_i, s_i)` of the tridiagonal :math:`T_m` (``scipy.linalg.eigh_tridiagonal``).
+    The basis is re-orthogonalized in full (twice) each step, so it stays orthonormal in floating
+    point; the run stops early if the Krylov space is exhausted. Returns ascending values (k,)
+    and vectors (n, k)."""
+    from scipy.linalg import eigh_tridiagonal
+    n = A.shape[0]
+    m = min(positive_int("ritz", m), n)
+    Q = np.zeros((n, m))
+    alpha, beta = np.zeros(m), np.zeros(m)
+    q = rng.standard_normal(n)
+    q /= np.linalg.norm(q)
+    k = m
+    for j in range(m):
+        Q[:, j] = q
+        w = A @ q
+        alpha[j] = q @ w
+        for _ in range(2):
+            w -= Q[:, :j + 1] @ (Q[:, :j + 1].T @ w)
+        beta[j] = np.linalg.norm(w)
+        if beta[j] <= 1e-10 * abs(alpha[j]):
+            k = j + 1                                      # invariant subspace: exact eigenpairs
+            break
+        q = w / beta[j]
+    vals, S = eigh_tridiagonal(alpha[:k], beta[:k - 1])
+    return vals, Q[:, :k] @ S
+
+
+def training_rhs(fluid, count: int, *, ritz: int = 1000, smooth: float = 0.5, seed: int = 0) -> np.ndarray:
+    """(count, *grid) unit right-hand sides from Lanczos Ritz vectors (see the module docstring).
+    ``smooth``: the fraction of them drawn from the lowest 5% of the Ritz pairs only (not in
+    the paper: without them a network stalls on smooth residuals, see docs/dcdm.md)."""
     fluid = check_fluid(fluid)
+    if not 0.0 <= smooth <= 1.0:
+        fail("smooth", smooth, "is not a fraction", "pass a value in [0, 1], e.g. 0.5")
     A = assemble(fluid)
     rng = np.random.default_rng(seed)
-    m = min(ritz, A.shape[0] - 1)
-    vals, vecs = eigsh(A, k=m, which="BE", tol=1e-3, v0=rng.standard_normal(A.shape[0]))
+    vals, vecs = lanczos_ritz(A, ritz, rng)
     keep = vals > 1e-8 * vals.max()                       # drop Ritz values ~ 0
     vals, vecs = vals[keep], vecs[:, keep]
-    weight = np.where(np.arange(len(vals)) < len(vals) // 2, 9.0, 1.0)   # eigsh sorts ascending
+    weight = np.where(np.arange(len(vals)) < len(vals) // 2, 9.0, 1.0)   # ascending: low half x9
     c = rng.standard_normal((count, len(vals))) * weight
+    n_smooth = int(round(smooth * count))
+    c[:n_smooth, max(1, len(vals) // 20):] = 0.0
     b = c @ vecs.T
     b /= np.linalg.norm(b, axis=1, keepdims=True)
     return prolong(fluid, b)
@@ -139,7 +187,8 @@ def training_rhs(fluid, count: int, *, ritz: int = 200, seed: int = 0) -> np.nda
 
 def train(fluid, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: float = 3e-3,
           channels: int = 16, levels: int = 4, seed: int = 0, device="cpu", checkpoint=None,
-          progress: bool = True, init: DirectionNet | None = None) -> tuple[DirectionNet, dict]:
+          progress: bool = True, init: DirectionNet | None = None,
+          ritz: int = 1000, smooth: float = 0.5) -> tuple[DirectionNet, dict]:
     """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe).
     ``init``: start from this network's weights (e.g. one trained on a coarser grid, which
     is cheaper per epoch: the network is resolution-free)."""
@@ -147,7 +196,7 @@ def train(fluid, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: flo
     epochs, count, batch = positive_int("epochs", epochs), positive_int("count", count), positive_int("batch", batch)
     dev = torch.device(device)
     A = GridPoisson(fluid).to(dev)
-    data = torch.as_tensor(training_rhs(fluid, count, seed=seed), dtype=torch.float32, device=dev)
+    data = torch.as_tensor(training_rhs(fluid, count, ritz=ritz, smooth=smooth, seed=seed), dtype=torch.float32, device=dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DirectionNet(fluid.ndim, channels, levels).to(dev)
