@@ -43,7 +43,7 @@ def add_parser(sub):
         p.add_argument("--device", default="auto")
         p.add_argument("--no-progress", action="store_true")
     t = dsub.choices["train"]
-    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--epochs", type=int, default=120)
     t.add_argument("--count", type=int, default=800, help="training right-hand sides")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--ritz", type=int, default=1000, help="Lanczos steps for the training right-hand sides")
