@@ -140,7 +140,7 @@ def lanczos_ritz(A, m: int, rng) -> tuple[np.ndarray, np.ndarray]:
     eigenpairs :math:`(\theta_i, s_i)` of the tridiagonal :math:`T_m` (``scipy.linalg.eigh_tridiagonal``).
     The basis is re-orthogonalized in full (twice) each step, so it stays orthonormal in floating
     point; the run stops early if the Krylov space is exhausted. Returns ascending values (k,)
-    and vectors (n, k)."""
+    and vectors (n, k). Memory and time grow as n·m (1000 steps on 64³ cells: 2 GB)."""
     from scipy.linalg import eigh_tridiagonal
     n = A.shape[0]
     m = min(positive_int("ritz", m), n)
