@@ -243,7 +243,7 @@ def condition_report(target, options=None, *, seed: int = 0, device="auto", poin
     """κ of the linearized PDE operator (:func:`pdeml.gauss_newton.conditioning`) for a case's
     model at initialization, or for a trained run directory; on the case's point counts."""
     from .gauss_newton import conditioning
-    from .sampling import draw, to_torch
+    from .sampling import draw, point_counts, to_torch
     if (Path(target) / "run.json").is_file():
         case, backend = load_run(target, device)
     else:
@@ -253,7 +253,7 @@ def condition_report(target, options=None, *, seed: int = 0, device="auto", poin
     if n_params > max_parameters:
         fail("case", target, f"has {n_params} parameters, too many for the dense P x P spectrum",
              f"use a smaller model, or pass max_parameters > {n_params} from Python")
-    counts = {"domain": points or case.n_domain, "boundary": case.n_boundary, "initial": case.n_initial}
+    counts = point_counts(points or case.n_domain, case.n_boundary, case.n_initial)
     batch = to_torch(draw(case.problem, counts, np.random.default_rng(seed), case.sampling),
                      backend.center.dtype, backend.center.device)
     rep = conditioning(backend, batch)

@@ -193,11 +193,11 @@ class PINN(nn.Module):
         the PDE residual a second, independent time, R_J: value mean(R_J R_I), gradient
         2 mean(R_J grad R_I)."""
         terms = self.residual_terms(batch, residuals)
-        out = {name: r.pow(2).mean() for name, r in terms.items()}
-        if self.estimator.paired:
-            for name, j in zip(self.pde_names, self._weighted_pde(batch)):
-                r, j = terms[name], j.detach()
-                out[name] = (2 * j * r).mean() - (j * r.detach()).mean()
+        paired = dict(zip(self.pde_names, self._weighted_pde(batch))) if self.estimator.paired else {}
+        out = {}
+        for name, r in terms.items():
+            j = paired.get(name)
+            out[name] = r.pow(2).mean() if j is None else (2 * j.detach() * r).mean() - (j.detach() * r.detach()).mean()
         return out
 
     # ------------------------------------------------------------- reporting
