@@ -179,7 +179,8 @@ def test_stall_safeguard_rescues_a_network_that_repeats_itself(layout):
 
 def test_after_a_safeguard_step_the_network_is_tried_again(layout):
     """One useless network step, one q = r step, then an exact network: converged at step 3.
-    (A safeguard that stayed on q = r while q = r progressed slowly would take ~100 steps.)"""
+    (The former safeguard stayed on q = r until a q = r step itself gained 10%: 5 steps and 3
+    fallbacks here.)"""
     As = dcdm.assemble(layout).tocsc()
 
     class FirstUselessThenExact(torch.nn.Module):

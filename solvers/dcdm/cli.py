@@ -67,9 +67,9 @@ def main(args) -> int:
     fluid = obstacles(args.n, args.dim, count=args.obstacles, seed=args.layout_seed)
     if args.dcdm_command == "train":
         out = Path(args.out or "runs/dcdm")
-        _, info = solver.train(fluid, epochs=args.epochs, count=args.count, seed=args.seed, device=dev, ritz=args.ritz,
-                               smooth=args.smooth,
-                               checkpoint=out / "dcdm.pt", progress=not args.no_progress)
+        _, info = solver.train(fluid, epochs=args.epochs, count=args.count, seed=args.seed, device=dev,
+                               ritz=args.ritz, smooth=args.smooth, checkpoint=out / "dcdm.pt",
+                               progress=not args.no_progress)
         (out / "train.json").write_text(json.dumps(info, indent=2))
         print(json.dumps({k: info[k] for k in ("epochs", "wall_time_s", "grid")} | {"final_loss": info["loss"][-1]}))
         print(f"checkpoint: {out / 'dcdm.pt'}")

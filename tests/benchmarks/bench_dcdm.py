@@ -6,7 +6,7 @@ training resolution (the training layout refined 2x, no retraining) and (d) a 3-
 trained on 16^3, run on 32^3). Then CG's and DCDM's iteration counts from n^2 to (2n)^2 to (4n)^2.
 Trains the networks first unless checkpoints are given.
 
-    python tests/benchmarks/bench_dcdm.py                     # ~15 min on 2 CPU cores
+    python tests/benchmarks/bench_dcdm.py                     # trains both nets: ~16 min on one thread
     python tests/benchmarks/bench_dcdm.py --net2d runs/dcdm/dcdm.pt --device cuda
 """
 import argparse
