@@ -177,6 +177,8 @@ class Case:
         optimizer: the first-order phase: an object (``pl.Adam(...)``, ``pl.ENGD()``) or a name
             ("adam", "sgd", "engd", "engd-cg"; default Adam with ``lr`` and its decay).
         dtype: "float32" or "float64".
+        compile: run the PINN's loss through ``torch.compile`` (forward-mode estimators only:
+            fuses the Taylor-mode kernels; ``pdeml train --compile``).
         options: free-form values a case file exposes (reported in ``run.json``).
     """
 
@@ -200,6 +202,7 @@ class Case:
     combiner: Any = None
     optimizer: Any = None
     dtype: str = "float32"
+    compile: bool = False
     checkpoint_every: int = 1000
     eval_every: int = 100
     export_resolution: int = 128
@@ -217,6 +220,8 @@ class Case:
             positive_int(k, getattr(self, k))
         if not finite_scalar("lr", self.lr) > 0:
             fail("lr", self.lr, "must be positive", "pass e.g. lr=1e-3")
+        if not isinstance(self.compile, bool):
+            fail("compile", self.compile, "must be True or False", "pass compile=True")
         if self.dtype not in ("float32", "float64"):
             fail("dtype", self.dtype, "is not supported", 'pass "float32" or "float64"')
         from .geometry import METHODS

@@ -112,8 +112,8 @@ def build(case: Case, *, seed: int = 0, device="auto"):
     dev = resolve_device(device)
     model = case.model if case.model is not None else MLP(width=50, depth=4)
     backend = PINN(case.problem, model, estimator=case.estimator, hard_dirichlet=case.hard_dirichlet,
-                   transform=case.transform,
-                   seed=seed, dtype=case.torch_dtype)
+                   transform=case.transform, seed=seed, dtype=case.torch_dtype,
+                   compile_losses=case.compile)
     return backend.to(dev)
 
 
@@ -135,11 +135,11 @@ def default_sampler(case: Case):
 def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, device="auto",
                resume=False, progress=True, export=True, callbacks=(), options=None,
                derivatives=None, sampler=None, combiner=None, optimizer=None,
-               snapshots: int = 0) -> dict:
+               snapshots: int = 0, compile=None) -> dict:
     """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
     ``options`` go to the case's ``make()``; ``derivatives`` is an estimator spec ("stde:16");
     ``snapshots`` > 0 saves the collocation points over the residual every that many steps
-    (``out/snapshots``, see :mod:`pdeml.export.points`)."""
+    (``out/snapshots``, see :mod:`pdeml.export.points`); ``compile`` overrides ``Case.compile``."""
     source = None
     options = dict(options or {})
     if isinstance(case, str):
@@ -151,7 +151,8 @@ def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, devi
         parse(derivatives)                                   # validate now, clearly
     changes = {k: v for k, v in {"steps": steps, "lr": lr, "lbfgs_steps": lbfgs_steps,
                                  "estimator": derivatives, "sampler": sampler,
-                                 "combiner": combiner, "optimizer": optimizer}.items() if v is not None}
+                                 "combiner": combiner, "optimizer": optimizer,
+                                 "compile": compile}.items() if v is not None}
     case = case.replace(**changes) if changes else case
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

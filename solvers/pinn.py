@@ -9,6 +9,7 @@ networks", J. Comput. Phys. 2019.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import torch
@@ -45,6 +46,11 @@ class PINN(nn.Module):
             (wrapped in :class:`pdeml.nn.OutputTransform`, no jet rule) or a module with
             ``forward(x, y)`` and optionally ``jet(x_jet, y_jet)``: conditions built into the ansatz.
         seed: initialization seed (the caller's global RNG is left untouched).
+        compile_losses: run :meth:`losses` through :func:`torch.compile` once the estimator
+            knows what each call site needs (after the first evaluation). This fuses the jet
+            rules' many small elementwise kernels: a forward-mode estimator (Taylor, STDE) only;
+            reverse-mode ones (autograd, SDGD, or a site that needs a double backward) stay eager
+            with a warning, because torch.compile does not support double backward.
 
     Example:
         >>> backend = PINN(problem, pl.nn.MLP(50, 4))
@@ -53,7 +59,7 @@ class PINN(nn.Module):
 
     def __init__(self, problem: Problem, model: nn.Module, *, estimator: AbstractEstimator | None = None,
                  hard_dirichlet: bool = False, transform=None, seed: int = 0,
-                 dtype=torch.float32):
+                 dtype=torch.float32, compile_losses: bool = False):
         super().__init__()
         if not isinstance(problem, Problem):
             fail("problem", problem, "is not a pdeml.Problem", "pass pl.Problem(...)")
@@ -81,6 +87,10 @@ class PINN(nn.Module):
         self.estimator.reset(seed)
         self.to(dtype)
         self.pde_names = self._probe()
+        if not isinstance(compile_losses, bool):
+            fail("compile_losses", compile_losses, "must be True or False", "pass compile_losses=True")
+        # None: not decided yet; False: eager; else the compiled losses
+        self._compiled = None if compile_losses else False
 
     # --------------------------------------------------------------- set-up
     def _split_conditions(self, hard_dirichlet):
@@ -191,7 +201,30 @@ class PINN(nn.Module):
     def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
         """Per-term mean squared residuals, mean(r^2). A paired (unbiased) estimator evaluates
         the PDE residual a second, independent time, R_J: value mean(R_J R_I), gradient
-        2 mean(R_J grad R_I)."""
+        2 mean(R_J grad R_I). Compiled (``compile_losses``) from the second call on."""
+        if self._compiled:
+            return self._compiled(batch, residuals)
+        out = self._losses(batch, residuals)
+        if self._compiled is None:
+            self._compiled = self._compile_losses()
+        return out
+
+    def _compile_losses(self):
+        """The compiled :meth:`_losses`, or False (with a warning) when some call site needs
+        reverse mode through the points, i.e. a double backward."""
+        reverse = [site for site, needed in (("pde", True),
+                                             ("conditions", any(c.needs_grad for _, c in self.soft)))
+                   if needed and self.estimator.input_grad(site)]
+        if reverse:
+            warnings.warn(f"compile_losses=True: the {' and '.join(reverse)} terms need reverse-mode "
+                          f"derivatives through the points ({self.estimator!r}), a double backward, "
+                          "which torch.compile does not support; running eager. Fix: a forward-mode "
+                          "estimator (--derivatives taylor or stde:B) for compiled training.",
+                          stacklevel=3)
+            return False
+        return torch.compile(self._losses)
+
+    def _losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
         terms = self.residual_terms(batch, residuals)
         paired = dict(zip(self.pde_names, self._weighted_pde(batch))) if self.estimator.paired else {}
         out = {}

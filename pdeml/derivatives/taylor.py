@@ -158,6 +158,7 @@ def _per_point(c, n):
     return c.expand(n, *c.shape[-2:]) if c.ndim == 2 else c
 
 
+@torch.compiler.disable          # the cache is eager state: torch.compile calls it, not traces it
 @functools.lru_cache(maxsize=32)
 def _unit_one_hot(dims: tuple, dtype, device) -> J.OneHot:
     """e_i for every i in ``dims`` (cached: built once per run, not per step)."""

@@ -4,7 +4,10 @@ Two-body Allen-Cahn on the unit ball (``cases/allen_cahn_highdim.py``), MLP 128 
 hard constraint, 100 collocation points, one Adam step = residual loss + backward + update.
 Estimators: exact autograd (d Hessian-row backward passes), exact Taylor mode (forward
 Laplacian), SDGD by double backward (B sampled dimensions), STDE sparse (B one-hot 2-jets,
-collapsed) and dense (B Rademacher 2-jets). Every (estimator, D) runs in its own subprocess so
+collapsed) and dense (B Rademacher 2-jets), and sparse STDE with the loss under ``torch.compile``
+(``+compile``: ``PINN(compile_losses=True)``, ``pdeml train --compile``; its compile time is
+reported and not counted per step; SDGD cannot be compiled, torch.compile has no double
+backward). Every (estimator, D) runs in its own subprocess so
 the peak resident memory (Linux VmHWM after resetting it, minus the resident memory before the
 first step; on CUDA ``max_memory_allocated``) is its own. A configuration that would take longer than the budget
 per step is skipped ("-"). Ratios are to exact autograd at the same D.
@@ -20,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-ESTIMATORS = ["autograd", "taylor", "sdgd:{B}", "stde:{B}", "stde-dense:{B}"]
+ESTIMATORS = ["autograd", "taylor", "sdgd:{B}", "stde:{B}", "stde-dense:{B}", "stde:{B}+compile"]
 
 
 def _status_kb(field: str) -> int | None:
@@ -56,7 +59,10 @@ def one(spec: str, dim: int, device: str, steps: int, budget: float) -> dict:
 
     dev = torch.device(device)
     case = make_case("allen_cahn", dim, 0)
-    be = PINN(case.problem, case.model, estimator=spec, hard_dirichlet=True, seed=0).to(dev)
+    spec, _, flag = spec.partition("+")
+    compiled = flag == "compile"
+    be = PINN(case.problem, case.model, estimator=spec, hard_dirichlet=True, seed=0,
+              compile_losses=compiled).to(dev)
     opt = torch.optim.Adam(be.parameters(), 1e-3, fused=True)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(100, dim, generator=gen)
@@ -73,6 +79,13 @@ def one(spec: str, dim: int, device: str, steps: int, budget: float) -> dict:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    compile_s = None
+    if compiled:       # the first call learns the plan, the second compiles: before the peak reset
+        t = time.perf_counter()
+        step()
+        step()
+        sync()
+        compile_s = time.perf_counter() - t
     base = _reset_peak()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -93,7 +106,8 @@ def one(spec: str, dim: int, device: str, steps: int, budget: float) -> dict:
         peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
     else:
         peak = (_peak_kb() - base) / 1024
-    return {"s_per_step": dt, "peak_mb": peak, "steps": n}
+    out = {"s_per_step": dt, "peak_mb": peak, "steps": n}
+    return out if compile_s is None else {**out, "compile_s": compile_s}
 
 
 def main():
@@ -125,9 +139,9 @@ def main():
                     {"s_per_step": None, "error": r.stderr.strip().splitlines()[-1:]}
             except subprocess.TimeoutExpired:
                 results[spec, dim] = {"s_per_step": None, "error": f"> {10 * args.budget} s"}
-            print(f"# {spec:14s} D={dim:<6d} {results[spec, dim]}", file=sys.stderr, flush=True)
+            print(f"# {spec:16s} D={dim:<6d} {results[spec, dim]}", file=sys.stderr, flush=True)
     print(f"device {args.device}, B = {args.samples}, 100 points, MLP 128x4 tanh, Allen-Cahn two-body")
-    head = f"{'estimator':14s} {'D':>6s} {'s/step':>9s} {'it/s':>8s} {'x autograd':>10s} {'peak MB':>8s} {'mem x':>6s}"
+    head = f"{'estimator':16s} {'D':>6s} {'s/step':>9s} {'it/s':>8s} {'x autograd':>10s} {'peak MB':>8s} {'mem x':>6s}"
     print(head)
     print("-" * len(head))
     for dim in args.dims:
@@ -135,19 +149,22 @@ def main():
         for spec in specs:
             r = results[spec, dim]
             if r.get("s_per_step") is None:
-                print(f"{spec:14s} {dim:6d} {'-':>9s} {'-':>8s} {'-':>10s} {'-':>8s} {'-':>6s}")
+                print(f"{spec:16s} {dim:6d} {'-':>9s} {'-':>8s} {'-':>10s} {'-':>8s} {'-':>6s}")
                 continue
             speed = f"{ref['s_per_step'] / r['s_per_step']:10.1f}" if ref.get("s_per_step") else f"{'-':>10s}"
             mem = (f"{r['peak_mb'] / ref['peak_mb']:6.3f}" if ref.get("s_per_step") and ref["peak_mb"] > 0
                    else f"{'-':>6s}")
-            print(f"{spec:14s} {dim:6d} {r['s_per_step']:9.4f} {1 / r['s_per_step']:8.1f} {speed} "
+            print(f"{spec:16s} {dim:6d} {r['s_per_step']:9.4f} {1 / r['s_per_step']:8.1f} {speed} "
                   f"{r['peak_mb']:8.1f} {mem}")
     for dim in args.dims:
-        sdgd, stde = results[f"sdgd:{args.samples}", dim], results[f"stde:{args.samples}", dim]
-        if sdgd.get("s_per_step") and stde.get("s_per_step"):
-            print(f"STDE vs SDGD (double backward) at D = {dim}: "
-                  f"{sdgd['s_per_step'] / stde['s_per_step']:.1f}x faster per step, "
-                  f"{sdgd['peak_mb'] / max(stde['peak_mb'], 1e-9):.1f}x less peak memory")
+        sdgd = results[f"sdgd:{args.samples}", dim]
+        for spec in (f"stde:{args.samples}", f"stde:{args.samples}+compile"):
+            stde = results[spec, dim]
+            if sdgd.get("s_per_step") and stde.get("s_per_step"):
+                extra = f" (compile {stde['compile_s']:.0f} s once)" if "compile_s" in stde else ""
+                print(f"{spec} vs SDGD (double backward) at D = {dim}: "
+                      f"{sdgd['s_per_step'] / stde['s_per_step']:.1f}x faster per step, "
+                      f"{sdgd['peak_mb'] / max(stde['peak_mb'], 1e-9):.1f}x less peak memory{extra}")
 
 
 if __name__ == "__main__":
