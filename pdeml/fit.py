@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +151,7 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
         cb.on_start(state)
     t_start = time.perf_counter() - state.wall_time_s
     phase = "adam"
+    stalled = 0      # L-BFGS iterations in a row that left the parameters unchanged
     try:
         while state.step < state.total_steps and not state.stop:
             phase = "adam" if state.step < steps else "lbfgs"
@@ -198,6 +200,14 @@ def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs:
                             p.copy_(s)
                     diverged(losses, float("nan"), phase)
                 lr = lbfgs.lr
+                moved = any(not torch.equal(p, s) for p, s in zip(params, snapshot))
+                stalled = 0 if moved else stalled + 1
+                if stalled >= lbfgs.patience:       # nothing left to gain: end the stage
+                    warnings.warn(f"L-BFGS left the parameters unchanged for {stalled} iterations in "
+                                  f"a row (the loss {float(total):.3e} is at its floating-point floor or "
+                                  f"the gradient is zero); ending it at step {state.step + 1} of "
+                                  f"{state.total_steps}.", stacklevel=2)
+                    state.status, state.stop = "finished", True
             state.step += 1
             state.losses = {k: float(v.detach()) for k, v in losses.items()}
             state.wall_time_s = time.perf_counter() - t_start

@@ -63,13 +63,18 @@ class LBFGS:
     (1e-9) or the gradient below ``tolerance_grad`` (1e-7); in float32 that ends runs after
     one or two iterations (the DeepXDE reports #1819, #1977). We call ``step`` once per
     training step with ``max_iter=1`` and tolerances at zero, so the iteration count is
-    exactly ``steps`` unless the line search can make no progress at all.
+    exactly ``steps`` unless the line search can make no progress at all: after ``patience``
+    iterations in a row that leave every parameter unchanged (the loss is at its floating-point
+    floor, or the gradient is exactly zero) the stage ends early, with a warning, instead of
+    spending 25 loss evaluations per iteration on nothing.
     """
 
-    def __init__(self, steps: int = 1000, *, lr: float = 1.0, history_size: int = 50):
+    def __init__(self, steps: int = 1000, *, lr: float = 1.0, history_size: int = 50,
+                 patience: int = 20):
         self.steps = positive_int("lbfgs steps", steps)
         self.lr = finite_scalar("lr", lr)
         self.history_size = positive_int("history_size", history_size)
+        self.patience = positive_int("patience", patience)
 
     def build(self, params):
         return torch.optim.LBFGS(params, lr=self.lr, max_iter=1, max_eval=25,

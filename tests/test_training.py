@@ -109,3 +109,15 @@ def test_float64_training_keeps_float64(square_problem):
     backend = PINN(square_problem, pl.nn.MLP(8, 1), dtype=torch.float64)
     pl.fit(backend, steps=3, sampler=Uniform(16, 8))
     assert all(p.dtype == torch.float64 for p in backend.parameters())
+
+
+def test_lbfgs_stage_ends_when_it_cannot_move(tmp_path):
+    """A loss that is exactly zero: L-BFGS never moves, and the stage ends after ``patience``
+    such iterations instead of running all of them."""
+    problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), pde=lambda x, u: 0 * u.value)
+    backend = PINN(problem, pl.nn.MLP(8, 2), seed=0)
+    with pytest.warns(UserWarning, match="unchanged for 5 iterations"):
+        result = pl.fit(backend, steps=3, sampler=Uniform(32, 8), lbfgs=pl.LBFGS(50, patience=5),
+                        checkpoint=tmp_path / "checkpoint.pt", eval_every=1)
+    assert result.status == "finished" and result.steps == 3 + 5
+    assert int(ckpt.load(tmp_path / "checkpoint.pt")["step"]) == 8
