@@ -11,6 +11,8 @@ PDE points within r < 0.1 of the peak (uniform: 0.79%).
 
     python tests/benchmarks/bench_samplers.py                                  # everything, case defaults
     python tests/benchmarks/bench_samplers.py --cases peak_2d --steps 3000 --jobs 2
+    python tests/benchmarks/bench_samplers.py --cases allen_cahn_1d --samplers aas \
+        --set steps=20000 lbfgs_steps=0 lr_decay_every=2000     # any Case field, every run
 """
 import argparse
 import json
@@ -28,7 +30,28 @@ SAMPLERS = ["uniform", "uniform-redraw", "rad", "r3", "r3-causal", "aas"]
 REDRAW = 200          # steps between draws for uniform-redraw (AAS's default period)
 
 
-def one(case_key: str, sampler: str, steps: int | None, out: Path, seed: int) -> dict:
+def case_fields(pairs) -> dict:
+    """``["steps=20000", "lr=1e-3"]`` -> Case field overrides, typed like the field's default."""
+    from dataclasses import fields
+
+    from pdeml.problem import Case
+    defaults = {f.name: f.default for f in fields(Case)}
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in defaults or not isinstance(defaults[key], (int, float, str)):
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY a Case field holding a "
+                             f"number or string, e.g. steps=20000. Fix: one of "
+                             f"{sorted(k for k, v in defaults.items() if isinstance(v, (int, float, str)))}")
+        kind = type(defaults[key])
+        if kind is bool:
+            out[key] = value.lower() in ("1", "true", "yes")
+        else:
+            out[key] = value if kind is str else kind(float(value)) if kind is int else kind(value)
+    return out
+
+
+def one(case_key: str, sampler: str, steps: int | None, out: Path, seed: int, overrides=None) -> dict:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
@@ -36,6 +59,7 @@ def one(case_key: str, sampler: str, steps: int | None, out: Path, seed: int) ->
     from pdeml.run import load_case, train_case
     name, options = CASES[case_key]
     case, _ = load_case(name, {k: str(v) for k, v in options.items()})
+    case = case.replace(**case_fields(overrides)) if overrides else case
     if case.problem.time is None and sampler == "r3-causal":
         return {"skipped": "not time-dependent"}
     if sampler == "uniform":
@@ -66,20 +90,25 @@ def main():
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     ap.add_argument("--samplers", nargs="*", default=SAMPLERS)
     ap.add_argument("--steps", type=int, help="Adam steps for every run (default: each case's)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="override Case fields in every run, e.g. lbfgs_steps=0 lr_decay_every=2000")
     add_job_arguments(ap, ROOT / "runs" / "bench-samplers")
     args = ap.parse_args()
     if args.one:
         case_key, sampler = args.one
-        print(json.dumps(one(case_key, sampler, args.steps, Path(args.out) / case_key / sampler, args.seed)))
+        print(json.dumps(one(case_key, sampler, args.steps, Path(args.out) / case_key / sampler, args.seed,
+                             args.set)))
         return
+    case_fields(args.set)                      # a bad --set fails here, not in every job
     configs = [(c, s) for c in args.cases for s in args.samplers]
 
     def command(cfg):
         cmd = [sys.executable, __file__, "--one", *cfg, "--out", args.out, "--seed", str(args.seed)]
-        return cmd + (["--steps", str(args.steps)] if args.steps else [])
+        return (cmd + (["--steps", str(args.steps)] if args.steps else [])
+                + (["--set", *args.set] if args.set else []))
 
     results = run_jobs(configs, command, Path(args.out), args.jobs)
-    print(f"steps: {args.steps or 'case defaults'}; equal wall time = the fastest run of each case")
+    print(f"steps: {args.steps or 'case defaults'}{'; ' + ' '.join(args.set) if args.set else ''}; equal wall time = the fastest run of each case")
     head = "| case | sampler | rel. L2 (equal steps) | rel. L2 (equal time) | wall s | near peak |"
     print(head)
     print("|---|---|---|---|---|---|")
