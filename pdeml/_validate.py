@@ -52,7 +52,9 @@ def column(name: str, t: torch.Tensor, n: int, finite: bool = True) -> torch.Ten
             f"{name} returned shape {tuple(t.shape)} for {n} points; expected ({n},) or ({n}, 1). "
             "Fix: a common cause is broadcasting an (N,) tensor such as x[:, 0] against an "
             "(N, 1) tensor such as u.value; use x[:, 0:1] to keep the column shape.")
-    if finite and not bool(torch.isfinite(t).all()):
+    # under torch.compile the check would split the graph; the eager first call made it, and
+    # the training loop stops on any non-finite loss
+    if finite and not torch.compiler.is_compiling() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} returned non-finite values (NaN or inf). Fix: check the formula "
                          "for divisions by zero or overflow on the sampled points.")
     return t

@@ -123,3 +123,21 @@ def test_stochastic_runs_resume_their_generator(points):
     draws(a, points, lambda u: u.laplacian(), 5)
     b.load_state_dict(a.state_dict())              # generator state travels with the weights
     assert torch.equal(draws(a, points, lambda u: u.laplacian(), 3), draws(b, points, lambda u: u.laplacian(), 3))
+
+
+@pytest.mark.parametrize("est", [Taylor(), STDE(3), STDE(3, dense=True)], ids=repr)
+def test_first_and_diagonal_derivatives_beside_the_laplacian_are_exact(est, points):
+    """The extra one-hot directions appended to the Laplacian's (reused where the Laplacian's
+    are known, appended after random ones) give exact u_i and u_ii whatever was drawn."""
+    be = backend(est)
+    x = points.clone().requires_grad_(True)
+    g = torch.autograd.grad(be(x).sum(), x, create_graph=True)[0]
+    h = hessian(be, points)
+    for _ in range(4):                    # several draws of the random directions
+        u = be.field(points.clone().requires_grad_(True), "pde")[0]
+        lap = u.laplacian()
+        for i in (0, 7):
+            assert torch.allclose(u.d(i)[:, 0], g[:, i].detach(), atol=1e-12)
+            assert torch.allclose(u.d2(i)[:, 0], h[:, i, i], atol=1e-10)
+        if est.exact:
+            assert torch.allclose(lap[:, 0], torch.diagonal(h, dim1=1, dim2=2).sum(1), atol=1e-10)

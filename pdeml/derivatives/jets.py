@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -44,6 +43,7 @@ class OneHot:
 
     index: torch.Tensor   # (S,) long
     scale: torch.Tensor   # (S,)
+    known: tuple | None = None   # the indices as Python ints, all of unit scale, when not drawn at random
 
     def dense(self, dim: int, dtype, device) -> torch.Tensor:
         out = torch.zeros(len(self.index), dim, dtype=dtype, device=device)
@@ -101,9 +101,18 @@ def _add(a, b):
     return a if b is None else a + b
 
 
-@lru_cache(maxsize=None)
+_PARTITIONS: dict = {}
+
+
 def partitions(n: int) -> tuple:
-    """Integer partitions of n as (coefficient, number of parts, ((size, multiplicity), ...))."""
+    """Integer partitions of n as (coefficient, number of parts, ((size, multiplicity), ...)),
+    memoized in a plain dict (which torch.compile traces; it warns about ``lru_cache``)."""
+    if n not in _PARTITIONS:
+        _PARTITIONS[n] = _partitions(n)
+    return _PARTITIONS[n]
+
+
+def _partitions(n: int) -> tuple:
     out = []
 
     def rec(rest, largest, parts):

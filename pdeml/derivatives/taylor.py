@@ -71,7 +71,7 @@ class _TaylorEstimator(AbstractEstimator):
         else:
             tl, wl = (self._laplacian_directions(lap, d, n, x.dtype, x.device) if lap is not None
                       else (J.OneHot(torch.zeros(0, dtype=torch.long, device=x.device),
-                                     torch.zeros(0, dtype=x.dtype, device=x.device)), 0.0))
+                                     torch.zeros(0, dtype=x.dtype, device=x.device), ()), 0.0))
             extra = sorted(set(first) | set(diag))
             tangent, pos = _merge(tl, extra, d, n) if extra else (tl, {})
             weights = J.Prefix(_count(tl), wl)
@@ -163,7 +163,7 @@ def _per_point(c, n):
 def _unit_one_hot(dims: tuple, dtype, device) -> J.OneHot:
     """e_i for every i in ``dims`` (cached: built once per run, not per step)."""
     return J.OneHot(torch.tensor(dims, dtype=torch.long, device=device),
-                    torch.ones(len(dims), dtype=dtype, device=device))
+                    torch.ones(len(dims), dtype=dtype, device=device), tuple(dims))
 
 
 def _count(t) -> int:
@@ -172,16 +172,21 @@ def _count(t) -> int:
 
 def _merge(tl, extra: list, d: int, n: int):
     """Append one-hot tangents for the first/diagonal derivatives in ``extra`` (weight 0, so
-    after the Laplacian's) to the Laplacian's; reuse a direction e_i (unit scale) where there is one."""
+    after the Laplacian's) to the Laplacian's. Where the Laplacian's directions are known (not
+    drawn at random) a direction e_i already among them is reused; random ones are never read
+    back from the tensor (that would stall a GPU and split a compiled graph)."""
     if isinstance(tl, J.OneHot):
         dev, dt = tl.scale.device, tl.scale.dtype
-        idx, scale = tl.index.tolist(), tl.scale.tolist()
-        pos = {i: k for k, (i, s) in enumerate(zip(idx, scale)) if s == 1.0}
-        for i in extra:
-            if i not in pos:
-                pos[i] = len(idx)
-                idx.append(i), scale.append(1.0)
-        return J.OneHot(torch.tensor(idx, dtype=torch.long, device=dev), torch.tensor(scale, dtype=dt, device=dev)), pos
+        m = len(tl.index)
+        pos = {i: k for k, i in enumerate(tl.known)} if tl.known is not None else {}
+        new = [i for i in extra if i not in pos]
+        pos.update({i: m + k for k, i in enumerate(new)})
+        if not new:
+            return tl, pos
+        idx = torch.cat([tl.index, torch.tensor(new, dtype=torch.long, device=dev)])
+        scale = torch.cat([tl.scale, torch.ones(len(new), dtype=dt, device=dev)])
+        known = tl.known + tuple(new) if tl.known is not None else None
+        return J.OneHot(idx, scale, known), pos
     dev, dt = tl.device, tl.dtype
     pos = {i: tl.shape[-2] + k for k, i in enumerate(extra)}
     eye = J.OneHot(torch.tensor(extra, dtype=torch.long, device=dev),
