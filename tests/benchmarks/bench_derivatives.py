@@ -36,9 +36,21 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
+def _trim_heap() -> None:
+    """Hand the allocator's free memory back to the OS (glibc ``malloc_trim``), so that a step's
+    allocations show in the resident size even when earlier steps (the compile's warm-up) left
+    a heap large enough to serve them without growing."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_peak() -> int:
     """Reset the kernel's peak-RSS mark (Linux: clear_refs 5) and return the current RSS in kB,
     so the set-up (e.g. 2048 sample points in 10^4 dimensions) does not hide the step's peak."""
+    _trim_heap()
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return _status_kb("VmRSS")
