@@ -48,6 +48,20 @@ def builtin_cases() -> dict[str, str]:
     return out
 
 
+def typed_option(flag: str, value, default):
+    """``value`` (a command-line string) converted to the type of ``default`` (str if None);
+    booleans are true/false/1/0. A bad value is an error that names ``flag``."""
+    kind = type(default) if default is not None else str
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1")
+        return kind(value)
+    except (TypeError, ValueError):
+        fail(flag, value, f"is not a valid {kind.__name__}", f"pass e.g. {flag} {default}")
+
+
 def _apply_options(mod, spec: str, options: dict) -> Case:
     """``mod.make(**options)`` with each value converted to the type of the option's default."""
     import inspect
@@ -63,16 +77,8 @@ def _apply_options(mod, spec: str, options: dict) -> Case:
             fail(f"--{key}", value, f"is not an option of case {spec!r}",
                  f"use one of {['--' + k for k in params]}")
         default = params[name].default
-        kind = type(default) if default is not inspect.Parameter.empty and default is not None else str
-        try:
-            if kind is bool and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(value)
-                kwargs[name] = value.lower() in ("true", "1")
-            else:
-                kwargs[name] = kind(value)
-        except (TypeError, ValueError):
-            fail(f"--{key}", value, f"is not a valid {kind.__name__}", f"pass e.g. --{key} {default}")
+        kwargs[name] = typed_option(f"--{key}", value,
+                                    None if default is inspect.Parameter.empty else default)
     case = make(**kwargs)
     return case.replace(options={**case.options, **kwargs})
 

@@ -31,23 +31,20 @@ REDRAW = 200          # steps between draws for uniform-redraw (AAS's default pe
 
 
 def case_fields(pairs) -> dict:
-    """``["steps=20000", "lr=1e-3"]`` -> Case field overrides, typed like the field's default."""
+    """``["steps=20000", "lr=1e-3"]`` -> Case field overrides, typed like the field's default
+    (by the conversion ``pdeml train`` applies to case options)."""
     from dataclasses import fields
 
     from pdeml.problem import Case
-    defaults = {f.name: f.default for f in fields(Case)}
+    from pdeml.run import typed_option
+    defaults = {f.name: f.default for f in fields(Case) if isinstance(f.default, (int, float, str))}
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or key not in defaults or not isinstance(defaults[key], (int, float, str)):
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY a Case field holding a "
-                             f"number or string, e.g. steps=20000. Fix: one of "
-                             f"{sorted(k for k, v in defaults.items() if isinstance(v, (int, float, str)))}")
-        kind = type(defaults[key])
-        if kind is bool:
-            out[key] = value.lower() in ("1", "true", "yes")
-        else:
-            out[key] = value if kind is str else kind(float(value)) if kind is int else kind(value)
+        if not sep or key not in defaults:
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with FIELD a Case field holding a "
+                             f"number, string or flag, e.g. steps=20000. Fix: one of {sorted(defaults)}")
+        out[key] = typed_option(f"--set {key}", value, defaults[key])
     return out
 
 
