@@ -178,8 +178,7 @@ class PINN(nn.Module):
         soft = [(name, c) for name, c in self.soft if terms is None or name in terms]
         if soft:
             xs = [batch[name]["x"] for name, _ in soft]
-            grad = any(c.needs_grad for _, c in soft)
-            xc = _inputs(torch.cat(xs), grad and self.estimator.input_grad("conditions"))
+            xc = _inputs(torch.cat(xs), self._input_grad("conditions", soft))
             u = self.field(xc, "conditions")
             start = 0
             for (name, c), xi in zip(soft, xs):
@@ -188,10 +187,19 @@ class PINN(nn.Module):
                 out[name] = c.residual(u.rows(sl), batch[name])
         return out
 
+    def _input_grad(self, site: str, conditions=None) -> bool:
+        """Whether the points of call site ``site`` ("pde" or "conditions") must require grad:
+        the estimator needs reverse mode there, and for the conditions (``self.soft`` or a
+        subset) one of them takes derivatives at all."""
+        if site == "conditions" and not any(c.needs_grad for _, c in
+                                            (self.soft if conditions is None else conditions)):
+            return False
+        return self.estimator.input_grad(site)
+
     def _weighted_pde(self, batch, residuals=None) -> list[torch.Tensor]:
         """The PDE residual columns, times the sampler's per-point weights ``batch["domain"]["w"]``
         (causal R3) if any; ``residuals`` receives them detached and unweighted."""
-        xd = _inputs(batch["domain"]["x"], self.estimator.input_grad("pde"))
+        xd = _inputs(batch["domain"]["x"], self._input_grad("pde"))
         w = batch["domain"].get("w")
         res = self.pde_residuals(xd)
         if residuals is not None:
@@ -212,9 +220,7 @@ class PINN(nn.Module):
     def _compile_losses(self):
         """The compiled :meth:`_losses`, or False (with a warning) when some call site needs
         reverse mode through the points, i.e. a double backward."""
-        reverse = [site for site, needed in (("pde", True),
-                                             ("conditions", any(c.needs_grad for _, c in self.soft)))
-                   if needed and self.estimator.input_grad(site)]
+        reverse = [site for site in ("pde", "conditions") if self._input_grad(site)]
         if reverse:
             warnings.warn(f"compile_losses=True: the {' and '.join(reverse)} terms need reverse-mode "
                           f"derivatives through the points ({self.estimator!r}), a double backward, "
@@ -248,7 +254,7 @@ class PINN(nn.Module):
         x = torch.as_tensor(np.asarray(x), dtype=dt, device=dev)
         parts = []
         for i in range(0, len(x), chunk):
-            xi = x[i:i + chunk].detach().requires_grad_(self.estimator.input_grad("pde"))
+            xi = x[i:i + chunk].detach().requires_grad_(self._input_grad("pde"))
             parts.append(torch.cat(self.pde_residuals(xi), dim=1).detach().double().cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, len(self.pde_names)))
 
