@@ -66,7 +66,8 @@ class LBFGS:
     exactly ``steps`` unless the line search can make no progress at all: after ``patience``
     iterations in a row that leave every parameter unchanged (the loss is at its floating-point
     floor, or the gradient is exactly zero) the stage ends early, with a warning, instead of
-    spending 25 loss evaluations per iteration on nothing.
+    spending line-search evaluations on nothing (on Allen-Cahn a stalled iteration took 0.32 s,
+    a productive one 0.14 s).
     """
 
     def __init__(self, steps: int = 1000, *, lr: float = 1.0, history_size: int = 50,
