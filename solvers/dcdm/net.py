@@ -31,6 +31,7 @@ class DirectionNet(nn.Module):
         self.dim = dim
         self.channels = positive_int("channels", channels)
         self.levels = positive_int("levels", levels)
+        self.trained_on: tuple | None = None     # the training grid's shape (set by train / load)
         conv = nn.Conv2d if dim == 2 else nn.Conv3d
         c = self.channels
         def layer(a, b, k=3):          # no biases: a constant field would swamp a unit residual

@@ -86,6 +86,11 @@ def assemble(fluid) -> sp.csr_matrix:
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
 
 
+def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, *grid) x (B, *grid) -> (B,): one inner product per batch entry."""
+    return (a * b).flatten(1).sum(1)
+
+
 def restrict(fluid, grid_vectors: np.ndarray) -> np.ndarray:
     """(..., *grid) -> (..., n_fluid)."""
     return np.asarray(grid_vectors)[..., fluid]
@@ -133,7 +138,6 @@ def _neighbour_sum(xp: torch.Tensor, ndim: int, d: int) -> torch.Tensor:
     """Sum of the 2d axis neighbours of the interior of a 1-padded tensor."""
     total = 0
     for axis in range(d):
-        dim = ndim - d + axis
         for start in (0, 2):
             sl = [slice(None)] * ndim
             for other in range(d):

@@ -31,8 +31,9 @@ import torch
 from pdeml import checkpoint as ckpt
 from pdeml._validate import fail, positive_int
 
+from .multilevel import VCycle
 from .net import DirectionNet
-from .poisson import GridPoisson, assemble, check_fluid, prolong
+from .poisson import GridPoisson, assemble, batch_dot, check_fluid, prolong
 
 
 @dataclass
@@ -46,26 +47,26 @@ class SolveResult:
     fallbacks: int = 0                               # steps that used q = r (see ``stall``)
 
 
-def _dot(a, b):
-    return (a * b).flatten(1).sum(1)
-
-
-def _direction(A, r, net, dirs):
-    """q = net(r/||r||) (or r), A-orthogonalized against ``dirs``; returns (q, Aq, qAq)."""
+def _direction(A, r, net, dirs, cycle=None):
+    """q = net(r/||r||), or the V-cycle ``cycle(r)``, or r when ``net`` is None;
+    A-orthogonalized against ``dirs``; returns (q, Aq, qAq)."""
     if net is None:
         q = r.clone()
+    elif cycle is not None:
+        q = cycle(r)
     else:
         rn = (r / r.norm()).to(next(iter(net.parameters()), r.float()).dtype)
         q = net(rn, A.fluid).to(torch.float64)
     for p, Ap, pAp in dirs:
-        q = q - (_dot(q, Ap) / pAp).view(-1, *[1] * A.fluid.ndim) * p
+        q = q - (batch_dot(q, Ap) / pAp).view(-1, *[1] * A.fluid.ndim) * p
     Aq = A(q)
-    return q, Aq, _dot(q, Aq)
+    return q, Aq, batch_dot(q, Aq)
 
 
 def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
           maxiter: int = 1000, k: int = 2, x0=None, progress: bool = False,
-          keep_directions: bool = False, stall: float | None = 0.9) -> SolveResult:
+          keep_directions: bool = False, stall: float | None = 0.9,
+          multilevel: int | str | None = None, sweeps: int = 2) -> SolveResult:
     """Solve A x = b on the grid of ``A`` (b: (*grid) or (1, *grid); float64 iteration).
 
     ``net=None`` uses q = r (a conjugate-direction method: CG for k >= 1).
@@ -76,7 +77,14 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
     stuck. So the next step uses q = r instead, which moves the residual on, and the step
     after it tries the network again. A network direction that A-orthogonalization reduces to
     nothing (it repeats a recent one) is replaced by q = r too. ``None`` turns both off (the
-    paper's method). ``SolveResult.fallbacks`` counts the q = r steps."""
+    paper's method). ``SolveResult.fallbacks`` counts the q = r steps.
+
+    ``multilevel`` (ours, not the paper's): on a grid with a side longer than this (pass the
+    side of the network's training grid, or ``"auto"`` to read it from ``net.trained_on``), q
+    comes from a V-cycle that smooths with ``sweeps`` damped-Jacobi steps per level and runs
+    the network on the coarsest level, no finer than ``multilevel``
+    (:class:`~solvers.dcdm.multilevel.VCycle`). The iteration count then stays near the
+    training grid's at 2x and 4x its resolution."""
     if not tol > 0:
         fail("tol", tol, "must be positive", "pass e.g. 1e-6")
     maxiter, k = positive_int("maxiter", maxiter), positive_int("k", k)
@@ -86,6 +94,11 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
     nb = float(b.norm())
     if nb == 0:
         return SolveResult(x=x[0], residuals=[0.0], converged=True)
+    cycle = None
+    if multilevel is not None:
+        cycle = VCycle(A, net, multilevel, sweeps)
+        if len(cycle.levels) == 1:
+            cycle = None                                # the grid is no finer: the net runs on it
     r = b - A(x)
     res = [float(r.norm()) / nb]
     dirs: list = []
@@ -101,14 +114,14 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
         while res[-1] > tol and it < maxiter:
             stuck = stall is not None and used_net and res[-1] > stall * res[-2]
             used_net = net is not None and not stuck
-            q, Aq, qAq = _direction(A, r, net if used_net else None, dirs)
-            if stall is not None and used_net and not float(qAq) > 1e-14 * float(_dot(q, q)):
+            q, Aq, qAq = _direction(A, r, net if used_net else None, dirs, cycle)
+            if stall is not None and used_net and not float(qAq) > 1e-14 * float(batch_dot(q, q)):
                 q, Aq, qAq = _direction(A, r, None, dirs)   # the net repeated a recent direction
                 used_net = False
             fallbacks += int(net is not None and not used_net)
             if not float(qAq) > 0:
                 break                                   # direction lost (numerically zero)
-            alpha = _dot(q, r) / qAq
+            alpha = batch_dot(q, r) / qAq
             x = x + alpha.view(-1, *[1] * A.fluid.ndim) * q
             r = b - A(x)
             dirs = (dirs + [(q, Aq, qAq)])[-k:]
@@ -129,7 +142,7 @@ def loss(net: DirectionNet, A: GridPoisson, b: torch.Tensor) -> torch.Tensor:
     """mean_b || b - (q.b / q.Aq) A q ||^2 with q = net(b); b: (B, *grid), unit norm."""
     q = net(b, A.fluid)
     Aq = A(q)
-    alpha = _dot(q, b) / _dot(q, Aq)
+    alpha = batch_dot(q, b) / batch_dot(q, Aq)
     return (b - alpha.view(-1, *[1] * A.fluid.ndim) * Aq).pow(2).flatten(1).sum(1).mean()
 
 
@@ -228,6 +241,7 @@ def train(fluid, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: flo
         bar.close()
     info = {"epochs": epochs, "loss": history, "wall_time_s": time.perf_counter() - t0,
             "grid": list(fluid.shape)}
+    net.trained_on = tuple(fluid.shape)
     if checkpoint is not None:
         save(net, checkpoint, info)
     return net, info
@@ -248,4 +262,6 @@ def load(path, device="cpu") -> DirectionNet:
         fail("checkpoint", str(path), "is not a DCDM checkpoint", "pass a file written by `pdeml dcdm train`")
     net = DirectionNet(**json.loads(saved["config"])).to(device)
     net.load_state_dict(saved["net"])
+    grid = json.loads(saved.get("info", "{}")).get("grid")
+    net.trained_on = tuple(grid) if grid else None
     return net.eval()
