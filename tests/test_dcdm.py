@@ -150,6 +150,11 @@ def test_cli_trains_and_solves(tmp_path, capsys):
     assert summary["iterations"] <= 3 and len(summary["residuals"]) == summary["iterations"] + 1
     fields = read_image_data(tmp_path / "s" / "solution.vti")
     assert set(fields) == {"x", "b", "residual", "fluid"} and fields["x"].shape == (20, 20)
+    assert summary["multilevel"] == "auto"
+    assert cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--n", "40", "--maxiter", "2", "--multilevel", "16",
+                     "--out", str(tmp_path / "m"), "--no-progress"]) in (0, 1)
+    assert json.loads((tmp_path / "m" / "solve.json").read_text())["iterations"] <= 2
+    assert cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--multilevel", "yes", "--no-progress"]) == 2
     assert cli.main(["dcdm", "solve", str(tmp_path / "nope.pt"), "--no-progress"]) == 2
 
 

@@ -28,6 +28,15 @@ def rhs(kind: str, fluid: np.ndarray, seed: int = 0) -> np.ndarray:
     return b / np.linalg.norm(b)
 
 
+def _multilevel(value: str):
+    if value in ("auto", "off"):
+        return None if value == "off" else value
+    try:
+        return int(value)
+    except ValueError:
+        fail("--multilevel", value, "is not auto, off or a grid side", "pass e.g. --multilevel auto")
+
+
 def add_parser(sub):
     d = sub.add_parser("dcdm", help="deep conjugate-direction solver for grid Poisson systems")
     dsub = d.add_subparsers(dest="dcdm_command", required=True)
@@ -53,6 +62,10 @@ def add_parser(sub):
     s.add_argument("--rhs", default="bump", help="noise | bump | point")
     s.add_argument("--tol", type=float, default=1e-6)
     s.add_argument("--maxiter", type=int, default=1000)
+    s.add_argument("--multilevel", default="auto",
+                   help="on grids finer than the network's training grid, run the network on a coarse "
+                        "level of a V-cycle: auto (the checkpoint's training grid), off (the paper's "
+                        "method: the network on the full grid), or the coarsest side N")
 
 
 def main(args) -> int:
@@ -80,12 +93,14 @@ def main(args) -> int:
         fail("--dim", args.dim, f"does not match the checkpoint's {net.dim}-D network", f"pass --dim {net.dim}")
     A = GridPoisson(fluid).to(dev)
     b = rhs(args.rhs, fluid)
-    result = solver.solve(A, b, net, tol=args.tol, maxiter=args.maxiter, progress=not args.no_progress)
+    result = solver.solve(A, b, net, tol=args.tol, maxiter=args.maxiter, progress=not args.no_progress,
+                          multilevel=_multilevel(args.multilevel))
     x = result.x.cpu().numpy()
     r = b - A(torch.as_tensor(x, device=dev)[None])[0].cpu().numpy()
     out.mkdir(parents=True, exist_ok=True)
     write_image_data(out / "solution.vti", {"x": x, "b": b, "residual": r, "fluid": fluid.astype(float)})
     summary = {"iterations": result.iterations, "converged": result.converged, "seconds": result.seconds,
+               "multilevel": args.multilevel,
                "final_relative_residual": result.residuals[-1], "grid": list(fluid.shape)}
     (out / "solve.json").write_text(json.dumps(summary | {"residuals": result.residuals}, indent=2))
     print(json.dumps(summary))
