@@ -1,4 +1,4 @@
-"""Multilevel DCDM: the V-cycle that carries residuals to the network's grid and back."""
+"""Multilevel DCDM: the multigrid cycle that carries residuals to the network's grid and back."""
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
@@ -6,7 +6,7 @@ import torch
 
 from solvers import dcdm
 from solvers.dcdm.cli import rhs
-from solvers.dcdm.multilevel import VCycle, coarsen
+from solvers.dcdm.multilevel import Cycle, coarsen
 
 
 def refine(fluid, times):
@@ -38,25 +38,28 @@ def test_coarsening_halves_the_grid_and_keeps_every_fluid_cell_connected_to_the_
     assert coarsen(torch.as_tensor(np.ones((9, 9, 9), bool))).shape == (5, 5, 5)   # odd sides round up
 
 
-def test_with_an_exact_coarse_solve_the_count_grows_by_a_few_steps_per_level_where_cg_doubles():
-    """An exact solve on the 16^2 grid at the bottom of the V-cycle (32^2 to 128^2): each added
-    level costs about three iterations (11, 14, 17 measured; piecewise-constant prolongation
-    and block-mean restriction make a V-cycle degrade slowly with depth), CG's count doubles."""
+def test_with_an_exact_coarse_solve_the_w_cycle_count_stays_flat_where_v_grows_and_cg_doubles():
+    """An exact solve on the 16^2 grid at the bottom of the cycle, 32^2 to 128^2. Piecewise-
+    constant prolongation and block-mean restriction: a V-cycle loses about three iterations per
+    level (11, 14, 17 measured), a W-cycle none (11, 12, 12); CG's count doubles."""
     base = dcdm.obstacles(16, 2, count=3, seed=0)
-    counts, cg = [], []
-    for times in (2, 4, 8):                                       # 32^2, 64^2, 128^2; net on 16^2
+    counts, cg = {1: [], 2: []}, []
+    for times in (2, 4, 8):
         fluid = refine(base, times)
         A = dcdm.GridPoisson(fluid)
         b = rhs("noise", fluid)
-        net = ExactCoarse()
-        out = dcdm.solve(A, b, net, tol=1e-8, maxiter=200, multilevel=16, stall=None)
-        assert out.converged and set(net.calls) == {(16, 16)}
-        counts.append(out.iterations)
         ref = spla.spsolve(dcdm.assemble(fluid).tocsc(), dcdm.restrict(fluid, b))
-        assert np.allclose(dcdm.restrict(fluid, out.x.numpy()), ref, rtol=1e-6, atol=1e-8 * np.abs(ref).max())
+        for corrections in (1, 2):
+            net = ExactCoarse()
+            out = dcdm.solve(A, b, net, tol=1e-8, maxiter=200, multilevel=16, stall=None, corrections=corrections)
+            assert out.converged and set(net.calls) == {(16, 16)}
+            assert len(net.calls) == out.iterations * corrections ** (len(Cycle(A, net, 16).levels) - 1)
+            assert np.allclose(dcdm.restrict(fluid, out.x.numpy()), ref, rtol=1e-6, atol=1e-8 * np.abs(ref).max())
+            counts[corrections].append(out.iterations)
         cg.append(dcdm.solve(A, b, None, tol=1e-8, maxiter=5000).iterations)
-    assert all(0 <= b - a <= 4 for a, b in zip(counts, counts[1:])) and counts[0] <= 12, counts
-    assert cg[2] > 3 * cg[0] and counts[2] < 1.7 * counts[0], (counts, cg)
+    assert max(counts[2]) <= 13 and max(counts[2]) - min(counts[2]) <= 2, counts
+    assert counts[1][2] - counts[1][0] >= 4, counts                  # the V-cycle does degrade
+    assert cg[2] > 3 * cg[0], cg
 
 
 def test_the_cycle_works_in_3d_and_on_odd_sides():
@@ -90,8 +93,8 @@ def test_bad_multilevel_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="net=None.*coarse solver.*Fix"):
         dcdm.solve(A, rhs("bump", fluid), None, multilevel=8)
     with pytest.raises(ValueError, match="multilevel='auto'.*training grid.*Fix"):
-        VCycle(A, dcdm.DirectionNet(2), "auto")
+        Cycle(A, dcdm.DirectionNet(2), "auto")
     with pytest.raises(ValueError, match="multilevel=0"):
-        VCycle(A, dcdm.DirectionNet(2), 0)
+        Cycle(A, dcdm.DirectionNet(2), 0)
     with pytest.raises(ValueError, match="sweeps=0"):
-        VCycle(A, dcdm.DirectionNet(2), 8, sweeps=0)
+        Cycle(A, dcdm.DirectionNet(2), 8, sweeps=0)

@@ -1,35 +1,39 @@
-r"""Multilevel DCDM directions: the network as the coarse solver of a V-cycle (ours, not the paper's).
+r"""Multilevel DCDM directions: the network as the coarse solver of a multigrid cycle (ours, not the paper's).
 
 A network trained on an :math:`n^d` grid and run on a finer one keeps the receptive field it
 learned in cells, so it sees a piece of the finer domain as if it were the whole one. Run
 directly, the 64² network of the benchmark needs 9 → 27 → 99 iterations for the bump at
 64² → 128² → 256². The paper trains a network per resolution instead.
 
-:class:`VCycle` keeps the network at the resolution it was trained on and lets a
-geometric V-cycle carry the residual there and back. On level :math:`l` (level 0 is the grid of
+:class:`Cycle` keeps the network at the resolution it was trained on and lets a geometric
+multigrid cycle carry the residual there and back. On level :math:`l` (level 0 is the grid of
 A, each next level halves every side) with operator :math:`A_l`, for a residual :math:`r`:
 
 1. pre-smoothing, ``sweeps`` damped-Jacobi steps from :math:`x = 0`:
    :math:`x \leftarrow x + \omega D_l^{-1}(r - A_l x)`, with :math:`\omega = 2d/(2d+1)` (4/5 in
    2-D, 6/7 in 3-D: the smoothing-optimal damping of the 5- and 7-point Laplacians);
-2. coarse direction: :math:`r_c = R(r - A_l x)` (the mean over each 2^d block, zero in coarse solid
-   cells), :math:`e_c` = the V-cycle on level :math:`l+1`, or on the coarsest level the network
-   :math:`f_\theta(r_c/\lVert r_c\rVert)`; :math:`p = P e_c` (nearest-neighbour prolongation, zero in
-   solid cells);
-3. exact line search along it: :math:`x \leftarrow x + \frac{p^\top(r - A_l x)}{p^\top A_l p}\,p`.
-   The network's output has no scale, so the step length has to come from A;
-4. post-smoothing, ``sweeps`` more Jacobi steps.
+2. ``corrections`` times: :math:`r_c = R(r - A_l x)` (the mean over each 2^d block, zero in
+   coarse solid cells); :math:`e_c` = the cycle on level :math:`l+1`, or on the coarsest level
+   the network :math:`f_\theta(r_c/\lVert r_c\rVert)`; :math:`p = P e_c` (nearest-neighbour
+   prolongation, zero in solid cells); an exact line search along it,
+   :math:`x \leftarrow x + \frac{p^\top(r - A_l x)}{p^\top A_l p}\,p`. The network's output has
+   no scale, so the step length has to come from A;
+3. post-smoothing, ``sweeps`` more Jacobi steps.
+
+``corrections=1`` is a V-cycle, 2 (the default) a W-cycle. With piecewise-constant
+prolongation and block-mean restriction (orders 1 + 1, not more than the order 2 of the
+Laplacian) a V-cycle's contraction degrades with every level, a W-cycle's does not
+(Trottenberg, Oosterlee, Schüller, *Multigrid*, Academic Press 2001, on the orders of
+transfer operators). Measured with an exact coarse solve on 16² (tests/test_dcdm_multilevel.py):
+11, 14, 17, 21 iterations to 1e-8 at 32² to 256² with the V-cycle, 11, 12, 12, 12 with the
+W-cycle. In 2-D a W-cycle costs at most twice the finest level's smoothing; the network runs
+2^L times per cycle on its own grid, L levels below.
 
 The result x (an approximation of :math:`A^{-1}r`) is the search direction q of the DCDM
 iteration in :func:`solvers.dcdm.solve`, which A-orthogonalizes it and line-searches as usual.
 Coarse operators are the same Poisson stencil rediscretized on the coarse fluid mask (a coarse
 cell is fluid when at least half of its children are; pockets cut off from the wall are made
 solid). Coarsening stops once every side is at most ``coarsest`` (the training grid's side).
-
-Measured on the benchmark's layout (docs/dcdm.md): bump to 1e-4 in 9 → 9 → 11 iterations at
-64² → 128² → 256², where CG needs 161 → 326 → 662. A V-cycle with the network at its
-bottom is a two-grid idea from multigrid (e.g. Trottenberg, Oosterlee, Schüller, *Multigrid*,
-2001); the network replaces the coarse-grid solve.
 """
 from __future__ import annotations
 
@@ -51,8 +55,8 @@ def coarsen(fluid: torch.Tensor) -> torch.Tensor | None:
     return coarse if bool(coarse.any()) else None
 
 
-class VCycle:
-    """q = V-cycle(r) with the network as the coarsest-level solver (see the module docstring).
+class Cycle:
+    """q = cycle(r) with the network as the coarsest-level solver (see the module docstring).
 
     Args:
         A: the operator on the finest grid.
@@ -60,10 +64,11 @@ class VCycle:
         coarsest: coarsen while a side is longer than this (the side the net was trained on;
             ``"auto"`` reads it from ``net.trained_on``, which :func:`~solvers.dcdm.train` and
             :func:`~solvers.dcdm.load` set).
-        sweeps: damped-Jacobi sweeps before and after each coarse correction.
+        sweeps: damped-Jacobi sweeps before and after the coarse corrections.
+        corrections: coarse corrections per level (1: V-cycle, 2: W-cycle).
     """
 
-    def __init__(self, A: GridPoisson, net, coarsest: int | str, sweeps: int = 2):
+    def __init__(self, A: GridPoisson, net, coarsest: int | str, sweeps: int = 2, corrections: int = 2):
         if net is None:
             fail("net", None, "is required by the multilevel cycle (it is the coarse solver)",
                  "pass a trained DirectionNet, or multilevel=None")
@@ -75,7 +80,7 @@ class VCycle:
             coarsest = max(grid)
         self.coarsest = positive_int("multilevel", coarsest)
         self.sweeps = positive_int("sweeps", sweeps)
-        self.mode = "nearest"
+        self.corrections = positive_int("corrections", corrections)
         self.net = net
         self.omega = 2 * A.fluid.ndim / (2 * A.fluid.ndim + 1)
         self.levels = [A]
@@ -106,10 +111,12 @@ class VCycle:
             x = x + inv_d * (r - A(x))
         coarse = self.levels[level + 1]
         pool = F.avg_pool2d if A.fluid.ndim == 2 else F.avg_pool3d
-        res = r - A(x)
-        rc = pool(res[:, None], 2, ceil_mode=True)[:, 0] * coarse.fluid
-        if bool((rc != 0).any()):
-            p = F.interpolate(self._cycle(level + 1, rc)[:, None], size=A.shape, mode=self.mode)[:, 0] * A.fluid
+        for _ in range(self.corrections):
+            res = r - A(x)
+            rc = pool(res[:, None], 2, ceil_mode=True)[:, 0] * coarse.fluid
+            if not bool((rc != 0).any()):
+                break
+            p = F.interpolate(self._cycle(level + 1, rc)[:, None], size=A.shape, mode="nearest")[:, 0] * A.fluid
             Ap = A(p)
             pAp = batch_dot(p, Ap)
             alpha = torch.where(pAp > 0, batch_dot(p, res) / torch.where(pAp > 0, pAp, 1), 0)

@@ -31,7 +31,7 @@ import torch
 from pdeml import checkpoint as ckpt
 from pdeml._validate import fail, positive_int
 
-from .multilevel import VCycle
+from .multilevel import Cycle
 from .net import DirectionNet
 from .poisson import GridPoisson, assemble, batch_dot, check_fluid, prolong
 
@@ -66,7 +66,7 @@ def _direction(A, r, net, dirs, cycle=None):
 def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
           maxiter: int = 1000, k: int = 2, x0=None, progress: bool = False,
           keep_directions: bool = False, stall: float | None = 0.9,
-          multilevel: int | str | None = None, sweeps: int = 2) -> SolveResult:
+          multilevel: int | str | None = None, sweeps: int = 2, corrections: int = 2) -> SolveResult:
     """Solve A x = b on the grid of ``A`` (b: (*grid) or (1, *grid); float64 iteration).
 
     ``net=None`` uses q = r (a conjugate-direction method: CG for k >= 1).
@@ -81,10 +81,10 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
 
     ``multilevel`` (ours, not the paper's): on a grid with a side longer than this (pass the
     side of the network's training grid, or ``"auto"`` to read it from ``net.trained_on``), q
-    comes from a V-cycle that smooths with ``sweeps`` damped-Jacobi steps per level and runs
-    the network on the coarsest level, no finer than ``multilevel``
-    (:class:`~solvers.dcdm.multilevel.VCycle`). The iteration count then stays near the
-    training grid's at 2x and 4x its resolution."""
+    comes from a multigrid cycle (``corrections`` 2: a W-cycle; 1: a V-cycle) that smooths with
+    ``sweeps`` damped-Jacobi steps per level and runs the network on the coarsest level, no
+    finer than ``multilevel`` (:class:`~solvers.dcdm.multilevel.Cycle`). The iteration count
+    then stays at the training grid's at 2x to 8x its resolution."""
     if not tol > 0:
         fail("tol", tol, "must be positive", "pass e.g. 1e-6")
     maxiter, k = positive_int("maxiter", maxiter), positive_int("k", k)
@@ -96,7 +96,7 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
         return SolveResult(x=x[0], residuals=[0.0], converged=True)
     cycle = None
     if multilevel is not None:
-        cycle = VCycle(A, net, multilevel, sweeps)
+        cycle = Cycle(A, net, multilevel, sweeps, corrections)
         if len(cycle.levels) == 1:
             cycle = None                                # the grid is no finer: the net runs on it
     r = b - A(x)
