@@ -3,7 +3,9 @@
 One script, the same right-hand sides for every solver (white noise, a smooth bump, a point
 source, unit norm), on (a) the 2-D training grid, (b) an unseen obstacle layout, (c) twice the
 training resolution (the training layout refined 2x, no retraining) and (d) a 3-D grid (a net
-trained on 16^3, run on 32^3). Then CG's and DCDM's iteration counts from n^2 to (2n)^2 to (4n)^2.
+trained on 16^3, run on 32^3). DCDM runs as in the paper (the net on the full grid) and with
+``multilevel="auto"`` (DCDM-ML: the net on its training grid at the bottom of a W-cycle). Then
+CG's and DCDM's iteration counts from n^2 to (2n)^2 to (4n)^2.
 Trains the networks first unless checkpoints are given.
 
     python tests/benchmarks/bench_dcdm.py                     # trains both nets: ~16 min on one thread
@@ -57,10 +59,11 @@ def run_case(name, fluid, net, device, maxiter):
         bf = dcdm.restrict(fluid, b)
         for tol in TOLS:
             r = dcdm.solve(op, b, net, tol=tol, maxiter=maxiter)
+            ml = dcdm.solve(op, b, net, tol=tol, maxiter=maxiter, multilevel="auto")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             row = {"case": name, "rhs": kind, "tol": tol, "dcdm": (r.iterations if r.converged else None, r.seconds),
-                   "fallbacks": r.fallbacks}
+                   "fallbacks": r.fallbacks, "ml": (ml.iterations if ml.converged else None, ml.seconds)}
             for label, M in (("cg", None), ("ic0", ic0), ("amg", amg)):
                 out = pcg(A, bf, M, tol, maxiter=20000)
                 row[label] = (out["iterations"] if out["converged"] else None, out["seconds"])
@@ -85,6 +88,9 @@ def main():
     ap.add_argument("--net2d"), ap.add_argument("--net3d")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--maxiter", type=int, default=2000)
+    ap.add_argument("--growth", type=int, nargs="+", default=[1, 2, 4, 8],
+                    help="refinements of the training layout for the growth table")
+    ap.add_argument("--growth3d", type=int, nargs="+", default=[16, 32, 64, 128], help="3-D sides for the growth table")
     args = ap.parse_args()
     dev = torch.device(args.device)
     train2d = dcdm.obstacles(args.n, 2, seed=0)
@@ -100,24 +106,46 @@ def main():
         rows += r
         setup[name] = s
     print(f"\ndevice {args.device}; iterations and seconds to ||r|| <= tol ||b|| ('-': not within {args.maxiter}); "
-          "q=r: DCDM steps that used the stall safeguard")
-    head = (f"{'case':20s} {'rhs':6s} {'tol':>6s} | {'DCDM':>13s} {'q=r':>4s} | {'CG':>13s} | {'IC(0)-PCG':>13s} | "
-            f"{'AMG-PCG':>13s} | DCDM/CG")
+          "q=r: DCDM steps that used the stall safeguard; DCDM-ML: multilevel='auto' (the net on its "
+          "training grid at the bottom of a W-cycle; the same as DCDM on grids no finer)")
+    head = (f"{'case':20s} {'rhs':6s} {'tol':>6s} | {'DCDM':>13s} {'q=r':>4s} | {'DCDM-ML':>13s} | {'CG':>13s} | "
+            f"{'IC(0)-PCG':>13s} | {'AMG-PCG':>13s} | DCDM/CG ML/CG")
     print(head)
     print("-" * len(head))
     for r in rows:
-        ratio = (f"{r['dcdm'][0] / r['cg'][0]:.2f}" if r["dcdm"][0] and r["cg"][0] else "-")
-        print(f"{r['case']:20s} {r['rhs']:6s} {r['tol']:6.0e} | {fmt(r['dcdm'])} {r['fallbacks']:4d} | {fmt(r['cg'])} | "
-              f"{fmt(r['ic0'])} | {fmt(r['amg'])} | {ratio}")
+        ratio = [f"{r[key][0] / r['cg'][0]:.2f}" if r[key][0] and r["cg"][0] else "-" for key in ("dcdm", "ml")]
+        print(f"{r['case']:20s} {r['rhs']:6s} {r['tol']:6.0e} | {fmt(r['dcdm'])} {r['fallbacks']:4d} | {fmt(r['ml'])} | "
+              f"{fmt(r['cg'])} | {fmt(r['ic0'])} | {fmt(r['amg'])} | {ratio[0]:>7s} {ratio[1]:>5s}")
     for name, s in setup.items():
         print(f"{name}: {s['unknowns']} unknowns, IC(0) setup {s['ic0_setup_s']:.2f} s, AMG setup {s['amg_setup_s']:.2f} s")
-    print("\nGrowth with the grid (training layout refined, bump, tol 1e-4):")
-    for times in (1, 2, 4):
-        fluid = refine(train2d, times)
-        b = rhs("bump", fluid)
-        d = dcdm.solve(dcdm.GridPoisson(fluid).to(dev), b, net2d, tol=1e-4, maxiter=args.maxiter)
-        c = pcg(dcdm.assemble(fluid), dcdm.restrict(fluid, b), None, 1e-4, maxiter=20000)
-        print(f"  {fluid.shape[0]:4d}^2: DCDM {d.iterations if d.converged else '-':>5}  CG {c['iterations']:>5}")
+    print("\nGrowth with the grid, 2-D (the training layout refined; tol 1e-4; iterations for noise / bump / "
+          "point, seconds for the three):")
+    growth([refine(train2d, t) for t in args.growth], net2d, dev, args.maxiter)
+    print("\nGrowth with the grid, 3-D (the 16^3 net on layouts drawn like (d) at each size):")
+    growth([dcdm.obstacles(n, 3, count=4, seed=2) for n in args.growth3d], net3d, dev, args.maxiter)
+
+
+def growth(fluids, net, dev, maxiter):
+    """Iterations (noise / bump / point, tol 1e-4) and seconds for the three on each grid; the
+    paper's DCDM is skipped beyond 4x the training side (at 512^2 it runs thousands of
+    full-grid network evaluations)."""
+    for fluid in fluids:
+        op, A = dcdm.GridPoisson(fluid).to(dev), dcdm.assemble(fluid)
+        amg = amg_preconditioner(A)
+        solvers = {"DCDM": lambda b: dcdm.solve(op, b, net, tol=1e-4, maxiter=maxiter),
+                   "DCDM-ML": lambda b: dcdm.solve(op, b, net, tol=1e-4, maxiter=maxiter, multilevel="auto"),
+                   "CG": lambda b: pcg(A, dcdm.restrict(fluid, b), None, 1e-4, maxiter=20000),
+                   "AMG-PCG": lambda b: pcg(A, dcdm.restrict(fluid, b), amg, 1e-4, maxiter=20000)}
+        line = f"  {fluid.shape[0]:4d}^{fluid.ndim}:"
+        for label, solve in solvers.items():
+            if label == "DCDM" and max(fluid.shape) > 4 * max(net.trained_on or fluid.shape):
+                line += f"  {label} {'not run':>12s} {'':8s} |"
+                continue
+            out = [solve(rhs(kind, fluid)) for kind in KINDS]
+            its = [(o.iterations if o.converged else "-") if hasattr(o, "iterations") else o["iterations"] for o in out]
+            sec = sum(o.seconds if hasattr(o, "seconds") else o["seconds"] for o in out)
+            line += f"  {label} {'/'.join(map(str, its)):>12s} {sec:6.2f} s |"
+        print(line.rstrip(" |"), flush=True)
 
 
 if __name__ == "__main__":
