@@ -45,12 +45,25 @@ from pdeml._validate import fail, positive_int
 from .poisson import GridPoisson, batch_dot, wall_connected
 
 
+def propose(net, r: torch.Tensor, fluid: torch.Tensor) -> torch.Tensor:
+    """The network's direction for residuals r (B, *grid): f(r/||r||) in the net's dtype,
+    returned as float64."""
+    dtype = next(iter(net.parameters()), r.float()).dtype
+    norm = r.flatten(1).norm(dim=1).clamp_min(torch.finfo(r.dtype).tiny)
+    return net((r / norm.view(-1, *[1] * fluid.ndim)).to(dtype), fluid).to(torch.float64)
+
+
+def block_mean(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(B, *grid) -> (B, *ceil(grid/2)): the mean over each 2^d block."""
+    pool = F.avg_pool2d if ndim == 2 else F.avg_pool3d
+    return pool(x[:, None], 2, ceil_mode=True)[:, 0]
+
+
 def coarsen(fluid: torch.Tensor) -> torch.Tensor | None:
     """The fluid mask one level down (halved sides, rounded up): a coarse cell is fluid when at
     least half of its 2^d children are, pockets cut off from the wall made solid; ``None`` if
     no fluid cell is left."""
-    pool = F.avg_pool2d if fluid.ndim == 2 else F.avg_pool3d
-    coarse = pool(fluid.to(torch.float64)[None, None], 2, ceil_mode=True)[0, 0] >= 0.5
+    coarse = block_mean(fluid.to(torch.float64)[None], fluid.ndim)[0] >= 0.5
     coarse = torch.as_tensor(wall_connected(coarse.cpu().numpy()), device=fluid.device)
     return coarse if bool(coarse.any()) else None
 
@@ -94,26 +107,19 @@ class Cycle:
         """r: (B, *grid) float64 on the finest grid -> (B, *grid) float64."""
         return self._cycle(0, r)
 
-    def _net(self, r, fluid):
-        dtype = next(iter(self.net.parameters()), r.float()).dtype
-        norm = r.flatten(1).norm(dim=1).clamp_min(torch.finfo(r.dtype).tiny)
-        rn = r / norm.view(-1, *[1] * fluid.ndim)
-        return self.net(rn.to(dtype), fluid).to(torch.float64)
-
     def _cycle(self, level: int, r: torch.Tensor) -> torch.Tensor:
         A = self.levels[level]
         if level == len(self.levels) - 1:
-            return self._net(r, A.fluid)
+            return propose(self.net, r, A.fluid)
         shape = [-1] + [1] * A.fluid.ndim
         inv_d = self.omega / A.diag.clamp_min(1).to(r.dtype)
         x = inv_d * r
         for _ in range(self.sweeps - 1):
             x = x + inv_d * (r - A(x))
         coarse = self.levels[level + 1]
-        pool = F.avg_pool2d if A.fluid.ndim == 2 else F.avg_pool3d
         for _ in range(self.corrections):
             res = r - A(x)
-            rc = pool(res[:, None], 2, ceil_mode=True)[:, 0] * coarse.fluid
+            rc = block_mean(res, A.fluid.ndim) * coarse.fluid
             if not bool((rc != 0).any()):
                 break
             p = F.interpolate(self._cycle(level + 1, rc)[:, None], size=A.shape, mode="nearest")[:, 0] * A.fluid

@@ -31,7 +31,7 @@ import torch
 from pdeml import checkpoint as ckpt
 from pdeml._validate import fail, positive_int
 
-from .multilevel import Cycle
+from .multilevel import Cycle, propose
 from .net import DirectionNet
 from .poisson import GridPoisson, assemble, batch_dot, check_fluid, prolong
 
@@ -55,8 +55,7 @@ def _direction(A, r, net, dirs, cycle=None):
     elif cycle is not None:
         q = cycle(r)
     else:
-        rn = (r / r.norm()).to(next(iter(net.parameters()), r.float()).dtype)
-        q = net(rn, A.fluid).to(torch.float64)
+        q = propose(net, r, A.fluid)
     for p, Ap, pAp in dirs:
         q = q - (batch_dot(q, Ap) / pAp).view(-1, *[1] * A.fluid.ndim) * p
     Aq = A(q)
