@@ -68,6 +68,8 @@ def test_the_cycle_works_in_3d_and_on_odd_sides():
     net = ExactCoarse()
     out = dcdm.solve(A, rhs("bump", fluid), net, tol=1e-8, maxiter=100, multilevel=8)
     assert out.converged and out.iterations < 20 and set(net.calls) == {(7, 7, 7)}
+    zero = Cycle(A, dcdm.DirectionNet(3, levels=2), 8)(torch.zeros(1, 13, 13, 13, dtype=torch.float64))
+    assert torch.equal(zero, torch.zeros_like(zero))                 # no 0/0 on a zero residual
 
 
 def test_a_trained_network_keeps_its_count_at_four_times_its_grid(tmp_path):

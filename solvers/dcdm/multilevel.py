@@ -119,9 +119,7 @@ class Cycle:
         coarse = self.levels[level + 1]
         for _ in range(self.corrections):
             res = r - A(x)
-            rc = block_mean(res, A.fluid.ndim) * coarse.fluid
-            if not bool((rc != 0).any()):
-                break
+            rc = block_mean(res, A.fluid.ndim) * coarse.fluid      # no host sync: a zero rc gives alpha 0
             p = F.interpolate(self._cycle(level + 1, rc)[:, None], size=A.shape, mode="nearest")[:, 0] * A.fluid
             Ap = A(p)
             pAp = batch_dot(p, Ap)
