@@ -98,5 +98,7 @@ def test_bad_multilevel_arguments_are_clear_errors():
         Cycle(A, dcdm.DirectionNet(2), "auto")
     with pytest.raises(ValueError, match="multilevel=0"):
         Cycle(A, dcdm.DirectionNet(2), 0)
+    with pytest.raises(ValueError, match="too small for the network's 4 pooling levels.*Fix"):
+        dcdm.solve(A, rhs("bump", fluid), dcdm.DirectionNet(2), multilevel=8)   # 16 -> 8: 8, 4, 2, 1
     with pytest.raises(ValueError, match="sweeps=0"):
         Cycle(A, dcdm.DirectionNet(2), 8, sweeps=0)

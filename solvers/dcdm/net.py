@@ -49,6 +49,13 @@ class DirectionNet(nn.Module):
 
     def forward(self, r: torch.Tensor, fluid: torch.Tensor) -> torch.Tensor:
         """``r``: (B, *grid) residuals of unit norm; they are rescaled to O(1) entries first."""
+        side = min(fluid.shape)
+        for _ in range(self.levels):
+            if side < 2:
+                fail("fluid", f"grid {tuple(fluid.shape)}", f"is too small for the network's {self.levels} "
+                     "pooling levels", f"use sides of at least {2 ** (self.levels - 1) + 1}, a network with "
+                     "fewer levels, or solve(..., multilevel=...) no smaller than the training grid's side")
+            side = (side + 1) // 2
         scale = fluid.sum().to(r.dtype).sqrt()
         h = self.first((r * scale).unsqueeze(1))
         skips = []
