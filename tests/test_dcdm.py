@@ -151,6 +151,7 @@ def test_cli_trains_and_solves(tmp_path, capsys):
     fields = read_image_data(tmp_path / "s" / "solution.vti")
     assert set(fields) == {"x", "b", "residual", "fluid"} and fields["x"].shape == (20, 20)
     assert summary["multilevel"] == "auto"
+    assert (tmp_path / "s" / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--n", "40", "--maxiter", "2", "--multilevel", "16",
                      "--out", str(tmp_path / "m"), "--no-progress"]) in (0, 1)
     assert json.loads((tmp_path / "m" / "solve.json").read_text())["iterations"] <= 2

@@ -102,3 +102,28 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_grid_solve(path, x: np.ndarray, fluid: np.ndarray, residuals: dict[str, list[float]],
+                    tol: float | None = None) -> Path:
+    """A grid solution (2-D, or the middle slice of the last axis in 3-D; solid cells blank)
+    beside the relative residual histories of one or more iterative solvers."""
+    plt = _plt()
+    fig, ax = _panels(plt, 2)
+    sliced = x.ndim == 3
+    if sliced:
+        x, fluid = x[..., x.shape[-1] // 2], fluid[..., fluid.shape[-1] // 2]
+    im = ax[0].imshow(np.ma.masked_where(~fluid.astype(bool), x).T, origin="lower", cmap="viridis")
+    fig.colorbar(im, ax=ax[0])
+    ax[0].set(title="x, middle slice" if sliced else "x")
+    for label, hist in residuals.items():
+        ax[1].semilogy(range(len(hist)), hist, label=f"{label} ({len(hist) - 1} it.)")
+    if tol is not None:
+        ax[1].axhline(tol, color="k", ls=":", lw=1)
+    ax[1].set(xlabel="iteration", ylabel="||r|| / ||b||", title="convergence")
+    ax[1].legend()
+    ax[1].grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

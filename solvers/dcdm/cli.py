@@ -66,6 +66,7 @@ def add_parser(sub):
                    help="on grids finer than the network's training grid, run the network on a coarse "
                         "level of a V-cycle: auto (the checkpoint's training grid), off (the paper's "
                         "method: the network on the full grid), or the coarsest side N")
+    s.add_argument("--cg", action="store_true", help="also run CG (q = r) and draw its residuals in convergence.png")
 
 
 def main(args) -> int:
@@ -73,6 +74,7 @@ def main(args) -> int:
 
     from pdeml.device import resolve_device
     from pdeml.export.image import write_image_data
+    from pdeml.export.plots import plot_grid_solve
 
     from . import solver
     from .poisson import GridPoisson, obstacles
@@ -99,6 +101,10 @@ def main(args) -> int:
     r = b - A(torch.as_tensor(x, device=dev)[None])[0].cpu().numpy()
     out.mkdir(parents=True, exist_ok=True)
     write_image_data(out / "solution.vti", {"x": x, "b": b, "residual": r, "fluid": fluid.astype(float)})
+    histories = {"DCDM" if args.multilevel == "off" else f"DCDM, multilevel {args.multilevel}": result.residuals}
+    if args.cg:
+        histories["CG"] = solver.solve(A, b, None, tol=args.tol, maxiter=100 * args.maxiter).residuals
+    plot_grid_solve(out / "convergence.png", x, fluid, histories, tol=args.tol)
     summary = {"iterations": result.iterations, "converged": result.converged, "seconds": result.seconds,
                "multilevel": args.multilevel,
                "final_relative_residual": result.residuals[-1], "grid": list(fluid.shape)}
