@@ -64,7 +64,7 @@ def add_parser(sub):
     s.add_argument("--maxiter", type=int, default=1000)
     s.add_argument("--multilevel", default="auto",
                    help="on grids finer than the network's training grid, run the network on a coarse "
-                        "level of a V-cycle: auto (the checkpoint's training grid), off (the paper's "
+                        "level of a multigrid W-cycle: auto (the checkpoint's training grid), off (the paper's "
                         "method: the network on the full grid), or the coarsest side N")
     s.add_argument("--cg", action="store_true", help="also run CG (q = r) and draw its residuals in convergence.png")
 

@@ -34,6 +34,10 @@ iteration in :func:`solvers.dcdm.solve`, which A-orthogonalizes it and line-sear
 Coarse operators are the same Poisson stencil rediscretized on the coarse fluid mask (a coarse
 cell is fluid when at least half of its children are; pockets cut off from the wall are made
 solid). Coarsening stops once every side is at most ``coarsest`` (the training grid's side).
+
+Benchmark (tests/benchmarks/bench_dcdm.py, bump to 1e-4): the 64² network in the cycle takes
+9 → 8 → 9 → 9 iterations at 64² → 128² → 256² → 512² (CG 161 → 326 → 662 → 1344); the 16³
+network 7 → 7 → 8 → 8 at 16³ → 128³.
 """
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ class SolveResult:
 
 
 def _direction(A, r, net, dirs, cycle=None):
-    """q = net(r/||r||), or the V-cycle ``cycle(r)``, or r when ``net`` is None;
+    """q = net(r/||r||), or the multigrid cycle ``cycle(r)``, or r when ``net`` is None;
     A-orthogonalized against ``dirs``; returns (q, Aq, qAq)."""
     if net is None:
         q = r.clone()
