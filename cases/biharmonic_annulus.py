@@ -17,7 +17,7 @@ off by a biharmonic function. Reweighting helps at D = 5 (exact Taylor, 1000 ste
 L2 0.30 with weights pde 1e-4 / neumann 10, 0.13 with 1e-6 / 10), but then the PDE residual
 stays as large as f: the Neumann data alone shape the answer. At D = 10 (stde:16, 2000 steps)
 the same weights leave 1.8 to 2.1, and the Neumann term is not fitted either: its mean square
-stays ~2500, more than the target's own (~750 over both spheres: 1213 on |x| = 2, 286 on
+stays ~2500, more than the target's own (1213 on |x| = 2, 286 on
 |x| = 1), while the PDE term spikes to ~4e10 now and then (16-direction estimates of Δ²u).
 The defaults are left as they were until a recipe solves the PDE itself.
 """
