@@ -102,3 +102,60 @@ def test_bad_multilevel_arguments_are_clear_errors():
         dcdm.solve(A, rhs("bump", fluid), dcdm.DirectionNet(2), multilevel=8)   # 16 -> 8: 8, 4, 2, 1
     with pytest.raises(ValueError, match="sweeps=0"):
         Cycle(A, dcdm.DirectionNet(2), 8, sweeps=0)
+
+
+def variable_coefficient(n, seed=0):
+    """5-point -div(k grad) on an n x n grid, Dirichlet walls, smooth k in [0.5, 1.5] on the faces."""
+    import scipy.sparse as sp
+    d1 = sp.diags([np.ones(n), -np.ones(n)], [0, -1], shape=(n + 1, n))          # face differences
+    eye = sp.identity(n)
+    dx, dy = sp.kron(d1, eye), sp.kron(eye, d1)
+    rng = np.random.default_rng(seed)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    fx = np.linspace(0, 1, n + 1)
+    kx = 1 + 0.5 * np.sin(2 * np.pi * fx[:, None] + phase[0]) * np.cos(2 * np.pi * np.linspace(0, 1, n)[None] + phase[1])
+    ky = kx.T
+    return (dx.T @ sp.diags(kx.ravel()) @ dx + dy.T @ sp.diags(ky.ravel()) @ dy).tocsr()
+
+
+def test_matrix_operator_equals_grid_poisson_on_its_assembled_matrix():
+    fluid = dcdm.obstacles(20, 2, count=3, seed=4)
+    x = torch.randn(3, 20, 20, dtype=torch.float64) * torch.as_tensor(fluid)
+    got = dcdm.MatrixOperator(dcdm.assemble(fluid), fluid)(x)
+    assert torch.allclose(got, dcdm.GridPoisson(fluid)(x), atol=1e-12)
+    fluid3 = dcdm.obstacles(7, 3, count=2, seed=0)
+    x3 = torch.randn(1, 7, 7, 7, dtype=torch.float64) * torch.as_tensor(fluid3)
+    assert torch.allclose(dcdm.MatrixOperator(dcdm.assemble(fluid3), fluid3)(x3), dcdm.GridPoisson(fluid3)(x3), atol=1e-12)
+
+
+def test_a_users_sparse_matrix_is_solved_in_the_shape_it_was_given():
+    """A variable-coefficient matrix DCDM did not assemble: CG (net=None) and the cycle with an
+    exact Poisson coarse solve both reach spsolve's answer; vectors in, vectors out."""
+    n = 64
+    A = variable_coefficient(n)
+    b = np.random.default_rng(1).standard_normal(n * n)
+    ref = spla.spsolve(A.tocsc(), b)
+    cg = dcdm.solve(A, b, None, grid=(n, n), tol=1e-10, maxiter=5000)
+    assert cg.x.shape == (n * n,) and np.allclose(cg.x.numpy(), ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+    ml = dcdm.solve(A, b, ExactCoarse(), grid=(n, n), tol=1e-10, maxiter=200, multilevel=16)
+    assert ml.converged and np.allclose(ml.x.numpy(), ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+    assert ml.iterations < cg.iterations / 5, (ml.iterations, cg.iterations)
+    on_grid = dcdm.solve(A, b.reshape(n, n), None, grid=(n, n), tol=1e-10, maxiter=5000)
+    assert on_grid.x.shape == (n, n) and np.allclose(on_grid.x.numpy().ravel(), cg.x.numpy(), atol=1e-12)
+
+
+def test_matrix_operator_refuses_what_it_cannot_solve():
+    import scipy.sparse as sp
+    A = variable_coefficient(8)
+    with pytest.raises(ValueError, match="grid=None.*required with a scipy sparse matrix.*Fix"):
+        dcdm.solve(A, np.ones(64), None)
+    with pytest.raises(ValueError, match="grid=.*does not match the 64 x 64 matrix.*Fix"):
+        dcdm.MatrixOperator(A, (8, 9))
+    with pytest.raises(ValueError, match="matrix=.*is not symmetric.*Fix"):
+        dcdm.MatrixOperator(A + sp.triu(A, 1), (8, 8))
+    with pytest.raises(ValueError, match="matrix=.*not a square scipy sparse matrix.*Fix"):
+        dcdm.MatrixOperator(A.toarray(), (8, 8))
+    with pytest.raises(ValueError, match="b=.*fits neither the grid.*Fix"):
+        dcdm.solve(A, np.ones(65), None, grid=(8, 8))
+    with pytest.raises(ValueError, match="grid=.*only for scipy sparse matrices.*Fix"):
+        dcdm.solve(dcdm.GridPoisson(np.ones((8, 8), bool)), np.ones(64), None, grid=(8, 8))

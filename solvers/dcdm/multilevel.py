@@ -116,7 +116,7 @@ class Cycle:
         if level == len(self.levels) - 1:
             return propose(self.net, r, A.fluid)
         shape = [-1] + [1] * A.fluid.ndim
-        inv_d = self.omega / A.diag.clamp_min(1).to(r.dtype)
+        inv_d = self.omega / torch.where(A.fluid, A.diag.to(r.dtype), 1)
         x = inv_d * r
         for _ in range(self.sweeps - 1):
             x = x + inv_d * (r - A(x))

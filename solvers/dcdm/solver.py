@@ -33,6 +33,7 @@ from pdeml._validate import fail, positive_int
 
 from .multilevel import Cycle, propose
 from .net import DirectionNet
+from .operator import as_operator
 from .poisson import GridPoisson, assemble, batch_dot, check_fluid, prolong
 
 
@@ -62,11 +63,17 @@ def _direction(A, r, net, dirs, cycle=None):
     return q, Aq, batch_dot(q, Aq)
 
 
-def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
+def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
           maxiter: int = 1000, k: int = 2, x0=None, progress: bool = False,
           keep_directions: bool = False, stall: float | None = 0.9,
-          multilevel: int | str | None = None, sweeps: int = 2, corrections: int = 2) -> SolveResult:
-    """Solve A x = b on the grid of ``A`` (b: (*grid) or (1, *grid); float64 iteration).
+          multilevel: int | str | None = None, sweeps: int = 2, corrections: int = 2,
+          grid=None) -> SolveResult:
+    """Solve A x = b on the grid of ``A`` (float64 iteration).
+
+    ``A``: a grid operator (:class:`GridPoisson`, :class:`~solvers.dcdm.operator.MatrixOperator`),
+    or a scipy sparse SPD matrix with ``grid`` = its grid shape, or a boolean mask whose ``True``
+    cells (C order) carry the unknowns. ``b``: (*grid) or (1, *grid), then ``SolveResult.x`` is on
+    the grid; or a vector over the unknowns, then x is one too.
 
     ``net=None`` uses q = r (a conjugate-direction method: CG for k >= 1).
 
@@ -87,12 +94,16 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
     if not tol > 0:
         fail("tol", tol, "must be positive", "pass e.g. 1e-6")
     maxiter, k = positive_int("maxiter", maxiter), positive_int("k", k)
+    A = as_operator(A, grid)
     dev = A.fluid.device
-    b = torch.as_tensor(b, dtype=torch.float64, device=dev).reshape(1, *A.shape) * A.fluid
-    x = torch.zeros_like(b) if x0 is None else torch.as_tensor(x0, dtype=torch.float64, device=dev).reshape(b.shape)
+    b = torch.as_tensor(b, dtype=torch.float64, device=dev)
+    flat = b.ndim == 1
+    b = _on_grid(A, b, "b")
+    x = torch.zeros_like(b) if x0 is None else _on_grid(A, torch.as_tensor(x0, dtype=torch.float64, device=dev), "x0")
+    out = (lambda v: v[0][A.fluid]) if flat else (lambda v: v[0])
     nb = float(b.norm())
     if nb == 0:
-        return SolveResult(x=x[0], residuals=[0.0], converged=True)
+        return SolveResult(x=out(x), residuals=[0.0], converged=True)
     cycle = None
     if multilevel is not None:
         cycle = Cycle(A, net, multilevel, sweeps, corrections)
@@ -133,8 +144,20 @@ def solve(A: GridPoisson, b, net: DirectionNet | None = None, *, tol: float = 1e
                 bar.set_postfix(residual=f"{res[-1]:.2e}")
     if bar is not None:
         bar.close()
-    return SolveResult(x=x[0], residuals=res, iterations=it, converged=res[-1] <= tol,
+    return SolveResult(x=out(x), residuals=res, iterations=it, converged=res[-1] <= tol,
                        seconds=time.perf_counter() - t0, directions=kept, fallbacks=fallbacks)
+
+
+def _on_grid(A, v: torch.Tensor, name: str) -> torch.Tensor:
+    """(1, *grid) with zeros off the unknowns, from (*grid), (1, *grid) or a vector over the unknowns."""
+    if v.ndim == 1 and v.numel() == int(A.fluid.sum()):
+        grid = torch.zeros((1, *A.shape), dtype=v.dtype, device=v.device)
+        grid[0][A.fluid] = v
+        return grid
+    if v.numel() != A.fluid.numel():
+        fail(name, f"tensor {tuple(v.shape)}", f"fits neither the grid {A.shape} nor its {int(A.fluid.sum())} unknowns",
+             "pass a grid array or a vector over the unknown cells")
+    return v.reshape(1, *A.shape) * A.fluid
 
 
 def loss(net: DirectionNet, A: GridPoisson, b: torch.Tensor) -> torch.Tensor:
