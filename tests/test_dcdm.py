@@ -156,6 +156,23 @@ def test_cli_trains_and_solves(tmp_path, capsys):
                      "--out", str(tmp_path / "m"), "--no-progress"]) in (0, 1)
     assert json.loads((tmp_path / "m" / "solve.json").read_text())["iterations"] <= 2
     assert cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--multilevel", "yes", "--no-progress"]) == 2
+    # the user's own system: a saved scipy matrix on a masked grid, b over the unknowns
+    import scipy.sparse as sp
+    fluid = dcdm.obstacles(24, 2, count=3, seed=5)
+    A = dcdm.assemble(fluid) * 2.0                                # not the CLI's own layout or scale
+    sp.save_npz(tmp_path / "A.npz", A)
+    np.save(tmp_path / "mask.npy", fluid)
+    bvec = np.random.default_rng(0).standard_normal(int(fluid.sum()))
+    np.save(tmp_path / "b.npy", bvec)
+    rc = cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--matrix", str(tmp_path / "A.npz"), "--fluid",
+                   str(tmp_path / "mask.npy"), "--b", str(tmp_path / "b.npy"), "--tol", "1e-8", "--maxiter", "400",
+                   "--out", str(tmp_path / "u"), "--no-progress"])
+    x = read_image_data(tmp_path / "u" / "solution.vti")["x"]
+    assert rc == 0 and np.allclose(x[fluid], spla.spsolve(A.tocsc(), bvec), atol=1e-6)
+    matrix = ["dcdm", "solve", str(out / "dcdm.pt"), "--matrix", str(tmp_path / "A.npz"), "--no-progress"]
+    assert cli.main(matrix + ["--fluid", str(tmp_path / "mask.npy"), "--grid", "24", "24"]) == 2   # not both
+    assert cli.main(matrix) == 2                                                                 # nor neither
+    assert cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--b", str(tmp_path / "b.npy"), "--no-progress"]) == 2
     assert cli.main(["dcdm", "solve", str(tmp_path / "nope.pt"), "--no-progress"]) == 2
 
 

@@ -37,6 +37,36 @@ def _multilevel(value: str):
         fail("--multilevel", value, "is not auto, off or a grid side", "pass e.g. --multilevel auto")
 
 
+def _system(args):
+    """(operator, fluid mask, right-hand side on the grid) for ``dcdm solve``: a random obstacle
+    layout, or the user's matrix (``--matrix``)."""
+    from .operator import MatrixOperator
+    from .poisson import GridPoisson, obstacles
+    if args.matrix is None:
+        for flag in ("grid", "fluid", "b"):
+            if getattr(args, flag) is not None:
+                fail(f"--{flag}", getattr(args, flag), "is only used with --matrix", "add --matrix A.npz or leave it out")
+        fluid = obstacles(args.n, args.dim, count=args.obstacles, seed=args.layout_seed)
+        return GridPoisson(fluid), fluid, rhs(args.rhs, fluid)
+    import scipy.sparse as sp
+    if (args.grid is None) == (args.fluid is None):
+        fail("--grid/--fluid", f"{args.grid}/{args.fluid}", "exactly one is needed with --matrix",
+             "pass --grid NX NY [NZ] or --fluid mask.npy")
+    A = MatrixOperator(sp.load_npz(args.matrix), args.grid if args.fluid is None else np.load(args.fluid))
+    fluid = A.fluid.numpy()
+    if args.b is None:
+        return A, fluid, rhs(args.rhs, fluid)
+    b = np.load(args.b).astype(float)
+    if b.ndim == 1 and b.size == fluid.sum():
+        full = np.zeros(fluid.shape)
+        full[fluid] = b
+        b = full
+    if b.shape != fluid.shape:
+        fail("--b", args.b, f"has shape {b.shape}, neither the grid {fluid.shape} nor {int(fluid.sum())} unknowns",
+             "save b on the grid or over the unknowns")
+    return A, fluid, b * fluid
+
+
 def add_parser(sub):
     d = sub.add_parser("dcdm", help="deep conjugate-direction solver for grid Poisson systems")
     dsub = d.add_subparsers(dest="dcdm_command", required=True)
@@ -67,6 +97,12 @@ def add_parser(sub):
                         "level of a multigrid W-cycle: auto (the checkpoint's training grid), off (the paper's "
                         "method: the network on the full grid), or the coarsest side N")
     s.add_argument("--cg", action="store_true", help="also run CG (q = r) and draw its residuals in convergence.png")
+    s.add_argument("--matrix", help="solve your own system: a scipy sparse SPD matrix saved with "
+                                    "scipy.sparse.save_npz (instead of a random obstacle layout)")
+    s.add_argument("--grid", type=int, nargs="+", help="with --matrix: the grid shape (every cell an unknown)")
+    s.add_argument("--fluid", help="with --matrix: a .npy boolean mask whose True cells (C order) carry the unknowns")
+    s.add_argument("--b", help="with --matrix: a .npy right-hand side, on the grid or over the unknowns "
+                               "(default: --rhs drawn on the grid)")
 
 
 def main(args) -> int:
@@ -77,10 +113,10 @@ def main(args) -> int:
     from pdeml.export.plots import plot_grid_solve
 
     from . import solver
-    from .poisson import GridPoisson, obstacles
+    from .poisson import obstacles
     dev = resolve_device(args.device)
-    fluid = obstacles(args.n, args.dim, count=args.obstacles, seed=args.layout_seed)
     if args.dcdm_command == "train":
+        fluid = obstacles(args.n, args.dim, count=args.obstacles, seed=args.layout_seed)
         out = Path(args.out or "runs/dcdm")
         _, info = solver.train(fluid, epochs=args.epochs, count=args.count, seed=args.seed, device=dev,
                                ritz=args.ritz, smooth=args.smooth, checkpoint=out / "dcdm.pt",
@@ -91,10 +127,12 @@ def main(args) -> int:
         return 0
     out = Path(args.out or "runs/dcdm-solve")
     net = solver.load(args.checkpoint, dev)
-    if net.dim != args.dim:
-        fail("--dim", args.dim, f"does not match the checkpoint's {net.dim}-D network", f"pass --dim {net.dim}")
-    A = GridPoisson(fluid).to(dev)
-    b = rhs(args.rhs, fluid)
+    A, fluid, b = _system(args)
+    if net.dim != fluid.ndim:
+        flag, value = ("--dim", args.dim) if args.matrix is None else ("--grid/--fluid", list(fluid.shape))
+        fail(flag, value, f"does not match the checkpoint's {net.dim}-D network",
+             f"pass --dim {net.dim}" if args.matrix is None else f"solve a {net.dim}-D grid with this network")
+    A = A.to(dev)
     result = solver.solve(A, b, net, tol=args.tol, maxiter=args.maxiter, progress=not args.no_progress,
                           multilevel=_multilevel(args.multilevel))
     x = result.x.cpu().numpy()
