@@ -14,8 +14,10 @@ import torch
 
 from pdeml._validate import fail
 
+from .poisson import GridOperator
 
-class MatrixOperator(torch.nn.Module):
+
+class MatrixOperator(GridOperator):
     """y = A x for a scipy sparse symmetric matrix A on the unknown cells of a grid.
 
     Args:
@@ -60,14 +62,7 @@ class MatrixOperator(torch.nn.Module):
         diag[mask] = csr.diagonal()
         self.register_buffer("diag", torch.as_tensor(diag))
 
-    @property
-    def shape(self):
-        return tuple(self.fluid.shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-self.fluid.ndim:] != self.fluid.shape:
-            fail("x", f"tensor {tuple(x.shape)}", f"does not end in the grid shape {self.shape}",
-                 "pass (B, *grid) vectors")
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
         v = x.reshape(-1, self.fluid.numel())[:, self.index]                   # (B, n)
         av = torch.zeros_like(v).index_add_(1, self.row, v[:, self.col] * self.val.to(x.dtype))
         y = torch.zeros_like(x.reshape(-1, self.fluid.numel()))
@@ -75,7 +70,7 @@ class MatrixOperator(torch.nn.Module):
         return y.reshape(x.shape)
 
 
-def as_operator(A, grid=None):
+def as_operator(A, grid=None) -> GridOperator:
     """``A`` if it already acts on grid vectors, else a :class:`MatrixOperator` of the scipy
     sparse matrix ``A`` on ``grid`` (required then)."""
     if sp.issparse(A):

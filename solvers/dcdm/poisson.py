@@ -104,7 +104,28 @@ def prolong(fluid, vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-class GridPoisson(torch.nn.Module):
+class GridOperator(torch.nn.Module):
+    """An SPD operator on batches of grid vectors (B, *grid) with zeros off the unknown cells.
+
+    Subclasses register the buffers ``fluid`` (bool grid: the cells that carry unknowns) and
+    ``diag`` (the diagonal on the grid, float64) and implement :meth:`matvec` (forward checks the shape, then calls it; not ``apply``,
+    which nn.Module uses)."""
+
+    @property
+    def shape(self):
+        return tuple(self.fluid.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-self.fluid.ndim:] != self.fluid.shape:
+            fail("x", f"tensor {tuple(x.shape)}", f"does not end in the grid shape {self.shape}",
+                 "pass (B, *grid) vectors")
+        return self.matvec(x)
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class GridPoisson(GridOperator):
     """Matrix-free A on batches of grid vectors (B, *grid), any device and dtype.
 
     Example:
@@ -118,14 +139,7 @@ class GridPoisson(torch.nn.Module):
         self.register_buffer("fluid", torch.as_tensor(fluid))
         self.register_buffer("diag", torch.as_tensor(diagonal(fluid), dtype=torch.float64))
 
-    @property
-    def shape(self):
-        return tuple(self.fluid.shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-self.fluid.ndim:] != self.fluid.shape:
-            fail("x", f"tensor {tuple(x.shape)}", f"does not end in the grid shape {self.shape}",
-                 "pass (B, *grid) vectors")
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
         m = self.fluid.to(x.dtype)
         xm = x * m
         d = self.fluid.ndim
