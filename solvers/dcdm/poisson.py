@@ -108,8 +108,8 @@ class GridOperator(torch.nn.Module):
     """An SPD operator on batches of grid vectors (B, *grid) with zeros off the unknown cells.
 
     Subclasses register the buffers ``fluid`` (bool grid: the cells that carry unknowns) and
-    ``diag`` (the diagonal on the grid, float64) and implement :meth:`matvec` (forward checks the shape, then calls it; not ``apply``,
-    which nn.Module uses)."""
+    ``diag`` (the diagonal on the grid, float64) and implement :meth:`matvec`; ``forward``
+    checks the input's shape, then calls it."""
 
     @property
     def shape(self):
