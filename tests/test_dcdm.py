@@ -169,6 +169,10 @@ def test_cli_trains_and_solves(tmp_path, capsys):
                    "--out", str(tmp_path / "u"), "--no-progress"])
     x = read_image_data(tmp_path / "u" / "solution.vti")["x"]
     assert rc == 0 and np.allclose(x[fluid], spla.spsolve(A.tocsc(), bvec), atol=1e-6)
+    assert cli.main(["dcdm", "train", "--matrix", str(tmp_path / "A.npz"), "--fluid", str(tmp_path / "mask.npy"),
+                     "--epochs", "1", "--count", "16", "--out", str(tmp_path / "t"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "t" / "train.json").read_text())["grid"] == [24, 24]
+    assert dcdm.load(tmp_path / "t" / "dcdm.pt").trained_on == (24, 24)
     matrix = ["dcdm", "solve", str(out / "dcdm.pt"), "--matrix", str(tmp_path / "A.npz"), "--no-progress"]
     assert cli.main(matrix + ["--fluid", str(tmp_path / "mask.npy"), "--grid", "24", "24"]) == 2   # not both
     assert cli.main(matrix) == 2                                                                 # nor neither

@@ -37,23 +37,30 @@ def _multilevel(value: str):
         fail("--multilevel", value, "is not auto, off or a grid side", "pass e.g. --multilevel auto")
 
 
-def _system(args):
-    """(operator, fluid mask, right-hand side on the grid) for ``dcdm solve``: a random obstacle
-    layout, or the user's matrix (``--matrix``)."""
+def _operator(args):
+    """The system of ``dcdm train`` / ``dcdm solve``: the obstacle layout's fluid mask (its
+    Poisson matrix), or the user's matrix (``--matrix``) as a MatrixOperator."""
     from .operator import MatrixOperator
-    from .poisson import GridPoisson, obstacles
+    from .poisson import obstacles
     if args.matrix is None:
         for flag in ("grid", "fluid", "b"):
-            if getattr(args, flag) is not None:
+            if getattr(args, flag, None) is not None:
                 fail(f"--{flag}", getattr(args, flag), "is only used with --matrix", "add --matrix A.npz or leave it out")
-        fluid = obstacles(args.n, args.dim, count=args.obstacles, seed=args.layout_seed)
-        return GridPoisson(fluid), fluid, rhs(args.rhs, fluid)
+        return obstacles(args.n, args.dim, count=args.obstacles, seed=args.layout_seed)
     import scipy.sparse as sp
     if (args.grid is None) == (args.fluid is None):
         fail("--grid/--fluid", f"{args.grid}/{args.fluid}", "exactly one is needed with --matrix",
              "pass --grid NX NY [NZ] or --fluid mask.npy")
-    A = MatrixOperator(sp.load_npz(args.matrix), args.grid if args.fluid is None else np.load(args.fluid))
-    fluid = A.fluid.numpy()
+    return MatrixOperator(sp.load_npz(args.matrix), args.grid if args.fluid is None else np.load(args.fluid))
+
+
+def _system(args):
+    """(operator, fluid mask, right-hand side on the grid) for ``dcdm solve``."""
+    from .poisson import GridPoisson
+    system = _operator(args)
+    if isinstance(system, np.ndarray):
+        return GridPoisson(system), system, rhs(args.rhs, system)
+    A, fluid = system, system.fluid.numpy()
     if args.b is None:
         return A, fluid, rhs(args.rhs, fluid)
     b = np.load(args.b).astype(float)
@@ -81,6 +88,10 @@ def add_parser(sub):
         p.add_argument("--out", help="output directory (default runs/dcdm or runs/dcdm-solve)")
         p.add_argument("--device", default="auto")
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--matrix", help=f"{name} on your own system: a scipy sparse SPD matrix saved with "
+                                        "scipy.sparse.save_npz (instead of a random obstacle layout)")
+        p.add_argument("--grid", type=int, nargs="+", help="with --matrix: the grid shape (every cell an unknown)")
+        p.add_argument("--fluid", help="with --matrix: a .npy boolean mask whose True cells (C order) carry the unknowns")
     t = dsub.choices["train"]
     t.add_argument("--epochs", type=int, default=120)
     t.add_argument("--count", type=int, default=800, help="training right-hand sides")
@@ -97,10 +108,6 @@ def add_parser(sub):
                         "level of a multigrid W-cycle: auto (the checkpoint's training grid), off (the paper's "
                         "method: the network on the full grid), or the coarsest side N")
     s.add_argument("--cg", action="store_true", help="also run CG (q = r) and draw its residuals in convergence.png")
-    s.add_argument("--matrix", help="solve your own system: a scipy sparse SPD matrix saved with "
-                                    "scipy.sparse.save_npz (instead of a random obstacle layout)")
-    s.add_argument("--grid", type=int, nargs="+", help="with --matrix: the grid shape (every cell an unknown)")
-    s.add_argument("--fluid", help="with --matrix: a .npy boolean mask whose True cells (C order) carry the unknowns")
     s.add_argument("--b", help="with --matrix: a .npy right-hand side, on the grid or over the unknowns "
                                "(default: --rhs drawn on the grid)")
 
@@ -113,12 +120,10 @@ def main(args) -> int:
     from pdeml.export.plots import plot_grid_solve
 
     from . import solver
-    from .poisson import obstacles
     dev = resolve_device(args.device)
     if args.dcdm_command == "train":
-        fluid = obstacles(args.n, args.dim, count=args.obstacles, seed=args.layout_seed)
         out = Path(args.out or "runs/dcdm")
-        _, info = solver.train(fluid, epochs=args.epochs, count=args.count, seed=args.seed, device=dev,
+        _, info = solver.train(_operator(args), epochs=args.epochs, count=args.count, seed=args.seed, device=dev,
                                ritz=args.ritz, smooth=args.smooth, checkpoint=out / "dcdm.pt",
                                progress=not args.no_progress)
         (out / "train.json").write_text(json.dumps(info, indent=2))

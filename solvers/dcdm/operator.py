@@ -54,6 +54,7 @@ class MatrixOperator(GridOperator):
             fail("matrix", f"{n} x {n}", "is not symmetric", "DCDM needs a symmetric positive definite matrix")
         self.register_buffer("fluid", torch.as_tensor(mask))
         self.register_buffer("index", torch.as_tensor(np.flatnonzero(mask)))
+        self.matrix = csr                              # for Lanczos when training on it
         coo = csr.tocoo()
         self.register_buffer("row", torch.as_tensor(coo.row.astype(np.int64)))
         self.register_buffer("col", torch.as_tensor(coo.col.astype(np.int64)))

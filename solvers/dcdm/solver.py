@@ -33,7 +33,7 @@ from pdeml._validate import fail, positive_int
 
 from .multilevel import Cycle, propose
 from .net import DirectionNet
-from .operator import as_operator
+from .operator import MatrixOperator, as_operator
 from .poisson import GridPoisson, assemble, batch_dot, check_fluid, prolong
 
 
@@ -199,14 +199,23 @@ def lanczos_ritz(A, m: int, rng) -> tuple[np.ndarray, np.ndarray]:
     return vals, Q[:, :k] @ S
 
 
-def training_rhs(fluid, count: int, *, ritz: int = 1000, smooth: float = 0.5, seed: int = 0) -> np.ndarray:
+def _training_system(system):
+    """(fluid mask, scipy matrix, grid operator) of an obstacle layout (the Poisson matrix) or of a
+    :class:`~solvers.dcdm.operator.MatrixOperator` (the user's matrix)."""
+    if isinstance(system, MatrixOperator):
+        return system.fluid.cpu().numpy(), system.matrix, system
+    fluid = check_fluid(system)
+    return fluid, assemble(fluid), GridPoisson(fluid)
+
+
+def training_rhs(system, count: int, *, ritz: int = 1000, smooth: float = 0.5, seed: int = 0) -> np.ndarray:
     """(count, *grid) unit right-hand sides from Lanczos Ritz vectors (see the module docstring).
+    ``system``: a fluid mask (its Poisson matrix) or a :class:`~solvers.dcdm.operator.MatrixOperator`.
     ``smooth``: the fraction of them drawn from the lowest 5% of the Ritz pairs only (not in
     the paper: without them a network stalls on smooth residuals, see docs/dcdm.md)."""
-    fluid = check_fluid(fluid)
+    fluid, A, _ = _training_system(system)
     if not 0.0 <= smooth <= 1.0:
         fail("smooth", smooth, "is not a fraction", "pass a value in [0, 1], e.g. 0.5")
-    A = assemble(fluid)
     rng = np.random.default_rng(seed)
     vals, vecs = lanczos_ritz(A, ritz, rng)
     keep = vals > 1e-8 * vals.max()                       # drop Ritz values ~ 0
@@ -220,18 +229,20 @@ def training_rhs(fluid, count: int, *, ritz: int = 1000, smooth: float = 0.5, se
     return prolong(fluid, b)
 
 
-def train(fluid, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: float = 3e-3,
+def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: float = 3e-3,
           channels: int = 16, levels: int = 4, seed: int = 0, device="cpu", checkpoint=None,
           progress: bool = True, init: DirectionNet | None = None,
           ritz: int = 1000, smooth: float = 0.5) -> tuple[DirectionNet, dict]:
     """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe).
+    ``system``: a fluid mask (the Poisson matrix of that obstacle layout) or a
+    :class:`~solvers.dcdm.operator.MatrixOperator` (your own matrix on its grid).
     ``init``: start from this network's weights (e.g. one trained on a coarser grid, which
     is cheaper per epoch: the network is resolution-free)."""
-    fluid = check_fluid(fluid)
+    fluid, _, A = _training_system(system)
     epochs, count, batch = positive_int("epochs", epochs), positive_int("count", count), positive_int("batch", batch)
     dev = torch.device(device)
-    A = GridPoisson(fluid).to(dev)
-    data = torch.as_tensor(training_rhs(fluid, count, ritz=ritz, smooth=smooth, seed=seed), dtype=torch.float32, device=dev)
+    A = A.to(dev)
+    data = torch.as_tensor(training_rhs(system, count, ritz=ritz, smooth=smooth, seed=seed), dtype=torch.float32, device=dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DirectionNet(fluid.ndim, channels, levels).to(dev)
