@@ -60,18 +60,9 @@ def _system(args):
     system = _operator(args)
     if isinstance(system, np.ndarray):
         return GridPoisson(system), system, rhs(args.rhs, system)
-    A, fluid = system, system.fluid.numpy()
-    if args.b is None:
-        return A, fluid, rhs(args.rhs, fluid)
-    b = np.load(args.b).astype(float)
-    if b.ndim == 1 and b.size == fluid.sum():
-        full = np.zeros(fluid.shape)
-        full[fluid] = b
-        b = full
-    if b.shape != fluid.shape:
-        fail("--b", args.b, f"has shape {b.shape}, neither the grid {fluid.shape} nor {int(fluid.sum())} unknowns",
-             "save b on the grid or over the unknowns")
-    return A, fluid, b * fluid
+    fluid = system.fluid.numpy()
+    b = rhs(args.rhs, fluid) if args.b is None else system.on_grid(np.load(args.b), "--b")[0].numpy()
+    return system, fluid, b
 
 
 def add_parser(sub):

@@ -124,6 +124,19 @@ class GridOperator(torch.nn.Module):
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def on_grid(self, v, name: str = "b") -> torch.Tensor:
+        """(1, *grid) float64 on this operator's device, zeros off the unknowns, from a (*grid) or
+        (1, *grid) array or a vector over the unknowns (C order); ``name`` is for the error."""
+        v = torch.as_tensor(v, dtype=torch.float64, device=self.fluid.device)
+        if v.ndim == 1 and v.numel() == int(self.fluid.sum()):
+            grid = torch.zeros((1, *self.shape), dtype=v.dtype, device=v.device)
+            grid[0][self.fluid] = v
+            return grid
+        if v.numel() != self.fluid.numel():
+            fail(name, f"array {tuple(v.shape)}", f"fits neither the grid {self.shape} nor its "
+                 f"{int(self.fluid.sum())} unknowns", "pass a grid array or a vector over the unknown cells")
+        return v.reshape(1, *self.shape) * self.fluid
+
 
 class GridPoisson(GridOperator):
     """Matrix-free A on batches of grid vectors (B, *grid), any device and dtype.

@@ -95,11 +95,9 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
         fail("tol", tol, "must be positive", "pass e.g. 1e-6")
     maxiter, k = positive_int("maxiter", maxiter), positive_int("k", k)
     A = as_operator(A, grid)
-    dev = A.fluid.device
-    b = torch.as_tensor(b, dtype=torch.float64, device=dev)
-    flat = b.ndim == 1
-    b = _on_grid(A, b, "b")
-    x = torch.zeros_like(b) if x0 is None else _on_grid(A, torch.as_tensor(x0, dtype=torch.float64, device=dev), "x0")
+    flat = np.ndim(b) == 1
+    b = A.on_grid(b, "b")
+    x = torch.zeros_like(b) if x0 is None else A.on_grid(x0, "x0")
     out = (lambda v: v[0][A.fluid]) if flat else (lambda v: v[0])
     nb = float(b.norm())
     if nb == 0:
@@ -146,18 +144,6 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
         bar.close()
     return SolveResult(x=out(x), residuals=res, iterations=it, converged=res[-1] <= tol,
                        seconds=time.perf_counter() - t0, directions=kept, fallbacks=fallbacks)
-
-
-def _on_grid(A, v: torch.Tensor, name: str) -> torch.Tensor:
-    """(1, *grid) with zeros off the unknowns, from (*grid), (1, *grid) or a vector over the unknowns."""
-    if v.ndim == 1 and v.numel() == int(A.fluid.sum()):
-        grid = torch.zeros((1, *A.shape), dtype=v.dtype, device=v.device)
-        grid[0][A.fluid] = v
-        return grid
-    if v.numel() != A.fluid.numel():
-        fail(name, f"tensor {tuple(v.shape)}", f"fits neither the grid {A.shape} nor its {int(A.fluid.sum())} unknowns",
-             "pass a grid array or a vector over the unknown cells")
-    return v.reshape(1, *A.shape) * A.fluid
 
 
 def loss(net: DirectionNet, A: GridPoisson, b: torch.Tensor) -> torch.Tensor:
