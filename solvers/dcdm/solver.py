@@ -186,12 +186,12 @@ def lanczos_ritz(A, m: int, rng) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _training_system(system):
-    """(fluid mask, scipy matrix, grid operator) of an obstacle layout (the Poisson matrix) or of a
+    """(fluid mask, scipy matrix) of an obstacle layout (its Poisson matrix) or of a
     :class:`~solvers.dcdm.operator.MatrixOperator` (the user's matrix)."""
     if isinstance(system, MatrixOperator):
-        return system.fluid.cpu().numpy(), system.matrix, system
+        return system.fluid.cpu().numpy(), system.matrix
     fluid = check_fluid(system)
-    return fluid, assemble(fluid), GridPoisson(fluid)
+    return fluid, assemble(fluid)
 
 
 def training_rhs(system, count: int, *, ritz: int = 1000, smooth: float = 0.5, seed: int = 0) -> np.ndarray:
@@ -199,7 +199,10 @@ def training_rhs(system, count: int, *, ritz: int = 1000, smooth: float = 0.5, s
     ``system``: a fluid mask (its Poisson matrix) or a :class:`~solvers.dcdm.operator.MatrixOperator`.
     ``smooth``: the fraction of them drawn from the lowest 5% of the Ritz pairs only (not in
     the paper: without them a network stalls on smooth residuals, see docs/dcdm.md)."""
-    fluid, A, _ = _training_system(system)
+    return _ritz_rhs(*_training_system(system), count, ritz, smooth, seed)
+
+
+def _ritz_rhs(fluid, A, count, ritz, smooth, seed) -> np.ndarray:
     if not 0.0 <= smooth <= 1.0:
         fail("smooth", smooth, "is not a fraction", "pass a value in [0, 1], e.g. 0.5")
     rng = np.random.default_rng(seed)
@@ -224,11 +227,11 @@ def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: fl
     :class:`~solvers.dcdm.operator.MatrixOperator` (your own matrix on its grid).
     ``init``: start from this network's weights (e.g. one trained on a coarser grid, which
     is cheaper per epoch: the network is resolution-free)."""
-    fluid, _, A = _training_system(system)
+    fluid, matrix = _training_system(system)
     epochs, count, batch = positive_int("epochs", epochs), positive_int("count", count), positive_int("batch", batch)
     dev = torch.device(device)
-    A = A.to(dev)
-    data = torch.as_tensor(training_rhs(system, count, ritz=ritz, smooth=smooth, seed=seed), dtype=torch.float32, device=dev)
+    A = (system if isinstance(system, MatrixOperator) else GridPoisson(fluid)).to(dev)
+    data = torch.as_tensor(_ritz_rhs(fluid, matrix, count, ritz, smooth, seed), dtype=torch.float32, device=dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DirectionNet(fluid.ndim, channels, levels).to(dev)
