@@ -74,6 +74,7 @@ def coarsen(fluid: torch.Tensor) -> torch.Tensor | None:
 
 class Cycle:
     """q = cycle(r) with the network as the coarsest-level solver (see the module docstring).
+    On a grid no finer than ``coarsest`` there is one level and q is the network's direction.
 
     Args:
         A: the operator on the finest grid.

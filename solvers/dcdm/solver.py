@@ -48,15 +48,10 @@ class SolveResult:
     fallbacks: int = 0                               # steps that used q = r (see ``stall``)
 
 
-def _direction(A, r, net, dirs, cycle=None):
-    """q = net(r/||r||), or the multigrid cycle ``cycle(r)``, or r when ``net`` is None;
-    A-orthogonalized against ``dirs``; returns (q, Aq, qAq)."""
-    if net is None:
-        q = r.clone()
-    elif cycle is not None:
-        q = cycle(r)
-    else:
-        q = propose(net, r, A.fluid)
+def _direction(A, r, proposer, dirs):
+    """q = proposer(r) (the network, alone or in its multigrid cycle), or r when ``proposer`` is
+    None; A-orthogonalized against ``dirs``; returns (q, Aq, qAq)."""
+    q = r.clone() if proposer is None else proposer(r)
     for p, Ap, pAp in dirs:
         q = q - (batch_dot(q, Ap) / pAp).view(-1, *[1] * A.fluid.ndim) * p
     Aq = A(q)
@@ -102,11 +97,10 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
     nb = float(b.norm())
     if nb == 0:
         return SolveResult(x=out(x), residuals=[0.0], converged=True)
-    cycle = None
-    if multilevel is not None:
-        cycle = Cycle(A, net, multilevel, sweeps, corrections)
-        if len(cycle.levels) == 1:
-            cycle = None                                # the grid is no finer: the net runs on it
+    if multilevel is not None:            # on a grid no finer than ``multilevel``: just the net
+        proposer = Cycle(A, net, multilevel, sweeps, corrections)
+    else:
+        proposer = None if net is None else (lambda v: propose(net, v, A.fluid))
     r = b - A(x)
     res = [float(r.norm()) / nb]
     dirs: list = []
@@ -122,7 +116,7 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
         while res[-1] > tol and it < maxiter:
             stuck = stall is not None and used_net and res[-1] > stall * res[-2]
             used_net = net is not None and not stuck
-            q, Aq, qAq = _direction(A, r, net if used_net else None, dirs, cycle)
+            q, Aq, qAq = _direction(A, r, proposer if used_net else None, dirs)
             if stall is not None and used_net and not float(qAq) > 1e-14 * float(batch_dot(q, q)):
                 q, Aq, qAq = _direction(A, r, None, dirs)   # the net repeated a recent direction
                 used_net = False
