@@ -44,6 +44,13 @@ def get_net(path, fluid, epochs, count, device, tag):
     return net.eval(), info
 
 
+def outcome(result) -> tuple:
+    """(iterations, or None if not converged; seconds) of a DCDM SolveResult or a pcg dict."""
+    if isinstance(result, dict):
+        return (result["iterations"] if result["converged"] else None), result["seconds"]
+    return (result.iterations if result.converged else None), result.seconds
+
+
 def run_case(name, fluid, net, device, maxiter):
     A = dcdm.assemble(fluid)
     op = dcdm.GridPoisson(fluid).to(device)
@@ -62,11 +69,10 @@ def run_case(name, fluid, net, device, maxiter):
             ml = dcdm.solve(op, b, net, tol=tol, maxiter=maxiter, multilevel="auto")
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            row = {"case": name, "rhs": kind, "tol": tol, "dcdm": (r.iterations if r.converged else None, r.seconds),
-                   "fallbacks": r.fallbacks, "ml": (ml.iterations if ml.converged else None, ml.seconds)}
+            row = {"case": name, "rhs": kind, "tol": tol, "dcdm": outcome(r), "fallbacks": r.fallbacks,
+                   "ml": outcome(ml)}
             for label, M in (("cg", None), ("ic0", ic0), ("amg", amg)):
-                out = pcg(A, bf, M, tol, maxiter=20000)
-                row[label] = (out["iterations"] if out["converged"] else None, out["seconds"])
+                row[label] = outcome(pcg(A, bf, M, tol, maxiter=20000))
             rows.append(row)
             print("#", row, flush=True)
     return rows, {"ic0_setup_s": t_ic0, "amg_setup_s": t_amg, "unknowns": int(fluid.sum())}
@@ -141,10 +147,9 @@ def growth(fluids, net, dev, maxiter):
             if label == "DCDM" and max(fluid.shape) > 4 * max(net.trained_on or fluid.shape):
                 line += f"  {label} {'not run':>12s} {'':8s} |"
                 continue
-            out = [solve(rhs(kind, fluid)) for kind in KINDS]
-            its = [(o.iterations if o.converged else "-") if hasattr(o, "iterations") else o["iterations"] for o in out]
-            sec = sum(o.seconds if hasattr(o, "seconds") else o["seconds"] for o in out)
-            line += f"  {label} {'/'.join(map(str, its)):>12s} {sec:6.2f} s |"
+            out = [outcome(solve(rhs(kind, fluid))) for kind in KINDS]
+            its = "/".join("-" if i is None else str(i) for i, _ in out)
+            line += f"  {label} {its:>12s} {sum(sec for _, sec in out):6.2f} s |"
         print(line.rstrip(" |"), flush=True)
 
 
