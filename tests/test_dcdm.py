@@ -152,9 +152,13 @@ def test_cli_trains_and_solves(tmp_path, capsys):
     assert set(fields) == {"x", "b", "residual", "fluid"} and fields["x"].shape == (20, 20)
     assert summary["multilevel"] == "auto"
     assert (tmp_path / "s" / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--n", "40", "--maxiter", "2", "--multilevel", "16",
-                     "--out", str(tmp_path / "m"), "--no-progress"]) in (0, 1)
-    assert json.loads((tmp_path / "m" / "solve.json").read_text())["iterations"] <= 2
+    histories = {}
+    for mode in ("16", "off"):            # the cycle on 40^2 -> 20^2 changes the directions
+        assert cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--n", "40", "--maxiter", "2", "--multilevel", mode,
+                         "--out", str(tmp_path / mode), "--no-progress"]) in (0, 1)
+        histories[mode] = json.loads((tmp_path / mode / "solve.json").read_text())["residuals"]
+    assert len(histories["16"]) == 3 and histories["16"][0] == histories["off"][0]
+    assert histories["16"][1:] != histories["off"][1:]
     assert cli.main(["dcdm", "solve", str(out / "dcdm.pt"), "--multilevel", "yes", "--no-progress"]) == 2
     # the user's own system: a saved scipy matrix on a masked grid, b over the unknowns
     import scipy.sparse as sp
