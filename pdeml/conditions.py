@@ -68,7 +68,14 @@ def _selected(cond, x: np.ndarray) -> np.ndarray:
 
 
 def boundary_points(cond, problem, n, rng, method):
-    """``n`` boundary points of ``problem``'s domain (x time) that satisfy ``cond.on``."""
+    """``n`` boundary points of ``problem``'s domain (x time) that satisfy ``cond.on``: a fair
+    sample of *everything* the predicate selects.
+
+    Geometries may return their boundary samples in order (deepxde sorts a polygon's points
+    along the perimeter), so the first ``n`` selected points would be one unbroken stretch. We
+    draw a pool of at least ``max(n, 4096)`` points, keep those the predicate selects, and take
+    a random subset of ``n`` of them (:func:`spread_subset`), whatever the sampling method.
+    """
     if cond.on is None:
         return problem.domain.sample_boundary(n, rng, method)
     got, drawn = [], 0
@@ -83,10 +90,20 @@ def boundary_points(cond, problem, n, rng, method):
                  "check the predicate against the boundary (points lie exactly on it only up to "
                  "float rounding, so compare with a tolerance such as x[:, 0] < 1e-6)")
         if total >= n:
-            return np.concatenate(got)[:n]
+            return spread_subset(np.concatenate(got), n, rng)
         method = "random"  # later rounds: a deterministic sequence would repeat itself
     fail(f"{type(cond).__name__}(on=...)", cond.on, f"selects too few points ({total} of {drawn})",
          "widen the predicate or lower the point count")
+
+
+def spread_subset(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` rows of ``x`` drawn without replacement from all of it (kept in pool order); never
+    the first ``n``. Random for every method: a pool may be sorted along the boundary (so a
+    prefix is one stretch), and a strided subset of a Sobol/Halton sequence is not uniform (every
+    other van der Corput point lies in [0, 1/2))."""
+    if len(x) <= n:
+        return x
+    return x[np.sort(rng.choice(len(x), size=n, replace=False))]
 
 
 class Dirichlet(AbstractCondition):
