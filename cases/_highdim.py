@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 import pdeml as pl
+from samplers import Uniform
+from solvers import PINN
 
 
 def coefficients(dim: int, seed: int) -> torch.Tensor:
@@ -69,7 +71,8 @@ def make_case(kind: str, dim: int, seed: int) -> pl.Case:
 
     problem = pl.Problem(geometry=pl.geometry.Hypersphere(np.zeros(dim), 1.0), pde=pde,
                          conditions=[pl.Dirichlet(0.0)], exact=exact)
-    return pl.Case(problem=problem, model=pl.nn.MLP(width=128, depth=4), estimator="stde:16",
-                   hard_dirichlet=True, steps=10000, lr=1e-3, lr_decay=0.5, lr_decay_every=2500,
-                   n_domain=100, n_boundary=1, resample_every=1, eval_every=500,
-                   checkpoint_every=2500, export_resolution=64, options={"dim": dim, "case_seed": seed})
+    method = PINN(pl.nn.MLP(width=128, depth=4), estimator=pl.derivatives.STDE(16), hard_dirichlet=True,
+                  sampler=Uniform(100, 1, every=1))
+    return pl.Case(problem, method, steps=10000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=2500),
+                   eval_every=500, checkpoint_every=2500, export_resolution=64,
+                   options={"dim": dim, "case_seed": seed})

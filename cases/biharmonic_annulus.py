@@ -27,6 +27,8 @@ from torch import nn
 
 import pdeml as pl
 from pdeml.derivatives import jets as J
+from samplers import Uniform
+from solvers import PINN
 
 
 def coefficients(dim, seed):
@@ -115,10 +117,10 @@ def make(dim: int = 10, case_seed: int = 0):
 
     problem = pl.Problem(geometry=geometry, pde=pde, exact=exact,
                          conditions=[pl.Neumann(normal_derivative)])
-    return pl.Case(problem=problem, model=pl.nn.MLP(width=128, depth=4), transform=AnnulusAnsatz(),
-                   estimator="stde:16", steps=3000, lr=1e-3, lr_decay=0.5, lr_decay_every=1000,
-                   n_domain=100, n_boundary=100, resample_every=1, eval_every=100,
-                   checkpoint_every=1000, export_resolution=64, weights={"neumann": 10.0},
+    method = PINN(pl.nn.MLP(width=128, depth=4), transform=AnnulusAnsatz(),
+                  estimator=pl.derivatives.STDE(16), sampler=Uniform(100, 100, every=1))
+    return pl.Case(problem, method, steps=3000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=1000),
+                   eval_every=100, checkpoint_every=1000, export_resolution=64, weights={"neumann": 10.0},
                    options={"dim": dim, "case_seed": case_seed})
 
 

@@ -13,6 +13,9 @@ import numpy as np
 import torch
 
 import pdeml as pl
+from pdeml.settings import replace
+from samplers import Uniform
+from solvers import PINN
 
 NU = 0.01 / math.pi
 
@@ -61,11 +64,12 @@ def ansatz(x, y):
 problem = pl.Problem(geometry=pl.geometry.Interval(-1, 1), time=(0, 1), pde=pde,
                      conditions=[pl.Dirichlet(0.0), pl.Initial(initial)],
                      reference=reference())
-case = pl.Case(problem=problem, model=pl.nn.MLP(width=32, depth=4), transform=ansatz, steps=3000,
-               lr=2e-3, lr_decay=0.5, lr_decay_every=2000, n_domain=3000, n_boundary=50, n_initial=50,
-               resample_every=100, lbfgs_steps=1000)
+case = pl.Case(problem, PINN(pl.nn.MLP(width=32, depth=4), transform=ansatz,
+                             sampler=Uniform(3000, 50, 50, every=100)),
+               steps=3000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=2000), lbfgs_steps=1000)
 
 
 def long_case() -> pl.Case:
     """The benchmark setting that reaches < 5e-3: float64, 6000 points, 6000 Adam + 2000 L-BFGS."""
-    return case.replace(dtype="float64", n_domain=6000, steps=6000, lbfgs_steps=2000)
+    return case.replace(dtype="float64", method=replace(case.method, sampler=Uniform(6000, 50, 50, every=100)),
+                        steps=6000, lbfgs_steps=2000)

@@ -14,6 +14,8 @@ import math
 import torch
 
 import pdeml as pl
+from samplers import Uniform
+from solvers import PINN
 
 
 def make(beta: float = 30.0):
@@ -32,8 +34,8 @@ def make(beta: float = 30.0):
     # The R3 paper's setting: IC and periodic terms weighted 100, the IC on 512 points, 1000 PDE
     # points, lr 1e-3 x 0.9 every 5000 steps. With the IC weighted 10 and the periodic term 1,
     # R3 stayed at 0.77 after 120k steps (docs/samplers.md).
-    return pl.Case(problem=problem, model=pl.nn.MLP(width=50, depth=4), steps=50000, lr=1e-3,
-                   lr_decay=0.9, lr_decay_every=5000, n_domain=1000, n_boundary=256, n_initial=512,
+    method = PINN(pl.nn.MLP(width=50, depth=4), sampler=Uniform(1000, 256, 512))
+    return pl.Case(problem, method, steps=50000, optimizer=pl.Adam(1e-3, decay=0.9, decay_every=5000),
                    weights={"initial": 100.0, "periodic": 100.0}, eval_every=1000, checkpoint_every=5000,
                    options={"beta": beta})
 

@@ -8,6 +8,8 @@ import math
 import torch
 
 import pdeml as pl
+from samplers import Uniform
+from solvers import PINN
 
 KAPPA = 0.1
 
@@ -24,6 +26,5 @@ def pde(x, u):
 
 problem = pl.Problem(geometry=pl.geometry.Interval(0, 1), time=(0, 1), pde=pde,
                      conditions=[pl.Dirichlet(0.0), pl.Initial(exact)], exact=exact)
-case = pl.Case(problem=problem, model=pl.nn.MLP(width=32, depth=3), steps=3000, lr=2e-3,
-               lr_decay=0.5, lr_decay_every=1000, n_domain=1000, n_boundary=100, n_initial=100,
-               resample_every=100, lbfgs_steps=200)
+case = pl.Case(problem, PINN(pl.nn.MLP(width=32, depth=3), sampler=Uniform(1000, 100, 100, every=100)),
+               steps=3000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000), lbfgs_steps=200)

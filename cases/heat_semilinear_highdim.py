@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import pdeml as pl
+from solvers import PINN
 from pdeml.derivatives import jets as J
 from pdeml.sampling import AbstractSampler
 
@@ -50,21 +51,20 @@ class BrownianPaths(AbstractSampler):
     r"""``n`` points :math:`t \sim U(0, T)`, :math:`x = \sqrt{2t}\,z`, :math:`z \sim N(0, I)`, redrawn every step."""
 
     def __init__(self, n: int = 100):
-        self.n, self.points, self.version, self.dim = n, None, 0, None
+        self.n = n
 
-    def _draw(self, rng):
-        t = rng.uniform(0, T, (self.n, 1))
-        x = np.sqrt(2 * t) * rng.standard_normal((self.n, self.dim))
+    def _draw(self):
+        t = self.rng.uniform(0, T, (self.n, 1))
+        x = np.sqrt(2 * t) * self.rng.standard_normal((self.n, self.problem.geometry.dim))
         self.points = {"domain": {"x": np.hstack([x, t])}}
-        self.version += 1
 
-    def reset(self, problem, rng):
-        self.dim = problem.geometry.dim
-        self._draw(rng)
+    def _start(self):
+        self._draw()
 
-    def batch(self, step, rng):
+    def batch(self, step):
         if step > 0:
-            self._draw(rng)
+            self._draw()
+            self.version += 1
         return self.points
 
 
@@ -80,10 +80,10 @@ def make(dim: int = 100):
     geometry = pl.geometry.Hypersphere(np.zeros(dim), 3 * math.sqrt(2 * T))   # sets the input scale
     problem = pl.Problem(geometry=geometry, time=(0, T), pde=pde,
                          reference=None if ref is None else (np.zeros((1, dim + 1)), [[ref]]))
-    return pl.Case(problem=problem, model=pl.nn.MLP(width=128, depth=4), transform=TerminalAnsatz(),
-                   sampler=BrownianPaths(200), estimator="stde:16", steps=4000, lr=1e-3, lr_decay=0.5,
-                   lr_decay_every=500, eval_every=100, checkpoint_every=1000, export_resolution=64,
-                   options={"dim": dim})
+    method = PINN(pl.nn.MLP(width=128, depth=4), transform=TerminalAnsatz(), sampler=BrownianPaths(200),
+                  estimator=pl.derivatives.STDE(16))
+    return pl.Case(problem, method, steps=4000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=500),
+                   eval_every=100, checkpoint_every=1000, export_resolution=64, options={"dim": dim})
 
 
 case = make()

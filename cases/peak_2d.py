@@ -9,6 +9,8 @@ adversarial adaptive sampling (Tang, Zhai, Wan, Yang, ICLR 2024): the peak has w
 import torch
 
 import pdeml as pl
+from samplers import Uniform
+from solvers import PINN
 
 
 def make(alpha: float = 1000.0, points: int = 500):
@@ -24,10 +26,9 @@ def make(alpha: float = 1000.0, points: int = 500):
 
     problem = pl.Problem(geometry=pl.geometry.Rectangle([-1, -1], [1, 1]), pde=pde,
                          conditions=[pl.Dirichlet(exact)], exact=exact)
-    return pl.Case(problem=problem, model=pl.nn.MLP(width=32, depth=4), hard_dirichlet=True,
-                   steps=10000, lr=1e-3, lr_decay=0.5, lr_decay_every=4000, n_domain=points,
-                   n_boundary=1, eval_every=500, checkpoint_every=5000,
-                   options={"alpha": alpha, "points": points})
+    method = PINN(pl.nn.MLP(width=32, depth=4), hard_dirichlet=True, sampler=Uniform(points, 1))
+    return pl.Case(problem, method, steps=10000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=4000),
+                   eval_every=500, checkpoint_every=5000, options={"alpha": alpha, "points": points})
 
 
 case = make()

@@ -10,6 +10,8 @@ import math
 import torch
 
 import pdeml as pl
+from samplers import Uniform
+from solvers import PINN
 
 C, R = (0.5, 0.5, 0.5), 0.25
 PI = math.pi
@@ -51,7 +53,6 @@ def pde(x, u):
 geometry = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere(C, R)
 problem = pl.Problem(geometry=geometry, pde=pde, exact=exact,
                      conditions=[pl.Dirichlet(exact, on=on_cube), pl.Neumann(hole_flux, on=on_sphere)])
-case = pl.Case(problem=problem, model=pl.nn.MLP(width=48, depth=3), steps=2500, lr=2e-3,
-               lr_decay=0.5, lr_decay_every=1000, n_domain=2000, n_boundary=500,
-               resample_every=100, lbfgs_steps=1500, weights={"dirichlet": 10.0, "neumann": 10.0},
-               export_resolution=32)
+case = pl.Case(problem, PINN(pl.nn.MLP(width=48, depth=3), sampler=Uniform(2000, 500, every=100)),
+               steps=2500, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000), lbfgs_steps=1500,
+               weights={"dirichlet": 10.0, "neumann": 10.0}, export_resolution=32)

@@ -10,6 +10,8 @@ import math
 import torch
 
 import pdeml as pl
+from samplers import Uniform
+from solvers import PINN
 
 
 def exact(x):
@@ -22,6 +24,5 @@ def pde(x, u):
 
 problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), pde=pde,
                      conditions=[pl.Dirichlet(0.0)], exact=exact)
-case = pl.Case(problem=problem, model=pl.nn.MLP(width=64, depth=1), optimizer="engd", steps=500,
-               lr=1e-3, n_domain=900, n_boundary=120, dtype="float64", eval_every=50,
-               checkpoint_every=100, export_resolution=64)
+case = pl.Case(problem, PINN(pl.nn.MLP(width=64, depth=1), sampler=Uniform(900, 120)), optimizer=pl.ENGD(),
+               steps=500, dtype="float64", eval_every=50, checkpoint_every=100, export_resolution=64)

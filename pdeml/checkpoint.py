@@ -30,7 +30,16 @@ def load(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint={str(path)!r} does not exist. Fix: train first, or "
                                 "point --out at the run directory that holds checkpoint.pt")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:                 # truncated, random bytes, a foreign pickle, ...
+        raise ValueError(f"checkpoint={str(path)!r} cannot be read: it is empty, truncated or not a pdeml "
+                         f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}). "
+                         "Fix: delete it and train again without --resume (or restore a copy)") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"checkpoint={str(path)!r} holds a {type(saved).__name__}, not a pdeml checkpoint. "
+                         "Fix: delete it and train again without --resume")
+    return saved
 
 
 def rng_state(rng) -> str:
@@ -39,3 +48,12 @@ def rng_state(rng) -> str:
 
 def set_rng_state(rng, text: str) -> None:
     rng.bit_generator.state = json.loads(text)
+
+
+def check_format(saved: dict, path, expected: int) -> None:
+    """A checkpoint of another layout is a clear error, not a KeyError later."""
+    found = saved.get("format") if isinstance(saved, dict) else None
+    if found != expected:
+        raise ValueError(f"checkpoint={str(path)!r} has layout {found!r}, this pdeml writes {expected} "
+                         "(it was written by another version). Fix: start a new run directory, or "
+                         "train again without --resume")

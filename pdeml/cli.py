@@ -18,13 +18,14 @@ def _parser():
     t.add_argument("--out", help="run directory (default runs/<case>)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: a log line every 30 s instead (also when output is not a terminal)")
     t.add_argument("--derivatives", help="derivative estimator: autograd | taylor | sdgd:B | stde:B | "
                    "stde-dense:S, optionally :unbiased (default: the case's)")
     t.add_argument("--sampler", help="collocation sampler: uniform | sobol | halton | r3 | r3-causal | "
                    "rad | rar-d | aas (default: the case's)")
     t.add_argument("--combiner", help="loss-term combination: sum | config | mconfig | pcgrad | gradnorm "
-                   "(default: the case's; mconfig trains with SGD)")
+                   "(default: the case's; mconfig switches Adam to SGD with the same learning rate)")
     t.add_argument("--optimizer", help="adam | sgd | engd | engd-cg (Gauss-Newton, dense or Hessian-free; "
                    "default: the case's)")
     t.add_argument("--compile", action="store_true", default=None,
@@ -32,6 +33,13 @@ def _parser():
                    "after a compile of tens of seconds)")
     t.add_argument("--snapshots", type=int, default=0, metavar="N",
                    help="every N steps save the PDE points over the residual (OUT/snapshots, .vtu and .png)")
+    t.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="checkpoint every N steps (default: the case's, 1000)")
+    t.add_argument("--checkpoint-minutes", type=float, metavar="M",
+                   help="checkpoint at least every M minutes of training (default: the case's, 10)")
+    t.add_argument("--threads", default="auto",
+                   help="CPU threads for torch: a number, or auto (the free cores: the affinity mask and "
+                   "cgroup quota less the load average; default)")
     t.epilog = "Any other --name VALUE is a case option (see `pdeml cases`), e.g. --dim 1000."
     e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
     e.add_argument("dir")
@@ -43,8 +51,9 @@ def _parser():
     k.add_argument("--points", type=int, help="PDE points (default: the case's)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--device", default="auto")
-    from solvers.dcdm.cli import add_parser as add_dcdm      # backends register their commands
-    add_dcdm(sub)
+    import solvers                              # solvers register their commands at the edge
+    for add_parser, _ in solvers.commands().values():
+        add_parser(sub)
     return ap
 
 
@@ -75,10 +84,11 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from . import run
     from .fit import DivergenceError
+    import solvers
     try:
-        if args.command == "dcdm":
-            from solvers.dcdm.cli import main as dcdm_main
-            return dcdm_main(args)
+        commands = solvers.commands()
+        if args.command in commands:
+            return commands[args.command][1](args)
         if args.command == "condition":
             report = run.condition_report(args.target, _case_options(extra), seed=args.seed,
                                           device=args.device, points=args.points)
@@ -93,14 +103,22 @@ def main(argv=None) -> int:
                 print(p)
             return 0
         from pathlib import Path
+
+        import torch
+
+        from .threads import resolve_threads
         options = _case_options(extra)
         out = args.out or str(Path("runs") / Path(args.case).stem)
+        threads = resolve_threads(args.threads)
+        torch.set_num_threads(threads)          # the CLI's own process: not a library side effect
         metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr,
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
                                  resume=args.resume, progress=not args.no_progress,
                                  options=options, derivatives=args.derivatives, sampler=args.sampler,
                                  combiner=args.combiner, optimizer=args.optimizer,
-                                 snapshots=args.snapshots, compile=args.compile)
+                                 snapshots=args.snapshots, compile=args.compile, threads=threads,
+                                 checkpoint_every=args.checkpoint_every,
+                                 checkpoint_minutes=args.checkpoint_minutes)
         print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
         print(f"run directory: {out}")
         return 0
@@ -111,7 +129,7 @@ def main(argv=None) -> int:
         print("pdeml: interrupted; the last periodic checkpoint is kept: continue with --resume",
               file=sys.stderr)
         return 130
-    except (ValueError, TypeError, KeyError, RuntimeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, KeyError, RuntimeError, OSError) as e:
         print(f"pdeml: error: {e}", file=sys.stderr)
         return 2
 

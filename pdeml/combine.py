@@ -7,6 +7,7 @@ the combined gradient in ``p.grad``. ``total`` gives the scalar objective for li
 from __future__ import annotations
 
 import abc
+import copy
 
 import torch
 
@@ -14,8 +15,20 @@ from ._validate import fail, finite_scalar
 
 
 class AbstractCombiner(abc.ABC):
-    def check(self, names) -> None:
-        """Validate against the backend's term names before training (default: nothing)."""
+    """Settings of a combination rule. :meth:`init` returns a run of it (a new object of the same
+    class) that keeps whatever state the rule needs (momenta, smoothed weights, a generator), so
+    one settings object can serve two runs. The losses it receives are already weighted by the
+    case's loss weights (``fit(weights=...)``)."""
+
+    def init(self, names) -> "AbstractCombiner":
+        """A run of this rule for the loss terms ``names`` (in the backend's order)."""
+        run = copy.copy(self)
+        run._start(list(names))
+        return run
+
+    def _start(self, names: list) -> None:
+        """Set up the run state for the terms ``names`` (default: none)."""
+
     @abc.abstractmethod
     def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar objective (used by L-BFGS and for reporting)."""
@@ -25,7 +38,7 @@ class AbstractCombiner(abc.ABC):
         """Fill ``p.grad`` for ``params``; return the scalar objective."""
 
     def state_dict(self) -> dict:
-        """Tensors that restore the combiner on resume (momenta, smoothed weights)."""
+        """Tensors that restore the run on resume (momenta, smoothed weights)."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
@@ -33,23 +46,14 @@ class AbstractCombiner(abc.ABC):
 
 
 class Sum(AbstractCombiner):
-    r"""Weighted sum :math:`L = \sum_k w_k L_k` (weights default to 1).
+    r"""The sum :math:`L = \sum_k L_k` of the (weighted) loss terms, back-propagated at once.
 
     Example:
-        >>> Sum({"dirichlet": 10.0})
+        >>> Sum()          # the default; loss weights are the case's ``weights``
     """
 
-    def __init__(self, weights: dict | None = None):
-        self.weights = {k: finite_scalar(f"weights[{k!r}]", v) for k, v in (weights or {}).items()}
-
-    def check(self, names):
-        unknown = set(self.weights) - set(names)
-        if unknown:
-            fail("weights", self.weights, f"names unknown loss terms {sorted(unknown)}",
-                 f"use the problem's terms {list(names)}")
-
     def total(self, losses):
-        return sum(self.weights.get(k, 1.0) * v for k, v in losses.items())
+        return sum(losses.values())
 
     def backward(self, losses, params):
         total = self.total(losses)
@@ -57,7 +61,7 @@ class Sum(AbstractCombiner):
         return total
 
     def __repr__(self):
-        return f"Sum({self.weights})"
+        return "Sum()"
 
 
 # ----------------------------------------------------------------- per-term gradient combiners
@@ -151,7 +155,12 @@ class PCGrad(_PerTerm):
     each step from ``seed`` (as in the paper): ``--combiner pcgrad``."""
 
     def __init__(self, seed: int = 0):
-        self.gen = torch.Generator().manual_seed(seed)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            fail("seed", seed, "must be an integer", "pass e.g. PCGrad(seed=0)")
+        self.seed = seed
+
+    def _start(self, names):
+        self.gen = torch.Generator().manual_seed(self.seed)
 
     def direction(self, G, losses):
         return pcgrad_direction(G, torch.randperm(len(G), generator=self.gen).tolist())
@@ -178,6 +187,8 @@ class GradNorm(_PerTerm):
         self.alpha = finite_scalar("alpha", alpha)
         if not 0 <= self.alpha < 1:
             fail("alpha", alpha, "must be in [0, 1)", "pass e.g. 0.9")
+
+    def _start(self, names):
         self.weights = None
 
     def direction(self, G, losses):
@@ -212,13 +223,12 @@ class MConFIG(_PerTerm):
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         self.beta1, self.beta2 = finite_scalar("beta1", beta1), finite_scalar("beta2", beta2)
         self.eps = finite_scalar("eps", eps)
-        self.names, self.state = None, {}
 
-    def check(self, names):
-        self.names = list(names)
+    def _start(self, names):
+        self.names, self.state = names, {}
 
     def backward(self, losses, params):
-        names = self.names or list(losses)
+        names = self.names
         st = self.state
         i = int(st["seen"].sum()) % len(names) if "seen" in st else 0      # terms in turn
         g = term_gradients(losses, params, [names[i]])[0]
@@ -253,17 +263,14 @@ class MConFIG(_PerTerm):
         return f"MConFIG(beta1={self.beta1}, beta2={self.beta2})"
 
 
-#: CLI names -> combiner factories (the weighted sum takes the case's weights)
-COMBINERS = {"sum": Sum, "config": lambda weights=None: ConFIG(), "mconfig": lambda weights=None: MConFIG(),
-             "pcgrad": lambda weights=None: PCGrad(), "gradnorm": lambda weights=None: GradNorm()}
+#: CLI names -> combiners (``--combiner NAME``)
+COMBINERS = {"sum": Sum, "config": ConFIG, "mconfig": MConFIG, "pcgrad": PCGrad, "gradnorm": GradNorm}
 
 
-def make_combiner(spec, weights=None) -> AbstractCombiner:
-    """A combiner object from an object, a name in :data:`COMBINERS`, or ``None`` (weighted sum)."""
+def make_combiner(spec) -> AbstractCombiner:
+    """A combiner object from an object or a name in :data:`COMBINERS`."""
     if isinstance(spec, AbstractCombiner):
         return spec
-    if spec is None:
-        return Sum(weights)
     if spec not in COMBINERS:
         fail("combiner", spec, "is not a combiner", f"use one of {sorted(COMBINERS)}")
-    return COMBINERS[spec](weights=weights)
+    return COMBINERS[spec]()

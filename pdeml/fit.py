@@ -1,17 +1,17 @@
-"""``fit``: the training loop shared by every backend that exposes per-term losses.
+"""``fit``: the training loop shared by every trainable backend, run as phases of steppers.
 
-Adam (or any first-order optimizer object) for ``steps`` steps, then optionally L-BFGS for
-``lbfgs.steps`` iterations on the last collocation points. Every step checks the loss and
-gradient for NaN/inf *before* updating, so the parameters in memory and in the checkpoint are
-always the last finite ones. Checkpoints hold the model, optimizer, sampler points, the RNG
-state and the history, so ``resume=True`` continues bit-for-bit on CPU.
+``phases`` is a list ``[(steps, stepper), ...]`` (:mod:`pdeml.steppers`), e.g.
+``[(5000, FirstOrder(Adam(1e-3))), (2000, LBFGS())]``. Each step draws a batch from the
+backend's batch run (collocation points or dataset minibatches), lets the phase's stepper
+take it, and logs. A step that produced NaN/inf leaves the last finite parameters in memory,
+writes them to the checkpoint and raises :class:`DivergenceError`. Checkpoints hold the model,
+the phase and its stepper's state, the batch run (points and generator) and the history, so
+``resume=True`` continues bit-for-bit on CPU whatever the phases.
 """
 from __future__ import annotations
 
 import json
-import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +19,13 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from ._validate import fail, finite_scalar, positive_int
+from .backend import AbstractTrainable
 from .callbacks import AbstractCallback
-from .combine import AbstractCombiner, Sum
-from .optim import LBFGS, Adam
-from .sampling import AbstractSampler, to_torch
+from .sampling import to_torch
+from .steppers import AbstractStepper, NonFinite
+
+FORMAT = 2            # checkpoint layout; 1 was the single-optimizer loop before phases
 
 
 class DivergenceError(RuntimeError):
@@ -36,6 +39,8 @@ class TrainState:
     term_names: list = field(default_factory=list)
     history: list = field(default_factory=list)
     losses: dict = field(default_factory=dict)
+    phase: str = ""
+    points: dict | None = None          # the (numpy) batch in use, for callbacks
     stop: bool = False
     status: str = "running"
     wall_time_s: float = 0.0
@@ -49,6 +54,7 @@ class FitResult:
     history: list
     wall_time_s: float
     l2_relative_error: float | None
+    message: str = ""
 
 
 def relative_l2(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -56,185 +62,205 @@ def relative_l2(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(pred - ref) / max(np.linalg.norm(ref), 1e-300))
 
 
-def fit(backend, *, steps: int, sampler: AbstractSampler, optimizer=None, lbfgs: LBFGS | None = None,
-        combiner: AbstractCombiner | None = None, callbacks=(), seed: int = 0,
-        checkpoint=None, checkpoint_every: int = 1000, resume: bool = False,
-        truth=None, eval_every: int = 100) -> FitResult:
-    """Train ``backend`` (a module with ``losses(batch)``, ``term_names``, ``predict``).
+def check_phases(phases) -> list[tuple[int, AbstractStepper]]:
+    """``phases`` as a validated list of ``(steps, stepper)``; a 0-step phase is dropped."""
+    out = []
+    for i, item in enumerate(phases):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            fail(f"phases[{i}]", item, "is not a (steps, stepper) pair",
+                 "pass e.g. [(5000, pl.FirstOrder(pl.Adam(1e-3))), (2000, pl.LBFGS())]")
+        n, stepper = item
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            fail(f"phases[{i}] steps", n, "must be a non-negative integer", "pass e.g. 1000")
+        if not isinstance(stepper, AbstractStepper):
+            fail(f"phases[{i}] stepper", stepper, "is not a stepper",
+                 "pass pl.FirstOrder(pl.Adam(...)), pl.LBFGS() or pl.ENGD()")
+        if n:
+            out.append((int(n), stepper))
+    return out
+
+
+def check_weights(weights, names) -> dict:
+    """Loss weights: known term names, finite and non-negative values."""
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        fail("weights", weights, f"names unknown loss terms {unknown}", f"use the problem's terms {list(names)}")
+    for k, v in weights.items():
+        if finite_scalar(f"weights[{k!r}]", v) < 0:
+            fail(f"weights[{k!r}]", v, "is negative (a negative weight rewards the residual)",
+                 "pass a weight >= 0")
+    return {k: float(v) for k, v in weights.items()}
+
+
+def _phase_at(phases, step: int) -> int:
+    """Index of the phase that takes step ``step`` (counting from 0); len(phases) past the end."""
+    end = 0
+    for i, (n, _) in enumerate(phases):
+        end += n
+        if step < end:
+            return i
+    return len(phases)
+
+
+def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int = 0,
+        checkpoint=None, checkpoint_every: int = 1000, checkpoint_minutes: float | None = None,
+        resume: bool = False, truth=None, eval_every: int = 100) -> FitResult:
+    """Train ``backend`` (a :class:`pdeml.backend.AbstractTrainable`) through ``phases``.
 
     Args:
-        steps: first-order optimizer steps. ``lbfgs``: optional L-BFGS stage after them.
-        sampler: collocation points (:class:`pdeml.sampling.AbstractSampler`).
-        optimizer: default ``Adam(1e-3)``; a Gauss-Newton optimizer (``ENGD``) takes whole
-            steps from the residual vector instead. ``combiner``: default ``Sum()``.
+        phases: ``[(steps, stepper), ...]`` (:mod:`pdeml.steppers`, :class:`pdeml.ENGD`).
+        sampler: the batches' settings (default: the backend's own, e.g. the PINN method's
+            sampler); started with a generator seeded by ``seed``.
+        weights: ``{term: weight}`` for the loss terms (default 1 each), for every phase.
         callbacks: :class:`pdeml.callbacks.AbstractCallback` objects.
-        seed: seeds the sampler's generator (the model was seeded by the backend).
         checkpoint: path of ``checkpoint.pt``; written atomically every ``checkpoint_every``
-            steps, on stop, and on divergence (with the last finite parameters).
-        resume: continue from ``checkpoint`` if it exists.
+            steps, every ``checkpoint_minutes`` minutes of training, at the end, and on
+            divergence (with the last finite parameters).
+        resume: continue from ``checkpoint`` if it exists (a checkpoint already past the
+            phases' end is left as it is).
         truth: ``(points, values)`` for the relative L2 error logged every ``eval_every`` steps.
 
     Returns:
         :class:`FitResult`. Raises :class:`DivergenceError` on NaN/inf.
     """
-    optimizer = optimizer if optimizer is not None else Adam(1e-3)
-    combiner = combiner if combiner is not None else Sum()
-    combiner.check(backend.term_names)
+    if not isinstance(backend, AbstractTrainable):
+        fail("backend", type(backend).__name__, "is not trainable", "train a PINN or an operator backend")
+    phases = check_phases(phases)
+    weights = check_weights(weights, backend.term_names)
+    eval_every = positive_int("eval_every", eval_every)
+    checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
+    if checkpoint_minutes is not None and not finite_scalar("checkpoint_minutes", checkpoint_minutes) > 0:
+        fail("checkpoint_minutes", checkpoint_minutes, "must be positive", "pass e.g. 10, or None")
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, AbstractCallback):
             raise TypeError(f"callbacks holds {cb!r}, which is not a pdeml callback. Fix: subclass "
                             "pdeml.callbacks.AbstractCallback.")
-    problem = backend.problem
-    dtype, device = backend.center.dtype, backend.center.device
-    params = [p for p in backend.parameters() if p.requires_grad]
-    rng = np.random.default_rng(seed)
-    if hasattr(backend, "residual_at"):
-        sampler.attach(backend.residual_at)
-    sampler.reset(problem, rng)
-    n_lbfgs = lbfgs.steps if lbfgs is not None else 0
-    state = TrainState(total_steps=steps + n_lbfgs, term_names=list(backend.term_names))
-    adam = optimizer.build(params)
-    gauss_newton = getattr(optimizer, "gauss_newton", False)
-    # Gauss-Newton minimizes the weighted sum of squares; other combiners' weights are not loss
-    # weights (GradNorm's are per-step gradient scalings)
-    gn_weights = combiner.weights if isinstance(combiner, Sum) else None
-    quasi = None  # L-BFGS optimizer, built when its stage starts
+    dtype, device = backend.dtype, backend.device
+    batches = backend.batches(sampler, np.random.default_rng(seed))
+    state = TrainState(total_steps=sum(n for n, _ in phases), term_names=list(backend.term_names))
+    starts = np.cumsum([0] + [n for n, _ in phases]).tolist()
+    run, run_phase = None, -1                 # the current phase's stepper run and its index
+
+    def start_phase(i):
+        return phases[i][1].init(backend, weights)
+
     if resume and checkpoint is not None and Path(checkpoint).exists():
         saved = ckpt.load(checkpoint, map_location=device)
+        ckpt.check_format(saved, checkpoint, FORMAT)
+        step = int(saved["step"])
+        if step >= state.total_steps:         # nothing left to do: leave the checkpoint alone
+            backend.load_state_dict(saved["model"])
+            history = json.loads(saved["history"])
+            msg = (f"the checkpoint is at step {step}, the phases end at {state.total_steps}: "
+                   "nothing left to train")
+            return FitResult(step, "finished", _last_losses(history, backend.term_names), history,
+                             float(saved["wall_time_s"]), _last_error(history), msg)
         backend.load_state_dict(saved["model"])
-        sampler.load_state_dict(saved["sampler"])
-        combiner.load_state_dict(saved.get("combiner", {}))
-        ckpt.set_rng_state(rng, saved["rng"])
-        state.step, state.history = int(saved["step"]), json.loads(saved["history"])
+        batches.load_state_dict(saved["batches"])
+        state.step, state.history = step, json.loads(saved["history"])
         state.wall_time_s = float(saved["wall_time_s"])
-        if saved["phase"] == "lbfgs":
-            quasi = lbfgs.build(params)
-            quasi.load_state_dict(saved["optimizer"])
-        else:
-            adam.load_state_dict(saved["optimizer"])
-    truth_t = None
-    if truth is not None:
-        truth_t = (np.asarray(truth[0]), np.asarray(truth[1]))
-
+        i = _phase_at(phases, step)
+        if step > starts[i]:                  # inside a phase: it must be the saved one
+            if saved["stepper"] != phases[i][1].name or int(saved["phase"]) != i:
+                fail("resume", str(checkpoint),
+                     f"was written in phase {int(saved['phase'])} ({saved['stepper']}) at step {step}, "
+                     f"but with these settings step {step} falls in phase {i} ({phases[i][1].name})",
+                     "resume with the phase lengths of the original run (--steps, --lbfgs-steps), "
+                     "or start a new run directory")
+            run, run_phase = start_phase(i), i
+            run.load_state_dict(saved["stepper_state"])
+    truth_t = None if truth is None else (np.asarray(truth[0]), np.asarray(truth[1]))
     cached = {"version": None, "batch": None}
 
     def tensors(raw):
-        if cached["version"] != sampler.version:
-            cached["batch"], cached["version"] = to_torch(raw, dtype, device), sampler.version
+        if cached["version"] != batches.version:
+            cached["batch"], cached["version"] = to_torch(raw, dtype, device), batches.version
         return cached["batch"]
 
-    def save(phase):
-        if checkpoint is None:
+    def save():
+        if checkpoint is None or run is None:
             return
-        opt = quasi if phase == "lbfgs" else adam
         ckpt.save(checkpoint, {
-            "format": 1, "step": state.step, "phase": phase, "model": backend.state_dict(),
-            "optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
-            "combiner": combiner.state_dict(),
-            "rng": ckpt.rng_state(rng), "history": json.dumps(state.history),
+            "format": FORMAT, "step": state.step, "phase": run_phase, "stepper": run.name,
+            "stepper_state": run.state_dict(), "model": backend.state_dict(),
+            "batches": batches.state_dict(), "history": json.dumps(state.history),
             "wall_time_s": state.wall_time_s, "term_names": json.dumps(state.term_names)})
         for cb in callbacks:
             cb.on_checkpoint(state)
 
-    def diverged(losses, grad_norm, phase):
-        bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
-        what = f"loss terms {bad}" if bad else f"the gradient (norm {grad_norm})"
-        save(phase)
-        where = f" The last finite state is in {checkpoint}." if checkpoint is not None else ""
-        raise DivergenceError(
-            f"training diverged at step {state.step}: {what} became NaN/inf.{where} Fix: lower the "
-            "learning rate (--lr), add loss weights, or check the PDE for divisions by zero; then "
-            "resume with --resume.")
-
+    state.points = batches.current()
     for cb in callbacks:
         cb.on_start(state)
     t_start = time.perf_counter() - state.wall_time_s
-    phase = "adam"
-    stalled = 0      # L-BFGS iterations in a row that left the parameters unchanged
+    last_save = time.perf_counter()
     try:
         while state.step < state.total_steps and not state.stop:
-            phase = "adam" if state.step < steps else "lbfgs"
-            if phase == "adam":
-                batch = tensors(sampler.batch(state.step, rng))
-                res = {} if sampler.wants_residuals else None
-                if gauss_newton:   # a whole step from the residual vector, then the losses after it
-                    optimizer.step(backend, batch, params, gn_weights)
-                    losses = {k: v.detach() for k, v in backend.losses(batch, res).items()}
-                    total, gnorm = combiner.total(losses), torch.zeros(())
-                else:
-                    adam.zero_grad(set_to_none=True)
-                    losses = backend.losses(batch, res)
-                    total = combiner.backward(losses, params)
-                    gnorm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-                if not bool(torch.isfinite(total) & torch.isfinite(gnorm)):
-                    diverged(losses, float(gnorm), phase)
-                lr = optimizer.lr_at(state.step)
-                if not gauss_newton:
-                    for g in adam.param_groups:
-                        g["lr"] = lr
-                    adam.step()
-                if res is not None:
-                    sampler.observe(state.step, res)
-            else:
-                if quasi is None:
-                    quasi = lbfgs.build(params)
-                batch = tensors(sampler.current())  # L-BFGS keeps the last points
-                last = {}
-
-                def closure():
-                    quasi.zero_grad(set_to_none=True)
-                    ls = backend.losses(batch)
-                    tot = combiner.total(ls)
-                    tot.backward()
-                    last["losses"] = ls
-                    return tot
-
-                snapshot = [p.detach().clone() for p in params]
-                quasi.step(closure)
-                losses = last["losses"]
-                total = combiner.total(losses)
-                if not bool(torch.isfinite(total)):
-                    with torch.no_grad():
-                        for p, s in zip(params, snapshot):
-                            p.copy_(s)
-                    diverged(losses, float("nan"), phase)
-                lr = lbfgs.lr
-                moved = any(not torch.equal(p, s) for p, s in zip(params, snapshot))
-                stalled = 0 if moved else stalled + 1
-                if stalled >= lbfgs.patience:       # nothing left to gain: end the stage
-                    warnings.warn(f"L-BFGS left the parameters unchanged for {stalled} iterations in "
-                                  f"a row (the loss {float(total):.3e} is at its floating-point floor or "
-                                  f"the gradient is zero); ending it at step {state.step + 1} of "
-                                  f"{state.total_steps}.", stacklevel=2)
-                    state.status, state.stop = "finished", True
+            i = _phase_at(phases, state.step)
+            if i != run_phase:
+                run, run_phase = start_phase(i), i
+            state.phase = run.name
+            k = state.step - starts[i]
+            if run.redraws:
+                res = {} if batches.wants_residuals else None
+                state.points = batches.batch(state.step)
+            else:                              # a fixed objective (L-BFGS): the last batch
+                res, state.points = None, batches.current()
+            batch = tensors(state.points)
+            try:
+                out = run.step(batch, k, res)
+            except NonFinite as e:
+                save()
+                where = f" The last finite state is in {checkpoint}." if checkpoint is not None else ""
+                raise DivergenceError(
+                    f"training diverged at step {state.step} ({run.name}): {e.what} became NaN/inf."
+                    f"{where} Fix: lower the learning rate (--lr), add loss weights, or check the PDE "
+                    "for divisions by zero; then resume with --resume.") from None
+            if res is not None:
+                batches.observe(state.step, res)
             state.step += 1
-            state.losses = {k: float(v.detach()) for k, v in losses.items()}
+            state.losses = {n: float(v) for n, v in out.losses.items()}
             state.wall_time_s = time.perf_counter() - t_start
             for cb in callbacks:
                 cb.on_step(state)
-            if state.step % eval_every == 0 or state.step == state.total_steps:
-                row = {"step": state.step, "phase": phase, "loss": float(total.detach()), **state.losses,
-                       "lr": lr, "wall_time_s": round(state.wall_time_s, 4)}
-                row.update({f"param_{k}": v for k, v in backend.parameter_values().items()}
-                           if hasattr(backend, "parameter_values") else {})
+            if out.done and state.step < starts[i + 1]:   # the stepper can make no more progress
+                if i == len(phases) - 1:
+                    state.stop, state.status = True, "finished"
+                else:                                        # on to the next phase, same numbering
+                    state.step = starts[i + 1]
+            if state.step % eval_every == 0 or state.step == state.total_steps or out.done:
+                row = {"step": state.step, "phase": run.name, "loss": float(out.total), **state.losses,
+                       "lr": out.lr, "wall_time_s": round(state.wall_time_s, 4)}
+                row.update({f"param_{k}": v for k, v in backend.parameter_values().items()})
                 row["l2_relative_error"] = (relative_l2(backend.predict(truth_t[0]), truth_t[1])
                                             if truth_t is not None else None)
                 state.history.append(row)
                 for cb in callbacks:
                     cb.on_log(state, row)
-            if state.step % checkpoint_every == 0:
-                save(phase)
+            minutes_up = (checkpoint_minutes is not None
+                          and time.perf_counter() - last_save >= 60 * checkpoint_minutes)
+            if state.step % checkpoint_every == 0 or minutes_up:
+                save()
+                last_save = time.perf_counter()
     finally:
         state.wall_time_s = time.perf_counter() - t_start
         if state.status == "running":
             state.status = "finished" if state.step >= state.total_steps else "stopped"
         for cb in callbacks:
             cb.on_end(state)
-    save(phase)
-    err = next((r["l2_relative_error"] for r in reversed(state.history)
-                if r.get("l2_relative_error") is not None), None)
+    save()
+    err = _last_error(state.history)
     if truth_t is not None and (not state.history or state.history[-1]["step"] != state.step):
         err = relative_l2(backend.predict(truth_t[0]), truth_t[1])
     return FitResult(steps=state.step, status=state.status, losses=state.losses,
                      history=state.history, wall_time_s=state.wall_time_s, l2_relative_error=err)
+
+
+def _last_error(history):
+    return next((r["l2_relative_error"] for r in reversed(history)
+                 if r.get("l2_relative_error") is not None), None)
+
+
+def _last_losses(history, names):
+    return {k: history[-1][k] for k in names if k in history[-1]} if history else {}

@@ -31,14 +31,23 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ._validate import fail, finite_scalar, positive_int
+from .backend import AbstractLeastSquares
+from .steppers import AbstractStepper, NonFinite, StepResult, weigh
+
+
+def _check(backend):
+    if not isinstance(backend, AbstractLeastSquares):
+        fail("backend", type(backend).__name__, "has no residual vector (it is not a least-squares "
+             "backend)", "use a first-order stepper (Adam) with this method")
+    if not backend.exact_residuals:
+        fail("estimator", getattr(backend, "estimator", None), "gives paired (unbiased) stochastic "
+             "residual estimates", "use an exact estimator (taylor or autograd) with Gauss-Newton methods")
 
 
 def residual_vector(backend, batch: dict, weights: dict | None = None, keys=None) -> torch.Tensor:
     """:math:`\tilde r` (the loss is its squared norm) from ``backend.residual_terms``; ``keys``
     limits it to some batch keys ("domain" and condition names)."""
-    if backend.estimator.paired:
-        fail("estimator", backend.estimator, "is a paired (unbiased) stochastic estimator",
-             "use an exact estimator (taylor or autograd) with Gauss-Newton methods")
+    _check(backend)
     weights = weights or {}
     return torch.cat([(weights.get(name, 1.0) / r.shape[0]) ** 0.5 * r.reshape(-1)
                       for name, r in backend.residual_terms(batch, terms=keys).items()])
@@ -66,8 +75,8 @@ def term_jacobians(backend, batch: dict, weights: dict | None = None, keys=None)
     wrap = _Terms(backend)
     named = {f"backend.{n}": p.detach() for n, p in backend.named_parameters() if p.requires_grad}
     rows, jac = [], []
-    keys = keys if keys is not None else ["domain"] + [name for name, _ in backend.soft]
-    for key in keys:
+    groups = backend.residual_keys()
+    for key in (keys if keys is not None else list(groups)):
         data = batch[key]
 
         def one(ps, row, key=key):
@@ -78,7 +87,7 @@ def term_jacobians(backend, batch: dict, weights: dict | None = None, keys=None)
         r = torch.cat([v.reshape(len(data["x"]), -1) for v in wrap(batch, [key]).values()], 1).detach()
         J = vmap(jacrev(one), in_dims=(None, 0))(named, data)
         J = torch.cat([j.reshape(len(data["x"]), r.shape[1], -1) for j in J.values()], 2)
-        for c, name in enumerate(backend.pde_names if key == "domain" else [key]):
+        for c, name in enumerate(groups[key]):
             scale = (weights.get(name, 1.0) / len(data["x"])) ** 0.5
             rows.append(scale * r[:, c])
             jac.append(scale * J[:, c])
@@ -117,12 +126,15 @@ def conditioning(backend, batch: dict, terms=None, rtol: float = 1e-12) -> dict:
     Returns ``{"kappa": κ(A), "kappa_jacobi": κ(D^{-1/2} A D^{-1/2})`` with D = diag(A),
     ``"eigenvalues": ...}``.
     """
-    names = list(terms) if terms is not None else list(backend.pde_names)
-    known = list(backend.pde_names) + [name for name, _ in backend.soft]
+    _check(backend)
+    groups = backend.residual_keys()
+    key_of = {name: key for key, names in groups.items() for name in names}
+    names = list(terms) if terms is not None else list(groups["domain"])
+    known = list(key_of)
     unknown = [n for n in names if n not in known]
     if unknown:
         fail("terms", terms, f"names unknown terms {unknown}", f"use some of {known}")
-    keys = list(dict.fromkeys("domain" if n in backend.pde_names else n for n in names))
+    keys = list(dict.fromkeys(key_of[n] for n in names))
     _, J = weighted_jacobian(backend, batch, {n: float(n in names) for n in known}, keys)
     J = J.detach()
     A = J.T @ J
@@ -138,8 +150,12 @@ def conditioning(backend, batch: dict, terms=None, rtol: float = 1e-12) -> dict:
     return {"kappa": k, "kappa_jacobi": kj, "eigenvalues": ev.cpu().numpy()}
 
 
-class ENGD:
+class ENGD(AbstractStepper):
     r"""Energy natural gradient / Gauss-Newton steps with a grid line search (see the module).
+
+    A stepper of its own: one whole step per training step on the weighted residual vector of
+    a least-squares backend (the PINN). The loss weights are the case's; there is no learning
+    rate (the line search picks the step) and no combiner.
 
     Args:
         damping: the initial :math:`\lambda`, relative to the largest squared singular value of
@@ -149,10 +165,10 @@ class ENGD:
         solver: "dense" (SVD of J) or "cg" (Hessian-free). cg_iters, cg_tol: its budget.
 
     Example:
-        >>> fit(backend, steps=500, sampler=s, optimizer=ENGD())       # --optimizer engd
+        >>> fit(backend, [(500, ENGD())])                 # --optimizer engd
     """
 
-    gauss_newton = True
+    name = "engd"
 
     def __init__(self, damping: float = 1e-8, line_search: int = 20, solver: str = "dense",
                  cg_iters: int = 200, cg_tol: float = 1e-10, adaptive: bool = True):
@@ -164,21 +180,18 @@ class ENGD:
             fail("solver", solver, "is not an ENGD solver", 'pass "dense" or "cg"')
         self.solver = solver
         self.cg_iters, self.cg_tol = positive_int("cg_iters", cg_iters), finite_scalar("cg_tol", cg_tol)
-        self.adaptive, self.lam = bool(adaptive), self.damping
-        self.last_step = None
+        self.adaptive = bool(adaptive)
 
-    def lr_at(self, step: int) -> float:
-        return self.last_step if self.last_step is not None else 1.0
+    def _start(self):
+        _check(self.backend)
+        self.lam, self.last_step = self.damping, None
 
-    def build(self, params):
-        return _NoState(self)
-
-    def direction(self, backend, batch, params, weights=None):
+    def direction(self, batch):
         """``(r~, d)``: the residual vector and the damped Gauss-Newton direction."""
         if self.solver == "cg":
-            r = residual_vector(backend, batch, weights)
-            return r.detach(), self._cg(r, params)
-        r, J = weighted_jacobian(backend, batch, weights)
+            r = residual_vector(self.backend, batch, self.weights)
+            return r.detach(), self._cg(r, self.params)
+        r, J = weighted_jacobian(self.backend, batch, self.weights)
         U, S, Vh = torch.linalg.svd(J.detach(), full_matrices=False)
         lam = self.lam * float(S.max()) ** 2
         filt = torch.where(S > 0, S / (S ** 2 + lam), torch.zeros_like(S))
@@ -214,28 +227,34 @@ class ENGD:
             p, rr = res + rr_new / rr * p, rr_new
         return x.detach()
 
-    def step(self, backend, batch: dict, params: list, weights: dict | None = None) -> None:
-        """One ENGD step: the best of the line search (or no move if none lowers the loss)."""
-        r, d = self.direction(backend, batch, params, weights)
-        start = parameters_to_vector(params).detach()
-        # without reverse-mode derivatives in x the loss needs no graph
-        site_grad = backend.estimator.input_grad("pde") or backend.estimator.input_grad("conditions")
-        quiet = contextlib.nullcontext() if site_grad else torch.no_grad()
+    def step(self, batch, k, residuals=None):
+        """One ENGD step: the best of the line search (or no move if none lowers the loss).
+        A non-finite residual or direction leaves the parameters exactly where they were."""
+        backend, params = self.backend, self.params
+        start = parameters_to_vector(params).detach().clone()
+        try:
+            r, d = self.direction(batch)
+        except torch.linalg.LinAlgError as e:          # the SVD of a non-finite Jacobian
+            raise NonFinite(backend.losses(batch), f"the Gauss-Newton system ({e})") from None
+        if not bool(torch.isfinite(r).all() & torch.isfinite(d).all()):
+            what = "the residuals" if not bool(torch.isfinite(r).all()) else "the Gauss-Newton direction"
+            raise NonFinite(backend.losses(batch), what)
+        quiet = contextlib.nullcontext() if backend.residuals_need_grad else torch.no_grad()
 
         def move(eta):
             with torch.no_grad():
-                vector_to_parameters(start - eta * d, params)
+                vector_to_parameters(start - eta * d if eta else start, params)
 
         def loss_at(eta):
             move(eta)
             with quiet:
-                return float((residual_vector(backend, batch, weights).detach() ** 2).sum())
+                return float((residual_vector(backend, batch, self.weights).detach() ** 2).sum())
 
         best_eta, best = 0.0, float((r ** 2).sum())
-        for k in range(self.line_search + 1):
-            val = loss_at(2.0 ** -k)
-            if val < best:
-                best_eta, best = 2.0 ** -k, val
+        for i in range(self.line_search + 1):
+            val = loss_at(2.0 ** -i)
+            if val < best:                              # NaN never wins
+                best_eta, best = 2.0 ** -i, val
         move(best_eta)
         self.last_step = best_eta
         if self.adaptive:          # Levenberg-Marquardt style: trust the model more when it works
@@ -243,24 +262,14 @@ class ENGD:
                 self.lam = max(self.lam / 3, 1e-15)
             elif best_eta < 2.0 ** -4:
                 self.lam = min(self.lam * 5, 1.0)
+        losses = {n: v.detach() for n, v in backend.losses(batch, residuals).items()}
+        return StepResult(losses, sum(weigh(losses, self.weights).values()), best_eta)
+
+    def state_dict(self):
+        return {"damping": torch.tensor(self.lam, dtype=torch.float64)}
+
+    def load_state_dict(self, state):
+        self.lam = float(state.get("damping", self.lam))
 
     def __repr__(self):
         return f"ENGD(damping={self.damping}, solver={self.solver!r})"
-
-
-class _NoState:
-    """Stands where a torch optimizer would: ENGD's only state is its damping (checkpointed)."""
-
-    param_groups: list = []
-
-    def __init__(self, engd):
-        self.engd = engd
-
-    def state_dict(self):
-        return {"damping": torch.tensor(self.engd.lam, dtype=torch.float64)}
-
-    def load_state_dict(self, state):
-        self.engd.lam = float(state.get("damping", self.engd.lam))
-
-    def zero_grad(self, set_to_none=True):
-        pass

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field, fields, replace
+import difflib
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ._validate import fail, finite_array, finite_scalar, positive_int
+from .combine import AbstractCombiner, MConFIG, Sum
 from .conditions import AbstractCondition
 from .geometry import AbstractGeometry
 from .geometry.spacetime import SpaceTime
+from .optim import SGD, Adam
+from .steppers import LBFGS, AbstractStepper, FirstOrder
 
 
 class Parameter:
@@ -63,7 +67,11 @@ class Problem:
         if not callable(pde):
             fail("pde", pde, "is not callable", "pass a function pde(x, u) returning the residual")
         self.geometry, self.pde = geometry, pde
-        self.time = None if time is None else tuple(time)
+        if time is not None:
+            if isinstance(time, (str, bytes)) or not hasattr(time, "__len__") or len(time) != 2:
+                fail("time", time, "is not a (t0, t1) pair", "pass time=(0.0, 1.0)")
+            time = tuple(finite_scalar(f"time[{i}]", t) for i, t in enumerate(time))
+        self.time = time
         self.domain = geometry if time is None else SpaceTime(geometry, *self.time)
         if isinstance(outputs, str):
             outputs = (outputs,)
@@ -149,88 +157,134 @@ class Problem:
         return v
 
 
-@dataclass
+_MISSING = object()
+
+#: settings that were Case fields before the method/backend contract, and where they live now
+_MOVED = {
+    **{k: f"method=PINN({k}=...)" for k in ("model", "estimator", "hard_dirichlet", "transform", "compile")},
+    **{k: "method=PINN(sampler=Uniform(n_domain, n_boundary, n_initial, every=resample_every, "
+          "method=sampling))" for k in ("sampler", "n_domain", "n_boundary", "n_initial", "resample_every",
+                                        "sampling")},
+    **{k: "optimizer=pl.Adam(lr, decay=lr_decay, decay_every=lr_decay_every)"
+       for k in ("lr", "lr_decay", "lr_decay_every")},
+}
+
+
+@dataclass(init=False, eq=False)
 class Case:
-    """A problem plus how to train it. Every field except ``problem`` has a default, and the
-    CLI can override ``steps``, ``lr``, ``lbfgs_steps``, ``seed``.
+    """A problem, the method that solves it, and how long and how to train it. Each setting has
+    exactly one place: the method's (model, estimator, sampler, ...) live in ``method``; the
+    training phases are ``steps`` of ``optimizer`` (with ``combiner``) then ``lbfgs_steps`` of
+    ``lbfgs``. The CLI's overrides land on these fields (``pdeml.run``).
 
     Attributes:
         problem: the :class:`Problem`.
-        model: a module; ``pl.nn.MLP`` takes its input/output sizes from the problem
-            (default ``MLP(width=50, depth=4)``).
-        sampler: a sampler object or a registry name ("r3", "r3-causal", "sobol"; built from the
-            point counts below; default: ``samplers.Uniform``).
-        estimator: a derivative estimator object or spec ("taylor", "stde:16"; default: exact Taylor
-            mode where every layer has a jet rule, else exact autograd).
-        steps: Adam steps. ``lbfgs_steps``: L-BFGS iterations after Adam (0: none).
-        lr, lr_decay, lr_decay_every: Adam learning rate and step decay ``lr * decay**(k/every)``.
-        n_domain, n_boundary, n_initial: collocation points (``n_boundary`` per boundary condition).
-        resample_every: redraw collocation points every N Adam steps (0: never).
-        sampling: "random", "uniform", "sobol", "halton", "lhs" or "hammersley".
-        hard_dirichlet: enforce a whole-boundary Dirichlet condition exactly by an SDF transform.
-        transform: output transform ``(x, y) -> u`` that builds conditions into the ansatz
-            (conditions it satisfies exactly may then be dropped from ``problem``).
-        weights: ``{term: weight}`` for the loss terms (the ``Sum`` combiner).
-        combiner: how per-term losses become one update: an
-            :class:`pdeml.combine.AbstractCombiner` or a name ("sum", "config", "mconfig",
-            "pcgrad", "gradnorm"; default "sum" with ``weights``). "mconfig" trains with SGD.
-        optimizer: the first-order phase: an object (``pl.Adam(...)``, ``pl.ENGD()``) or a name
-            ("adam", "sgd", "engd", "engd-cg"; default Adam with ``lr`` and its decay).
+        method: how to solve it, e.g. ``solvers.PINN(pl.nn.MLP(50, 4), sampler=Uniform(2000))``.
+        steps: steps of the first phase. ``optimizer``: its optimizer (``pl.Adam(1e-3)`` by
+            default, ``pl.SGD``), or a stepper of its own (``pl.ENGD()``).
+        combiner: how the weighted loss terms become one first-order update (``pl.Sum()`` by
+            default, ``pl.ConFIG()``, ``pl.MConFIG()`` with ``pl.SGD``, ``pl.PCGrad()``, ``pl.GradNorm()``).
+        lbfgs_steps: L-BFGS iterations after the first phase (0: none); ``lbfgs`` its settings.
+        weights: ``{term: weight}`` for the loss terms, in every phase (default 1 each).
         dtype: "float32" or "float64".
-        compile: run the PINN's loss through ``torch.compile`` (forward-mode estimators only:
-            fuses the Taylor-mode kernels; ``pdeml train --compile``).
-        options: free-form values a case file exposes (reported in ``run.json``).
+        checkpoint_every, checkpoint_minutes: checkpoint every that many steps, and at least
+            every that many minutes of training.
+        eval_every: steps between history rows (with the error against the truth).
+        export_resolution: mesh resolution of the VTK export.
+        options: the values a case file's ``make()`` was called with (reported in ``run.json``).
+
+    Example:
+        >>> case = pl.Case(problem, PINN(pl.nn.MLP(50, 4)), steps=3000, optimizer=pl.Adam(2e-3),
+        ...                lbfgs_steps=2500, weights={"dirichlet": 10.0})
     """
 
     problem: Problem
-    model: Any = None
-    sampler: Any = None
-    estimator: Any = None
+    method: Any
     steps: int = 5000
-    lr: float = 1e-3
-    lr_decay: float = 1.0
-    lr_decay_every: int = 1000
+    optimizer: Any = field(default_factory=Adam)
+    combiner: Any = field(default_factory=Sum)
     lbfgs_steps: int = 0
-    n_domain: int = 2000
-    n_boundary: int = 200
-    n_initial: int = 200
-    resample_every: int = 0
-    sampling: str = "random"
-    hard_dirichlet: bool = False
-    transform: Any = None
+    lbfgs: Any = field(default_factory=LBFGS)
     weights: dict = field(default_factory=dict)
-    combiner: Any = None
-    optimizer: Any = None
     dtype: str = "float32"
-    compile: bool = False
     checkpoint_every: int = 1000
+    checkpoint_minutes: float = 10.0
     eval_every: int = 100
     export_resolution: int = 128
     options: dict = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __init__(self, problem=_MISSING, method=_MISSING, **settings):
+        known = [f.name for f in fields(Case)]
+        for k, v in settings.items():
+            if k in _MOVED:
+                fail(k, v, "is no longer a Case field (settings of the method and the optimizer live "
+                     "in those objects)", f"pass {_MOVED[k]} (from solvers import PINN; from samplers "
+                     "import Uniform)", TypeError)
+            if k not in known:
+                close = difflib.get_close_matches(k, known, n=1)
+                fail(k, v, "is not a Case field",
+                     (f"did you mean {close[0]}=? " if close else "") + f"The fields are {known}")
+        for name, value in (("problem", problem), ("method", method)):
+            if value is _MISSING:
+                fail(name, None, "is missing", "pass pl.Case(problem=pl.Problem(...), "
+                     "method=solvers.PINN(...), ...)", TypeError)
+        for f in fields(Case):
+            if f.name in ("problem", "method"):
+                value = problem if f.name == "problem" else method
+            elif f.name in settings:
+                value = settings[f.name]
+            else:
+                value = f.default_factory() if f.default_factory is not MISSING else f.default
+            setattr(self, f.name, value)
+        self._validate()
+
+    def _validate(self):
+        from .backend import AbstractMethod
         if not isinstance(self.problem, Problem):
             fail("problem", self.problem, "is not a pdeml.Problem", "pass problem=pl.Problem(...)")
-        for k in ("steps", "lbfgs_steps", "resample_every"):
+        if not isinstance(self.method, AbstractMethod):
+            fail("method", self.method, "is not a method", "pass e.g. method=solvers.PINN(pl.nn.MLP(50, 4))")
+        for k in ("steps", "lbfgs_steps"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 fail(k, v, "must be a non-negative integer", f"pass e.g. {k}=1000")
-        for k in ("n_domain", "n_boundary", "n_initial", "lr_decay_every", "checkpoint_every",
-                  "eval_every", "export_resolution"):
+        for k in ("checkpoint_every", "eval_every", "export_resolution"):
             positive_int(k, getattr(self, k))
-        if not finite_scalar("lr", self.lr) > 0:
-            fail("lr", self.lr, "must be positive", "pass e.g. lr=1e-3")
-        if not isinstance(self.compile, bool):
-            fail("compile", self.compile, "must be True or False", "pass compile=True")
+        if not finite_scalar("checkpoint_minutes", self.checkpoint_minutes) > 0:
+            fail("checkpoint_minutes", self.checkpoint_minutes, "must be positive", "pass e.g. 10")
         if self.dtype not in ("float32", "float64"):
             fail("dtype", self.dtype, "is not supported", 'pass "float32" or "float64"')
-        from .geometry import METHODS
-        if self.sampling not in METHODS:
-            fail("sampling", self.sampling, "is not a sampling method", f"use one of {sorted(METHODS)}")
+        if not isinstance(self.combiner, AbstractCombiner):
+            fail("combiner", self.combiner, "is not a combiner object", "pass e.g. pl.ConFIG() "
+                 "(the names are for --combiner)")
+        if not isinstance(self.lbfgs, LBFGS):
+            fail("lbfgs", self.lbfgs, "is not an L-BFGS stepper", "pass pl.LBFGS(...)")
+        if isinstance(self.optimizer, AbstractStepper):
+            if not isinstance(self.combiner, Sum):
+                fail("combiner", self.combiner, f"does not apply to {self.optimizer!r}, which takes whole "
+                     "Gauss-Newton steps on the weighted residuals", "use the default pl.Sum() (loss "
+                     "weights still apply), or a first-order optimizer")
+        else:
+            FirstOrder(self.optimizer, self.combiner)      # validates the optimizer
+            if isinstance(self.combiner, MConFIG) and not isinstance(self.optimizer, SGD):
+                fail("optimizer", self.optimizer, "would add a second set of moments to M-ConFIG's own",
+                     "pass optimizer=pl.SGD(lr) with combiner=pl.MConFIG() (--optimizer sgd)")
+        if not isinstance(self.weights, dict):
+            fail("weights", self.weights, "is not a dict", 'pass e.g. {"dirichlet": 10.0}')
+        for k, v in self.weights.items():
+            if finite_scalar(f"weights[{k!r}]", v) < 0:
+                fail(f"weights[{k!r}]", v, "is negative (a negative weight rewards the residual)",
+                     "pass a weight >= 0")
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
+
+    def phases(self) -> list:
+        """``[(steps, stepper), ...]`` for :func:`pdeml.fit`: the first phase, then L-BFGS."""
+        first = self.optimizer if isinstance(self.optimizer, AbstractStepper) else \
+            FirstOrder(self.optimizer, self.combiner)
+        return [(self.steps, first), (self.lbfgs_steps, self.lbfgs)]
 
     def replace(self, **changes) -> "Case":
         """A new Case with some fields changed (validated again)."""

@@ -3,7 +3,7 @@
 This is the layer the CLI calls; it is also the simplest Python entry point::
 
     import pdeml.run
-    metrics = pdeml.run.train_case("poisson_lshape", "runs/lshape", steps=2000)
+    metrics = pdeml.run.train_case("poisson_lshape", "runs/lshape", steps=2000, lr=1e-3)
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import rundir, settings
 from ._validate import fail
 from .callbacks import HistoryCSV, ProgressBar
 from .combine import MConFIG, make_combiner
 from .device import resolve_device
 from .fit import DivergenceError, fit
-from .nn import MLP
-from .optim import LBFGS, make_optimizer
+from .optim import Adam, make_optimizer
 from .problem import Case
 
 
@@ -83,20 +83,32 @@ def _apply_options(mod, spec: str, options: dict) -> Case:
     return case.replace(options={**case.options, **kwargs})
 
 
+def _import_file(path: Path):
+    name = f"_pdeml_case_{abs(hash(str(path.resolve())))}"
+    mod_spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    sys.modules[name] = mod
+    try:
+        mod_spec.loader.exec_module(mod)
+    except SyntaxError as e:
+        sys.modules.pop(name, None)
+        fail("case", str(path), f"has a syntax error at line {e.lineno}: {e.msg}",
+             "correct the file (python -m py_compile FILE shows the line)")
+    return mod
+
+
 def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:
-    """A case from a file path or a built-in name; returns ``(case, source)``. ``options`` are
-    passed to the case file's ``make(**options)`` (``pdeml train CASE --dim 1000``); without
-    them the module-level ``case`` is used."""
+    """A case from a file path or a built-in name; returns ``(case, source)``. A spec is a file
+    when it ends in ``.py`` or names an existing file (a directory never is, so a run directory
+    named like its case does not shadow the case). ``options`` are passed to the case file's
+    ``make(**options)`` (``pdeml train CASE --dim 1000``); without them the module-level ``case``
+    is used."""
     path = Path(spec)
-    if spec.endswith(".py") or path.exists():
+    if spec.endswith(".py") or path.is_file():
         if not path.is_file():
             fail("case", spec, "is not a file", "pass the path of a case file or a built-in name "
                  "(`pdeml cases` lists them)", FileNotFoundError)
-        name = f"_pdeml_case_{abs(hash(str(path.resolve())))}"
-        mod_spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(mod_spec)
-        sys.modules[name] = mod
-        mod_spec.loader.exec_module(mod)
+        mod = _import_file(path)
         source = str(path.resolve())
     else:
         names = sorted(builtin_cases())
@@ -113,98 +125,132 @@ def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:
 
 
 def build(case: Case, *, seed: int = 0, device="auto"):
-    """The backend for ``case`` on ``device`` (the PINN; more backends join through registries)."""
-    from solvers import PINN
-    dev = resolve_device(device)
-    model = case.model if case.model is not None else MLP(width=50, depth=4)
-    backend = PINN(case.problem, model, estimator=case.estimator, hard_dirichlet=case.hard_dirichlet,
-                   transform=case.transform, seed=seed, dtype=case.torch_dtype,
-                   compile_losses=case.compile)
-    return backend.to(dev)
+    """The backend of ``case``'s method for its problem, on ``device``."""
+    return case.method.build(case.problem, seed=seed, dtype=case.torch_dtype, device=resolve_device(device))
 
 
-def default_sampler(case: Case):
-    """The case's sampler: an object, a registry name ("r3", "sobol", ...) built from the case's
-    point counts, or by default ``Uniform``."""
-    from samplers import REGISTRY, Uniform
-    if isinstance(case.sampler, str):
-        if case.sampler not in REGISTRY:
-            fail("sampler", case.sampler, "is not a sampler", f"use one of {sorted(REGISTRY)}")
-        return REGISTRY[case.sampler](n_domain=case.n_domain, n_boundary=case.n_boundary,
-                                      n_initial=case.n_initial, every=case.resample_every)
-    if case.sampler is not None:
-        return case.sampler
-    return Uniform(case.n_domain, case.n_boundary, case.n_initial, every=case.resample_every,
-                   method=case.sampling)
+#: the overrides ``train_case`` (and ``pdeml train``) accept, in the order they are applied
+OVERRIDES = ("optimizer", "lr", "combiner", "steps", "lbfgs_steps", "checkpoint_every",
+             "checkpoint_minutes", "derivatives", "sampler", "compile")
 
 
-def train_case(case, out, *, steps=None, lr=None, lbfgs_steps=None, seed=0, device="auto",
-               resume=False, progress=True, export=True, callbacks=(), options=None,
-               derivatives=None, sampler=None, combiner=None, optimizer=None,
-               snapshots: int = 0, compile=None) -> dict:
+def _method_field(case, flag, name, value):
+    if name not in settings.fields(case.method):
+        fail(flag, value, f"does not apply to the {type(case.method).__name__} method (it has no {name})",
+             "drop the option, or use a method that has it")
+    return case.replace(method=settings.replace(case.method, **{name: value}))
+
+
+def apply_overrides(case: Case, overrides: dict) -> Case:
+    """``case`` with command-line overrides landed on the fields they name: ``steps``,
+    ``lbfgs_steps``, ``optimizer`` (a name keeps the case's learning rate), ``lr`` (the
+    optimizer's), ``combiner`` ("mconfig" also switches Adam to SGD, which M-ConFIG needs),
+    ``derivatives`` / ``sampler`` / ``compile`` (the method's estimator, sampler, compile). An
+    override that has no field to land on is an error, never silently dropped."""
+    unknown = set(overrides) - set(OVERRIDES)
+    if unknown:
+        fail("overrides", sorted(unknown), "are not overrides", f"use some of {list(OVERRIDES)}")
+    o = {k: v for k, v in overrides.items() if v is not None}
+    if "optimizer" in o:
+        case = case.replace(optimizer=make_optimizer(o["optimizer"], case.optimizer))
+    if "lr" in o:
+        if "lr" not in settings.fields(case.optimizer):
+            fail("--lr", o["lr"], f"does not apply to {case.optimizer!r}, which has no learning rate",
+                 "drop --lr (ENGD's line search picks its step), or pass --optimizer adam")
+        case = case.replace(optimizer=settings.replace(case.optimizer, lr=o["lr"]))
+    if "combiner" in o:
+        combiner = make_combiner(o["combiner"])
+        changes = {"combiner": combiner}
+        if isinstance(combiner, MConFIG) and "optimizer" not in o and isinstance(case.optimizer, Adam):
+            changes["optimizer"] = make_optimizer("sgd", case.optimizer)
+        case = case.replace(**changes)
+    plain = {k: o[k] for k in ("steps", "lbfgs_steps", "checkpoint_every", "checkpoint_minutes") if k in o}
+    if plain:
+        case = case.replace(**plain)
+    if "derivatives" in o:
+        from .derivatives import parse
+        case = _method_field(case, "--derivatives", "estimator", parse(o["derivatives"]))
+    if "sampler" in o:
+        value = o["sampler"]
+        if isinstance(value, str):
+            from samplers import REGISTRY
+            if value not in REGISTRY:
+                fail("--sampler", value, "is not a sampler", f"use one of {sorted(REGISTRY)}")
+            if "sampler" not in settings.fields(case.method):
+                _method_field(case, "--sampler", "sampler", value)
+            from samplers import Uniform
+            value = REGISTRY[value](case.method.sampler or Uniform())
+        case = _method_field(case, "--sampler", "sampler", value)
+    if "compile" in o:
+        case = _method_field(case, "--compile", "compile", bool(o["compile"]))
+    return case
+
+
+def _plain(overrides: dict) -> dict:
+    """Overrides as run.json records them: values as given, objects by their readable fields."""
+    return {k: settings.describe(v) for k, v in overrides.items() if v is not None}
+
+
+def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True, export=True,
+               callbacks=(), options=None, snapshots: int = 0, threads: int | None = None,
+               **overrides) -> dict:
     """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
-    ``options`` go to the case's ``make()``; ``derivatives`` is an estimator spec ("stde:16");
-    ``snapshots`` > 0 saves the collocation points over the residual every that many steps
-    (``out/snapshots``, see :mod:`pdeml.export.points`); ``compile`` overrides ``Case.compile``."""
+
+    ``overrides`` (see :data:`OVERRIDES` and :func:`apply_overrides`) land on the case's fields;
+    ``options`` go to the case's ``make()``; ``snapshots`` > 0 saves the collocation points over
+    the residual every that many steps (``out/snapshots``, see :mod:`pdeml.export.points`);
+    ``threads`` is recorded in run.json (the CLI sets torch's thread count from it).
+    """
     source = None
     options = dict(options or {})
+    if snapshots is not None and (isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 0):
+        fail("--snapshots", snapshots, "must be a non-negative integer", "pass 0 (none) or e.g. 500")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        fail("--seed", seed, "must be a non-negative integer", "pass e.g. --seed 0")
     if isinstance(case, str):
         case, source = load_case(case, options)
     elif options:
         fail("options", options, "apply to case files and names only", "call make(...) yourself")
-    if derivatives is not None:
-        from .derivatives import parse
-        parse(derivatives)                                   # validate now, clearly
-    changes = {k: v for k, v in {"steps": steps, "lr": lr, "lbfgs_steps": lbfgs_steps,
-                                 "estimator": derivatives, "sampler": sampler,
-                                 "combiner": combiner, "optimizer": optimizer,
-                                 "compile": compile}.items() if v is not None}
-    case = case.replace(**changes) if changes else case
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    backend = build(case, seed=seed, device=device)
-    dev = backend.center.device
-    run_info = {"source": source, "seed": seed, "device": str(dev), "overrides": changes,
-                "case_options": options,
-                "dtype": case.dtype, "outputs": list(case.problem.outputs),
-                "terms": backend.term_names, "options": case.options}
-    (out / "run.json").write_text(json.dumps(run_info, indent=2))
-    truth = case.problem.truth(4096, np.random.default_rng(seed + 12345))
-    status = "finished"
-    points = default_sampler(case)
-    callbacks = list(callbacks)
-    if snapshots:
-        from .export.points import PointSnapshots
-        callbacks.append(PointSnapshots(backend, points, out / "snapshots", snapshots))
-    combiner = make_combiner(case.combiner, case.weights)
-    # M-ConFIG keeps its own moments: plain SGD unless the case names an optimizer
-    opt_spec = case.optimizer if case.optimizer is not None else ("sgd" if isinstance(combiner, MConFIG) else None)
-    try:
-        result = fit(backend, steps=case.steps, sampler=points,
-                     optimizer=make_optimizer(opt_spec, case.lr, case.lr_decay, case.lr_decay_every),
-                     lbfgs=LBFGS(case.lbfgs_steps) if case.lbfgs_steps else None,
-                     combiner=combiner, seed=seed,
-                     checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,
-                     resume=resume, truth=truth, eval_every=case.eval_every,
-                     callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks])
-    except DivergenceError as e:
-        _write_metrics(out, {"status": "diverged", "message": str(e), "device": str(dev)})
-        raise
-    status = result.status
-    metrics = {
-        "status": status, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
-        "device": str(dev), "seed": seed, "dtype": case.dtype,
-        "l2_relative_error": result.l2_relative_error,
-        "final_losses": result.losses, "parameters": backend.parameter_values(),
-    }
-    if export:
-        metrics["files"] = [str(p.relative_to(out)) for p in export_backend(backend, out, case.export_resolution)]
-    _write_metrics(out, metrics)
+    case = apply_overrides(case, overrides)
+    out = rundir.prepare(out)
+    with rundir.lock(out):
+        backend = build(case, seed=seed, device=device)
+        dev = backend.device
+        run_info = {"source": source, "seed": seed, "device": str(dev), "threads": threads,
+                    "overrides": _plain(overrides), "case_options": options, "dtype": case.dtype,
+                    "outputs": list(case.problem.outputs), "terms": backend.term_names,
+                    "options": case.options, "case": settings.describe(case),
+                    "resolved": backend.resolved()}
+        saved = rundir.checkpoint_for_resume(out, resume, run_info)
+        (out / "run.json").write_text(json.dumps(run_info, indent=2))
+        truth = case.problem.truth(4096, np.random.default_rng(seed + 12345))
+        callbacks = list(callbacks)
+        if snapshots:
+            from .export.points import PointSnapshots
+            callbacks.append(PointSnapshots(backend, out / "snapshots", snapshots))
+        try:
+            result = fit(backend, case.phases(), weights=case.weights, seed=seed,
+                         checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,
+                         checkpoint_minutes=case.checkpoint_minutes, resume=saved,
+                         truth=truth, eval_every=case.eval_every,
+                         callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks])
+        except DivergenceError as e:
+            rundir.write_json(out / "metrics.json", {"status": "diverged", "message": str(e), "device": str(dev)})
+            raise
+        metrics = {
+            "status": result.status, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
+            "device": str(dev), "seed": seed, "dtype": case.dtype,
+            "l2_relative_error": result.l2_relative_error,
+            "final_losses": result.losses, "parameters": backend.parameter_values(),
+        }
+        if result.message:
+            metrics["message"] = result.message
+        rundir.write_json(out / "metrics.json", metrics)      # the numbers first, pictures after
+        if export:
+            metrics["files"] = [str(p.relative_to(out)) for p in rundir.guard_disk(
+                out, lambda: export_backend(backend, out, case.export_resolution))]
+            rundir.write_json(out / "metrics.json", metrics)
     return metrics
-
-
-def _write_metrics(out: Path, metrics: dict):
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
 def export_backend(backend, out, resolution: int) -> list[Path]:
@@ -223,24 +269,27 @@ def export_backend(backend, out, resolution: int) -> list[Path]:
 def load_run(out, device="auto"):
     """``(case, backend)`` of a run directory written by ``pdeml train``, with its trained weights."""
     out = Path(out)
-    info_path = out / "run.json"
-    if not info_path.is_file():
-        fail("DIR", str(out), "holds no run.json", "pass a directory written by `pdeml train`",
-             FileNotFoundError)
-    info = json.loads(info_path.read_text())
+    info = rundir.read_info(out)
     if info.get("source") is None:
         fail("DIR", str(out), "was trained from a Python Case object, not a file or name",
              "call pdeml.run.export_backend from Python instead")
     case, _ = load_case(info["source"], info.get("case_options") or None)
     changes = info.get("overrides", {})
-    case = case.replace(**changes) if changes else case
+    objects = sorted(k for k, v in changes.items() if isinstance(v, dict))
+    if objects:
+        fail("DIR", str(out), f"was trained with object overrides {objects} from Python",
+             "rebuild the case in Python and call pdeml.run.export_backend")
+    case = apply_overrides(case, changes)
     backend = build(case, seed=info.get("seed", 0), device=device)
-    backend.load_state_dict(ckpt.load(out / "checkpoint.pt", map_location=backend.center.device)["model"])
+    backend.load_state_dict(ckpt.load(out / "checkpoint.pt", map_location=backend.device)["model"])
     return case, backend
 
 
 def export_run(out, resolution: int | None = None, device="auto") -> list[Path]:
     """Re-export a finished run directory at another resolution."""
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
+                                   or resolution < 2):
+        fail("--resolution", resolution, "must be an integer >= 2", "pass e.g. --resolution 128")
     case, backend = load_run(out, device)
     return export_backend(backend, Path(out), resolution or case.export_resolution)
 
@@ -248,9 +297,10 @@ def export_run(out, resolution: int | None = None, device="auto") -> list[Path]:
 def condition_report(target, options=None, *, seed: int = 0, device="auto", points: int | None = None,
                      max_parameters: int = 5000) -> dict:
     """κ of the linearized PDE operator (:func:`pdeml.gauss_newton.conditioning`) for a case's
-    model at initialization, or for a trained run directory; on the case's point counts."""
+    model at initialization, or for a trained run directory; on the case's collocation points
+    (``points`` PDE points instead, if given)."""
     from .gauss_newton import conditioning
-    from .sampling import draw, point_counts, to_torch
+    from .sampling import to_torch
     if (Path(target) / "run.json").is_file():
         case, backend = load_run(target, device)
     else:
@@ -260,10 +310,11 @@ def condition_report(target, options=None, *, seed: int = 0, device="auto", poin
     if n_params > max_parameters:
         fail("case", target, f"has {n_params} parameters, too many for the dense P x P spectrum",
              f"use a smaller model, or pass max_parameters > {n_params} from Python")
-    counts = point_counts(points or case.n_domain, case.n_boundary, case.n_initial)
-    batch = to_torch(draw(case.problem, counts, np.random.default_rng(seed), case.sampling),
-                     backend.center.dtype, backend.center.device)
-    rep = conditioning(backend, batch)
+    sampler = None
+    if points is not None:
+        sampler = settings.replace(backend.sampler, n_domain=points)
+    batch = backend.batches(sampler, np.random.default_rng(seed)).current()
+    rep = conditioning(backend, to_torch(batch, backend.dtype, backend.device))
     ev = rep.pop("eigenvalues")
     return {**rep, "parameters": n_params, "rank": int(len(ev)), "eigenvalue_max": float(ev.max()),
-            "eigenvalue_min": float(ev.min()), "points": counts["domain"]}
+            "eigenvalue_min": float(ev.min()), "points": len(batch["domain"]["x"])}

@@ -1,59 +1,101 @@
 """The sampler contract: where the collocation points of each loss term come from.
 
-A sampler returns a *batch*: ``{term: {"x": points, ...}}`` with one entry ``"domain"`` for the
-PDE residual and one per condition (keyed by the problem's condition names), as float64 numpy
+A sampler object holds *settings* only (point counts, redraw period, method); ``init(problem,
+rng, residual_at)`` returns a new object of the same class that carries the run state (the
+points, the generator, adaptive state), so one settings object can serve two runs. The run
+returns a *batch*: ``{term: {"x": points, ...}}`` with one entry ``"domain"`` for the PDE
+residual and one per condition (keyed by the problem's condition names), as float64 numpy
 arrays. ``fit`` converts a batch to tensors once per ``version``. Adaptive samplers set
 ``wants_residuals`` and receive the last step's detached PDE residuals through :meth:`observe`;
-samplers that need residuals at points of their own choosing (RAD's candidate sets) get the
-backend's ``residual_at(x) -> (N, m)`` through :meth:`attach`.
+samplers that need residuals at points of their own choosing (RAD's candidate sets) use the
+``residual_at(x) -> (N, m)`` they were initialized with.
 Concrete samplers live in the top-level ``samplers`` package.
 """
 from __future__ import annotations
 
 import abc
+import copy
 
 import numpy as np
 import torch
 
 from ._validate import fail, positive_int
+from .checkpoint import rng_state, set_rng_state
 
 
 class AbstractSampler(abc.ABC):
-    """Samplers keep their current batch in ``self.points``; ``current``, ``state_dict`` and
-    ``load_state_dict`` work from it unless a sampler has more state to save."""
+    """Settings of a collocation strategy; :meth:`init` starts a run of it.
+
+    A run keeps its current batch in ``self.points`` and its generator in ``self.rng``;
+    ``current``, ``state_dict`` and ``load_state_dict`` work from them unless a sampler has more
+    state to save (:meth:`_extra_state`)."""
 
     wants_residuals: bool = False
     version: int = 0
     points: dict | None = None
+    problem = None
+    rng: np.random.Generator | None = None
     residual_at = None
 
-    @abc.abstractmethod
-    def reset(self, problem, rng: np.random.Generator) -> None:
-        """Draw the initial points."""
+    counts: dict = {}
+
+    @property
+    def n_domain(self) -> int:
+        return self.counts["domain"]
+
+    @property
+    def n_boundary(self) -> int:
+        return self.counts["boundary"]
+
+    @property
+    def n_initial(self) -> int:
+        return self.counts["initial"]
+
+    def init(self, problem, rng: np.random.Generator, residual_at=None) -> "AbstractSampler":
+        """A new run of these settings on ``problem``: draws the initial points from ``rng`` (the
+        run keeps it); ``residual_at(points) -> (N, m)`` gives the PDE residuals of the model
+        being trained, for samplers that look at points of their own choosing."""
+        run = copy.copy(self)
+        run.problem, run.rng, run.residual_at, run.version = problem, rng, residual_at, 0
+        run._start()
+        run.version += 1
+        return run
 
     @abc.abstractmethod
-    def batch(self, step: int, rng: np.random.Generator) -> dict:
-        """The points for Adam step ``step`` (may redraw, bumping ``version``)."""
+    def _start(self) -> None:
+        """Draw the initial ``self.points`` (and any adaptive state) of a run."""
+
+    @abc.abstractmethod
+    def batch(self, step: int) -> dict:
+        """The points for training step ``step`` (may redraw, bumping ``version``)."""
 
     def current(self) -> dict:
         """The points in use now, without redrawing."""
         return self.points
 
-    def attach(self, residual_at) -> None:
-        """Receive ``residual_at(points: ndarray) -> ndarray (N, m)``, the PDE residuals of the
-        model being trained (called by ``fit`` before :meth:`reset`)."""
-        self.residual_at = residual_at
-
     def observe(self, step: int, residuals: dict) -> None:
         """See the PDE residuals of the last step (adaptive samplers)."""
 
     def state_dict(self) -> dict:
-        """Tensors and plain values that restore the sampler exactly (for resume)."""
-        return batch_state(self.points)
+        """Tensors and plain values that restore the run exactly (for resume)."""
+        if self.points is None:
+            fail(type(self).__name__, "state_dict()", "was called on settings, not on a run",
+                 "call it on the object that init(problem, rng) returned")
+        return {**batch_state(self.points), "rng": rng_state(self.rng), **self._extra_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        if "rng" in state:
+            set_rng_state(self.rng, state.pop("rng"))
+        self._load_extra_state(state)
         self.points = batch_from_state(state)
         self.version += 1
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        """Pop this sampler's own entries (written by :meth:`_extra_state`) from ``state``."""
 
 
 def point_counts(n_domain, n_boundary, n_initial) -> dict:

@@ -5,16 +5,32 @@ from .r3 import R3
 from .rad import RAD, RARD
 from .uniform import Uniform
 
-#: CLI names -> factories taking the case's point counts (the registry kept at the edge)
+
+def _keep(current, redraw: bool = True) -> dict:
+    """The point counts and drawing method of the sampler a name replaces (and its condition-point
+    redraw period, where both samplers have that meaning)."""
+    c = current.counts
+    out = {"n_domain": c["domain"], "n_boundary": c["boundary"], "n_initial": c["initial"]}
+    if redraw and isinstance(current, (Uniform, R3)):
+        out["every"] = current.every
+    return out
+
+
+def _method(current):
+    return current.method if current.method in Uniform.methods else "random"
+
+
+#: CLI names -> samplers made from the one they replace (``--sampler NAME`` keeps the case's
+#: point counts; RAD, RAR-D and AAS keep their own period, which means something else)
 REGISTRY = {
-    "uniform": Uniform,
-    "sobol": lambda **kw: QuasiRandom(method="sobol", **kw),
-    "halton": lambda **kw: QuasiRandom(method="halton", **kw),
-    "r3": R3,
-    "r3-causal": lambda **kw: R3(causal=True, **kw),
-    "rad": lambda every=0, **kw: RAD(**kw),          # its own period (every=1000 steps), not the
-    "rar-d": lambda every=0, **kw: RARD(**kw),       # case's condition-point redraw period
-    "aas": lambda every=0, **kw: AAS(**kw),
+    "uniform": lambda cur: Uniform(**_keep(cur), method=_method(cur)),
+    "sobol": lambda cur: QuasiRandom(**_keep(cur), method="sobol"),
+    "halton": lambda cur: QuasiRandom(**_keep(cur), method="halton"),
+    "r3": lambda cur: R3(**_keep(cur), method=_method(cur)),
+    "r3-causal": lambda cur: R3(**_keep(cur), causal=True, method=_method(cur)),
+    "rad": lambda cur: RAD(**_keep(cur, False), method=_method(cur)),
+    "rar-d": lambda cur: RARD(**_keep(cur, False), method=_method(cur)),
+    "aas": lambda cur: AAS(**_keep(cur, False), method=_method(cur)),
 }
 
 __all__ = ["Uniform", "QuasiRandom", "R3", "RAD", "RARD", "AAS", "REGISTRY"]

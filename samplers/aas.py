@@ -73,18 +73,16 @@ class AAS(AbstractSampler):
         self.layers, self.width = positive_int("layers", layers), positive_int("width", width)
         self.energy_points = positive_int("energy_points", energy_points)
         self.method = method
-        self.problem, self.points, self.version = None, None, 0
-        self.flow, self.opt, self.gen = None, None, None
-        self.history: list = []             # (step, mean r^2, objective, energy)
 
     # ------------------------------------------------------------------ set-up
-    def reset(self, problem, rng):
+    def _start(self):
+        problem, rng = self.problem, self.rng
         lo, hi = (np.asarray(b, dtype=np.float64) for b in problem.domain.bbox)
         probe = lo + (hi - lo) * rng.random((4096, len(lo)))
         if not problem.domain.inside(probe).all():
             fail("AAS", type(problem.domain).__name__, "needs a box domain (the flow maps a box onto itself)",
                  "use a box (Interval, Rectangle, Cuboid, Hypercube, optionally with time) or another sampler")
-        self.problem = problem
+        self.history = []                  # (step, mean r^2, objective, energy)
         seed = int(rng.integers(2 ** 62))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -93,7 +91,6 @@ class AAS(AbstractSampler):
         self.opt = torch.optim.Adam(self.flow.parameters(), lr=self.flow_lr)
         self.points = draw(problem, self.counts, rng, self.method)
         self._set_density(self.points["domain"]["x"])
-        self.version += 1
 
     def mixture_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log q at points (N, d): q = (1 - ε) p_flow + ε / |Ω|."""
@@ -110,21 +107,22 @@ class AAS(AbstractSampler):
         if self.importance:
             self.points["domain"]["w"] = np.exp(-0.5 * (lq + self.flow.log_volume()))
 
-    def draw_domain(self, n: int, rng) -> np.ndarray:
+    def draw_domain(self, n: int) -> np.ndarray:
         """``n`` points from the mixture: ⌊εn⌋ uniform, the rest from the flow."""
         n_u = int(np.floor(self.uniform * n))
         with torch.no_grad():
             x_flow, _ = self.flow.sample(n - n_u, self.gen)
         parts = [x_flow.numpy()]
         if n_u:
-            parts.append(self.problem.domain.sample_interior(n_u, rng, self.method))
+            parts.append(self.problem.domain.sample_interior(n_u, self.rng, self.method))
         return np.concatenate(parts)
 
     # ---------------------------------------------------------------- contract
-    def batch(self, step, rng):
+    def batch(self, step):
         if step > 0 and step % self.every == 0:
-            self.points = draw(self.problem, self.counts, rng, self.method, keep=self.points, domain=False)
-            x = self.draw_domain(self.counts["domain"], rng)
+            self.points = draw(self.problem, self.counts, self.rng, self.method, keep=self.points,
+                               domain=False)
+            x = self.draw_domain(self.counts["domain"])
             self.points["domain"] = {"x": x}
             self._set_density(x)
             self.version += 1
@@ -152,16 +150,14 @@ class AAS(AbstractSampler):
         self.history.append((step, float(r2.mean()), float(gain.detach()), float(energy.detach())))
 
     # ------------------------------------------------------------------ resume
-    def state_dict(self):
-        state = super().state_dict()
-        state.update({f"aas/flow/{k}": v.detach().clone() for k, v in self.flow.state_dict().items()})
+    def _extra_state(self):
+        state = {f"aas/flow/{k}": v.detach().clone() for k, v in self.flow.state_dict().items()}
         for i, st in self.opt.state_dict()["state"].items():
             state.update({f"aas/opt/{i}/{k}": torch.as_tensor(v).clone() for k, v in st.items()})
         state["aas/gen"] = self.gen.get_state()
         return state
 
-    def load_state_dict(self, state):
-        state = dict(state)
+    def _load_extra_state(self, state):
         flow = {k[len("aas/flow/"):]: state.pop(k) for k in list(state) if k.startswith("aas/flow/")}
         opt: dict = {}
         for k in [k for k in state if k.startswith("aas/opt/")]:
@@ -176,7 +172,6 @@ class AAS(AbstractSampler):
             self.opt.load_state_dict(sd)
         if gen is not None:
             self.gen.set_state(gen)
-        super().load_state_dict(state)
 
     def __repr__(self):
         return (f"AAS({self.counts['domain']}, every={self.every}, smoothness={self.smoothness}, "

@@ -49,8 +49,6 @@ class R3(AbstractSampler):
         self.alpha, self.beta = finite_scalar("alpha", alpha), finite_scalar("beta", beta)
         self.eta, self.eps = finite_scalar("eta", eta), finite_scalar("eps", eps)
         self.every, self.method = redraw_period(every), method
-        self.problem, self.points, self.version, self.rng = None, None, 0, None
-        self.history: list = []            # (step, retained fraction, beta)
 
     # ----------------------------------------------------------------- gate
     def gate(self, x: np.ndarray) -> np.ndarray:
@@ -64,17 +62,16 @@ class R3(AbstractSampler):
             self.points["domain"]["w"] = self.gate(self.points["domain"]["x"])[:, None]
 
     # ------------------------------------------------------------ contract
-    def reset(self, problem, rng):
-        if self.causal and problem.time is None:
+    def _start(self):
+        if self.causal and self.problem.time is None:
             fail("R3(causal)", True, "needs a time-dependent problem", "pass causal=False, or add time=(t0, t1)")
-        self.problem, self.rng = problem, rng
-        self.points = draw(problem, self.counts, rng, self.method)
+        self.history = []                  # (step, retained fraction, beta)
+        self.points = draw(self.problem, self.counts, self.rng, self.method)
         self._with_gate()
-        self.version += 1
 
-    def batch(self, step, rng):
+    def batch(self, step):
         if self.every and step > 0 and step % self.every == 0:
-            self.points = draw(self.problem, self.counts, rng, self.method, keep=self.points,
+            self.points = draw(self.problem, self.counts, self.rng, self.method, keep=self.points,
                                domain=False)                  # R3 owns the PDE points
             self.version += 1
         return self.points
@@ -94,15 +91,11 @@ class R3(AbstractSampler):
         self.version += 1
         self.history.append((step, float(keep.mean()), self.beta))
 
-    def state_dict(self):
-        state = super().state_dict()
-        state["r3/beta"] = torch.tensor(self.beta, dtype=torch.float64)
-        return state
+    def _extra_state(self):
+        return {"r3/beta": torch.tensor(self.beta, dtype=torch.float64)}
 
-    def load_state_dict(self, state):
-        state = dict(state)
+    def _load_extra_state(self, state):
         self.beta = float(state.pop("r3/beta", torch.tensor(self.beta)))
-        super().load_state_dict(state)
 
     def __repr__(self):
         return f"R3({self.counts['domain']}, causal={self.causal})"

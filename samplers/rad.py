@@ -15,7 +15,7 @@ grows. :math:`k = 1, c = 1` are the paper's recommended defaults; :math:`c \to \
 uniform sampling, :math:`k \to \infty` picks the largest residuals (RAR-G).
 
 Unlike R3, these need residuals at points the loss did not see: the sampler is handed the
-backend's ``residual_at`` through :meth:`pdeml.sampling.AbstractSampler.attach`.
+backend's ``residual_at`` through :meth:`pdeml.sampling.AbstractSampler.init`.
 """
 from __future__ import annotations
 
@@ -63,31 +63,30 @@ class RAD(AbstractSampler):
         self.candidates = positive_int("candidates", candidates)
         self.add = positive_int("add", add) if add is not None else max(1, self.counts["domain"] // 10)
         self.method = method
-        self.problem, self.points, self.version, self.residual_at = None, None, 0, None
 
-    def reset(self, problem, rng):
-        self.problem = problem
-        self.points = draw(problem, self.counts, rng, self.method)
-        self.version += 1
-
-    def draw_weighted(self, n: int, rng) -> np.ndarray:
-        """``n`` points from the residual-weighted density on a fresh candidate set."""
+    def _start(self):
         if self.residual_at is None:
-            fail(type(self).__name__, "residual_at", "was never attached",
-                 "train through pdeml.fit (it calls sampler.attach(backend.residual_at))")
-        size = max(self.candidates * self.counts["domain"], n)
-        cand = self.problem.domain.sample_interior(size, rng, self.method)
-        p = residual_probabilities(self.residual_at(cand), self.k, self.c)
-        return cand[rng.choice(len(cand), size=n, replace=False, p=p)]
+            fail(type(self).__name__, "residual_at", "was not given to init()",
+                 "train a backend that evaluates residuals (the PINN), or pass "
+                 "init(problem, rng, residual_at=...)")
+        self.points = draw(self.problem, self.counts, self.rng, self.method)
 
-    def batch(self, step, rng):
+    def draw_weighted(self, n: int) -> np.ndarray:
+        """``n`` points from the residual-weighted density on a fresh candidate set."""
+        size = max(self.candidates * self.counts["domain"], n)
+        cand = self.problem.domain.sample_interior(size, self.rng, self.method)
+        p = residual_probabilities(self.residual_at(cand), self.k, self.c)
+        return cand[self.rng.choice(len(cand), size=n, replace=False, p=p)]
+
+    def batch(self, step):
         if step > 0 and step % self.every == 0:
-            self.points = draw(self.problem, self.counts, rng, self.method, keep=self.points, domain=False)
+            self.points = draw(self.problem, self.counts, self.rng, self.method, keep=self.points,
+                               domain=False)
             if self.grows:
-                new = self.draw_weighted(self.add, rng)
+                new = self.draw_weighted(self.add)
                 self.points["domain"] = {"x": np.concatenate([self.points["domain"]["x"], new])}
             else:
-                self.points["domain"] = {"x": self.draw_weighted(self.counts["domain"], rng)}
+                self.points["domain"] = {"x": self.draw_weighted(self.counts["domain"])}
             self.version += 1
         return self.points
 

@@ -27,19 +27,15 @@ class Uniform(AbstractSampler):
         if method not in self.methods:
             fail("method", method, f"is not a method of {type(self).__name__}", f"use one of {self.methods}")
         self.every, self.method = redraw_period(every), method
-        self.problem, self.points, self.version = None, None, 0
 
-    def reset(self, problem, rng):
-        self.problem = problem
-        self.points = draw(problem, self.counts, rng, self.method)
-        self.version += 1
+    def _start(self):
+        self.points = draw(self.problem, self.counts, self.rng, self.method)
 
-    def batch(self, step, rng):
+    def batch(self, step):
         if self.every and step > 0 and step % self.every == 0:
-            self.points = draw(self.problem, self.counts, rng, self.method, keep=self.points)
+            self.points = draw(self.problem, self.counts, self.rng, self.method, keep=self.points)
             self.version += 1
         return self.points
-
 
     def __repr__(self):
         c = self.counts

@@ -1,7 +1,14 @@
-"""Backends that solve one Problem."""
-from .pinn import PINN
+"""Backends that solve one Problem, and the registries the CLI reads (kept at the edge)."""
+from .pinn import PINN, PINNBackend
 
-#: CLI names -> backend classes (the registry kept at the edge)
+#: method names -> method classes (``pdeml cases`` reports a case's method by these names)
 REGISTRY = {"pinn": PINN}
 
-__all__ = ["PINN", "REGISTRY"]
+
+def commands() -> dict:
+    """Subcommands that solvers add to ``pdeml``: name -> (add_parser(sub), main(args))."""
+    from .dcdm import cli as dcdm_cli
+    return {"dcdm": (dcdm_cli.add_parser, dcdm_cli.main)}
+
+
+__all__ = ["PINN", "PINNBackend", "REGISTRY", "commands"]

@@ -9,19 +9,23 @@ networks", J. Comput. Phys. 2019.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from pdeml._validate import column, fail
+from pdeml.backend import AbstractLeastSquares, AbstractMethod
 from pdeml.conditions import Dirichlet
 from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.derivatives import parse as parse_estimator
 from pdeml.field import Field
-from pdeml.nn import HardDirichlet, OutputTransform
+from pdeml.nn import MLP, HardDirichlet, OutputTransform
 from pdeml.problem import Problem
+from pdeml.sampling import AbstractSampler
 
 
 def _inputs(x: torch.Tensor, grad: bool) -> torch.Tensor:
@@ -31,41 +35,85 @@ def _inputs(x: torch.Tensor, grad: bool) -> torch.Tensor:
     return x.requires_grad_(True) if grad else x
 
 
-class PINN(nn.Module):
-    """A network trained to satisfy ``problem`` in the least-squares sense.
+@dataclasses.dataclass(frozen=True, eq=False)
+class PINN(AbstractMethod):
+    """The physics-informed neural network method: settings only; :meth:`build` makes the
+    backend (:class:`PINNBackend`) for a problem.
 
     Args:
-        problem: the :class:`pdeml.Problem`.
-        model: network; an unbuilt ``pl.nn.MLP`` gets the problem's input/output sizes. The
-            backend works on a deep copy and re-initializes it from ``seed``.
-        estimator: derivative estimator behind ``Field``, an object or a spec such as
-            ``"stde:16"`` (default: exact :class:`~pdeml.derivatives.Taylor` mode when every layer
-            has a jet rule, else exact :class:`~pdeml.derivatives.Autograd`).
+        model: network; an unbuilt ``pl.nn.MLP`` gets the problem's input/output sizes
+            (default ``MLP(width=50, depth=4)``). Each build works on a deep copy, initialized
+            from the build's seed.
+        estimator: derivative estimator behind ``Field`` (:mod:`pdeml.derivatives`; default:
+            exact :class:`~pdeml.derivatives.Taylor` mode when every layer has a jet rule, else
+            exact :class:`~pdeml.derivatives.Autograd`). Each build keeps its own copy.
+        sampler: collocation points (:mod:`samplers`; default ``Uniform(2000, 200, 200)``).
         hard_dirichlet: impose whole-boundary Dirichlet conditions exactly (SDF transform).
         transform: optional output transform ``(x, y) -> u`` applied last: a function
             (wrapped in :class:`pdeml.nn.OutputTransform`, no jet rule) or a module with
             ``forward(x, y)`` and optionally ``jet(x_jet, y_jet)``: conditions built into the ansatz.
-        seed: initialization seed (the caller's global RNG is left untouched).
-        compile_losses: run :meth:`losses` through :func:`torch.compile` once the estimator
-            knows what each call site needs (after the first evaluation). This fuses the jet
-            rules' many small elementwise kernels: a forward-mode estimator (Taylor, STDE) only;
+        compile: run the losses through :func:`torch.compile` once the estimator knows what
+            each call site needs (after the first evaluation). This fuses the jet rules' many
+            small elementwise kernels: a forward-mode estimator (Taylor, STDE) only;
             reverse-mode ones (autograd, SDGD, or a site that needs a double backward) stay eager
             with a warning, because torch.compile does not support double backward.
 
     Example:
-        >>> backend = PINN(problem, pl.nn.MLP(50, 4))
+        >>> method = PINN(pl.nn.MLP(50, 4), sampler=Uniform(2000, 400, every=100))
+        >>> backend = method.build(problem, seed=0)
+        >>> backend.losses(batch)                 # {"pde": ..., "dirichlet": ...}
+    """
+
+    model: Any = None
+    estimator: Any = None
+    sampler: Any = None
+    hard_dirichlet: bool = False
+    transform: Any = None
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.model is not None and not isinstance(self.model, nn.Module):
+            fail("model", self.model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
+        if self.estimator is not None and not isinstance(self.estimator, AbstractEstimator):
+            fail("estimator", self.estimator, "is not a derivative estimator object",
+                 "pass e.g. pl.derivatives.STDE(16) (the spec strings are for --derivatives)")
+        if self.sampler is not None and not isinstance(self.sampler, AbstractSampler):
+            fail("sampler", self.sampler, "is not a sampler object",
+                 "pass e.g. samplers.Uniform(2000, 200) (the names are for --sampler)")
+        for k in ("hard_dirichlet", "compile"):
+            if not isinstance(getattr(self, k), bool):
+                fail(k, getattr(self, k), "must be True or False", f"pass {k}=True")
+        if self.transform is not None and not callable(self.transform):
+            fail("transform", self.transform, "is not callable", "pass a function (x, y) -> y")
+
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "PINNBackend":
+        return PINNBackend(problem, self.model if self.model is not None else MLP(width=50, depth=4),
+                           estimator=self.estimator, sampler=self.sampler,
+                           hard_dirichlet=self.hard_dirichlet, transform=self.transform, seed=seed,
+                           dtype=dtype, compile_losses=self.compile).to(device)
+
+
+class PINNBackend(AbstractLeastSquares):
+    """A network trained to satisfy ``problem`` in the least-squares sense (built by
+    :meth:`PINN.build`; the arguments are the method's).
+
+    Example:
+        >>> backend = PINN(pl.nn.MLP(50, 4)).build(problem)
         >>> losses = backend.losses(batch)        # {"pde": ..., "dirichlet": ...}
     """
 
     def __init__(self, problem: Problem, model: nn.Module, *, estimator: AbstractEstimator | None = None,
-                 hard_dirichlet: bool = False, transform=None, seed: int = 0,
+                 sampler: AbstractSampler | None = None, hard_dirichlet: bool = False, transform=None, seed: int = 0,
                  dtype=torch.float32, compile_losses: bool = False):
         super().__init__()
         if not isinstance(problem, Problem):
             fail("problem", problem, "is not a pdeml.Problem", "pass pl.Problem(...)")
         if not isinstance(model, nn.Module):
             fail("model", model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
-        self.problem = problem
+        if sampler is None:
+            from samplers import Uniform
+            sampler = Uniform()
+        self.problem, self.sampler = problem, sampler
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = copy.deepcopy(model)
@@ -83,7 +131,9 @@ class PINN(nn.Module):
         self.hard, self.soft = self._split_conditions(hard_dirichlet)
         if transform is not None:
             self.hard.append(transform if isinstance(transform, nn.Module) else OutputTransform(transform))
-        self.estimator = parse_estimator(estimator) if estimator is not None else self._default_estimator()
+        # the estimator learns per call site and may sample: this backend's own copy
+        self.estimator = copy.deepcopy(parse_estimator(estimator)) if estimator is not None \
+            else self._default_estimator()
         self.estimator.reset(seed)
         self.to(dtype)
         self.pde_names = self._probe()
@@ -127,6 +177,25 @@ class PINN(nn.Module):
     @property
     def term_names(self) -> list[str]:
         return self.pde_names + [name for name, _ in self.soft]
+
+    def batches(self, sampler, rng):
+        """A run of ``sampler`` (default: the method's) on this problem, with this backend's
+        residuals for samplers that look at points of their own choosing (RAD)."""
+        return (sampler if sampler is not None else self.sampler).init(self.problem, rng, self.residual_at)
+
+    def resolved(self) -> dict:
+        return {"estimator": repr(self.estimator)}
+
+    @property
+    def exact_residuals(self) -> bool:
+        return not self.estimator.paired
+
+    def residual_keys(self) -> dict[str, list[str]]:
+        return {"domain": list(self.pde_names), **{name: [name] for name, _ in self.soft}}
+
+    @property
+    def residuals_need_grad(self) -> bool:
+        return self._input_grad("pde") or self._input_grad("conditions")
 
     # ------------------------------------------------------------ evaluation
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -249,14 +318,24 @@ class PINN(nn.Module):
                                for i in range(0, max(len(x), 1), chunk)])[:len(x)]
 
     def residual_at(self, x, chunk: int = 16384) -> np.ndarray:
-        """PDE residuals (N, n_residuals) at numpy points."""
+        """PDE residuals (N, n_residuals) at numpy points. A stochastic estimator's random
+        stream is left where it was: evaluating never changes what training draws next."""
         dev, dt = self.center.device, self.center.dtype
         x = torch.as_tensor(np.asarray(x), dtype=dt, device=dev)
+        saved = self.estimator.state_dict()
         parts = []
-        for i in range(0, len(x), chunk):
-            xi = x[i:i + chunk].detach().requires_grad_(self._input_grad("pde"))
-            parts.append(torch.cat(self.pde_residuals(xi), dim=1).detach().double().cpu().numpy())
+        try:
+            for i in range(0, len(x), chunk):
+                xi = x[i:i + chunk].detach().requires_grad_(self._input_grad("pde"))
+                parts.append(torch.cat(self.pde_residuals(xi), dim=1).detach().double().cpu().numpy())
+        finally:
+            self.estimator.load_state_dict(saved)
         return np.concatenate(parts) if parts else np.zeros((0, len(self.pde_names)))
+
+    def exports(self, x) -> dict[str, np.ndarray]:
+        """The PDE residual(s) at ``x``: ``residual`` or ``residual_k``."""
+        res = self.residual_at(x)
+        return {"residual" if res.shape[1] == 1 else f"residual_{k}": res[:, k] for k in range(res.shape[1])}
 
     def parameter_values(self) -> dict[str, float]:
         return {k: float(v.detach()) for k, v in self.params.items()}

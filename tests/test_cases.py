@@ -71,10 +71,10 @@ def test_allen_cahn_etdrk4_reference_has_converged_in_time():
 
 def test_allen_cahn_model_is_exactly_periodic_and_uses_taylor_mode():
     from cases.allen_cahn_1d import case
-    from solvers import PINN
+    from solvers import PINNBackend
     kw = dict(seed=0, dtype=torch.float64)
-    taylor = PINN(case.problem, case.model, **kw)
-    auto = PINN(case.problem, case.model, estimator="autograd", **kw)
+    taylor = PINNBackend(case.problem, case.method.model, **kw)
+    auto = PINNBackend(case.problem, case.method.model, estimator=pl.derivatives.Autograd(), **kw)
     assert type(taylor.estimator).__name__ == "Taylor"
     x = torch.rand(40, 2, dtype=torch.float64) * torch.tensor([2.0, 1.0]) - torch.tensor([1.0, 0.0])
     x.requires_grad_(True)

@@ -57,8 +57,7 @@ def test_term_gradients_and_set_gradient_round_trip():
 
 def test_mconfig_backpropagates_one_term_per_step_in_turn():
     x = torch.tensor([0.5, -0.5], requires_grad=True)
-    comb = pl.MConFIG()
-    comb.check(["a", "b"])
+    comb = pl.MConFIG().init(["a", "b"])
     seen = []
     for step in range(5):
         losses = _losses(x)
@@ -70,14 +69,14 @@ def test_mconfig_backpropagates_one_term_per_step_in_turn():
     assert seen == ["a", "b", "a", "b", "a"]
     assert int(comb.state["seen"][0]) == 3 and int(comb.state["seen"][1]) == 2
     state = comb.state_dict()
-    other = pl.MConFIG()
+    other = pl.MConFIG().init(["a", "b"])
     other.load_state_dict(state)
     assert torch.equal(other.state["m"], comb.state["m"])
 
 
 def test_gradnorm_weights_equalize_the_weighted_gradient_norms():
     x = torch.tensor([0.5, -0.5], requires_grad=True)
-    comb = pl.GradNorm(alpha=0.0)
+    comb = pl.GradNorm(alpha=0.0).init(["a", "b"])
     comb.backward(_losses(x), [x])
     G = term_gradients(_losses(x), [x])
     weighted = comb.weights[:, None] * G

@@ -6,13 +6,14 @@ import torch
 
 import pdeml as pl
 from cases._highdim import make_case
-from solvers import PINN
+from pdeml.settings import replace
+from solvers import PINNBackend
 
 
 def _pair(spec, dim=6):
     case = make_case("allen_cahn", dim, 0)
     model = pl.nn.MLP(width=16, depth=2)
-    make = lambda compiled: PINN(case.problem, model, estimator=spec, hard_dirichlet=True, seed=0,
+    make = lambda compiled: PINNBackend(case.problem, model, estimator=spec, hard_dirichlet=True, seed=0,
                                  compile_losses=compiled)
     return make(False), make(True)
 
@@ -56,12 +57,12 @@ def test_reverse_mode_estimator_stays_eager_with_a_warning():
 def test_compile_flag_reaches_the_backend_and_is_validated():
     from pdeml.run import build
     case = make_case("poisson", 3, 0)
-    assert build(case.replace(compile=True))._compiled is None      # compiles after the first call
+    assert build(case.replace(method=replace(case.method, compile=True)))._compiled is None  # after 1st call
     assert build(case)._compiled is False
     with pytest.raises(ValueError, match="compile"):
-        case.replace(compile="yes")
+        replace(case.method, compile="yes")
     with pytest.raises(ValueError, match="compile_losses"):
-        PINN(case.problem, pl.nn.MLP(8, 2), compile_losses=1)
+        PINNBackend(case.problem, pl.nn.MLP(8, 2), compile_losses=1)
 
 
 def test_cli_compile_flag():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import pdeml as pl
-from solvers import PINN
+from solvers import PINNBackend
 from samplers import Uniform
 from pdeml.sampling import to_torch
 
@@ -25,9 +25,8 @@ def test_exact_solution_gives_zero_condition_residuals():
         def forward(self, xn):                 # PINN feeds inputs mapped to [-1, 1]
             return exact(0.5 * xn + 0.5)
 
-    backend = PINN(prob, Exact(), dtype=torch.float64)
-    s = Uniform(50, 64)
-    s.reset(prob, np.random.default_rng(0))
+    backend = PINNBackend(prob, Exact(), dtype=torch.float64)
+    s = Uniform(50, 64).init(prob, np.random.default_rng(0))
     losses = backend.losses(to_torch(s.current(), torch.float64, "cpu"))
     for name in ("dirichlet", "neumann", "robin_right"):
         assert losses[name] < 1e-20, (name, losses[name])
@@ -53,14 +52,14 @@ def test_condition_selecting_no_points_is_a_clear_error():
     prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), lambda x, u: u.laplacian(),
                       [pl.Dirichlet(0.0, on=lambda x: x[:, 0] > 5)])
     with pytest.raises(ValueError, match="selects no points"):
-        Uniform(10, 10).reset(prob, np.random.default_rng(0))
+        Uniform(10, 10).init(prob, np.random.default_rng(0))
 
 
 def test_predicate_with_wrong_return_is_a_clear_error():
     prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), lambda x, u: u.laplacian(),
                       [pl.Dirichlet(0.0, on=lambda x: x[:, 0])])
     with pytest.raises(ValueError, match="bool"):
-        Uniform(10, 10).reset(prob, np.random.default_rng(0))
+        Uniform(10, 10).init(prob, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("make, word", [
@@ -78,9 +77,8 @@ def test_non_finite_or_mismatched_values_are_rejected(make, word):
 def test_callable_value_returning_nonfinite_is_caught():
     prob = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: u.d2(0),
                       [pl.Dirichlet(lambda x: 1 / (x[:, 0:1] * 0))])
-    b = PINN(prob, pl.nn.MLP(4, 1))
-    s = Uniform(10, 10)
-    s.reset(prob, np.random.default_rng(0))
+    b = PINNBackend(prob, pl.nn.MLP(4, 1))
+    s = Uniform(10, 10).init(prob, np.random.default_rng(0))
     with pytest.raises(ValueError, match="non-finite"):
         b.losses(to_torch(s.current(), torch.float32, "cpu"))
 
@@ -90,7 +88,7 @@ def test_wrong_residual_shape_is_a_clear_error():
     prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), lambda x, u: u.laplacian() - x[:, 0],
                       [pl.Dirichlet(0.0)])
     with pytest.raises(ValueError, match=r"x\[:, 0:1\]"):
-        PINN(prob, pl.nn.MLP(8, 1))
+        PINNBackend(prob, pl.nn.MLP(8, 1))
 
 
 def test_problem_validation_messages():
@@ -111,7 +109,7 @@ def test_problem_validation_messages():
 def test_hard_dirichlet_holds_exactly_on_the_boundary(geom):
     g = lambda x: x[:, 0:1] ** 2 + 1.0
     prob = pl.Problem(geom, lambda x, u: -u.laplacian(), [pl.Dirichlet(g)])
-    backend = PINN(prob, pl.nn.MLP(16, 2), hard_dirichlet=True, dtype=torch.float64)
+    backend = PINNBackend(prob, pl.nn.MLP(16, 2), hard_dirichlet=True, dtype=torch.float64)
     assert backend.term_names == ["pde"]                 # no soft boundary term left
     b = geom.sample_boundary(300, np.random.default_rng(1))
     np.testing.assert_allclose(backend.predict(b)[:, 0], b[:, 0] ** 2 + 1.0, atol=1e-5)
@@ -124,7 +122,7 @@ def test_hard_dirichlet_trains_on_a_disk():
     # -Δu = 4 on the unit disk, u = 0 on the circle: u = 1 - r²
     prob = pl.Problem(pl.geometry.Disk([0, 0], 1.0), lambda x, u: -u.laplacian() - 4.0,
                       [pl.Dirichlet(0.0)], exact=lambda x: 1 - (x ** 2).sum(1, keepdim=True))
-    backend = PINN(prob, pl.nn.MLP(16, 2), hard_dirichlet=True)
-    r = pl.fit(backend, steps=800, sampler=Uniform(500, 10), optimizer=pl.Adam(5e-3),
+    backend = PINNBackend(prob, pl.nn.MLP(16, 2), hard_dirichlet=True)
+    r = pl.fit(backend, [(800, pl.FirstOrder(pl.Adam(5e-3)))], sampler=Uniform(500, 10),
                truth=prob.truth(1000, np.random.default_rng(0)), eval_every=800)
     assert r.l2_relative_error < 1e-2

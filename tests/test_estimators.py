@@ -5,7 +5,7 @@ import torch
 
 import pdeml as pl
 from pdeml.derivatives import SDGD, STDE, Autograd, Taylor
-from solvers import PINN
+from solvers import PINNBackend
 
 D = 10          # dimensions
 R = 300         # independent draws
@@ -15,7 +15,7 @@ D64 = torch.float64
 def backend(estimator, seed=0):
     geom = pl.geometry.Hypersphere(np.zeros(D), 1.0)
     prob = pl.Problem(geom, lambda x, u: u.laplacian(), [pl.Dirichlet(0.0)])
-    return PINN(prob, pl.nn.MLP(16, 2), estimator=estimator, hard_dirichlet=True, seed=seed, dtype=D64)
+    return PINNBackend(prob, pl.nn.MLP(16, 2), estimator=estimator, hard_dirichlet=True, seed=seed, dtype=D64)
 
 
 @pytest.fixture(scope="module")

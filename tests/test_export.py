@@ -9,7 +9,7 @@ import torch
 
 import pdeml as pl
 from pdeml.export import export, mesh, plot_field, plot_history
-from solvers import PINN
+from solvers import PINNBackend
 
 LSHAPE = [(0, 0), (1, 0), (1, -1), (-1, -1), (-1, 1), (0, 1)]
 
@@ -51,7 +51,7 @@ def test_hole_stays_empty_in_2d_and_3d():
 
 
 def test_2d_solution_with_reference_error(tmp_path, square_problem):
-    backend = PINN(square_problem, pl.nn.MLP(8, 2))
+    backend = PINNBackend(square_problem, pl.nn.MLP(8, 2))
     (path,) = export(backend, tmp_path, resolution=24)
     m = _check(backend, path)
     x = m.points[:, :2]
@@ -65,7 +65,7 @@ def test_2d_solution_with_reference_error(tmp_path, square_problem):
 def test_3d_solution(tmp_path):
     g = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere([0.5, 0.5, 0.5], 0.25)
     prob = pl.Problem(g, lambda x, u: -u.laplacian(), [pl.Dirichlet(0.0)], exact=lambda x: x[:, 0])
-    backend = PINN(prob, pl.nn.MLP(8, 2))
+    backend = PINNBackend(prob, pl.nn.MLP(8, 2))
     (path,) = export(backend, tmp_path, resolution=10)
     m = _check(backend, path)
     assert "hexahedron" in m.cells_dict
@@ -74,7 +74,7 @@ def test_3d_solution(tmp_path):
 def test_time_dependent_writes_a_pvd_series_and_spacetime_grid(tmp_path):
     prob = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: u.dt() - u.d2(0), time=(0, 2),
                       conditions=[pl.Dirichlet(0.0)])
-    backend = PINN(prob, pl.nn.MLP(8, 2))
+    backend = PINNBackend(prob, pl.nn.MLP(8, 2))
     files = export(backend, tmp_path, resolution=16, snapshots=5)
     pvd = tmp_path / "solution.pvd"
     assert files[0] == pvd
@@ -87,7 +87,7 @@ def test_time_dependent_writes_a_pvd_series_and_spacetime_grid(tmp_path):
 
 
 def test_pictures_are_png(tmp_path, square_problem):
-    backend = PINN(square_problem, pl.nn.MLP(8, 1))
+    backend = PINNBackend(square_problem, pl.nn.MLP(8, 1))
     p = plot_field(backend, tmp_path / "field.png", 32)
     img = mpimg.imread(p)
     assert img.ndim == 3 and img.shape[0] > 100

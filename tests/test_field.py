@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pdeml as pl
-from solvers import PINN
+from solvers import PINNBackend
 
 
 def make_field(x, fn, inputs=("x", "y", "t"), outputs=("u",)):
@@ -58,7 +58,7 @@ def test_multi_output_selection_and_errors():
 def test_network_derivatives_match_finite_differences():
     torch.manual_seed(0)
     prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 2]), lambda x, u: u.laplacian(), time=(0, 1))
-    net = PINN(prob, pl.nn.MLP(16, 2), dtype=torch.float64)
+    net = PINNBackend(prob, pl.nn.MLP(16, 2), dtype=torch.float64)
     x = torch.rand(20, 3, dtype=torch.float64) * torch.tensor([1.0, 2.0, 1.0])
     u = net.field(x.clone().requires_grad_(True))
     h = 1e-4

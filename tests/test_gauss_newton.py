@@ -8,14 +8,14 @@ import torch
 import pdeml as pl
 from pdeml.gauss_newton import ENGD, conditioning, jacobian, residual_vector, term_jacobians
 from pdeml.sampling import draw, to_torch
-from solvers import PINN
+from solvers import PINNBackend
 
 D64 = torch.float64
 
 
 def _poisson(n_domain=120, n_boundary=40, seed=0, width=16):
     from cases.poisson_sin_2d import problem
-    be = PINN(problem, pl.nn.MLP(width=width, depth=1), seed=seed, dtype=D64)
+    be = PINNBackend(problem, pl.nn.MLP(width=width, depth=1), seed=seed, dtype=D64)
     counts = {"domain": n_domain, "boundary": n_boundary, "initial": 1}
     batch = to_torch(draw(problem, counts, np.random.default_rng(seed), "random"), D64, "cpu")
     return be, batch
@@ -42,9 +42,9 @@ def test_gram_matrix_equals_jtj_from_autograd_jacobians():
 def test_hessian_free_direction_matches_the_dense_one():
     be, batch = _poisson(60, 20, width=8)
     params = [p for p in be.parameters() if p.requires_grad]
-    _, dense = ENGD(damping=1e-8).direction(be, batch, params)
+    _, dense = ENGD(damping=1e-8).init(be, {}).direction(batch)
     _, cg = ENGD(damping=1e-8 * float(torch.linalg.matrix_norm(term_jacobians(be, batch)[1], 2)) ** 2,
-                 solver="cg", cg_iters=500, cg_tol=1e-12).direction(be, batch, params)
+                 solver="cg", cg_iters=500, cg_tol=1e-12).init(be, {}).direction(batch)
     assert float((cg - dense).norm() / dense.norm()) < 1e-4
 
 
@@ -59,7 +59,7 @@ def test_kappa_report_reproduces_the_k4_law_and_jacobi_bounds_it():
     ks, kappas, jacobi = [4, 8, 16, 32], [], []
     for K in ks:
         model = pl.nn.MLP(1, 0, fourier=pl.nn.PeriodicFeatures((0,), K))
-        rep = conditioning(PINN(problem, model, seed=0, dtype=D64), batch)
+        rep = conditioning(PINNBackend(problem, model, seed=0, dtype=D64), batch)
         kappas.append(rep["kappa"])
         jacobi.append(rep["kappa_jacobi"])
     slope = np.polyfit(np.log(ks), np.log(kappas), 1)[0]
@@ -70,13 +70,13 @@ def test_kappa_report_reproduces_the_k4_law_and_jacobi_bounds_it():
 
 def test_engd_reaches_high_accuracy_fast_and_plugs_into_fit():
     from cases.poisson_sin_2d import case
-    be = PINN(case.problem, pl.nn.MLP(width=16, depth=1), seed=0, dtype=D64)
+    be = PINNBackend(case.problem, pl.nn.MLP(width=16, depth=1), seed=0, dtype=D64)
     from samplers import Uniform
-    res = pl.fit(be, steps=40, sampler=Uniform(300, 60, 1), optimizer=pl.ENGD(),
+    res = pl.fit(be, [(40, pl.ENGD())], sampler=Uniform(300, 60, 1),
                  truth=case.problem.truth(2000, np.random.default_rng(1)), eval_every=20)
     assert res.l2_relative_error < 1e-3
-    adam = PINN(case.problem, pl.nn.MLP(width=16, depth=1), seed=0, dtype=D64)
-    ref = pl.fit(adam, steps=40, sampler=Uniform(300, 60, 1), optimizer=pl.Adam(1e-2),
+    adam = PINNBackend(case.problem, pl.nn.MLP(width=16, depth=1), seed=0, dtype=D64)
+    ref = pl.fit(adam, [(40, pl.FirstOrder(pl.Adam(1e-2)))], sampler=Uniform(300, 60, 1),
                  truth=case.problem.truth(2000, np.random.default_rng(1)), eval_every=20)
     assert res.l2_relative_error < 1e-2 * ref.l2_relative_error
     with pytest.raises(ValueError, match="solver"):

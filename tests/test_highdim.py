@@ -58,7 +58,7 @@ def test_biharmonic_forcing_and_normal_derivative_are_exact():
 @pytest.mark.parametrize("module", ["heat_semilinear_highdim", "biharmonic_annulus"])
 def test_case_ansatz_jets_match_the_nested_jvp_rule(module):
     import importlib
-    ansatz = importlib.import_module(f"cases.{module}").case.transform
+    ansatz = importlib.import_module(f"cases.{module}").case.method.transform
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 6, dtype=D64, generator=g)
     y = torch.randn(4, 1, dtype=D64, generator=g)
@@ -84,7 +84,8 @@ def test_cli_passes_case_options_and_estimator(tmp_path, capsys):
     assert rc == 0
     info = json.loads((out / "run.json").read_text())
     assert info["case_options"] == {"dim": "5"} and info["options"]["dim"] == 5
-    assert info["overrides"]["estimator"] == "stde:2"
+    assert info["overrides"]["derivatives"] == "stde:2"
+    assert info["resolved"]["estimator"].startswith("STDE(samples=2,")       # what ran
     assert json.loads((out / "metrics.json").read_text())["l2_relative_error"] is not None
     assert (out / "solution.vtu").exists()                   # a 2-D slice of the 5-D ball
     R.export_run(out, resolution=16)                         # rebuilt with the same options

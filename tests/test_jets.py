@@ -8,7 +8,7 @@ import torch
 import pdeml as pl
 from pdeml.derivatives import jets as J
 from pdeml.nn import MLP, FourierFeatures, PeriodicFeatures
-from solvers import PINN
+from solvers import PINNBackend
 
 D64 = torch.float64
 
@@ -107,7 +107,7 @@ def test_seventh_order_jet_gives_a_mixed_third_derivative():
 def test_hard_constraint_jets_match_autograd(geometry):
     d = geometry.dim
     prob = pl.Problem(geometry, lambda x, u: u.laplacian(), [pl.Dirichlet(lambda x: x[:, :1] ** 2)])
-    be = PINN(prob, MLP(8, 2), hard_dirichlet=True, dtype=D64, seed=4)
+    be = PINNBackend(prob, MLP(8, 2), hard_dirichlet=True, dtype=D64, seed=4)
     x = torch.as_tensor(geometry.sample_interior(5, np.random.default_rng(0)))
     V = [torch.randn(5, 2, d, dtype=D64) for _ in range(2)]
     jet = be.jet(x, V)
@@ -119,7 +119,7 @@ def test_hard_constraint_jets_match_autograd(geometry):
 
 def test_output_transform_falls_back_to_jvp_with_a_warning():
     prob = pl.Problem(pl.geometry.Interval(-1, 1), lambda x, u: u.laplacian(), [pl.Dirichlet(0.0)])
-    be = PINN(prob, MLP(8, 2), transform=lambda x, y: (1 - x ** 2) * y + x, dtype=D64)
+    be = PINNBackend(prob, MLP(8, 2), transform=lambda x, y: (1 - x ** 2) * y + x, dtype=D64)
     assert isinstance(be.estimator, pl.derivatives.Autograd)   # no jet rule: default is autograd
     J._WARNED.discard("OutputTransform")
     x = torch.linspace(-0.9, 0.9, 7, dtype=D64)[:, None]

@@ -23,8 +23,7 @@ def residuals_for(x, seed=0):
 
 
 def test_r3_retains_exactly_the_above_mean_points_and_refills(problem):
-    s = R3(200, 10, 10)
-    s.reset(problem, np.random.default_rng(0))
+    s = R3(200, 10, 10).init(problem, np.random.default_rng(0))
     x = s.points["domain"]["x"].copy()
     res, fit = residuals_for(x)
     s.observe(0, res)
@@ -37,8 +36,7 @@ def test_r3_retains_exactly_the_above_mean_points_and_refills(problem):
 
 
 def test_causal_gate_and_beta_update_follow_the_formulas(problem):
-    s = R3(300, 10, 10, causal=True, alpha=5.0, beta=-0.5, eta=1e-3, eps=20.0)
-    s.reset(problem, np.random.default_rng(1))
+    s = R3(300, 10, 10, causal=True, alpha=5.0, beta=-0.5, eta=1e-3, eps=20.0).init(problem, np.random.default_rng(1))
     x = s.points["domain"]["x"].copy()
     tt = (x[:, 1] - 0.0) / 1.0
     g = 0.5 * (1 - np.tanh(5.0 * (tt + 0.5)))
@@ -53,8 +51,8 @@ def test_causal_gate_and_beta_update_follow_the_formulas(problem):
 
 
 def test_causal_weights_enter_the_pde_loss(problem):
-    from solvers import PINN
-    be = PINN(problem, pl.nn.MLP(16, 2), seed=0, dtype=torch.float64)
+    from solvers import PINNBackend
+    be = PINNBackend(problem, pl.nn.MLP(16, 2), seed=0, dtype=torch.float64)
     x = torch.as_tensor(problem.domain.sample_interior(50, np.random.default_rng(0)))
     w = torch.rand(50, 1, dtype=torch.float64)
     cond = {name: {"x": torch.as_tensor(c.sample(problem, 8, np.random.default_rng(1), "random")["x"])}
@@ -69,17 +67,15 @@ def test_causal_weights_enter_the_pde_loss(problem):
 
 
 def test_r3_state_round_trip_and_causal_needs_time(problem):
-    s = R3(100, 10, 10, causal=True)
-    s.reset(problem, np.random.default_rng(0))
+    s = R3(100, 10, 10, causal=True).init(problem, np.random.default_rng(0))
     s.observe(0, residuals_for(s.points["domain"]["x"])[0])
-    t = R3(100, 10, 10, causal=True)
-    t.reset(problem, np.random.default_rng(5))
+    t = R3(100, 10, 10, causal=True).init(problem, np.random.default_rng(5))
     t.load_state_dict(s.state_dict())
     assert t.beta == s.beta
     assert np.array_equal(t.points["domain"]["x"], s.points["domain"]["x"])
     steady = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: u.d2(0), [pl.Dirichlet(0.0)])
     with pytest.raises(ValueError, match="R3\\(causal\\)=True needs a time-dependent problem"):
-        R3(10, causal=True).reset(steady, np.random.default_rng(0))
+        R3(10, causal=True).init(steady, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("name", ["r3-causal", "rad"])
@@ -89,8 +85,8 @@ def test_cli_sampler_option_trains(tmp_path, name):
     assert cli.main(["train", "convection_1d", "--beta", "2", "--steps", "30", "--sampler", name,
                      "--out", str(out), "--no-progress"]) == 0
     assert json.loads((out / "run.json").read_text())["overrides"]["sampler"] == name
-    with pytest.raises(ValueError, match="sampler='nope'"):
-        R.default_sampler(R.load_case("heat_1d")[0].replace(sampler="nope"))
+    with pytest.raises(ValueError, match="--sampler='nope'"):
+        R.apply_overrides(R.load_case("heat_1d")[0], {"sampler": "nope"})
 
 
 def _interval_problem():
@@ -108,11 +104,9 @@ def test_rad_density_matches_residual_power_sampling(k, c):
     p_rad, p_uniform = [], []
     for seed in range(5):
         s = RAD(2000, 2, 2, every=1, k=k, c=c, candidates=50)
-        s.attach(lambda x: x[:, :1])
-        rng = np.random.default_rng(seed)
-        s.reset(_interval_problem(), rng)
+        s = s.init(_interval_problem(), np.random.default_rng(seed), lambda x: x[:, :1])
         version = s.version
-        s.batch(1, rng)
+        s.batch(1)
         x = s.points["domain"]["x"][:, 0]
         assert s.version == version + 1 and len(x) == 2000 and ((x >= 0) & (x <= 1)).all()
         p_rad.append(stats.kstest(x, cdf).pvalue)
@@ -123,23 +117,21 @@ def test_rad_density_matches_residual_power_sampling(k, c):
 
 def test_rard_grows_and_rad_needs_residuals():
     from samplers import RAD, RARD
-    s = RARD(100, 2, 2, every=10, add=7)
-    s.attach(lambda x: np.sin(5 * x[:, :1]))
-    rng = np.random.default_rng(0)
-    s.reset(_interval_problem(), rng)
+    settings = RARD(100, 2, 2, every=10, add=7)
+    s = settings.init(_interval_problem(), np.random.default_rng(0), lambda x: np.sin(5 * x[:, :1]))
+    assert settings.points is None                                 # the settings hold no run state
     first = s.points["domain"]["x"].copy()
-    s.batch(10, rng)
-    s.batch(20, rng)
+    s.batch(10)
+    s.batch(20)
     x = s.points["domain"]["x"]
     assert len(x) == 114 and np.array_equal(x[:100], first)      # kept, plus 2 x 7 added
     state = s.state_dict()
-    t = RARD(100, 2, 2)
+    t = RARD(100, 2, 2).init(_interval_problem(), np.random.default_rng(5), lambda x: x[:, :1])
     t.load_state_dict(state)
     assert np.array_equal(t.points["domain"]["x"], x)              # the grown population resumes
-    bare = RAD(100, 2, 2, every=1)
-    bare.reset(_interval_problem(), rng)
-    with pytest.raises(ValueError, match="attach"):
-        bare.batch(1, rng)
+    assert t.rng.random() == s.rng.random()                         # ... and so does its generator
+    with pytest.raises(ValueError, match="residual_at"):
+        RAD(100, 2, 2, every=1).init(_interval_problem(), np.random.default_rng(0))
     with pytest.raises(ValueError, match="k, c"):
         RAD(k=-1)
 
@@ -148,11 +140,17 @@ def test_rad_resamples_from_the_models_residual_inside_fit(problem):
     """fit attaches the backend's residual_at; RAD's points then carry a larger mean residual
     than uniform points (for k = 1, c = 0 the expected value is E[r^2] / E[r] >= E[r])."""
     from samplers import RAD
-    from solvers import PINN
-    be = PINN(problem, pl.nn.MLP(16, 2), seed=0)
+    from solvers import PINNBackend
+    be = PINNBackend(problem, pl.nn.MLP(16, 2), seed=0)
     s = RAD(400, 10, 10, every=10, k=1.0, c=0.0, candidates=10)
-    pl.fit(be, steps=11, sampler=s)
-    x = s.points["domain"]["x"]
+
+    class Last(pl.AbstractCallback):
+        def on_end(self, state):
+            self.points = state.points
+
+    last = Last()
+    pl.fit(be, [(11, pl.FirstOrder())], sampler=s, callbacks=[last])
+    x = last.points["domain"]["x"]
     assert len(x) == 400 and problem.domain.inside(x).all()
     uniform = problem.domain.sample_interior(4000, np.random.default_rng(5))
     assert np.abs(be.residual_at(x)).mean() > 1.2 * np.abs(be.residual_at(uniform)).mean()
@@ -169,9 +167,9 @@ def test_point_snapshots_write_png_and_vtk_that_read_back(tmp_path):
     m = meshio.read(snaps / "points_000020.vtu")
     assert m.points.shape == (64, 3) and m.point_data["residual"].shape == (64,)
     assert np.all(m.point_data["residual"] >= 0) and np.all(np.isfinite(m.point_data["residual"]))
-    with pytest.raises(ValueError, match="every"):
+    with pytest.raises(ValueError, match="snapshots"):
         from pdeml.export.points import PointSnapshots
-        PointSnapshots(None, None, tmp_path, every=0)
+        PointSnapshots(None, tmp_path, every=0)
 
 
 def _perturbed_flow(seed, scale=0.15):
@@ -214,26 +212,24 @@ def test_new_flow_is_nearly_uniform_and_an_update_moves_mass_to_the_residual():
     from cases.peak_2d import make
     from samplers import AAS
     problem = make().problem
-    s = AAS(400, 1, 1, every=1, flow_steps=30)
     rng = np.random.default_rng(0)
-    s.reset(problem, rng)
+    s = AAS(400, 1, 1, every=1, flow_steps=30).init(problem, rng)
     grid = torch.as_tensor(problem.domain.sample_interior(200, rng) * 0.96)
     ratio = torch.exp(s.flow.log_prob(grid)) * 4.0          # to the uniform density 1/4
     assert float(ratio.min()) > 0.75 and float(ratio.max()) < 1.6          # a new flow is nearly flat
     r2 = lambda x: np.exp(-20 * (x ** 2).sum(1, keepdims=True)) + 1e-3      # noqa: E731
-    before = r2(s.draw_domain(20000, rng)).mean()
+    before = r2(s.draw_domain(20000)).mean()
     for step in range(5):
         x = s.points["domain"]["x"]
         s.observe(step, {"pde": torch.as_tensor(np.sqrt(r2(x)))})
-        s.batch(step + 1, rng)
-    after = r2(s.draw_domain(20000, rng)).mean()
+        s.batch(step + 1)
+    after = r2(s.draw_domain(20000)).mean()
     assert after > 1.5 * before
     state = s.state_dict()
-    t = AAS(400, 1, 1, every=1, flow_steps=30)
-    t.reset(problem, np.random.default_rng(1))
+    t = AAS(400, 1, 1, every=1, flow_steps=30).init(problem, np.random.default_rng(1))
     t.load_state_dict(state)
     assert torch.allclose(t.flow.log_prob(grid), s.flow.log_prob(grid))
     assert np.array_equal(t.points["domain"]["x"], s.points["domain"]["x"])
     with pytest.raises(ValueError, match="box domain"):
-        AAS(10).reset(pl.Problem(geometry=pl.geometry.Disk([0, 0], 1), pde=lambda x, u: u.value,
+        AAS(10).init(pl.Problem(geometry=pl.geometry.Disk([0, 0], 1), pde=lambda x, u: u.value,
                                  conditions=[pl.Dirichlet(0.0)]), rng)

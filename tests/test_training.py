@@ -8,7 +8,7 @@ import torch
 import pdeml as pl
 from pdeml import checkpoint as ckpt
 from samplers import Uniform
-from solvers import PINN
+from solvers import PINNBackend
 
 
 class StopAt(pl.AbstractCallback):
@@ -21,9 +21,9 @@ class StopAt(pl.AbstractCallback):
 
 
 def _fit(problem, tmp_path, steps=40, lbfgs=15, seed=3, **kw):
-    backend = PINN(problem, pl.nn.MLP(16, 2), seed=seed)
-    result = pl.fit(backend, steps=steps, sampler=Uniform(128, 32, every=10),
-                    lbfgs=pl.LBFGS(lbfgs) if lbfgs else None, seed=seed,
+    backend = PINNBackend(problem, pl.nn.MLP(16, 2), seed=seed)
+    result = pl.fit(backend, [(steps, pl.FirstOrder(pl.Adam(1e-3))), (lbfgs, pl.LBFGS())],
+                    sampler=Uniform(128, 32, every=10), seed=seed,
                     checkpoint=tmp_path / "checkpoint.pt", checkpoint_every=7, eval_every=1, **kw)
     return backend, result
 
@@ -72,9 +72,9 @@ def test_divergence_stops_and_keeps_the_last_finite_state(tmp_path):
                 flag["bad"] = True
 
     prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), pde, [pl.Dirichlet(0.0)])
-    backend = PINN(prob, pl.nn.MLP(8, 2))
+    backend = PINNBackend(prob, pl.nn.MLP(8, 2))
     with pytest.raises(pl.DivergenceError, match="step 12.*pde.*checkpoint.pt.*--lr"):
-        pl.fit(backend, steps=50, sampler=Uniform(64, 16), callbacks=[Poison()],
+        pl.fit(backend, [(50, pl.FirstOrder())], sampler=Uniform(64, 16), callbacks=[Poison()],
                checkpoint=tmp_path / "checkpoint.pt", checkpoint_every=5)
     saved = ckpt.load(tmp_path / "checkpoint.pt")
     assert saved["step"] == 12                              # nothing lost after the last good step
@@ -90,8 +90,8 @@ def test_inverse_parameter_is_trained_and_reported(tmp_path):
     prob = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u, p: u.dt() + p["k"] * u.value,
                       time=(0, 1), parameters={"k": pl.Parameter(0.1)},
                       conditions=[pl.Data(np.hstack([0.5 * np.ones_like(t), t]), np.exp(-k_true * t))])
-    backend = PINN(prob, pl.nn.MLP(16, 2))
-    r = pl.fit(backend, steps=1500, sampler=Uniform(200, 10), optimizer=pl.Adam(5e-3), eval_every=500)
+    backend = PINNBackend(prob, pl.nn.MLP(16, 2))
+    r = pl.fit(backend, [(1500, pl.FirstOrder(pl.Adam(5e-3)))], sampler=Uniform(200, 10), eval_every=500)
     assert abs(backend.parameter_values()["k"] - k_true) < 0.03
     assert "param_k" in r.history[-1]
 
@@ -106,8 +106,8 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 
 def test_float64_training_keeps_float64(square_problem):
-    backend = PINN(square_problem, pl.nn.MLP(8, 1), dtype=torch.float64)
-    pl.fit(backend, steps=3, sampler=Uniform(16, 8))
+    backend = PINNBackend(square_problem, pl.nn.MLP(8, 1), dtype=torch.float64)
+    pl.fit(backend, [(3, pl.FirstOrder())], sampler=Uniform(16, 8))
     assert all(p.dtype == torch.float64 for p in backend.parameters())
 
 
@@ -115,9 +115,9 @@ def test_lbfgs_stage_ends_when_it_cannot_move(tmp_path):
     """A loss that is exactly zero: L-BFGS never moves, and the stage ends after ``patience``
     such iterations instead of running all of them."""
     problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), pde=lambda x, u: 0 * u.value)
-    backend = PINN(problem, pl.nn.MLP(8, 2), seed=0)
+    backend = PINNBackend(problem, pl.nn.MLP(8, 2), seed=0)
     with pytest.warns(UserWarning, match="unchanged for 5 iterations"):
-        result = pl.fit(backend, steps=3, sampler=Uniform(32, 8), lbfgs=pl.LBFGS(50, patience=5),
-                        checkpoint=tmp_path / "checkpoint.pt", eval_every=1)
+        result = pl.fit(backend, [(3, pl.FirstOrder()), (50, pl.LBFGS(patience=5))],
+                        sampler=Uniform(32, 8), checkpoint=tmp_path / "checkpoint.pt", eval_every=1)
     assert result.status == "finished" and result.steps == 3 + 5
     assert int(ckpt.load(tmp_path / "checkpoint.pt")["step"]) == 8

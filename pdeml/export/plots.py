@@ -9,17 +9,24 @@ from .mesh import mesh
 from .vtk import _truth_at
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    return plt
+def figure(nrows: int, ncols: int, figsize):
+    """A matplotlib figure and its axes (2-D array) without pyplot: no backend is selected and
+    no global state changes, so a notebook's inline plots keep working."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def save(fig, path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return Path(path)
 
 
 def plot_history(history: list[dict], term_names, path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(1, 2 if any(r.get("l2_relative_error") is not None for r in history) else 1,
-                           figsize=(10, 4), squeeze=False)
+    """Loss terms (and the error against the truth) over the steps; a dotted line where the
+    phase changes (Adam -> L-BFGS), labelled with the phase that starts there."""
+    fig, ax = figure(1, 2 if any(r.get("l2_relative_error") is not None for r in history) else 1, (10, 4))
     steps = [r["step"] for r in history]
     for name in ["loss", *term_names]:
         ax[0, 0].semilogy(steps, [r[name] for r in history], label=name, lw=2 if name == "loss" else 1)
@@ -28,22 +35,24 @@ def plot_history(history: list[dict], term_names, path) -> Path:
     if ax.shape[1] > 1:
         ax[0, 1].semilogy(steps, [r["l2_relative_error"] for r in history], color="k")
         ax[0, 1].set(xlabel="step", ylabel="relative L2 error", title="error vs truth")
+    for prev, row in zip(history, history[1:]):
+        if row.get("phase") != prev.get("phase"):
+            for a in ax.ravel():
+                a.axvline(prev["step"], color="0.4", ls=":", lw=1)
+                a.text(prev["step"], 1, f" {row['phase']}", transform=a.get_xaxis_transform(),
+                       va="top", ha="left", fontsize=8, color="0.3")
     for a in ax.ravel():
         a.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
-def _panels(plt, n):
-    fig, ax = plt.subplots(1, n, figsize=(4.6 * n, 4), squeeze=False)
+def _panels(n):
+    fig, ax = figure(1, n, (4.6 * n, 4))
     return fig, ax[0]
 
 
 def plot_field(backend, path, resolution: int = 128) -> Path:
     """One panel for the first output, one for the truth and one for the error if known."""
-    plt = _plt()
     p = backend.problem
     g = p.geometry
     name = p.outputs[0]
@@ -55,14 +64,14 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
         truth = _truth_at(p, xt)
         if truth is not None:
             grids += [("truth", truth[:, 0]), ("error", backend.predict(xt)[:, 0] - truth[:, 0])]
-        fig, ax = _panels(plt, len(grids))
+        fig, ax = _panels(len(grids))
         for a, (title, v) in zip(ax, grids):
             im = a.pcolormesh(T, X, v.reshape(X.shape), shading="auto", cmap="RdBu_r" if title == "error" else "viridis")
             a.set(xlabel="t", ylabel="x", title=f"{name}: {title}")
             fig.colorbar(im, ax=a)
     elif g.dim == 1:
         x = np.linspace(g.bbox[0][0], g.bbox[1][0], resolution)[:, None]
-        fig, ax = _panels(plt, 1)
+        fig, ax = _panels(1)
         ax[0].plot(x[:, 0], backend.predict(x)[:, 0], label="prediction")
         truth = _truth_at(p, x)
         if truth is not None:
@@ -91,25 +100,21 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
         truth = _truth_at(p, x)
         if truth is not None:
             grids += [("truth", truth[:, 0]), ("error", pred - truth[:, 0])]
-        fig, ax = _panels(plt, len(grids))
+        fig, ax = _panels(len(grids))
         for a, (title, v) in zip(ax, grids):
             im = a.tripcolor(pts[:, 0], pts[:, 1], cells, v, shading="gouraud",
                              cmap="RdBu_r" if title == "error" else "viridis")
             a.set_aspect("equal")
             a.set(title=f"{name}: {title}{title_extra}", xlabel=p.inputs[0], ylabel=p.inputs[1])
             fig.colorbar(im, ax=a)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def plot_grid_solve(path, x: np.ndarray, fluid: np.ndarray, residuals: dict[str, list[float]],
                     tol: float | None = None) -> Path:
     """A grid solution (2-D, or the middle slice of the last axis in 3-D; solid cells blank)
     beside the relative residual histories of one or more iterative solvers."""
-    plt = _plt()
-    fig, ax = _panels(plt, 2)
+    fig, ax = _panels(2)
     sliced = x.ndim == 3
     if sliced:
         x, fluid = x[..., x.shape[-1] // 2], fluid[..., fluid.shape[-1] // 2]
@@ -123,7 +128,4 @@ def plot_grid_solve(path, x: np.ndarray, fluid: np.ndarray, residuals: dict[str,
     ax[1].set(xlabel="iteration", ylabel="||r|| / ||b||", title="convergence")
     ax[1].legend()
     ax[1].grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)

@@ -26,20 +26,14 @@ def write_points(path, points: np.ndarray, data: dict) -> Path:
 
 
 def _residual_norm(backend, x: np.ndarray) -> np.ndarray:
-    """|r| at points, leaving a stochastic estimator's random stream where it was."""
-    est = backend.estimator
-    saved = est.state_dict()
-    try:
-        r = backend.residual_at(x)
-    finally:
-        est.load_state_dict(saved)
+    """|r| at points (``residual_at`` leaves a stochastic estimator's random stream as it was)."""
+    r = backend.residual_at(x)
     return np.linalg.norm(r.reshape(len(x), -1), axis=1)
 
 
 def plot_points(backend, points: np.ndarray, path, resolution: int = 96, title: str = "") -> Path:
     """The points over log10 |r| on a grid of the bounding box (inputs of dimension 2 only)."""
-    from .plots import _plt
-    plt = _plt()
+    from .plots import figure, save
     p = backend.problem
     lo, hi = (np.asarray(b, dtype=np.float64) for b in p.domain.bbox)
     if len(lo) != 2:
@@ -50,36 +44,34 @@ def plot_points(backend, points: np.ndarray, path, resolution: int = 96, title: 
     inside = p.domain.inside(grid)
     r = np.full(len(grid), np.nan)
     r[inside] = _residual_norm(backend, grid[inside])
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    fig, axes = figure(1, 1, (5.6, 4.6))
+    ax = axes[0, 0]
     im = ax.pcolormesh(X, Y, np.log10(np.maximum(r, 1e-16)).reshape(X.shape), shading="auto", cmap="magma")
     fig.colorbar(im, ax=ax, label="log10 |residual|")
     ax.scatter(points[:, 0], points[:, 1], s=2, c="cyan", edgecolors="none")
     names = p.inputs
     ax.set(xlabel=names[0], ylabel=names[1], title=title or f"{len(points)} collocation points")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 class PointSnapshots(AbstractCallback):
-    """Every ``every`` steps, save the sampler's PDE points with their residuals (VTK, and a PNG
-    for 2-input problems) into ``directory``.
+    """Every ``every`` steps, save the PDE points in use (``state.points``) with their residuals
+    (VTK, and a PNG for 2-input problems) into ``directory``.
 
     Example:
-        >>> fit(backend, steps=5000, sampler=s, callbacks=[PointSnapshots(backend, s, "run/snapshots", 500)])
+        >>> fit(backend, phases, callbacks=[PointSnapshots(backend, "run/snapshots", 500)])
     """
 
-    def __init__(self, backend, sampler, directory, every: int = 1000, png: bool = True):
+    def __init__(self, backend, directory, every: int = 1000, png: bool = True):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every={every!r} must be a positive integer. Fix: pass e.g. every=500")
-        self.backend, self.sampler, self.every = backend, sampler, every
+            raise ValueError(f"--snapshots={every!r} must be a positive integer. Fix: pass e.g. --snapshots 500")
+        self.backend, self.every = backend, every
         self.directory, self.png = Path(directory), png
         self.written: list[Path] = []
 
-    def snapshot(self, step: int):
+    def snapshot(self, step: int, points: dict):
         self.directory.mkdir(parents=True, exist_ok=True)
-        x = np.asarray(self.sampler.current()["domain"]["x"])
+        x = np.asarray(points["domain"]["x"])
         stem = self.directory / f"points_{step:06d}"
         self.written.append(write_points(stem.with_suffix(".vtu"), x,
                                          {"residual": _residual_norm(self.backend, x)}))
@@ -89,8 +81,8 @@ class PointSnapshots(AbstractCallback):
 
     def on_start(self, state):
         if state.step == 0:
-            self.snapshot(0)
+            self.snapshot(0, state.points)
 
     def on_step(self, state):
         if state.step % self.every == 0:
-            self.snapshot(state.step)
+            self.snapshot(state.step, state.points)

@@ -1,6 +1,7 @@
 """Write a trained field to VTK (meshio): ``solution.vtu``, or ``solution.pvd`` + snapshots.
 
-Point data: one array per output, each PDE residual (``residual`` / ``residual_k``), and where a
+Point data: one array per output, what the backend exports (a PINN: each PDE residual,
+``residual`` / ``residual_k``), and where a
 truth exists ``exact_<name>`` and ``error_<name>`` (prediction minus truth; a reference given
 as scattered points is interpolated linearly onto the mesh).
 """
@@ -36,9 +37,7 @@ def point_data(backend, x: np.ndarray) -> dict[str, np.ndarray]:
     p = backend.problem
     pred = backend.predict(x)
     data = {name: pred[:, k] for k, name in enumerate(p.outputs)}
-    res = backend.residual_at(x)
-    for k in range(res.shape[1]):
-        data["residual" if res.shape[1] == 1 else f"residual_{k}"] = res[:, k]
+    data.update(backend.exports(x))
     truth = _truth_at(p, x)
     if truth is not None:
         for k, name in enumerate(p.outputs):

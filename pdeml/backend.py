@@ -1,0 +1,94 @@
+"""The backend contract: what every method builds and what ``fit`` and export rely on.
+
+A **method** (:class:`AbstractMethod`) is a small immutable object holding the settings of one
+way to solve (``PINN(model, estimator=..., sampler=...)``); ``build`` turns it into a
+**backend** for one problem, seed, dtype and device. Every backend answers ``predict(x)`` and
+says what else it exports at points (``exports``: residuals, standard errors, ...). A
+**trainable** backend also has ``term_names``, ``losses(batch)`` and ``batches(sampler, rng)``
+(its training data: collocation points or dataset minibatches), which is all ``fit`` uses. A
+**least-squares** backend exposes its residual vector, which Gauss-Newton steppers need.
+"""
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class AbstractMethod(abc.ABC):
+    """Settings of one way to solve a problem; holds no run state."""
+
+    @abc.abstractmethod
+    def build(self, problem, *, seed: int = 0, dtype: torch.dtype = torch.float32,
+              device="cpu") -> "AbstractBackend":
+        """The backend that solves ``problem`` (initialized from ``seed``)."""
+
+
+class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
+    """A built solver for one problem: ``problem``, ``predict``, ``exports``."""
+
+    problem = None
+
+    @abc.abstractmethod
+    def predict(self, x) -> np.ndarray:
+        """The solution's outputs (N, n_outputs) at points (N, n_inputs), as float64 numpy."""
+
+    def exports(self, x) -> dict[str, np.ndarray]:
+        """Further point data for the VTK files at points ``x`` (default: none)."""
+        return {}
+
+    def resolved(self) -> dict:
+        """Choices the build made that the settings left open (for run.json), e.g. the estimator."""
+        return {}
+
+    def parameter_values(self) -> dict[str, float]:
+        """Identified scalar parameters (inverse problems); default none."""
+        return {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.state_dict().values())).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(t for t in self.state_dict().values() if t.is_floating_point()).dtype
+
+
+class AbstractTrainable(AbstractBackend):
+    """A backend trained by :func:`pdeml.fit`: named per-term losses on batches."""
+
+    @property
+    @abc.abstractmethod
+    def term_names(self) -> list[str]:
+        """The loss terms, in order."""
+
+    @abc.abstractmethod
+    def losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
+        """``{term: scalar loss}`` on a tensor batch; ``residuals`` (a dict, or None) receives the
+        detached residuals adaptive samplers look at."""
+
+    @abc.abstractmethod
+    def batches(self, sampler, rng: np.random.Generator):
+        """A run of ``sampler`` (None: the method's own) drawing this backend's batches."""
+
+
+class AbstractLeastSquares(AbstractTrainable):
+    """A trainable backend whose losses are mean squares of residual columns (Gauss-Newton)."""
+
+    exact_residuals: bool = True          # False for stochastic (paired) residual estimates
+
+    @abc.abstractmethod
+    def residual_terms(self, batch: dict, residuals: dict | None = None,
+                       terms=None) -> dict[str, torch.Tensor]:
+        """``{term: residual columns (N, k)}``; ``terms`` limits it to some batch keys."""
+
+    @abc.abstractmethod
+    def residual_keys(self) -> dict[str, list[str]]:
+        """Batch key -> the terms whose residuals live at its points, in term order."""
+
+    @property
+    def residuals_need_grad(self) -> bool:
+        """Whether evaluating the residuals needs autograd through the points."""
+        return True

@@ -1,0 +1,73 @@
+"""Settings objects: their readable fields, changed copies, and plain descriptions.
+
+A settings object (a method, optimizer, stepper, combiner, sampler, estimator) keeps each
+constructor argument under the argument's own name, and nothing else that a run changes. Then
+:func:`fields` reads them back, :func:`replace` makes a validated copy with some changed (how a
+command-line override lands on a real field), and :func:`describe` writes any of them into
+``run.json`` as plain JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import torch
+
+from ._validate import fail
+
+
+def _init_names(cls) -> list[str]:
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def fields(obj) -> dict:
+    """The constructor arguments of ``obj`` as it holds them (dataclass fields, or attributes
+    named like the ``__init__`` parameters)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+    return {name: getattr(obj, name) for name in _init_names(type(obj)) if hasattr(obj, name)}
+
+
+def replace(obj, **changes):
+    """A new settings object like ``obj`` with ``changes``, validated by its constructor. An
+    unknown field is an error that lists the known ones."""
+    known = fields(obj)
+    for k, v in changes.items():
+        if k not in known:
+            fail(k, v, f"is not a setting of {type(obj).__name__}", f"use one of {sorted(known)}")
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.replace(obj, **changes)
+    return type(obj)(**{**known, **changes})
+
+
+def describe(obj, depth: int = 0):
+    """``obj`` as plain JSON: numbers, strings, lists and dicts as they are; settings objects as
+    ``{"type": name, field: value, ...}``; functions by name; arrays and tensors by shape."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {str(k): describe(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [describe(v, depth + 1) for v in obj]
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return f"<{type(obj).__name__} of shape {tuple(obj.shape)}>"
+    if inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isbuiltin(obj):
+        return f"<function {getattr(obj, '__qualname__', obj)}>"
+    if depth > 6:
+        return f"<{type(obj).__name__}>"
+    try:
+        out = fields(obj)
+    except (TypeError, ValueError):
+        out = {}
+    if isinstance(obj, torch.nn.Module) and set(out) != set(_init_names(type(obj))):
+        return f"<{type(obj).__name__}>"      # a module that does not keep its arguments
+    if not out and not _init_names(type(obj)):
+        return {"type": type(obj).__name__}
+    if not out:
+        return {"type": type(obj).__name__, "repr": repr(obj)}
+    return {"type": type(obj).__name__, **{k: describe(v, depth + 1) for k, v in out.items()
+                                           if k != "problem"}}
