@@ -1,0 +1,246 @@
+"""The backend contract: phases of steppers resume exactly, settings objects hold no run state,
+overrides land on real fields, and a diverging step never leaves non-finite parameters."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import pdeml as pl
+from pdeml import checkpoint as ckpt
+from pdeml import run as R
+from pdeml.settings import describe, replace
+from samplers import R3, Uniform
+from solvers import PINN, PINNBackend
+
+D64 = torch.float64
+
+
+class StopAt(pl.AbstractCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, state):
+        if state.step == self.step:
+            state.stop = True
+
+
+def _problem():
+    def exact(x):
+        return torch.sin(np.pi * x[:, 0:1]) * torch.sin(np.pi * x[:, 1:2])
+
+    return pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]),
+                      lambda x, u: -u.laplacian() - 2 * np.pi ** 2 * exact(x), [pl.Dirichlet(0.0)], exact=exact)
+
+
+STEPPERS = {
+    "adam-sum": lambda: [(12, pl.FirstOrder(pl.Adam(1e-2)))],
+    "sgd": lambda: [(12, pl.FirstOrder(pl.SGD(1e-3)))],
+    "adam-config": lambda: [(12, pl.FirstOrder(pl.Adam(1e-2), pl.ConFIG()))],
+    "sgd-mconfig": lambda: [(12, pl.FirstOrder(pl.SGD(1e-2), pl.MConFIG()))],
+    "adam-pcgrad": lambda: [(12, pl.FirstOrder(pl.Adam(1e-2), pl.PCGrad(seed=3)))],
+    "adam-gradnorm": lambda: [(12, pl.FirstOrder(pl.Adam(1e-2), pl.GradNorm()))],
+    "adam-lbfgs": lambda: [(6, pl.FirstOrder(pl.Adam(1e-2))), (6, pl.LBFGS())],
+    "engd-dense": lambda: [(12, pl.ENGD())],
+    "engd-cg": lambda: [(12, pl.ENGD(solver="cg", cg_iters=30))],
+}
+
+
+def _run(path, phases, stop=None, resume=False, sampler=None):
+    backend = PINNBackend(_problem(), pl.nn.MLP(8, 1), seed=1, dtype=D64)
+    result = pl.fit(backend, phases, sampler=sampler or R3(64, 16, every=4), weights={"dirichlet": 3.0},
+                    seed=2, checkpoint=path / "checkpoint.pt", checkpoint_every=1000, eval_every=1,
+                    callbacks=[StopAt(stop)] if stop else [], resume=resume)
+    return backend, result
+
+
+@pytest.mark.parametrize("name", sorted(STEPPERS))
+def test_every_stepper_and_combiner_resumes_bit_for_bit(tmp_path, name):
+    ref, ref_result = _run(tmp_path / "a", STEPPERS[name]())
+    for stop in (3, 8):                      # inside the first phase; inside L-BFGS where there is one
+        d = tmp_path / f"b{stop}"
+        _, r1 = _run(d, STEPPERS[name](), stop=stop)
+        assert r1.steps == stop and r1.status == "stopped"
+        b2, r2 = _run(d, STEPPERS[name](), resume=True)
+        assert r2.steps == 12
+        for (k, p), q in zip(ref.state_dict().items(), b2.state_dict().values()):
+            assert torch.equal(p, q), (name, stop, k)
+        assert [h["loss"] for h in r2.history] == [h["loss"] for h in ref_result.history]
+
+
+def test_a_resume_with_nothing_left_keeps_the_checkpoint_and_a_later_extension_matches(tmp_path):
+    phases = lambda n: [(6, pl.FirstOrder(pl.Adam(1e-2))), (n, pl.LBFGS())]      # noqa: E731
+    _run(tmp_path / "a", phases(4))
+    before = (tmp_path / "a" / "checkpoint.pt").read_bytes()
+    _, r = _run(tmp_path / "a", phases(4), resume=True)            # nothing left to do
+    assert r.steps == 10 and "nothing left" in r.message
+    assert (tmp_path / "a" / "checkpoint.pt").read_bytes() == before
+    _, r = _run(tmp_path / "a", [(6, pl.FirstOrder(pl.Adam(1e-2)))], resume=True)   # --lbfgs-steps 0
+    assert r.steps == 10 and (tmp_path / "a" / "checkpoint.pt").read_bytes() == before
+    extended, _ = _run(tmp_path / "a", phases(7), resume=True)
+    straight, _ = _run(tmp_path / "b", phases(7))
+    for p, q in zip(extended.state_dict().values(), straight.state_dict().values()):
+        assert torch.equal(p, q)
+    saved = ckpt.load(tmp_path / "a" / "checkpoint.pt")
+    assert saved["stepper"] == "lbfgs" and int(saved["phase"]) == 1 and saved["stepper_state"]["optimizer"]["state"]
+
+
+def test_a_resume_into_a_phase_that_changed_kind_is_a_clear_error(tmp_path):
+    _run(tmp_path, [(4, pl.FirstOrder(pl.Adam(1e-2))), (6, pl.LBFGS())], stop=7)
+    with pytest.raises(ValueError, match="phase 1 \\(lbfgs\\).*falls in phase 0 \\(adam\\)"):
+        _run(tmp_path, [(9, pl.FirstOrder(pl.Adam(1e-2))), (6, pl.LBFGS())], resume=True)
+
+
+def test_cli_resume_of_an_lbfgs_checkpoint_with_lbfgs_steps_0(tmp_path, capsys):
+    from pdeml.cli import main
+    out = tmp_path / "run"
+    args = ["train", "heat_1d", "--steps", "10", "--out", str(out), "--no-progress"]
+    assert main(args + ["--lbfgs-steps", "5"]) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    assert main(args + ["--lbfgs-steps", "0", "--resume"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 15 and "nothing left" in m["message"]
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("solver", ["dense", "cg"])
+def test_engd_divergence_keeps_finite_parameters_in_memory_and_checkpoint(tmp_path, solver):
+    flag = {"bad": False}
+    base = _problem()
+
+    def pde(x, u):
+        r = base.pde(x, u)
+        return r * float("nan") if flag["bad"] else r
+
+    class Poison(pl.AbstractCallback):
+        def on_step(self, state):
+            if state.step == 3:
+                flag["bad"] = True
+
+    prob = pl.Problem(base.geometry, pde, base.conditions, exact=base.exact)
+    backend = PINNBackend(prob, pl.nn.MLP(8, 1), seed=0, dtype=D64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # no "Converting a tensor with requires_grad" either
+        with pytest.raises(pl.DivergenceError, match="step 3 \\(engd\\)"):
+            pl.fit(backend, [(10, pl.ENGD(solver=solver, cg_iters=20))], sampler=Uniform(40, 10), callbacks=[Poison()],
+                   checkpoint=tmp_path / "checkpoint.pt", checkpoint_every=1)
+    saved = ckpt.load(tmp_path / "checkpoint.pt")
+    assert int(saved["step"]) == 3
+    for k, v in backend.state_dict().items():
+        assert torch.isfinite(v).all(), k
+        assert torch.equal(v, saved["model"][k]), k
+
+
+def test_one_estimator_object_serves_two_backends_of_different_dimension():
+    est = pl.derivatives.Taylor()
+    p2 = _problem()
+    p3 = pl.Problem(pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
+    a = PINN(pl.nn.MLP(8, 1), estimator=est).build(p2)
+    b = PINN(pl.nn.MLP(8, 1), estimator=est).build(p3)
+    for be, d in ((a, 2), (b, 3), (a, 2)):
+        x = torch.rand(5, d)
+        batch = {"domain": {"x": x}, "dirichlet": {"x": x}}
+        assert all(torch.isfinite(v) for v in be.losses(batch).values())
+    assert est._plans == {}                   # the settings object learned nothing
+
+
+def test_settings_objects_are_unchanged_by_a_run_and_serve_two_runs_alike(tmp_path):
+    sampler, combiner, engd = R3(64, 16, every=4), pl.PCGrad(seed=1), pl.ENGD()
+    before = [json.dumps(describe(o)) for o in (sampler, combiner, engd)]
+    results = []
+    for _ in range(2):
+        backend = PINNBackend(_problem(), pl.nn.MLP(8, 1), seed=1, dtype=D64)
+        r = pl.fit(backend, [(5, pl.FirstOrder(pl.Adam(1e-2), combiner)), (3, engd)], sampler=sampler)
+        results.append([h["loss"] for h in r.history])
+    assert results[0] == results[1]
+    assert [json.dumps(describe(o)) for o in (sampler, combiner, engd)] == before
+    assert sampler.points is None and not hasattr(combiner, "gen") and not hasattr(engd, "lam")
+
+
+class Recording(pl.Sum):
+    seen: list = []
+
+    def backward(self, losses, params):
+        Recording.seen.append({k: float(v.detach()) for k, v in losses.items()})
+        return super().backward(losses, params)
+
+
+def test_loss_weights_reach_every_combiner_and_lbfgs():
+    backend = PINNBackend(_problem(), pl.nn.MLP(8, 1), seed=1, dtype=D64)
+    batch = pl.sampling.to_torch(Uniform(32, 8).init(backend.problem, np.random.default_rng(0)).current(), D64, "cpu")
+    raw = {k: float(v.detach()) for k, v in backend.losses(batch).items()}
+    Recording.seen = []
+    pl.FirstOrder(pl.Adam(1e-3), Recording()).init(backend, {"dirichlet": 7.0}).step(batch, 0)
+    assert Recording.seen[0]["dirichlet"] == pytest.approx(7.0 * raw["dirichlet"])
+    assert Recording.seen[0]["pde"] == pytest.approx(raw["pde"])
+    backend2 = PINNBackend(_problem(), pl.nn.MLP(8, 1), seed=1, dtype=D64)
+    out = pl.LBFGS().init(backend2, {"dirichlet": 7.0}).step(batch, 0)
+    assert float(out.total) == pytest.approx(float(out.losses["pde"] + 7.0 * out.losses["dirichlet"]))
+    with pytest.raises(ValueError, match="negative"):
+        pl.fit(backend, [(1, pl.FirstOrder())], weights={"dirichlet": -1.0})
+    with pytest.raises(ValueError, match="unknown loss terms"):
+        pl.fit(backend, [(1, pl.FirstOrder())], weights={"neumann": 1.0})
+
+
+def test_overrides_land_on_real_fields_or_fail(tmp_path):
+    case, _ = R.load_case("poisson_lshape")
+    c = R.apply_overrides(case, {"lr": 1e-5, "steps": 7, "lbfgs_steps": 0, "derivatives": "stde:4",
+                                 "sampler": "r3", "compile": True})
+    assert c.optimizer.lr == 1e-5 and c.optimizer.decay == 0.5 and c.steps == 7 and c.lbfgs_steps == 0
+    assert isinstance(c.method.estimator, pl.derivatives.STDE) and c.method.estimator.samples == 4
+    assert isinstance(c.method.sampler, R3) and c.method.sampler.n_boundary == 400 and c.method.sampler.every == 100
+    assert c.method.compile is True and c.weights == {"dirichlet": 10.0}
+    m = R.apply_overrides(case, {"combiner": "mconfig"})
+    assert isinstance(m.combiner, pl.MConFIG) and isinstance(m.optimizer, pl.SGD) and m.optimizer.lr == 2e-3
+    e = R.apply_overrides(case, {"optimizer": "engd"})
+    assert isinstance(e.phases()[0][1], pl.ENGD)
+    with pytest.raises(ValueError, match="--lr.*no learning rate"):
+        R.apply_overrides(case, {"optimizer": "engd", "lr": 1e-3})
+    with pytest.raises(ValueError, match="does not apply to ENGD"):
+        R.apply_overrides(case, {"optimizer": "engd", "combiner": "config"})
+    # the learning rate given is the one the optimizer used (the history's lr column)
+    m = R.train_case("heat_1d", tmp_path / "lr", steps=3, lbfgs_steps=0, lr=1e-5, progress=False, export=False)
+    import csv
+    last = list(csv.DictReader(open(tmp_path / "lr" / "history.csv")))[-1]
+    assert float(last["lr"]) == pytest.approx(1e-5 * 0.5 ** (2 / 1000), rel=1e-12)   # step 3 used k = 2
+
+
+def test_python_overrides_with_objects_are_recorded_by_their_fields(tmp_path):
+    R.train_case("heat_1d", tmp_path, steps=2, lbfgs_steps=0, sampler=Uniform(64, 8), progress=False, export=False)
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["overrides"]["sampler"] == {"type": "Uniform", "n_domain": 64, "n_boundary": 8, "n_initial": 200,
+                                            "every": 0, "method": "random"}
+    assert info["case"]["method"]["sampler"]["n_domain"] == 64
+    assert info["case"]["optimizer"] == {"type": "Adam", "lr": 0.002, "decay": 0.5, "decay_every": 1000,
+                                         "betas": [0.9, 0.999]}
+
+
+def test_case_errors_name_the_field_and_the_fix():
+    case, _ = R.load_case("heat_1d")
+    with pytest.raises(ValueError, match="step=100 is not a Case field. Fix: did you mean steps="):
+        pl.Case(case.problem, case.method, step=100)
+    with pytest.raises(TypeError, match="lr=0.1 is no longer a Case field.*optimizer=pl.Adam"):
+        pl.Case(case.problem, case.method, lr=0.1)
+    with pytest.raises(TypeError, match="method=None is missing"):
+        pl.Case(case.problem)
+    with pytest.raises(ValueError, match="weights\\['pde'\\]=-1 is negative"):
+        case.replace(weights={"pde": -1})
+    with pytest.raises(ValueError, match="time=5 is not a \\(t0, t1\\) pair"):
+        pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: u.value, time=5)
+    with pytest.raises(ValueError, match="M-ConFIG"):
+        case.replace(combiner=pl.MConFIG())
+    with pytest.raises(ValueError, match="estimator='stde:4' is not a derivative estimator object"):
+        replace(case.method, estimator="stde:4")
+
+
+def test_plots_leave_matplotlib_global_state_alone(tmp_path):
+    import matplotlib
+    from pdeml.export import plot_history
+    before = matplotlib.get_backend()
+    rows = [{"step": s, "phase": "adam" if s < 3 else "lbfgs", "loss": 1.0 / s, "pde": 1.0 / s} for s in range(1, 6)]
+    plot_history(rows, ["pde"], tmp_path / "loss.png")
+    assert matplotlib.get_backend() == before
+    import sys
+    assert "matplotlib.pyplot" not in sys.modules or matplotlib.pyplot.get_fignums() == []
+    assert (tmp_path / "loss.png").stat().st_size > 1000
