@@ -25,11 +25,13 @@ def save(path, payload: dict) -> None:
             os.unlink(tmp)
 
 
-def load(path, map_location="cpu") -> dict:
+def load(path, map_location="cpu", missing: str = "train first, or point --out at the run directory "
+                                                 "that holds checkpoint.pt") -> dict:
+    """A checkpoint's dict (``weights_only=True``); a missing, empty, truncated or foreign file is
+    a clear error naming the file (``missing``: the fix to suggest when it does not exist)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint={str(path)!r} does not exist. Fix: train first, or "
-                                "point --out at the run directory that holds checkpoint.pt")
+        raise FileNotFoundError(f"checkpoint={str(path)!r} does not exist. Fix: {missing}")
     try:
         saved = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:                 # truncated, random bytes, a foreign pickle, ...

@@ -9,6 +9,7 @@ a valid (if not unit-gradient) factor for hard constraints.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .._validate import fail
@@ -34,6 +35,23 @@ class _Binary(AbstractGeometry):
         _pair(a, b, type(self).__name__)
         self.a, self.b, self.dim = a, b, a.dim
         self._dde = getattr(dde().csg, self._dde_class)(a._dde, b._dde)
+        _check_not_empty(self)
+
+
+def _check_not_empty(g, probes: int = 20_000):
+    """Sampling an empty domain would loop forever (deepxde redraws until it has enough points):
+    an empty bounding box, or no inside point among ``probes`` Halton points of it, is an error."""
+    lo, hi = g.bbox
+    inside = 0
+    if np.all(hi > lo):
+        from scipy.stats import qmc
+        x = lo + (hi - lo) * qmc.Halton(g.dim, scramble=False).random(probes)
+        inside = int(g.inside(x).sum())
+    if inside == 0:
+        fail(type(g).__name__, f"of a {type(g.a).__name__} and a {type(g.b).__name__}",
+             "is empty (or thinner than 1/20000 of its bounding box: no point could be sampled in it)",
+             "check the operands' positions: an intersection of disjoint shapes, or a difference that "
+             "removes everything, has no points", ValueError)
 
 
 class Union(_Binary):

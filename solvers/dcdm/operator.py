@@ -49,6 +49,13 @@ class MatrixOperator(GridOperator):
             fail("grid", f"{mask.shape} with {int(mask.sum())} unknown cells", f"does not match the {n} x {n} matrix",
                  "pass the grid whose cells (or True cells) number the matrix's rows")
         csr = sp.csr_matrix(matrix, dtype=np.float64)
+        if not np.all(np.isfinite(csr.data)):
+            fail("matrix", f"{n} x {n}", f"has {int((~np.isfinite(csr.data)).sum())} NaN/inf entries",
+                 "pass a finite matrix")
+        if np.any(csr.diagonal() <= 0):
+            fail("matrix", f"{n} x {n}", f"has {int((csr.diagonal() <= 0).sum())} non-positive diagonal "
+                 "entries, so it is not positive definite", "DCDM needs an SPD matrix (negate a "
+                 "negative definite one)")
         scale = abs(csr).max() if csr.nnz else 1.0
         if csr.nnz and abs(csr - csr.T).max() > 1e-12 * scale:
             fail("matrix", f"{n} x {n}", "is not symmetric", "DCDM needs a symmetric positive definite matrix")

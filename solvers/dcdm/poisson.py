@@ -177,6 +177,10 @@ def _neighbour_sum(xp: torch.Tensor, ndim: int, d: int) -> torch.Tensor:
 def obstacles(n: int, dim: int = 2, count: int = 6, size: float = 0.12, seed: int = 0) -> np.ndarray:
     """A fluid mask (n,)*dim with ``count`` random solid boxes of about ``size`` x n cells per side;
     fluid pockets that the boxes cut off from the outer wall are made solid too."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 4:
+        fail("--n", n, "must be an integer >= 4 (cells per side)", "pass e.g. --n 64")
+    if dim not in (2, 3):
+        fail("--dim", dim, "must be 2 or 3", "pass --dim 2 or --dim 3")
     rng = np.random.default_rng(seed)
     fluid = np.ones((n,) * dim, bool)
     for _ in range(count):

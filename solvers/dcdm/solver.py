@@ -95,6 +95,8 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
     x = torch.zeros_like(b) if x0 is None else A.on_grid(x0, "x0")
     out = (lambda v: v[0][A.fluid]) if flat else (lambda v: v[0])
     nb = float(b.norm())
+    if not np.isfinite(nb):
+        fail("b", "a right-hand side with NaN/inf", "must have finite values", "check how b was built")
     if nb == 0:
         return SolveResult(x=out(x), residuals=[0.0], converged=True)
     if multilevel is not None:            # on a grid no finer than ``multilevel``: just the net
@@ -121,6 +123,10 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
                 q, Aq, qAq = _direction(A, r, None, dirs)   # the net repeated a recent direction
                 used_net = False
             fallbacks += int(net is not None and not used_net)
+            if float(qAq) < 0 or not np.isfinite(float(qAq)):
+                fail("A", f"q^T A q = {float(qAq):.3g} at iteration {it}", "shows the matrix is not "
+                     "symmetric positive definite", "DCDM and CG need an SPD matrix: negate a negative "
+                     "definite one, or use a direct or indefinite solver (scipy.sparse.linalg.minres)")
             if not float(qAq) > 0:
                 break                                   # direction lost (numerically zero)
             alpha = batch_dot(q, r) / qAq
@@ -273,7 +279,8 @@ def save(net: DirectionNet, path, info: dict | None = None):
 
 def load(path, device="cpu") -> DirectionNet:
     import json
-    saved = ckpt.load(Path(path), map_location=device)
+    saved = ckpt.load(Path(path), map_location=device,
+                      missing="train a network with `pdeml dcdm train --out DIR`, then pass DIR/dcdm.pt")
     if saved.get("kind") != "dcdm":
         fail("checkpoint", str(path), "is not a DCDM checkpoint", "pass a file written by `pdeml dcdm train`")
     net = DirectionNet(**json.loads(saved["config"])).to(device)
