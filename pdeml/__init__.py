@@ -12,7 +12,8 @@ from . import derivatives, geometry, nn
 from .backend import AbstractBackend, AbstractLeastSquares, AbstractMethod, AbstractTrainable
 from .callbacks import AbstractCallback, EarlyStopping, HistoryCSV, ProgressBar
 from .combine import AbstractCombiner, ConFIG, GradNorm, MConFIG, PCGrad, Sum
-from .conditions import AbstractCondition, Data, Dirichlet, Initial, Neumann, Periodic, Robin
+from .conditions import (AbstractCondition, Data, Dirichlet, Initial, Neumann, Operator, Periodic,
+                         Robin)
 from .device import resolve_device
 from .field import Field
 from .fit import DivergenceError, FitResult, fit, relative_l2
@@ -25,7 +26,7 @@ from .steppers import LBFGS, AbstractStepper, FirstOrder
 __version__ = "0.1.0"
 
 __all__ = ["geometry", "nn", "derivatives", "Problem", "Case", "Parameter", "Field",
-           "AbstractCondition", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial", "Data",
+           "AbstractCondition", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial", "Data", "Operator",
            "fit", "FitResult", "DivergenceError", "relative_l2", "Adam", "SGD", "LBFGS", "ENGD", "Sum",
            "FirstOrder", "AbstractStepper", "AbstractMethod", "AbstractBackend", "AbstractTrainable",
            "AbstractLeastSquares",

@@ -35,6 +35,7 @@ class AbstractCondition(abc.ABC):
     """A condition that contributes one loss term ``mean(residual**2)``."""
 
     kind: str = "condition"
+    count: str = "boundary"      # which of the sampler's point counts it gets ("initial" or "boundary")
     needs_grad: bool = False     # residual uses input derivatives
     fixed: bool = False          # points never change (data)
     component = 0
@@ -210,21 +211,89 @@ class Periodic(AbstractCondition):
 
 
 class Initial(AbstractCondition):
-    r"""u(x, t0) = g(x, t0) for a time-dependent problem. Residual :math:`u - g`."""
+    r"""An initial condition at :math:`t = t_0`: :math:`\partial_t^k u(x, t_0) = g(x, t_0)` with
+    ``order`` k = 0 (the value, default), 1 (the initial velocity of a wave equation) or 2.
+    Residual :math:`\partial_t^k u - g`.
+
+    Example:
+        >>> pl.Initial(lambda x: torch.sin(pi * x[:, :1]))                 # u(x, 0)
+        >>> pl.Initial(lambda x: 0 * x[:, :1], order=1, name="velocity")   # u_t(x, 0)
+    """
 
     kind = "initial"
+    count = "initial"
 
-    def __init__(self, value, *, component=0, name=None):
+    def __init__(self, value, *, order: int = 0, component=0, name=None):
         self.value = _check_value("Initial(value)", value)
-        self.component, self.name = component, name
+        if order not in (0, 1, 2):
+            fail("Initial(order)", order, "must be 0, 1 or 2 (the time derivative that is given)",
+                 "pass order=1 for an initial velocity")
+        self.order, self.component, self.name = order, component, name
+        self.needs_grad = order > 0
 
     def sample(self, problem, n, rng, method):
-        if problem.time is None:
-            fail("Initial", self, "needs a time-dependent problem", "pass Problem(..., time=(t0, t1))")
-        return {"x": problem.domain.sample_initial(n, rng, method)}
+        return {"x": initial_points(self, problem, n, rng, method)}
 
     def residual(self, u, batch):
-        return u[self.component].value - self._value(self.value, batch["x"])
+        f = u[self.component]
+        t = batch["x"].shape[1] - 1
+        lhs = f.value if self.order == 0 else f.d(t) if self.order == 1 else f.d2(t, t)
+        return lhs - self._value(self.value, batch["x"])
+
+
+def initial_points(cond, problem, n, rng, method):
+    """``n`` points of the initial slice t = t0 (those ``cond.on`` selects, if it has one)."""
+    if problem.time is None:
+        fail(type(cond).__name__, cond, "needs a time-dependent problem", "pass Problem(..., time=(t0, t1))")
+    if getattr(cond, "on", None) is None:
+        return problem.domain.sample_initial(n, rng, method)
+    pool = _selected(cond, problem.domain.sample_initial(max(n, _PROBE), rng, method))
+    if len(pool) == 0:
+        fail(f"{type(cond).__name__}(on=...)", cond.on, "selects no points of the initial slice",
+             "check the predicate (inputs are (space..., t))")
+    if len(pool) < n:
+        pool = np.concatenate([pool, initial_points(cond, problem, n - len(pool), rng, "random")])
+    return spread_subset(pool, n, rng)
+
+
+class Operator(AbstractCondition):
+    r"""A general condition :math:`r(x, u) = 0` on a part of the domain, as DeepXDE's
+    ``OperatorBC``: ``residual(x, u)`` returns an (N,) or (N, 1) tensor from the points and the
+    field (derivatives as in a PDE). ``where`` picks the points: ``"boundary"`` (default),
+    ``"initial"`` (the slice t = t0) or ``"domain"`` (interior points); ``on`` narrows them.
+
+    Example:
+        >>> # u_x(0, t) + u(0, t) = 0 on the left end only
+        >>> pl.Operator(lambda x, u: u.d("x") + u.value, on=lambda x: x[:, 0] < 1e-6, name="left")
+    """
+
+    kind = "operator"
+    needs_grad = True
+
+    def __init__(self, residual: Callable, *, where: str = "boundary", on: Callable | None = None, name=None):
+        if not callable(residual):
+            fail("Operator(residual)", residual, "is not callable", "pass a function residual(x, u)")
+        if where not in ("boundary", "initial", "domain"):
+            fail("Operator(where)", where, "is not a place", 'pass "boundary", "initial" or "domain"')
+        self.fn, self.where, self.on, self.name = residual, where, on, name
+        self.count = "initial" if where == "initial" else "boundary"
+
+    def sample(self, problem, n, rng, method):
+        if self.where == "boundary":
+            return {"x": boundary_points(self, problem, n, rng, method)}
+        if self.where == "initial":
+            return {"x": initial_points(self, problem, n, rng, method)}
+        x = problem.domain.sample_interior(max(n, _PROBE) if self.on is not None else n, rng, method)
+        x = _selected(self, x)
+        if len(x) < n:
+            fail("Operator(on=...)", self.on, f"selects {len(x)} of the interior points, fewer than {n}",
+                 "widen the predicate or lower the point count")
+        return {"x": spread_subset(x, n, rng)}
+
+    def residual(self, u, batch):
+        f = u if len(u.output_names) > 1 else u[0]
+        return column(f"Operator(residual) {self.name or ''}".strip(), self.fn(batch["x"], f),
+                      batch["x"].shape[0], finite=False)
 
 
 class Data(AbstractCondition):

@@ -127,7 +127,7 @@ def draw(problem, counts: dict, rng: np.random.Generator, method: str, *, keep=N
         if keep is not None and cond.fixed and name in keep:
             out[name] = keep[name]
             continue
-        n = counts["initial"] if cond.kind == "initial" else counts["boundary"]
+        n = counts[cond.count]
         out[name] = cond.sample(problem, n, rng, method)
     return out
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import pdeml as pl
-from solvers import PINNBackend
+from solvers import PINN, PINNBackend
 from samplers import Uniform
 from pdeml.sampling import to_torch
 
@@ -100,7 +100,7 @@ def test_problem_validation_messages():
     with pytest.raises(ValueError, match="not a condition"):
         pl.Problem(g, lambda x, u: u.value, ["dirichlet"])
     with pytest.raises(ValueError, match="lr"):
-        pl.Case(problem=pl.Problem(g, lambda x, u: u.value), lr=-1.0)
+        pl.Case(pl.Problem(g, lambda x, u: u.value), PINN(), optimizer=pl.Adam(-1.0))
 
 
 @pytest.mark.parametrize("geom", [pl.geometry.Disk([0, 0], 1.0),
@@ -126,3 +126,49 @@ def test_hard_dirichlet_trains_on_a_disk():
     r = pl.fit(backend, [(800, pl.FirstOrder(pl.Adam(5e-3)))], sampler=Uniform(500, 10),
                truth=prob.truth(1000, np.random.default_rng(0)), eval_every=800)
     assert r.l2_relative_error < 1e-2
+
+
+def _wave_backend(model, estimator=None):
+    from cases.wave_1d import problem
+    return problem, PINNBackend(problem, model, dtype=torch.float64, estimator=estimator)
+
+
+@pytest.mark.parametrize("estimator", ["taylor", "autograd"])
+def test_initial_velocity_and_operator_conditions_of_the_wave_case(estimator):
+    """The exact solution zeroes every term; a field with the right shape but no velocity
+    (u = sin(pi x) cos(pi t)) is caught by the velocity term alone, by exactly u_t - v = -v."""
+    from cases.wave_1d import exact, velocity
+    problem, backend = _wave_backend(_Scaled(exact, problem_box=((0, 0), (1, 1))), estimator)
+    batch = to_torch(Uniform(64, 32, 48).init(problem, np.random.default_rng(0)).current(), torch.float64, "cpu")
+    assert torch.allclose(batch["velocity"]["x"][:, 1], torch.zeros(48, dtype=torch.float64))   # at t = t0
+    losses = backend.losses(batch)
+    assert max(float(v) for v in losses.values()) < 1e-20, losses
+    still = lambda x: torch.sin(np.pi * x[:, :1]) * torch.cos(np.pi * x[:, 1:2])      # noqa: E731
+    _, wrong = _wave_backend(_Scaled(still, problem_box=((0, 0), (1, 1))), estimator)
+    terms = wrong.residual_terms(batch)
+    assert float(terms["pde"].abs().max()) < 1e-9 and float(terms["initial"].abs().max()) < 1e-12
+    assert torch.allclose(terms["velocity"], -velocity(batch["velocity"]["x"]), atol=1e-12)
+    # the same velocity condition stated as an operator on the initial slice
+    op = pl.Operator(lambda x, u: u.dt() - velocity(x), where="initial", name="v_op")
+    assert op.count == "initial" and op.sample(problem, 8, np.random.default_rng(1), "random")["x"][:, 1].max() == 0
+    prob2 = pl.Problem(problem.geometry, problem.pde, [op], time=problem.time)
+    be2 = PINNBackend(prob2, _Scaled(still, problem_box=((0, 0), (1, 1))), dtype=torch.float64, estimator=estimator)
+    b2 = {"domain": batch["domain"], "v_op": batch["velocity"]}
+    assert torch.allclose(be2.residual_terms(b2)["v_op"], terms["velocity"], atol=1e-12)
+    with pytest.raises(ValueError, match="order"):
+        pl.Initial(0.0, order=3)
+    with pytest.raises(ValueError, match="where"):
+        pl.Operator(lambda x, u: u.value, where="inside")
+
+
+class _Scaled(torch.nn.Module):
+    """A known function as the "network": the PINN feeds inputs mapped to [-1, 1]."""
+
+    def __init__(self, fn, problem_box):
+        super().__init__()
+        lo, hi = (torch.tensor(v, dtype=torch.float64) for v in problem_box)
+        self.fn, self.c, self.h = fn, (lo + hi) / 2, (hi - lo) / 2
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, xn):
+        return self.fn(self.c + self.h * xn) + 0 * self.dummy
