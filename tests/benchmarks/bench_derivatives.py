@@ -5,7 +5,7 @@ hard constraint, 100 collocation points, one Adam step = residual loss + backwar
 Estimators: exact autograd (d Hessian-row backward passes), exact Taylor mode (forward
 Laplacian), SDGD by double backward (B sampled dimensions), STDE sparse (B one-hot 2-jets,
 collapsed) and dense (B Rademacher 2-jets), and sparse STDE with the loss under ``torch.compile``
-(``+compile``: ``PINN(compile_losses=True)``, ``pdeml train --compile``; its compile time is
+(``+compile``: ``PINN(compile=True)``, ``pdeml train --compile``; its compile time is
 reported and not counted per step; SDGD cannot be compiled, torch.compile has no double
 backward). Every (estimator, D) runs in its own subprocess so
 the peak resident memory (Linux VmHWM after resetting it, minus the resident memory before the
@@ -67,14 +67,14 @@ def one(spec: str, dim: int, device: str, steps: int, budget: float) -> dict:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from cases._highdim import make_case
-    from solvers import PINN
+    from solvers import PINNBackend
 
     dev = torch.device(device)
     case = make_case("allen_cahn", dim, 0)
     spec, _, flag = spec.partition("+")
     compiled = flag == "compile"
-    be = PINN(case.problem, case.model, estimator=spec, hard_dirichlet=True, seed=0,
-              compile_losses=compiled).to(dev)
+    be = PINNBackend(case.problem, case.method.model, estimator=spec, hard_dirichlet=True, seed=0,
+                     compile_losses=compiled).to(dev)
     opt = torch.optim.Adam(be.parameters(), 1e-3, fused=True)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(100, dim, generator=gen)

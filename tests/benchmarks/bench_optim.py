@@ -31,25 +31,23 @@ def one(case_name: str, config: str, budget: float, seed: int) -> dict:
     import torch
 
     import pdeml as pl
-    from pdeml.combine import make_combiner
-    from pdeml.optim import LBFGS, make_optimizer
-    from pdeml.run import build, default_sampler, load_case
+    from pdeml.run import apply_overrides, build, load_case
+    from pdeml.settings import replace
+    from samplers import Uniform
 
     case, _ = load_case(case_name, {})
-    lbfgs = None
     if case_name == "poisson_sin_2d":
         spec = PART_A[config]
-        optimizer = make_optimizer(spec["optimizer"], spec.get("lr", 1e-3))
-        combiner = make_combiner(None)
-        steps = 10 ** 7
-        if spec.get("lbfgs"):                  # 3000 Adam steps, then L-BFGS for the rest of the budget
-            steps, lbfgs = 3000, LBFGS(10 ** 7)
+        # 3000 Adam steps, then L-BFGS for the rest of the budget (adam+lbfgs)
+        case = apply_overrides(case, {"optimizer": spec["optimizer"], "lr": spec.get("lr"),
+                                      "steps": 3000 if spec.get("lbfgs") else 10 ** 7,
+                                      "lbfgs_steps": 10 ** 7 if spec.get("lbfgs") else 0})
     else:
         if case_name == "burgers_1d":
-            case = case.replace(transform=None, resample_every=0, lbfgs_steps=0)
-        combiner = make_combiner(config, case.weights)
-        optimizer = make_optimizer("sgd" if config == "mconfig" else "adam", case.lr)
-        steps = 10 ** 7
+            s = case.method.sampler
+            case = case.replace(method=replace(case.method, transform=None,
+                                               sampler=Uniform(s.n_domain, s.n_boundary, s.n_initial)))
+        case = apply_overrides(case, {"combiner": config, "steps": 10 ** 7, "lbfgs_steps": 0})
     backend = build(case, seed=seed, device="cpu")
     truth = case.problem.truth(4096, np.random.default_rng(seed + 12345))
 
@@ -58,9 +56,8 @@ def one(case_name: str, config: str, budget: float, seed: int) -> dict:
             if state.wall_time_s > budget:
                 state.stop = True
 
-    res = pl.fit(backend, steps=steps, sampler=default_sampler(case), optimizer=optimizer, lbfgs=lbfgs,
-                 combiner=combiner, seed=seed, truth=truth, eval_every=10 if "engd" in config else 100,
-                 callbacks=[Budget()])
+    res = pl.fit(backend, case.phases(), weights=case.weights, seed=seed, truth=truth,
+                 eval_every=10 if "engd" in config else 100, callbacks=[Budget()])
     curve = [(r["wall_time_s"], r["l2_relative_error"]) for r in res.history]
     pred = backend.predict(truth[0])
     return {"error": res.l2_relative_error, "mse": float(np.mean((pred - truth[1]) ** 2)),

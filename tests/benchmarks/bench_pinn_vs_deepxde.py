@@ -24,12 +24,13 @@ from solvers import PINN
 def run_pdeml(steps, seed, ref, derivatives=None):
     prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0,
                       [pl.Dirichlet(0.0)], reference=ref)
-    backend = PINN(prob, pl.nn.MLP(50, 4), seed=seed, estimator=derivatives)
-    pl.fit(backend, steps=20, sampler=Uniform(1200, 120), seed=seed, eval_every=10**9)  # warm-up
-    backend = PINN(prob, pl.nn.MLP(50, 4), seed=seed, estimator=derivatives)
+    estimator = pl.derivatives.parse(derivatives) if derivatives else None
+    method = PINN(pl.nn.MLP(50, 4), estimator=estimator, sampler=Uniform(1200, 120))
+    backend = method.build(prob, seed=seed)
+    pl.fit(backend, [(20, pl.FirstOrder(pl.Adam(1e-3)))], seed=seed, eval_every=10**9)  # warm-up
+    backend = method.build(prob, seed=seed)
     t = time.perf_counter()
-    pl.fit(backend, steps=steps, sampler=Uniform(1200, 120), optimizer=pl.Adam(1e-3), seed=seed,
-           eval_every=10**9)
+    pl.fit(backend, [(steps, pl.FirstOrder(pl.Adam(1e-3)))], seed=seed, eval_every=10**9)
     dt = (time.perf_counter() - t) / steps
     return dt, pl.relative_l2(backend.predict(ref[0]), ref[1])
 

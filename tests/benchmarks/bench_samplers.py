@@ -12,7 +12,7 @@ PDE points within r < 0.1 of the peak (uniform: 0.79%).
     python tests/benchmarks/bench_samplers.py                                  # everything, case defaults
     python tests/benchmarks/bench_samplers.py --cases peak_2d --steps 3000 --jobs 2
     python tests/benchmarks/bench_samplers.py --cases allen_cahn_1d --samplers aas \
-        --set steps=20000 lbfgs_steps=0 lr_decay_every=2000     # any Case field, every run
+        --set steps=20000 lbfgs_steps=0                          # any plain Case field, every run
 """
 import argparse
 import json
@@ -31,13 +31,14 @@ REDRAW = 200          # steps between draws for uniform-redraw (AAS's default pe
 
 
 def case_fields(pairs) -> dict:
-    """``["steps=20000", "lr=1e-3"]`` -> Case field overrides, typed like the field's default
-    (by the conversion ``pdeml train`` applies to case options)."""
+    """``["steps=20000", "lbfgs_steps=0"]`` -> Case field overrides, typed like the field's
+    default (by the conversion ``pdeml train`` applies to case options)."""
     from dataclasses import fields
 
     from pdeml.problem import Case
     from pdeml.run import typed_option
-    defaults = {f.name: f.default for f in fields(Case) if isinstance(f.default, (int, float, str))}
+    defaults = {f.name: f.default for f in fields(Case)
+                if isinstance(f.default, (int, float, str)) and not isinstance(f.default, bool)}
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -54,25 +55,29 @@ def one(case_key: str, sampler: str, steps: int | None, out: Path, seed: int, ov
 
     from pdeml import checkpoint as ckpt
     from pdeml.run import load_case, train_case
+    from pdeml.settings import replace
+    from samplers import Uniform
     name, options = CASES[case_key]
     case, _ = load_case(name, {k: str(v) for k, v in options.items()})
     case = case.replace(**case_fields(overrides)) if overrides else case
     if case.problem.time is None and sampler == "r3-causal":
         return {"skipped": "not time-dependent"}
+    s = case.method.sampler
+    counts = dict(n_domain=s.n_domain, n_boundary=s.n_boundary, n_initial=s.n_initial)
     if sampler == "uniform":
-        case = case.replace(sampler=None)
+        chosen = Uniform(**counts)
     elif sampler == "uniform-redraw":
-        case = case.replace(sampler=None, resample_every=REDRAW)
+        chosen = Uniform(**counts, every=REDRAW)
     else:
-        case = case.replace(sampler=sampler)
-    m = train_case(case, out, steps=steps, seed=seed, progress=False, export=False)
+        chosen = sampler                           # a registry name, built from the case's counts
+    m = train_case(case, out, steps=steps, seed=seed, progress=False, export=False, sampler=chosen)
     saved = ckpt.load(out / "checkpoint.pt")
     hist = json.loads(saved["history"])
     row = {"error": m["l2_relative_error"], "wall_s": m["wall_time_s"], "steps": m["steps"],
            "curve": [(r["wall_time_s"], r["l2_relative_error"]) for r in hist
                      if r.get("l2_relative_error") is not None]}
     if name == "peak_2d":
-        x = saved["sampler"]["domain/x"].numpy()
+        x = saved["batches"]["domain/x"].numpy()
         row["near_peak"] = float((np.linalg.norm(x, axis=1) < 0.1).mean())
     return row
 
@@ -88,7 +93,7 @@ def main():
     ap.add_argument("--samplers", nargs="*", default=SAMPLERS)
     ap.add_argument("--steps", type=int, help="Adam steps for every run (default: each case's)")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                    help="override Case fields in every run, e.g. lbfgs_steps=0 lr_decay_every=2000")
+                    help="override Case fields in every run, e.g. lbfgs_steps=0 steps=20000")
     add_job_arguments(ap, ROOT / "runs" / "bench-samplers")
     args = ap.parse_args()
     if args.one:
