@@ -94,3 +94,32 @@ def test_pictures_are_png(tmp_path, square_problem):
     hist = [{"step": s, "loss": 1.0 / s, "pde": 0.5 / s, "dirichlet": 0.5 / s, "l2_relative_error": 1 / s}
             for s in range(1, 10)]
     assert mpimg.imread(plot_history(hist, ["pde", "dirichlet"], tmp_path / "loss.png")).ndim == 3
+
+
+@pytest.mark.parametrize("layout", ["grid", "scattered"])
+def test_reference_truth_is_interpolated_linearly_and_built_once(layout):
+    """A reference of a linear function is reproduced exactly inside its hull, on a tensor grid
+    (RegularGridInterpolator) and on scattered points (one Delaunay triangulation). On the
+    Allen-Cahn reference the grid path (bilinear) agrees with scipy's griddata (linear on
+    triangles) to the interpolation error, O(h^2)."""
+    from scipy.interpolate import griddata
+
+    from pdeml.export.vtk import truth_function
+    rng = np.random.default_rng(0)
+    if layout == "grid":
+        X, T = np.meshgrid(np.linspace(-1, 1, 17), np.linspace(0, 1, 9), indexing="ij")
+        pts = np.stack([X.ravel(), T.ravel()], 1)
+    else:
+        pts = np.vstack([[[-1, 0], [1, 0], [-1, 1], [1, 1]], rng.uniform([-1, 0], [1, 1], (300, 2))])
+    f = lambda p: 2 * p[:, :1] + 3 * p[:, 1:2] - 1                   # noqa: E731
+    prob = pl.Problem(pl.geometry.Interval(-1, 1), lambda x, u: u.value, time=(0, 1), reference=(pts, f(pts)))
+    truth = truth_function(prob)
+    x = rng.uniform([-1, 0], [1, 1], (500, 2))
+    np.testing.assert_allclose(truth(x), f(x), atol=1e-12)
+    if layout == "grid":
+        from cases.allen_cahn_1d import reference
+        ref_pts, ref_vals = reference()
+        ac = pl.Problem(pl.geometry.Interval(-1, 1), lambda x, u: u.value, time=(0, 1), reference=(ref_pts, ref_vals))
+        y = rng.uniform([-0.99, 0.0], [0.99, 1.0], (300, 2))
+        diff = np.abs(truth_function(ac)(y) - griddata(ref_pts, ref_vals, y, method="linear"))
+        assert 0 < diff.max() < 1e-3

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .mesh import mesh
-from .vtk import _truth_at
+from .vtk import truth_function
 
 
 def figure(nrows: int, ncols: int, figsize):
@@ -56,6 +56,10 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
     p = backend.problem
     g = p.geometry
     name = p.outputs[0]
+    truth_fn = truth_function(p)
+
+    def _truth_at(_, x):
+        return None if truth_fn is None else truth_fn(x)
     if g.dim == 1 and p.time is not None:
         (x0,), (x1,) = g.bbox
         X, T = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(*p.time, resolution), indexing="ij")
