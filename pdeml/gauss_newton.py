@@ -40,7 +40,7 @@ def _check(backend):
         fail("backend", type(backend).__name__, "has no residual vector (it is not a least-squares "
              "backend)", "use a first-order stepper (Adam) with this method")
     if not backend.exact_residuals:
-        fail("estimator", getattr(backend, "estimator", None), "gives paired (unbiased) stochastic "
+        fail("estimator", backend.resolved().get("estimator"), "gives paired (unbiased) stochastic "
              "residual estimates", "use an exact estimator (taylor or autograd) with Gauss-Newton methods")
 
 

@@ -9,11 +9,11 @@ import torch
 
 from ._validate import fail, finite_scalar, positive_int
 
-__all__ = ["Adam", "SGD", "OPTIMIZERS", "make_optimizer"]
+__all__ = ["AbstractOptimizer", "Adam", "SGD", "OPTIMIZERS", "make_optimizer"]
 
 
-class _StepDecay(abc.ABC):
-    r"""A learning rate with step decay :math:`\eta_k = \eta\,\gamma^{k/K}` (k counts the
+class AbstractOptimizer(abc.ABC):
+    r"""A first-order optimizer's settings: a learning rate with step decay :math:`\eta_k = \eta\,\gamma^{k/K}` (k counts the
     phase's steps)."""
 
     def __init__(self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000):
@@ -36,7 +36,7 @@ class _StepDecay(abc.ABC):
         return f"{type(self).__name__}({self.lr}, decay={self.decay}, decay_every={self.decay_every})"
 
 
-class Adam(_StepDecay):
+class Adam(AbstractOptimizer):
     r"""Adam (Kingma & Ba 2015) with step decay :math:`\eta_k = \eta\,\gamma^{k/K}`.
 
     Example:
@@ -56,7 +56,7 @@ class Adam(_StepDecay):
         return torch.optim.Adam(params, lr=self.lr, betas=self.betas, fused=fused or None)
 
 
-class SGD(_StepDecay):
+class SGD(AbstractOptimizer):
     r"""Plain gradient descent :math:`\theta \leftarrow \theta - \eta_k d` with step decay; the
     partner of combiners that keep their own moments (M-ConFIG).
 

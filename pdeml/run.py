@@ -216,7 +216,9 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
     with rundir.lock(out):
         backend = build(case, seed=seed, device=device)
         dev = backend.device
-        run_info = {"source": source, "seed": seed, "device": str(dev), "threads": threads,
+        from solvers import REGISTRY
+        method = next((k for k, v in REGISTRY.items() if isinstance(case.method, v)), type(case.method).__name__)
+        run_info = {"source": source, "method": method, "seed": seed, "device": str(dev), "threads": threads,
                     "overrides": _plain(overrides), "case_options": options, "dtype": case.dtype,
                     "outputs": list(case.problem.outputs), "terms": backend.term_names,
                     "options": case.options, "case": settings.describe(case),

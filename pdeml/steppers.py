@@ -26,7 +26,7 @@ import torch
 
 from ._validate import fail, finite_scalar, positive_int
 from .combine import AbstractCombiner, Sum
-from .optim import Adam
+from .optim import AbstractOptimizer, Adam
 
 
 class NonFinite(FloatingPointError):
@@ -102,7 +102,7 @@ class FirstOrder(AbstractStepper):
 
     def __init__(self, optimizer=None, combiner: AbstractCombiner | None = None):
         self.optimizer = optimizer if optimizer is not None else Adam()
-        if not hasattr(self.optimizer, "build") or not hasattr(self.optimizer, "lr_at"):
+        if not isinstance(self.optimizer, AbstractOptimizer):
             fail("optimizer", self.optimizer, "is not a first-order optimizer",
                  "pass pl.Adam(...) or pl.SGD(...) (ENGD and LBFGS are steppers of their own)")
         self.combiner = combiner if combiner is not None else Sum()

@@ -13,17 +13,9 @@ from pdeml import run as R
 from pdeml.settings import describe, replace
 from samplers import R3, Uniform
 from solvers import PINN, PINNBackend
+from test_training import StopAt
 
 D64 = torch.float64
-
-
-class StopAt(pl.AbstractCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step(self, state):
-        if state.step == self.step:
-            state.stop = True
 
 
 def _problem():
