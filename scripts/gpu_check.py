@@ -38,18 +38,26 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
     return out_list
 
 
+def _fields(d: dict) -> str:
+    keys = [k for k in ("l2_relative_error", "iterations", "final_loss", "steps", "wall_time_s", "status") if k in d]
+    return ", ".join(f"{k} {d[k]:.3g}" if isinstance(d[k], float) else f"{k} {d[k]}" for k in keys)
+
+
 def summary(log: str) -> str:
-    """The last JSON object or table row a check printed, shortened."""
+    """What a check measured: a training run's metrics.json, a one-line JSON result, the
+    benchmark's pdeml rows, or the last line."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    run_dir = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("run directory:")), None)
+    if run_dir and (ROOT / run_dir / "metrics.json").is_file():
+        return _fields(json.loads((ROOT / run_dir / "metrics.json").read_text()))
     for ln in reversed(lines):
         if ln.startswith("{") and ln.endswith("}"):
             try:
-                d = json.loads(ln)
+                return _fields(json.loads(ln))
             except ValueError:
                 continue
-            keys = [k for k in ("l2_relative_error", "iterations", "final_loss", "steps", "status") if k in d]
-            return ", ".join(f"{k} {d[k]:.3g}" if isinstance(d[k], float) else f"{k} {d[k]}" for k in keys)
-    return (lines[-1] if lines else "")[:90].replace("|", "/")
+    rows = [ln for ln in lines if ln.startswith("pdeml ") or ln.startswith("stde:16 vs")]
+    return ("; ".join(rows) if rows else (lines[-1] if lines else ""))[:160].replace("|", "/")
 
 
 def main():
