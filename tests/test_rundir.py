@@ -198,3 +198,17 @@ def test_dcdm_bad_systems_and_files_are_clear_errors(tmp_path, capsys):
     assert "cannot be read" in _error(capsys)
     assert main(["dcdm", "solve", str(tmp_path / "none" / "dcdm.pt"), "--out", str(tmp_path / "s")]) == 2
     assert "pdeml dcdm train --out DIR" in _error(capsys)
+
+
+def test_auto_threads_backs_off_when_the_cores_are_busy():
+    from pdeml.threads import auto_threads, busy_elsewhere, resolve_threads
+    assert auto_threads(load=0.0, cpus=2) == 2
+    assert auto_threads(load=6.0, cpus=2) == 1           # six busy neighbours: one thread
+    assert auto_threads(load=1.2, cpus=8) == 7
+    assert busy_elsewhere() >= 0 and 1 <= resolve_threads("auto") <= os.cpu_count()
+    assert resolve_threads("3") == 3
+
+
+def test_threads_are_recorded_in_run_json(tmp_path):
+    assert _train(tmp_path / "run", "--threads", "1") == 0
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["threads"] == 1

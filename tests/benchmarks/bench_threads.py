@@ -59,22 +59,22 @@ def main():
         print(json.dumps(one(args.one, args.steps)))
         return
     sys.path.insert(0, str(ROOT))
-    from pdeml.threads import auto_threads, available_cpus
+    from pdeml.threads import auto_threads, available_cpus, busy_elsewhere
     rows = []
     for label, busy in (("idle", 0), (f"{args.busy} busy processes", args.busy)):
         procs = [subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r});"
                                    f"from bench_threads import spin; spin(3600)"]) for _ in range(busy)]
         try:
-            time.sleep(65 if busy else 0)              # let the 1-minute load average see them
-            auto = auto_threads()
+            time.sleep(2 if busy else 0)               # let them start spinning
+            auto, seen = auto_threads(), busy_elsewhere()
             t1, t2 = measure(1, args.steps), measure(2, args.steps)
         finally:
             for p in procs:
                 p.kill()
-        rows.append((label, t1, t2, auto, os.getloadavg()[0]))
+        rows.append((label, t1, t2, auto, seen))
         time.sleep(5)
     print(f"{available_cpus()} CPUs available; L-shape Adam step (2000 + 400 points, MLP 50x4), {args.steps} steps")
-    print("| condition | 1 thread s/step | 2 threads s/step | 2 / 1 | auto picks | load avg |")
+    print("| condition | 1 thread s/step | 2 threads s/step | 2 / 1 | auto picks | CPUs busy elsewhere |")
     print("|---|---|---|---|---|---|")
     for label, t1, t2, auto, load in rows:
         print(f"| {label} | {t1:.4f} | {t2:.4f} | {t2 / t1:.2f} | {auto} | {load:.1f} |")
