@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import checkpoint as ckpt
 from ._validate import fail, finite_scalar, positive_int

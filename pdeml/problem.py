@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import difflib
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -41,7 +41,6 @@ def test_gram_matrix_equals_jtj_from_autograd_jacobians():
 
 def test_hessian_free_direction_matches_the_dense_one():
     be, batch = _poisson(60, 20, width=8)
-    params = [p for p in be.parameters() if p.requires_grad]
     _, dense = ENGD(damping=1e-8).init(be, {}).direction(batch)
     _, cg = ENGD(damping=1e-8 * float(torch.linalg.matrix_norm(term_jacobians(be, batch)[1], 2)) ** 2,
                  solver="cg", cg_iters=500, cg_tol=1e-12).init(be, {}).direction(batch)

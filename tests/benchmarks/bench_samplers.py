@@ -55,7 +55,6 @@ def one(case_key: str, sampler: str, steps: int | None, out: Path, seed: int, ov
 
     from pdeml import checkpoint as ckpt
     from pdeml.run import load_case, train_case
-    from pdeml.settings import replace
     from samplers import Uniform
     name, options = CASES[case_key]
     case, _ = load_case(name, {k: str(v) for k, v in options.items()})
