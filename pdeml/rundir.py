@@ -92,7 +92,8 @@ def checkpoint_for_resume(out: Path, resume: bool, info: dict) -> bool:
         print(f"pdeml: --resume: {out} holds no checkpoint.pt; starting from step 0", file=sys.stderr)
         return False
     from . import checkpoint
-    checkpoint.load(ckpt_path)                # a corrupt file is a clear error here, not mid-run
+    from .fit import FORMAT
+    checkpoint.check_format(checkpoint.load(ckpt_path), ckpt_path, FORMAT)   # before run.json is rewritten
     return True
 
 

@@ -212,3 +212,15 @@ def test_auto_threads_backs_off_when_the_cores_are_busy():
 def test_threads_are_recorded_in_run_json(tmp_path):
     assert _train(tmp_path / "run", "--threads", "1") == 0
     assert json.loads((tmp_path / "run" / "run.json").read_text())["threads"] == 1
+
+
+def test_a_checkpoint_of_an_older_layout_is_refused_before_anything_is_rewritten(tmp_path, capsys):
+    import torch
+    out = tmp_path / "run"
+    assert _train(out) == 0
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.save({**saved, "format": 1}, out / "checkpoint.pt")
+    info = (out / "run.json").read_text()
+    assert _train(out, "--resume") == 2
+    assert "has layout 1" in _error(capsys)
+    assert (out / "run.json").read_text() == info
