@@ -22,12 +22,23 @@ def _init_names(cls) -> list[str]:
     return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
+def _holds(obj, name: str) -> bool:
+    """``obj`` keeps ``name`` itself (an instance attribute or a property), not merely a class
+    attribute of that name with another meaning (``STDE.unbiased`` is a theory flag)."""
+    return name in getattr(obj, "__dict__", {}) or isinstance(getattr(type(obj), name, None), property)
+
+
 def fields(obj) -> dict:
     """The constructor arguments of ``obj`` as it holds them (dataclass fields, or attributes
-    named like the ``__init__`` parameters)."""
+    named like the ``__init__`` parameters); arguments it does not keep are left out."""
     if dataclasses.is_dataclass(obj):
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
-    return {name: getattr(obj, name) for name in _init_names(type(obj)) if hasattr(obj, name)}
+    return {name: getattr(obj, name) for name in _init_names(type(obj)) if _holds(obj, name)}
+
+
+def complete(obj) -> bool:
+    """Whether :func:`fields` holds every constructor argument (so a copy can be rebuilt)."""
+    return dataclasses.is_dataclass(obj) or set(fields(obj)) == set(_init_names(type(obj)))
 
 
 def replace(obj, **changes):
@@ -39,6 +50,9 @@ def replace(obj, **changes):
             fail(k, v, f"is not a setting of {type(obj).__name__}", f"use one of {sorted(known)}")
     if dataclasses.is_dataclass(obj):
         return dataclasses.replace(obj, **changes)
+    if not complete(obj):
+        fail(type(obj).__name__, obj, "does not keep all its constructor arguments, so it cannot be "
+             "copied with changes", "build a new one instead")
     return type(obj)(**{**known, **changes})
 
 
@@ -63,11 +77,10 @@ def describe(obj, depth: int = 0):
         out = fields(obj)
     except (TypeError, ValueError):
         out = {}
-    if isinstance(obj, torch.nn.Module) and set(out) != set(_init_names(type(obj))):
-        return f"<{type(obj).__name__}>"      # a module that does not keep its arguments
-    if not out and not _init_names(type(obj)):
+    if not _init_names(type(obj)):
         return {"type": type(obj).__name__}
-    if not out:
-        return {"type": type(obj).__name__, "repr": repr(obj)}
+    if not complete(obj):                   # it does not keep its arguments: its repr says more
+        return f"<{type(obj).__name__}>" if isinstance(obj, torch.nn.Module) else \
+            {"type": type(obj).__name__, "repr": repr(obj)}
     return {"type": type(obj).__name__, **{k: describe(v, depth + 1) for k, v in out.items()
                                            if k != "problem"}}

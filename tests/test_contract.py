@@ -236,3 +236,13 @@ def test_plots_leave_matplotlib_global_state_alone(tmp_path):
     import sys
     assert "matplotlib.pyplot" not in sys.modules or matplotlib.pyplot.get_fignums() == []
     assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_describe_never_records_a_class_flag_as_a_setting():
+    """STDE's ``unbiased`` argument is kept as ``paired``; the class attribute ``unbiased`` is the
+    estimator's theory (its Laplacian is unbiased). run.json must not confuse the two."""
+    d = describe(pl.derivatives.STDE(4, unbiased=True))
+    assert d["type"] == "STDE" and "unbiased=True" in d["repr"]
+    assert "unbiased=False" in describe(pl.derivatives.STDE(4))["repr"]
+    with pytest.raises(ValueError, match="cannot be copied"):
+        replace(pl.derivatives.STDE(4, unbiased=True), samples=8)
