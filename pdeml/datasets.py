@@ -1,0 +1,106 @@
+"""Datasets of solutions on disk: chunked HDF5, read lazily, at a lower resolution if asked.
+
+A dataset file holds one array per field, shaped (samples, ...), chunked one sample at a time
+so reading sample i reads only its chunk. Its attributes record the generator's settings
+(``settings``, JSON) so it can be regenerated and checked, and the train/test split
+(``n_train``: the first ``n_train`` samples train, the rest test).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._validate import fail, positive_int
+
+
+def truncate(w: torch.Tensor, m: int) -> torch.Tensor:
+    """Spectral truncation of periodic fields (..., n, n) to (..., m, m), m <= n even: the
+    Fourier modes :math:`|k_x|, |k_y| < m/2` are kept (the grid's Nyquist modes dropped), so a
+    field whose modes all lie below m/2 is resampled exactly (tested)."""
+    n = w.shape[-1]
+    m = positive_int("resolution", m)
+    if m > n or m % 2 or w.shape[-2] != n:
+        fail("resolution", m, f"cannot be reached from an {w.shape[-2]} x {n} grid by truncation",
+             f"pass an even size <= {n}")
+    if m == n:
+        return w
+    h = m // 2
+    wh = torch.fft.rfft2(w)
+    low = torch.cat([wh[..., :h, :h], wh[..., n - h + 1:, :h]], dim=-2)     # |k_x| < h, 0 <= k_y < h
+    low = torch.cat([low[..., :h, :], torch.zeros_like(low[..., :1, :]), low[..., h:, :]], dim=-2)
+    low = torch.nn.functional.pad(low, (0, 1))                               # k_y = h column: 0
+    return torch.fft.irfft2(low, s=(m, m)) * (m * m) / (n * n)
+
+
+def write(path, arrays: dict, *, settings: dict, n_train: int) -> Path:
+    """Write ``{name: array (samples, ...)}`` as chunked HDF5 with ``settings`` and the split."""
+    import h5py
+    path = Path(path)
+    sizes = {len(a) for a in arrays.values()}
+    if len(sizes) != 1:
+        fail("arrays", {k: np.shape(v) for k, v in arrays.items()}, "differ in their sample counts",
+             "pass arrays with one sample count")
+    samples = sizes.pop()
+    if not 0 < n_train < samples:
+        fail("n_train", n_train, f"must leave train and test samples of {samples}", f"pass 1..{samples - 1}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            f.create_dataset(name, data=a, chunks=(1, *a.shape[1:]))
+        f.attrs["settings"] = json.dumps(settings)
+        f.attrs["n_train"] = int(n_train)
+        f.attrs["format"] = 1
+    tmp.replace(path)                                   # a half-written file never has the name
+    return path
+
+
+class Dataset:
+    """A dataset file read lazily: ``ds[i]`` reads sample i (or a slice) of every field, at
+    ``resolution`` by spectral truncation of the last two axes if given.
+
+    Example:
+        >>> ds = Dataset("data/nse.h5", resolution=64)
+        >>> sample = ds[3]                  # {"w": tensor (T, 64, 64)}
+        >>> ds.train, ds.test               # index ranges of the recorded split
+    """
+
+    def __init__(self, path, resolution: int | None = None):
+        import h5py
+        self.path = Path(path)
+        if not self.path.is_file():
+            fail("data", str(path), "does not exist", "write one first (pdeml data CASE --out FILE)",
+                 FileNotFoundError)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as e:
+            fail("data", str(path), f"is not a readable HDF5 dataset ({e})", "write it again")
+        self.fields = {k: self._file[k] for k in self._file.keys()}
+        self.settings = json.loads(self._file.attrs["settings"])
+        n_train = int(self._file.attrs["n_train"])
+        self.samples = len(next(iter(self.fields.values())))
+        self.train, self.test = range(0, n_train), range(n_train, self.samples)
+        self.resolution = resolution
+
+    def __len__(self):
+        return self.samples
+
+    def __getitem__(self, idx) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, data in self.fields.items():
+            t = torch.as_tensor(data[idx])
+            out[name] = truncate(t, self.resolution) if self.resolution is not None else t
+        return out
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

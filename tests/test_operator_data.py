@@ -1,0 +1,102 @@
+"""The Navier-Stokes family's pieces: our pseudo-spectral reference solver (exact Taylor-Green
+decay, second order in time, spectral in space), the Gaussian random field of its initial
+vorticities, and datasets on disk (chunked HDF5, lazy, spectral truncation)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cases._navier_stokes import kolmogorov_forcing, solve, velocity
+from pdeml.datasets import Dataset, truncate, write
+from pdeml.random_fields import gaussian_random_field, grf_spectrum
+
+D64 = torch.float64
+
+
+def _grid(n):
+    x = torch.arange(n, dtype=D64) / n
+    return torch.meshgrid(x, x, indexing="ij")
+
+
+def _smooth(n):
+    X, Y = _grid(n)
+    return (5 * torch.sin(2 * math.pi * (X + 2 * Y)) + 3 * torch.cos(2 * math.pi * (3 * X - Y))
+            + 2 * torch.sin(4 * math.pi * X) * torch.cos(2 * math.pi * Y))
+
+
+def test_taylor_green_vortex_decays_exactly_and_its_velocity_is_the_perp_gradient():
+    X, Y = _grid(32)
+    psi = torch.sin(2 * math.pi * X) * torch.sin(2 * math.pi * Y)
+    w0 = 8 * math.pi ** 2 * psi                                     # -Δψ
+    u, v = velocity(w0)
+    assert torch.allclose(u, 2 * math.pi * torch.sin(2 * math.pi * X) * torch.cos(2 * math.pi * Y), atol=1e-12)
+    assert torch.allclose(v, -2 * math.pi * torch.cos(2 * math.pi * X) * torch.sin(2 * math.pi * Y), atol=1e-12)
+    w = solve(w0, nu=1e-3, dt=1e-3, steps=1000, record_every=500)
+    assert w.shape == (3, 32, 32)
+    for k, t in enumerate((0.0, 0.5, 1.0)):
+        exact = w0 * math.exp(-8 * math.pi ** 2 * 1e-3 * t)
+        assert float((w[k] - exact).abs().max() / w0.abs().max()) < 1e-9
+
+
+def test_second_order_in_time():
+    f = kolmogorov_forcing(32)
+    ref = solve(_smooth(32), nu=1e-3, forcing=f, dt=0.5 / 400, steps=400)[-1]
+    errs = [float((solve(_smooth(32), nu=1e-3, forcing=f, dt=0.5 / k, steps=k)[-1] - ref).abs().max())
+            for k in (25, 50, 100)]
+    orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    assert all(1.85 < p < 2.3 for p in orders), orders
+
+
+def test_spectral_convergence_in_space_and_batching():
+    sols = {n: solve(_smooth(n), nu=1e-3, forcing=kolmogorov_forcing(n), dt=0.5 / 200, steps=200)[-1]
+            for n in (16, 32, 64, 128)}
+    err = {n: float((truncate(sols[n], 16) - truncate(sols[128], 16)).abs().max()) for n in (16, 32, 64)}
+    assert err[32] < err[16] / 10 and err[64] < err[32] / 1e4          # 0.79, 0.031, 2.5e-7
+    both = solve(torch.stack([_smooth(32), -_smooth(32)]), nu=1e-3, forcing=kolmogorov_forcing(32),
+                 dt=0.5 / 200, steps=200)
+    assert torch.allclose(both[0, -1], sols[32], atol=1e-12)           # a batch solves each alone
+    with pytest.raises(ValueError, match="CFL"):
+        solve(100 * _smooth(32), nu=1e-3, dt=0.1, steps=1)
+
+
+def test_gaussian_random_field_has_its_spectrum_and_zero_mean():
+    n, count = 32, 4000
+    w = gaussian_random_field(n, count, alpha=2.5, tau=7.0, generator=torch.Generator().manual_seed(0))
+    assert w.shape == (count, n, n) and float(w.mean(dim=(1, 2)).abs().max()) < 1e-12
+    lam = grf_spectrum(n, 2.5, 7.0, 7.0 ** 1.5)
+    power = (torch.fft.fft2(w).abs() ** 2).mean(0) / n ** 4
+    for m in [(1, 0), (0, 1), (1, 1), (2, 3), (5, 1), (-3, 2)]:
+        assert float(power[m] / lam[m]) == pytest.approx(1.0, abs=0.08), m     # 4000 samples: ~2% noise
+    again = gaussian_random_field(n, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, w[:2])
+
+
+def test_truncation_is_exact_for_band_limited_fields():
+    assert torch.allclose(truncate(_smooth(64), 16), _smooth(16), atol=1e-12)
+    assert torch.allclose(truncate(_smooth(64), 64), _smooth(64))
+    with pytest.raises(ValueError, match="resolution"):
+        truncate(_smooth(16), 32)
+
+
+def test_dataset_round_trip_is_lazy_and_reads_at_lower_resolution(tmp_path):
+    import h5py
+    w = torch.stack([_smooth(32) * s for s in range(1, 6)])[:, None].repeat(1, 3, 1, 1).numpy()   # (5, 3, 32, 32)
+    settings = {"nu": 1e-3, "alpha": 2.5, "tau": 7.0, "seed": 4}
+    path = write(tmp_path / "d.h5", {"w": w}, settings=settings, n_train=4)
+    with h5py.File(path) as f:
+        assert f["w"].chunks == (1, 3, 32, 32)                          # one sample per chunk
+    ds = Dataset(path)
+    assert isinstance(ds.fields["w"], h5py.Dataset)                     # nothing loaded yet
+    assert len(ds) == 5 and list(ds.train) == [0, 1, 2, 3] and list(ds.test) == [4]
+    assert ds.settings == settings
+    np.testing.assert_array_equal(ds[2]["w"].numpy(), w[2])
+    low = Dataset(path, resolution=16)
+    assert low[1:3]["w"].shape == (2, 3, 16, 16)
+    assert torch.allclose(low[1]["w"][0], 2 * _smooth(16), atol=1e-12)
+    ds.close()
+    low.close()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Dataset(tmp_path / "none.h5")
+    with pytest.raises(ValueError, match="n_train"):
+        write(tmp_path / "e.h5", {"w": w}, settings={}, n_train=5)
