@@ -1,0 +1,85 @@
+r"""Fourier neural operator layers (Li, Kovachki, Azizzadenesheli, Liu, Bhattacharya, Stuart,
+Anandkumar, "Fourier neural operator for parametric partial differential equations", ICLR 2021).
+
+A spectral convolution acts on a function sampled on a periodic grid, channels first,
+:math:`v(x) \in \mathbb R^{C}`:
+
+.. math:: (\mathcal K v)(x) = \mathcal F^{-1}\big(R_k\,\hat v(k)\big)(x), \qquad
+          \hat v(k) = \frac1{|G|}\sum_{x\in G} v(x) e^{-2\pi i k\cdot x}
+
+with one complex matrix :math:`R_k \in \mathbb C^{C_{out}\times C_{in}}` per kept Fourier mode
+and :math:`R_k = 0` elsewhere. The kept modes are the lowest ``modes[j]`` (positive and
+negative) along every axis but the last, and the lowest ``modes[-1]`` along the last, where
+``rfftn`` keeps only non-negative frequencies: :math:`2^{d-1}` corner blocks. The transforms use
+the "forward" normalization (the forward FFT divides by the grid size), so :math:`\hat v(k)`
+are the function's Fourier coefficients whatever the grid: the layer maps functions, and its
+output can be evaluated on a grid of another size (``out_shape``) exactly.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+from pdeml._validate import fail, positive_int
+
+
+class SpectralConv(nn.Module):
+    """Spectral convolution over the last ``len(modes)`` axes of (B, C_in, *grid).
+
+    Args:
+        in_channels, out_channels: C_in, C_out.
+        modes: kept modes per axis, e.g. ``(12, 12)`` or ``(12, 12, 5)``.
+
+    Example:
+        >>> conv = SpectralConv(20, 20, (12, 12))
+        >>> y = conv(torch.randn(4, 20, 64, 64))                      # (4, 20, 64, 64)
+        >>> y2 = conv(torch.randn(4, 20, 64, 64), out_shape=(128, 128))   # the same function, finer grid
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes):
+        super().__init__()
+        self.in_channels = positive_int("in_channels", in_channels)
+        self.out_channels = positive_int("out_channels", out_channels)
+        self.modes = tuple(positive_int("modes", m) for m in modes)
+        if not self.modes:
+            fail("modes", modes, "is empty", "pass one mode count per axis, e.g. (12, 12)")
+        self.corners = list(itertools.product((1, -1), repeat=len(self.modes) - 1))
+        self.weight = nn.Parameter(torch.empty(len(self.corners), in_channels, out_channels, *self.modes,
+                                               dtype=torch.cfloat))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        scale = 1.0 / (self.in_channels * self.out_channels)
+        with torch.no_grad():
+            self.weight.copy_(scale * torch.complex(torch.rand_like(self.weight.real),
+                                                    torch.rand_like(self.weight.real)))
+
+    def _blocks(self, shape):
+        """Index tuples of the kept corner blocks in an rfftn array of grid ``shape``."""
+        d = len(self.modes)
+        for j, (m, n) in enumerate(zip(self.modes, shape)):
+            limit = n // 2 + 1 if j == d - 1 else n // 2
+            if m > limit:
+                fail("modes", self.modes, f"exceed what a grid of {tuple(shape)} holds along axis {j} "
+                     f"({limit})", f"use a finer grid or at most {limit} modes there")
+        for signs in self.corners:
+            idx = tuple(slice(0, m) if s > 0 else slice(-m, None) for s, m in zip(signs, self.modes[:-1]))
+            yield idx + (slice(0, self.modes[-1]),)
+
+    def forward(self, x: torch.Tensor, out_shape=None) -> torch.Tensor:
+        d = len(self.modes)
+        grid = tuple(x.shape[-d:])
+        out_shape = grid if out_shape is None else tuple(out_shape)
+        dims = tuple(range(-d, 0))
+        xh = torch.fft.rfftn(x, dim=dims, norm="forward")
+        spec = out_shape[:-1] + (out_shape[-1] // 2 + 1,)
+        out = torch.zeros(x.shape[0], self.out_channels, *spec, dtype=xh.dtype, device=x.device)
+        w = self.weight.to(xh.dtype)
+        for c, (src, dst) in enumerate(zip(self._blocks(grid), self._blocks(out_shape))):
+            out[(..., *dst)] = torch.einsum("bi...,io...->bo...", xh[(..., *src)], w[c])
+        return torch.fft.irfftn(out, s=out_shape, dim=dims, norm="forward")
+
+    def extra_repr(self):
+        return f"{self.in_channels}, {self.out_channels}, modes={self.modes}"
