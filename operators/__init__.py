@@ -1,1 +1,5 @@
-"""Neural operators for problem families (FNO, ST-FNO, WoS-NO, EquiNO): see the open issues."""
+"""Neural operators for problem families: FNO layers today (issue 15 in progress); ST-FNO,
+WoS-NO and EquiNO to come."""
+from .fno import FNO, SpectralConv
+
+__all__ = ["FNO", "SpectralConv"]

@@ -83,3 +83,63 @@ class SpectralConv(nn.Module):
 
     def extra_repr(self):
         return f"{self.in_channels}, {self.out_channels}, modes={self.modes}"
+
+
+class FNO(nn.Module):
+    r"""A Fourier neural operator on a d-dimensional grid: lift, ``layers`` Fourier layers, project.
+
+    .. math:: v_0 = P(a, x), \quad v_{l+1} = \sigma(\mathcal K_l v_l + W_l v_l), \quad u = Q(v_L)
+
+    with :math:`P` a pointwise linear lift of the input channels and the grid coordinates
+    :math:`x \in [0, 1)^d`, :math:`\mathcal K_l` a :class:`SpectralConv`, :math:`W_l` a pointwise
+    linear skip, :math:`\sigma` = GELU (none after the last layer) and :math:`Q` a pointwise
+    two-layer projection (width -> 128 -> out). ``padding[j]`` zeros are appended along axis j
+    before the Fourier layers and cropped after, for axes that are not periodic (time in an
+    FNO over (x, y, t)). The output is on the input's grid; a finer input grid gives the same
+    operator at a finer resolution (tested).
+
+    Args:
+        in_channels, out_channels: channels of the input and output functions.
+        modes: Fourier modes per axis, e.g. ``(12, 12, 5)``.
+        width: channels of the Fourier layers. layers: their number.
+        padding: zeros appended per axis (default none).
+
+    Example:
+        >>> model = FNO(10, 1, modes=(12, 12, 12), width=20, padding=(0, 0, 6))   # FNO-3d
+        >>> u = model(a)                       # a: (B, 10, 64, 64, 40) -> (B, 1, 64, 64, 40)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes, *, width: int = 20, layers: int = 4,
+                 padding=None):
+        super().__init__()
+        self.modes = tuple(modes)
+        d = len(self.modes)
+        self.width, self.layers = positive_int("width", width), positive_int("layers", layers)
+        self.padding = tuple(padding) if padding is not None else (0,) * d
+        if len(self.padding) != d or any(p < 0 for p in self.padding):
+            fail("padding", padding, f"must give {d} non-negative sizes", f"pass e.g. {(0,) * (d - 1) + (6,)}")
+        self.lift = nn.Linear(positive_int("in_channels", in_channels) + d, self.width)
+        self.spectral = nn.ModuleList(SpectralConv(self.width, self.width, self.modes) for _ in range(layers))
+        self.skip = nn.ModuleList(nn.Linear(self.width, self.width) for _ in range(layers))
+        self.project = nn.Sequential(nn.Linear(self.width, 128), nn.GELU(),
+                                     nn.Linear(128, positive_int("out_channels", out_channels)))
+
+    @staticmethod
+    def _channels_last(layer, v):
+        return layer(v.movedim(1, -1)).movedim(-1, 1)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        """``a`` (B, in_channels, *grid) -> (B, out_channels, *grid), on any grid the modes fit."""
+        d = len(self.modes)
+        grid = tuple(a.shape[-d:])
+        coords = torch.meshgrid(*[torch.arange(n, dtype=a.dtype, device=a.device) / n for n in grid],
+                                indexing="ij")
+        coords = torch.stack(coords).expand(a.shape[0], d, *grid)
+        v = self._channels_last(self.lift, torch.cat([a, coords], dim=1))
+        v = nn.functional.pad(v, [q for p in reversed(self.padding) for q in (0, p)])
+        for i, (k, w) in enumerate(zip(self.spectral, self.skip)):
+            v = k(v) + self._channels_last(w, v)
+            if i < self.layers - 1:
+                v = nn.functional.gelu(v)
+        v = v[(..., *[slice(0, n) for n in grid])]
+        return self._channels_last(self.project, v)
