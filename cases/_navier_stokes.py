@@ -110,3 +110,23 @@ def kolmogorov_forcing(n: int, amplitude: float = 0.1, dtype=torch.float64, devi
     x = torch.arange(n, dtype=dtype, device=device) / n
     s = 2 * math.pi * (x[:, None] + x[None, :])
     return amplitude * (torch.sin(s) + torch.cos(s))
+
+
+def residual(w: torch.Tensor, *, nu: float, forcing, dt: float) -> torch.Tensor:
+    r"""The vorticity equation's residual :math:`R = \partial_t w + u\cdot\nabla w - \nu\Delta w - f`
+    of trajectories ``w`` (..., T, n, n) sampled every ``dt``: space spectrally (the solver's
+    operators, dealiased), time by second-order central differences, so R lives at the interior
+    times: shape (..., T - 2, n, n). ``forcing``: an (n, n) tensor or None."""
+    n = w.shape[-1]
+    kx, ky = wavenumbers(n, w.dtype, w.device)
+    mask = dealias_mask(n, w.device)
+    mid = w[..., 1:-1, :, :]
+    w_hat = torch.fft.rfft2(mid)
+    u, v = _velocity_hat(w_hat, kx, ky)
+    wx = torch.fft.irfft2(1j * kx * w_hat, s=(n, n))
+    wy = torch.fft.irfft2(1j * ky * w_hat, s=(n, n))
+    adv = torch.fft.irfft2(torch.fft.rfft2(u * wx + v * wy) * mask, s=(n, n))
+    lap = torch.fft.irfft2(-(kx ** 2 + ky ** 2) * w_hat, s=(n, n))
+    dwdt = (w[..., 2:, :, :] - w[..., :-2, :, :]) / (2 * dt)
+    f = 0 if forcing is None else torch.as_tensor(forcing, dtype=w.dtype, device=w.device)
+    return dwdt + adv - nu * lap - f

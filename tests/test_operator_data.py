@@ -100,3 +100,34 @@ def test_dataset_round_trip_is_lazy_and_reads_at_lower_resolution(tmp_path):
         Dataset(tmp_path / "none.h5")
     with pytest.raises(ValueError, match="n_train"):
         write(tmp_path / "e.h5", {"w": w}, settings={}, n_train=5)
+
+
+def test_h_minus_one_norm_is_parseval_with_the_h_minus_one_weight():
+    from operators.losses import ALPHA, h_minus_one_squared
+    X, Y = _grid(16)
+    R = 0.5 + torch.cos(2 * math.pi * (2 * X + Y)) + torch.sin(2 * math.pi * 3 * X) + 0.25 * torch.cos(2 * math.pi * 8 * Y)
+    frames = R.expand(1, 7, 16, 16)
+    expected = 7 * 0.1 * (0.25 / ALPHA + 0.5 / (ALPHA + 4 * math.pi ** 2 * 5)
+                          + 0.5 / (ALPHA + 4 * math.pi ** 2 * 9) + 0.0625 / (ALPHA + 4 * math.pi ** 2 * 64))
+    assert float(h_minus_one_squared(frames, 0.1)[0]) == pytest.approx(expected, rel=1e-12)
+    # H^-1, not H^-1/2: a mode's weight falls like 1/|k|^2
+    X, _ = _grid(32)
+    one = h_minus_one_squared(torch.cos(2 * math.pi * 4 * X).expand(1, 1, 32, 32), 1.0)
+    two = h_minus_one_squared(torch.cos(2 * math.pi * 8 * X).expand(1, 1, 32, 32), 1.0)
+    assert float(one / two) == pytest.approx((ALPHA + 4 * math.pi ** 2 * 64) / (ALPHA + 4 * math.pi ** 2 * 16))
+
+
+def test_residual_vanishes_on_the_solvers_trajectories_and_grows_linearly_with_errors():
+    from cases._navier_stokes import residual
+    from operators.losses import h_minus_one_squared
+    n = 64
+    f = kolmogorov_forcing(n)
+    traj = solve(gaussian_random_field(n, 2, generator=torch.Generator().manual_seed(0)), nu=1e-3, forcing=f,
+                 dt=1e-3, steps=400, record_every=10)                          # frames every 0.01
+    norm = lambda w: h_minus_one_squared(residual(w, nu=1e-3, forcing=f, dt=0.01), 0.01).sqrt()   # noqa: E731
+    scale = h_minus_one_squared((traj[:, 2:] - traj[:, :-2]) / 0.02, 0.01).sqrt()
+    assert float((norm(traj) / scale).max()) < 1e-3                             # 1e-4 measured
+    eta = gaussian_random_field(n, 2 * 41, generator=torch.Generator().manual_seed(5)).reshape(2, 41, n, n)
+    grown = [norm(traj + eps * eta) for eps in (1e-3, 1e-2, 1e-1)]
+    for small, large in zip(grown, grown[1:]):
+        assert torch.allclose(large / small, torch.full_like(small, 10.0), rtol=0.1)
