@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from ._validate import fail, positive_int
+from .checkpoint import rng_state, set_rng_state
+from .sampling import AbstractSampler
 
 
 def truncate(w: torch.Tensor, m: int) -> torch.Tensor:
@@ -104,3 +106,64 @@ class Dataset:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Minibatches(AbstractSampler):
+    """Training batches from a dataset file: ``batch_size`` samples of its train split per step,
+    in a fresh random order every epoch (the dataset's counterpart of a collocation sampler:
+    the same run contract, so ``fit``, checkpoints and resume treat both alike).
+
+    A run's batch is ``{"data": {field: array (batch_size, ...)}}``; its state (the epoch's
+    order, the position in it, the generator) is checkpointed, so a resumed run draws the same
+    batches.
+
+    Args:
+        path: the dataset (:func:`write`). batch_size: samples per step.
+        resolution: read at this grid size by spectral truncation (default: as stored).
+
+    Example:
+        >>> run = Minibatches("data/nse.h5", 20).init(None, np.random.default_rng(0))
+        >>> run.batch(0)["data"]["w"].shape        # (20, T, n, n)
+    """
+
+    def __init__(self, path, batch_size: int = 20, *, resolution: int | None = None):
+        self.path = str(path)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.resolution = resolution
+
+    def _start(self):
+        self.dataset = Dataset(self.path, self.resolution)
+        if self.batch_size > len(self.dataset.train):
+            fail("batch_size", self.batch_size, f"exceeds the {len(self.dataset.train)} training samples of "
+                 f"{self.path}", f"pass at most {len(self.dataset.train)}")
+        self.order, self.position, self.epoch = self.rng.permutation(len(self.dataset.train)), 0, 0
+        self.points = self._read()
+
+    def _read(self) -> dict:
+        idx = np.sort(self.order[self.position:self.position + self.batch_size])      # h5py reads sorted
+        start = self.dataset.train.start
+        return {"data": {k: v.numpy() for k, v in self.dataset[list(start + idx)].items()}}
+
+    def batch(self, step):
+        if step > 0:
+            self.position += self.batch_size
+            if self.position + self.batch_size > len(self.order):      # next epoch, new order
+                self.order, self.position = self.rng.permutation(len(self.dataset.train)), 0
+                self.epoch += 1
+            self.points = self._read()
+            self.version += 1
+        return self.points
+
+    def state_dict(self):
+        return {"order": torch.as_tensor(self.order), "position": self.position, "epoch": self.epoch,
+                "rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state):
+        self.order = state["order"].numpy()
+        self.position, self.epoch = int(state["position"]), int(state["epoch"])
+        set_rng_state(self.rng, state["rng"])
+        self.points = self._read()
+        self.version += 1
+
+    def __repr__(self):
+        return f"Minibatches({self.path!r}, {self.batch_size})"

@@ -131,3 +131,24 @@ def test_residual_vanishes_on_the_solvers_trajectories_and_grows_linearly_with_e
     grown = [norm(traj + eps * eta) for eps in (1e-3, 1e-2, 1e-1)]
     for small, large in zip(grown, grown[1:]):
         assert torch.allclose(large / small, torch.full_like(small, 10.0), rtol=0.1)
+
+
+def test_minibatches_cover_each_epoch_once_and_resume_exactly(tmp_path):
+    from pdeml.datasets import Minibatches
+    w = np.arange(12, dtype=float)[:, None, None, None] * np.ones((12, 2, 8, 8))      # sample i holds i
+    path = write(tmp_path / "d.h5", {"w": w}, settings={}, n_train=10)
+    settings = Minibatches(path, 3)
+    run = settings.init(None, np.random.default_rng(0))
+    seen = [sorted(run.batch(s)["data"]["w"][:, 0, 0, 0].astype(int)) for s in range(6)]
+    epoch1 = sorted(i for b in seen[:3] for i in b)
+    assert len(set(epoch1)) == 9 and max(epoch1) < 10                # no repeats, never a test sample
+    assert run.epoch == 1 and not hasattr(settings, "order")
+    state = run.state_dict()
+    more = [run.batch(s)["data"]["w"][:, 0, 0, 0] for s in range(6, 10)]
+    again = Minibatches(path, 3).init(None, np.random.default_rng(99))
+    again.load_state_dict(state)
+    assert all(np.array_equal(a, again.batch(s)["data"]["w"][:, 0, 0, 0]) for s, a in zip(range(6, 10), more))
+    low = Minibatches(path, 2, resolution=4).init(None, np.random.default_rng(0))
+    assert low.current()["data"]["w"].shape == (2, 2, 4, 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        Minibatches(path, 11).init(None, np.random.default_rng(0))
