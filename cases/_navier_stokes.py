@@ -27,6 +27,7 @@ import math
 import torch
 
 from pdeml._validate import fail, finite_scalar, positive_int
+from pdeml.family import AbstractFamily
 
 
 def wavenumbers(n: int, dtype=torch.float64, device="cpu"):
@@ -130,3 +131,38 @@ def residual(w: torch.Tensor, *, nu: float, forcing, dt: float) -> torch.Tensor:
     dwdt = (w[..., 2:, :, :] - w[..., :-2, :, :]) / (2 * dt)
     f = 0 if forcing is None else torch.as_tensor(forcing, dtype=w.dtype, device=w.device)
     return dwdt + adv - nu * lap - f
+
+
+class NavierStokesFamily(AbstractFamily):
+    r"""Trajectories of the forced vorticity equation from Gaussian random initial vorticities.
+
+    Each sample is ``{"w": (frames, n, n)}``: the vorticity every ``frame_dt`` from t = 0,
+    solved on an ``n`` x ``n`` grid with time step ``dt`` (``frame_dt`` a multiple of it), viscosity
+    ``nu``, Li et al.'s forcing :math:`f = 0.1(\sin 2\pi(x+y) + \cos 2\pi(x+y))`, and initial
+    vorticity from :func:`pdeml.random_fields.gaussian_random_field` (``alpha``, ``tau``).
+    """
+
+    def __init__(self, n: int = 64, frames: int = 50, frame_dt: float = 0.1, dt: float = 2e-3,
+                 nu: float = 1e-3, alpha: float = 2.5, tau: float = 7.0):
+        self.n, self.frames = positive_int("n", n), positive_int("frames", frames)
+        self.frame_dt, self.dt, self.nu = finite_scalar("frame_dt", frame_dt), finite_scalar("dt", dt), finite_scalar("nu", nu)
+        self.alpha, self.tau = finite_scalar("alpha", alpha), finite_scalar("tau", tau)
+        ratio = self.frame_dt / self.dt
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            fail("frame_dt", frame_dt, f"is not a multiple of dt={dt}", f"pass e.g. frame_dt={round(max(ratio, 1)) * dt}")
+        self.every = round(ratio)
+
+    def shapes(self):
+        return {"w": (self.frames, self.n, self.n)}
+
+    def generate(self, count, generator, device="cpu"):
+        from pdeml.random_fields import gaussian_random_field
+        w0 = gaussian_random_field(self.n, count, alpha=self.alpha, tau=self.tau, generator=generator, device=device)
+        traj = solve(w0, nu=self.nu, forcing=kolmogorov_forcing(self.n, device=device), dt=self.dt,
+                     steps=self.every * (self.frames - 1), record_every=self.every)
+        return {"w": traj}
+
+    def residual(self, w, frame_dt=None):
+        """:func:`residual` of trajectories ``w`` (..., T, m, m) of this family (any grid m)."""
+        return residual(w, nu=self.nu, forcing=kolmogorov_forcing(w.shape[-1], dtype=w.dtype, device=w.device),
+                        dt=self.frame_dt if frame_dt is None else frame_dt)

@@ -11,6 +11,7 @@ says what else it exports at points (``exports``: residuals, standard errors, ..
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,6 +48,14 @@ class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
         """Identified scalar parameters (inverse problems); default none."""
         return {}
 
+    def export(self, out, resolution: int) -> list:
+        """Write the solution's files into ``out``: by default the VTK mesh of the problem's
+        geometry (:func:`pdeml.export.export`) and ``field.png``; operators write time series."""
+        from .export import export, plot_field
+        files = export(self, out, resolution)
+        files.append(plot_field(self, Path(out) / "field.png", min(resolution, 200)))
+        return files
+
     @property
     def device(self) -> torch.device:
         return next(iter(self.state_dict().values())).device
@@ -72,6 +81,11 @@ class AbstractTrainable(AbstractBackend):
     @abc.abstractmethod
     def batches(self, sampler, rng: np.random.Generator):
         """A run of ``sampler`` (None: the method's own) drawing this backend's batches."""
+
+    def reference(self, rng: np.random.Generator):
+        """``(inputs, values)`` the error is measured on during training (``predict(inputs)``
+        against ``values``), or None: by default 4096 points of the problem's truth."""
+        return self.problem.truth(4096, rng)
 
 
 class AbstractLeastSquares(AbstractTrainable):

@@ -9,7 +9,7 @@ import sys
 def _parser():
     ap = argparse.ArgumentParser(prog="pdeml", description="Train PDE surrogates and export them to VTK.")
     sub = ap.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a case and write its run directory")
+    t = sub.add_parser("train", help="train a case and write its run directory", allow_abbrev=False)
     t.add_argument("case", help="path of a case file, or a built-in case name (see `pdeml cases`)")
     t.add_argument("--steps", type=int, help="Adam steps (default: the case's)")
     t.add_argument("--lbfgs-steps", type=int, help="L-BFGS iterations after Adam")
@@ -31,6 +31,7 @@ def _parser():
     t.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the loss (forward-mode estimators: taylor, stde; faster steps "
                    "after a compile of tens of seconds)")
+    t.add_argument("--data", help="an operator case's dataset file (written by `pdeml data CASE`)")
     t.add_argument("--snapshots", type=int, default=0, metavar="N",
                    help="every N steps save the PDE points over the residual (OUT/snapshots, .vtu and .png)")
     t.add_argument("--checkpoint-every", type=int, metavar="N",
@@ -46,7 +47,18 @@ def _parser():
     e.add_argument("--resolution", type=int)
     e.add_argument("--device", default="auto")
     sub.add_parser("cases", help="list the built-in cases")
-    k = sub.add_parser("condition", help="report kappa of the linearized PDE operator (why training stalls)")
+    dd = sub.add_parser("data", help="generate the dataset of an operator case (a family of problems)",
+                        allow_abbrev=False)
+    dd.add_argument("case", help="an operator case (file or built-in name)")
+    dd.add_argument("--samples", type=int, required=True, help="trajectories to generate")
+    dd.add_argument("--test", type=int, help="how many of them form the test split (default 1/8)")
+    dd.add_argument("--out", required=True, help="the HDF5 file to write")
+    dd.add_argument("--seed", type=int, default=0)
+    dd.add_argument("--batch", type=int, default=32, help="trajectories solved at once")
+    dd.add_argument("--device", default="auto")
+    dd.add_argument("--no-progress", action="store_true")
+    k = sub.add_parser("condition", help="report kappa of the linearized PDE operator (why training stalls)",
+                       allow_abbrev=False)
     k.add_argument("target", help="a case (file or name) at initialization, or a run directory")
     k.add_argument("--points", type=int, help="PDE points (default: the case's)")
     k.add_argument("--seed", type=int, default=0)
@@ -80,7 +92,7 @@ def _case_options(extra: list[str]) -> dict:
 def main(argv=None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("train", "condition"):
+    if extra and args.command not in ("train", "condition", "data"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from . import run
     from .fit import DivergenceError
@@ -93,6 +105,12 @@ def main(argv=None) -> int:
             report = run.condition_report(args.target, _case_options(extra), seed=args.seed,
                                           device=args.device, points=args.points)
             print(json.dumps(report, indent=2))
+            return 0
+        if args.command == "data":
+            path = run.make_data(args.case, args.out, samples=args.samples, test=args.test, seed=args.seed,
+                                 batch=args.batch, device=args.device, progress=not args.no_progress,
+                                 options=_case_options(extra))
+            print(f"dataset: {path}")
             return 0
         if args.command == "cases":
             for name, doc in run.builtin_cases().items():
@@ -118,7 +136,7 @@ def main(argv=None) -> int:
                                  combiner=args.combiner, optimizer=args.optimizer,
                                  snapshots=args.snapshots, compile=args.compile, threads=threads,
                                  checkpoint_every=args.checkpoint_every,
-                                 checkpoint_minutes=args.checkpoint_minutes)
+                                 checkpoint_minutes=args.checkpoint_minutes, data=args.data)
         print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
         print(f"run directory: {out}")
         return 0

@@ -37,28 +37,71 @@ def truncate(w: torch.Tensor, m: int) -> torch.Tensor:
     return torch.fft.irfft2(low, s=(m, m)) * (m * m) / (n * n)
 
 
+class Writer:
+    """Write a dataset sample batch by sample batch (memory stays one batch), to a temporary
+    name renamed on :meth:`close`: a file that has the final name is complete.
+
+    Example:
+        >>> with Writer("d.h5", {"w": (T, n, n)}, samples=512, settings=..., n_train=448) as wr:
+        ...     for batch in batches:
+        ...         wr.append(batch)                  # {"w": (b, T, n, n)}
+    """
+
+    def __init__(self, path, shapes: dict, *, samples: int, settings: dict, n_train: int, dtype="float32"):
+        import h5py
+        self.path = Path(path)
+        self.samples = positive_int("samples", samples)
+        if not 0 < n_train < samples:
+            fail("n_train", n_train, f"must leave train and test samples of {samples}", f"pass 1..{samples - 1}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.file = h5py.File(self.tmp, "w")
+        for name, shape in shapes.items():
+            self.file.create_dataset(name, shape=(samples, *shape), chunks=(1, *shape), dtype=dtype)
+        self.file.attrs["settings"] = json.dumps(settings)
+        self.file.attrs["n_train"] = int(n_train)
+        self.file.attrs["format"] = 1
+        self.count = 0
+
+    def append(self, arrays: dict) -> None:
+        n = {len(a) for a in arrays.values()}.pop()
+        if self.count + n > self.samples:
+            fail("append", n, f"would write past the {self.samples} samples declared", "declare more samples")
+        for name, a in arrays.items():
+            self.file[name][self.count:self.count + n] = np.asarray(a)
+        self.count += n
+
+    def close(self) -> Path:
+        self.file.close()
+        if self.count != self.samples:
+            self.tmp.unlink(missing_ok=True)
+            fail("samples", self.samples, f"were declared but {self.count} written", "append them all")
+        self.tmp.replace(self.path)
+        return self.path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *rest):
+        if exc_type is None:
+            self.close()
+        else:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+
+
 def write(path, arrays: dict, *, settings: dict, n_train: int) -> Path:
     """Write ``{name: array (samples, ...)}`` as chunked HDF5 with ``settings`` and the split."""
-    import h5py
-    path = Path(path)
     sizes = {len(a) for a in arrays.values()}
     if len(sizes) != 1:
         fail("arrays", {k: np.shape(v) for k, v in arrays.items()}, "differ in their sample counts",
              "pass arrays with one sample count")
-    samples = sizes.pop()
-    if not 0 < n_train < samples:
-        fail("n_train", n_train, f"must leave train and test samples of {samples}", f"pass 1..{samples - 1}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for name, a in arrays.items():
-            a = np.asarray(a)
-            f.create_dataset(name, data=a, chunks=(1, *a.shape[1:]))
-        f.attrs["settings"] = json.dumps(settings)
-        f.attrs["n_train"] = int(n_train)
-        f.attrs["format"] = 1
-    tmp.replace(path)                                   # a half-written file never has the name
-    return path
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    wr = Writer(path, {k: v.shape[1:] for k, v in arrays.items()}, samples=sizes.pop(), settings=settings,
+                n_train=n_train, dtype=next(iter(arrays.values())).dtype)
+    with wr:
+        wr.append(arrays)
+    return wr.path
 
 
 class Dataset:

@@ -240,8 +240,10 @@ class Case:
 
     def _validate(self):
         from .backend import AbstractMethod
-        if not isinstance(self.problem, Problem):
-            fail("problem", self.problem, "is not a pdeml.Problem", "pass problem=pl.Problem(...)")
+        from .family import AbstractFamily
+        if not isinstance(self.problem, (Problem, AbstractFamily)):
+            fail("problem", self.problem, "is neither a pdeml.Problem nor a family",
+                 "pass problem=pl.Problem(...) (or a family of problems for operator methods)")
         if not isinstance(self.method, AbstractMethod):
             fail("method", self.method, "is not a method", "pass e.g. method=solvers.PINN(pl.nn.MLP(50, 4))")
         for k in ("steps", "lbfgs_steps"):

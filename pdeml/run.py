@@ -131,7 +131,7 @@ def build(case: Case, *, seed: int = 0, device="auto"):
 
 #: the overrides ``train_case`` (and ``pdeml train``) accept, in the order they are applied
 OVERRIDES = ("optimizer", "lr", "combiner", "steps", "lbfgs_steps", "checkpoint_every",
-             "checkpoint_minutes", "derivatives", "sampler", "compile")
+             "checkpoint_minutes", "derivatives", "sampler", "compile", "data")
 
 
 def _method_field(case, flag, name, value):
@@ -145,7 +145,8 @@ def apply_overrides(case: Case, overrides: dict) -> Case:
     """``case`` with command-line overrides landed on the fields they name: ``steps``,
     ``lbfgs_steps``, ``optimizer`` (a name keeps the case's learning rate), ``lr`` (the
     optimizer's), ``combiner`` ("mconfig" also switches Adam to SGD, which M-ConFIG needs),
-    ``derivatives`` / ``sampler`` / ``compile`` (the method's estimator, sampler, compile). An
+    ``derivatives`` / ``sampler`` / ``compile`` (the method's estimator, sampler, compile),
+    ``data`` (an operator method's dataset file). An
     override that has no field to land on is an error, never silently dropped."""
     unknown = set(overrides) - set(OVERRIDES)
     if unknown:
@@ -183,6 +184,11 @@ def apply_overrides(case: Case, overrides: dict) -> Case:
         case = _method_field(case, "--sampler", "sampler", value)
     if "compile" in o:
         case = _method_field(case, "--compile", "compile", bool(o["compile"]))
+    if "data" in o:
+        from .datasets import Minibatches
+        current = settings.fields(case.method).get("data")
+        data = Minibatches(o["data"]) if current is None else settings.replace(current, path=str(o["data"]))
+        case = _method_field(case, "--data", "data", data)
     return case
 
 
@@ -216,8 +222,10 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
     with rundir.lock(out):
         backend = build(case, seed=seed, device=device)
         dev = backend.device
-        from solvers import REGISTRY
-        method = next((k for k, v in REGISTRY.items() if isinstance(case.method, v)), type(case.method).__name__)
+        import operators
+        import solvers
+        names = {**solvers.REGISTRY, **operators.REGISTRY}
+        method = next((k for k, v in names.items() if isinstance(case.method, v)), type(case.method).__name__)
         run_info = {"source": source, "method": method, "seed": seed, "device": str(dev), "threads": threads,
                     "overrides": _plain(overrides), "case_options": options, "dtype": case.dtype,
                     "outputs": list(case.problem.outputs), "terms": backend.term_names,
@@ -225,7 +233,7 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
                     "resolved": backend.resolved()}
         saved = rundir.checkpoint_for_resume(out, resume, run_info)
         (out / "run.json").write_text(json.dumps(run_info, indent=2))
-        truth = case.problem.truth(4096, np.random.default_rng(seed + 12345))
+        truth = backend.reference(np.random.default_rng(seed + 12345))
         callbacks = list(callbacks)
         if snapshots:
             from .export.points import PointSnapshots
@@ -255,11 +263,26 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
     return metrics
 
 
+def make_data(case, out, *, samples: int, test: int | None = None, seed: int = 0, batch: int = 32,
+              device="auto", progress: bool = True, options=None) -> Path:
+    """Generate the dataset of a case whose problem is a family (``pdeml data CASE``)."""
+    from .family import AbstractFamily
+    if isinstance(case, str):
+        case, _ = load_case(case, dict(options or {}))
+    if not isinstance(case.problem, AbstractFamily):
+        fail("case", type(case.problem).__name__, "has one problem, not a family to draw data from",
+             "use an operator case (pdeml cases lists them), or train it directly")
+    if Path(out).is_dir():
+        fail("--out", str(out), "is a directory", "pass a file path such as data/nse.h5", IsADirectoryError)
+    return case.problem.write(out, samples, test=test, seed=seed, batch=batch, device=resolve_device(device),
+                              progress=progress)
+
+
 def export_backend(backend, out, resolution: int) -> list[Path]:
-    from .export import export, plot_field, plot_history
+    """The backend's own files (:meth:`pdeml.backend.AbstractBackend.export`) and ``loss.png``."""
+    from .export import plot_history
     out = Path(out)
-    files = export(backend, out, resolution)
-    files.append(plot_field(backend, out / "field.png", min(resolution, 200)))
+    files = backend.export(out, resolution)
     saved = out / "checkpoint.pt"
     if saved.exists():
         hist = json.loads(ckpt.load(saved)["history"])

@@ -1,0 +1,51 @@
+"""Export of trajectory operators: per test sample a ``.pvd`` time series of ImageData with the
+prediction, the truth and the error, and ``field.png`` with a few time slices side by side."""
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from pdeml.export.image import write_image_data
+from pdeml.export.plots import figure, save
+
+
+def export_trajectories(backend, out: Path, samples: int = 3) -> list[Path]:
+    ref = backend.reference(None)
+    if ref is None:
+        return []
+    a, y = ref
+    a, y = a[:samples], y[:samples]
+    pred = backend.predict(a)
+    t_in, dt = backend.method.t_in, backend.problem.frame_dt
+    n = y.shape[-1]
+    written = []
+    for s in range(len(y)):
+        entries = []
+        for j in range(y.shape[1]):
+            name = f"test_{s:03d}/t{j:04d}.vti"
+            write_image_data(out / name, {"prediction": pred[s, j], "truth": y[s, j], "error": pred[s, j] - y[s, j]},
+                             spacing=(1.0 / n, 1.0 / n, 1.0))
+            entries.append(f'    <DataSet timestep="{(t_in + j) * dt:.10g}" part="0" file={quoteattr(name)}/>')
+        pvd = out / f"test_{s:03d}.pvd"
+        pvd.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
+                       + "\n".join(entries) + "\n  </Collection>\n</VTKFile>\n")
+        written.append(pvd)
+    written.append(plot_trajectory(pred[0], y[0], t_in, dt, out / "field.png"))
+    return written
+
+
+def plot_trajectory(pred: np.ndarray, truth: np.ndarray, t_in: int, dt: float, path, slices: int = 4) -> Path:
+    """Prediction, truth and error (rows) at ``slices`` times (columns) of one test trajectory."""
+    frames = np.linspace(0, len(truth) - 1, slices).round().astype(int)
+    fig, ax = figure(3, slices, (3.2 * slices, 8.4))
+    lim = float(np.abs(truth).max())
+    for c, j in enumerate(frames):
+        for r, (title, v, cmap) in enumerate((("prediction", pred[j], "RdBu_r"), ("truth", truth[j], "RdBu_r"),
+                                              ("error", pred[j] - truth[j], "PuOr"))):
+            im = ax[r, c].imshow(v.T, origin="lower", extent=(0, 1, 0, 1), cmap=cmap,
+                                 vmin=-lim if r < 2 else None, vmax=lim if r < 2 else None)
+            ax[r, c].set(title=f"{title}, t = {(t_in + j) * dt:.3g}", xticks=[], yticks=[])
+            fig.colorbar(im, ax=ax[r, c], shrink=0.8)
+    return save(fig, path)
