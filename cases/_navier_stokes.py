@@ -166,3 +166,8 @@ class NavierStokesFamily(AbstractFamily):
         """:func:`residual` of trajectories ``w`` (..., T, m, m) of this family (any grid m)."""
         return residual(w, nu=self.nu, forcing=kolmogorov_forcing(w.shape[-1], dtype=w.dtype, device=w.device),
                         dt=self.frame_dt if frame_dt is None else frame_dt)
+
+
+def family(n: int = 64) -> NavierStokesFamily:
+    """The operator cases' family: 50 frames every 0.1 time units at n x n (ν = 1e-3)."""
+    return NavierStokesFamily(n=n, frames=50, frame_dt=0.1, dt=2e-3 if n <= 64 else 1e-3)

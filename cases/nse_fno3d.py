@@ -12,17 +12,16 @@ its order and Taylor-Green tests are the truth's). The method: Li et al.'s FNO-3
 ``--n 32`` (and ``--data`` written with the same ``--n``) makes everything 4x cheaper.
 """
 import pdeml as pl
-from cases._navier_stokes import NavierStokesFamily
+from cases._navier_stokes import family
 from operators.backend import FNO3d
 from pdeml.datasets import Minibatches
 
 
 def make(n: int = 64, data: str = "data/nse.h5", batch: int = 20):
-    family = NavierStokesFamily(n=n, frames=50, frame_dt=0.1, dt=2e-3 if n <= 64 else 1e-3)
     modes = min(12, n // 2)
     method = FNO3d(t_in=10, t_out=40, modes=(modes, modes, 12), width=20, layers=4, padding=6,
                    data=Minibatches(data, batch))
-    return pl.Case(family, method, steps=5000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=1000),
+    return pl.Case(family(n), method, steps=5000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=1000),
                    eval_every=100, checkpoint_every=500, options={"n": n, "data": data, "batch": batch})
 
 

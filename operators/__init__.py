@@ -1,9 +1,10 @@
-"""Neural operators for problem families (issue 15 in progress): FNO layers and the FNO-3d
-trajectory operator; ST-FNO, WoS-NO and EquiNO to come."""
-from .backend import FNO3d, TrajectoryOperator
+"""Neural operators for problem families (issue 15 in progress): FNO layers, the FNO-3d and
+ST-FNO trajectory operators; Spectral-Refiner fine-tuning, WoS-NO and EquiNO to come."""
+from .backend import FNO3d, STFNO, TrajectoryOperator
 from .fno import FNO, SpectralConv
+from .stfno import STFNONet
 
 #: method names -> operator methods (the registry kept at the edge)
-REGISTRY = {"fno3d": FNO3d}
+REGISTRY = {"fno3d": FNO3d, "stfno": STFNO}
 
-__all__ = ["FNO", "SpectralConv", "FNO3d", "TrajectoryOperator", "REGISTRY"]
+__all__ = ["FNO", "SpectralConv", "STFNONet", "FNO3d", "STFNO", "TrajectoryOperator", "REGISTRY"]

@@ -2,12 +2,14 @@ r"""Operator methods for trajectory families: ``T_in`` frames in, ``T_out`` fram
 
 :class:`FNO3d` is the baseline of Li et al. (ICLR 2021): an FNO over (x, y, t) whose input at
 every output time is the ``T_in`` given frames (as channels) and the coordinates, with the time
-axis zero-padded (it is not periodic). Its backend, :class:`TrajectoryOperator`, trains under
+axis zero-padded (it is not periodic). :class:`STFNO` is Spectral-Refiner's spatiotemporal FNO
+(:mod:`operators.stfno`). Both build a :class:`TrajectoryOperator`, which trains under
 :func:`pdeml.fit` on dataset minibatches (``Minibatches``) with the relative L2 loss, and is
 measured on the dataset's test split.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,54 @@ from pdeml.family import AbstractFamily
 
 from .fno import FNO
 from .losses import relative_l2
+from .stfno import STFNONet
+
+
+class AbstractTrajectoryMethod(AbstractMethod):
+    """Settings shared by the trajectory operators: ``t_in`` frames in, ``t_out`` out, the
+    training ``data`` (``Minibatches``) and how many test samples measure the error. A concrete
+    method is a frozen dataclass with these fields that says which ``network()`` it builds."""
+
+    t_in: int
+    t_out: int
+    data: Any
+    test_samples: int
+
+    def _check(self):
+        for k in ("t_in", "t_out", "test_samples"):
+            positive_int(k, getattr(self, k))
+        if self.data is not None and not isinstance(self.data, Minibatches):
+            fail("data", self.data, "is not a Minibatches object", 'pass data=Minibatches("data/nse.h5", 20)')
+
+    @abc.abstractmethod
+    def network(self) -> torch.nn.Module:
+        """The module mapping (B, t_in, n, n) to (B, t_out, n, n)."""
+
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "TrajectoryOperator":
+        if not isinstance(problem, AbstractFamily):
+            fail("problem", type(problem).__name__, "is not a problem family", "pass a Family (cases/nse_fno3d.py)")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = self.network()
+        return TrajectoryOperator(problem, net, self).to(dtype=dtype, device=device)
+
+
+class _BroadcastFNO(torch.nn.Module):
+    """FNO-3d's input: the t_in frames as channels at every one of the t_out output times."""
+
+    def __init__(self, fno: FNO, t_out: int):
+        super().__init__()
+        self.fno, self.t_out = fno, t_out
+
+    def forward(self, a):
+        x = a[..., None].expand(*a.shape, self.t_out)                 # (B, t_in, n, n, t_out)
+        return self.fno(x)[:, 0].movedim(-1, 1)                      # (B, t_out, n, n)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class FNO3d(AbstractMethod):
+class FNO3d(AbstractTrajectoryMethod):
     """FNO over (x, y, t) for trajectories ``{"w": (frames, n, n)}``: the first ``t_in`` frames
-    predict the next ``t_out``.
+    predict the next ``t_out`` (Li et al.'s baseline).
 
     Args:
         t_in, t_out: frames given and predicted.
@@ -50,21 +94,50 @@ class FNO3d(AbstractMethod):
     test_samples: int = 16
 
     def __post_init__(self):
-        for k in ("t_in", "t_out", "width", "layers", "test_samples"):
+        self._check()
+        for k in ("width", "layers"):
             positive_int(k, getattr(self, k))
         if len(tuple(self.modes)) != 3:
             fail("modes", self.modes, "must give (x, y, t) mode counts", "pass e.g. (12, 12, 12)")
-        if self.data is not None and not isinstance(self.data, Minibatches):
-            fail("data", self.data, "is not a Minibatches object", 'pass data=Minibatches("data/nse.h5", 20)')
 
-    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "TrajectoryOperator":
-        if not isinstance(problem, AbstractFamily):
-            fail("problem", type(problem).__name__, "is not a problem family", "pass a Family (cases/nse_2d.py)")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = FNO(self.t_in, 1, tuple(self.modes), width=self.width, layers=self.layers,
-                      padding=(0, 0, self.padding))
-        return TrajectoryOperator(problem, net, self).to(dtype=dtype, device=device)
+    def network(self):
+        return _BroadcastFNO(FNO(self.t_in, 1, tuple(self.modes), width=self.width, layers=self.layers,
+                                 padding=(0, 0, self.padding)), self.t_out)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class STFNO(AbstractTrajectoryMethod):
+    """The spatiotemporal FNO of Spectral-Refiner (:class:`operators.stfno.STFNONet`): time is a
+    Fourier axis, any number of output frames.
+
+    Args:
+        t_in, t_out: frames given and predicted. modes, modes_t: spatial and temporal modes.
+        width, layers: the Fourier layers. latent_steps: frames of the hidden layers.
+        beta, delta: the time encoding's exponent and the output's spectral-bias strength.
+        data, test_samples: as :class:`FNO3d`.
+
+    Example:
+        >>> method = STFNO(t_in=10, t_out=40, modes=12, modes_t=5, data=Minibatches("data/nse.h5", 20))
+    """
+
+    t_in: int = 10
+    t_out: int = 40
+    modes: int = 12
+    modes_t: int = 5
+    width: int = 20
+    layers: int = 4
+    latent_steps: int = 10
+    beta: float = -0.01
+    delta: float = 0.1
+    data: Any = None
+    test_samples: int = 16
+
+    def __post_init__(self):
+        self._check()
+
+    def network(self):
+        return STFNONet(self.modes, self.modes_t, width=self.width, layers=self.layers,
+                        latent_steps=self.latent_steps, out_steps=self.t_out, beta=self.beta, delta=self.delta)
 
 
 class TrajectoryOperator(AbstractTrainable):
@@ -72,14 +145,12 @@ class TrajectoryOperator(AbstractTrainable):
 
     term_names = ["data"]
 
-    def __init__(self, family, net, method: FNO3d):
+    def __init__(self, family, net, method: AbstractTrajectoryMethod):
         super().__init__()
         self.problem, self.net, self.method = family, net, method
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        t_out = self.method.t_out
-        x = a[..., None].expand(*a.shape, t_out)                 # (B, t_in, n, n, t_out)
-        return self.net(x)[:, 0].movedim(-1, 1)                  # (B, t_out, n, n)
+        return self.net(a)
 
     def split(self, w: torch.Tensor):
         """Input and target frames of trajectories ``w`` (B, frames, n, n)."""

@@ -38,7 +38,7 @@ class SpectralConv(nn.Module):
         >>> y2 = conv(torch.randn(4, 20, 64, 64), out_shape=(128, 128))   # the same function, finer grid
     """
 
-    def __init__(self, in_channels: int, out_channels: int, modes):
+    def __init__(self, in_channels: int, out_channels: int, modes, *, bias: float = 0.0):
         super().__init__()
         self.in_channels = positive_int("in_channels", in_channels)
         self.out_channels = positive_int("out_channels", out_channels)
@@ -48,6 +48,11 @@ class SpectralConv(nn.Module):
         self.corners = list(itertools.product((1, -1), repeat=len(self.modes) - 1))
         self.weight = nn.Parameter(torch.empty(len(self.corners), in_channels, out_channels, *self.modes,
                                                dtype=torch.cfloat))
+        # ``bias`` > 0: a learned complex source per kept mode and output channel, scaled by it
+        # (ST-FNO's "spectral bias"); 0: none
+        self.bias_scale = float(bias)
+        self.bias = nn.Parameter(torch.zeros(len(self.corners), out_channels, *self.modes, dtype=torch.cfloat)) \
+            if bias else None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -79,6 +84,8 @@ class SpectralConv(nn.Module):
         w = self.weight.to(xh.dtype)
         for c, (src, dst) in enumerate(zip(self._blocks(grid), self._blocks(out_shape))):
             out[(..., *dst)] = torch.einsum("bi...,io...->bo...", xh[(..., *src)], w[c])
+            if self.bias is not None:
+                out[(..., *dst)] += self.bias_scale * self.bias[c].to(xh.dtype)
         return torch.fft.irfftn(out, s=out_shape, dim=dims, norm="forward")
 
     def extra_repr(self):

@@ -25,9 +25,10 @@ def test_data_records_its_family_and_split(dataset):
         assert ds.settings["seed"] == 0
 
 
-def test_train_resume_and_export_an_operator(dataset, tmp_path, capsys):
+@pytest.mark.parametrize("case", ["nse_fno3d", "nse_stfno"])
+def test_train_resume_and_export_an_operator(dataset, tmp_path, capsys, case):
     out = tmp_path / "run"
-    args = ["train", "nse_fno3d", "--n", "16", "--batch", "4", "--data", str(dataset), "--out", str(out),
+    args = ["train", case, "--n", "16", "--batch", "4", "--data", str(dataset), "--out", str(out),
             "--no-progress"]
     assert main(args + ["--steps", "12"]) == 0
     m = json.loads((out / "metrics.json").read_text())
@@ -35,7 +36,7 @@ def test_train_resume_and_export_an_operator(dataset, tmp_path, capsys):
     assert main(args + ["--steps", "16", "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 16
     info = json.loads((out / "run.json").read_text())
-    assert info["overrides"]["data"] == str(dataset) and info["method"] == "fno3d"
+    assert info["overrides"]["data"] == str(dataset) and info["method"] == case.split("_")[1]
     pvd = (out / "test_000.pvd").read_text()
     assert pvd.count("<DataSet") == 40 and 'timestep="1"' in pvd
     frame = read_image_data(out / "test_000" / "t0000.vti")

@@ -1,0 +1,29 @@
+"""ST-FNO: any number of frames in and out, and the last-frame skip."""
+import torch
+
+from operators.stfno import STFNONet
+
+
+def test_any_number_of_frames_in_and_out_on_any_grid():
+    torch.manual_seed(0)
+    net = STFNONet(6, 3, width=8, layers=3, latent_steps=10, out_steps=12)
+    w = torch.randn(2, 10, 16, 16)
+    assert net(w).shape == (2, 12, 16, 16)
+    assert net(w, out_steps=30).shape == (2, 30, 16, 16)
+    assert net(w[:, :7]).shape == (2, 12, 16, 16)                    # fewer input frames
+    assert net(torch.randn(2, 10, 32, 32)).shape == (2, 12, 32, 32)   # a finer grid
+
+
+def test_the_output_is_the_last_frame_plus_what_the_out_layer_adds():
+    torch.manual_seed(1)
+    net = STFNONet(6, 3, width=8, layers=2, latent_steps=10, out_steps=5)
+    w = torch.randn(3, 10, 16, 16)
+    with torch.no_grad():
+        net.out_conv.weight.zero_()
+        net.out_conv.bias.zero_()
+    out = net(w)
+    assert torch.equal(out, w[:, -1:].expand(3, 5, 16, 16))
+    with torch.no_grad():                                            # a spectral bias alone: a source term
+        net.out_conv.bias[0, 0, 0, 0, 0] = 1.0
+    moved = net(w) - w[:, -1:]
+    assert float(moved.abs().max()) > 0 and torch.allclose(moved, moved[:, :, :1, :1].expand_as(moved), atol=1e-6)
