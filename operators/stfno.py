@@ -72,8 +72,10 @@ class STFNONet(nn.Module):
             feats.append((torch.exp(self.beta * gt) * basis(math.pi * (k + 1) * gt)).expand(nx, ny, nt))
         return torch.stack(feats)[None]
 
-    def forward(self, w: torch.Tensor, out_steps: int | None = None) -> torch.Tensor:
-        out_steps = self.out_steps if out_steps is None else positive_int("out_steps", out_steps)
+    def latent(self, w: torch.Tensor) -> torch.Tensor:
+        """Everything before the output convolution: the last input frame followed by the
+        reduced latent frames, zero-padded in time, (B, 1, n, n, 2 (1 + latent_steps)).
+        Spectral-Refiner caches this and trains only the output convolution."""
         v = w.movedim(1, -1)[:, None]                                    # (B, 1, n, n, T_in)
         nx, ny, nt = v.shape[-3:]
         v = v + self.encoding(nx, ny, nt, v.dtype, v.device)
@@ -82,7 +84,16 @@ class STFNONet(nn.Module):
             v = nn.functional.gelu(mlp(conv(v)) + skip(v))
         last = w[:, -1:].movedim(1, -1)[:, None]                         # (B, 1, n, n, 1)
         v = torch.cat([last, self.reduce(v)], dim=-1)                   # the last frame first
-        length = v.shape[-1]
-        v = nn.functional.pad(v, (length, 0))                           # zeros before: not periodic
-        v = self.out_conv(v, out_shape=(nx, ny, length + out_steps))[..., -out_steps:]
-        return (v + last)[:, 0].movedim(-1, 1)                          # (B, out_steps, n, n)
+        return nn.functional.pad(v, (v.shape[-1], 0))                   # zeros before: not periodic
+
+    def head(self, latent: torch.Tensor, w: torch.Tensor, out_steps: int, conv: SpectralConv | None = None):
+        """The output convolution (``conv``, default this network's) on a cached ``latent``,
+        plus the last input frame of ``w``: (B, out_steps, n, n)."""
+        conv = self.out_conv if conv is None else conv
+        nx, ny, length = latent.shape[-3], latent.shape[-2], latent.shape[-1] // 2
+        v = conv(latent, out_shape=(nx, ny, length + out_steps))[..., -out_steps:]
+        return v[:, 0].movedim(-1, 1) + w[:, -1:]
+
+    def forward(self, w: torch.Tensor, out_steps: int | None = None) -> torch.Tensor:
+        out_steps = self.out_steps if out_steps is None else positive_int("out_steps", out_steps)
+        return self.head(self.latent(w), w, out_steps)

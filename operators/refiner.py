@@ -1,0 +1,77 @@
+r"""Spectral-Refiner fine-tuning (Cao, Brarda, Li, Xi, ICLR 2025): at test time, on one
+trajectory, with no data, refine a trained ST-FNO's output by the equation's residual.
+
+1. Freeze the trained network and cache its latent state before the output layer
+   (:meth:`operators.stfno.STFNONet.latent`), on the input frames at the (finer) resolution.
+2. Replace the output spectral convolution by one with more modes (:func:`grow`): the trained
+   weights go into the low modes, the new ones start near zero (uniform with gain 1e-6).
+3. Optimize only that layer (Adam, a larger learning rate for its spectral bias than for its
+   weights) on :math:`\|R\|^2_{L^2(0,T;H^{-1})}` (:func:`operators.losses.h_minus_one_squared`)
+   of the predicted trajectory with the last input frame in front (so the first output frame
+   has a time derivative).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from pdeml._validate import fail, positive_int
+
+from .fno import SpectralConv
+from .losses import h_minus_one_squared
+
+
+def grow(conv: SpectralConv, modes, gain: float = 1e-6) -> SpectralConv:
+    """A copy of ``conv`` with more ``modes``: its weights (and spectral bias) in the low modes of
+    each corner block, the new modes small random (``gain``)."""
+    modes = tuple(positive_int("modes", m) for m in modes)
+    if len(modes) != len(conv.modes) or any(m < o for m, o in zip(modes, conv.modes)):
+        fail("modes", modes, f"must be at least the trained layer's {conv.modes} in every axis",
+             f"pass e.g. {tuple(2 * m for m in conv.modes)}")
+    new = SpectralConv(conv.in_channels, conv.out_channels, modes, bias=conv.bias_scale or 0.0)
+    new = new.to(conv.weight.device)
+    with torch.no_grad():
+        new.weight.copy_(gain * torch.complex(torch.rand_like(new.weight.real), torch.rand_like(new.weight.real)))
+        for c, signs in enumerate(conv.corners):
+            dst = tuple(slice(0, o) if s > 0 else slice(m - o, m) for s, o, m in zip(signs, conv.modes[:-1], modes[:-1]))
+            dst += (slice(0, conv.modes[-1]),)
+            new.weight[(c, slice(None), slice(None), *dst)] = conv.weight[c]
+            if conv.bias is not None:
+                new.bias[(c, slice(None), *dst)] = conv.bias[c]
+    return new
+
+
+def refine(net, inputs: torch.Tensor, residual, *, frame_dt: float, modes, out_steps: int,
+           iterations: int = 100, lr: float = 1e-3, bias_lr: float = 1e-2, callback=None):
+    """Fine-tune ``net``'s output layer on the H⁻¹ residual of its prediction from ``inputs``
+    (B, T_in, n, n). ``residual(trajectory)`` is the equation's residual of (B, T, n, n) frames
+    ``frame_dt`` apart. Returns ``(refined prediction, the grown layer, [loss per iteration])``;
+    ``net`` itself is left unchanged."""
+    iterations = positive_int("iterations", iterations)
+    with torch.no_grad():
+        latent = net.latent(inputs)
+    conv = grow(net.out_conv, modes)
+    groups = [{"params": [conv.weight], "lr": lr}]
+    if conv.bias is not None:
+        groups.append({"params": [conv.bias], "lr": bias_lr})
+    opt = torch.optim.Adam(groups)
+    history = []
+
+    def loss_of(conv):
+        pred = net.head(latent, inputs, out_steps, conv)
+        traj = torch.cat([inputs[:, -1:], pred], dim=1)
+        return pred, h_minus_one_squared(residual(traj), frame_dt).mean()
+
+    for it in range(iterations):
+        opt.zero_grad(set_to_none=True)
+        _, loss = loss_of(conv)
+        loss.backward()
+        opt.step()
+        history.append(float(loss.detach()))
+        if callback is not None:
+            callback(it, history[-1])
+    with torch.no_grad():
+        pred, loss = loss_of(conv)
+    history.append(float(loss))
+    return pred, copy.deepcopy(conv), history
