@@ -158,9 +158,17 @@ class NavierStokesFamily(AbstractFamily):
     def generate(self, count, generator, device="cpu"):
         from pdeml.random_fields import gaussian_random_field
         w0 = gaussian_random_field(self.n, count, alpha=self.alpha, tau=self.tau, generator=generator, device=device)
-        traj = solve(w0, nu=self.nu, forcing=kolmogorov_forcing(self.n, device=device), dt=self.dt,
-                     steps=self.every * (self.frames - 1), record_every=self.every)
-        return {"w": traj}
+        return {"w": self.trajectory(w0)}
+
+    def trajectory(self, w0: torch.Tensor) -> torch.Tensor:
+        """The reference trajectories (B, frames, n, n) from initial vorticities (B, n, n)."""
+        return solve(w0, nu=self.nu, forcing=kolmogorov_forcing(w0.shape[-1], dtype=w0.dtype, device=w0.device),
+                     dt=self.dt, steps=self.every * (self.frames - 1), record_every=self.every)
+
+    def at_resolution(self, m: int) -> "NavierStokesFamily":
+        """The same family on an m x m grid (the time step shrunk with the grid spacing)."""
+        return NavierStokesFamily(n=m, frames=self.frames, frame_dt=self.frame_dt, nu=self.nu, alpha=self.alpha,
+                                  tau=self.tau, dt=self.dt * min(1.0, self.n / m))
 
     def residual(self, w, frame_dt=None):
         """:func:`residual` of trajectories ``w`` (..., T, m, m) of this family (any grid m)."""

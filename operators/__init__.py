@@ -7,4 +7,12 @@ from .stfno import STFNONet
 #: method names -> operator methods (the registry kept at the edge)
 REGISTRY = {"fno3d": FNO3d, "stfno": STFNO}
 
-__all__ = ["FNO", "SpectralConv", "STFNONet", "FNO3d", "STFNO", "TrajectoryOperator", "REGISTRY"]
+
+
+def commands() -> dict:
+    """Subcommands that operators add to ``pdeml``: name -> (add_parser(sub), main(args))."""
+    from . import cli
+    return {"finetune": (cli.add_parser, cli.main)}
+
+
+__all__ = ["commands", "FNO", "SpectralConv", "STFNONet", "FNO3d", "STFNO", "TrajectoryOperator", "REGISTRY"]

@@ -53,7 +53,14 @@ class AbstractTrajectoryMethod(AbstractMethod):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = self.network()
-        return TrajectoryOperator(problem, net, self).to(dtype=dtype, device=device)
+        return _cast(TrajectoryOperator(problem, net, self), dtype).to(device)
+
+
+def _cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """``module`` in ``dtype``, its complex spectral weights in the matching complex dtype
+    (``Module.to(float32)`` would drop their imaginary parts)."""
+    cdtype = {torch.float32: torch.complex64, torch.float64: torch.complex128}[dtype]
+    return module._apply(lambda t: t.to(dtype) if t.is_floating_point() else t.to(cdtype) if t.is_complex() else t)
 
 
 class _BroadcastFNO(torch.nn.Module):

@@ -63,10 +63,15 @@ def _parser():
     k.add_argument("--points", type=int, help="PDE points (default: the case's)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--device", default="auto")
-    import solvers                              # solvers register their commands at the edge
-    for add_parser, _ in solvers.commands().values():
+    for add_parser, _ in _commands().values():   # solvers and operators register theirs at the edge
         add_parser(sub)
     return ap
+
+
+def _commands() -> dict:
+    import operators
+    import solvers
+    return {**solvers.commands(), **operators.commands()}
 
 
 def _case_options(extra: list[str]) -> dict:
@@ -96,9 +101,8 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from . import run
     from .fit import DivergenceError
-    import solvers
     try:
-        commands = solvers.commands()
+        commands = _commands()
         if args.command in commands:
             return commands[args.command][1](args)
         if args.command == "condition":

@@ -90,6 +90,22 @@ class Writer:
             self.tmp.unlink(missing_ok=True)
 
 
+def interpolate(w: torch.Tensor, m: int) -> torch.Tensor:
+    """Trigonometric interpolation of periodic fields (..., n, n) onto a finer (..., m, m) grid:
+    the Fourier modes below n/2 are kept and the higher ones are zero, so a field with modes
+    below n/2 is the same function on the finer grid (the inverse of :func:`truncate`)."""
+    n = w.shape[-1]
+    m = positive_int("resolution", m)
+    if m < n or m % 2 or n % 2:
+        fail("resolution", m, f"is not an even size >= the grid's {n}", f"pass e.g. {2 * n}")
+    h = n // 2
+    wh = torch.fft.rfft2(w, norm="forward")
+    out = torch.zeros(*w.shape[:-2], m, m // 2 + 1, dtype=wh.dtype, device=w.device)
+    out[..., :h, :h] = wh[..., :h, :h]
+    out[..., m - h + 1:, :h] = wh[..., n - h + 1:, :h]
+    return torch.fft.irfft2(out, s=(m, m), norm="forward")
+
+
 def write(path, arrays: dict, *, settings: dict, n_train: int) -> Path:
     """Write ``{name: array (samples, ...)}`` as chunked HDF5 with ``settings`` and the split."""
     sizes = {len(a) for a in arrays.values()}

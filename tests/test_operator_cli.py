@@ -49,3 +49,17 @@ def test_train_resume_and_export_an_operator(dataset, tmp_path, capsys, case):
 def test_data_of_a_single_problem_case_is_a_clear_error(tmp_path, capsys):
     assert main(["data", "heat_1d", "--samples", "4", "--out", str(tmp_path / "x.h5")]) == 2
     assert "not a family" in capsys.readouterr().err
+
+
+def test_finetune_refines_one_test_trajectory_of_an_stfno_run(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "nse_stfno", "--n", "16", "--batch", "4", "--data", str(dataset), "--out", str(out),
+                 "--steps", "20", "--no-progress"]) == 0
+    assert main(["finetune", str(out), "--sample", "1", "--iterations", "30"]) == 0
+    rep = json.loads((out / "finetune_001" / "finetune.json").read_text())
+    assert rep["resolution"] == 32 and rep["modes"] == [16, 16, 6]
+    assert rep["after"]["h_minus_one"] < rep["before"]["h_minus_one"] / 3      # ~10x measured
+    assert rep["after"]["relative_l2"] < rep["before"]["relative_l2"]
+    assert (out / "finetune_001" / "refined.pvd").read_text().count("<DataSet") == 40
+    assert main(["finetune", str(out), "--sample", "9"]) == 2
+    assert "--sample=9 is not a test sample" in capsys.readouterr().err

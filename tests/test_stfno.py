@@ -27,3 +27,13 @@ def test_the_output_is_the_last_frame_plus_what_the_out_layer_adds():
         net.out_conv.bias[0, 0, 0, 0, 0] = 1.0
     moved = net(w) - w[:, -1:]
     assert float(moved.abs().max()) > 0 and torch.allclose(moved, moved[:, :, :1, :1].expand_as(moved), atol=1e-6)
+
+
+def test_building_in_float32_or_float64_keeps_the_spectral_weights_complex():
+    from cases._navier_stokes import family
+    from operators.backend import STFNO
+    for dtype, cdtype in ((torch.float32, torch.complex64), (torch.float64, torch.complex128)):
+        be = STFNO(t_in=4, t_out=4, modes=4, modes_t=2, width=4, layers=2).build(family(16), dtype=dtype)
+        w = be.net.lift_conv.weight
+        assert w.dtype == cdtype and float(w.imag.abs().max()) > 0       # Module.to(float) would zero them
+        assert be.net.lift.weight.dtype == dtype
