@@ -18,7 +18,7 @@ from .device import resolve_device
 from .field import Field
 from .fit import DivergenceError, FitResult, fit, relative_l2
 from .gauss_newton import ENGD
-from .optim import SGD, Adam
+from .optim import SGD, Adam, OneCycle
 from .problem import Case, Parameter, Problem
 from .sampling import AbstractSampler
 from .steppers import LBFGS, AbstractStepper, FirstOrder
@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 __all__ = ["geometry", "nn", "derivatives", "Problem", "Case", "Parameter", "Field",
            "AbstractCondition", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial", "Data", "Operator",
            "fit", "FitResult", "DivergenceError", "relative_l2", "Adam", "SGD", "LBFGS", "ENGD", "Sum",
-           "FirstOrder", "AbstractStepper", "AbstractMethod", "AbstractBackend", "AbstractTrainable",
+           "FirstOrder", "OneCycle", "AbstractStepper", "AbstractMethod", "AbstractBackend", "AbstractTrainable",
            "AbstractLeastSquares",
            "ConFIG", "MConFIG", "PCGrad", "GradNorm",
            "AbstractCombiner", "AbstractSampler", "AbstractCallback", "ProgressBar",

@@ -143,7 +143,7 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
     run, run_phase = None, -1                 # the current phase's stepper run and its index
 
     def start_phase(i):
-        return phases[i][1].init(backend, weights)
+        return phases[i][1].init(backend, weights, phases[i][0])
 
     if resume and checkpoint is not None and Path(checkpoint).exists():
         saved = ckpt.load(checkpoint, map_location=device)

@@ -9,14 +9,45 @@ import torch
 
 from ._validate import fail, finite_scalar, positive_int
 
-__all__ = ["AbstractOptimizer", "Adam", "SGD", "OPTIMIZERS", "make_optimizer"]
+__all__ = ["AbstractOptimizer", "Adam", "SGD", "OneCycle", "OPTIMIZERS", "make_optimizer"]
+
+
+class OneCycle:
+    r"""The one-cycle schedule (Smith & Topin 2019) over a phase of K steps: from
+    :math:`\eta/d` up to the peak :math:`\eta` in the first ``warmup`` fraction (cosine), then down
+    to :math:`\eta/(d\,d_f)` (cosine). Defaults as torch's ``OneCycleLR``: d = 25, d_f = 1e4,
+    warmup 0.3. Spectral-Refiner trains ST-FNO with Adam 1e-2 and this schedule.
+
+    Example:
+        >>> pl.Adam(1e-2, schedule=pl.OneCycle())
+    """
+
+    def __init__(self, warmup: float = 0.3, div: float = 25.0, final_div: float = 1e4):
+        self.warmup, self.div, self.final_div = (finite_scalar(k, v) for k, v in
+                                                 (("warmup", warmup), ("div", div), ("final_div", final_div)))
+        if not 0 < self.warmup < 1 or self.div < 1 or self.final_div < 1:
+            fail("OneCycle", (warmup, div, final_div), "needs 0 < warmup < 1 and div, final_div >= 1",
+                 "pass e.g. OneCycle(0.3, 25, 1e4)")
+
+    def factor(self, step: int, total: int) -> float:
+        import math
+        up = max(1.0, self.warmup * total - 1)            # the peak's step, as torch's OneCycleLR
+        lo, end = 1 / self.div, 1 / (self.div * self.final_div)
+        if step <= up:
+            return lo + (1 - lo) * (1 - math.cos(math.pi * step / up)) / 2
+        frac = min(1.0, (step - up) / max(1.0, total - 1 - up))
+        return end + (1 - end) * (1 + math.cos(math.pi * frac)) / 2
+
+    def __repr__(self):
+        return f"OneCycle({self.warmup}, {self.div}, {self.final_div})"
 
 
 class AbstractOptimizer(abc.ABC):
-    r"""A first-order optimizer's settings: a learning rate with step decay :math:`\eta_k = \eta\,\gamma^{k/K}` (k counts the
-    phase's steps)."""
+    r"""A first-order optimizer's settings: a learning rate with step decay
+    :math:`\eta_k = \eta\,\gamma^{k/K}` (k counts the phase's steps), or a ``schedule`` over the
+    whole phase (:class:`OneCycle`) instead."""
 
-    def __init__(self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000):
+    def __init__(self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000, schedule=None):
         self.lr = finite_scalar("lr", lr)
         if self.lr <= 0:
             fail("lr", lr, "must be positive", "pass e.g. 1e-3")
@@ -24,8 +55,18 @@ class AbstractOptimizer(abc.ABC):
         if not 0 < self.decay <= 1:
             fail("decay", decay, "must be in (0, 1]", "pass e.g. 0.9 (or 1 for a constant rate)")
         self.decay_every = positive_int("decay_every", decay_every)
+        if schedule is not None and not isinstance(schedule, OneCycle):
+            fail("schedule", schedule, "is not a schedule", "pass pl.OneCycle() or None (step decay)")
+        if schedule is not None and self.decay != 1:
+            fail("decay", decay, "and a schedule would both set the rate", "use one of them")
+        self.schedule = schedule
 
-    def lr_at(self, step: int) -> float:
+    def lr_at(self, step: int, total: int | None = None) -> float:
+        """The rate of the phase's step ``step`` of ``total`` (needed by a schedule)."""
+        if self.schedule is not None:
+            if total is None:
+                fail("schedule", self.schedule, "needs the phase's length", "train through pdeml.fit")
+            return self.lr * self.schedule.factor(step, total)
         return self.lr * self.decay ** (step / self.decay_every)
 
     @abc.abstractmethod
@@ -33,7 +74,8 @@ class AbstractOptimizer(abc.ABC):
         """The torch optimizer over ``params``."""
 
     def __repr__(self):
-        return f"{type(self).__name__}({self.lr}, decay={self.decay}, decay_every={self.decay_every})"
+        tail = f"schedule={self.schedule!r}" if self.schedule else f"decay={self.decay}, decay_every={self.decay_every}"
+        return f"{type(self).__name__}({self.lr}, {tail})"
 
 
 class Adam(AbstractOptimizer):
@@ -44,8 +86,8 @@ class Adam(AbstractOptimizer):
     """
 
     def __init__(self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000,
-                 betas=(0.9, 0.999)):
-        super().__init__(lr, decay=decay, decay_every=decay_every)
+                 betas=(0.9, 0.999), schedule=None):
+        super().__init__(lr, decay=decay, decay_every=decay_every, schedule=schedule)
         self.betas = tuple(finite_scalar("betas", b) for b in betas)
 
     def build(self, params):
@@ -71,7 +113,7 @@ class SGD(AbstractOptimizer):
 def _carry(cls):
     """``--optimizer adam|sgd``: the new optimizer keeps the case's learning rate and decay."""
     def make(current):
-        keep = {k: getattr(current, k) for k in ("lr", "decay", "decay_every") if hasattr(current, k)}
+        keep = {k: getattr(current, k) for k in ("lr", "decay", "decay_every", "schedule") if hasattr(current, k)}
         return cls(keep.pop("lr", 1e-3), **keep)
     return make
 

@@ -68,10 +68,11 @@ class AbstractStepper(abc.ABC):
     name: str = "step"
     redraws: bool = True
 
-    def init(self, backend, weights: dict) -> "AbstractStepper":
-        """A run of this stepper on ``backend``'s trainable parameters."""
+    def init(self, backend, weights: dict, steps: int | None = None) -> "AbstractStepper":
+        """A run of this stepper on ``backend``'s trainable parameters, for a phase of ``steps``
+        steps (schedules that span the phase, such as one-cycle, need it)."""
         run = copy.copy(self)
-        run.backend, run.params, run.weights = backend, trainable(backend), dict(weights)
+        run.backend, run.params, run.weights, run.steps = backend, trainable(backend), dict(weights), steps
         run._start()
         return run
 
@@ -122,7 +123,7 @@ class FirstOrder(AbstractStepper):
         if not bool(torch.isfinite(total.detach()) & torch.isfinite(gnorm)):
             bad = non_finite_terms(losses)
             raise NonFinite(losses, f"loss terms {bad}" if bad else f"the gradient (norm {float(gnorm)})")
-        lr = self.optimizer.lr_at(k)
+        lr = self.optimizer.lr_at(k, self.steps)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.step()

@@ -205,7 +205,7 @@ def test_python_overrides_with_objects_are_recorded_by_their_fields(tmp_path):
                                             "every": 0, "method": "random"}
     assert info["case"]["method"]["sampler"]["n_domain"] == 64
     assert info["case"]["optimizer"] == {"type": "Adam", "lr": 0.002, "decay": 0.5, "decay_every": 1000,
-                                         "betas": [0.9, 0.999]}
+                                         "betas": [0.9, 0.999], "schedule": None}
 
 
 def test_case_errors_name_the_field_and_the_fix():
@@ -246,3 +246,22 @@ def test_describe_never_records_a_class_flag_as_a_setting():
     assert "unbiased=False" in describe(pl.derivatives.STDE(4))["repr"]
     with pytest.raises(ValueError, match="cannot be copied"):
         replace(pl.derivatives.STDE(4, unbiased=True), samples=8)
+
+
+def test_one_cycle_schedule_spans_the_phase_and_matches_torch():
+    """The rates the FirstOrder stepper uses under pl.OneCycle equal torch's OneCycleLR (cosine
+    annealing, same defaults) step for step."""
+    total, peak = 50, 1e-2
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.SGD([w], lr=peak)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=total, cycle_momentum=False,
+                                                three_phase=False)
+    ours = pl.Adam(peak, schedule=pl.OneCycle())
+    theirs = []
+    for _ in range(total):
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert np.allclose([ours.lr_at(k, total) for k in range(total)], theirs, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="schedule"):
+        pl.Adam(1e-3, decay=0.5, schedule=pl.OneCycle())
