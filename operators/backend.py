@@ -197,6 +197,8 @@ class TrajectoryOperator(AbstractTrainable):
     def resolved(self):
         return {"parameters": sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters())}
 
-    def export(self, out, resolution: int, samples: int = 3) -> list[Path]:
+    def export(self, out, resolution: int, sample: int | None = None) -> list[Path]:
+        """``test_<k>.pvd`` time series (prediction, truth, error) of test trajectory ``sample``,
+        or of the first three, and ``field.png``."""
         from .export import export_trajectories
-        return export_trajectories(self, Path(out), samples)
+        return export_trajectories(self, Path(out), range(3) if sample is None else [sample])

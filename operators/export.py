@@ -11,24 +11,32 @@ from pdeml.export.image import write_image_data
 from pdeml.export.plots import figure, save
 
 
-def export_trajectories(backend, out: Path, samples: int = 3) -> list[Path]:
-    ref = backend.reference(None)
-    if ref is None:
+def export_trajectories(backend, out: Path, samples) -> list[Path]:
+    """Files for the test trajectories numbered ``samples`` (indices in the test split)."""
+    from pdeml._validate import fail
+    from pdeml.datasets import Dataset
+    data = backend.method.data
+    if data is None:
         return []
-    a, y = ref
-    a, y = a[:samples], y[:samples]
+    with Dataset(data.path, data.resolution) as ds:
+        test = list(ds.test)
+        samples = [s for s in samples if s < len(test)] if len(samples) > 1 else list(samples)
+        for s in samples:
+            if not 0 <= s < len(test):
+                fail("--sample", s, f"is not a test sample (the split has {len(test)})", f"pass 0..{len(test) - 1}")
+        a, y = (t.numpy() for t in backend.split(ds[[test[s] for s in samples]]["w"]))
     pred = backend.predict(a)
     t_in, dt = backend.method.t_in, backend.problem.frame_dt
     n = y.shape[-1]
     written = []
-    for s in range(len(y)):
+    for s, k in enumerate(samples):
         entries = []
         for j in range(y.shape[1]):
-            name = f"test_{s:03d}/t{j:04d}.vti"
+            name = f"test_{k:03d}/t{j:04d}.vti"
             write_image_data(out / name, {"prediction": pred[s, j], "truth": y[s, j], "error": pred[s, j] - y[s, j]},
                              spacing=(1.0 / n, 1.0 / n, 1.0))
             entries.append(f'    <DataSet timestep="{(t_in + j) * dt:.10g}" part="0" file={quoteattr(name)}/>')
-        pvd = out / f"test_{s:03d}.pvd"
+        pvd = out / f"test_{k:03d}.pvd"
         pvd.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
                        + "\n".join(entries) + "\n  </Collection>\n</VTKFile>\n")
         written.append(pvd)

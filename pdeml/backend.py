@@ -48,10 +48,14 @@ class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
         """Identified scalar parameters (inverse problems); default none."""
         return {}
 
-    def export(self, out, resolution: int) -> list:
+    def export(self, out, resolution: int, sample: int | None = None) -> list:
         """Write the solution's files into ``out``: by default the VTK mesh of the problem's
-        geometry (:func:`pdeml.export.export`) and ``field.png``; operators write time series."""
+        geometry (:func:`pdeml.export.export`) and ``field.png``; operators write time series
+        (of test trajectory ``sample``, or the first few)."""
+        from ._validate import fail
         from .export import export, plot_field
+        if sample is not None:
+            fail("--sample", sample, "applies to operator runs (a family's test samples)", "leave it out")
         files = export(self, out, resolution)
         files.append(plot_field(self, Path(out) / "field.png", min(resolution, 200)))
         return files

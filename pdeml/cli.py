@@ -45,6 +45,7 @@ def _parser():
     e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
     e.add_argument("dir")
     e.add_argument("--resolution", type=int)
+    e.add_argument("--sample", type=int, help="operator runs: the test trajectory to export (default: the first three)")
     e.add_argument("--device", default="auto")
     sub.add_parser("cases", help="list the built-in cases")
     dd = sub.add_parser("data", help="generate the dataset of an operator case (a family of problems)",
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
                 print(f"{name:28s} {doc}")
             return 0
         if args.command == "export":
-            for p in run.export_run(args.dir, args.resolution, args.device):
+            for p in run.export_run(args.dir, args.resolution, args.device, args.sample):
                 print(p)
             return 0
         from pathlib import Path

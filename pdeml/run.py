@@ -278,11 +278,11 @@ def make_data(case, out, *, samples: int, test: int | None = None, seed: int = 0
                               progress=progress)
 
 
-def export_backend(backend, out, resolution: int) -> list[Path]:
+def export_backend(backend, out, resolution: int, sample: int | None = None) -> list[Path]:
     """The backend's own files (:meth:`pdeml.backend.AbstractBackend.export`) and ``loss.png``."""
     from .export import plot_history
     out = Path(out)
-    files = backend.export(out, resolution)
+    files = backend.export(out, resolution, sample=sample)
     saved = out / "checkpoint.pt"
     if saved.exists():
         hist = json.loads(ckpt.load(saved)["history"])
@@ -310,13 +310,13 @@ def load_run(out, device="auto"):
     return case, backend
 
 
-def export_run(out, resolution: int | None = None, device="auto") -> list[Path]:
+def export_run(out, resolution: int | None = None, device="auto", sample: int | None = None) -> list[Path]:
     """Re-export a finished run directory at another resolution."""
     if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
                                    or resolution < 2):
         fail("--resolution", resolution, "must be an integer >= 2", "pass e.g. --resolution 128")
     case, backend = load_run(out, device)
-    return export_backend(backend, Path(out), resolution or case.export_resolution)
+    return export_backend(backend, Path(out), resolution or case.export_resolution, sample)
 
 
 def condition_report(target, options=None, *, seed: int = 0, device="auto", points: int | None = None,

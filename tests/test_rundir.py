@@ -224,3 +224,9 @@ def test_a_checkpoint_of_an_older_layout_is_refused_before_anything_is_rewritten
     assert _train(out, "--resume") == 2
     assert "has layout 1" in _error(capsys)
     assert (out / "run.json").read_text() == info
+
+
+def test_export_sample_is_for_operator_runs_only(tmp_path, capsys):
+    assert _train(tmp_path / "run") == 0
+    assert main(["export", str(tmp_path / "run"), "--sample", "1"]) == 2
+    assert "--sample=1 applies to operator runs" in _error(capsys)
