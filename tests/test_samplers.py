@@ -137,7 +137,7 @@ def test_rard_grows_and_rad_needs_residuals():
 
 
 def test_rad_resamples_from_the_models_residual_inside_fit(problem):
-    """fit attaches the backend's residual_at; RAD's points then carry a larger mean residual
+    """the PINN backend starts RAD with its residual_at; RAD's points then carry a larger mean residual
     than uniform points (for k = 1, c = 0 the expected value is E[r^2] / E[r] >= E[r])."""
     from samplers import RAD
     from solvers import PINNBackend
