@@ -3,12 +3,24 @@ prediction, the truth and the error, and ``field.png`` with a few time slices si
 from __future__ import annotations
 
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from pdeml.export.image import write_image_data
 from pdeml.export.plots import figure, save
+from pdeml.export.vtk import write_pvd
+
+
+def write_series(out: Path, name: str, pred: np.ndarray, truth: np.ndarray, t0: float, dt: float) -> Path:
+    """``name.pvd`` over ``name/t*.vti``: prediction, truth and error of one trajectory
+    (frames, n, n) at times t0, t0 + dt, ... on the unit square."""
+    n, files = truth.shape[-1], []
+    for j in range(len(truth)):
+        rel = f"{name}/t{j:04d}.vti"
+        write_image_data(out / rel, {"prediction": pred[j], "truth": truth[j], "error": pred[j] - truth[j]},
+                         spacing=(1.0 / n, 1.0 / n, 1.0))
+        files.append((t0 + j * dt, rel))
+    return write_pvd(out / f"{name}.pvd", files)
 
 
 def export_trajectories(backend, out: Path, samples) -> list[Path]:
@@ -27,19 +39,7 @@ def export_trajectories(backend, out: Path, samples) -> list[Path]:
         a, y = (t.numpy() for t in backend.split(ds[[test[s] for s in samples]]["w"]))
     pred = backend.predict(a)
     t_in, dt = backend.method.t_in, backend.problem.frame_dt
-    n = y.shape[-1]
-    written = []
-    for s, k in enumerate(samples):
-        entries = []
-        for j in range(y.shape[1]):
-            name = f"test_{k:03d}/t{j:04d}.vti"
-            write_image_data(out / name, {"prediction": pred[s, j], "truth": y[s, j], "error": pred[s, j] - y[s, j]},
-                             spacing=(1.0 / n, 1.0 / n, 1.0))
-            entries.append(f'    <DataSet timestep="{(t_in + j) * dt:.10g}" part="0" file={quoteattr(name)}/>')
-        pvd = out / f"test_{k:03d}.pvd"
-        pvd.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
-                       + "\n".join(entries) + "\n  </Collection>\n</VTKFile>\n")
-        written.append(pvd)
+    written = [write_series(out, f"test_{k:03d}", pred[s], y[s], t_in * dt, dt) for s, k in enumerate(samples)]
     written.append(plot_trajectory(pred[0], y[0], t_in, dt, out / "field.png"))
     return written
 

@@ -88,7 +88,6 @@ def finetune_run(run_dir, *, sample: int = 0, resolution: int | None = None, ite
     from pathlib import Path
 
     from pdeml.datasets import Dataset, interpolate
-    from pdeml.export.image import write_image_data
     from pdeml.run import load_run
 
     from .stfno import STFNONet
@@ -129,14 +128,7 @@ def finetune_run(run_dir, *, sample: int = 0, resolution: int | None = None, ite
     out.mkdir(parents=True, exist_ok=True)
     (out / "finetune.json").write_text(json.dumps(report, indent=2))
     p, y = pred.detach()[0].cpu().numpy(), truth[0].cpu().numpy()
-    entries = []
-    for j in range(t_out):
-        name = f"refined/t{j:04d}.vti"
-        write_image_data(out / name, {"prediction": p[j], "truth": y[j], "error": p[j] - y[j]},
-                         spacing=(1.0 / resolution, 1.0 / resolution, 1.0))
-        entries.append(f'    <DataSet timestep="{(t_in + j) * family.frame_dt:.10g}" part="0" file="{name}"/>')
-    (out / "refined.pvd").write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  '
-                                     '<Collection>\n' + "\n".join(entries) + "\n  </Collection>\n</VTKFile>\n")
-    from .export import plot_trajectory
+    from .export import plot_trajectory, write_series
+    write_series(out, "refined", p, y, t_in * family.frame_dt, family.frame_dt)
     plot_trajectory(p, y, t_in, family.frame_dt, out / "finetune.png")
     return report

@@ -69,6 +69,15 @@ def point_data(backend, x: np.ndarray, truth=_BUILD) -> dict[str, np.ndarray]:
     return data
 
 
+def write_pvd(path, files: list[tuple[float, str]]) -> Path:
+    """A ParaView collection (``.pvd``) of ``(time, file relative to path's folder)`` pairs."""
+    entries = "\n".join(f'    <DataSet timestep="{t:.10g}" part="0" file={quoteattr(name)}/>' for t, name in files)
+    path = Path(path)
+    path.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
+                    + entries + "\n  </Collection>\n</VTKFile>\n")
+    return path
+
+
 def _pad3(x):
     if x.shape[1] > 3:                          # a slice of a high-dimensional domain: (x0, x1)
         x = x[:, :2]
@@ -98,12 +107,9 @@ def export(backend, out_dir, resolution: int = 128, snapshots: int = 21) -> list
         xt = np.hstack([pts, np.full((len(pts), 1), t)])
         name = f"solution/t{k:04d}.vtu"
         _write(out / name, pts, cell_type, cells, point_data(backend, xt, truth))
-        entries.append(f'    <DataSet timestep="{t:.10g}" part="0" file={quoteattr(name)}/>')
+        entries.append((t, name))
         written.append(out / name)
-    pvd = out / "solution.pvd"
-    pvd.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
-                   + "\n".join(entries) + "\n  </Collection>\n</VTKFile>\n")
-    written.insert(0, pvd)
+    written.insert(0, write_pvd(out / "solution.pvd", entries))
     if p.geometry.dim == 1:  # the whole space-time plane as one mesh (x, t, 0)
         nt = res
         x = np.linspace(p.geometry.bbox[0][0], p.geometry.bbox[1][0], res + 1)
