@@ -179,20 +179,27 @@ class TrajectoryOperator(AbstractTrainable):
 
     @torch.no_grad()
     def predict(self, x, chunk: int = 8) -> np.ndarray:
-        p = next(self.parameters())
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float32 if not p.is_floating_point() else p.dtype,
-                            device=p.device)
+        x = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
         return np.concatenate([self(x[i:i + chunk]).double().cpu().numpy() for i in range(0, len(x), chunk)])
 
-    def reference(self, rng):
-        """Inputs and targets of the first ``test_samples`` test trajectories."""
+    def test_pairs(self, samples=None):
+        """``(inputs, targets)`` as numpy of the test trajectories numbered ``samples`` (indices in
+        the test split; default the first ``test_samples``), or None without data."""
         data = self.method.data
         if data is None:
             return None
         with Dataset(data.path, data.resolution) as ds:
-            idx = list(ds.test)[: self.method.test_samples]
-            a, y = self.split(ds[idx]["w"])
+            test = list(ds.test)
+            samples = range(min(self.method.test_samples, len(test))) if samples is None else samples
+            for s in samples:
+                if not 0 <= s < len(test):
+                    fail("--sample", s, f"is not a test sample (the split has {len(test)})", f"pass 0..{len(test) - 1}")
+            a, y = self.split(ds[[test[s] for s in samples]]["w"])
         return a.numpy(), y.numpy()
+
+    def reference(self, rng):
+        """Inputs and targets of the first ``test_samples`` test trajectories."""
+        return self.test_pairs()
 
     def resolved(self):
         return {"parameters": sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters())}
@@ -201,4 +208,4 @@ class TrajectoryOperator(AbstractTrainable):
         """``test_<k>.pvd`` time series (prediction, truth, error) of test trajectory ``sample``,
         or of the first three, and ``field.png``."""
         from .export import export_trajectories
-        return export_trajectories(self, Path(out), range(3) if sample is None else [sample])
+        return export_trajectories(self, Path(out), [sample] if sample is not None else None)

@@ -23,20 +23,16 @@ def write_series(out: Path, name: str, pred: np.ndarray, truth: np.ndarray, t0: 
     return write_pvd(out / f"{name}.pvd", files)
 
 
-def export_trajectories(backend, out: Path, samples) -> list[Path]:
-    """Files for the test trajectories numbered ``samples`` (indices in the test split)."""
-    from pdeml._validate import fail
-    from pdeml.datasets import Dataset
-    data = backend.method.data
-    if data is None:
+def export_trajectories(backend, out: Path, samples=None, first: int = 3) -> list[Path]:
+    """Files for the test trajectories numbered ``samples`` (indices in the test split; default
+    the first ``first``)."""
+    pairs = backend.test_pairs(samples)
+    if pairs is None:
         return []
-    with Dataset(data.path, data.resolution) as ds:
-        test = list(ds.test)
-        samples = [s for s in samples if s < len(test)] if len(samples) > 1 else list(samples)
-        for s in samples:
-            if not 0 <= s < len(test):
-                fail("--sample", s, f"is not a test sample (the split has {len(test)})", f"pass 0..{len(test) - 1}")
-        a, y = (t.numpy() for t in backend.split(ds[[test[s] for s in samples]]["w"]))
+    a, y = pairs
+    if samples is None:
+        a, y = a[:first], y[:first]
+    samples = list(samples) if samples is not None else list(range(len(y)))
     pred = backend.predict(a)
     t_in, dt = backend.method.t_in, backend.problem.frame_dt
     written = [write_series(out, f"test_{k:03d}", pred[s], y[s], t_in * dt, dt) for s, k in enumerate(samples)]

@@ -37,3 +37,13 @@ def test_building_in_float32_or_float64_keeps_the_spectral_weights_complex():
         w = be.net.lift_conv.weight
         assert w.dtype == cdtype and float(w.imag.abs().max()) > 0       # Module.to(float) would zero them
         assert be.net.lift.weight.dtype == dtype
+
+
+def test_a_float64_operator_predicts_in_float64():
+    import numpy as np
+
+    from cases._navier_stokes import family
+    from operators.backend import STFNO
+    be = STFNO(t_in=4, t_out=3, modes=4, modes_t=2, width=4, layers=2).build(family(16), dtype=torch.float64)
+    out = be.predict(np.random.default_rng(0).standard_normal((2, 4, 16, 16)))
+    assert out.shape == (2, 3, 16, 16) and out.dtype == np.float64
