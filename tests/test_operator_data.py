@@ -152,3 +152,12 @@ def test_minibatches_cover_each_epoch_once_and_resume_exactly(tmp_path):
     assert low.current()["data"]["w"].shape == (2, 2, 4, 4)
     with pytest.raises(ValueError, match="batch_size"):
         Minibatches(path, 11).init(None, np.random.default_rng(0))
+
+
+def test_interpolation_is_exact_for_band_limited_fields_and_inverts_truncation():
+    from pdeml.datasets import interpolate
+    assert torch.allclose(interpolate(_smooth(16), 64), _smooth(64), atol=1e-12)
+    w = gaussian_random_field(32, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(truncate(interpolate(truncate(w, 16), 32), 16), truncate(w, 16), atol=1e-12)
+    with pytest.raises(ValueError, match="resolution"):
+        interpolate(_smooth(16), 8)

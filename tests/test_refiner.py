@@ -4,6 +4,7 @@ import torch
 
 from cases._navier_stokes import family, kolmogorov_forcing, solve
 from operators.losses import relative_l2
+from pdeml.datasets import interpolate
 from operators.refiner import grow, refine
 from operators.stfno import STFNONet
 
@@ -34,10 +35,7 @@ def test_refining_at_a_finer_grid_lowers_the_residual_and_leaves_the_network_alo
         loss.backward()
         opt.step()
     # the truth at 32²: the same initial vorticity (band-limited, so exact on the finer grid), solved there
-    wh = torch.fft.rfft2(traj[:, 0].double(), norm="forward")
-    up = torch.zeros(2, 32, 17, dtype=wh.dtype)
-    up[:, :8, :9], up[:, -8:, :9] = wh[:, :8, :9], wh[:, -8:, :9]
-    fine = solve(torch.fft.irfft2(up, s=(32, 32), norm="forward"), nu=1e-3, forcing=kolmogorov_forcing(32),
+    fine = solve(interpolate(traj[:, 0].double(), 32), nu=1e-3, forcing=kolmogorov_forcing(32),
                  dt=1e-3, steps=2900, record_every=100).float()
     inp, truth = fine[:, :10], fine[:, 10:30]
     before = {k: v.clone() for k, v in net.state_dict().items()}
