@@ -10,6 +10,7 @@ the phase and its stepper's state, the batch run (points and generator) and the 
 """
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from dataclasses import dataclass, field
@@ -79,10 +80,12 @@ def check_phases(phases) -> list[tuple[int, AbstractStepper]]:
     return out
 
 
-def check_weights(weights, names) -> dict:
-    """Loss weights: known term names, finite and non-negative values."""
+def check_weights(weights, names=None) -> dict:
+    """Loss weights: a dict of finite, non-negative values; with ``names``, of known terms."""
+    if weights is not None and not isinstance(weights, dict):
+        fail("weights", weights, "is not a dict", 'pass e.g. {"dirichlet": 10.0}')
     weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(names))
+    unknown = sorted(set(weights) - set(names)) if names is not None else []
     if unknown:
         fail("weights", weights, f"names unknown loss terms {unknown}", f"use the problem's terms {list(names)}")
     for k, v in weights.items():
@@ -92,14 +95,10 @@ def check_weights(weights, names) -> dict:
     return {k: float(v) for k, v in weights.items()}
 
 
-def _phase_at(phases, step: int) -> int:
-    """Index of the phase that takes step ``step`` (counting from 0); len(phases) past the end."""
-    end = 0
-    for i, (n, _) in enumerate(phases):
-        end += n
-        if step < end:
-            return i
-    return len(phases)
+def _phase_at(starts: list, step: int) -> int:
+    """Index of the phase that takes step ``step``, given the phases' first steps ``starts``
+    (and the end); len(starts) - 1 past the end."""
+    return bisect.bisect_right(starts, step) - 1
 
 
 def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int = 0,
@@ -160,7 +159,7 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
         batches.load_state_dict(saved["batches"])
         state.step, state.history = step, json.loads(saved["history"])
         state.wall_time_s = float(saved["wall_time_s"])
-        i = _phase_at(phases, step)
+        i = _phase_at(starts, step)
         if step > starts[i]:                  # inside a phase: it must be the saved one
             if saved["stepper"] != phases[i][1].name or int(saved["phase"]) != i:
                 fail("resume", str(checkpoint),
@@ -196,7 +195,7 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
     last_save = time.perf_counter()
     try:
         while state.step < state.total_steps and not state.stop:
-            i = _phase_at(phases, state.step)
+            i = _phase_at(starts, state.step)
             if i != run_phase:
                 run, run_phase = start_phase(i), i
             state.phase = run.name

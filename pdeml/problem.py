@@ -271,12 +271,8 @@ class Case:
             if isinstance(self.combiner, MConFIG) and not isinstance(self.optimizer, SGD):
                 fail("optimizer", self.optimizer, "would add a second set of moments to M-ConFIG's own",
                      "pass optimizer=pl.SGD(lr) with combiner=pl.MConFIG() (--optimizer sgd)")
-        if not isinstance(self.weights, dict):
-            fail("weights", self.weights, "is not a dict", 'pass e.g. {"dirichlet": 10.0}')
-        for k, v in self.weights.items():
-            if finite_scalar(f"weights[{k!r}]", v) < 0:
-                fail(f"weights[{k!r}]", v, "is negative (a negative weight rewards the residual)",
-                     "pass a weight >= 0")
+        from .fit import check_weights
+        check_weights(self.weights)          # the term names are checked when a backend exists
 
     @property
     def torch_dtype(self) -> torch.dtype:

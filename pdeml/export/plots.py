@@ -58,14 +58,14 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
     name = p.outputs[0]
     truth_fn = truth_function(p)
 
-    def _truth_at(_, x):
+    def truth_at(x):
         return None if truth_fn is None else truth_fn(x)
     if g.dim == 1 and p.time is not None:
         (x0,), (x1,) = g.bbox
         X, T = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(*p.time, resolution), indexing="ij")
         xt = np.stack([X.ravel(), T.ravel()], 1)
         grids = [("prediction", backend.predict(xt)[:, 0])]
-        truth = _truth_at(p, xt)
+        truth = truth_at(xt)
         if truth is not None:
             grids += [("truth", truth[:, 0]), ("error", backend.predict(xt)[:, 0] - truth[:, 0])]
         fig, ax = _panels(len(grids))
@@ -77,7 +77,7 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
         x = np.linspace(g.bbox[0][0], g.bbox[1][0], resolution)[:, None]
         fig, ax = _panels(1)
         ax[0].plot(x[:, 0], backend.predict(x)[:, 0], label="prediction")
-        truth = _truth_at(p, x)
+        truth = truth_at(x)
         if truth is not None:
             ax[0].plot(x[:, 0], truth[:, 0], "--", label="truth")
         ax[0].legend()
@@ -101,7 +101,7 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
             title_extra += f" (t = {p.time[1]:.3g})"
         pred = backend.predict(x)[:, 0]
         grids = [("prediction", pred)]
-        truth = _truth_at(p, x)
+        truth = truth_at(x)
         if truth is not None:
             grids += [("truth", truth[:, 0]), ("error", pred - truth[:, 0])]
         fig, ax = _panels(len(grids))
