@@ -233,3 +233,9 @@ def test_new_flow_is_nearly_uniform_and_an_update_moves_mass_to_the_residual():
     with pytest.raises(ValueError, match="box domain"):
         AAS(10).init(pl.Problem(geometry=pl.geometry.Disk([0, 0], 1), pde=lambda x, u: u.value,
                                  conditions=[pl.Dirichlet(0.0)]), rng)
+
+
+def test_a_named_sampler_needs_point_counts_to_keep():
+    case, _ = R.load_case("heat_semilinear_highdim", {"dim": "4"})        # its own BrownianPaths sampler
+    with pytest.raises(ValueError, match="--sampler='BrownianPaths' is the case's own sampler"):
+        R.apply_overrides(case, {"sampler": "r3"})
