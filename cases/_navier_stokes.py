@@ -113,24 +113,19 @@ def kolmogorov_forcing(n: int, amplitude: float = 0.1, dtype=torch.float64, devi
     return amplitude * (torch.sin(s) + torch.cos(s))
 
 
-def residual(w: torch.Tensor, *, nu: float, forcing, dt: float) -> torch.Tensor:
-    r"""The vorticity equation's residual :math:`R = \partial_t w + u\cdot\nabla w - \nu\Delta w - f`
-    of trajectories ``w`` (..., T, n, n) sampled every ``dt``: space spectrally (the solver's
-    operators, dealiased), time by second-order central differences, so R lives at the interior
-    times: shape (..., T - 2, n, n). ``forcing``: an (n, n) tensor or None."""
-    n = w.shape[-1]
-    kx, ky = wavenumbers(n, w.dtype, w.device)
-    mask = dealias_mask(n, w.device)
-    mid = w[..., 1:-1, :, :]
-    w_hat = torch.fft.rfft2(mid)
-    u, v = _velocity_hat(w_hat, kx, ky)
-    wx = torch.fft.irfft2(1j * kx * w_hat, s=(n, n))
-    wy = torch.fft.irfft2(1j * ky * w_hat, s=(n, n))
-    adv = torch.fft.irfft2(torch.fft.rfft2(u * wx + v * wy) * mask, s=(n, n))
-    lap = torch.fft.irfft2(-(kx ** 2 + ky ** 2) * w_hat, s=(n, n))
-    dwdt = (w[..., 2:, :, :] - w[..., :-2, :, :]) / (2 * dt)
-    f = 0 if forcing is None else torch.as_tensor(forcing, dtype=w.dtype, device=w.device)
-    return dwdt + adv - nu * lap - f
+def stream_function(w: torch.Tensor) -> torch.Tensor:
+    r"""ψ with :math:`-\Delta\psi = w` and zero mean, on the grid of ``w`` (..., n, n)."""
+    kx, ky = wavenumbers(w.shape[-1], w.dtype, w.device)
+    k2 = kx ** 2 + ky ** 2
+    psi = torch.fft.rfft2(w) / torch.where(k2 > 0, k2, torch.ones_like(k2))
+    psi[..., 0, 0] = 0
+    return torch.fft.irfft2(psi, s=w.shape[-2:])
+
+
+def dealias(r: torch.Tensor) -> torch.Tensor:
+    """``r`` (..., n, n) with the modes beyond the 2/3 rule removed."""
+    n = r.shape[-1]
+    return torch.fft.irfft2(torch.fft.rfft2(r) * dealias_mask(n, r.device), s=(n, n))
 
 
 class NavierStokesFamily(AbstractFamily):
@@ -170,10 +165,35 @@ class NavierStokesFamily(AbstractFamily):
         return NavierStokesFamily(n=m, frames=self.frames, frame_dt=self.frame_dt, nu=self.nu, alpha=self.alpha,
                                   tau=self.tau, dt=self.dt * min(1.0, self.n / m))
 
+    @staticmethod
+    def forcing(x: torch.Tensor) -> torch.Tensor:
+        r""":math:`f = 0.1(\sin 2\pi(x + y) + \cos 2\pi(x + y))` at points ``x`` (..., >= 2)."""
+        s = 2 * math.pi * (x[..., 0:1] + x[..., 1:2])
+        return 0.1 * (torch.sin(s) + torch.cos(s))
+
+    def pde(self, x, f):
+        r"""The vorticity equation, written once for every method of this family:
+        :math:`R = \partial_t w + u\,\partial_x w + v\,\partial_y w - \nu\Delta w - f` with
+        :math:`(u, v) = (\partial_y\psi, -\partial_x\psi)`. ``f`` holds the outputs ``w`` and ``psi``:
+        a PINN's :class:`pdeml.Field` (autograd at points ``x`` (N, 3)) or a
+        :class:`pdeml.grid.GridField` (spectral in space, central differences in time on the grid)."""
+        w, psi = f["w"], f["psi"]
+        u, v = psi.d("y"), -psi.d("x")
+        return w.dt() + u * w.d("x") + v * w.d("y") - self.nu * w.laplacian() - self.forcing(x)
+
+    def pinn_pde(self, x, f):
+        r""":meth:`pde` and the stream function's equation :math:`\Delta\psi + w = 0`: the residuals
+        of a PINN of this family with outputs ``("w", "psi")``."""
+        return self.pde(x, f), f["psi"].laplacian() + f["w"].value
+
     def residual(self, w, frame_dt=None):
-        """:func:`residual` of trajectories ``w`` (..., T, m, m) of this family (any grid m)."""
-        return residual(w, nu=self.nu, forcing=kolmogorov_forcing(w.shape[-1], dtype=w.dtype, device=w.device),
-                        dt=self.frame_dt if frame_dt is None else frame_dt)
+        """:meth:`pde` on trajectories ``w`` (..., T, m, m) of this family (any grid m), sampled
+        every ``frame_dt`` (default the family's): ψ from the spectral Poisson solve, the residual
+        at the interior frames (..., T - 2, m, m), dealiased by the 2/3 rule (the advection
+        product's aliased modes removed, as the solver removes them)."""
+        from pdeml.grid import GridField
+        f = GridField({"w": w, "psi": stream_function(w)}, self.frame_dt if frame_dt is None else frame_dt)
+        return dealias(self.pde(f.x, f)[..., 0])
 
 
 def family(n: int = 64) -> NavierStokesFamily:

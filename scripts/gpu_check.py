@@ -20,7 +20,14 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
     fast = {"allen_cahn_highdim": ["--dim", "100"], "biharmonic_annulus": ["--dim", "5"],
             "heat_semilinear_highdim": ["--dim", "100"], "sine_gordon_highdim": ["--dim", "100"],
             "poisson_highdim": ["--dim", "100"], "convection_1d": ["--beta", "5"]}
-    out_list = [("device tests", [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device.py",
+    bench_ops = [PY, "tests/benchmarks/bench_operators.py", "--device", device, "--t-out", "40"]
+    out_list = [
+        ("operators 128^2 s-per-epoch", bench_ops + ["--n", "128", "--samples", "40", "--test", "8", "--epochs", "5",
+                                                  "--batch", "8"], 240),
+        ("operators 64^2 accuracy", bench_ops + ["--n", "64", "--samples", "320", "--test", "32", "--epochs", "40",
+                                              "--batch", "16"], 300),
+    ]
+    out_list += [("device tests", [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device.py",
                                   "tests/test_compile.py"], 240)]
     for case in builtin_cases():
         out_list.append((f"train {case}", pdeml + ["train", case, "--device", device, "--steps", "30",
@@ -56,37 +63,54 @@ def summary(log: str) -> str:
                 return _fields(json.loads(ln))
             except ValueError:
                 continue
+    ops = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith(("| ST-FNO", "| FNO"))]
+    if ops:       # bench_operators' table: model, parameters, width, error, s/epoch, ratio, peak
+        return "; ".join(f"{r[0]}: err {r[3]}, {r[4]} s/epoch ({r[5]}x), {r[6]} MB" if len(r) > 6 else " ".join(r)
+                         for r in ops)[:300]
     rows = [ln for ln in lines if ln.startswith("pdeml ") or ln.startswith("stde:16 vs")]
     return ("; ".join(rows) if rows else (lines[-1] if lines else ""))[:160].replace("|", "/")
+
+
+def _table(head, rows, total) -> str:
+    table = [head, "", "| check | status | seconds | measured |", "|---|---|---|---|"]
+    table += [f"| {n} | {s} | {t:.1f} | {m} |" for n, s, t, m in rows]
+    table.append(f"\ntotal {total:.0f} s")
+    return "\n".join(table)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--out", default="runs/gpu-check")
+    ap.add_argument("--out", default="runs/gpu-check", help="the table (table.md) and the logs (checks.log)")
+    ap.add_argument("--runs", help="the checks' run folders (default OUT/runs)")
+    ap.add_argument("--only", help="run only the checks whose names contain this")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    runs = Path(args.runs) if args.runs else out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    logs = out / "checks.log"
+    logs.write_text("")
     import torch
     head = (f"device {args.device}: " + (torch.cuda.get_device_name() if args.device.startswith("cuda")
                                         and torch.cuda.is_available() else "cpu")
             + f", torch {torch.__version__}")
     rows, t_all = [], time.perf_counter()
-    for name, cmd, limit in checks(args.device, out):
+    for name, cmd, limit in checks(args.device, runs):
+        if args.only and args.only not in name:
+            continue
         t0 = time.perf_counter()
         try:
             p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit)
             status, log = ("ok" if p.returncode == 0 else f"FAIL rc={p.returncode}"), p.stdout + p.stderr
         except subprocess.TimeoutExpired as e:
             status, log = f"TIMEOUT {limit}s", (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        (out / (name.replace(" ", "_").replace("^", "") + ".log")).write_text(log)
+        with logs.open("a") as f:
+            f.write(f"\n===== {name}: {status}\n$ {' '.join(cmd)}\n{log}\n")
         rows.append((name, status, time.perf_counter() - t0, summary(log)))
         print(f"{name}: {status} ({rows[-1][2]:.1f} s)", file=sys.stderr, flush=True)
-    table = [head, "", "| check | status | seconds | measured |", "|---|---|---|---|"]
-    table += [f"| {n} | {s} | {t:.1f} | {m} |" for n, s, t, m in rows]
-    table.append(f"\ntotal {time.perf_counter() - t_all:.0f} s")
-    text = "\n".join(table)
-    (out / "table.md").write_text(text + "\n")
+        text = _table(head, rows, time.perf_counter() - t_all)
+        (out / "table.md").write_text(text + "\n")          # after every check: a cut-off run keeps its rows
     print(text)
     return 0 if all(s == "ok" for _, s, _, _ in rows) else 1
 

@@ -118,13 +118,14 @@ def test_h_minus_one_norm_is_parseval_with_the_h_minus_one_weight():
 
 
 def test_residual_vanishes_on_the_solvers_trajectories_and_grows_linearly_with_errors():
-    from cases._navier_stokes import residual
+    from cases._navier_stokes import NavierStokesFamily
     from operators.losses import h_minus_one_squared
     n = 64
     f = kolmogorov_forcing(n)
     traj = solve(gaussian_random_field(n, 2, generator=torch.Generator().manual_seed(0)), nu=1e-3, forcing=f,
                  dt=1e-3, steps=400, record_every=10)                          # frames every 0.01
-    norm = lambda w: h_minus_one_squared(residual(w, nu=1e-3, forcing=f, dt=0.01), 0.01).sqrt()   # noqa: E731
+    family = NavierStokesFamily(n, frames=41, frame_dt=0.01, dt=1e-3)
+    norm = lambda w: h_minus_one_squared(family.residual(w), 0.01).sqrt()      # noqa: E731
     scale = h_minus_one_squared((traj[:, 2:] - traj[:, :-2]) / 0.02, 0.01).sqrt()
     assert float((norm(traj) / scale).max()) < 1e-3                             # 1e-4 measured
     eta = gaussian_random_field(n, 2 * 41, generator=torch.Generator().manual_seed(5)).reshape(2, 41, n, n)
@@ -161,3 +162,37 @@ def test_interpolation_is_exact_for_band_limited_fields_and_inverts_truncation()
     assert torch.allclose(truncate(interpolate(truncate(w, 16), 32), 16), truncate(w, 16), atol=1e-12)
     with pytest.raises(ValueError, match="resolution"):
         interpolate(_smooth(16), 8)
+
+
+def test_one_pde_definition_gives_the_same_residual_to_a_pinn_and_to_the_grid():
+    """The family's ``pde`` is written once: evaluated by autograd at points (a PINN's Field) and
+    spectrally on the grid (GridField), it gives the same residual. The field is quadratic in
+    time (central differences are exact) and band-limited well inside the 2/3 rule."""
+    import pdeml as pl
+    from cases._navier_stokes import NavierStokesFamily
+    from pdeml.grid import GridField
+    fam, n, dt, two_pi = NavierStokesFamily(16, frames=5), 16, 0.1, 2 * math.pi
+
+    def fields(x):           # w and psi with -lap psi = w, on (..., 3) points (x, y, t)
+        X, Y, T = x[..., 0:1], x[..., 1:2], x[..., 2:3]
+        a, b = 1 + 0.5 * T - 2 * T ** 2, 0.3 - T + T ** 2
+        w = a * torch.sin(two_pi * X) * torch.cos(two_pi * Y) + b * torch.cos(two_pi * (X + 2 * Y))
+        psi = a * torch.sin(two_pi * X) * torch.cos(two_pi * Y) / (8 * math.pi ** 2) \
+            + b * torch.cos(two_pi * (X + 2 * Y)) / (20 * math.pi ** 2)
+        return torch.cat([w, psi], -1)
+
+    g = torch.arange(n, dtype=D64) / n
+    T, X, Y = torch.meshgrid(dt * torch.arange(5, dtype=D64), g, g, indexing="ij")
+    values = fields(torch.stack([X, Y, T], -1))                                 # (5, n, n, 2)
+    grid = GridField({"w": values[None, ..., 0], "psi": values[None, ..., 1]}, dt)
+    on_grid = fam.pde(grid.x, grid)[0, ..., 0]                                 # frames 1..3
+    x = grid.x.reshape(-1, 3).clone().requires_grad_(True)
+    field = pl.Field(x, fields(x), estimator=pl.derivatives.Autograd(), input_names=("x", "y", "t"),
+                     output_names=("w", "psi"), spatial_dims=(0, 1))
+    by_autograd = fam.pde(x, field).reshape(3, n, n).detach()
+    assert float(by_autograd.abs().max()) > 0.1                               # advection and forcing are there
+    torch.testing.assert_close(on_grid, by_autograd, rtol=0, atol=1e-11)
+    poisson = fam.pinn_pde(x, field)[1]
+    assert float(poisson.detach().abs().max()) < 1e-12                                  # -lap psi = w holds
+    # and the family's residual is that pde, dealiased
+    torch.testing.assert_close(fam.residual(values[None, ..., 0], dt)[0], on_grid, rtol=0, atol=1e-11)
