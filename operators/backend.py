@@ -23,7 +23,7 @@ from pdeml.datasets import Dataset, Minibatches
 from pdeml.family import AbstractFamily
 
 from .fno import FNO
-from .losses import relative_l2
+from .losses import relative_l2, relative_residual
 from .stfno import STFNONet
 
 
@@ -36,6 +36,7 @@ class AbstractTrajectoryMethod(AbstractMethod):
     t_out: int
     data: Any
     test_samples: int
+    physics: bool
 
     def _check(self):
         for k in ("t_in", "t_out", "test_samples"):
@@ -86,6 +87,8 @@ class FNO3d(AbstractTrajectoryMethod):
         padding: zeros appended to the time axis (it is not periodic).
         data: the training data, ``Minibatches(path, batch_size)`` (``pdeml train CASE --data FILE``).
         test_samples: test samples the error is measured on during training.
+        physics: add the equation's residual to the loss, a term ``"physics"``
+            (:func:`operators.losses.relative_residual`; weigh it with ``Case(weights=...)``).
 
     Example:
         >>> method = FNO3d(t_in=10, t_out=40, data=Minibatches("data/nse.h5", 20))
@@ -99,6 +102,7 @@ class FNO3d(AbstractTrajectoryMethod):
     padding: int = 6
     data: Any = None
     test_samples: int = 16
+    physics: bool = False
 
     def __post_init__(self):
         self._check()
@@ -121,7 +125,7 @@ class STFNO(AbstractTrajectoryMethod):
         t_in, t_out: frames given and predicted. modes, modes_t: spatial and temporal modes.
         width, layers: the Fourier layers. latent_steps: frames of the hidden layers.
         beta, delta: the time encoding's exponent and the output's spectral-bias strength.
-        data, test_samples: as :class:`FNO3d`.
+        data, test_samples, physics: as :class:`FNO3d`.
 
     Example:
         >>> method = STFNO(t_in=10, t_out=40, modes=12, modes_t=5, data=Minibatches("data/nse.h5", 20))
@@ -138,6 +142,7 @@ class STFNO(AbstractTrajectoryMethod):
     delta: float = 0.1
     data: Any = None
     test_samples: int = 16
+    physics: bool = False
 
     def __post_init__(self):
         self._check()
@@ -150,11 +155,13 @@ class STFNO(AbstractTrajectoryMethod):
 class TrajectoryOperator(AbstractTrainable):
     """The trained map (B, t_in, n, n) -> (B, t_out, n, n) of a trajectory family."""
 
-    term_names = ["data"]
-
     def __init__(self, family, net, method: AbstractTrajectoryMethod):
         super().__init__()
         self.problem, self.net, self.method = family, net, method
+
+    @property
+    def term_names(self) -> list[str]:
+        return ["data", "physics"] if self.method.physics else ["data"]
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         return self.net(a)
@@ -169,7 +176,11 @@ class TrajectoryOperator(AbstractTrainable):
 
     def losses(self, batch, residuals=None):
         a, y = self.split(batch["data"]["w"])
-        return {"data": relative_l2(self(a), y)}
+        pred = self(a)
+        out = {"data": relative_l2(pred, y)}
+        if self.method.physics:
+            out["physics"] = relative_residual(self.problem, a, pred, y)
+        return out
 
     def batches(self, sampler, rng):
         sampler = sampler if sampler is not None else self.method.data

@@ -42,3 +42,20 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over samples of :math:`\\lVert p - t\\rVert_2 / \\lVert t\\rVert_2` (the FNO training loss)."""
     diff = (pred - target).flatten(1).norm(dim=1)
     return (diff / target.flatten(1).norm(dim=1).clamp_min(torch.finfo(target.dtype).tiny)).mean()
+
+
+def relative_residual(family, inputs: torch.Tensor, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""The physics term of operator training: the H⁻¹ norm of the equation's residual of the
+    predicted trajectory (the last input frame in front), relative to that of the target's time
+    derivative, averaged over samples:
+
+    .. math:: \frac{\|R(w_{T_{in}}, \hat w_1, \dots)\|_{L^2(H^{-1})}}{\|\partial_t w\|_{L^2(H^{-1})}}.
+
+    Dimensionless, like the relative L2 data loss. ``family.residual(trajectory)`` is the case's
+    one residual definition (``cases/_navier_stokes.py``); on the solver's own trajectories this
+    is the time discretization's error only."""
+    dt = family.frame_dt
+    r = family.residual(torch.cat([inputs[:, -1:], pred], dim=1))
+    full = torch.cat([inputs[:, -1:], target], dim=1)
+    scale = h_minus_one_squared((full[:, 2:] - full[:, :-2]) / (2 * dt), dt).sqrt()
+    return (h_minus_one_squared(r, dt).sqrt() / scale.clamp_min(torch.finfo(scale.dtype).tiny)).mean()

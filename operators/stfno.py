@@ -86,12 +86,21 @@ class STFNONet(nn.Module):
         v = torch.cat([last, self.reduce(v)], dim=-1)                   # the last frame first
         return nn.functional.pad(v, (v.shape[-1], 0))                   # zeros before: not periodic
 
-    def head(self, latent: torch.Tensor, w: torch.Tensor, out_steps: int, conv: SpectralConv | None = None):
+    def head(self, latent: torch.Tensor, w: torch.Tensor, out_steps: int, conv: SpectralConv | None = None,
+             substeps: int = 1):
         """The output convolution (``conv``, default this network's) on a cached ``latent``,
-        plus the last input frame of ``w``: (B, out_steps, n, n)."""
+        plus the last input frame of ``w``: (B, out_steps, n, n).
+
+        ``substeps`` > 1 samples the same output function ``substeps`` times per frame (the time
+        axis is a Fourier axis, so this is exact trigonometric interpolation): (B, substeps *
+        out_steps, n, n) at the times ``k / substeps`` frames after the last input frame, k = 1,
+        2, ...; every ``substeps``-th is an output frame. Spectral-Refiner's residual is more
+        accurate on that finer time grid."""
         conv = self.out_conv if conv is None else conv
+        s = positive_int("substeps", substeps)
         nx, ny, length = latent.shape[-3], latent.shape[-2], latent.shape[-1] // 2
-        v = conv(latent, out_shape=(nx, ny, length + out_steps))[..., -out_steps:]
+        v = conv(latent, out_shape=(nx, ny, s * (length + out_steps)))
+        v = v[..., s * (length - 1) + 1:s * (length + out_steps - 1) + 1]
         return v[:, 0].movedim(-1, 1) + w[:, -1:]
 
     def forward(self, w: torch.Tensor, out_steps: int | None = None) -> torch.Tensor:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 
 
@@ -141,7 +142,9 @@ def main(argv=None) -> int:
                                  combiner=args.combiner, optimizer=args.optimizer,
                                  snapshots=args.snapshots, compile=args.compile, threads=threads,
                                  checkpoint_every=args.checkpoint_every,
-                                 checkpoint_minutes=args.checkpoint_minutes, data=args.data)
+                                 checkpoint_minutes=args.checkpoint_minutes,
+                                 # absolute: finetune/export read the run from any directory
+                                 data=str(Path(args.data).resolve()) if args.data else None)
         print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
         print(f"run directory: {out}")
         return 0

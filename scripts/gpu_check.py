@@ -21,11 +21,17 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
             "heat_semilinear_highdim": ["--dim", "100"], "sine_gordon_highdim": ["--dim", "100"],
             "poisson_highdim": ["--dim", "100"], "convection_1d": ["--beta", "5"]}
     bench_ops = [PY, "tests/benchmarks/bench_operators.py", "--device", device, "--t-out", "40"]
+    data64 = str(ROOT / "runs" / "bench-operators" / "nse64-320.h5")        # written by the 64^2 benchmark
     out_list = [
         ("operators 128^2 s-per-epoch", bench_ops + ["--n", "128", "--samples", "40", "--test", "8", "--epochs", "5",
                                                   "--batch", "8"], 240),
         ("operators 64^2 accuracy", bench_ops + ["--n", "64", "--samples", "320", "--test", "32", "--epochs", "40",
-                                              "--batch", "16"], 300),
+                                              "--batch", "16", "--data", data64], 360),
+        ("train nse_stfno 64^2", pdeml + ["train", "nse_stfno", "--n", "64", "--batch", "16", "--data", data64,
+                                         "--steps", "1000", "--device", device, "--no-progress",
+                                         "--out", str(out / "stfno64")], 240),
+        ("finetune 64^2 -> 256^2", pdeml + ["finetune", str(out / "stfno64"), "--sample", "0", "--resolution", "256",
+                                           "--device", device, "--no-progress"], 180),
     ]
     out_list += [("device tests", [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device.py",
                                   "tests/test_compile.py"], 240)]
@@ -46,6 +52,10 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
 
 
 def _fields(d: dict) -> str:
+    if "before" in d and "after" in d:          # finetune.json
+        b, a = d["before"], d["after"]
+        return (f"{d['resolution']}^2, modes {d['modes']}: H-1 {b['h_minus_one']:.2e} -> {a['h_minus_one']:.2e}, "
+                f"error {b['relative_l2']:.2e} -> {a['relative_l2']:.2e}")
     keys = [k for k in ("l2_relative_error", "iterations", "final_loss", "steps", "wall_time_s", "status") if k in d]
     return ", ".join(f"{k} {d[k]:.3g}" if isinstance(d[k], float) else f"{k} {d[k]}" for k in keys)
 
@@ -57,6 +67,12 @@ def summary(log: str) -> str:
     run_dir = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("run directory:")), None)
     if run_dir and (ROOT / run_dir / "metrics.json").is_file():
         return _fields(json.loads((ROOT / run_dir / "metrics.json").read_text()))
+    if "{" in lines and "}" in lines:            # an indented JSON report (pdeml finetune)
+        start, end = lines.index("{"), len(lines) - 1 - lines[::-1].index("}")
+        try:
+            return _fields(json.loads("\n".join(lines[start:end + 1])))
+        except ValueError:
+            pass
     for ln in reversed(lines):
         if ln.startswith("{") and ln.endswith("}"):
             try:
@@ -84,6 +100,8 @@ def main():
     ap.add_argument("--out", default="runs/gpu-check", help="the table (table.md) and the logs (checks.log)")
     ap.add_argument("--runs", help="the checks' run folders (default OUT/runs)")
     ap.add_argument("--only", help="run only the checks whose names contain this")
+    ap.add_argument("--budget", type=float, default=float("inf"),
+                    help="seconds: start no check after this (the rest are listed as skipped)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +116,9 @@ def main():
     rows, t_all = [], time.perf_counter()
     for name, cmd, limit in checks(args.device, runs):
         if args.only and args.only not in name:
+            continue
+        if time.perf_counter() - t_all > args.budget:
+            rows.append((name, "skipped (budget)", 0.0, ""))
             continue
         t0 = time.perf_counter()
         try:

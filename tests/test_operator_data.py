@@ -196,3 +196,19 @@ def test_one_pde_definition_gives_the_same_residual_to_a_pinn_and_to_the_grid():
     assert float(poisson.detach().abs().max()) < 1e-12                                  # -lap psi = w holds
     # and the family's residual is that pde, dealiased
     torch.testing.assert_close(fam.residual(values[None, ..., 0], dt)[0], on_grid, rtol=0, atol=1e-11)
+
+
+def test_the_physics_term_is_small_on_the_solvers_trajectories_and_grows_with_errors():
+    from cases._navier_stokes import NavierStokesFamily
+    from operators.losses import relative_residual
+    fam = NavierStokesFamily(32, frames=15, frame_dt=0.1, dt=2e-3)
+    traj = fam.generate(2, torch.Generator().manual_seed(1))["w"]
+    a, y = traj[:, :5], traj[:, 5:]
+    clean = float(relative_residual(fam, a, y, y))
+    assert clean < 1e-3                                                          # 2e-4 measured: central differences
+    g = torch.Generator().manual_seed(2)
+    noisy = [float(relative_residual(fam, a, y + eps * y.std() * torch.randn(y.shape, generator=g, dtype=y.dtype), y))
+             for eps in (1e-2, 1e-1)]
+    assert noisy[0] > 50 * clean and noisy[1] == pytest.approx(10 * noisy[0], rel=0.3)   # linear in the error
+    frozen = float(relative_residual(fam, a, a[:, -1:].expand_as(y), y))           # "nothing moves" is wrong
+    assert frozen > 0.5

@@ -88,7 +88,7 @@ def one(name: str, args) -> dict:
     net = factory(width)
 
     class Method(AbstractTrajectoryMethod):
-        t_in, t_out, test_samples = args.t_in, args.t_out, args.test
+        t_in, t_out, test_samples, physics = args.t_in, args.t_out, args.test, False
         data = Minibatches(args.data, args.batch)
 
         def network(self):
