@@ -8,7 +8,7 @@ Example:
     >>> from solvers import PINN
     >>> case = pl.Case(problem=problem, method=PINN(pl.nn.MLP(width=50, depth=4)), steps=2000)
 """
-from . import derivatives, geometry, nn
+from . import derivatives, geometry, nn, pde
 from .backend import AbstractBackend, AbstractLeastSquares, AbstractMethod, AbstractTrainable
 from .callbacks import AbstractCallback, EarlyStopping, HistoryCSV, ProgressBar
 from .combine import AbstractCombiner, ConFIG, GradNorm, MConFIG, PCGrad, Sum

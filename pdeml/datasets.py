@@ -153,8 +153,20 @@ class Dataset:
     def __getitem__(self, idx) -> dict[str, torch.Tensor]:
         out = {}
         for name, data in self.fields.items():
-            t = torch.as_tensor(data[idx])
+            t = torch.as_tensor(self._read(data, idx))
             out[name] = truncate(t, self.resolution) if self.resolution is not None else t
+        return out
+
+    @staticmethod
+    def _read(data, idx) -> np.ndarray:
+        """``data[idx]``; a list of samples is read one chunk (sample) at a time: h5py's own list
+        indexing was 70x slower (0.24 s for 8 samples of 50 x 128², the whole step on a GPU)."""
+        if isinstance(idx, (int, np.integer, slice)):
+            return data[idx]
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        out = np.empty((len(idx), *data.shape[1:]), dtype=data.dtype)
+        for j, i in enumerate(idx):
+            data.read_direct(out, np.s_[int(i)], np.s_[j])
         return out
 
     def close(self):

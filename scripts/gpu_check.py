@@ -23,15 +23,17 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
     bench_ops = [PY, "tests/benchmarks/bench_operators.py", "--device", device, "--t-out", "40"]
     data64 = str(ROOT / "runs" / "bench-operators" / "nse64-320.h5")        # written by the 64^2 benchmark
     out_list = [
-        ("operators 128^2 s-per-epoch", bench_ops + ["--n", "128", "--samples", "40", "--test", "8", "--epochs", "5",
-                                                  "--batch", "8"], 240),
-        ("operators 64^2 accuracy", bench_ops + ["--n", "64", "--samples", "320", "--test", "32", "--epochs", "40",
-                                              "--batch", "16", "--data", data64], 360),
+        ("operators 128^2 s-per-epoch", bench_ops + ["--n", "128", "--samples", "40", "--test", "8", "--epochs", "6",
+                                                  "--batch", "8"], 120),
+        ("operators 64^2 accuracy", bench_ops + ["--n", "64", "--samples", "320", "--test", "32", "--epochs", "30",
+                                              "--batch", "16", "--data", data64], 180),
+    ]
+    finetune = [
         ("train nse_stfno 64^2", pdeml + ["train", "nse_stfno", "--n", "64", "--batch", "16", "--data", data64,
                                          "--steps", "1000", "--device", device, "--no-progress",
-                                         "--out", str(out / "stfno64")], 240),
+                                         "--out", str(out / "stfno64")], 180),
         ("finetune 64^2 -> 256^2", pdeml + ["finetune", str(out / "stfno64"), "--sample", "0", "--resolution", "256",
-                                           "--device", device, "--no-progress"], 180),
+                                           "--device", device, "--no-progress"], 150),
     ]
     out_list += [("device tests", [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device.py",
                                   "tests/test_compile.py"], 240)]
@@ -48,7 +50,7 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
                                "1000", "--steps", "5", "--budget", "10"], 240),
         ("bench pinn vs deepxde", [PY, "tests/benchmarks/bench_pinn_vs_deepxde.py", "--steps", "50"], 180),
     ]
-    return out_list
+    return out_list + finetune
 
 
 def _fields(d: dict) -> str:
@@ -80,8 +82,9 @@ def summary(log: str) -> str:
             except ValueError:
                 continue
     ops = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith(("| ST-FNO", "| FNO"))]
-    if ops:       # bench_operators' table: model, parameters, width, error, s/epoch, ratio, peak
-        return "; ".join(f"{r[0]}: err {r[3]}, {r[4]} s/epoch ({r[5]}x), {r[6]} MB" if len(r) > 6 else " ".join(r)
+    if ops:       # bench_operators' table: model, lr, parameters, width, error, s/epoch, ratio, peak
+        return "; ".join(f"{r[0]} (lr {r[1]}): err {r[4]}, {r[5]} s/epoch ({r[6]}x), {r[7]} MB" if len(r) > 7
+                         else " ".join(r)
                          for r in ops)[:300]
     rows = [ln for ln in lines if ln.startswith("pdeml ") or ln.startswith("stde:16 vs")]
     return ("; ".join(rows) if rows else (lines[-1] if lines else ""))[:160].replace("|", "/")

@@ -91,6 +91,7 @@ def test_dataset_round_trip_is_lazy_and_reads_at_lower_resolution(tmp_path):
     assert len(ds) == 5 and list(ds.train) == [0, 1, 2, 3] and list(ds.test) == [4]
     assert ds.settings == settings
     np.testing.assert_array_equal(ds[2]["w"].numpy(), w[2])
+    np.testing.assert_array_equal(ds[[3, 0, 2]]["w"].numpy(), w[[3, 0, 2]])       # a list, in its own order
     low = Dataset(path, resolution=16)
     assert low[1:3]["w"].shape == (2, 3, 16, 16)
     assert torch.allclose(low[1]["w"][0], 2 * _smooth(16), atol=1e-12)
