@@ -40,12 +40,9 @@ def fd_reference(n: int = 256):
     return np.stack([X[inner], Y[inner]], 1), u[:, None]
 
 
-def pde(x, u):
-    return -u.laplacian() - 1.0
-
-
 geometry = pl.geometry.Polygon(VERTICES)
-problem = pl.Problem(geometry=geometry, pde=pde, conditions=[pl.Dirichlet(0.0)],
+# structured: a PINN reads it as the residual -lap u - 1, walk-on-spheres (`pdeml solve`) reads f = 1
+problem = pl.Problem(geometry=geometry, pde=pl.pde.Poisson(source=1.0), conditions=[pl.Dirichlet(0.0)],
                      reference=fd_reference())
 # The r^{2/3} corner singularity is what limits accuracy: the boundary term is weighted x10
 # so the corner is pinned, and L-BFGS does most of the work (see docs/pinn.md).

@@ -1,14 +1,16 @@
 """Backends that solve one Problem, and the registries the CLI reads (kept at the edge)."""
 from .pinn import PINN, PINNBackend
+from .wos import WalkOnSpheres
 
 #: method names -> method classes (``pdeml cases`` reports a case's method by these names)
-REGISTRY = {"pinn": PINN}
+REGISTRY = {"pinn": PINN, "wos": WalkOnSpheres}
 
 
 def commands() -> dict:
     """Subcommands that solvers add to ``pdeml``: name -> (add_parser(sub), main(args))."""
+    from . import wos_cli
     from .dcdm import cli as dcdm_cli
-    return {"dcdm": (dcdm_cli.add_parser, dcdm_cli.main)}
+    return {"dcdm": (dcdm_cli.add_parser, dcdm_cli.main), "solve": (wos_cli.add_parser, wos_cli.main)}
 
 
-__all__ = ["PINN", "PINNBackend", "REGISTRY", "commands"]
+__all__ = ["PINN", "PINNBackend", "REGISTRY", "WalkOnSpheres", "commands"]

@@ -104,3 +104,30 @@ def test_structured_pdes_are_pinn_residuals_too():
     torch.testing.assert_close(r, -4.0 + 2.0 * value - x[:, :1])
     with pytest.raises(ValueError, match="sigma=-1.0 is negative"):
         pl.pde.ScreenedPoisson(-1.0)
+
+
+def test_solve_cli_writes_value_and_standard_error_against_the_case_truth(tmp_path, capsys):
+    import json
+
+    import meshio
+
+    from pdeml.cli import main
+    out = tmp_path / "wos"
+    assert main(["solve", "poisson_lshape", "--walks", "128", "--points", "200", "--resolution", "24",
+                 "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["points"] == 200 and m["unfinished_walks"] == 0
+    assert m["l2_relative_error"] < 0.12                        # 5.5% at 256 walks measured
+    assert m["within_4_std_errors"] > 0.95
+    vtk = next(p for p in m["files"] if p.endswith((".vtu", ".vtk")))
+    mesh = meshio.read(out / vtk)
+    assert {"u", "std_error", "error_u"} <= set(mesh.point_data)
+    inside = mesh.point_data["std_error"] > 0
+    assert inside.mean() > 0.5 and np.all(mesh.point_data["u"][inside] > 0)      # -lap u = 1, u = 0: positive
+    plain = tmp_path / "plain.py"
+    plain.write_text("import pdeml as pl\nfrom solvers import PINN\n"
+                     "problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), "
+                     "pde=lambda x, u: -u.laplacian() - 1.0, conditions=[pl.Dirichlet(0.0)])\n"
+                     "case = pl.Case(problem, PINN(pl.nn.MLP()), steps=10)\n")
+    assert main(["solve", str(plain), "--out", str(tmp_path / "p")]) == 2
+    assert "walk-on-spheres needs the equation's coefficients" in capsys.readouterr().err
