@@ -87,8 +87,9 @@ def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None,
         generator: a CPU generator (the draws do not depend on the device).
 
     Returns:
-        ``{"mean": (N,), "std_error": (N,), "steps": mean steps per walk, "unfinished": count}``
-        with the samples' mean and its standard error (sample std / sqrt(walks)).
+        ``{"mean": (N,), "std_error": (N,), "steps": mean steps per walk, "unfinished": count,
+        "samples": (N, walks)}``: each walk's estimate, their mean and its standard error
+        (sample std / sqrt(walks)).
     """
     n, d = x0.shape
     if d not in (2, 3):
@@ -136,7 +137,7 @@ def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None,
     samples = total.reshape(n, walks)
     std = samples.std(dim=1) if walks > 1 else torch.full((n,), float("inf"), dtype=dtype, device=device)
     return {"mean": samples.mean(dim=1), "std_error": std / math.sqrt(walks), "steps": steps / (n * walks),
-            "unfinished": unfinished}
+            "unfinished": unfinished, "samples": samples}
 
 
 def _closest_boundary(x: torch.Tensor, distance) -> torch.Tensor:
@@ -158,6 +159,9 @@ class WalkOnSpheres(AbstractMethod):
         epsilon: the stopping shell, relative to the domain's size (its bounding-box diagonal).
         max_steps: a cap on each walk's steps.
         chunk: walks advanced at once (memory: a few vectors of this length).
+        kernel: ``"torch"`` (lock-step batches, CPU or GPU), ``"numba"`` (CPU, parallel over
+            walks; boxes, balls, polygons and meshes: :mod:`solvers._wos_numba`), or ``"auto"``:
+            numba on the CPU where it applies, else torch.
 
     Example:
         >>> case = pl.Case(problem, WalkOnSpheres(walks=1024))      # problem.pde = pl.pde.Poisson(...)
@@ -167,8 +171,11 @@ class WalkOnSpheres(AbstractMethod):
     epsilon: float = 1e-3
     max_steps: int = 100_000
     chunk: int = 1 << 20
+    kernel: str = "auto"
 
     def __post_init__(self):
+        if self.kernel not in ("auto", "torch", "numba"):
+            fail("kernel", self.kernel, "is not a walk-on-spheres kernel", 'pass "auto", "torch" or "numba"')
         for k in ("walks", "max_steps", "chunk"):
             positive_int(k, getattr(self, k))
         eps = finite_scalar("epsilon", self.epsilon)
@@ -202,7 +209,20 @@ class WoSBackend(AbstractBackend):
         self.size = float(np.linalg.norm(np.asarray(hi) - np.asarray(lo)))
         self.register_buffer("_anchor", torch.zeros((), dtype=dtype, device=device))
         self._cache = None
+        self.kernel = self._choose_kernel(method.kernel, torch.device(device))
 
+    def _choose_kernel(self, wanted: str, device: torch.device) -> str:
+        from . import _wos_numba as nk
+        spec = nk.geometry_spec(self.problem.domain)
+        usable = nk.available() and spec is not None and device.type == "cpu" and not (
+            self.sigma > 0 and self.problem.domain.dim == 2)
+        if wanted == "numba" and not usable:
+            why = ("numba is not installed" if not nk.available() else "it runs on the CPU only" if device.type != "cpu"
+                   else "it has no distance for this geometry" if spec is None
+                   else "it has no 2-D screened Green's function")
+            fail("kernel", "numba", f"cannot run here: {why}", 'pass kernel="torch" (or "auto")')
+        self._spec = spec
+        return "numba" if wanted == "numba" or (wanted == "auto" and usable) else "torch"
     def _distance(self, x):
         return -self.problem.domain.sdf(x).reshape(-1)
 
@@ -230,6 +250,8 @@ class WoSBackend(AbstractBackend):
         source = None
         if not (self.pde.constant_source and self.pde.source == 0):
             source = lambda y: self.pde.f(y).reshape(-1)                       # noqa: E731
+        if self.kernel == "numba":
+            return self._estimate_numba(x, source)
         gen = torch.Generator().manual_seed(self.seed)
         per = max(1, m.chunk // m.walks)
         parts = [walk(x[i:i + per].to(self.device), m.walks, distance=self._distance,
@@ -238,6 +260,20 @@ class WoSBackend(AbstractBackend):
                  for i in range(0, len(x), per)]
         return {"mean": torch.cat([p["mean"] for p in parts]).double().cpu().numpy(),
                 "std_error": torch.cat([p["std_error"] for p in parts]).double().cpu().numpy(),
+                "steps": float(np.mean([p["steps"] for p in parts])),
+                "unfinished": int(sum(p["unfinished"] for p in parts))}
+
+    def _estimate_numba(self, x, source) -> dict:
+        from ._wos_numba import walk_numba
+        m = self.method
+        const = float(self.pde.source) if self.pde.constant_source else 0.0
+        per = max(1, (m.chunk // 4) // m.walks)          # recorded source points: 256 per walk at most
+        parts = [walk_numba(x[i:i + per].double().numpy(), m.walks, self._spec, boundary_value=self._boundary_value,
+                            source=None if self.pde.constant_source else source, f_const=const, sigma=self.sigma,
+                            epsilon=m.epsilon * self.size, max_steps=m.max_steps, seed=self.seed * 1_000_003 + i)
+                 for i in range(0, len(x), per)]
+        return {"mean": np.concatenate([p["mean"] for p in parts]),
+                "std_error": np.concatenate([p["std_error"] for p in parts]),
                 "steps": float(np.mean([p["steps"] for p in parts])),
                 "unfinished": int(sum(p["unfinished"] for p in parts))}
 
@@ -254,4 +290,4 @@ class WoSBackend(AbstractBackend):
         return {"std_error": self._estimate_cached(x)["std_error"]}
 
     def resolved(self) -> dict:
-        return {"pde": repr(self.pde), "epsilon_absolute": self.method.epsilon * self.size}
+        return {"pde": repr(self.pde), "epsilon_absolute": self.method.epsilon * self.size, "kernel": self.kernel}

@@ -131,3 +131,44 @@ def test_solve_cli_writes_value_and_standard_error_against_the_case_truth(tmp_pa
                      "case = pl.Case(problem, PINN(pl.nn.MLP()), steps=10)\n")
     assert main(["solve", str(plain), "--out", str(tmp_path / "p")]) == 2
     assert "walk-on-spheres needs the equation's coefficients" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["lshape", "ball_screened", "mesh_box"])
+def test_numba_and_torch_kernels_agree_in_distribution(name):
+    """The same estimator in two kernels: the per-walk estimates at a point have the same law
+    (two-sample Kolmogorov-Smirnov), and the means agree within their standard errors."""
+    pytest.importorskip("numba")
+    from scipy.stats import ks_2samp
+
+    from solvers._wos_numba import geometry_spec, walk_numba
+    from solvers.wos import walk
+    if name == "lshape":
+        from cases import poisson_lshape
+        geom, sigma = poisson_lshape.geometry, 0.0
+        f = lambda x: 1.0 + x[:, 0] ** 2                                           # noqa: E731 (recorded)
+        g = lambda x: x[:, 1]                                                      # noqa: E731
+        x0 = np.array([[-0.5, -0.5], [0.3, -0.6]])
+    elif name == "ball_screened":
+        geom, sigma = pl.geometry.Sphere([0, 0, 0], 1.0), 4.0
+        f = lambda x: 6 + 4 * (1 - (x ** 2).sum(1))                                # noqa: E731
+        g = lambda x: torch.zeros(len(x), dtype=x.dtype)                            # noqa: E731
+        x0 = np.array([[0.3, 0.2, -0.4]])
+    else:
+        from test_mesh_geometry import box_mesh
+        pts, tri = box_mesh([0, 0, 0], [1, 1, 1])
+        geom, sigma = pl.geometry.Mesh(points=pts, triangles=tri), 0.0
+        f = lambda x: torch.ones(len(x), dtype=x.dtype)                             # noqa: E731
+        g = lambda x: x[:, 0] ** 2 - x[:, 1] ** 2                                  # noqa: E731
+        x0 = np.array([[0.5, 0.4, 0.5]])
+    lo, hi = geom.bbox
+    eps = 1e-3 * float(np.linalg.norm(np.asarray(hi) - np.asarray(lo)))
+    walks = 3000 if name != "mesh_box" else 1500
+    t = walk(torch.as_tensor(x0), walks, distance=lambda x: -geom.sdf(x).reshape(-1), boundary_value=g, source=f,
+             sigma=sigma, epsilon=eps, generator=torch.Generator().manual_seed(0))
+    n = walk_numba(x0, walks, geometry_spec(geom), boundary_value=g, source=f, sigma=sigma, epsilon=eps,
+                   max_steps=100_000, seed=7)
+    for i in range(len(x0)):
+        assert ks_2samp(t["samples"][i].numpy(), n["samples"][i]).pvalue > 1e-3
+        se = math.hypot(float(t["std_error"][i]), float(n["std_error"][i]))
+        assert abs(float(t["mean"][i]) - n["mean"][i]) < 4 * se
+    assert abs(t["steps"] - n["steps"]) < 0.1 * t["steps"]
