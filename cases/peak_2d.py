@@ -20,11 +20,10 @@ def make(alpha: float = 1000.0, points: int = 500):
     def exact(x):
         return torch.exp(-alpha * (x ** 2).sum(1, keepdim=True))
 
-    def pde(x, u):
-        r2 = (x ** 2).sum(1, keepdim=True)
-        return -u.laplacian() - 4 * alpha * (1 - alpha * r2) * exact(x)
+    def source(x):
+        return 4 * alpha * (1 - alpha * (x ** 2).sum(1, keepdim=True)) * exact(x)
 
-    problem = pl.Problem(geometry=pl.geometry.Rectangle([-1, -1], [1, 1]), pde=pde,
+    problem = pl.Problem(geometry=pl.geometry.Rectangle([-1, -1], [1, 1]), pde=pl.pde.Poisson(source=source),
                          conditions=[pl.Dirichlet(exact)], exact=exact)
     method = PINN(pl.nn.MLP(width=32, depth=4), hard_dirichlet=True, sampler=Uniform(points, 1))
     return pl.Case(problem, method, steps=10000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=4000),

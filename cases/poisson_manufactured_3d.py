@@ -45,9 +45,7 @@ def hole_flux(x):
     return (exact_grad(x) * n).sum(dim=1, keepdim=True)
 
 
-def pde(x, u):
-    f = 3 * PI**2 * torch.sin(PI * x).prod(dim=1, keepdim=True)
-    return -u.laplacian() - f
+pde = pl.pde.Poisson(source=lambda x: 3 * PI**2 * torch.sin(PI * x).prod(dim=1, keepdim=True))
 
 
 geometry = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere(C, R)

@@ -28,6 +28,9 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
         ("operators 64^2 accuracy", bench_ops + ["--n", "64", "--samples", "320", "--test", "32", "--epochs", "30",
                                               "--batch", "16", "--data", data64], 180),
     ]
+    out_list.append(("walk-on-spheres lshape 10^4 points", pdeml + [
+        "solve", "poisson_lshape", "--walks", "1024", "--points", "10000", "--device", device,
+        "--out", str(out / "wos")], 120))
     finetune = [
         ("train nse_stfno 64^2", pdeml + ["train", "nse_stfno", "--n", "64", "--batch", "16", "--data", data64,
                                          "--steps", "1000", "--device", device, "--no-progress",
@@ -58,7 +61,8 @@ def _fields(d: dict) -> str:
         b, a = d["before"], d["after"]
         return (f"{d['resolution']}^2, modes {d['modes']}: H-1 {b['h_minus_one']:.2e} -> {a['h_minus_one']:.2e}, "
                 f"error {b['relative_l2']:.2e} -> {a['relative_l2']:.2e}")
-    keys = [k for k in ("l2_relative_error", "iterations", "final_loss", "steps", "wall_time_s", "status") if k in d]
+    keys = [k for k in ("l2_relative_error", "iterations", "final_loss", "steps", "wall_time_s", "status",
+                        "walks_per_second") if k in d]
     return ", ".join(f"{k} {d[k]:.3g}" if isinstance(d[k], float) else f"{k} {d[k]}" for k in keys)
 
 
