@@ -116,3 +116,23 @@ def test_walk_on_spheres_and_a_pinn_run_on_a_mesh():
     backend = case.method.build(problem, seed=0)
     result = pl.fit(backend, case.phases())
     assert result.steps == 5 and all(np.isfinite(v) for v in result.losses.values())
+
+
+def test_a_2d_outline_file_reads_as_a_polygon(tmp_path):
+    import meshio
+    t = 2 * np.pi * np.arange(40) / 40
+    r = 1 + 0.2 * np.cos(4 * t)
+    pts = np.stack([r * np.cos(t), r * np.sin(t), np.zeros_like(t)], 1)
+    order = np.random.default_rng(0).permutation(40)                    # lines in any order
+    lines = np.stack([np.arange(40), (np.arange(40) + 1) % 40], 1)[order]
+    path = tmp_path / "outline.vtu"
+    meshio.write(path, meshio.Mesh(pts, [("line", lines)]))
+    poly = pl.geometry.Polygon.read(path)
+    direct = pl.geometry.Polygon(pts[:, :2])
+    x = torch.rand(500, 2, dtype=D64) * 3 - 1.5
+    torch.testing.assert_close(poly.sdf(x), direct.sdf(x), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="pl.geometry.Polygon.read"):
+        pl.geometry.Mesh(path)
+    meshio.write(tmp_path / "open.vtu", meshio.Mesh(pts, [("line", lines[1:])]))
+    with pytest.raises(ValueError, match="not one closed loop"):
+        pl.geometry.Polygon.read(tmp_path / "open.vtu")

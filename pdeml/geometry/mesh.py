@@ -40,7 +40,7 @@ def _load(path):
     tris = [c.data for c in m.cells if c.type == "triangle"]
     if not tris:
         fail("path", str(path), f"has no triangles (cells: {sorted({c.type for c in m.cells})})",
-             "pass a triangulated closed surface (3-D); 2-D domains: pl.geometry.Polygon(vertices)")
+             "pass a triangulated closed surface (3-D); 2-D outlines: pl.geometry.Polygon.read(path)")
     return np.asarray(m.points, dtype=float)[:, :3], np.concatenate(tris).astype(np.int64)
 
 

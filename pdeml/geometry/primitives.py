@@ -230,6 +230,44 @@ class Polygon(AbstractGeometry):
     def smooth_distance(self, x):
         return _polygon_adf(x, self.vertices)
 
+    @classmethod
+    def read(cls, path) -> "Polygon":
+        """The polygon bounded by the closed loop of line cells in a mesh file (VTK, VTU, ...
+        via meshio; z is dropped): a 2-D domain from a file, as :class:`pdeml.geometry.Mesh` is
+        a 3-D one."""
+        from pathlib import Path
+
+        import meshio
+        if not Path(path).is_file():
+            fail("path", str(path), "does not exist", "pass the path of a file with a closed loop of lines",
+                 FileNotFoundError)
+        m = meshio.read(path)
+        lines = [c.data for c in m.cells if c.type == "line"]
+        if not lines:
+            fail("path", str(path), f"has no line cells (cells: {sorted({c.type for c in m.cells})})",
+                 "pass a closed polyline (3-D surfaces: pl.geometry.Mesh(path))")
+        edges = np.concatenate(lines)
+        nxt = {}
+        for a, b in edges:
+            nxt.setdefault(int(a), []).append(int(b))
+            nxt.setdefault(int(b), []).append(int(a))
+        if any(len(v) != 2 for v in nxt.values()):
+            fail("path", str(path), "is not one closed loop (a vertex has other than two lines)",
+                 "pass a single closed polyline")
+        start = int(edges[0, 0])
+        loop, prev, cur = [start], None, start
+        while True:
+            a, b = nxt[cur]
+            step = b if a == prev else a
+            if step == start:
+                break
+            loop.append(step)
+            prev, cur = cur, step
+        if len(loop) != len(nxt):
+            fail("path", str(path), f"holds {len(nxt) - len(loop)} vertices outside the first loop",
+                 "pass one closed loop (holes: subtract polygons)")
+        return cls(np.asarray(m.points, dtype=float)[loop, :2])
+
 
 class Triangle(AbstractGeometry):
     """Triangle with vertices ``x1, x2, x3``; exact SDF."""
