@@ -10,8 +10,8 @@ Numba cannot call the case's torch functions, so the split is:
 - in torch, vectorized afterwards: g at the exit points, and f at the recorded source points
   (a constant f is summed inside the kernel and records nothing).
 
-Each walk seeds numba's generator with ``seed + its index``, so results do not depend on the
-number of threads.
+Each walk seeds numba's generator with ``seed + its index`` (mod 2³²), so results do not depend
+on the number of threads; the backend offsets ``seed`` by each chunk's first walk.
 """
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def _compile():
         n, d = x0.shape
         k = math.sqrt(sigma)
         for j in nb.prange(n * walks):
-            np.random.seed(seed + j)
+            np.random.seed((seed + j) % 4294967296)
             x = x0[j // walks].copy()
             total, r_count, s = 0.0, 0, 0
             ended[j] = 1
@@ -189,8 +189,8 @@ def _compile():
                 xm[i] -= h
                 grad[i] = (distance(kind, P, A, B, C, xp) - distance(kind, P, A, B, C, xm)) / (2 * h)
             norm = math.sqrt(grad @ grad)
-            dist = distance(kind, P, A, B, C, x)
-            exits[j, :] = x - dist * grad / norm if norm > 0 else x
+            # R: the distance at x from the loop's last check (a killed walk's exit is never read)
+            exits[j, :] = x - R * grad / norm if norm > 0 else x
             acc[j] = total
             nrec[j] = r_count
             steps[j] = s
@@ -232,7 +232,5 @@ def walk_numba(x0: np.ndarray, walks: int, spec, *, boundary_value, source=None,
         contrib = np.zeros(mask.shape)
         contrib[mask] = fy * ws[mask]
         total += contrib.sum(axis=1)
-    samples = total.reshape(n, walks)
-    std = samples.std(axis=1, ddof=1) if walks > 1 else np.full(n, np.inf)
-    return {"mean": samples.mean(axis=1), "std_error": std / math.sqrt(walks), "steps": float(steps.mean()),
-            "unfinished": int((steps >= max_steps).sum()), "samples": samples}
+    from .wos import summarize
+    return summarize(to(total.reshape(n, walks)), float(steps.mean()), int((steps >= max_steps).sum()))

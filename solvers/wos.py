@@ -56,20 +56,34 @@ def _green_mass(R: torch.Tensor, d: int) -> torch.Tensor:
     return R ** 2 / (4.0 if d == 2 else 6.0)
 
 
-def _screened(R, s, d: int, sigma: float):
-    """(survival probability p = |P^σ|, importance weight G^σ(r)/G(r)) for balls R and s = r/R."""
-    k = math.sqrt(sigma)
+def _survival(R, d: int, sigma: float):
+    """The screened ball's Poisson-kernel mass |P^σ|: the probability a walk goes on."""
+    kR = math.sqrt(sigma) * R
+    return 1 / torch.special.i0(kR) if d == 2 else kR / torch.sinh(kR)
+
+
+def _screened_weight(R, s, d: int, sigma: float):
+    """Importance weight G^σ(r)/G(r) of a source point drawn at r = s R from the Laplace law."""
+    k, tiny = math.sqrt(sigma), torch.finfo(R.dtype).tiny
     kR = k * R
-    r = (s * R).clamp_min(torch.finfo(R.dtype).tiny)
+    r = (s * R).clamp_min(tiny)
     if d == 2:
-        i0R = torch.special.i0(kR)
         g_sigma = (torch.special.modified_bessel_k0(k * r) - torch.special.modified_bessel_k0(kR)
-                   * torch.special.i0(k * r) / i0R) / (2 * math.pi)
-        g_laplace = torch.log(1 / s.clamp_min(torch.finfo(R.dtype).tiny)) / (2 * math.pi)
-        return 1 / i0R, g_sigma / g_laplace.clamp_min(torch.finfo(R.dtype).tiny)
-    g_sigma = torch.sinh(k * (R - r)) / (4 * math.pi * r * torch.sinh(kR))
-    g_laplace = (1 / r - 1 / R) / (4 * math.pi)
-    return kR / torch.sinh(kR), g_sigma / g_laplace.clamp_min(torch.finfo(R.dtype).tiny)
+                   * torch.special.i0(k * r) / torch.special.i0(kR)) / (2 * math.pi)
+        g_laplace = torch.log(1 / s.clamp_min(tiny)) / (2 * math.pi)
+    else:
+        g_sigma = torch.sinh(k * (R - r)) / (4 * math.pi * r * torch.sinh(kR))
+        g_laplace = (1 / r - 1 / R) / (4 * math.pi)
+    return g_sigma / g_laplace.clamp_min(tiny)
+
+
+def summarize(samples: torch.Tensor, steps: float, unfinished: int) -> dict:
+    """What both kernels return: each walk's estimate (N, walks), their mean and its standard
+    error (sample std / sqrt(walks)), the mean steps per walk and the walks stopped by max_steps."""
+    n, walks = samples.shape
+    std = samples.std(dim=1) if walks > 1 else torch.full((n,), float("inf"), dtype=samples.dtype)
+    return {"mean": samples.mean(dim=1), "std_error": std / math.sqrt(walks), "steps": steps,
+            "unfinished": unfinished, "samples": samples}
 
 
 def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None, sigma: float = 0.0,
@@ -100,7 +114,6 @@ def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None,
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     x = x0.repeat_interleave(walks, dim=0).to(device)
     total = torch.zeros(n * walks, dtype=dtype, device=device)
-    weight = torch.ones(n * walks, dtype=dtype, device=device)
     alive = torch.arange(n * walks, device=device)
     steps = 0
     for _ in range(max_steps):
@@ -111,33 +124,26 @@ def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None,
         stop = R < epsilon
         if stop.any():
             idx, xs = alive[stop], xa[stop]
-            total[idx] += weight[idx] * boundary_value(_closest_boundary(xs, distance))
+            total[idx] += boundary_value(_closest_boundary(xs, distance))
             keep = ~stop
             alive, xa, R = alive[keep], xa[keep], R[keep]
             if len(alive) == 0:
                 break
         m = len(alive)
         steps += m
-        s = None
         if source is not None:
             s = _green_radius(m, d, gen, dtype).to(device)
             y = xa + (s * R)[:, None] * _unit_directions(m, d, gen, dtype).to(device)
             term = _green_mass(R, d) * source(y)
-            if sigma > 0:
-                term = term * _screened(R, s, d, sigma)[1]
-            total[alive] += weight[alive] * term
+            total[alive] += term * _screened_weight(R, s, d, sigma) if sigma > 0 else term
         x[alive] = xa + R[:, None] * _unit_directions(m, d, gen, dtype).to(device)
         if sigma > 0:
-            p = _screened(R, s if s is not None else torch.ones_like(R), d, sigma)[0]
-            survive = torch.rand(m, generator=gen, dtype=dtype).to(device) < p
+            survive = torch.rand(m, generator=gen, dtype=dtype).to(device) < _survival(R, d, sigma)
             alive = alive[survive]                   # the others end: no boundary value (unbiased)
     unfinished = len(alive)
     if unfinished:                                   # stopped by max_steps: read g where they are
-        total[alive] += weight[alive] * boundary_value(_closest_boundary(x[alive], distance))
-    samples = total.reshape(n, walks)
-    std = samples.std(dim=1) if walks > 1 else torch.full((n,), float("inf"), dtype=dtype, device=device)
-    return {"mean": samples.mean(dim=1), "std_error": std / math.sqrt(walks), "steps": steps / (n * walks),
-            "unfinished": unfinished, "samples": samples}
+        total[alive] += boundary_value(_closest_boundary(x[alive], distance))
+    return summarize(total.reshape(n, walks), steps / (n * walks), unfinished)
 
 
 def _closest_boundary(x: torch.Tensor, distance) -> torch.Tensor:
@@ -223,6 +229,7 @@ class WoSBackend(AbstractBackend):
             fail("kernel", "numba", f"cannot run here: {why}", 'pass kernel="torch" (or "auto")')
         self._spec = spec
         return "numba" if wanted == "numba" or (wanted == "auto" and usable) else "torch"
+
     def _distance(self, x):
         return -self.problem.domain.sdf(x).reshape(-1)
 
@@ -241,8 +248,9 @@ class WoSBackend(AbstractBackend):
                  "cover the whole boundary (points are on it up to epsilon: compare with a tolerance)")
         return out
 
-    def estimate(self, x) -> dict:
-        """Mean, standard error, mean steps and unfinished walks at points ``x`` (N, d)."""
+    def estimate(self, x, samples: bool = False) -> dict:
+        """Mean, standard error, mean steps and unfinished walks at points ``x`` (N, d); with
+        ``samples``, every walk's estimate too (N, walks)."""
         x = torch.as_tensor(np.asarray(x), dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.problem.domain.dim:
             fail("x", tuple(x.shape), f"is not (N, {self.problem.domain.dim}) points", "pass one point per row")
@@ -250,31 +258,28 @@ class WoSBackend(AbstractBackend):
         source = None
         if not (self.pde.constant_source and self.pde.source == 0):
             source = lambda y: self.pde.f(y).reshape(-1)                       # noqa: E731
-        if self.kernel == "numba":
-            return self._estimate_numba(x, source)
-        gen = torch.Generator().manual_seed(self.seed)
         per = max(1, m.chunk // m.walks)
-        parts = [walk(x[i:i + per].to(self.device), m.walks, distance=self._distance,
-                      boundary_value=self._boundary_value, source=source, sigma=self.sigma,
-                      epsilon=m.epsilon * self.size, max_steps=m.max_steps, generator=gen)
-                 for i in range(0, len(x), per)]
-        return {"mean": torch.cat([p["mean"] for p in parts]).double().cpu().numpy(),
+        if self.kernel == "numba":
+            from ._wos_numba import walk_numba
+            per = max(1, per // 4)                   # its recorded source points: up to 256 per walk
+            # walk j of the chunk from point i seeds with seed_base + i * walks + j: no two walks share a stream
+            parts = [walk_numba(x[i:i + per].double().numpy(), m.walks, self._spec, boundary_value=self._boundary_value,
+                                source=None if self.pde.constant_source else source,
+                                f_const=float(self.pde.source) if self.pde.constant_source else 0.0, sigma=self.sigma,
+                                epsilon=m.epsilon * self.size, max_steps=m.max_steps,
+                                seed=self.seed * 1_000_003 + i * m.walks)
+                     for i in range(0, len(x), per)]
+        else:
+            gen = torch.Generator().manual_seed(self.seed)
+            parts = [walk(x[i:i + per].to(self.device), m.walks, distance=self._distance,
+                          boundary_value=self._boundary_value, source=source, sigma=self.sigma,
+                          epsilon=m.epsilon * self.size, max_steps=m.max_steps, generator=gen)
+                     for i in range(0, len(x), per)]
+        sizes = [len(p["mean"]) for p in parts]
+        out = {"samples": torch.cat([p["samples"] for p in parts]).double().cpu().numpy()} if samples else {}
+        return out | {"mean": torch.cat([p["mean"] for p in parts]).double().cpu().numpy(),
                 "std_error": torch.cat([p["std_error"] for p in parts]).double().cpu().numpy(),
-                "steps": float(np.mean([p["steps"] for p in parts])),
-                "unfinished": int(sum(p["unfinished"] for p in parts))}
-
-    def _estimate_numba(self, x, source) -> dict:
-        from ._wos_numba import walk_numba
-        m = self.method
-        const = float(self.pde.source) if self.pde.constant_source else 0.0
-        per = max(1, (m.chunk // 4) // m.walks)          # recorded source points: 256 per walk at most
-        parts = [walk_numba(x[i:i + per].double().numpy(), m.walks, self._spec, boundary_value=self._boundary_value,
-                            source=None if self.pde.constant_source else source, f_const=const, sigma=self.sigma,
-                            epsilon=m.epsilon * self.size, max_steps=m.max_steps, seed=self.seed * 1_000_003 + i)
-                 for i in range(0, len(x), per)]
-        return {"mean": np.concatenate([p["mean"] for p in parts]),
-                "std_error": np.concatenate([p["std_error"] for p in parts]),
-                "steps": float(np.mean([p["steps"] for p in parts])),
+                "steps": float(np.average([p["steps"] for p in parts], weights=sizes)),
                 "unfinished": int(sum(p["unfinished"] for p in parts))}
 
     def _estimate_cached(self, x):

@@ -172,3 +172,17 @@ def test_numba_and_torch_kernels_agree_in_distribution(name):
         se = math.hypot(float(t["std_error"][i]), float(n["std_error"][i]))
         assert abs(float(t["mean"][i]) - n["mean"][i]) < 4 * se
     assert abs(t["steps"] - n["steps"]) < 0.1 * t["steps"]
+
+
+def test_walks_of_different_chunks_are_independent():
+    """The same point three times, one chunk each in the numba kernel: independent walks (a
+    chunk's walks once re-used the previous chunk's seeds shifted by one point, so 255 of the 256
+    walks of neighbouring chunks were the same walks)."""
+    pytest.importorskip("numba")
+    problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), pde=pl.pde.Poisson(source=1.0),
+                         conditions=[pl.Dirichlet(lambda x: x[:, 0])])
+    backend = WalkOnSpheres(walks=256, chunk=4 * 256, kernel="numba").build(problem, dtype=D64)   # 1 point a chunk
+    est = backend.estimate(np.array([[0.3, 0.4], [0.3, 0.4], [0.3, 0.4]]), samples=True)
+    rows = est["samples"]
+    shared = [len(np.intersect1d(rows[a], rows[b])) for a, b in ((0, 1), (1, 2), (0, 2))]
+    assert max(shared) <= 2, shared                                   # 255 shared before the fix
