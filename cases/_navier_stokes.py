@@ -52,12 +52,18 @@ def velocity(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return _velocity_hat(torch.fft.rfft2(w), kx, ky)
 
 
-def _velocity_hat(w_hat, kx, ky):
-    """``(u, v)`` on the grid from the vorticity's ``rfft2`` (ψ̂ = ŵ/|k|², zero mean)."""
-    n = kx.shape[0]
+def _psi_hat(w_hat, kx, ky):
+    """ψ̂ = ŵ/|k|² with zero mean: the spectral solve of :math:`-\Delta\psi = w`."""
     k2 = kx ** 2 + ky ** 2
     psi = w_hat / torch.where(k2 > 0, k2, torch.ones_like(k2))
     psi[..., 0, 0] = 0
+    return psi
+
+
+def _velocity_hat(w_hat, kx, ky):
+    """``(u, v)`` on the grid from the vorticity's ``rfft2``."""
+    n = kx.shape[0]
+    psi = _psi_hat(w_hat, kx, ky)
     return torch.fft.irfft2(1j * ky * psi, s=(n, n)), torch.fft.irfft2(-1j * kx * psi, s=(n, n))
 
 
@@ -116,10 +122,7 @@ def kolmogorov_forcing(n: int, amplitude: float = 0.1, dtype=torch.float64, devi
 def stream_function(w: torch.Tensor) -> torch.Tensor:
     r"""ψ with :math:`-\Delta\psi = w` and zero mean, on the grid of ``w`` (..., n, n)."""
     kx, ky = wavenumbers(w.shape[-1], w.dtype, w.device)
-    k2 = kx ** 2 + ky ** 2
-    psi = torch.fft.rfft2(w) / torch.where(k2 > 0, k2, torch.ones_like(k2))
-    psi[..., 0, 0] = 0
-    return torch.fft.irfft2(psi, s=w.shape[-2:])
+    return torch.fft.irfft2(_psi_hat(torch.fft.rfft2(w), kx, ky), s=w.shape[-2:])
 
 
 def dealias(r: torch.Tensor) -> torch.Tensor:

@@ -28,20 +28,21 @@ from .base import AbstractGeometry
 _CHUNK = 2 ** 22          # point-triangle pairs per chunk
 
 
-def _load(path):
+def read_cells(path, cell_type: str, fix: str):
+    """``(points (V, 3), cells (F, k))`` of every ``cell_type`` cell in a mesh file meshio reads;
+    a missing or unreadable file, or one without such cells, is an error that says ``fix``."""
     import meshio
     path = Path(path)
     if not path.is_file():
-        fail("path", str(path), "does not exist", "pass the path of an STL/OBJ/VTK surface mesh", FileNotFoundError)
+        fail("path", str(path), "does not exist", fix, FileNotFoundError)
     try:
         m = meshio.read(path)
     except Exception as e:               # meshio raises many kinds for unreadable files
-        fail("path", str(path), f"is not a mesh meshio can read ({e})", "pass an STL, OBJ or VTK surface")
-    tris = [c.data for c in m.cells if c.type == "triangle"]
-    if not tris:
-        fail("path", str(path), f"has no triangles (cells: {sorted({c.type for c in m.cells})})",
-             "pass a triangulated closed surface (3-D); 2-D outlines: pl.geometry.Polygon.read(path)")
-    return np.asarray(m.points, dtype=float)[:, :3], np.concatenate(tris).astype(np.int64)
+        fail("path", str(path), f"is not a mesh meshio can read ({e})", fix)
+    cells = [c.data for c in m.cells if c.type == cell_type]
+    if not cells:
+        fail("path", str(path), f"has no {cell_type}s (cells: {sorted({c.type for c in m.cells})})", fix)
+    return np.asarray(m.points, dtype=float)[:, :3], np.concatenate(cells).astype(np.int64)
 
 
 def _point_triangle_distance(p, a, b, c):
@@ -88,7 +89,8 @@ class Mesh(AbstractGeometry):
 
     def __init__(self, path=None, *, points=None, triangles=None):
         if path is not None:
-            points, triangles = _load(path)
+            points, triangles = read_cells(path, "triangle", "pass a triangulated closed surface (STL, OBJ, VTK); "
+                                           "2-D outlines: pl.geometry.Polygon.read(path)")
         elif points is None or triangles is None:
             fail("path", None, "is missing (and points/triangles are not both given)",
                  'pass pl.geometry.Mesh("part.stl") or Mesh(points=..., triangles=...)')

@@ -235,18 +235,8 @@ class Polygon(AbstractGeometry):
         """The polygon bounded by the closed loop of line cells in a mesh file (VTK, VTU, ...
         via meshio; z is dropped): a 2-D domain from a file, as :class:`pdeml.geometry.Mesh` is
         a 3-D one."""
-        from pathlib import Path
-
-        import meshio
-        if not Path(path).is_file():
-            fail("path", str(path), "does not exist", "pass the path of a file with a closed loop of lines",
-                 FileNotFoundError)
-        m = meshio.read(path)
-        lines = [c.data for c in m.cells if c.type == "line"]
-        if not lines:
-            fail("path", str(path), f"has no line cells (cells: {sorted({c.type for c in m.cells})})",
-                 "pass a closed polyline (3-D surfaces: pl.geometry.Mesh(path))")
-        edges = np.concatenate(lines)
+        from .mesh import read_cells
+        points, edges = read_cells(path, "line", "pass a closed polyline (3-D surfaces: pl.geometry.Mesh(path))")
         nxt = {}
         for a, b in edges:
             nxt.setdefault(int(a), []).append(int(b))
@@ -266,7 +256,7 @@ class Polygon(AbstractGeometry):
         if len(loop) != len(nxt):
             fail("path", str(path), f"holds {len(nxt) - len(loop)} vertices outside the first loop",
                  "pass one closed loop (holes: subtract polygons)")
-        return cls(np.asarray(m.points, dtype=float)[loop, :2])
+        return cls(points[loop, :2])
 
 
 class Triangle(AbstractGeometry):
