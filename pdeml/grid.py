@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -53,18 +54,21 @@ class GridField:
         first = next(iter(self.fields.values()))
         self.dims = len(names) - 1
         if first.ndim < self.dims + 1 or first.shape[-1] != first.shape[-2] or first.shape[-1 - self.dims] < 3:
-            fail("fields", tuple(first.shape), f"is not (..., T >= 3, n, n) trajectories", "pass (B, T, n, n)")
+            fail("fields", tuple(first.shape), "is not (..., T >= 3, n, n) trajectories", "pass (B, T, n, n)")
         for k, v in self.fields.items():
             if v.shape != first.shape:
                 fail(f"fields[{k!r}]", tuple(v.shape), f"differs from the first field's {tuple(first.shape)}",
                      "sample every output on one grid")
         self.input_names, self._name = tuple(names), _name
         self.n = first.shape[-1]
+        self._hats = {}             # each field's spectrum at the interior frames, shared by its selections
 
     def __getitem__(self, name: str) -> "GridField":
         if name not in self.fields:
             raise KeyError(f"output {name!r} is not one of {tuple(self.fields)}. Fix: use one of those names.")
-        return GridField(self.fields, self.frame_dt, t0=self.t0, names=self.input_names, _name=name)
+        out = copy.copy(self)       # shares the fields and the spectra already taken
+        out._name = name
+        return out
 
     def _one(self) -> torch.Tensor:
         if self._name is None:
@@ -91,10 +95,17 @@ class GridField:
     def _interior(self, u):
         return u.narrow(-1 - self.dims, 1, u.shape[-1 - self.dims] - 2)
 
-    def _spectral(self, u, factor) -> torch.Tensor:
+    def _spectral(self, factor) -> torch.Tensor:
+        """irfftn(factor * the selected field's spectrum), the spectrum taken once per field."""
         axes = tuple(range(-self.dims, 0))
-        uh = torch.fft.rfftn(self._interior(u), dim=axes)
-        return torch.fft.irfftn(factor * uh, s=(self.n,) * self.dims, dim=axes)
+        key = self._name or next(iter(self.fields))
+        if key not in self._hats:
+            self._hats[key] = torch.fft.rfftn(self._interior(self._one()), dim=axes)
+        return torch.fft.irfftn(factor * self._hats[key], s=(self.n,) * self.dims, dim=axes)
+
+    def _k(self) -> list[torch.Tensor]:
+        u = self._one()
+        return _wavenumbers(self.n, self.dims, u.dtype, u.device)
 
     def _index(self, i) -> int:
         if isinstance(i, str):
@@ -108,11 +119,10 @@ class GridField:
         return self._col(self._interior(self._one()))
 
     def d(self, i) -> torch.Tensor:
-        i, u = self._index(i), self._one()
+        i = self._index(i)
         if i == self.dims:
             return self.dt()
-        k = _wavenumbers(self.n, self.dims, u.dtype, u.device)
-        return self._col(self._spectral(u, 1j * k[i]))
+        return self._col(self._spectral(1j * self._k()[i]))
 
     def dt(self) -> torch.Tensor:
         """Central differences in time, at the interior frames."""
@@ -125,12 +135,11 @@ class GridField:
         j = i if j is None else self._index(j)
         if self.dims in (i, j):
             fail("d2", (i, j), "asks for a second time derivative", "the grid field has first-order time only")
-        k = _wavenumbers(self.n, self.dims, self._one().dtype, self._one().device)
-        return self._col(self._spectral(self._one(), -k[i] * k[j]))
+        k = self._k()
+        return self._col(self._spectral(-k[i] * k[j]))
 
     def laplacian(self) -> torch.Tensor:
-        k = _wavenumbers(self.n, self.dims, self._one().dtype, self._one().device)
-        return self._col(self._spectral(self._one(), -sum(kj ** 2 for kj in k)))
+        return self._col(self._spectral(-sum(kj ** 2 for kj in self._k())))
 
     def __repr__(self):
         return f"GridField({tuple(self.fields)}, dt={self.frame_dt}, n={self.n}{', ' + self._name if self._name else ''})"

@@ -78,7 +78,7 @@ def _box_args(name_lo, lo, name_hi, hi, dim=None):
              f"give both as sequences of {dim or lo.size} numbers")
     if not np.all(hi > lo):
         fail(name_hi, hi.tolist(), f"must be greater than {name_lo}={lo.tolist()} in every coordinate",
-             f"swap the corners or widen the box")
+             "swap the corners or widen the box")
     return lo, hi
 
 
