@@ -1,11 +1,12 @@
-"""Neural operators for problem families (issue 15 in progress): FNO layers, the FNO-3d and
-ST-FNO trajectory operators; Spectral-Refiner fine-tuning, WoS-NO and EquiNO to come."""
+"""Neural operators for problem families: FNO layers, the FNO-3d and ST-FNO trajectory operators
+with Spectral-Refiner fine-tuning, and WoS-NO over families of domains; EquiNO to come."""
 from .backend import FNO3d, STFNO, TrajectoryOperator
 from .fno import FNO, SpectralConv
 from .stfno import STFNONet
+from .wosno import DomainDraws, DomainOperator, WoSNO
 
 #: method names -> operator methods (the registry kept at the edge)
-REGISTRY = {"fno3d": FNO3d, "stfno": STFNO}
+REGISTRY = {"fno3d": FNO3d, "stfno": STFNO, "wosno": WoSNO}
 
 
 
@@ -15,4 +16,5 @@ def commands() -> dict:
     return {"finetune": (cli.add_parser, cli.main)}
 
 
-__all__ = ["commands", "FNO", "SpectralConv", "STFNONet", "FNO3d", "STFNO", "TrajectoryOperator", "REGISTRY"]
+__all__ = ["commands", "FNO", "SpectralConv", "STFNONet", "FNO3d", "STFNO", "TrajectoryOperator", "WoSNO", "DomainDraws",
+           "DomainOperator", "REGISTRY"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pdeml.export.image import write_image_data
 from pdeml.export.plots import figure, save
@@ -52,4 +53,49 @@ def plot_trajectory(pred: np.ndarray, truth: np.ndarray, t_in: int, dt: float, p
                                  vmin=-lim if r < 2 else None, vmax=lim if r < 2 else None)
             ax[r, c].set(title=f"{title}, t = {(t_in + j) * dt:.3g}", xticks=[], yticks=[])
             fig.colorbar(im, ax=ax[r, c], shrink=0.8)
+    return save(fig, path)
+
+
+def export_domains(backend, out: Path, samples=None, walks: int = 256, first: int = 3) -> list[Path]:
+    """``test_<k>.vti`` per test domain of a domain operator (``samples``, default the first
+    ``first``): prediction, truth, error and a walk-on-spheres solve (mean, standard error) on the
+    inside cell centres (NaN outside), and ``field.png`` of the first."""
+    from pdeml._validate import fail
+    from solvers.wos import WalkOnSpheres
+    t, fam = backend.test_set(), backend.problem
+    count = len(t["draws"])
+    samples = list(range(min(first, count))) if samples is None else list(samples)
+    for s in samples:
+        if not 0 <= s < count:
+            fail("--sample", s, f"is not a test domain (there are {count})", f"pass 0..{count - 1}")
+    pred = backend.predict(t["features"][samples])
+    x, half, written = fam.grid(), fam.half, []
+    n = x.shape[0]
+    for j, s in enumerate(samples):
+        inside = t["inside"][s]
+        est = WalkOnSpheres(walks=walks).build(fam.wos_problem(t["draws"][s]), seed=s,
+                                               dtype=torch.float64).estimate(x[inside])
+        fields = {"prediction": pred[j], "truth": t["truth"][s], "error": pred[j] - t["truth"][s],
+                  "wos_mean": np.zeros((n, n)), "wos_std_error": np.zeros((n, n))}
+        fields["wos_mean"][inside], fields["wos_std_error"][inside] = est["mean"], est["std_error"]
+        fields = {k: np.where(inside, v, np.nan) for k, v in fields.items()}
+        written.append(write_image_data(out / f"test_{s:03d}.vti", fields | {"inside": inside.astype(float)},
+                                        spacing=(2 * half / n, 2 * half / n, 1.0), origin=(-half, -half, 0.0)))
+        if j == 0:
+            written.append(plot_domain(fields, half, out / "field.png"))
+    return written
+
+
+def plot_domain(fields: dict, half: float, path) -> Path:
+    """Prediction, truth, error and the walk-on-spheres standard error of one domain, side by side."""
+    names = ("prediction", "truth", "error", "wos_std_error")
+    fig, ax = figure(1, len(names), (3.4 * len(names), 3.2))
+    lim = float(np.nanmax(np.abs(fields["truth"])))
+    for a, k in zip(ax.ravel(), names):
+        same = k in ("prediction", "truth")
+        im = a.imshow(fields[k].T, origin="lower", extent=(-half, half, -half, half),
+                      cmap="RdBu_r" if same else "PuOr" if k == "error" else "viridis",
+                      vmin=-lim if same else None, vmax=lim if same else None)
+        a.set(title=k.replace("_", " "), xticks=[], yticks=[])
+        fig.colorbar(im, ax=a, shrink=0.8)
     return save(fig, path)

@@ -199,9 +199,11 @@ def _compile():
 
 
 def walk_numba(x0: np.ndarray, walks: int, spec, *, boundary_value, source=None, f_const: float = 0.0,
-               sigma: float = 0.0, epsilon: float, max_steps: int, seed: int, record_steps: int = 256) -> dict:
+               sigma: float = 0.0, epsilon: float, max_steps: int, seed: int, record_steps: int = 32) -> dict:
     """``walks`` walks from each row of ``x0`` (N, d) with the numba kernel; ``boundary_value``
     and ``source`` are torch functions of points (M, d) -> (M,), evaluated after the walks.
+    Source points are recorded for the first ``record_steps`` steps of each walk; if a walk took
+    more, the walks are run again with room for all (same seeds, so the same walks).
     Returns what :func:`solvers.wos.walk` returns."""
     import torch
     kind, P, A, B, C = spec
@@ -218,9 +220,9 @@ def walk_numba(x0: np.ndarray, walks: int, spec, *, boundary_value, source=None,
     _compile()(np.ascontiguousarray(x0, dtype=float), int(walks), int(kind), P, A[:, :3].copy(), B[:, :3].copy(),
                C[:, :3].copy(), float(epsilon), int(max_steps), int(seed), float(sigma), float(f_const), record, rec,
                exits, ended, acc, ys, ws, nrec, steps)
-    if record and int(nrec.max()) > rec:
-        fail("record_steps", rec, f"is fewer than the {int(nrec.max())} steps of the longest walk",
-             'raise it, or use kernel="torch"')
+    if record and int(nrec.max()) > rec:             # a long walk: run again with room for it
+        return walk_numba(x0, walks, spec, boundary_value=boundary_value, source=source, f_const=f_const,
+                          sigma=sigma, epsilon=epsilon, max_steps=max_steps, seed=seed, record_steps=int(nrec.max()))
     total = acc.copy()
     to = lambda a: torch.as_tensor(a, dtype=torch.float64)                # noqa: E731
     if ended.any():

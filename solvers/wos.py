@@ -261,7 +261,7 @@ class WoSBackend(AbstractBackend):
         per = max(1, m.chunk // m.walks)
         if self.kernel == "numba":
             from ._wos_numba import walk_numba
-            per = max(1, per // 4)                   # its recorded source points: up to 256 per walk
+            per = max(1, per // 4)                   # its recorded source points: 32 per walk, more if one is longer
             # walk j of the chunk from point i seeds with seed_base + i * walks + j: no two walks share a stream
             parts = [walk_numba(x[i:i + per].double().numpy(), m.walks, self._spec, boundary_value=self._boundary_value,
                                 source=None if self.pde.constant_source else source,

@@ -1,0 +1,340 @@
+r"""WoS-NO: a neural operator for a family of domains trained on walk-on-spheres estimates, not on
+solver data and not on the PDE residual (after "Neural operators meet walk-on-spheres", the
+WoS-NO paper and its reference code neuraloperator/WoS-NO; walk-on-spheres: :mod:`solvers.wos`).
+
+For a family of Dirichlet problems :math:`-\Delta u = f` in :math:`\Omega_a`, :math:`u = g` on
+:math:`\partial\Omega_a`, the operator maps per-point inputs to :math:`u`. Training keeps, for
+every training domain and every training point :math:`x_i`, the running sums of all walk
+estimates so far; each time a domain is drawn into a batch, ``walks`` fresh walks per point
+(10 in the paper) are folded in, so at its :math:`k`-th draw (:math:`k = 0, 1, \dots`) a point's
+target is the mean of :math:`10(k+1)` walks,
+
+.. math:: \bar u_i = \frac1{M}\sum_{m=1}^{M} \hat u^{(m)}(x_i), \qquad
+          s_i^2 = \frac{1}{M(M-1)}\sum_m\big(\hat u^{(m)}(x_i) - \bar u_i\big)^2,
+
+and the loss is the relative L2 error against :math:`\bar u` over the inside points,
+:math:`\|u_\theta - \bar u\|/\|\bar u\|` per domain (``weighting="std_error"`` weighs each point
+by :math:`1/(s_i^2 + \tilde s^2)`, :math:`\tilde s^2` the domain's median :math:`s_i^2`). The
+estimates are unbiased, so the expected loss is the truth's loss plus the estimates' variance,
+which the running mean shrinks as :math:`1/k`.
+
+**Operator.** The paper's backbone is GINO (a graph-kernel encoder onto a latent grid, an FNO,
+a decoder back to the points). Here the points are the cell centres of an ``n x n`` grid over
+the family's box, and the operator is the FNO of :mod:`operators.fno` (zero-padded: the box is
+not periodic), with the paper's per-point inputs as channels: :math:`g` at the nearest boundary
+point, the signed distance to the boundary and :math:`f`. On a grid the encoder and decoder of
+GINO are the identity, so this is GINO without its graph kernels; what it loses is meshes with
+points of their own, which the star family does not need.
+
+**Targets** (``targets=``): ``"wos"`` (WoS-NO), ``"residual"`` (the physics-informed baseline:
+the same operator trained on the 5-point residual :math:`-\Delta_h u_\theta - f` at the inside
+nodes whose stencil is inside, plus :math:`u_\theta = g` at ``16n`` boundary points read by
+bilinear interpolation: with ``4n`` the discrete problem is rank-deficient, its minimum-norm
+solution off by 20-80%; with ``16n`` it has full rank, and its own error against the truth, the
+floor of this baseline, is measured in ``tests/benchmarks/bench_wosno.py``), or ``"truth"`` (supervised on the finite-element truth: the bound
+neither can beat). The error is measured against the family's finite-element truth on
+``test_domains`` fixed draws.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pdeml._validate import fail, finite_scalar, positive_int
+from pdeml.backend import AbstractMethod, AbstractTrainable
+from pdeml.family import AbstractFamily
+from pdeml.sampling import AbstractSampler, rng_state, set_rng_state
+
+from .backend import _cast
+from .fno import FNO
+
+TARGETS = ("wos", "residual", "truth")
+#: the test draws' seed: the same test domains for every method and run
+TEST_SEED = 2 ** 31 - 1
+#: boundary points per grid cell along an axis in the physics-informed loss (16n in all)
+BOUNDARY_POINTS = 16
+
+
+class DomainDraws(AbstractSampler):
+    """Training domains of a family and their targets: ``domains`` draws, ``batch_size`` of them
+    per step in a fresh order every epoch. For WoS targets each drawn domain first gets ``walks``
+    new walks per inside point, folded into its running sums (checkpointed, so a resumed run
+    continues the same means).
+
+    A batch is ``{"data": {"features", "inside", "params", "target", "std_error"}}``
+    (``"target"``: the running means, or the truth; ``"std_error"``: the means' standard errors).
+    """
+
+    def __init__(self, domains: int = 64, batch_size: int = 8, *, targets: str = "wos", walks: int = 10,
+                 epsilon: float = 1e-3, progress: bool = False):
+        self.domains, self.batch_size = positive_int("domains", domains), positive_int("batch_size", batch_size)
+        if self.batch_size > self.domains:
+            fail("batch_size", batch_size, f"exceeds the {domains} training domains", f"pass at most {domains}")
+        if targets not in TARGETS:
+            fail("targets", targets, "is not a WoS-NO target", f"pass one of {TARGETS}")
+        self.targets, self.walks = targets, positive_int("walks", walks)
+        self.epsilon, self.progress = finite_scalar("epsilon", epsilon), bool(progress)
+
+    def _start(self):
+        from tqdm.auto import tqdm
+        fam = self.problem
+        self.draws = [fam.draw(self.rng) for _ in range(self.domains)]
+        feats = [fam.features(d) for d in self.draws]
+        self.features = np.stack([f for f, _ in feats])
+        self.inside = np.stack([m for _, m in feats])
+        self.params = np.stack([d.vector() for d in self.draws])
+        n = self.inside.shape[1:]
+        if self.targets == "truth":
+            self.truth = np.stack([fam.truth(d, m) for d, m in tqdm(zip(self.draws, self.inside), total=self.domains,
+                                                                     desc="truth", disable=not self.progress)])
+        if self.targets == "wos":
+            self.sums = np.zeros((self.domains, 2, *n))          # sum and sum of squares of the walks
+            self.count = np.zeros(self.domains, dtype=np.int64)
+            self._points = fam.grid()
+        self.order, self.position, self.epoch = self.rng.permutation(self.domains), 0, 0
+        self.points = self._read(walk=True)
+
+    def _walk(self, k: int):
+        """``walks`` fresh walks from every inside point of domain ``k``, into its sums."""
+        from solvers.wos import WalkOnSpheres
+        inside = self.inside[k]
+        solver = WalkOnSpheres(walks=self.walks, epsilon=self.epsilon).build(
+            self.problem.wos_problem(self.draws[k]), seed=int(self.rng.integers(2 ** 31)), dtype=torch.float64)
+        s = solver.estimate(self._points[inside], samples=True)["samples"]
+        self.sums[k, 0][inside] += s.sum(1)
+        self.sums[k, 1][inside] += (s ** 2).sum(1)
+        self.count[k] += self.walks
+
+    def statistics(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        """The running means and their standard errors of domains ``idx`` (0 outside)."""
+        m = self.count[idx].reshape(-1, 1, 1).astype(float)
+        mean = self.sums[idx, 0] / m
+        var = np.maximum(self.sums[idx, 1] - m * mean ** 2, 0) / np.maximum(m - 1, 1)
+        return mean, np.sqrt(var / m)
+
+    def _read(self, walk: bool) -> dict:
+        idx = np.sort(self.order[self.position:self.position + self.batch_size])
+        out = {"features": self.features[idx], "inside": self.inside[idx].astype(float), "params": self.params[idx]}
+        if self.targets == "wos":
+            if walk:
+                for k in idx:
+                    self._walk(int(k))
+            out["target"], out["std_error"] = self.statistics(idx)
+        elif self.targets == "truth":
+            out["target"] = self.truth[idx]
+        return {"data": out}
+
+    def batch(self, step):
+        if step > 0:
+            self.position += self.batch_size
+            if self.position + self.batch_size > self.domains:
+                self.order, self.position = self.rng.permutation(self.domains), 0
+                self.epoch += 1
+            self.points = self._read(walk=True)
+            self.version += 1
+        return self.points
+
+    def state_dict(self):
+        state = {"order": torch.as_tensor(self.order), "position": self.position, "epoch": self.epoch,
+                 "rng": rng_state(self.rng)}
+        if self.targets == "wos":
+            state |= {"sums": torch.as_tensor(self.sums), "count": torch.as_tensor(self.count)}
+        return state
+
+    def load_state_dict(self, state):
+        self.order = state["order"].numpy()
+        self.position, self.epoch = int(state["position"]), int(state["epoch"])
+        set_rng_state(self.rng, state["rng"])
+        if self.targets == "wos":
+            self.sums, self.count = state["sums"].numpy().copy(), state["count"].numpy().copy()
+        self.points = self._read(walk=False)             # the saved means, no walks folded in twice
+        self.version += 1
+
+    def __repr__(self):
+        return f"DomainDraws({self.domains}, {self.batch_size}, targets={self.targets!r}, walks={self.walks})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WoSNO(AbstractMethod):
+    """WoS-NO settings (see the module docstring).
+
+    Args:
+        targets: ``"wos"`` (walk-on-spheres running means), ``"residual"`` (physics-informed
+            baseline) or ``"truth"`` (finite-element targets).
+        walks: fresh walks per point each time a domain is drawn (WoS targets).
+        domains, batch_size: training draws and draws per step.
+        weighting: ``"none"`` or ``"std_error"`` (weigh points by their estimates' precision).
+        modes, width, layers: the FNO. test_domains: fixed draws the error is measured on.
+        epsilon: walk-on-spheres' stopping shell (relative to the domain size).
+
+    Example:
+        >>> case = pl.Case(StarFamily(n=32), WoSNO(targets="wos", domains=64), steps=2000)
+    """
+
+    targets: str = "wos"
+    walks: int = 10
+    domains: int = 64
+    batch_size: int = 8
+    weighting: str = "none"
+    modes: int = 12
+    width: int = 32
+    layers: int = 4
+    test_domains: int = 16
+    epsilon: float = 1e-3
+
+    def __post_init__(self):
+        if self.weighting not in ("none", "std_error"):
+            fail("weighting", self.weighting, "is not a WoS-NO weighting", 'pass "none" or "std_error"')
+        if self.weighting == "std_error" and self.targets != "wos":
+            fail("weighting", self.weighting, f"needs walk-on-spheres targets, not {self.targets!r}",
+                 'pass targets="wos" or weighting="none"')
+        for k in ("modes", "width", "layers", "test_domains"):
+            positive_int(k, getattr(self, k))
+        self.sampler()                                 # validates domains, batch_size, targets, walks
+
+    def sampler(self, progress: bool = False) -> DomainDraws:
+        return DomainDraws(self.domains, self.batch_size, targets=self.targets, walks=self.walks,
+                           epsilon=self.epsilon, progress=progress)
+
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "DomainOperator":
+        needs = ("draw", "features", "truth", "wos_problem", "boundary_samples", "grid")
+        if not isinstance(problem, AbstractFamily) or not all(hasattr(problem, k) for k in needs):
+            fail("problem", type(problem).__name__, "is not a family of domains",
+                 f"pass a family with {', '.join(needs)} (cases/_star_poisson.StarFamily)")
+        n = problem.grid().shape[0]
+        if self.modes > n // 2:
+            fail("modes", self.modes, f"exceed what the {n} x {n} grid holds ({n // 2})", f"pass at most {n // 2}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = FNO(3, 1, (self.modes, self.modes), width=self.width, layers=self.layers,
+                      padding=(max(1, n // 8),) * 2)
+        return _cast(DomainOperator(problem, net, self), dtype).to(device)
+
+
+def relative_l2_masked(pred, target, mask, weight=None) -> torch.Tensor:
+    """Mean over the batch of :math:`\\|w^{1/2}(p - t)\\|/\\|w^{1/2}t\\|` on the ``mask`` points."""
+    w = mask if weight is None else mask * weight
+    num = (w * (pred - target) ** 2).sum((-2, -1))
+    den = (w * target ** 2).sum((-2, -1)).clamp_min(torch.finfo(pred.dtype).tiny)
+    return torch.sqrt(num / den).mean()
+
+
+def five_point_residual(u, f, inside, h: float):
+    """:math:`-\\Delta_h u - f` at the inside nodes whose four neighbours are inside, and that mask."""
+    lap = (u[..., 2:, 1:-1] + u[..., :-2, 1:-1] + u[..., 1:-1, 2:] + u[..., 1:-1, :-2] - 4 * u[..., 1:-1, 1:-1]) / h ** 2
+    m = inside[..., 1:-1, 1:-1] * inside[..., 2:, 1:-1] * inside[..., :-2, 1:-1] * inside[..., 1:-1, 2:] \
+        * inside[..., 1:-1, :-2]
+    return (-lap - f[..., 1:-1, 1:-1]) * m, m
+
+
+def bilinear(u, x, half: float):
+    """``u`` (B, n, n) on the cell centres of [-half, half]², indexed [x, y], at points ``x`` (B, k, 2)."""
+    grid = (x / half).flip(-1)[:, None]              # grid_sample: last axis (width) first
+    return F.grid_sample(u[:, None], grid, mode="bilinear", align_corners=False)[:, 0, 0]
+
+
+class DomainOperator(AbstractTrainable):
+    """The trained map from a domain's per-point inputs (B, 3, n, n) to its solution (B, n, n)."""
+
+    def __init__(self, family, net, method: WoSNO):
+        super().__init__()
+        self.problem, self.net, self.method = family, net, method
+        self.n = family.grid().shape[0]
+        self.h = 2 * family.half / self.n
+        self._test = None
+
+    @property
+    def term_names(self):
+        return ["pde", "boundary"] if self.method.targets == "residual" else ["data"]
+
+    def forward(self, features):
+        return self.net(features)[:, 0]
+
+    def losses(self, batch, residuals=None):
+        d = batch["data"]
+        pred, inside = self(d["features"]), d["inside"]
+        if self.method.targets == "residual":
+            r, m = five_point_residual(pred, d["features"][:, 2], inside, self.h)
+            xb, gb = self.problem.boundary_samples(d["params"], BOUNDARY_POINTS * self.n)
+            return {"pde": (r ** 2).sum() / m.sum().clamp_min(1),
+                    "boundary": ((bilinear(pred, xb, self.problem.half) - gb) ** 2).mean()}
+        weight = None
+        if self.method.weighting == "std_error":
+            var = d["std_error"] ** 2
+            ref = torch.stack([v[m > 0].median() for v, m in zip(var, inside)])[:, None, None]
+            weight = 1 / (var + ref.clamp_min(torch.finfo(var.dtype).tiny))
+        return {"data": relative_l2_masked(pred, d["target"], inside, weight)}
+
+    def batches(self, sampler, rng):
+        sampler = sampler if sampler is not None else self.method.sampler()
+        if not isinstance(sampler, DomainDraws):
+            fail("sampler", sampler, "is not a DomainDraws", "leave it out (WoS-NO draws its own domains)")
+        return sampler.init(self.problem, rng)
+
+    @torch.no_grad()
+    def predict(self, x, chunk: int = 16) -> np.ndarray:
+        """Solutions (B, n, n) at features ``x`` (B, 3, n, n); 0 outside (distance channel <= 0)."""
+        x = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+        if x.ndim != 4 or x.shape[1:] != (3, self.n, self.n):
+            fail("x", tuple(x.shape), f"is not (B, 3, {self.n}, {self.n}) features", "pass family.features(draw)[0] stacked")
+        out = np.concatenate([self(x[i:i + chunk]).double().cpu().numpy() for i in range(0, len(x), chunk)])
+        return out * (np.asarray(x[:, 1].cpu()) > 0)
+
+    def test_set(self) -> dict:
+        """The fixed test draws (seed ``TEST_SEED``): features, inside, truth, draws (cached)."""
+        if self._test is None:
+            fam, rng = self.problem, np.random.default_rng(TEST_SEED)
+            draws = [fam.draw(rng) for _ in range(self.method.test_domains)]
+            feats = [fam.features(d) for d in draws]
+            inside = np.stack([m for _, m in feats])
+            self._test = {"features": np.stack([f for f, _ in feats]), "inside": inside, "draws": draws,
+                          "truth": np.stack([fam.truth(d, m) for d, m in zip(draws, inside)])}
+        return self._test
+
+    def reference(self, rng):
+        t = self.test_set()
+        return t["features"], t["truth"]
+
+    def errors(self) -> np.ndarray:
+        """Each test domain's relative L2 error against its truth."""
+        t = self.test_set()
+        p = self.predict(t["features"])
+        return np.linalg.norm((p - t["truth"]).reshape(len(p), -1), axis=1) / \
+            np.linalg.norm(t["truth"].reshape(len(p), -1), axis=1)
+
+    def resolved(self):
+        return {"parameters": sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters()),
+                "grid": self.n}
+
+    def export(self, out, resolution: int, sample: int | None = None, walks: int = 256):
+        """Per test domain (``sample``, or the first three) ``test_<k>.vti``: the prediction, the
+        finite-element truth, the error, and a walk-on-spheres solve with ``walks`` walks (its
+        mean and standard error) at the inside cell centres; and ``field.png``."""
+        from .export import export_domains
+        return export_domains(self, out, [sample] if sample is not None else None, walks)
+
+
+def physics_floor(family, draw) -> tuple[np.ndarray, int, int]:
+    """The grid values that minimize the physics-informed loss of one draw exactly (linear least
+    squares over the nodes the loss touches), with the system's rank and unknown count: the best
+    the ``"residual"`` baseline can reach on this grid, whatever the network."""
+    feats, inside = family.features(draw)
+    n = inside.shape[0]
+    f = torch.as_tensor(feats[2])[None]
+    m = torch.as_tensor(inside, dtype=torch.float64)[None]
+    xb, gb = family.boundary_samples(torch.as_tensor(draw.vector())[None], BOUNDARY_POINTS * n)
+
+    def residual(u):
+        r, mask = five_point_residual(u.reshape(1, n, n), f, m, 2 * family.half / n)
+        return torch.cat([r[mask > 0], (bilinear(u.reshape(1, n, n), xb, family.half) - gb).reshape(-1)])
+
+    zero = torch.zeros(n * n, dtype=torch.float64)
+    A = torch.autograd.functional.jacobian(residual, zero)          # the loss is linear in u
+    used = A.abs().sum(0) > 0
+    sol = torch.linalg.lstsq(A[:, used], -residual(zero)[:, None], driver="gelsd").solution[:, 0]
+    u = torch.zeros(n * n, dtype=torch.float64)
+    u[used] = sol
+    return u.reshape(n, n).numpy() * inside, int(torch.linalg.matrix_rank(A[:, used])), int(used.sum())
