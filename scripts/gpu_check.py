@@ -31,6 +31,9 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
     out_list.append(("walk-on-spheres lshape 10^4 points", pdeml + [
         "solve", "poisson_lshape", "--walks", "1024", "--points", "10000", "--device", device,
         "--out", str(out / "wos")], 120))
+    out_list.append(("wosno vs physics-informed 32^2", [
+        PY, "tests/benchmarks/bench_wosno.py", "--device", device, "--steps", "300", "--variants", "wos", "residual",
+        "--threads", "8"], 240))
     finetune = [
         ("train nse_stfno 64^2", pdeml + ["train", "nse_stfno", "--n", "64", "--batch", "16", "--data", data64,
                                          "--steps", "1000", "--device", device, "--no-progress",
@@ -90,6 +93,9 @@ def summary(log: str) -> str:
         return "; ".join(f"{r[0]} (lr {r[1]}): err {r[4]}, {r[5]} s/epoch ({r[6]}x), {r[7]} MB" if len(r) > 7
                          else " ".join(r)
                          for r in ops)[:300]
+    wos = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith(("| wos", "| residual"))]
+    if wos:       # bench_wosno's table: variant, lr, error mean, median, s/step, walks s/step, activations, peak
+        return "; ".join(f"{r[0]}: err {r[2]}, {r[4]} s/step + walks {r[5]}, peak {r[7]} MiB" for r in wos)[:300]
     rows = [ln for ln in lines if ln.startswith("pdeml ") or ln.startswith("stde:16 vs")]
     return ("; ".join(rows) if rows else (lines[-1] if lines else ""))[:160].replace("|", "/")
 

@@ -148,3 +148,17 @@ def test_wos_targets_train_the_operator_and_export_reads_back(tmp_path):
     z = (f["wos_mean"] - f["truth"])[inside] / np.maximum(f["wos_std_error"][inside], 1e-9)
     assert np.mean(np.abs(z) < 3) > 0.9
     assert any(p.name == "field.png" for p in files)
+
+
+def test_case_options_select_the_targets_and_walks_a_run_uses():
+    from pdeml.run import apply_overrides, load_case
+    case, _ = load_case("poisson_star_family", {"targets": "residual", "n": 16, "domains": 4, "batch": 2})
+    backend = case.method.build(case.problem)
+    assert backend.term_names == ["pde", "boundary"] and backend.n == 16
+    run = backend.batches(None, np.random.default_rng(0))
+    assert run.targets == "residual" and len(run.draws) == 4 and "target" not in run.current()["data"]
+    case, _ = load_case("poisson_star_family", {"walks": 3, "n": 16, "domains": 3, "batch": 2, "weighting": "std_error"})
+    case = apply_overrides(case, {"steps": 5, "lr": 1e-2})
+    run = case.method.build(case.problem).batches(None, np.random.default_rng(0))
+    assert run.walks == 3 and set(run.count.tolist()) <= {0, 3} and run.count.sum() == 3 * run.batch_size
+    assert case.steps == 5 and case.method.weighting == "std_error"

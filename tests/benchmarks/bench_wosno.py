@@ -6,7 +6,7 @@ step (bytes autograd saves: device-independent) and the process's peak memory (p
 memory on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU). Also the physics-informed
 loss's own floor on this grid (its exact minimizer's error, :func:`operators.wosno.physics_floor`).
 
-    python tests/benchmarks/bench_wosno.py [--n 32] [--steps 1000] [--domains 64] [--device cuda]
+    python tests/benchmarks/bench_wosno.py [--n 32] [--steps 1000] [--domains 64] [--batch 8] [--device cuda]
     python tests/benchmarks/bench_wosno.py --variants wos residual --lr 1e-3 3e-3
 
 Each variant trains in its own process (its peak memory is its own), through ``pdeml.fit``.
@@ -36,7 +36,9 @@ def one(args) -> dict:
     from operators.wosno import DomainDraws
 
     torch.set_num_threads(args.threads)
-    case = make(n=args.n, domains=args.domains, steps=args.steps, lr=args.lr, **VARIANTS[args.one])
+    from pdeml.run import apply_overrides
+    case = apply_overrides(make(n=args.n, domains=args.domains, batch=args.batch, **VARIANTS[args.one]),
+                           {"steps": args.steps, "lr": args.lr})
     backend = case.method.build(case.problem, seed=args.seed, device=args.device)
     walk_s = [0.0]
     walk = DomainDraws._walk
@@ -99,6 +101,7 @@ def main():
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--domains", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8, help="domains per step")
     ap.add_argument("--lr", type=float, nargs="+", default=[3e-3])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--device", default="cpu")
@@ -115,7 +118,7 @@ def main():
     for v in args.variants:
         for lr in args.lr:
             cmd = [sys.executable, __file__, "--one", v, "--lr", str(lr), "--n", str(args.n), "--steps",
-                   str(args.steps), "--domains", str(args.domains), "--device", args.device,
+                   str(args.steps), "--domains", str(args.domains), "--batch", str(args.batch), "--device", args.device,
                    "--threads", str(args.threads), "--seed", str(args.seed)]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
@@ -127,7 +130,11 @@ def main():
                   f"{r['s_per_step']:.3f} s/step + walks {r['walk_s_per_step']:.3f}, "
                   f"saved {r['saved_bytes'] / 2**20:.1f} MiB, peak {r['peak_bytes'] / 2**20:.0f} MiB", flush=True)
     fl = floor(args) if "residual" in args.variants else {}
-    print(f"\n{args.n}² grid, {args.domains} training domains, {args.steps} steps, batch 8, {args.device}\n")
+    marks = sorted({s for r in rows for s, _ in r["curve"]})
+    print("\ntest error (mean over the test domains' relative L2 of the whole set) at steps", marks)
+    for r in rows:
+        print(f"  {r['variant']} lr {r['lr']:g}: " + " ".join(f"{e:.3g}" for _, e in r["curve"]))
+    print(f"\n{args.n}² grid, {args.domains} training domains, {args.steps} steps, batch {args.batch}, {args.device}\n")
     print("| variant | peak lr | test error mean | median | s/step (network) | walks s/step | "
           "activations MiB | peak MiB |")
     print("|---|---|---|---|---|---|---|---|")

@@ -1,0 +1,514 @@
+r"""Physics-informed hard constraints scaled by a mixture of experts (PI-HC-MoE): Chalapathi, Du,
+Krishnapriyan, "Scaling physics-informed hard constraints with mixture-of-experts", ICLR 2024.
+
+A network outputs N basis functions :math:`b(x) \in \mathbb R^N` (N = 16 in the paper). On
+expert k's subdomain :math:`\Omega_k` the solution is :math:`u(x) = b(x)^\top\omega_k`, with
+:math:`\omega_k` the minimizer of
+
+.. math:: \|F_k(\omega)\|^2 = \sum_{x \in X_k} r(x; b^\top\omega)^2
+          + \sum_{c}\sum_{x \in X_c} c(x; b^\top\omega)^2 + \lambda^2\|\omega\|^2,
+          \qquad \lambda = 10^{-4},
+
+where :math:`r` is the case's own PDE residual (its ``pde(x, u)`` through :class:`~pdeml.field.Field`)
+at m points :math:`X_k` of :math:`\Omega_k`, and every initial and boundary condition's rows
+:math:`X_c` are shared by all experts. Derivatives are linear in :math:`\omega`
+(:math:`\partial^\alpha u = (\partial^\alpha b)^\top\omega`), so the estimator differentiates the N
+bases once per point set and each solver iterate only recombines those columns. The solve is
+Levenberg–Marquardt in float64 (:func:`levenberg_marquardt`: at most ``max_iter`` = 50
+iterations, stopping when the step or the gradient :math:`J^\top F` is below ``tol`` relative to
+:math:`\omega` and :math:`\|J\|\|F\|`); for a linear PDE it is one linear least-squares
+problem, which its first (Gauss-Newton) step solves.
+
+With m > N the PDE cannot hold at every point: the constraint is the least-squares optimum to
+solver tolerance, and the residual left at the points measures how well the bases span the
+solution.
+
+**Gradient by the implicit function theorem.** At the minimizer,
+:math:`G(\omega, \theta) = \nabla_\omega \tfrac12\|F\|^2 = 0`, so
+:math:`d\omega/d\theta = -H^{-1}\,\partial G/\partial\theta` with :math:`H = \partial G/\partial\omega`
+(the full Hessian, second-order terms included). It is computed as
+:math:`\tilde\omega = \omega^* - H^{-1}G(\omega^*, \theta)` with :math:`\omega^*` and :math:`H`
+detached: the value is :math:`\omega^*` (plus a Newton step of the size of the solver's
+tolerance), the derivative is exactly the theorem's, and the LM iterations are not unrolled.
+
+**Training loss**: the PDE residual (mean square) at the sampler's domain points, a fresh set
+apart from the constraint points, with u from each point's expert; no solution data.
+
+**Experts**: a fixed partition of the (space-time) bounding box into ``experts`` =
+:math:`(k_1, \dots, k_d)` equal boxes (the paper: 4 intervals in space for 1-D
+diffusion-sorption; 2 x 2 x 1 for 2-D Navier–Stokes). Each solves its own :math:`\omega_k` on its
+own m points; all are solved together as one batch. Continuity across the interfaces is not
+imposed (as in the paper): the seam is measured, not zero.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pdeml._validate import fail, finite_scalar, positive_int
+from pdeml.backend import AbstractMethod, AbstractTrainable
+from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
+from pdeml.field import Field
+from pdeml.nn import MLP
+from pdeml.problem import Problem
+from pdeml.sampling import AbstractSampler, batch_from_state, batch_state, rng_state, set_rng_state
+
+
+# ----------------------------------------------------------------- bases and their combination
+class _Basis:
+    """The N bases' values and derivatives at one point set, computed once by the estimator and
+    kept as float64 columns (M, N) (or (M, N, n_inputs) for gradients)."""
+
+    def __init__(self, field: Field, n: int, graph: bool = True):
+        self.field, self.n, self.graph, self.cache = field, n, graph, {}
+
+    def get(self, key, fn) -> torch.Tensor:
+        if key not in self.cache:
+            if self.field is None:
+                fail("pde", key, "asks for a derivative the first evaluation did not",
+                     "make the residual ask for the same derivatives every time")
+            cols = torch.stack([fn(self.field[c]) for c in range(self.n)], 1).double()
+            self.cache[key] = cols if self.graph else cols.detach()
+        return self.cache[key]
+
+    def detached(self) -> "_Basis":
+        out = _Basis(None, self.n, graph=False)
+        out.cache = {k: v.detach() for k, v in self.cache.items()}
+        return out
+
+
+class _Combined(AbstractEstimator):
+    """The estimator of :math:`u = \\sum_i w_i b_i` with weights per row ``w`` (M, N), from the
+    bases' cached columns: derivatives are the same combination of the bases' derivatives."""
+
+    def __init__(self, basis: _Basis, w: torch.Tensor):
+        self.basis, self.w = basis, w
+
+    def _mix(self, cols):                      # (M, N, 1) -> (M, 1); (M, N, d) -> (M, d)
+        return torch.einsum("mn...,mn->m...", cols, self.w)
+
+    def values(self, field):
+        return self._mix(self.basis.get(("v",), lambda f: f.value))
+
+    def grad(self, field):
+        return self._mix(self.basis.get(("g",), lambda f: f.grad()))
+
+    def d(self, field, i):
+        return self._mix(self.basis.get(("d", i), lambda f: f.d(i)))
+
+    def d2(self, field, i, j):
+        return self._mix(self.basis.get(("d2", i, j), lambda f: f.d2(i, j)))
+
+    def laplacian(self, field, dims):
+        return self._mix(self.basis.get(("lap",), lambda f: f.laplacian()))
+
+    def biharmonic(self, field, dims):
+        return self._mix(self.basis.get(("bih",), lambda f: f.biharmonic()))
+
+    def diffusion(self, field, dims, sigma):
+        return self._mix(self.basis.get(("diff", sigma.detach().cpu().numpy().tobytes()),
+                                        lambda f: f.diffusion(sigma)))
+
+    def input_grad(self, site):
+        return False
+
+
+class _BasisNet(nn.Module):
+    """The bases b(x): the network on inputs mapped from the bounding box to [-1, 1]."""
+
+    def __init__(self, net, center, halfwidth):
+        super().__init__()
+        self.net = net
+        self.register_buffer("center", center)
+        self.register_buffer("halfwidth", halfwidth)
+
+    def forward(self, x):
+        return self.net((x - self.center) / self.halfwidth)
+
+    def jet(self, x, tangents, weights=None):
+        xj = jets.Jet([x] + list(tangents), weights)
+        return jets.push(self.net, jets.affine_diag(xj, self.center, self.halfwidth))
+
+
+# ------------------------------------------------------------------------ the batched solver
+def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: int = 50):
+    r"""Minimize :math:`\|F_k(w_k)\|^2` for every row k of ``w0`` (K, N) at once, where
+    ``fun(w)`` (K, R) has row k depending on ``w[k]`` only (its last N rows a ridge
+    :math:`\lambda w_k`, which keeps every step's system full rank).
+
+    Each iteration tries the Gauss-Newton step (μ = 0), solved as the least-squares problem
+    :math:`\min_\delta \|J\delta + F\|^2 + \mu\|D\delta\|^2` by QR (no normal equations, whose
+    condition number is the square), :math:`D^2 = \mathrm{diag}\,J^\top J`; an expert whose cost
+    rises retries with μ = 1e-4, then ×10, until it falls. A linear F is solved exactly by the first
+    step. Stops when the relative step :math:`\|\delta\| \le tol\,(\|w\| + tol)` or the
+    relative gradient :math:`\|J^\top F\| / (\|J\|\,\|F\|) \le tol`. Returns ``(w, info)``:
+    ``{"iterations", "gradient" (K,) (relative), "converged" (K,) bool}``."""
+    w = w0.detach().clone()
+    K, N = w.shape
+    F = fun(w)
+    cost = (F ** 2).sum(1)
+    done = torch.zeros(K, dtype=torch.bool, device=w.device)
+    rel = torch.full((K,), float("inf"), dtype=w.dtype, device=w.device)
+    it = 0
+    for it in range(1, max_iter + 1):
+        J = jacobian_rows(fun, w)                                          # (K, R, N)
+        g = torch.einsum("krn,kr->kn", J, F)
+        rel = g.norm(dim=1) / (J.flatten(1).norm(dim=1) * F.norm(dim=1)).clamp_min(torch.finfo(w.dtype).tiny)
+        done |= rel <= tol
+        if done.all():
+            break
+        D = J.norm(dim=1).clamp_min(1e-12)                                 # sqrt(diag J^T J), (K, N)
+        mu = torch.zeros(K, dtype=w.dtype, device=w.device)
+        todo = ~done
+        step = torch.zeros_like(w)
+        for _ in range(12):                                                # damping until the cost falls
+            A = torch.cat([J, torch.diag_embed(mu.sqrt()[:, None] * D)], 1)
+            b = torch.cat([-F, torch.zeros_like(w)], 1)
+            trial = torch.linalg.lstsq(A, b[..., None]).solution[..., 0]
+            F_new = fun(w + trial)
+            cost_new = (F_new ** 2).sum(1)
+            ok = todo & (cost_new <= cost)
+            step = torch.where(ok[:, None], trial, step)
+            w = torch.where(ok[:, None], w + trial, w)
+            F = torch.where(ok[:, None], F_new, F)
+            cost = torch.where(ok, cost_new, cost)
+            todo = todo & ~ok
+            if not todo.any():
+                break
+            mu = torch.where(todo, torch.where(mu == 0, torch.full_like(mu, 1e-4), mu * 10), mu)
+        done |= todo | (step.norm(dim=1) <= tol * (w.norm(dim=1) + tol))     # no descent left, or a tiny step
+        if done.all():
+            break
+    return w, {"iterations": it, "gradient": rel, "converged": done}
+
+
+def jacobian_rows(fun, w: torch.Tensor) -> torch.Tensor:
+    r""":math:`\\partial F_k/\\partial w_k` (K, R, N) by N forward-mode passes (one per
+    coordinate, every expert at once: row k depends on ``w[k]`` only)."""
+    import torch.autograd.forward_ad as fwad
+    cols = []
+    for i in range(w.shape[1]):
+        e = torch.zeros_like(w)
+        e[:, i] = 1
+        with fwad.dual_level():
+            cols.append(fwad.unpack_dual(fun(fwad.make_dual(w, e))).tangent)
+    return torch.stack(cols, -1)
+
+
+# ----------------------------------------------------------------------- the method
+def parse_experts(spec, dim: int) -> tuple[int, ...]:
+    """``experts`` as one count per input axis: an int k splits the first axis into k; a tuple
+    gives every axis (``(2, 2, 1)``)."""
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        return (positive_int("experts", spec),) + (1,) * (dim - 1)
+    spec = tuple(spec)
+    if len(spec) != dim:
+        fail("experts", spec, f"does not give one count per input ({dim})", f"pass {(2,) + (1,) * (dim - 1)}")
+    return tuple(positive_int("experts", k) for k in spec)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class HardConstraint(AbstractMethod):
+    """PI-HC (``experts=1``) and PI-HC-MoE settings (see the module docstring).
+
+    Args:
+        model: the basis network (default ``MLP(width=50, depth=4)``), built with ``basis``
+            outputs.
+        basis: N, the number of basis functions.
+        experts: K as an int (equal slabs of the first input) or one count per input.
+        points: constraint points per expert (m).
+        ridge: λ. tol, max_iter: the Levenberg–Marquardt stopping rule.
+        sampler: the loss points and condition points (default ``Uniform(2000, 200, 200,
+            every=1)``: fresh every step).
+        estimator: derivative estimator of the bases (default Taylor mode where the network
+            has jet rules).
+        condition_loss: add each initial/boundary condition's mean-square residual at the
+            sampler's fresh condition points to the loss (one term per condition). The paper's
+            loss is the PDE residual alone; without these terms, bases that each satisfy the
+            PDE (a constant does for the heat equation) give a zero loss whatever the initial
+            condition's misfit, and training drifts there (measured in docs/hard-constraints.md).
+
+    Example:
+        >>> method = HardConstraint(pl.nn.MLP(64, 4), basis=16, experts=4, points=1000)
+    """
+
+    model: Any = None
+    basis: int = 16
+    experts: Any = 1
+    points: int = 1000
+    ridge: float = 1e-4
+    tol: float = 1e-4
+    max_iter: int = 50
+    sampler: Any = None
+    estimator: Any = None
+    condition_loss: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.condition_loss, bool):
+            fail("condition_loss", self.condition_loss, "must be True or False", "pass condition_loss=False")
+        for k in ("basis", "points", "max_iter"):
+            positive_int(k, getattr(self, k))
+        if not finite_scalar("ridge", self.ridge) >= 0:
+            fail("ridge", self.ridge, "is negative", "pass e.g. 1e-4")
+        if not finite_scalar("tol", self.tol) > 0:
+            fail("tol", self.tol, "is not positive", "pass e.g. 1e-4")
+        if self.model is not None and not isinstance(self.model, nn.Module):
+            fail("model", self.model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
+
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "HardConstraintBackend":
+        return HardConstraintBackend(problem, self, seed=seed, dtype=dtype).to(device)
+
+
+class ConstraintPoints(AbstractSampler):
+    """The hard constraint's batches: the inner sampler's (loss and condition points) plus
+    ``"constraint"``: m points in each expert's box (K * m rows, expert by expert), redrawn
+    whenever the inner sampler redraws."""
+
+    def __init__(self, inner: AbstractSampler, m: int, experts: tuple[int, ...]):
+        self.inner, self.m, self.experts = inner, m, experts
+
+    def _start(self):
+        self.run = self.inner.init(self.problem, np.random.default_rng(int(self.rng.integers(2 ** 63))),
+                                   self.residual_at)
+        self.seen = self.run.version
+        self.points = {**self.run.current(), "constraint": {"x": self._draw()}}
+
+    def _draw(self) -> np.ndarray:
+        lo, hi = (np.asarray(b, float) for b in self.problem.domain.bbox)
+        out = []
+        for k in range(math.prod(self.experts)):
+            idx = np.unravel_index(k, self.experts)
+            a = lo + (hi - lo) * np.asarray(idx) / np.asarray(self.experts)
+            b = lo + (hi - lo) * (np.asarray(idx) + 1) / np.asarray(self.experts)
+            got, tries = [], 0
+            while sum(len(g) for g in got) < self.m:
+                x = self.rng.uniform(a, b, (2 * self.m, len(lo)))
+                got.append(x[self.problem.domain.inside(x)])
+                tries += 1
+                if tries > 200:
+                    fail("experts", self.experts, f"leave expert {k}'s box almost outside the domain",
+                         "use fewer experts or a partition that fits the domain")
+            out.append(np.concatenate(got)[:self.m])
+        return np.concatenate(out)
+
+    def batch(self, step):
+        p = self.run.batch(step)
+        if self.run.version != self.seen:
+            self.seen = self.run.version
+            self.points = {**p, "constraint": {"x": self._draw()}}
+            self.version += 1
+        return self.points
+
+    def observe(self, step, residuals):
+        self.run.observe(step, residuals)
+
+    def state_dict(self):
+        return {"inner": self.run.state_dict(), "constraint/x": torch.as_tensor(self.points["constraint"]["x"]),
+                "rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state):
+        self.run.load_state_dict(state["inner"])
+        set_rng_state(self.rng, state["rng"])
+        self.seen = self.run.version
+        self.points = {**self.run.current(), **batch_from_state({"constraint/x": state["constraint/x"]})}
+        self.version += 1
+
+
+class HardConstraintBackend(AbstractTrainable):
+    """Bases trained so that their constrained combination solves the problem (built by
+    :meth:`HardConstraint.build`). ``omega`` (K, N) holds the last solve's weights, which
+    ``predict`` uses."""
+
+    def __init__(self, problem: Problem, method: HardConstraint, *, seed=0, dtype=torch.float32):
+        super().__init__()
+        if not isinstance(problem, Problem):
+            fail("problem", type(problem).__name__, "is not a pdeml.Problem", "pass pl.Problem(...)")
+        if len(problem.outputs) != 1:
+            fail("problem", f"outputs {problem.outputs}", "has several outputs (the hard constraint combines "
+                 "bases of one field so far)", "use a single-output problem")
+        if problem.parameters:
+            fail("problem", "its unknown parameters", "are not supported by the hard constraint", "use PINN")
+        if not problem.conditions:
+            fail("problem", "no conditions", "leave the constraint without initial or boundary rows",
+                 "add the problem's initial and boundary conditions")
+        self.problem, self.method = problem, method
+        self.experts = parse_experts(method.experts, problem.input_dim)
+        lo, hi = problem.domain.bbox
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = copy.deepcopy(method.model if method.model is not None else MLP(width=50, depth=4))
+            if hasattr(net, "bind"):
+                net = net.bind(problem.input_dim, method.basis)
+            for m in reversed(list(net.modules())):
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        self.bases = _BasisNet(net, torch.as_tensor((lo + hi) / 2), torch.as_tensor((hi - lo) / 2))
+        self.register_buffer("lo", torch.as_tensor(lo, dtype=torch.float64))
+        self.register_buffer("hi", torch.as_tensor(hi, dtype=torch.float64))
+        self.register_buffer("omega", torch.zeros(math.prod(self.experts), method.basis, dtype=torch.float64))
+        from pdeml.derivatives import parse as parse_estimator
+        self.estimator = copy.deepcopy(parse_estimator(method.estimator)) if method.estimator is not None else (
+            Taylor() if hasattr(net, "jet") else Autograd())
+        self.bases.to(dtype)
+        self.last = {}
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def dtype(self) -> torch.dtype:
+        """The network's dtype (the weights ``omega`` are float64 whatever it is)."""
+        return self.bases.center.dtype
+
+    @property
+    def term_names(self):
+        return ["pde"] + (list(self.problem.condition_names) if self.method.condition_loss else [])
+
+    @property
+    def K(self) -> int:
+        return math.prod(self.experts)
+
+    def expert_of(self, x: torch.Tensor) -> torch.Tensor:
+        """Each point's expert (its box in the partition of the bounding box)."""
+        k = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        for j, n in enumerate(self.experts):
+            t = (x[:, j].double() - self.lo[j]) / (self.hi[j] - self.lo[j])
+            k = k * n + (t * n).floor().long().clamp(0, n - 1)
+        return k
+
+    def _basis(self, x: torch.Tensor, site: str) -> _Basis:
+        p = self.problem
+        x = x.detach().requires_grad_(self.estimator.input_grad(site))
+        f = Field(x, estimator=self.estimator, input_names=p.inputs, output_names=tuple(f"b{i}" for i in
+                  range(self.method.basis)), spatial_dims=p.spatial_dims, model=self.bases, site=site)
+        return _Basis(f, self.method.basis)
+
+    def _field(self, x, basis: _Basis, w: torch.Tensor) -> Field:
+        p = self.problem
+        return Field(x.detach().double(), estimator=_Combined(basis, w), input_names=p.inputs,
+                     output_names=p.outputs, spatial_dims=p.spatial_dims)
+
+    def _pde(self, x, u) -> torch.Tensor:
+        out = self.problem.pde(x, u[0])
+        out = list(out) if isinstance(out, (tuple, list)) else [out]
+        return torch.cat([r.reshape(len(x), -1) for r in out], 1)
+
+    def _rows(self, w, xc, bc: _Basis, conds: list) -> torch.Tensor:
+        """F (K, R): every expert's PDE rows, its copy of the condition rows, and the ridge rows."""
+        K, m = self.K, len(xc) // self.K
+        r = self._pde(xc.double(), self._field(xc, bc, w.repeat_interleave(m, 0)))
+        parts = [r.reshape(K, -1)]
+        for c, xb, basis, data in conds:
+            parts.append(torch.stack([c.residual(self._field(xb, basis, wk.expand(len(xb), -1)), data).reshape(-1)
+                                      for wk in w]))
+        parts.append(self.method.ridge * w)
+        return torch.cat(parts, 1)
+
+    def solve(self, batch: dict, differentiable: bool = True):
+        """The constraint's weights (K, N) on a batch: LM on detached bases, then the IFT step
+        (differentiable in the network's parameters when ``differentiable`` and grad mode is on)."""
+        differentiable = differentiable and torch.is_grad_enabled()
+        with torch.enable_grad():                    # the solver's Jacobians need autograd even in no_grad
+            return self._solve(batch, differentiable)
+
+    def _solve(self, batch, differentiable):
+        xc = batch["constraint"]["x"]
+        bc = self._basis(xc, "constraint")
+        conds = []
+        for name, c in zip(self.problem.condition_names, self.problem.conditions):
+            d = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch[name].items()}
+            conds.append((c, batch[name]["x"], self._basis(batch[name]["x"], "conditions"), d))
+        w0 = self.omega.clone()
+        self._rows(w0, xc, bc, conds)                        # fill the bases' columns (with the graph)
+        flat = (bc.detached(), [(c, xb, b.detached(), d) for c, xb, b, d in conds])
+        fun = lambda w: self._rows(w, xc, flat[0], flat[1])            # noqa: E731
+        w, info = levenberg_marquardt(fun, w0, tol=self.method.tol, max_iter=self.method.max_iter)
+        self.last = info
+        self.omega.copy_(w.detach())
+        if not differentiable:
+            return w
+        H = _block_hessian(fun, w)                                       # (K, N, N)
+        wr = w.detach().requires_grad_(True)
+        phi = 0.5 * (self._rows(wr, xc, bc, conds) ** 2).sum()
+        (G,) = torch.autograd.grad(phi, wr, create_graph=True)
+        return w.detach() - torch.linalg.solve(H, G[..., None])[..., 0]
+
+    def losses(self, batch, residuals=None):
+        w = self.solve(batch)
+        x = batch["domain"]["x"]
+        b = self._basis(x, "pde")
+        r = self._pde(x.double(), self._field(x, b, w[self.expert_of(x)]))
+        if residuals is not None:
+            residuals["pde"] = r.detach()
+        out = {"pde": (r ** 2).mean()}
+        if self.method.condition_loss:
+            for name, c in zip(self.problem.condition_names, self.problem.conditions):
+                xb = batch[name]["x"]
+                d = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch[name].items()}
+                u = self._field(xb, self._basis(xb, "conditions"), w[self.expert_of(xb)])
+                out[name] = (c.residual(u, d) ** 2).mean()
+        return out
+
+    def batches(self, sampler, rng):
+        if sampler is None:
+            from samplers import Uniform
+            sampler = self.method.sampler if self.method.sampler is not None else Uniform(2000, 200, 200, every=1)
+        return ConstraintPoints(sampler, self.method.points, self.experts).init(self.problem, rng)
+
+    # --------------------------------------------------------------- reporting
+    def current_omega(self) -> torch.Tensor:
+        """The weights for the network as it is now: training's last solve is stale once the
+        optimizer has stepped (ω is sensitive to the bases), so the constraint is solved again on a
+        fixed batch (seed 0 of the method's sampler) whenever the parameters changed. The field
+        ``predict`` gives is a function of the weights alone."""
+        key = tuple(p._version for p in self.parameters()) + tuple(id(p) for p in self.parameters())
+        if getattr(self, "_omega_key", None) != key:
+            if getattr(self, "_eval_batch", None) is None:
+                from pdeml.sampling import to_torch
+                raw = self.batches(None, np.random.default_rng(0)).current()
+                self._eval_batch = to_torch(raw, self.dtype, self.omega.device)
+            self.solve(self._eval_batch, differentiable=False)
+            self._omega_key = tuple(p._version for p in self.parameters()) + tuple(id(p) for p in self.parameters())
+        return self.omega
+
+    def forward(self, x):
+        x = torch.as_tensor(x)
+        w = self.current_omega()
+        return (self.bases(x.to(self.bases.center.dtype)).double() * w[self.expert_of(x)]).sum(1, keepdim=True)
+
+    @torch.no_grad()
+    def predict(self, x, chunk: int = 65536) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(x), dtype=self.bases.center.dtype, device=self.omega.device)
+        return np.concatenate([self(x[i:i + chunk]).cpu().numpy() for i in range(0, max(len(x), 1), chunk)])[:len(x)]
+
+    def residual_at(self, x) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(x), dtype=self.bases.center.dtype, device=self.omega.device)
+        b = self._basis(x, "pde")
+        return self._pde(x.double(), self._field(x, b, self.current_omega()[self.expert_of(x)])).detach().cpu().numpy()
+
+    def exports(self, x) -> dict[str, np.ndarray]:
+        x = torch.as_tensor(np.asarray(x))
+        return {"expert": self.expert_of(x).double().numpy(), "residual": self.residual_at(x)[:, 0]}
+
+    def resolved(self):
+        return {"estimator": repr(self.estimator), "experts": list(self.experts)}
+
+
+def _block_hessian(fun, w: torch.Tensor) -> torch.Tensor:
+    """:math:`\\partial^2 \\tfrac12\\|F_k\\|^2/\\partial w_k^2` (K, N, N), exact (second-order terms
+    included): the Jacobian of the gradient :math:`J^\\top F` by forward mode."""
+    def grad(v):
+        with torch.enable_grad():
+            v = v if v.requires_grad else v.detach().requires_grad_(True)
+            return torch.autograd.grad(0.5 * (fun(v) ** 2).sum(), v, create_graph=True)[0]
+    wv = w.detach().requires_grad_(True)
+    g = grad(wv)
+    rows = [torch.autograd.grad(g[:, i].sum(), wv, retain_graph=True)[0] for i in range(w.shape[1])]
+    return torch.stack(rows, 1).detach()                          # [k, i, :] = d g_ki / d w_k
+
+
+__all__ = ["HardConstraint", "HardConstraintBackend", "ConstraintPoints", "levenberg_marquardt", "parse_experts"]
