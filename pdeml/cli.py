@@ -33,6 +33,8 @@ def _parser():
                    help="torch.compile the loss (forward-mode estimators: taylor, stde; faster steps "
                    "after a compile of tens of seconds)")
     t.add_argument("--data", help="an operator case's dataset file (written by `pdeml data CASE`)")
+    t.add_argument("--constraint", help="soft (the case's PINN) | hc (hard constraint) | moe:K or moe:2x2x1 "
+                   "(hard constraint split over experts; docs/hard-constraints.md)")
     t.add_argument("--snapshots", type=int, default=0, metavar="N",
                    help="every N steps save the PDE points over the residual (OUT/snapshots, .vtu and .png)")
     t.add_argument("--checkpoint-every", type=int, metavar="N",
@@ -141,6 +143,7 @@ def main(argv=None) -> int:
                                  options=options, derivatives=args.derivatives, sampler=args.sampler,
                                  combiner=args.combiner, optimizer=args.optimizer,
                                  snapshots=args.snapshots, compile=args.compile, threads=threads,
+                                 constraint=args.constraint,
                                  checkpoint_every=args.checkpoint_every,
                                  checkpoint_minutes=args.checkpoint_minutes,
                                  # absolute: finetune/export read the run from any directory

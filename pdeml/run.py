@@ -131,7 +131,7 @@ def build(case: Case, *, seed: int = 0, device="auto"):
 
 #: the overrides ``train_case`` (and ``pdeml train``) accept, in the order they are applied
 OVERRIDES = ("optimizer", "lr", "combiner", "steps", "lbfgs_steps", "checkpoint_every",
-             "checkpoint_minutes", "derivatives", "sampler", "compile", "data")
+             "checkpoint_minutes", "derivatives", "sampler", "compile", "data", "constraint")
 
 
 def _method_field(case, flag, name, value):
@@ -146,12 +146,16 @@ def apply_overrides(case: Case, overrides: dict) -> Case:
     ``lbfgs_steps``, ``optimizer`` (a name keeps the case's learning rate), ``lr`` (the
     optimizer's), ``combiner`` ("mconfig" also switches Adam to SGD, which M-ConFIG needs),
     ``derivatives`` / ``sampler`` / ``compile`` (the method's estimator, sampler, compile),
-    ``data`` (an operator method's dataset file). An
+    ``data`` (an operator method's dataset file), ``constraint`` ("soft", "hc", "moe:K": a PINN
+    case's method becomes :class:`solvers.hard.HardConstraint` with its network, sampler and
+    estimator, applied first so the other overrides land on it). An
     override that has no field to land on is an error, never silently dropped."""
     unknown = set(overrides) - set(OVERRIDES)
     if unknown:
         fail("overrides", sorted(unknown), "are not overrides", f"use some of {list(OVERRIDES)}")
     o = {k: v for k, v in overrides.items() if v is not None}
+    if "constraint" in o:
+        case = _constraint(case, o["constraint"])
     if "optimizer" in o:
         case = case.replace(optimizer=make_optimizer(o["optimizer"], case.optimizer))
     if "lr" in o:
@@ -190,6 +194,36 @@ def apply_overrides(case: Case, overrides: dict) -> Case:
         data = Minibatches(o["data"]) if current is None else settings.replace(current, path=str(o["data"]))
         case = _method_field(case, "--data", "data", data)
     return case
+
+
+def _constraint(case: Case, spec: str) -> Case:
+    """``--constraint soft | hc | moe:K | moe:AxBxC`` on a PINN case."""
+    from solvers import PINN
+    from solvers.hard import HardConstraint
+    spec = str(spec)
+    if spec == "soft":
+        return case
+    if spec == "hc":
+        experts = 1
+    elif spec.startswith("moe:"):
+        try:
+            parts = [int(p) for p in spec[4:].split("x")]
+        except ValueError:
+            parts = []
+        if not parts or min(parts) < 1:
+            fail("--constraint", spec, "does not give the experts", "pass moe:4 or moe:2x2x1")
+        experts = parts[0] if len(parts) == 1 else tuple(parts)
+    else:
+        fail("--constraint", spec, "is not a constraint", "pass soft, hc, moe:4 or moe:2x2x1")
+    if not isinstance(case.method, PINN):
+        fail("--constraint", spec, f"applies to PINN cases, not {type(case.method).__name__}",
+             "drop --constraint")
+    m = case.method
+    if m.transform is not None:
+        fail("--constraint", spec, "would drop the case's output transform (the constraint combines raw bases)",
+             "drop --constraint, or the transform")
+    return case.replace(method=HardConstraint(model=m.model, experts=experts, sampler=m.sampler,
+                                              estimator=m.estimator))
 
 
 def _plain(overrides: dict) -> dict:

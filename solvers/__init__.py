@@ -1,9 +1,10 @@
 """Backends that solve one Problem, and the registries the CLI reads (kept at the edge)."""
+from .hard import HardConstraint
 from .pinn import PINN, PINNBackend
 from .wos import WalkOnSpheres
 
 #: method names -> method classes (``pdeml cases`` reports a case's method by these names)
-REGISTRY = {"pinn": PINN, "wos": WalkOnSpheres}
+REGISTRY = {"pinn": PINN, "wos": WalkOnSpheres, "hard": HardConstraint}
 
 
 def commands() -> dict:
@@ -13,4 +14,4 @@ def commands() -> dict:
     return {"dcdm": (dcdm_cli.add_parser, dcdm_cli.main), "solve": (wos_cli.add_parser, wos_cli.main)}
 
 
-__all__ = ["PINN", "PINNBackend", "REGISTRY", "WalkOnSpheres", "commands"]
+__all__ = ["HardConstraint", "PINN", "PINNBackend", "REGISTRY", "WalkOnSpheres", "commands"]

@@ -356,7 +356,7 @@ class HardConstraintBackend(AbstractTrainable):
         self.estimator = copy.deepcopy(parse_estimator(method.estimator)) if method.estimator is not None else (
             Taylor() if hasattr(net, "jet") else Autograd())
         self.bases.to(dtype)
-        self.last = {}
+        self.last, self._taught = {}, set()
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -415,13 +415,29 @@ class HardConstraintBackend(AbstractTrainable):
         with torch.enable_grad():                    # the solver's Jacobians need autograd even in no_grad
             return self._solve(batch, differentiable)
 
+    def _constraint_bases(self, batch):
+        """The constraint points, their bases and each condition's ``(condition, points, bases,
+        data)``. The estimator learns on first use what each site asks for and then computes it
+        in one pass; so that the first step's columns are those of that one pass (and a resumed
+        run's first step equals an uninterrupted run's), the first use evaluates the rows once
+        to teach it and starts again."""
+        def make():
+            xc = batch["constraint"]["x"]
+            conds = []
+            for name, c in zip(self.problem.condition_names, self.problem.conditions):
+                d = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v
+                     for k, v in batch[name].items()}
+                conds.append((c, batch[name]["x"], self._basis(batch[name]["x"], "conditions"), d))
+            return xc, self._basis(xc, "constraint"), conds
+        xc, bc, conds = make()
+        if "constraint" not in self._taught:
+            self._rows(self.omega, xc, bc, conds)
+            self._taught.add("constraint")
+            xc, bc, conds = make()
+        return xc, bc, conds
+
     def _solve(self, batch, differentiable):
-        xc = batch["constraint"]["x"]
-        bc = self._basis(xc, "constraint")
-        conds = []
-        for name, c in zip(self.problem.condition_names, self.problem.conditions):
-            d = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch[name].items()}
-            conds.append((c, batch[name]["x"], self._basis(batch[name]["x"], "conditions"), d))
+        xc, bc, conds = self._constraint_bases(batch)
         w0 = self.omega.clone()
         self._rows(w0, xc, bc, conds)                        # fill the bases' columns (with the graph)
         flat = (bc.detached(), [(c, xb, b.detached(), d) for c, xb, b, d in conds])
@@ -440,6 +456,9 @@ class HardConstraintBackend(AbstractTrainable):
     def losses(self, batch, residuals=None):
         w = self.solve(batch)
         x = batch["domain"]["x"]
+        if "pde" not in self._taught:                        # as in _constraint_bases
+            self._pde(x.double(), self._field(x, self._basis(x, "pde"), w[self.expert_of(x)]))
+            self._taught.add("pde")
         b = self._basis(x, "pde")
         r = self._pde(x.double(), self._field(x, b, w[self.expert_of(x)]))
         if residuals is not None:

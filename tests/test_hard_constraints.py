@@ -160,3 +160,48 @@ def test_bad_settings_name_the_argument():
     with pytest.raises(ValueError, match="outputs"):
         HardConstraint().build(pl.Problem(geometry=pl.geometry.Interval(0, 1), pde=lambda x, u: u["a"].value,
                                           conditions=[pl.Dirichlet(0.0)], outputs=("a", "b")))
+
+
+def test_constraint_override_selects_the_method_and_its_experts():
+    from pdeml.run import apply_overrides, load_case
+    from solvers import PINN
+    case, _ = load_case("heat_1d")
+    moe = apply_overrides(case, {"constraint": "moe:4", "steps": 7})
+    assert isinstance(moe.method, HardConstraint) and moe.steps == 7
+    assert moe.method.model is case.method.model and moe.method.sampler is case.method.sampler
+    backend = moe.method.build(moe.problem)
+    assert backend.experts == (4, 1) and backend.term_names == ["pde", "dirichlet", "initial"]
+    assert apply_overrides(case, {"constraint": "moe:2x2"}).method.experts == (2, 2)
+    assert apply_overrides(case, {"constraint": "hc"}).method.experts == 1
+    assert isinstance(apply_overrides(case, {"constraint": "soft"}).method, PINN)
+    for bad in ("moe:0", "moe:x", "hard"):
+        with pytest.raises(ValueError, match="--constraint"):
+            apply_overrides(case, {"constraint": bad})
+
+
+def test_fisher_kpp_method_of_lines_converges_at_second_order():
+    from cases.fisher_kpp_1d import method_of_lines
+    u = {n: method_of_lines(n, 11)[2] for n in (201, 401, 801)}
+    e1, e2 = np.abs(u[201] - u[801][:, ::4]).max(), np.abs(u[401] - u[801][:, ::2]).max()
+    assert 3.2 < e1 / e2 < 6 and e2 < 1e-5                     # second order; 801 nodes: ~6e-7
+
+
+def test_training_resumes_bit_for_bit(tmp_path):
+    from pdeml.callbacks import AbstractCallback
+
+    class StopAt(AbstractCallback):
+        def on_step(self, state):
+            state.stop = state.step >= 3
+
+    def run(path, stop=False, resume=False):
+        backend, _ = build(heat(), 2)
+        result = pl.fit(backend, [(6, pl.FirstOrder(pl.Adam(1e-2)))], seed=2, checkpoint=path / "checkpoint.pt",
+                        checkpoint_every=1000, eval_every=1, callbacks=[StopAt()] if stop else [], resume=resume)
+        return backend, result
+    ref, ref_result = run(tmp_path / "a")
+    run(tmp_path / "b", stop=True)
+    again, result = run(tmp_path / "b", resume=True)
+    assert result.steps == 6
+    for (k, p), q in zip(ref.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(p, q), k
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in ref_result.history]
