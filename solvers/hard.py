@@ -482,16 +482,18 @@ class HardConstraintBackend(AbstractTrainable):
     def current_omega(self) -> torch.Tensor:
         """The weights for the network as it is now: training's last solve is stale once the
         optimizer has stepped (ω is sensitive to the bases), so the constraint is solved again on a
-        fixed batch (seed 0 of the method's sampler) whenever the parameters changed. The field
-        ``predict`` gives is a function of the weights alone."""
-        key = tuple(p._version for p in self.parameters()) + tuple(id(p) for p in self.parameters())
-        if getattr(self, "_omega_key", None) != key:
+        fixed batch (seed 0 of the method's sampler) whenever the parameters differ from those of
+        the last such solve. (They are compared by value: a fused optimizer step does not bump
+        tensor versions.) The field ``predict`` gives is a function of the weights alone."""
+        params = [p.detach() for p in self.parameters()]
+        seen = getattr(self, "_solved_for", None)
+        if seen is None or len(seen) != len(params) or not all(torch.equal(a, b) for a, b in zip(seen, params)):
             if getattr(self, "_eval_batch", None) is None:
                 from pdeml.sampling import to_torch
                 raw = self.batches(None, np.random.default_rng(0)).current()
                 self._eval_batch = to_torch(raw, self.dtype, self.omega.device)
             self.solve(self._eval_batch, differentiable=False)
-            self._omega_key = tuple(p._version for p in self.parameters()) + tuple(id(p) for p in self.parameters())
+            self._solved_for = [p.clone() for p in params]
         return self.omega
 
     def forward(self, x):
