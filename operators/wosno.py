@@ -46,10 +46,11 @@ import torch.nn.functional as F
 from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
-from pdeml.sampling import AbstractSampler, rng_state, set_rng_state
+from pdeml.sampling import EpochSampler
 
 from .backend import _cast
 from .fno import FNO
+from .losses import relative_l2
 
 TARGETS = ("wos", "residual", "truth")
 #: the test draws' seed: the same test domains for every method and run
@@ -58,7 +59,7 @@ TEST_SEED = 2 ** 31 - 1
 BOUNDARY_POINTS = 16
 
 
-class DomainDraws(AbstractSampler):
+class DomainDraws(EpochSampler):
     """Training domains of a family and their targets: ``domains`` draws, ``batch_size`` of them
     per step in a fresh order every epoch. For WoS targets each drawn domain first gets ``walks``
     new walks per inside point, folded into its running sums (checkpointed, so a resumed run
@@ -94,8 +95,10 @@ class DomainDraws(AbstractSampler):
             self.sums = np.zeros((self.domains, 2, *n))          # sum and sum of squares of the walks
             self.count = np.zeros(self.domains, dtype=np.int64)
             self._points = fam.grid()
-        self.order, self.position, self.epoch = self.rng.permutation(self.domains), 0, 0
-        self.points = self._read(walk=True)
+        self._start_order()
+
+    def _items(self):
+        return self.domains
 
     def _walk(self, k: int):
         """``walks`` fresh walks from every inside point of domain ``k``, into its sums."""
@@ -115,11 +118,12 @@ class DomainDraws(AbstractSampler):
         var = np.maximum(self.sums[idx, 1] - m * mean ** 2, 0) / np.maximum(m - 1, 1)
         return mean, np.sqrt(var / m)
 
-    def _read(self, walk: bool) -> dict:
-        idx = np.sort(self.order[self.position:self.position + self.batch_size])
+    def _read(self, idx, fresh) -> dict:
+        """The batch of domains ``idx``; for WoS targets a fresh read first folds in new walks (a
+        resumed run's re-read does not: no walk is folded in twice)."""
         out = {"features": self.features[idx], "inside": self.inside[idx].astype(float), "params": self.params[idx]}
         if self.targets == "wos":
-            if walk:
+            if fresh:
                 for k in idx:
                     self._walk(int(k))
             out["target"], out["std_error"] = self.statistics(idx)
@@ -127,31 +131,13 @@ class DomainDraws(AbstractSampler):
             out["target"] = self.truth[idx]
         return {"data": out}
 
-    def batch(self, step):
-        if step > 0:
-            self.position += self.batch_size
-            if self.position + self.batch_size > self.domains:
-                self.order, self.position = self.rng.permutation(self.domains), 0
-                self.epoch += 1
-            self.points = self._read(walk=True)
-            self.version += 1
-        return self.points
+    def _extra_state(self):
+        return {"sums": torch.as_tensor(self.sums), "count": torch.as_tensor(self.count)} \
+            if self.targets == "wos" else {}
 
-    def state_dict(self):
-        state = {"order": torch.as_tensor(self.order), "position": self.position, "epoch": self.epoch,
-                 "rng": rng_state(self.rng)}
-        if self.targets == "wos":
-            state |= {"sums": torch.as_tensor(self.sums), "count": torch.as_tensor(self.count)}
-        return state
-
-    def load_state_dict(self, state):
-        self.order = state["order"].numpy()
-        self.position, self.epoch = int(state["position"]), int(state["epoch"])
-        set_rng_state(self.rng, state["rng"])
+    def _load_extra_state(self, state):
         if self.targets == "wos":
             self.sums, self.count = state["sums"].numpy().copy(), state["count"].numpy().copy()
-        self.points = self._read(walk=False)             # the saved means, no walks folded in twice
-        self.version += 1
 
     def __repr__(self):
         return f"DomainDraws({self.domains}, {self.batch_size}, targets={self.targets!r}, walks={self.walks})"
@@ -215,11 +201,10 @@ class WoSNO(AbstractMethod):
 
 
 def relative_l2_masked(pred, target, mask, weight=None) -> torch.Tensor:
-    """Mean over the batch of :math:`\\|w^{1/2}(p - t)\\|/\\|w^{1/2}t\\|` on the ``mask`` points."""
-    w = mask if weight is None else mask * weight
-    num = (w * (pred - target) ** 2).sum((-2, -1))
-    den = (w * target ** 2).sum((-2, -1)).clamp_min(torch.finfo(pred.dtype).tiny)
-    return torch.sqrt(num / den).mean()
+    """:func:`operators.losses.relative_l2` on the ``mask`` points, each weighted by ``weight``:
+    mean over the batch of :math:`\|w^{1/2}(p - t)\|/\|w^{1/2}t\|`."""
+    s = (mask if weight is None else mask * weight).sqrt()
+    return relative_l2(pred * s, target * s)
 
 
 def five_point_residual(u, f, inside, h: float):

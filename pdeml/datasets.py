@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ._validate import fail, positive_int
-from .checkpoint import rng_state, set_rng_state
-from .sampling import AbstractSampler
+from .sampling import EpochSampler
 
 
 def truncate(w: torch.Tensor, m: int) -> torch.Tensor:
@@ -179,7 +178,7 @@ class Dataset:
         self.close()
 
 
-class Minibatches(AbstractSampler):
+class Minibatches(EpochSampler):
     """Training batches from a dataset file: ``batch_size`` samples of its train split per step,
     in a fresh random order every epoch (the dataset's counterpart of a collocation sampler:
     the same run contract, so ``fit``, checkpoints and resume treat both alike).
@@ -207,34 +206,14 @@ class Minibatches(AbstractSampler):
         if self.batch_size > len(self.dataset.train):
             fail("batch_size", self.batch_size, f"exceeds the {len(self.dataset.train)} training samples of "
                  f"{self.path}", f"pass at most {len(self.dataset.train)}")
-        self.order, self.position, self.epoch = self.rng.permutation(len(self.dataset.train)), 0, 0
-        self.points = self._read()
+        self._start_order()
 
-    def _read(self) -> dict:
-        idx = np.sort(self.order[self.position:self.position + self.batch_size])      # h5py reads sorted
-        start = self.dataset.train.start
+    def _items(self):
+        return len(self.dataset.train)
+
+    def _read(self, idx, fresh):
+        start = self.dataset.train.start                                 # h5py reads sorted indices
         return {"data": {k: v.numpy() for k, v in self.dataset[list(start + idx)].items()}}
-
-    def batch(self, step):
-        if step > 0:
-            self.position += self.batch_size
-            if self.position + self.batch_size > len(self.order):      # next epoch, new order
-                self.order, self.position = self.rng.permutation(len(self.dataset.train)), 0
-                self.epoch += 1
-            self.points = self._read()
-            self.version += 1
-        return self.points
-
-    def state_dict(self):
-        return {"order": torch.as_tensor(self.order), "position": self.position, "epoch": self.epoch,
-                "rng": rng_state(self.rng)}
-
-    def load_state_dict(self, state):
-        self.order = state["order"].numpy()
-        self.position, self.epoch = int(state["position"]), int(state["epoch"])
-        set_rng_state(self.rng, state["rng"])
-        self.points = self._read()
-        self.version += 1
 
     def __repr__(self):
         return f"Minibatches({self.path!r}, {self.batch_size})"

@@ -98,6 +98,53 @@ class AbstractSampler(abc.ABC):
         """Pop this sampler's own entries (written by :meth:`_extra_state`) from ``state``."""
 
 
+class EpochSampler(AbstractSampler):
+    """A run over ``n`` items (dataset samples, training domains), ``batch_size`` of them per step
+    in a fresh random order every epoch. Subclasses say how many items there are
+    (:meth:`_items`) and read a batch of them (:meth:`_read`); the order, the position in it, the
+    epoch and the generator are checkpointed here, with the subclass's :meth:`_extra_state`."""
+
+    batch_size: int
+
+    @abc.abstractmethod
+    def _items(self) -> int:
+        """How many items an epoch runs over."""
+
+    @abc.abstractmethod
+    def _read(self, idx: np.ndarray, fresh: bool) -> dict:
+        """The batch of items ``idx`` (sorted); ``fresh`` is False when a resumed run re-reads the
+        batch it had (nothing new may be drawn)."""
+
+    def _start_order(self):
+        self.order, self.position, self.epoch = self.rng.permutation(self._items()), 0, 0
+        self.points = self._read(self._indices(), True)
+
+    def _indices(self) -> np.ndarray:
+        return np.sort(self.order[self.position:self.position + self.batch_size])
+
+    def batch(self, step):
+        if step > 0:
+            self.position += self.batch_size
+            if self.position + self.batch_size > len(self.order):      # next epoch, new order
+                self.order, self.position = self.rng.permutation(self._items()), 0
+                self.epoch += 1
+            self.points = self._read(self._indices(), True)
+            self.version += 1
+        return self.points
+
+    def state_dict(self):
+        return {"order": torch.as_tensor(self.order), "position": self.position, "epoch": self.epoch,
+                "rng": rng_state(self.rng), **self._extra_state()}
+
+    def load_state_dict(self, state):
+        state = dict(state)
+        self.order = state.pop("order").numpy()
+        self.position, self.epoch = int(state.pop("position")), int(state.pop("epoch"))
+        set_rng_state(self.rng, state.pop("rng"))
+        self._load_extra_state(state)
+        self.points = self._read(self._indices(), False)
+        self.version += 1
+
 def point_counts(n_domain, n_boundary, n_initial) -> dict:
     """The ``counts`` a sampler draws: validated PDE, per-boundary-condition and initial points."""
     return {"domain": positive_int("n_domain", n_domain), "boundary": positive_int("n_boundary", n_boundary),

@@ -425,9 +425,7 @@ class HardConstraintBackend(AbstractTrainable):
             xc = batch["constraint"]["x"]
             conds = []
             for name, c in zip(self.problem.condition_names, self.problem.conditions):
-                d = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v
-                     for k, v in batch[name].items()}
-                conds.append((c, batch[name]["x"], self._basis(batch[name]["x"], "conditions"), d))
+                conds.append((c, batch[name]["x"], self._basis(batch[name]["x"], "conditions"), _double(batch[name])))
             return xc, self._basis(xc, "constraint"), conds
         xc, bc, conds = make()
         if "constraint" not in self._taught:
@@ -467,9 +465,8 @@ class HardConstraintBackend(AbstractTrainable):
         if self.method.condition_loss:
             for name, c in zip(self.problem.condition_names, self.problem.conditions):
                 xb = batch[name]["x"]
-                d = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch[name].items()}
                 u = self._field(xb, self._basis(xb, "conditions"), w[self.expert_of(xb)])
-                out[name] = (c.residual(u, d) ** 2).mean()
+                out[name] = (c.residual(u, _double(batch[name])) ** 2).mean()
         return out
 
     def batches(self, sampler, rng):
@@ -517,6 +514,11 @@ class HardConstraintBackend(AbstractTrainable):
 
     def resolved(self):
         return {"estimator": repr(self.estimator), "experts": list(self.experts)}
+
+
+def _double(data: dict) -> dict:
+    """A condition's batch with its float tensors in float64 (the constraint's precision)."""
+    return {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in data.items()}
 
 
 def _block_hessian(fun, w: torch.Tensor) -> torch.Tensor:
