@@ -57,7 +57,7 @@ from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.field import Field
 from pdeml.nn import MLP
 from pdeml.problem import Problem
-from pdeml.sampling import AbstractSampler, batch_from_state, batch_state, rng_state, set_rng_state
+from pdeml.sampling import AbstractSampler, batch_from_state, rng_state, set_rng_state
 
 
 # ----------------------------------------------------------------- bases and their combination
