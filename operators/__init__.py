@@ -1,12 +1,14 @@
 """Neural operators for problem families: FNO layers, the FNO-3d and ST-FNO trajectory operators
-with Spectral-Refiner fine-tuning, and WoS-NO over families of domains; EquiNO to come."""
+with Spectral-Refiner fine-tuning, WoS-NO over families of domains, and hard constraints
+(PI-HC-MoE) over families of initial conditions; EquiNO to come."""
 from .backend import FNO3d, STFNO, TrajectoryOperator
 from .fno import FNO, SpectralConv
+from .hard import HardConstraintFNO, InitialDraws, InitialOperator
 from .stfno import STFNONet
 from .wosno import DomainDraws, DomainOperator, WoSNO
 
 #: method names -> operator methods (the registry kept at the edge)
-REGISTRY = {"fno3d": FNO3d, "stfno": STFNO, "wosno": WoSNO}
+REGISTRY = {"fno3d": FNO3d, "stfno": STFNO, "wosno": WoSNO, "hard-fno": HardConstraintFNO}
 
 
 
@@ -17,4 +19,4 @@ def commands() -> dict:
 
 
 __all__ = ["commands", "FNO", "SpectralConv", "STFNONet", "FNO3d", "STFNO", "TrajectoryOperator", "WoSNO", "DomainDraws",
-           "DomainOperator", "REGISTRY"]
+           "DomainOperator", "HardConstraintFNO", "InitialDraws", "InitialOperator", "REGISTRY"]

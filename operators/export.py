@@ -99,3 +99,41 @@ def plot_domain(fields: dict, half: float, path) -> Path:
         a.set(title=k.replace("_", " "), xticks=[], yticks=[])
         fig.colorbar(im, ax=a, shrink=0.8)
     return save(fig, path)
+
+
+def export_initial_family(backend, out: Path, samples=None, first: int = 3) -> list[Path]:
+    """``test_<k>.vti`` per test input of an initial-condition operator (``samples``, default the
+    first ``first``) over the (x, t) node grid, one cell per node: prediction, truth, error and
+    the expert index; and ``field.png`` of the first."""
+    from pdeml._validate import fail
+    t, fam = backend.test_set(), backend.problem
+    count = len(t["u0"])
+    samples = list(range(min(first, count))) if samples is None else list(samples)
+    for s in samples:
+        if not 0 <= s < count:
+            fail("--sample", s, f"is not a test input (there are {count})", f"pass 0..{count - 1}")
+    pred = backend.predict(t["u0"][samples])
+    g = fam.grid()
+    h = (g[1, 0, 0] - g[0, 0, 0], g[0, 1, 1] - g[0, 0, 1])
+    expert = backend.expert.reshape(g.shape[:2]).cpu().numpy().astype(float)
+    written = []
+    for j, s in enumerate(samples):
+        fields = {"prediction": pred[j], "truth": t["truth"][s], "error": pred[j] - t["truth"][s], "expert": expert}
+        written.append(write_image_data(out / f"test_{s:03d}.vti", fields, spacing=(h[0], h[1], 1.0),
+                                        origin=(g[0, 0, 0] - h[0] / 2, g[0, 0, 1] - h[1] / 2, 0.0)))
+        if j == 0:
+            written.append(plot_space_time(fields, fam.extent, out / "field.png"))
+    return written
+
+
+def plot_space_time(fields: dict, extent, path) -> Path:
+    """Prediction, truth, error and the expert index over (x, t), side by side."""
+    names = ("prediction", "truth", "error", "expert")
+    fig, ax = figure(1, len(names), (3.4 * len(names), 3.2))
+    box = (*extent[0], *extent[1])
+    for a, k in zip(ax.ravel(), names):
+        im = a.imshow(fields[k].T, origin="lower", extent=box, aspect="auto",
+                      cmap="PuOr" if k == "error" else "tab10" if k == "expert" else "viridis")
+        a.set(title=k, xlabel="x", ylabel="t")
+        fig.colorbar(im, ax=a, shrink=0.8)
+    return save(fig, path)

@@ -201,6 +201,10 @@ def _constraint(case: Case, spec: str) -> Case:
     from solvers import PINN
     from solvers.hard import HardConstraint
     spec = str(spec)
+    if "constraint" in settings.fields(case.method):          # a method with its own setting (the family one)
+        from operators.hard import parse_constraint
+        parse_constraint(spec)
+        return case.replace(method=settings.replace(case.method, constraint=spec))
     if spec == "soft":
         return case
     if spec == "hc":

@@ -65,12 +65,14 @@ class _Basis:
     """The N bases' values and derivatives at one point set, computed once by the estimator and
     kept as float64 columns (M, N) (or (M, N, n_inputs) for gradients)."""
 
-    def __init__(self, field: Field, n: int, graph: bool = True):
-        self.field, self.n, self.graph, self.cache = field, n, graph, {}
+    def __init__(self, field: Field | None, n: int, graph: bool = True, missing: str | None = None):
+        self.field, self.n, self.graph, self.cache, self.missing = field, n, graph, {}, missing
 
     def get(self, key, fn) -> torch.Tensor:
         if key not in self.cache:
             if self.field is None:
+                if self.missing:
+                    fail("pde", key, f"asks for a derivative that {self.missing} give", "use those derivatives")
                 fail("pde", key, "asks for a derivative the first evaluation did not",
                      "make the residual ask for the same derivatives every time")
             cols = torch.stack([fn(self.field[c]) for c in range(self.n)], 1).double()
@@ -78,7 +80,7 @@ class _Basis:
         return self.cache[key]
 
     def detached(self) -> "_Basis":
-        out = _Basis(None, self.n, graph=False)
+        out = _Basis(None, self.n, graph=False, missing=self.missing)
         out.cache = {k: v.detach() for k, v in self.cache.items()}
         return out
 
@@ -147,13 +149,16 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
     condition number is the square), :math:`D^2 = \mathrm{diag}\,J^\top J`; an expert whose cost
     rises retries with μ = 1e-4, then ×10, until it falls. A linear F is solved exactly by the first
     step. Stops when the relative step :math:`\|\delta\| \le tol\,(\|w\| + tol)` or the
-    relative gradient :math:`\|J^\top F\| / (\|J\|\,\|F\|) \le tol`. Returns ``(w, info)``:
-    ``{"iterations", "gradient" (K,) (relative), "converged" (K,) bool}``."""
+    relative gradient :math:`\|J^\top F\| / (\|J\|\,\|F\|) \le tol`, or when no damping
+    lowers the cost (a stall: not converged unless the gradient test holds). Returns
+    ``(w, info)``: ``{"iterations", "gradient" (K,) (relative, at the last Jacobian),
+    "converged" (K,) bool}``."""
     w = w0.detach().clone()
     K, N = w.shape
     F = fun(w)
     cost = (F ** 2).sum(1)
     done = torch.zeros(K, dtype=torch.bool, device=w.device)
+    stalled, small = torch.zeros_like(done), torch.zeros_like(done)
     rel = torch.full((K,), float("inf"), dtype=w.dtype, device=w.device)
     it = 0
     for it in range(1, max_iter + 1):
@@ -182,10 +187,38 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
             if not todo.any():
                 break
             mu = torch.where(todo, torch.where(mu == 0, torch.full_like(mu, 1e-4), mu * 10), mu)
-        done |= todo | (step.norm(dim=1) <= tol * (w.norm(dim=1) + tol))     # no descent left, or a tiny step
+        stalled |= todo                                                    # no descent left at this w
+        small |= ~todo & (step.norm(dim=1) <= tol * (w.norm(dim=1) + tol))   # a tiny step
+        done |= stalled | small
         if done.all():
             break
-    return w, {"iterations": it, "gradient": rel, "converged": done}
+    return w, {"iterations": it, "gradient": rel, "converged": (rel <= tol) | (small & ~stalled)}
+
+
+def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, differentiable: bool):
+    r"""The constraint layer: ``(w, info)`` with w (K, N) the minimizer of every expert's
+    :math:`\|F_k(w_k)\|^2` (:func:`levenberg_marquardt` from ``w0``) and, when ``differentiable``,
+    carrying the implicit-function gradient. ``rows(w, graph)`` gives F (K, R): on the bases'
+    detached columns when ``graph`` is False (the solver's iterations), through the network's
+    graph when True.
+
+    At the minimizer :math:`G = \nabla_w \tfrac12\|F\|^2 = 0`, so
+    :math:`dw/d\theta = -H^{-1}\partial G/\partial\theta`; the returned
+    :math:`\tilde w = w^* - H^{-1}G(w^*, \theta)` (with :math:`w^*` and H detached) has the value
+    :math:`w^*` (plus a Newton step of the size of the tolerance) and exactly that derivative,
+    and the iterations are not unrolled. Rows the solver did not converge on (a stall, or
+    ``max_iter``) keep :math:`w^*` and pass no gradient; ``info["converged"]`` says which."""
+    fun = lambda w: rows(w, False)                                   # noqa: E731
+    w, info = levenberg_marquardt(fun, w0, tol=tol, max_iter=max_iter)
+    if not differentiable:
+        return w, info
+    H = _block_hessian(fun, w)                                       # (K, N, N)
+    wr = w.detach().requires_grad_(True)
+    (G,) = torch.autograd.grad(0.5 * (rows(wr, True) ** 2).sum(), wr, create_graph=True)
+    ift = w.detach() - torch.linalg.solve(H, G[..., None])[..., 0]
+    # where the solver did not reach a stationary point the theorem does not hold (and H may be
+    # indefinite): those rows keep w* and pass no gradient, rather than a wrong one
+    return torch.where(info["converged"][:, None], ift, w.detach()), info
 
 
 def jacobian_rows(fun, w: torch.Tensor) -> torch.Tensor:
@@ -217,6 +250,16 @@ def parse_experts(spec, dim: int) -> tuple[int, ...]:
     if len(spec) != dim:
         fail("experts", spec, f"does not give one count per input ({dim})", f"pass {(2,) + (1,) * (dim - 1)}")
     return tuple(positive_int("experts", k) for k in spec)
+
+
+def expert_index(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, experts: tuple[int, ...]) -> torch.Tensor:
+    """Each point's expert: the number of its box when the box [lo, hi] is split into
+    ``experts[j]`` equal parts along axis j (row-major over the axes; edges go to the last part)."""
+    k = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    for j, n in enumerate(experts):
+        t = (x[:, j].double() - lo[j]) / (hi[j] - lo[j])
+        k = k * n + (t * n).floor().long().clamp(0, n - 1)
+    return k
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -380,11 +423,7 @@ class HardConstraintBackend(AbstractTrainable):
 
     def expert_of(self, x: torch.Tensor) -> torch.Tensor:
         """Each point's expert (its box in the partition of the bounding box)."""
-        k = torch.zeros(len(x), dtype=torch.long, device=x.device)
-        for j, n in enumerate(self.experts):
-            t = (x[:, j].double() - self.lo[j]) / (self.hi[j] - self.lo[j])
-            k = k * n + (t * n).floor().long().clamp(0, n - 1)
-        return k
+        return expert_index(x, self.lo, self.hi, self.experts)
 
     def _basis(self, x: torch.Tensor, site: str) -> _Basis:
         p = self.problem
@@ -442,20 +481,13 @@ class HardConstraintBackend(AbstractTrainable):
 
     def _solve(self, batch, differentiable):
         xc, bc, conds = self._constraint_bases(batch)
-        w0 = self.omega.clone()
-        self._rows(w0, xc, bc, conds)                        # fill the bases' columns (with the graph)
+        self._rows(self.omega, xc, bc, conds)                # fill the bases' columns (with the graph)
         flat = (bc.detached(), [(c, xb, b.detached(), d) for c, xb, b, d in conds])
-        fun = lambda w: self._rows(w, xc, flat[0], flat[1])            # noqa: E731
-        w, info = levenberg_marquardt(fun, w0, tol=self.method.tol, max_iter=self.method.max_iter)
-        self.last = info
+        w, self.last = constrained_weights(
+            lambda w, graph: self._rows(w, xc, bc, conds) if graph else self._rows(w, xc, flat[0], flat[1]),
+            self.omega.clone(), tol=self.method.tol, max_iter=self.method.max_iter, differentiable=differentiable)
         self.omega.copy_(w.detach())
-        if not differentiable:
-            return w
-        H = _block_hessian(fun, w)                                       # (K, N, N)
-        wr = w.detach().requires_grad_(True)
-        phi = 0.5 * (self._rows(wr, xc, bc, conds) ** 2).sum()
-        (G,) = torch.autograd.grad(phi, wr, create_graph=True)
-        return w.detach() - torch.linalg.solve(H, G[..., None])[..., 0]
+        return w
 
     def losses(self, batch, residuals=None):
         w = self.solve(batch)
@@ -540,4 +572,5 @@ def _block_hessian(fun, w: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, 1).detach()                          # [k, i, :] = d g_ki / d w_k
 
 
-__all__ = ["HardConstraint", "HardConstraintBackend", "ConstraintPoints", "levenberg_marquardt", "parse_experts"]
+__all__ = ["HardConstraint", "HardConstraintBackend", "ConstraintPoints", "constrained_weights", "expert_index",
+           "levenberg_marquardt", "parse_experts"]
