@@ -114,6 +114,12 @@ class InitialDraws(EpochSampler):
         nodes = np.stack([np.stack([rng.choice(p, self.m, replace=False) for p in self.pools]) for _ in idx])
         return {"data": {"u0": self.u0[idx], "params": self.params[idx]}, "constraint": {"nodes": nodes}}
 
+    def _extra_state(self):
+        return {"base": self.base}
+
+    def _load_extra_state(self, state):
+        self.base = int(state["base"])
+
     def __repr__(self):
         return f"InitialDraws({self.draws}, {self.batch_size}, points={self.m}, experts={self.experts})"
 
@@ -304,9 +310,11 @@ class InitialOperator(AbstractTrainable):
         return out
 
     # ----------------------------------------------------------------- the solve
-    def solve(self, b: torch.Tensor, u0: torch.Tensor, nodes: torch.Tensor, differentiable: bool = True):
+    def solve(self, b: torch.Tensor, u0: torch.Tensor, nodes: torch.Tensor, differentiable: bool = True,
+              w0: torch.Tensor | None = None):
         """Weights (B*K, N) for bases ``b`` (B, N, nx, nt), initial values ``u0`` (B, nx) and
-        constraint nodes ``nodes`` (B, K, m): row r is input r // K, expert r % K."""
+        constraint nodes ``nodes`` (B, K, m): row r is input r // K, expert r % K. The solver
+        starts from ``w0`` (default zeros: a new input has no previous weights)."""
         differentiable = differentiable and torch.is_grad_enabled()
         B, K = len(b), self.K
         with torch.enable_grad():
@@ -319,7 +327,8 @@ class InitialOperator(AbstractTrainable):
                 parts = self._terms(cols if graph else flat, inputs, idx, w, u0r)
                 return torch.cat([t.reshape(len(w), -1) for t in parts] + [self.method.ridge * w], 1)
 
-            w0 = torch.zeros(B * K, self.method.basis, dtype=torch.float64, device=b.device)
+            if w0 is None:
+                w0 = torch.zeros(B * K, self.method.basis, dtype=torch.float64, device=b.device)
             w, self.last = constrained_weights(rows, w0, tol=self.method.tol, max_iter=self.method.max_iter,
                                                differentiable=differentiable)
         return w

@@ -201,7 +201,7 @@ class WoSNO(AbstractMethod):
 
 
 def relative_l2_masked(pred, target, mask, weight=None) -> torch.Tensor:
-    """:func:`operators.losses.relative_l2` on the ``mask`` points, each weighted by ``weight``:
+    r""":func:`operators.losses.relative_l2` on the ``mask`` points, each weighted by ``weight``:
     mean over the batch of :math:`\|w^{1/2}(p - t)\|/\|w^{1/2}t\|`."""
     s = (mask if weight is None else mask * weight).sqrt()
     return relative_l2(pred * s, target * s)

@@ -148,30 +148,30 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
     :math:`\min_\delta \|J\delta + F\|^2 + \mu\|D\delta\|^2` by QR (no normal equations, whose
     condition number is the square), :math:`D^2 = \mathrm{diag}\,J^\top J`; an expert whose cost
     rises retries with μ = 1e-4, then ×10, until it falls. A linear F is solved exactly by the first
-    step. Stops when the relative step :math:`\|\delta\| \le tol\,(\|w\| + tol)` or the
-    relative gradient :math:`\|J^\top F\| / (\|J\|\,\|F\|) \le tol`, or when no damping
-    lowers the cost (a stall: not converged unless the gradient test holds). Returns
-    ``(w, info)``: ``{"iterations", "gradient" (K,) (relative, at the last Jacobian),
-    "converged" (K,) bool}``."""
+    step. A row is done when its relative gradient
+    :math:`\|J^\top F\| / (\|J\|\,\|F\|) \le tol` (first-order optimality, scale-free), or
+    when no damping lowers its cost (a stall). Returns ``(w, info)``: ``{"iterations",
+    "gradient" (K,) (the relative gradient at the w returned), "converged" (K,) bool: the
+    gradient test holds}``."""
     w = w0.detach().clone()
     K, N = w.shape
     F = fun(w)
     cost = (F ** 2).sum(1)
-    done = torch.zeros(K, dtype=torch.bool, device=w.device)
-    stalled, small = torch.zeros_like(done), torch.zeros_like(done)
-    rel = torch.full((K,), float("inf"), dtype=w.dtype, device=w.device)
-    it = 0
-    for it in range(1, max_iter + 1):
+    stalled = torch.zeros(K, dtype=torch.bool, device=w.device)
+
+    def relative_gradient(w, F):
         J = jacobian_rows(fun, w)                                          # (K, R, N)
         g = torch.einsum("krn,kr->kn", J, F)
-        rel = g.norm(dim=1) / (J.flatten(1).norm(dim=1) * F.norm(dim=1)).clamp_min(torch.finfo(w.dtype).tiny)
-        done |= rel <= tol
+        return J, g.norm(dim=1) / (J.flatten(1).norm(dim=1) * F.norm(dim=1)).clamp_min(torch.finfo(w.dtype).tiny)
+    it = 0
+    for it in range(1, max_iter + 1):
+        J, rel = relative_gradient(w, F)
+        done = (rel <= tol) | stalled
         if done.all():
             break
         D = J.norm(dim=1).clamp_min(1e-12)                                 # sqrt(diag J^T J), (K, N)
         mu = torch.zeros(K, dtype=w.dtype, device=w.device)
         todo = ~done
-        step = torch.zeros_like(w)
         for _ in range(12):                                                # damping until the cost falls
             A = torch.cat([J, torch.diag_embed(mu.sqrt()[:, None] * D)], 1)
             b = torch.cat([-F, torch.zeros_like(w)], 1)
@@ -179,7 +179,6 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
             F_new = fun(w + trial)
             cost_new = (F_new ** 2).sum(1)
             ok = todo & (cost_new <= cost)
-            step = torch.where(ok[:, None], trial, step)
             w = torch.where(ok[:, None], w + trial, w)
             F = torch.where(ok[:, None], F_new, F)
             cost = torch.where(ok, cost_new, cost)
@@ -187,12 +186,10 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
             if not todo.any():
                 break
             mu = torch.where(todo, torch.where(mu == 0, torch.full_like(mu, 1e-4), mu * 10), mu)
-        stalled |= todo                                                    # no descent left at this w
-        small |= ~todo & (step.norm(dim=1) <= tol * (w.norm(dim=1) + tol))   # a tiny step
-        done |= stalled | small
-        if done.all():
-            break
-    return w, {"iterations": it, "gradient": rel, "converged": (rel <= tol) | (small & ~stalled)}
+        stalled |= todo                                                    # no damping lowers the cost
+    else:
+        _, rel = relative_gradient(w, F)                                   # at the w returned
+    return w, {"iterations": it, "gradient": rel, "converged": rel <= tol}
 
 
 def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, differentiable: bool):

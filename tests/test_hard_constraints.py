@@ -187,6 +187,18 @@ def test_fisher_kpp_method_of_lines_converges_at_second_order():
     assert 3.2 < e1 / e2 < 6 and e2 < 1e-5                     # second order; 801 nodes: ~6e-7
 
 
+def test_diffusion_sorption_method_of_lines_converges_and_meets_the_conditions():
+    from cases import diffusion_sorption_1d as ds
+    u = {n: ds.method_of_lines(n, 11)[2] for n in (201, 401, 801)}
+    e1, e2 = np.abs(u[201] - u[801][:, ::4]).max(), np.abs(u[401] - u[801][:, ::2]).max()
+    assert 3.2 < e1 / e2 < 6 and e2 < 3e-5                     # second order; 801 nodes: ~3e-6
+    v, h = u[801], 1 / 800
+    np.testing.assert_allclose(v[:, 0], 1.0)
+    ux = (3 * v[1:, -1] - 4 * v[1:, -2] + v[1:, -3]) / (2 * h)             # the outflow end, t > 0
+    np.testing.assert_allclose(v[1:, -1], -ds.D * ux, atol=1e-6)
+    assert v.min() > -1e-6 and v[0, 400] < 0.05 < 0.2 < v[-1, 400] < 0.3     # supply from the left: 0.04 -> 0.24 at x = 1/2
+
+
 def test_training_resumes_bit_for_bit(tmp_path):
     from pdeml.callbacks import AbstractCallback
 
