@@ -1,6 +1,7 @@
-r"""Diffusion–sorption (PDEBench): u_t = D/R(u) u_xx on [0, 1] x [0, 500 s], the PI-HC-MoE
-paper's diffusion–sorption case (Chalapathi et al., ICLR 2024; Takamoto et al., PDEBench,
-NeurIPS 2022), as one problem.
+r"""Diffusion–sorption (PDEBench): u_t = D/R(u) u_xx on [0, 1] x [0, 500 s], one problem.
+
+The PI-HC-MoE paper's diffusion–sorption case (Chalapathi et al., ICLR 2024; Takamoto et al.,
+PDEBench, NeurIPS 2022).
 
 A contaminant diffuses through soil and is held back by sorption: the retardation factor
 

@@ -1,5 +1,7 @@
-r"""PI-HC-MoE's operator setting: one FNO for diffusion–sorption over a family of initial
-conditions (``cases/_sorption_family.py``), constrained per input to the PDE at sampled nodes.
+r"""Diffusion–sorption over initial conditions: one hard-constrained FNO (PI-HC-MoE's operator setting).
+
+The FNO's bases are constrained per input to the PDE at sampled nodes
+(``cases/_sorption_family.py``, ``operators/hard.py``).
 
     pdeml train diffusion_sorption_family --out runs/ds-moe                        # 4 experts
     pdeml train diffusion_sorption_family --constraint hc --out runs/ds-hc         # one expert

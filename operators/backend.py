@@ -57,6 +57,43 @@ class AbstractTrajectoryMethod(AbstractMethod):
         return _cast(TrajectoryOperator(problem, net, self), dtype).to(device)
 
 
+#: the seed of a family's fixed test draws: the same test inputs for every method and run
+TEST_SEED = 2 ** 31 - 1
+
+
+def parameter_count(module: torch.nn.Module) -> int:
+    """Real parameters of ``module`` (a complex weight counts twice)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters())
+
+
+class FixedTestSet:
+    """For operators measured on fixed draws of their family (seed :data:`TEST_SEED`): the
+    subclass builds them once in ``_make_test_set(rng)`` as a dict holding its inputs under
+    ``input_key`` and their solutions under ``"truth"``."""
+
+    input_key: str
+    _test = None
+
+    def _make_test_set(self, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+    def test_set(self) -> dict:
+        """The fixed test draws (cached)."""
+        if self._test is None:
+            self._test = self._make_test_set(np.random.default_rng(TEST_SEED))
+        return self._test
+
+    def reference(self, rng):
+        t = self.test_set()
+        return t[self.input_key], t["truth"]
+
+    def errors(self) -> np.ndarray:
+        """Each test draw's relative L2 error against its truth."""
+        t = self.test_set()
+        p, y = self.predict(t[self.input_key]), t["truth"]
+        return np.linalg.norm((p - y).reshape(len(p), -1), axis=1) / np.linalg.norm(y.reshape(len(p), -1), axis=1)
+
+
 def _cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """``module`` in ``dtype``, its complex spectral weights in the matching complex dtype
     (``Module.to(float32)`` would drop their imaginary parts)."""
@@ -213,7 +250,7 @@ class TrajectoryOperator(AbstractTrainable):
         return self.test_pairs()
 
     def resolved(self):
-        return {"parameters": sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters())}
+        return {"parameters": parameter_count(self)}
 
     def export(self, out, resolution: int, sample: int | None = None) -> list[Path]:
         """``test_<k>.pvd`` time series (prediction, truth, error) of test trajectory ``sample``,

@@ -56,18 +56,23 @@ def plot_trajectory(pred: np.ndarray, truth: np.ndarray, t_in: int, dt: float, p
     return save(fig, path)
 
 
+def _chosen(samples, count: int, first: int, what: str) -> list[int]:
+    """The test draws to export: ``samples``, or the first ``first``; each checked."""
+    from pdeml._validate import fail
+    samples = list(range(min(first, count))) if samples is None else list(samples)
+    for s in samples:
+        if not 0 <= s < count:
+            fail("--sample", s, f"is not a {what} (there are {count})", f"pass 0..{count - 1}")
+    return samples
+
+
 def export_domains(backend, out: Path, samples=None, walks: int = 256, first: int = 3) -> list[Path]:
     """``test_<k>.vti`` per test domain of a domain operator (``samples``, default the first
     ``first``): prediction, truth, error and a walk-on-spheres solve (mean, standard error) on the
     inside cell centres (NaN outside), and ``field.png`` of the first."""
-    from pdeml._validate import fail
     from solvers.wos import WalkOnSpheres
     t, fam = backend.test_set(), backend.problem
-    count = len(t["draws"])
-    samples = list(range(min(first, count))) if samples is None else list(samples)
-    for s in samples:
-        if not 0 <= s < count:
-            fail("--sample", s, f"is not a test domain (there are {count})", f"pass 0..{count - 1}")
+    samples = _chosen(samples, len(t["draws"]), first, "test domain")
     pred = backend.predict(t["features"][samples])
     x, half, written = fam.grid(), fam.half, []
     n = x.shape[0]
@@ -105,13 +110,8 @@ def export_initial_family(backend, out: Path, samples=None, first: int = 3) -> l
     """``test_<k>.vti`` per test input of an initial-condition operator (``samples``, default the
     first ``first``) over the (x, t) node grid, one cell per node: prediction, truth, error and
     the expert index; and ``field.png`` of the first."""
-    from pdeml._validate import fail
     t, fam = backend.test_set(), backend.problem
-    count = len(t["u0"])
-    samples = list(range(min(first, count))) if samples is None else list(samples)
-    for s in samples:
-        if not 0 <= s < count:
-            fail("--sample", s, f"is not a test input (there are {count})", f"pass 0..{count - 1}")
+    samples = _chosen(samples, len(t["u0"]), first, "test input")
     pred = backend.predict(t["u0"][samples])
     g = fam.grid()
     h = (g[1, 0, 0] - g[0, 0, 0], g[0, 1, 1] - g[0, 0, 1])
@@ -131,9 +131,12 @@ def plot_space_time(fields: dict, extent, path) -> Path:
     names = ("prediction", "truth", "error", "expert")
     fig, ax = figure(1, len(names), (3.4 * len(names), 3.2))
     box = (*extent[0], *extent[1])
+    lo, hi = float(fields["truth"].min()), float(fields["truth"].max())
     for a, k in zip(ax.ravel(), names):
+        same = k in ("prediction", "truth")                   # one colour scale for both
         im = a.imshow(fields[k].T, origin="lower", extent=box, aspect="auto",
-                      cmap="PuOr" if k == "error" else "tab10" if k == "expert" else "viridis")
+                      cmap="PuOr" if k == "error" else "tab10" if k == "expert" else "viridis",
+                      vmin=lo if same else None, vmax=hi if same else None)
         a.set(title=k, xlabel="x", ylabel="t")
         fig.colorbar(im, ax=a, shrink=0.8)
     return save(fig, path)

@@ -38,11 +38,9 @@ from pdeml.field import Field
 from pdeml.sampling import EpochSampler
 from solvers.hard import _Basis, _Combined, constrained_weights, expert_index, parse_experts
 
-from .backend import _cast
+from .backend import FixedTestSet, _cast, parameter_count
 from .fno import FNO
 
-#: the test draws' seed: the same test inputs for every method and run
-TEST_SEED = 2 ** 31 - 1
 MISSING = "the grid operator gives values, first and second derivatives only"
 
 
@@ -199,8 +197,10 @@ class HardConstraintFNO(AbstractMethod):
         return _cast(InitialOperator(problem, net, self), dtype).to(device)
 
 
-class InitialOperator(AbstractTrainable):
+class InitialOperator(FixedTestSet, AbstractTrainable):
     """The trained map from initial values (B, nx) to solutions (B, nx, nt)."""
+
+    input_key = "u0"
 
     def __init__(self, family, net, method: HardConstraintFNO):
         super().__init__()
@@ -242,7 +242,6 @@ class InitialOperator(AbstractTrainable):
                 self.register_buffer(f"_cond{i}_{k}", v)
             self.conditions.append((name, c, tuple(data)))
         self.K = K
-        self._test = None
         self._eval_nodes = None
         self.last = {}
 
@@ -398,28 +397,16 @@ class InitialOperator(AbstractTrainable):
             out.append(self.fields(b, w).cpu().numpy())
         return np.concatenate(out)
 
-    def test_set(self) -> dict:
-        if self._test is None:
-            fam, rng = self.problem, np.random.default_rng(TEST_SEED)
-            params = [fam.draw(rng) for _ in range(self.method.test_draws)]
-            self._test = {"params": np.stack(params), "u0": np.stack([fam.initial_values(p) for p in params]),
-                          "truth": np.stack([fam.truth(p) for p in params])}
-        return self._test
-
-    def reference(self, rng):
-        t = self.test_set()
-        return t["u0"], t["truth"]
-
-    def errors(self) -> np.ndarray:
-        """Each test input's relative L2 error against its truth."""
-        t = self.test_set()
-        p = self.predict(t["u0"])
-        return np.linalg.norm((p - t["truth"]).reshape(len(p), -1), axis=1) / \
-            np.linalg.norm(t["truth"].reshape(len(p), -1), axis=1)
+    def _make_test_set(self, rng) -> dict:
+        """Parameters, initial values and method-of-lines truth of the test inputs."""
+        fam = self.problem
+        params = [fam.draw(rng) for _ in range(self.method.test_draws)]
+        return {"params": np.stack(params), "u0": np.stack([fam.initial_values(p) for p in params]),
+                "truth": np.stack([fam.truth(p) for p in params])}
 
     def resolved(self):
-        return {"parameters": sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters()),
-                "grid": [self.nx, self.nt], "experts": list(self.experts) if self.experts else None}
+        return {"parameters": parameter_count(self), "grid": [self.nx, self.nt],
+                "experts": list(self.experts) if self.experts else None}
 
     def export(self, out, resolution: int, sample: int | None = None):
         """``test_<k>.vti`` per test input (``sample``, or the first three) over the (x, t) grid:

@@ -48,13 +48,11 @@ from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
 from pdeml.sampling import EpochSampler
 
-from .backend import _cast
+from .backend import FixedTestSet, _cast, parameter_count
 from .fno import FNO
 from .losses import relative_l2
 
 TARGETS = ("wos", "residual", "truth")
-#: the test draws' seed: the same test domains for every method and run
-TEST_SEED = 2 ** 31 - 1
 #: boundary points per grid cell along an axis in the physics-informed loss (16n in all)
 BOUNDARY_POINTS = 16
 
@@ -221,15 +219,16 @@ def bilinear(u, x, half: float):
     return F.grid_sample(u[:, None], grid, mode="bilinear", align_corners=False)[:, 0, 0]
 
 
-class DomainOperator(AbstractTrainable):
+class DomainOperator(FixedTestSet, AbstractTrainable):
     """The trained map from a domain's per-point inputs (B, 3, n, n) to its solution (B, n, n)."""
+
+    input_key = "features"
 
     def __init__(self, family, net, method: WoSNO):
         super().__init__()
         self.problem, self.net, self.method = family, net, method
         self.n = family.grid().shape[0]
         self.h = 2 * family.half / self.n
-        self._test = None
 
     @property
     def term_names(self):
@@ -268,31 +267,17 @@ class DomainOperator(AbstractTrainable):
         out = np.concatenate([self(x[i:i + chunk]).double().cpu().numpy() for i in range(0, len(x), chunk)])
         return out * (np.asarray(x[:, 1].cpu()) > 0)
 
-    def test_set(self) -> dict:
-        """The fixed test draws (seed ``TEST_SEED``): features, inside, truth, draws (cached)."""
-        if self._test is None:
-            fam, rng = self.problem, np.random.default_rng(TEST_SEED)
-            draws = [fam.draw(rng) for _ in range(self.method.test_domains)]
-            feats = [fam.features(d) for d in draws]
-            inside = np.stack([m for _, m in feats])
-            self._test = {"features": np.stack([f for f, _ in feats]), "inside": inside, "draws": draws,
-                          "truth": np.stack([fam.truth(d, m) for d, m in zip(draws, inside)])}
-        return self._test
-
-    def reference(self, rng):
-        t = self.test_set()
-        return t["features"], t["truth"]
-
-    def errors(self) -> np.ndarray:
-        """Each test domain's relative L2 error against its truth."""
-        t = self.test_set()
-        p = self.predict(t["features"])
-        return np.linalg.norm((p - t["truth"]).reshape(len(p), -1), axis=1) / \
-            np.linalg.norm(t["truth"].reshape(len(p), -1), axis=1)
+    def _make_test_set(self, rng) -> dict:
+        """Features, inside masks, FEM truth and the draws themselves."""
+        fam = self.problem
+        draws = [fam.draw(rng) for _ in range(self.method.test_domains)]
+        feats = [fam.features(d) for d in draws]
+        inside = np.stack([m for _, m in feats])
+        return {"features": np.stack([f for f, _ in feats]), "inside": inside, "draws": draws,
+                "truth": np.stack([fam.truth(d, m) for d, m in zip(draws, inside)])}
 
     def resolved(self):
-        return {"parameters": sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters()),
-                "grid": self.n}
+        return {"parameters": parameter_count(self), "grid": self.n}
 
     def export(self, out, resolution: int, sample: int | None = None, walks: int = 256):
         """Per test domain (``sample``, or the first three) ``test_<k>.vti``: the prediction, the

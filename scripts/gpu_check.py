@@ -42,7 +42,11 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
                                            "--device", device, "--no-progress"], 150),
     ]
     out_list += [("device tests", [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device.py",
-                                  "tests/test_compile.py"], 240)]
+                                  "tests/test_compile.py", "tests/test_hard_constraints.py", "-k",
+                                  "not resumes and not sorption and not fisher_kpp"], 240)]
+    out_list.append(("moe vs hc vs soft, fisher 300 steps", [
+        PY, "tests/benchmarks/bench_moe.py", "--device", device, "--steps", "300", "--seeds", "0", "--variants",
+        "soft", "hc", "moe:4", "--threads", "8"], 240))
     for case in builtin_cases():
         out_list.append((f"train {case}", pdeml + ["train", case, "--device", device, "--steps", "30",
                                                     "--lbfgs-steps", "5", "--no-progress", "--out",
@@ -96,6 +100,9 @@ def summary(log: str) -> str:
     wos = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith(("| wos", "| residual"))]
     if wos:       # bench_wosno's table: variant, lr, error mean, median, s/step, walks s/step, activations, peak
         return "; ".join(f"{r[0]}: err {r[2]}, {r[4]} s/step + walks {r[5]}, peak {r[7]} MiB" for r in wos)[:300]
+    moe = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("| fisher_kpp_1d")]
+    if moe:       # bench_moe's table: case, variant, error mean, min-max, s/step, peak
+        return "; ".join(f"{r[1]}: err {r[2]}, {r[4]} s/step, peak {r[5]} MiB" for r in moe)[:300]
     rows = [ln for ln in lines if ln.startswith("pdeml ") or ln.startswith("stde:16 vs")]
     return ("; ".join(rows) if rows else (lines[-1] if lines else ""))[:160].replace("|", "/")
 

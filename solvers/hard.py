@@ -192,12 +192,18 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
     return w, {"iterations": it, "gradient": rel, "converged": rel <= tol}
 
 
-def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, differentiable: bool):
+def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, differentiable: bool,
+                        parts=None):
     r"""The constraint layer: ``(w, info)`` with w (K, N) the minimizer of every expert's
     :math:`\|F_k(w_k)\|^2` (:func:`levenberg_marquardt` from ``w0``) and, when ``differentiable``,
     carrying the implicit-function gradient. ``rows(w, graph)`` gives F (K, R): on the bases'
     detached columns when ``graph`` is False (the solver's iterations), through the network's
     graph when True.
+
+    ``parts``: optional ``[(experts, device, fun)]`` splitting the solve. Each part runs the
+    solver and the Hessian on its device with ``fun``, the detached rows of its experts (index
+    tensor ``experts``), and sends w and H back; the gradient G needs the network's graph and is
+    formed where it lives. Without ``parts`` all experts are one batch.
 
     At the minimizer :math:`G = \nabla_w \tfrac12\|F\|^2 = 0`, so
     :math:`dw/d\theta = -H^{-1}\partial G/\partial\theta`; the returned
@@ -205,11 +211,22 @@ def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, di
     :math:`w^*` (plus a Newton step of the size of the tolerance) and exactly that derivative,
     and the iterations are not unrolled. Rows the solver did not converge on (a stall, or
     ``max_iter``) keep :math:`w^*` and pass no gradient; ``info["converged"]`` says which."""
-    fun = lambda w: rows(w, False)                                   # noqa: E731
-    w, info = levenberg_marquardt(fun, w0, tol=tol, max_iter=max_iter)
+    if parts is None:
+        parts = [(None, w0.device, lambda w: rows(w, False))]
+    w = torch.empty_like(w0)
+    H = torch.empty(*w0.shape, w0.shape[1], dtype=w0.dtype, device=w0.device) if differentiable else None
+    info = {"iterations": 0, "gradient": torch.empty(len(w0), dtype=w0.dtype, device=w0.device),
+            "converged": torch.empty(len(w0), dtype=torch.bool, device=w0.device)}
+    for idx, device, fun in parts:
+        idx = slice(None) if idx is None else idx
+        wp, got = levenberg_marquardt(fun, w0[idx].to(device), tol=tol, max_iter=max_iter)
+        w[idx] = wp.to(w0.device)
+        info["iterations"] = max(info["iterations"], got["iterations"])
+        info["gradient"][idx], info["converged"][idx] = got["gradient"].to(w0.device), got["converged"].to(w0.device)
+        if differentiable:
+            H[idx] = _block_hessian(fun, wp).to(w0.device)               # (K_part, N, N)
     if not differentiable:
         return w, info
-    H = _block_hessian(fun, w)                                       # (K, N, N)
     wr = w.detach().requires_grad_(True)
     (G,) = torch.autograd.grad(0.5 * (rows(wr, True) ** 2).sum(), wr, create_graph=True)
     ift = w.detach() - torch.linalg.solve(H, G[..., None])[..., 0]
@@ -279,6 +296,9 @@ class HardConstraint(AbstractMethod):
             loss is the PDE residual alone; without these terms, bases that each satisfy the
             PDE (a constant does for the heat equation) give a zero loss whatever the initial
             condition's misfit, and training drifts there (measured in docs/hard-constraints.md).
+        devices: where the experts' solves run: expert k on ``devices[k % len(devices)]``
+            (its Levenberg–Marquardt iterations and Hessian; the network and the gradient stay on
+            the backend's device). Default: all experts as one batch on the backend's device.
 
     Example:
         >>> method = HardConstraint(pl.nn.MLP(64, 4), basis=16, experts=4, points=1000)
@@ -294,8 +314,17 @@ class HardConstraint(AbstractMethod):
     sampler: Any = None
     estimator: Any = None
     condition_loss: bool = True
+    devices: Any = None
 
     def __post_init__(self):
+        if self.devices is not None:
+            if isinstance(self.devices, str) or not len(self.devices):
+                fail("devices", self.devices, "is not a list of devices", 'pass e.g. ("cuda:0", "cuda:1")')
+            for d in self.devices:
+                try:
+                    torch.device(d)
+                except (RuntimeError, TypeError):
+                    fail("devices", d, "is not a torch device", 'pass e.g. "cuda:1" or "cpu"')
         if not isinstance(self.condition_loss, bool):
             fail("condition_loss", self.condition_loss, "must be True or False", "pass condition_loss=False")
         for k in ("basis", "points", "max_iter"):
@@ -441,7 +470,8 @@ class HardConstraintBackend(AbstractTrainable):
 
     def _rows(self, w, xc, bc: _Basis, conds: list) -> torch.Tensor:
         """F (K, R): every expert's PDE rows, its copy of the condition rows, and the ridge rows."""
-        K, m = self.K, len(xc) // self.K
+        K = len(w)
+        m = len(xc) // K
         r = self._pde(xc.double(), self._field(xc, bc, w.repeat_interleave(m, 0)))
         parts = [r.reshape(K, -1)]
         for c, xb, basis, data in conds:
@@ -482,9 +512,29 @@ class HardConstraintBackend(AbstractTrainable):
         flat = (bc.detached(), [(c, xb, b.detached(), d) for c, xb, b, d in conds])
         w, self.last = constrained_weights(
             lambda w, graph: self._rows(w, xc, bc, conds) if graph else self._rows(w, xc, flat[0], flat[1]),
-            self.omega.clone(), tol=self.method.tol, max_iter=self.method.max_iter, differentiable=differentiable)
+            self.omega.clone(), tol=self.method.tol, max_iter=self.method.max_iter, differentiable=differentiable,
+            parts=self._parts(xc, *flat))
         self.omega.copy_(w.detach())
         return w
+
+    def _parts(self, xc, bc: _Basis, conds: list):
+        """With ``devices``: expert k solves on device ``devices[k % len(devices)]``, from a copy
+        of its own constraint rows' detached columns and of the shared condition rows."""
+        devices = self.method.devices
+        if not devices:
+            return None
+        m, out = len(xc) // self.K, []
+        for g, dev in enumerate(devices):
+            experts = torch.arange(g, self.K, len(devices), device=xc.device)
+            if not len(experts):
+                continue
+            rows = (experts[:, None] * m + torch.arange(m, device=xc.device)).reshape(-1)
+            xg, bg = xc[rows].to(dev), _Basis(None, bc.n, graph=False, missing=bc.missing)
+            bg.cache = {k: v[rows].to(dev) for k, v in bc.cache.items()}
+            cg = [(c, x.to(dev), _moved(b, dev), {k: v.to(dev) if torch.is_tensor(v) else v for k, v in d.items()})
+                  for c, x, b, d in conds]
+            out.append((experts, torch.device(dev), lambda w, xg=xg, bg=bg, cg=cg: self._rows(w, xg, bg, cg)))
+        return out
 
     def losses(self, batch, residuals=None):
         w = self.solve(batch)
@@ -549,6 +599,12 @@ class HardConstraintBackend(AbstractTrainable):
 
     def resolved(self):
         return {"estimator": repr(self.estimator), "experts": list(self.experts)}
+
+
+def _moved(basis: _Basis, device) -> _Basis:
+    out = _Basis(None, basis.n, graph=False, missing=basis.missing)
+    out.cache = {k: v.to(device) for k, v in basis.cache.items()}
+    return out
 
 
 def _double(data: dict) -> dict:

@@ -2,6 +2,7 @@
 linear PDE, first-order optimal to the tolerance for a nonlinear one, on training and unseen
 points), its gradient by the implicit function theorem matches finite differences, and experts
 are stitched by their boxes."""
+import dataclasses
 import math
 
 import numpy as np
@@ -138,6 +139,31 @@ def test_experts_own_their_boxes_and_the_seam_is_measured():
     np.testing.assert_allclose(pl_[:, 0], (bases @ w[0]).numpy(), atol=1e-12)       # each side: its expert
     np.testing.assert_allclose(pr[:, 0], (backend.bases(right).detach().double() @ w[1]).numpy(), atol=1e-12)
     assert np.abs(pl_ - pr).max() > 0                          # continuity is not imposed: a seam exists
+
+
+@pytest.mark.parametrize("devices", [("cpu", "cpu"), ("cpu", "cuda:0")])
+def test_experts_placed_on_devices_give_the_same_weights_and_gradient(devices):
+    """Experts 0 and 2 solve on devices[0], expert 1 on devices[1]; the weights and the
+    network's gradient equal the one-batch solve's (two CPU 'devices' here; a GPU when present)."""
+    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+        pytest.skip("no GPU")
+    out = {}
+    for key in (None, devices):
+        backend, batch = build(fisher(), 3)
+        if key:
+            backend.method = dataclasses.replace(backend.method, devices=key)
+        w = backend.solve(batch)
+        (w ** 2).sum().backward()
+        out[key] = (w.detach(), [p.grad.clone() for p in backend.parameters()], backend.last)
+    (w0, g0, info0), (w1, g1, info1) = out[None], out[devices]
+    assert info1["converged"].all() and torch.equal(info0["converged"], info1["converged"])
+    torch.testing.assert_close(w1, w0, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="devices"):
+        HardConstraint(devices="cuda:0")
+    with pytest.raises(ValueError, match="devices"):
+        HardConstraint(devices=("gpu7",))
 
 
 def test_prediction_uses_weights_solved_for_the_current_network():

@@ -83,7 +83,8 @@ def floor(args) -> dict:
     import numpy as np
 
     from cases._star_poisson import StarFamily
-    from operators.wosno import TEST_SEED, physics_floor
+    from operators.backend import TEST_SEED
+    from operators.wosno import physics_floor
     fam, rng = StarFamily(args.n), np.random.default_rng(TEST_SEED)
     errs, deficient = [], 0
     for _ in range(16):
