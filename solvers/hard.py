@@ -270,6 +270,7 @@ def expert_index(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, experts: t
     """Each point's expert: the number of its box when the box [lo, hi] is split into
     ``experts[j]`` equal parts along axis j (row-major over the axes; edges go to the last part)."""
     k = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    lo, hi = lo.to(x.device), hi.to(x.device)
     for j, n in enumerate(experts):
         t = (x[:, j].double() - lo[j]) / (hi[j] - lo[j])
         k = k * n + (t * n).floor().long().clamp(0, n - 1)
