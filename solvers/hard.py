@@ -85,6 +85,17 @@ class _Basis:
         return out
 
 
+class _Tiled:
+    """A basis's columns repeated ``k`` times along the points (one copy per expert)."""
+
+    def __init__(self, basis: _Basis, k: int):
+        self.basis, self.k = basis, k
+
+    def get(self, key, fn) -> torch.Tensor:
+        v = self.basis.get(key, fn)
+        return v.repeat(self.k, *[1] * (v.ndim - 1))
+
+
 class _Combined(AbstractEstimator):
     """The estimator of :math:`u = \\sum_i w_i b_i` with weights per row ``w`` (M, N), from the
     bases' cached columns: derivatives are the same combination of the bases' derivatives."""
@@ -475,9 +486,11 @@ class HardConstraintBackend(AbstractTrainable):
         m = len(xc) // K
         r = self._pde(xc.double(), self._field(xc, bc, w.repeat_interleave(m, 0)))
         parts = [r.reshape(K, -1)]
-        for c, xb, basis, data in conds:
-            parts.append(torch.stack([c.residual(self._field(xb, basis, wk.expand(len(xb), -1)), data).reshape(-1)
-                                      for wk in w]))
+        for c, xb, basis, data in conds:                      # every expert's copy in one pass
+            n = len(xb)
+            tiled = {k: v.repeat(K, *[1] * (v.ndim - 1)) if torch.is_tensor(v) else v for k, v in data.items()}
+            f = self._field(xb.repeat(K, 1), _Tiled(basis, K), w.repeat_interleave(n, 0))
+            parts.append(c.residual(f, tiled).reshape(K, -1))
         parts.append(self.method.ridge * w)
         return torch.cat(parts, 1)
 
