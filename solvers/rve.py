@@ -12,7 +12,8 @@ solves the weak equilibrium
 
 in plane strain. The macroscopic stress is the volume average :math:`\bar\sigma = \langle\sigma\rangle`.
 
-Materials (the paper's): the matrix is nonlinear elastic,
+Materials (the paper's; :func:`matrix_stress`, :func:`linear_stress`, one torch implementation
+each, the tangent by autodiff): the matrix is nonlinear elastic,
 :math:`\sigma = K\,\mathrm{tr}\,\varepsilon\, I + \frac{c_1}{c_2 + \|\varepsilon^D\|}\varepsilon^D`
 (K = 4780, c₁ = 50, c₂ = 0.06; :math:`\varepsilon^D` the 3-D deviator of the plane strain), the
 inclusion linear elastic (K = 43452, G = 29918).
@@ -23,7 +24,7 @@ circle, n layers out to the cell's sides), so the interface is resolved without 
 generator and opposite sides carry the same nodes. Periodicity is imposed by eliminating the
 right and top degrees of freedom onto the left and bottom ones (:math:`\tilde u = P\tilde u_r`)
 and one corner is pinned (the rigid translation). Newton's method with the consistent tangent
-(analytic for both laws) converges quadratically.
+converges quadratically.
 """
 from __future__ import annotations
 
@@ -42,48 +43,41 @@ INCLUSION = {"K": 43452.0, "G": 29918.0}
 
 
 # ----------------------------------------------------------------------------- constitutive laws
-def _plane_strain_3d(eps):
-    """In-plane strain tensors (..., 2, 2) as 3-D tensors (..., 3, 3) with ε_zz = 0."""
-    out = np.zeros(eps.shape[:-2] + (3, 3))
-    out[..., :2, :2] = eps
-    return out
-
-
-def linear_law(eps, K: float, G: float):
+# One implementation per law, in torch: the RVE solver takes its consistent tangent by forward-mode
+# autodiff, and EquiNO trains through the same function.
+def linear_stress(eps, K: float, G: float):
     r"""Linear elasticity :math:`\sigma = K\,\mathrm{tr}\,\varepsilon I + 2G\varepsilon^D` in plane
-    strain: in-plane σ (..., 2, 2) and the tangent (..., 2, 2, 2, 2) of in-plane strains
-    (ε_zz = 0; σ_zz is not returned)."""
-    I = np.eye(2)
+    strain: in-plane σ (..., 2, 2) from in-plane strains (..., 2, 2) (ε_zz = 0)."""
+    import torch
     tr = eps[..., 0, 0] + eps[..., 1, 1]
-    sig = (K - 2 * G / 3) * tr[..., None, None] * I + 2 * G * eps
-    C = (K - 2 * G / 3) * np.einsum("ij,kl->ijkl", I, I) + G * (np.einsum("ik,jl->ijkl", I, I)
-                                                             + np.einsum("il,jk->ijkl", I, I))
-    return sig, np.broadcast_to(C, eps.shape[:-2] + (2, 2, 2, 2))
+    return (K - 2 * G / 3) * tr[..., None, None] * torch.eye(2, dtype=eps.dtype, device=eps.device) + 2 * G * eps
 
 
-def matrix_law(eps, K: float = MATRIX["K"], c1: float = MATRIX["c1"], c2: float = MATRIX["c2"]):
+def matrix_stress(eps, K: float = MATRIX["K"], c1: float = MATRIX["c1"], c2: float = MATRIX["c2"]):
     r"""The matrix's nonlinear law :math:`\sigma = K\,\mathrm{tr}\,\varepsilon I + g(s)\varepsilon^D`,
-    :math:`g(s) = c_1/(c_2 + s)`, :math:`s = \|\varepsilon^D\|` (3-D deviator, plane strain):
-    in-plane σ (..., 2, 2) and the consistent tangent (..., 2, 2, 2, 2),
+    :math:`g(s) = c_1/(c_2 + s)`, :math:`s = \|\varepsilon^D\|` (the 3-D deviator of the plane
+    strain, ε_zz = 0): in-plane σ (..., 2, 2)."""
+    import torch
+    I2 = torch.eye(2, dtype=eps.dtype, device=eps.device)
+    tr = eps[..., 0, 0] + eps[..., 1, 1]
+    dev = eps - tr[..., None, None] / 3 * I2                     # in-plane part; zz part is -tr/3
+    s = torch.sqrt((dev ** 2).sum((-2, -1)) + (tr / 3) ** 2)
+    return K * tr[..., None, None] * I2 + (c1 / (c2 + s))[..., None, None] * dev
 
-    .. math:: \frac{\partial\sigma}{\partial\varepsilon} = K\, I\otimes I + g(s)\,\mathbb P^D
-              + \frac{g'(s)}{s}\,\varepsilon^D\otimes\varepsilon^D ."""
-    e3 = _plane_strain_3d(eps)
-    tr = np.trace(e3, axis1=-2, axis2=-1)
-    dev = e3 - tr[..., None, None] / 3 * np.eye(3)
-    s = np.sqrt((dev ** 2).sum((-2, -1)))
-    g = c1 / (c2 + s)
-    dg = -c1 / (c2 + s) ** 2
-    I2 = np.eye(2)
-    sig = K * tr[..., None, None] * I2 + g[..., None, None] * dev[..., :2, :2]
-    # dε^D_ij/dε_kl (in-plane i, j, k, l) = sym(δ_ik δ_jl) - δ_ij δ_kl / 3
-    Pd = 0.5 * (np.einsum("ik,jl->ijkl", I2, I2) + np.einsum("il,jk->ijkl", I2, I2)) - np.einsum("ij,kl->ijkl", I2, I2) / 3
-    # ds/dε_kl = ε^D_kl / s (in-plane: the zz part of the deviator does not vary separately)
-    d2 = dev[..., :2, :2]
-    ratio = np.where(s > 0, dg / np.where(s > 0, s, 1), 0.0)
-    C = (K * np.einsum("ij,kl->ijkl", I2, I2) + g[..., None, None, None, None] * Pd
-         + ratio[..., None, None, None, None] * np.einsum("...ij,...kl->...ijkl", d2, d2))
-    return sig, C
+
+LAWS = {"linear": linear_stress, "nonlinear": matrix_stress}
+
+
+def stress_and_tangent(eps: np.ndarray, kind: str, params: dict):
+    """σ (..., 2, 2) and the consistent tangent dσ/dε (..., 2, 2, 2, 2) of a law at strains
+    (..., 2, 2) (numpy in and out), the tangent by forward-mode autodiff."""
+    import torch
+    fn = LAWS[kind]
+    e = torch.as_tensor(eps, dtype=torch.float64).reshape(-1, 2, 2)
+    one = lambda x: fn(x, **params)                                            # noqa: E731
+    sig = one(e)
+    C = torch.func.vmap(torch.func.jacfwd(one))(e)
+    return sig.reshape(eps.shape).numpy(), C.reshape(eps.shape + (2, 2)).numpy()
 
 
 def voigt(t):
@@ -191,8 +185,7 @@ class RVE:
         sig, C = np.empty_like(eps), np.empty(eps.shape + (2, 2))
         for mask, (kind, p) in ((phase, self.inclusion), (~phase, self.matrix)):
             if mask.any():
-                fn = linear_law if kind == "linear" else matrix_law
-                sig[mask], C[mask] = fn(eps[mask], **p)
+                sig[mask], C[mask] = stress_and_tangent(eps[mask], kind, p)
         return sig, C
 
     def equilibrium_residual(self, stress_qp: np.ndarray) -> float:
@@ -301,4 +294,5 @@ class _Discretization:
                 "residual": norm / scale}
 
 
-__all__ = ["RVE", "matrix_law", "linear_law", "o_grid", "voigt", "from_voigt_strain", "MATRIX", "INCLUSION"]
+__all__ = ["RVE", "matrix_stress", "linear_stress", "stress_and_tangent", "o_grid", "voigt", "from_voigt_strain",
+           "MATRIX", "INCLUSION", "LAWS"]
