@@ -1,0 +1,166 @@
+r"""EquiNO: an equilibrium-preserving surrogate of the RVE map ε̄ ↦ (σ field, σ̄) for FE²
+(Eivazi, Tröger, Wittek, Hartmann, Rausch, arXiv 2504.07976; J. Comput. Phys. 2026). The RVE
+and its laws are :mod:`solvers.rve`.
+
+**Bases from snapshots.** RVE solves at macro strains :math:`\bar\varepsilon_s` give fluctuation
+displacements :math:`\tilde u_s` and stresses :math:`\sigma_s` at the quadrature points. POD
+(a thin SVD of each snapshot matrix) gives r displacement modes :math:`\phi_{u,i}`, their strains
+:math:`\phi_{\varepsilon,i} = B\phi_{u,i}`, and r stress modes :math:`\phi_{\sigma,i}`. Every
+stress mode is a linear combination of converged stress snapshots, each of which satisfies the
+discrete weak equilibrium with periodic conditions, and equilibrium is linear in σ: so any
+:math:`\sum_i b_i\phi_{\sigma,i}` is equilibrated, to round-off, whatever the :math:`b_i`.
+
+**The network.** Two MLP branches (4 x 64, swish) map :math:`\bar\varepsilon/0.04` to
+normalized coefficients; :math:`a = \mu_a + s_a\,\hat a`, :math:`b = \mu_b + s_b\,\hat b` with
+the snapshots' projection statistics. Then
+
+.. math:: \varepsilon = \bar\varepsilon + \sum_i a_i\phi_{\varepsilon,i}, \quad
+          \sigma_c = \sigma(\varepsilon), \quad \sigma_{eq} = \sum_i b_i\phi_{\sigma,i}, \quad
+          \mathcal L = \langle \|\sigma_c - \sigma_{eq}\|^2 \rangle_{\text{Gauss points}},
+
+unsupervised: the snapshots build the bases, the loss is the constitutive law against the
+equilibrated stress. :math:`\bar\sigma(\bar\varepsilon) = \sum_i b_i\langle\phi_{\sigma,i}\rangle`
+and its tangent :math:`\partial\bar\sigma/\partial\bar\varepsilon` come by autodiff.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from pdeml._validate import fail, positive_int
+from solvers.rve import LAWS, RVE, from_voigt_strain, voigt
+
+#: the macro strain box of the paper: each Voigt component in [-0.04, 0.04]
+STRAIN_RANGE = 0.04
+
+
+def latin_hypercube(count: int, seed: int = 0, scale: float = STRAIN_RANGE) -> np.ndarray:
+    """``count`` Voigt strains (xx, yy, γ_xy) by Latin hypercube in [-scale, scale]³."""
+    from scipy.stats import qmc
+    return (2 * qmc.LatinHypercube(d=3, seed=seed).random(positive_int("count", count)) - 1) * scale
+
+
+def snapshots(rve: RVE, strains: np.ndarray, progress: bool = False) -> dict:
+    """RVE solves at ``strains`` (S, 3): ``{"strain", "u" (S, N), "stress_qp" (S, E, Q, 2, 2),
+    "stress" (S, 3)}``. Each solve starts from the previous fluctuation (nearby strains)."""
+    from tqdm.auto import tqdm
+    out = {"strain": np.asarray(strains, float), "u": [], "stress_qp": [], "stress": []}
+    for e in tqdm(out["strain"], desc="RVE snapshots", disable=not progress):
+        r = rve.solve(e)
+        out["u"].append(r["u"])
+        out["stress_qp"].append(r["stress_qp"])
+        out["stress"].append(r["stress"])
+    return {k: np.stack(v) if isinstance(v, list) else v for k, v in out.items()}
+
+
+def pod(matrix: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``r`` left singular vectors of ``matrix`` (features x snapshots) and all singular
+    values (no centering: every mode is a combination of snapshots)."""
+    U, s, _ = np.linalg.svd(matrix, full_matrices=False)
+    if r > U.shape[1]:
+        fail("modes", r, f"exceed the {U.shape[1]} snapshots", f"pass at most {U.shape[1]} or take more snapshots")
+    return U[:, :r], s
+
+
+class EquiNONet(nn.Module):
+    """The two branches and the bases (float64 buffers), built from an RVE and its snapshots."""
+
+    def __init__(self, rve: RVE, snaps: dict, modes: int = 16, width: int = 64, depth: int = 4):
+        super().__init__()
+        fe = rve._fe
+        S = len(snaps["strain"])
+        phi_u, self.sv_u = pod(snaps["u"].T, modes)
+        sig_flat = voigt(snaps["stress_qp"]).reshape(S, -1)                     # (S, E*Q*3)
+        phi_s, self.sv_s = pod(sig_flat.T, modes)
+        shape = snaps["stress_qp"].shape[1:3]                                   # (E, Q)
+        phi_eps = np.stack([fe.strains(phi_u[:, i], np.zeros((2, 2))) for i in range(modes)])   # (r, E, Q, 2, 2)
+        phi_sig = from_voigt_strain(phi_s.T.reshape(modes, *shape, 3) * np.array([1, 1, 2]))   # xy back to tensor
+        a, b = snaps["u"] @ phi_u, sig_flat @ phi_s                             # projections (S, r)
+        dx = fe.basis.dx / fe.area                                              # (E, Q) weights of the average
+        f64 = dict(dtype=torch.float64)
+        self.register_buffer("phi_eps", torch.as_tensor(phi_eps, **f64))
+        self.register_buffer("phi_sig", torch.as_tensor(phi_sig, **f64))
+        self.register_buffer("phi_sig_mean", torch.as_tensor(voigt(np.einsum("reqij,eq->rij", phi_sig, dx)), **f64))
+        self.register_buffer("stats", torch.as_tensor(np.stack([a.mean(0), a.std(0) + 1e-12, b.mean(0),
+                                                                b.std(0) + 1e-12]), **f64))
+        self.register_buffer("inclusion", torch.as_tensor(fe.phase))
+        self.laws = (rve.matrix, rve.inclusion)
+
+        def branch():
+            layers, d = [], 3
+            for _ in range(depth):
+                layers += [nn.Linear(d, width, **f64), nn.SiLU()]
+                d = width
+            return nn.Sequential(*layers, nn.Linear(d, modes, **f64))
+        self.branch_a, self.branch_b = branch(), branch()
+
+    def coefficients(self, strain: torch.Tensor):
+        """a, b (B, r) at Voigt macro strains (B, 3)."""
+        x = strain / STRAIN_RANGE
+        m_a, s_a, m_b, s_b = self.stats
+        return m_a + s_a * self.branch_a(x), m_b + s_b * self.branch_b(x)
+
+    def fields(self, strain: torch.Tensor):
+        """Strain ε, constitutive stress σ_c and equilibrated stress σ_eq at the Gauss points,
+        each (B, E, Q, 2, 2)."""
+        a, b = self.coefficients(strain)
+        e_bar = _tensor(strain)[:, None, None]
+        eps = e_bar + torch.einsum("br,reqij->beqij", a, self.phi_eps)
+        sig_c = torch.empty_like(eps)
+        (mk, mp), (ik, ip) = self.laws
+        inc = self.inclusion
+        sig_c = torch.where(inc[None, :, None, None, None], LAWS[ik](eps, **ip), LAWS[mk](eps, **mp))
+        return eps, sig_c, torch.einsum("br,reqij->beqij", b, self.phi_sig)
+
+    def loss(self, strain: torch.Tensor) -> torch.Tensor:
+        """Mean squared mismatch of σ_c and σ_eq over the Gauss points (unsupervised)."""
+        _, sig_c, sig_eq = self.fields(strain)
+        return ((sig_c - sig_eq) ** 2).sum((-2, -1)).mean()
+
+    def forward(self, strain: torch.Tensor) -> torch.Tensor:
+        """σ̄ (B, 3) (xx, yy, xy) at Voigt macro strains (B, 3)."""
+        _, b = self.coefficients(strain)
+        return b @ self.phi_sig_mean
+
+    def tangent(self, strain: torch.Tensor) -> torch.Tensor:
+        """dσ̄/dε̄ (B, 3, 3) (Voigt, engineering shear) by forward-mode autodiff."""
+        return torch.func.vmap(torch.func.jacfwd(lambda e: self(e[None])[0]))(strain)
+
+
+def _tensor(strain: torch.Tensor) -> torch.Tensor:
+    """Voigt strains (B, 3) (engineering shear) as tensors (B, 2, 2)."""
+    xy = strain[:, 2] / 2
+    return torch.stack([torch.stack([strain[:, 0], xy], -1), torch.stack([xy, strain[:, 1]], -1)], -2)
+
+
+def train(net: EquiNONet, strains: np.ndarray, *, steps: int = 1000, batch: int = 10, lr: float = 1e-3,
+          lbfgs: int = 200, seed: int = 0) -> list[float]:
+    """Adam on random batches of ``strains`` (S, 3), then L-BFGS on all of them; returns the loss
+    history (one value per Adam step, then per L-BFGS iteration)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.as_tensor(strains, dtype=torch.float64)
+    opt = torch.optim.Adam(net.parameters(), lr)
+    hist = []
+    for _ in range(steps):
+        idx = torch.randperm(len(x), generator=gen)[:batch]
+        loss = net.loss(x[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        hist.append(float(loss.detach()))
+    if lbfgs:
+        opt = torch.optim.LBFGS(net.parameters(), max_iter=lbfgs, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-12, tolerance_change=1e-15)
+
+        def closure():
+            opt.zero_grad()
+            loss = net.loss(x)
+            loss.backward()
+            hist.append(float(loss.detach()))
+            return loss
+        opt.step(closure)
+    return hist
+
+
+__all__ = ["EquiNONet", "latin_hypercube", "pod", "snapshots", "train", "STRAIN_RANGE"]

@@ -1,0 +1,64 @@
+"""EquiNO's core (issue 18, in progress): stress modes and every network's stress are
+equilibrated to round-off, the macro tangent is the derivative of σ̄, and unsupervised training
+brings σ̄ toward the RVE's on held-out strains."""
+import numpy as np
+import pytest
+import torch
+
+from operators.equino import EquiNONet, latin_hypercube, pod, snapshots, train
+from solvers.rve import RVE, from_voigt_strain
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rve = RVE(n=2)
+    return rve, snapshots(rve, latin_hypercube(40, seed=0))
+
+
+def test_stress_modes_and_any_network_stress_are_equilibrated(setup):
+    rve, snaps = setup
+    net = EquiNONet(rve, snaps, modes=12)
+    modes = net.phi_sig.numpy()
+    assert max(rve.equilibrium_residual(m) for m in modes) < 1e-10
+    _, sig_c, sig_eq = net.fields(torch.as_tensor(latin_hypercube(4, seed=5)))
+    assert max(rve.equilibrium_residual(s) for s in sig_eq.detach().numpy()) < 1e-10
+    assert min(rve.equilibrium_residual(s) for s in sig_c.detach().numpy()) > 1e-4   # the law's stress is not
+    # the POD is a truncated SVD: the modes are orthonormal and reproduce the snapshots they came from
+    U, s = pod(snaps["u"].T, 40)
+    np.testing.assert_allclose(U.T @ U, np.eye(40), atol=1e-10)
+    np.testing.assert_allclose(U @ (U.T @ snaps["u"].T), snaps["u"].T, atol=1e-10 * np.abs(snaps["u"]).max())
+
+
+def test_macro_tangent_is_the_derivative_of_the_macro_stress(setup):
+    rve, snaps = setup
+    net = EquiNONet(rve, snaps, modes=8)
+    e = torch.as_tensor(latin_hypercube(3, seed=7))
+    T = net.tangent(e)
+    h = 1e-6
+    for j in range(3):
+        d = torch.zeros(3, dtype=torch.float64)
+        d[j] = h
+        fd = (net(e + d) - net(e - d)) / (2 * h)
+        torch.testing.assert_close(T[:, :, j], fd, rtol=1e-6, atol=1e-6)
+
+
+def test_unsupervised_training_approaches_the_rve_stress(setup):
+    """The loss never sees an RVE stress; σ̄ on 10 held-out strains improves from the untrained
+    network's (measured: 1.0 -> 0.11 mean relative error with 40 snapshots on the coarsest mesh;
+    the accuracy targets are the benchmark's)."""
+    rve, snaps = setup
+    torch.manual_seed(0)
+    net = EquiNONet(rve, snaps, modes=12)
+    test = latin_hypercube(10, seed=99)
+    truth = snapshots(rve, test)["stress"]
+
+    def error():
+        p = net(torch.as_tensor(test)).detach().numpy()
+        return float(np.mean(np.linalg.norm(p - truth, axis=1) / np.linalg.norm(truth, axis=1)))
+    before = error()
+    hist = train(net, latin_hypercube(100, seed=1), steps=400, lbfgs=100, lr=3e-3)
+    after = error()
+    assert hist[-1] < 1e-4 * hist[0] and after < 0.15 and after < before / 5, (before, after, hist[0], hist[-1])
+    eps, _, _ = net.fields(torch.as_tensor(test[:1]))
+    avg = (eps[0].detach().numpy() * rve._fe.basis.dx[..., None, None]).sum((0, 1))       # <ε> = ε̄: periodic
+    np.testing.assert_allclose(avg, from_voigt_strain(test[0]), atol=1e-12)
