@@ -1,6 +1,6 @@
 """Neural operators for problem families: FNO layers, the FNO-3d and ST-FNO trajectory operators
 with Spectral-Refiner fine-tuning, WoS-NO over families of domains, and hard constraints
-(PI-HC-MoE) over families of initial conditions; EquiNO to come."""
+(PI-HC-MoE) over families of initial conditions; EquiNO's core (operators.equino) in progress."""
 from .backend import FNO3d, STFNO, TrajectoryOperator
 from .fno import FNO, SpectralConv
 from .hard import HardConstraintFNO, InitialDraws, InitialOperator
