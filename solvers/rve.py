@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -207,6 +208,35 @@ class RVE:
         return self._fe.newton(from_voigt_strain(strain), u0)
 
 
+def write_rve(rve: RVE, result: dict, path) -> Path:
+    """The RVE fields of one solve as ``.vtu`` on the mesh's quadrilaterals (corner nodes): point
+    data ``displacement`` (ε̄x + ũ) and ``fluctuation`` (ũ), and ``equilibrium_residual`` (the
+    periodic-reduced nodal force residual, spread to every copy of a node); cell data, averaged
+    over each element's Gauss points, ``stress`` and ``strain`` (Voigt xx, yy, xy; strain with
+    engineering shear), ``von_mises`` (in-plane) and ``phase`` (1: inclusion)."""
+    import meshio
+    fe = rve._fe
+    mesh, basis = fe.mesh, fe.basis
+    u = result["u"]
+    e_bar = from_voigt_strain(result["macro_strain"])
+    node_dofs = basis.nodal_dofs                                                  # (2, nodes)
+    pts = mesh.p.T
+    fluct = u[node_dofs].T
+    resid = (fe.P @ (fe.P.T @ fe.internal_force(result["stress_qp"])))[node_dofs].T
+    w = basis.dx / basis.dx.sum(1, keepdims=True)                                 # Gauss weights per element
+    sig = np.einsum("eqij,eq->eij", result["stress_qp"], w)
+    eps = np.einsum("eqij,eq->eij", result["strain_qp"], w)
+    vm = np.sqrt(sig[:, 0, 0] ** 2 - sig[:, 0, 0] * sig[:, 1, 1] + sig[:, 1, 1] ** 2 + 3 * sig[:, 0, 1] ** 2)
+    eng = voigt(eps) * np.array([1, 1, 2])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meshio.write(path, meshio.Mesh(
+        np.hstack([pts, np.zeros((len(pts), 1))]), [("quad", mesh.t.T)],
+        point_data={"displacement": pts @ e_bar.T + fluct, "fluctuation": fluct, "equilibrium_residual": resid},
+        cell_data={"stress": [voigt(sig)], "strain": [eng], "von_mises": [vm], "phase": [fe.phase.astype(float)]}))
+    return path
+
+
 class _Discretization:
     """Mesh, basis, periodic reduction and assembly of one RVE."""
 
@@ -293,8 +323,8 @@ class _Discretization:
                                "lower the strain or raise max_iter")
         avg = (sig * self.basis.dx[..., None, None]).sum((0, 1)) / self.area
         return {"stress": voigt(avg), "u": u, "strain_qp": eps, "stress_qp": sig, "iterations": it,
-                "residual": norm / scale}
+                "residual": norm / scale, "macro_strain": voigt(eps_bar) * np.array([1, 1, 2])}
 
 
-__all__ = ["RVE", "matrix_stress", "linear_stress", "stress_and_tangent", "o_grid", "voigt", "from_voigt_strain",
+__all__ = ["RVE", "write_rve", "matrix_stress", "linear_stress", "stress_and_tangent", "o_grid", "voigt", "from_voigt_strain",
            "MATRIX", "INCLUSION", "LAWS"]

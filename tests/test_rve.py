@@ -109,3 +109,28 @@ def test_solved_stresses_and_their_combinations_are_equilibrated_to_round_off():
     assert rve.equilibrium_residual(mix) < 1e-10
     strain = rve.solve([0.03, 0.0, 0.0])["strain_qp"]
     assert rve.equilibrium_residual(rve.law(strain * 1.1, rve._fe.phase)[0]) > 1e-3   # a non-solution is not
+
+
+def test_rve_vtk_reads_back_and_the_cli_writes_it(tmp_path):
+    import json
+
+    import meshio
+
+    from pdeml.cli import main
+    from solvers.rve import write_rve
+    rve = RVE(n=2)
+    strain = np.array([0.02, -0.01, 0.015])
+    r = rve.solve(strain)
+    m = meshio.read(write_rve(rve, r, tmp_path / "rve.vtu"))
+    areas = rve._fe.basis.dx.sum(1)
+    np.testing.assert_allclose((m.cell_data["stress"][0] * areas[:, None]).sum(0) / areas.sum(), r["stress"], rtol=1e-10)
+    np.testing.assert_allclose((m.cell_data["strain"][0] * areas[:, None]).sum(0), strain, atol=1e-12)    # <ε> = ε̄
+    x = m.points[:, :2]
+    np.testing.assert_allclose(m.point_data["displacement"] - m.point_data["fluctuation"],
+                               x @ from_voigt_strain(strain).T, atol=1e-14)
+    assert np.abs(m.point_data["equilibrium_residual"]).max() < 1e-10 * np.abs(r["stress_qp"]).max()
+    assert m.cell_data["phase"][0].sum() == rve._fe.phase.sum() > 0
+    assert main(["rve", "--strain", "0.02", "-0.01", "0.015", "--n", "2", "--out", str(tmp_path / "run")]) == 0
+    got = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    np.testing.assert_allclose(got["stress"], r["stress"], rtol=1e-12)
+    assert (tmp_path / "run" / "rve.vtu").exists()
