@@ -29,8 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
+import dataclasses
+
 from pdeml._validate import fail, positive_int
+from pdeml.backend import AbstractMethod, AbstractTrainable
+from pdeml.family import AbstractFamily
+from pdeml.sampling import EpochSampler
 from solvers.rve import LAWS, RVE, from_voigt_strain, voigt
+
+from .backend import FixedTestSet, parameter_count
 
 #: the macro strain box of the paper: each Voigt component in [-0.04, 0.04]
 STRAIN_RANGE = 0.04
@@ -80,6 +87,7 @@ class EquiNONet(nn.Module):
         a, b = snaps["u"] @ phi_u, sig_flat @ phi_s                             # projections (S, r)
         dx = fe.basis.dx / fe.area                                              # (E, Q) weights of the average
         f64 = dict(dtype=torch.float64)
+        self.register_buffer("phi_u", torch.as_tensor(phi_u, **f64))
         self.register_buffer("phi_eps", torch.as_tensor(phi_eps, **f64))
         self.register_buffer("phi_sig", torch.as_tensor(phi_sig, **f64))
         self.register_buffer("phi_sig_mean", torch.as_tensor(voigt(np.einsum("reqij,eq->rij", phi_sig, dx)), **f64))
@@ -184,4 +192,138 @@ def train(net: EquiNONet, strains: np.ndarray, *, steps: int = 1000, batch: int 
     return hist
 
 
-__all__ = ["EquiNONet", "latin_hypercube", "pod", "snapshots", "train", "STRAIN_RANGE"]
+class StrainDraws(EpochSampler):
+    """Training macro strains (a Latin hypercube of ``count`` from the run's generator),
+    ``batch_size`` per Adam step in a fresh order every epoch; L-BFGS (a fixed objective) gets
+    all of them. A batch is ``{"data": {"strain": (B, 3)}}``."""
+
+    def __init__(self, count: int = 200, batch_size: int = 10):
+        self.count, self.batch_size = positive_int("count", count), positive_int("batch_size", batch_size)
+        if self.batch_size > self.count:
+            fail("batch_size", batch_size, f"exceeds the {count} training strains", f"pass at most {count}")
+
+    def _start(self):
+        self.strains = latin_hypercube(self.count, seed=int(self.rng.integers(2 ** 31)))
+        self._start_order()
+
+    def _items(self):
+        return self.count
+
+    def _read(self, idx, fresh):
+        return {"data": {"strain": self.strains[idx]}}
+
+    def fixed_batch(self):
+        if getattr(self, "_all", None) is None or self._all["data"]["strain"] is not self.strains:
+            self._all = {"data": {"strain": self.strains}}
+        return self._all
+
+    def _extra_state(self):
+        return {"strains": torch.as_tensor(self.strains)}
+
+    def _load_extra_state(self, state):
+        self.strains = state.pop("strains").numpy()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EquiNO(AbstractMethod):
+    """EquiNO settings (see the module docstring).
+
+    Args:
+        modes: r, the POD modes of displacement and of stress. width, depth: each branch.
+        snapshots: RVE solves that build the bases (Latin hypercube, seed ``snapshot_seed``).
+        strains, batch_size: unsupervised training strains and strains per Adam step.
+        test: held-out strains the error is measured on (RVE truth).
+
+    Example:
+        >>> case = pl.Case(RVEFamily(n=4), EquiNO(), steps=2000, lbfgs_steps=2000, dtype="float64")
+    """
+
+    modes: int = 16
+    width: int = 64
+    depth: int = 4
+    snapshots: int = 100
+    snapshot_seed: int = 0
+    strains: int = 200
+    batch_size: int = 10
+    test: int = 50
+
+    def __post_init__(self):
+        for k in ("modes", "width", "depth", "snapshots", "strains", "batch_size", "test"):
+            positive_int(k, getattr(self, k))
+
+    def build(self, problem, *, seed=0, dtype=torch.float64, device="cpu") -> "EquiNOBackend":
+        if not isinstance(problem, AbstractFamily) or not hasattr(problem, "rve"):
+            fail("problem", type(problem).__name__, "is not an RVE family", "pass cases/_rve_family.RVEFamily")
+        if dtype != torch.float64:
+            fail("dtype", dtype, "is not float64 (the bases and the laws are float64)", 'set Case(dtype="float64")')
+        rve = problem.rve
+        snaps = snapshots(rve, latin_hypercube(self.snapshots, seed=self.snapshot_seed), progress=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = EquiNONet(rve, snaps, modes=self.modes, width=self.width, depth=self.depth)
+        return EquiNOBackend(problem, net, self).to(device)
+
+
+class EquiNOBackend(FixedTestSet, AbstractTrainable):
+    """The trained surrogate: ``predict`` maps Voigt macro strains (B, 3) to σ̄ (B, 3)."""
+
+    input_key = "strain"
+
+    def __init__(self, family, net: EquiNONet, method: EquiNO):
+        super().__init__()
+        self.problem, self.net, self.method = family, net, method
+
+    @property
+    def term_names(self):
+        return ["constitutive"]
+
+    def forward(self, strain):
+        return self.net(strain)
+
+    def losses(self, batch, residuals=None):
+        return {"constitutive": self.net.loss(batch["data"]["strain"])}
+
+    def batches(self, sampler, rng):
+        sampler = sampler if sampler is not None else StrainDraws(self.method.strains, self.method.batch_size)
+        if not isinstance(sampler, StrainDraws):
+            fail("sampler", sampler, "is not a StrainDraws", "leave it out (EquiNO draws its own strains)")
+        return sampler.init(self.problem, rng)
+
+    @torch.no_grad()
+    def predict(self, x) -> np.ndarray:
+        return self.net(torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.device)).cpu().numpy()
+
+    def _make_test_set(self, rng) -> dict:
+        strains = latin_hypercube(self.method.test, seed=int(rng.integers(2 ** 31)))
+        return {"strain": strains, "truth": snapshots(self.problem.rve, strains)["stress"]}
+
+    def resolved(self):
+        return {"parameters": parameter_count(self), "rve_dofs": int(self.problem.rve._fe.basis.N),
+                "stress_singular_values": (self.net.sv_s[:self.method.modes + 1] / self.net.sv_s[0]).tolist()}
+
+    def export(self, out, resolution: int, sample: int | None = None):
+        """``rve_<k>.vtu`` for test strain ``sample`` (default 0): EquiNO's fields (u from the
+        displacement modes, σ_eq, ε) beside the RVE's stress and the mismatch σ_c - σ_eq."""
+        from pathlib import Path
+
+        from solvers.rve import write_rve
+        t = self.test_set()
+        k = 0 if sample is None else sample
+        if not 0 <= k < len(t["strain"]):
+            fail("--sample", k, f"is not a test strain (there are {len(t['strain'])})", f"pass 0..{len(t['strain']) - 1}")
+        e = torch.as_tensor(t["strain"][k:k + 1])
+        with torch.no_grad():
+            a, _ = self.net.coefficients(e)
+            eps, sig_c, sig_eq = (v[0].cpu().numpy() for v in self.net.fields(e))
+        rve = self.problem.rve
+        truth = rve.solve(t["strain"][k])
+        w = rve._fe.basis.dx / rve._fe.basis.dx.sum(1, keepdims=True)
+        cell = lambda q: voigt(np.einsum("eqij,eq->eij", q, w))                   # noqa: E731
+        result = {"u": (self.net.phi_u @ a[0]).cpu().numpy(), "stress_qp": sig_eq, "strain_qp": eps,
+                  "macro_strain": t["strain"][k]}
+        return [write_rve(rve, result, Path(out) / f"rve_{k:03d}.vtu",
+                          extra_cells={"stress_rve": cell(truth["stress_qp"]), "mismatch": cell(sig_c - sig_eq)})]
+
+
+__all__ = ["EquiNO", "EquiNOBackend", "EquiNONet", "StrainDraws", "latin_hypercube", "pod", "snapshots", "train",
+           "STRAIN_RANGE"]

@@ -173,8 +173,9 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
     cached = {"version": None, "batch": None}
 
     def tensors(raw):
-        if cached["version"] != batches.version:
-            cached["batch"], cached["version"] = to_torch(raw, dtype, device), batches.version
+        key = (batches.version, id(raw))              # the fixed batch may be another object than current()
+        if cached["version"] != key:
+            cached["batch"], cached["version"] = to_torch(raw, dtype, device), key
         return cached["batch"]
 
     def save():
@@ -203,8 +204,8 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
             if run.redraws:
                 res = {} if batches.wants_residuals else None
                 state.points = batches.batch(state.step)
-            else:                              # a fixed objective (L-BFGS): the last batch
-                res, state.points = None, batches.current()
+            else:                              # a fixed objective (L-BFGS): the sampler's fixed batch
+                res, state.points = None, batches.fixed_batch()
             batch = tensors(state.points)
             try:
                 out = run.step(batch, k, res)

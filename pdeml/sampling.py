@@ -73,6 +73,12 @@ class AbstractSampler(abc.ABC):
         """The points in use now, without redrawing."""
         return self.points
 
+    def fixed_batch(self) -> dict:
+        """The batch a fixed-objective stepper (L-BFGS, which takes no new batch per step)
+        minimizes: by default the points in use now; a minibatch sampler may give all its items
+        (EquiNO's L-BFGS phase runs on every training strain)."""
+        return self.current()
+
     def observe(self, step: int, residuals: dict) -> None:
         """See the PDE residuals of the last step (adaptive samplers)."""
 

@@ -208,12 +208,13 @@ class RVE:
         return self._fe.newton(from_voigt_strain(strain), u0)
 
 
-def write_rve(rve: RVE, result: dict, path) -> Path:
+def write_rve(rve: RVE, result: dict, path, extra_cells: dict | None = None) -> Path:
     """The RVE fields of one solve as ``.vtu`` on the mesh's quadrilaterals (corner nodes): point
     data ``displacement`` (ε̄x + ũ) and ``fluctuation`` (ũ), and ``equilibrium_residual`` (the
     periodic-reduced nodal force residual, spread to every copy of a node); cell data, averaged
     over each element's Gauss points, ``stress`` and ``strain`` (Voigt xx, yy, xy; strain with
-    engineering shear), ``von_mises`` (in-plane) and ``phase`` (1: inclusion)."""
+    engineering shear), ``von_mises`` (in-plane), ``phase`` (1: inclusion) and any
+    ``extra_cells`` (name -> (E, ...) arrays)."""
     import meshio
     fe = rve._fe
     mesh, basis = fe.mesh, fe.basis
@@ -233,7 +234,8 @@ def write_rve(rve: RVE, result: dict, path) -> Path:
     meshio.write(path, meshio.Mesh(
         np.hstack([pts, np.zeros((len(pts), 1))]), [("quad", mesh.t.T)],
         point_data={"displacement": pts @ e_bar.T + fluct, "fluctuation": fluct, "equilibrium_residual": resid},
-        cell_data={"stress": [voigt(sig)], "strain": [eng], "von_mises": [vm], "phase": [fe.phase.astype(float)]}))
+        cell_data={"stress": [voigt(sig)], "strain": [eng], "von_mises": [vm], "phase": [fe.phase.astype(float)],
+                   **{k: [np.asarray(v)] for k, v in (extra_cells or {}).items()}}))
     return path
 
 

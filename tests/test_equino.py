@@ -62,3 +62,36 @@ def test_unsupervised_training_approaches_the_rve_stress(setup):
     eps, _, _ = net.fields(torch.as_tensor(test[:1]))
     avg = (eps[0].detach().numpy() * rve._fe.basis.dx[..., None, None]).sum((0, 1))       # <ε> = ε̄: periodic
     np.testing.assert_allclose(avg, from_voigt_strain(test[0]), atol=1e-12)
+
+
+def test_trains_through_fit_with_lbfgs_on_every_strain_and_exports(tmp_path):
+    import meshio
+
+    import pdeml as pl
+    from cases._rve_family import RVEFamily
+    from operators.equino import EquiNO
+    backend = EquiNO(modes=8, snapshots=30, strains=40, batch_size=10, test=6).build(RVEFamily(n=2), seed=0)
+    sizes = []
+    losses = backend.losses
+    backend.losses = lambda batch, residuals=None: (sizes.append(len(batch["data"]["strain"])), losses(batch))[1]
+    before = backend.errors().mean()
+    pl.fit(backend, [(400, pl.FirstOrder(pl.Adam(3e-3))), (100, pl.LBFGS())], seed=0)
+    after = backend.errors().mean()
+    assert set(sizes[:400]) == {10} and set(sizes[400:]) == {40}              # Adam: batches; L-BFGS: all strains
+    assert after < before / 3, (before, after)
+    files = backend.export(tmp_path, 0, sample=2)
+    m = meshio.read(files[0])
+    assert {"stress", "stress_rve", "mismatch", "phase"} <= set(m.cell_data)
+    areas = backend.problem.rve._fe.basis.dx.sum(1)
+    avg = (m.cell_data["stress"][0] * areas[:, None]).sum(0) / areas.sum()
+    np.testing.assert_allclose(avg, backend.predict(backend.test_set()["strain"][2:3])[0], rtol=1e-10)
+    assert np.abs(m.point_data["equilibrium_residual"]).max() < 1e-9 * np.abs(m.cell_data["stress"][0]).max()
+
+
+def test_case_options_reach_the_method_and_float32_is_refused():
+    from pdeml.run import load_case
+    case, _ = load_case("equino_rve", {"n": 2, "solves": 12, "modes": 6})
+    assert case.problem.rve.n == 2 and case.method.snapshots == 12 and case.method.modes == 6
+    assert case.dtype == "float64"
+    with pytest.raises(ValueError, match="dtype"):
+        case.method.build(case.problem, dtype=torch.float32)

@@ -1,0 +1,31 @@
+"""The FE² unit cell as a family over macroscopic strains (issue 18): a draw is a Voigt strain in
+[-0.04, 0.04]³, its truth the RVE solver's σ̄ (``solvers/rve.py``)."""
+from __future__ import annotations
+
+import torch
+
+from pdeml.family import AbstractFamily
+from solvers.rve import RVE
+
+
+class RVEFamily(AbstractFamily):
+    """Macro strains and their homogenized stresses on an ``RVE(n, fraction)``."""
+
+    def __init__(self, n: int = 4, fraction: float = 0.3):
+        self.n, self.fraction = n, fraction
+        self.rve = RVE(n=n, fraction=fraction)
+
+    def shapes(self):
+        return {"strain": (3,), "stress": (3,)}
+
+    def generate(self, count, generator, device="cpu"):
+        from operators.equino import latin_hypercube, snapshots
+        strains = latin_hypercube(count, seed=int(torch.randint(2 ** 31, (1,), generator=generator)))
+        return {"strain": torch.as_tensor(strains, device=device),
+                "stress": torch.as_tensor(snapshots(self.rve, strains)["stress"], device=device)}
+
+    def __repr__(self):
+        return f"RVEFamily(n={self.n}, fraction={self.fraction})"
+
+
+__all__ = ["RVEFamily"]
