@@ -60,9 +60,9 @@ def test_implicit_function_gradient_matches_finite_differences(constraint):
     """d(c . w)/d(theta) along a random direction, by the IFT and by central differences of
     re-solved weights (warm-started at w*, so the solver's path adds no noise: 1e-6), and the
     training loss's directional derivative (re-solved from zero: 1e-4). The IFT's solve stops at
-    a relative gradient of 1e-9, the re-solves at 1e-10: their noise, over the step, stays below
-    the bounds."""
-    backend, _ = small(constraint, smooth_pde=True, tol=1e-9, max_iter=200)
+    a relative gradient of 1e-8 (well above round-off, where a row can stall and then passes no
+    gradient), the re-solves at 1e-10: their noise, over the step, stays below the bounds."""
+    backend, _ = small(constraint, smooth_pde=True, tol=1e-8, max_iter=200)
     b, _ = batch_of(backend)
     u0, nodes = b["data"]["u0"], b["constraint"]["nodes"]
     params = list(backend.parameters())
@@ -96,6 +96,7 @@ def test_implicit_function_gradient_matches_finite_differences(constraint):
     assert abs(fd - ad) <= 1e-6 * abs(fd), (fd, ad)
     backend.method = method
     ad = derivative(sum(backend.losses(b).values()))
+    assert backend.last["converged"].all()          # a row that stalls passes no gradient: not a fair check
     backend.method = dataclasses.replace(method, tol=1e-10)
     fd = along(lambda: sum(backend.losses(b).values()), 1e-5)
     assert abs(fd - ad) <= 1e-4 * abs(fd), (fd, ad)
