@@ -25,11 +25,11 @@ branch alone, the tangent carried through it in the same pass.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
-
-import dataclasses
 
 from pdeml._validate import fail, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
@@ -203,8 +203,12 @@ class StrainDraws(EpochSampler):
             fail("batch_size", batch_size, f"exceeds the {count} training strains", f"pass at most {count}")
 
     def _start(self):
-        self.strains = latin_hypercube(self.count, seed=int(self.rng.integers(2 ** 31)))
+        self._set(latin_hypercube(self.count, seed=int(self.rng.integers(2 ** 31))))
         self._start_order()
+
+    def _set(self, strains):
+        self.strains = strains
+        self._all = {"data": {"strain": strains}}        # one object: fit converts it once per phase
 
     def _items(self):
         return self.count
@@ -213,15 +217,13 @@ class StrainDraws(EpochSampler):
         return {"data": {"strain": self.strains[idx]}}
 
     def fixed_batch(self):
-        if getattr(self, "_all", None) is None or self._all["data"]["strain"] is not self.strains:
-            self._all = {"data": {"strain": self.strains}}
         return self._all
 
     def _extra_state(self):
         return {"strains": torch.as_tensor(self.strains)}
 
     def _load_extra_state(self, state):
-        self.strains = state.pop("strains").numpy()
+        self._set(state.pop("strains").numpy())
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

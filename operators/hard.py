@@ -310,14 +310,15 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
 
     # ----------------------------------------------------------------- the solve
     def solve(self, b: torch.Tensor, u0: torch.Tensor, nodes: torch.Tensor, differentiable: bool = True,
-              w0: torch.Tensor | None = None):
+              w0: torch.Tensor | None = None, cols: dict | None = None):
         """Weights (B*K, N) for bases ``b`` (B, N, nx, nt), initial values ``u0`` (B, nx) and
         constraint nodes ``nodes`` (B, K, m): row r is input r // K, expert r % K. The solver
-        starts from ``w0`` (default zeros: a new input has no previous weights)."""
+        starts from ``w0`` (default zeros: a new input has no previous weights); ``cols``: the
+        bases' columns when the caller has them (the training step uses them again for its loss)."""
         differentiable = differentiable and torch.is_grad_enabled()
         B, K = len(b), self.K
         with torch.enable_grad():
-            cols = self._columns(b)
+            cols = self._columns(b) if cols is None else cols
             flat = {k: v.detach() for k, v in cols.items()}
             inputs = torch.arange(B, device=b.device).repeat_interleave(K)
             idx, u0r = nodes.reshape(B * K, -1).long(), u0[inputs]
@@ -345,12 +346,13 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         u0 = batch["data"]["u0"]
         b = self(u0)
         B = len(b)
+        cols = self._columns(b)                                    # once: the solve and the loss share them
         if self.experts is None:                                   # soft: the output is u, its weight 1
             w = torch.ones(B, 1, 1, dtype=torch.float64, device=b.device)
         else:
-            w = self.solve(b, u0, batch["constraint"]["nodes"]).reshape(B, self.K, -1)
+            w = self.solve(b, u0, batch["constraint"]["nodes"], cols=cols).reshape(B, self.K, -1)
         inputs = torch.arange(B, device=b.device)
-        parts = self._terms(self._columns(b), inputs, self.interior.expand(B, -1),
+        parts = self._terms(cols, inputs, self.interior.expand(B, -1),
                             lambda nodes: w[inputs[:, None], self.expert[nodes]], u0)
         if residuals is not None:
             residuals["pde"] = parts[0].detach().reshape(-1, 1)
