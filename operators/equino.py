@@ -76,6 +76,11 @@ class EquiNONet(nn.Module):
 
     def __init__(self, rve: RVE, snaps: dict, modes: int = 16, width: int = 64, depth: int = 4):
         super().__init__()
+        self._build(rve, snaps, modes, width, depth)
+        self.branch_a, self.branch_b = _branch(modes, width, depth), _branch(modes, width, depth)
+
+    def _build(self, rve: RVE, snaps: dict, modes: int, width: int, depth: int):
+        """The bases, their statistics and the laws (shared with :class:`WeakFormNet`)."""
         fe = rve._fe
         S = len(snaps["strain"])
         phi_u, self.sv_u = pod(snaps["u"].T, modes)
@@ -95,19 +100,23 @@ class EquiNONet(nn.Module):
                                                                 b.std(0) + 1e-12]), **f64))
         self.register_buffer("inclusion", torch.as_tensor(fe.phase))
         self.laws = (rve.matrix, rve.inclusion)
+        self.register_buffer("dx", torch.as_tensor(dx, **f64))
 
-        def branch():
-            layers, d = [], 3
-            for _ in range(depth):
-                layers += [nn.Linear(d, width, **f64), nn.SiLU()]
-                d = width
-            return nn.Sequential(*layers, nn.Linear(d, modes, **f64))
-        self.branch_a, self.branch_b = branch(), branch()
+    def displacement_coefficients(self, strain: torch.Tensor) -> torch.Tensor:
+        """a (B, r) at Voigt macro strains (B, 3)."""
+        m_a, s_a, _, _ = self.stats
+        return m_a + s_a * self.branch_a(strain / STRAIN_RANGE)
+
+    def constitutive(self, strain: torch.Tensor, a: torch.Tensor):
+        """ε = ε̄ + Σ aᵢφ_ε,ᵢ and σ_c = σ(ε) at the Gauss points, each (B, E, Q, 2, 2)."""
+        eps = _tensor(strain)[:, None, None] + torch.einsum("br,reqij->beqij", a, self.phi_eps)
+        (mk, mp), (ik, ip) = self.laws
+        sig_c = torch.where(self.inclusion[None, :, None, None, None], LAWS[ik](eps, **ip), LAWS[mk](eps, **mp))
+        return eps, sig_c
 
     def coefficients(self, strain: torch.Tensor):
         """a, b (B, r) at Voigt macro strains (B, 3)."""
-        m_a, s_a, _, _ = self.stats
-        return m_a + s_a * self.branch_a(strain / STRAIN_RANGE), self.stress_coefficients(strain)
+        return self.displacement_coefficients(strain), self.stress_coefficients(strain)
 
     def stress_coefficients(self, strain: torch.Tensor) -> torch.Tensor:
         """b (B, r): all σ̄ and its tangent need (the displacement branch serves training)."""
@@ -118,11 +127,7 @@ class EquiNONet(nn.Module):
         """Strain ε, constitutive stress σ_c and equilibrated stress σ_eq at the Gauss points,
         each (B, E, Q, 2, 2)."""
         a, b = self.coefficients(strain)
-        e_bar = _tensor(strain)[:, None, None]
-        eps = e_bar + torch.einsum("br,reqij->beqij", a, self.phi_eps)
-        (mk, mp), (ik, ip) = self.laws
-        inc = self.inclusion
-        sig_c = torch.where(inc[None, :, None, None, None], LAWS[ik](eps, **ip), LAWS[mk](eps, **mp))
+        eps, sig_c = self.constitutive(strain, a)
         return eps, sig_c, torch.einsum("br,reqij->beqij", b, self.phi_sig)
 
     def loss(self, strain: torch.Tensor) -> torch.Tensor:
@@ -155,6 +160,99 @@ class EquiNONet(nn.Module):
         _, _, m_b, s_b = self.stats
         b, Jb = m_b + s_b * z, J * s_b                                           # (B, r), (B, 3, r)
         return b @ self.phi_sig_mean, (Jb @ self.phi_sig_mean).transpose(1, 2)
+
+
+def _branch(modes: int, width: int, depth: int) -> nn.Sequential:
+    """ε̄/0.04 -> r normalized coefficients: ``depth`` x ``width`` SiLU layers, float64."""
+    layers, d = [], 3
+    for _ in range(depth):
+        layers += [nn.Linear(d, width, dtype=torch.float64), nn.SiLU()]
+        d = width
+    return nn.Sequential(*layers, nn.Linear(d, modes, dtype=torch.float64))
+
+
+class WeakFormNet(EquiNONet):
+    r"""The physics-informed baseline without the stress basis (the paper's variational
+    competitor, VPIONet-like): one branch ε̄ -> a, the displacement coefficients, and the loss
+    the discrete weak equilibrium of the constitutive stress,
+
+    .. math:: \mathcal L = rac{1}{N}\Big\|P^	op\!\int B^	op\sigmaig(ararepsilon + 	extstyle\sum_i a_i\phi_{arepsilon,i}ig)\Big\|^2 \Big/ s^2,
+
+    (s: the snapshots' mean |σ̄|, so the loss is of order one), minimized without data as
+    EquiNO's. Equilibrium is now only as good as the training; σ̄ = ⟨σ_c⟩ needs the whole field,
+    and its tangent comes from autodiff through the law at every Gauss point."""
+
+    def __init__(self, rve: RVE, snaps: dict, modes: int = 16, width: int = 64, depth: int = 4):
+        nn.Module.__init__(self)
+        self._build(rve, snaps, modes, width, depth)
+        self.branch_a = _branch(modes, width, depth)
+        G = weak_form_operator(rve)
+        G = G.tocoo()
+        self.register_buffer("G", torch.sparse_coo_tensor(np.stack([G.row, G.col]), G.data, G.shape,
+                                                          dtype=torch.float64).coalesce(), persistent=False)
+        self.scale = float(np.abs(snaps["stress"]).mean())
+
+    def coefficients(self, strain):
+        return self.displacement_coefficients(strain), None
+
+    def weak_residual(self, sig: torch.Tensor) -> torch.Tensor:
+        """Pᵀ∫Bᵀσ (B, N_r) for stresses (B, E, Q, 2, 2) at the Gauss points."""
+        return (self.G @ sig.reshape(len(sig), -1).T).T
+
+    def loss(self, strain):
+        _, sig_c = self.constitutive(strain, self.displacement_coefficients(strain))
+        return (self.weak_residual(sig_c) ** 2).mean() / self.scale ** 2
+
+    def forward(self, strain):
+        _, sig_c = self.constitutive(strain, self.displacement_coefficients(strain))
+        s = torch.einsum("beqij,eq->bij", sig_c, self.dx)
+        return torch.stack([s[:, 0, 0], s[:, 1, 1], s[:, 0, 1]], -1)
+
+    def stress_and_tangent(self, strain):
+        J = torch.func.vmap(torch.func.jacrev(lambda e: self(e[None])[0]))(strain)
+        return self(strain), J
+
+
+def weak_form_operator(rve: RVE):
+    """The sparse matrix G (N_r, E·Q·4) with G·vec(σ) = Pᵀ∫Bᵀσ for stress tensors σ (E, Q, 2, 2)
+    at the Gauss points (the periodic-reduced internal force; :meth:`RVE.equilibrium_residual`
+    computes the same by assembly)."""
+    import scipy.sparse as sp
+    fe = rve._fe
+    basis = fe.basis
+    E, Q = basis.dx.shape
+    rows, cols, vals = [], [], []
+    col = np.arange(E * Q * 4).reshape(E, Q, 2, 2)
+    for i, phi in enumerate(basis.basis):
+        g = phi[0].grad                                                   # (2, 2, E, Q)
+        sym = 0.5 * (g + g.transpose(1, 0, 2, 3)) * basis.dx
+        for a in range(2):
+            for b in range(2):
+                rows.append(np.repeat(basis.element_dofs[i], Q))
+                cols.append(col[:, :, a, b].ravel())
+                vals.append(sym[a, b].ravel())
+    B = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(basis.N, E * Q * 4))
+    return (fe.P.T @ B).tocsr()
+
+
+class EquiNOMaterial:
+    """A trained EquiNO (or any net with ``stress_and_tangent``) as a macroscopic FE² material
+    (:mod:`solvers.fe2`): σ̄ and ∂σ̄/∂ε̄ at all macro Gauss points in one batched pass.
+    ``outside`` is the largest fraction of points seen outside the training box [-0.04, 0.04]³,
+    where the surrogate extrapolates."""
+
+    def __init__(self, net: nn.Module):
+        self.net, self.outside = net, 0.0
+
+    def __call__(self, strain: np.ndarray):
+        from solvers.fe2 import outside_box
+        self.outside = max(self.outside, outside_box(strain, STRAIN_RANGE))
+        p = next(self.net.parameters())
+        x = torch.as_tensor(np.asarray(strain), dtype=torch.float64, device=p.device)
+        with torch.no_grad():
+            sig, C = self.net.stress_and_tangent(x)
+        return sig.cpu().numpy(), C.cpu().numpy()
 
 
 def _tensor(strain: torch.Tensor) -> torch.Tensor:
@@ -305,7 +403,8 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
 
     def export(self, out, resolution: int, sample: int | None = None):
         """``rve_<k>.vtu`` for test strain ``sample`` (default 0): EquiNO's fields (u from the
-        displacement modes, σ_eq, ε) beside the RVE's stress and the mismatch σ_c - σ_eq."""
+        displacement modes, σ_eq, ε) beside the RVE's stress and the mismatch σ_c - σ_eq; and
+        ``plate.vtu``, the macroscopic plate solved with EquiNO (:meth:`export_plate`)."""
         from pathlib import Path
 
         from solvers.rve import write_rve
@@ -323,9 +422,21 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         cell = lambda q: voigt(np.einsum("eqij,eq->eij", q, w))                   # noqa: E731
         result = {"u": (self.net.phi_u @ a[0]).cpu().numpy(), "stress_qp": sig_eq, "strain_qp": eps,
                   "macro_strain": t["strain"][k]}
-        return [write_rve(rve, result, Path(out) / f"rve_{k:03d}.vtu",
-                          extra_cells={"stress_rve": cell(truth["stress_qp"]), "mismatch": cell(sig_c - sig_eq)})]
+        files = [write_rve(rve, result, Path(out) / f"rve_{k:03d}.vtu",
+                           extra_cells={"stress_rve": cell(truth["stress_qp"]), "mismatch": cell(sig_c - sig_eq)})]
+        return files + [self.export_plate(Path(out) / "plate.vtu")]
+
+    def export_plate(self, path, strain: float = 0.01, plate=None):
+        """The macroscopic FE² plate with a hole (:class:`solvers.fe2.Plate`) pulled to a mean
+        ``strain`` with this surrogate at every Gauss point, as ``.vtu``: displacement; σ̄, ε̄ and
+        von Mises per cell, and ``outside_training_box``, the fraction of the cell's Gauss points
+        whose strain leaves [-0.04, 0.04]³ (where the surrogate extrapolates)."""
+        from solvers.fe2 import Plate
+        plate = plate or Plate()
+        r = plate.solve(EquiNOMaterial(self.net), strain)
+        box = (np.abs(r["strain_qp"]) > STRAIN_RANGE).any(-1).mean(1)
+        return plate.write(r, path, extra_cells={"outside_training_box": box})
 
 
-__all__ = ["EquiNO", "EquiNOBackend", "EquiNONet", "StrainDraws", "latin_hypercube", "pod", "snapshots", "train",
+__all__ = ["EquiNO", "EquiNOBackend", "EquiNOMaterial", "EquiNONet", "WeakFormNet", "weak_form_operator", "StrainDraws", "latin_hypercube", "pod", "snapshots", "train",
            "STRAIN_RANGE"]

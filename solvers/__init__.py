@@ -9,10 +9,10 @@ REGISTRY = {"pinn": PINN, "wos": WalkOnSpheres, "hard": HardConstraint}
 
 def commands() -> dict:
     """Subcommands that solvers add to ``pdeml``: name -> (add_parser(sub), main(args))."""
-    from . import rve_cli, wos_cli
+    from . import fe2_cli, rve_cli, wos_cli
     from .dcdm import cli as dcdm_cli
     return {"dcdm": (dcdm_cli.add_parser, dcdm_cli.main), "solve": (wos_cli.add_parser, wos_cli.main),
-            "rve": (rve_cli.add_parser, rve_cli.main)}
+            "rve": (rve_cli.add_parser, rve_cli.main), "fe2": (fe2_cli.add_parser, fe2_cli.main)}
 
 
 __all__ = ["HardConstraint", "PINN", "PINNBackend", "REGISTRY", "WalkOnSpheres", "commands"]

@@ -199,13 +199,19 @@ class RVE:
         f = self._fe.internal_force(np.asarray(stress_qp, float))
         return float(np.linalg.norm(self._fe.P.T @ f) / max(np.abs(stress_qp).max() * math.sqrt(self._fe.area), 1e-300))
 
-    def solve(self, strain, u0: np.ndarray | None = None) -> dict:
-        """Equilibrium under the macroscopic Voigt ``strain`` (3,). Returns ``{"stress": σ̄ (3,),
-        "u": fluctuation DOFs, "strain_qp", "stress_qp" (E, Q, 2, 2), "iterations", "residual"}``."""
+    def solve(self, strain, u0: np.ndarray | None = None, tangent: bool = False) -> dict:
+        r"""Equilibrium under the macroscopic Voigt ``strain`` (3,), Newton from the fluctuation
+        ``u0`` (default 0). Returns ``{"stress": σ̄ (3,), "u": fluctuation DOFs, "strain_qp",
+        "stress_qp" (E, Q, 2, 2), "iterations", "residual"}``, and with ``tangent`` the
+        homogenized consistent tangent ``"tangent"`` :math:`\partial\bar\sigma/\partial\bar\varepsilon`
+        (3, 3, Voigt, engineering shear): what a macroscopic Newton step needs. For each unit macro
+        strain :math:`E_k`, :math:`K\,\delta\tilde u_k = -\int B^\top C E_k` (the converged
+        tangent K, one factorization, three right-hand sides) and
+        :math:`\bar C_{:k} = \langle C(E_k + \nabla^s\delta\tilde u_k)\rangle`."""
         strain = np.asarray(strain, float)
         if strain.shape != (3,) or not np.isfinite(strain).all():
             fail("strain", strain, "is not a finite Voigt strain (xx, yy, γ_xy)", "pass e.g. [0.01, 0, 0.002]")
-        return self._fe.newton(from_voigt_strain(strain), u0)
+        return self._fe.newton(from_voigt_strain(strain), u0, tangent)
 
 
 def write_rve(rve: RVE, result: dict, path, extra_cells: dict | None = None) -> Path:
@@ -304,7 +310,24 @@ class _Discretization:
             return np.einsum("ijkl...,kl...,ij...->...", T, sym_grad(u), sym_grad(v))
         return asm(tangent, self.basis), self.internal_force(sig)
 
-    def newton(self, eps_bar, u0=None) -> dict:
+    def average(self, q: np.ndarray) -> np.ndarray:
+        """The volume average of a field at the quadrature points (E, Q, ...)."""
+        return np.einsum("eq...,eq->...", q, self.basis.dx) / self.area
+
+    def macro_tangent(self, C: np.ndarray, K) -> np.ndarray:
+        """dσ̄/dε̄ (3, 3, Voigt with engineering shear) at a converged state with tangent moduli C
+        (E, Q, 2, 2, 2, 2) and stiffness K (see :meth:`RVE.solve`)."""
+        P = self.P
+        lu = spla.splu((P.T @ K @ P).tocsc())
+        out = np.empty((3, 3))
+        for k in range(3):
+            E = from_voigt_strain(np.eye(3)[k])
+            du = P @ lu.solve(-(P.T @ self.internal_force(np.einsum("eqijkl,kl->eqij", C, E))))
+            d_eps = self.strains(du, E)
+            out[:, k] = voigt(self.average(np.einsum("eqijkl,eqkl->eqij", C, d_eps)))
+        return out
+
+    def newton(self, eps_bar, u0=None, tangent: bool = False) -> dict:
         rve, P = self.rve, self.P
         u = np.zeros(self.basis.N) if u0 is None else np.asarray(u0, float).copy()
         first, it, norm = None, 0, 0.0
@@ -323,9 +346,11 @@ class _Discretization:
         if norm > rve.tol * scale:
             raise RuntimeError(f"RVE Newton: residual {norm:.3e} after {it} iterations (strain {voigt(eps_bar)}); "
                                "lower the strain or raise max_iter")
-        avg = (sig * self.basis.dx[..., None, None]).sum((0, 1)) / self.area
-        return {"stress": voigt(avg), "u": u, "strain_qp": eps, "stress_qp": sig, "iterations": it,
-                "residual": norm / scale, "macro_strain": voigt(eps_bar) * np.array([1, 1, 2])}
+        out = {"stress": voigt(self.average(sig)), "u": u, "strain_qp": eps, "stress_qp": sig, "iterations": it,
+               "residual": norm / scale, "macro_strain": voigt(eps_bar) * np.array([1, 1, 2])}
+        if tangent:
+            out["tangent"] = self.macro_tangent(C, K)
+        return out
 
 
 __all__ = ["RVE", "write_rve", "matrix_stress", "linear_stress", "stress_and_tangent", "o_grid", "voigt", "from_voigt_strain",
