@@ -124,3 +124,19 @@ def test_fe2_cli_writes_the_plate_and_refuses_a_run_without_equino(tmp_path, cap
     assert meshio.read(tmp_path / "plate.vtu").cell_data["stress"][0].shape == (4, 3)
     assert main(["fe2", "--material", "linear", "--run", "x", "--out", str(tmp_path)]) == 2
     assert "--run" in capsys.readouterr().err
+
+
+def test_fe2_cli_with_a_trained_equino_run(tmp_path, capsys):
+    """`pdeml train equino_rve` writes the plate with the trained surrogate; `pdeml fe2 --material
+    equino --run` loads that run and solves the same plate to the same answer."""
+    from pdeml.cli import main
+    run = tmp_path / "run"
+    assert main(["train", "equino_rve", "--n", "1", "--solves", "12", "--modes", "6", "--steps", "300",
+                 "--lbfgs-steps", "100", "--no-progress", "--out", str(run)]) == 0
+    exported = meshio.read(run / "plate.vtu")
+    assert "outside_training_box" in exported.cell_data
+    assert main(["fe2", "--material", "equino", "--run", str(run), "--out", str(tmp_path / "fe2")]) == 0
+    metrics = json.loads((tmp_path / "fe2" / "metrics.json").read_text())
+    assert metrics["relative_residuals"][-1] < 1e-9 and metrics["outside_training_box"] < 0.05
+    solved = meshio.read(tmp_path / "fe2" / "plate.vtu")
+    np.testing.assert_allclose(solved.cell_data["stress"][0], exported.cell_data["stress"][0], rtol=1e-9, atol=1e-9)
