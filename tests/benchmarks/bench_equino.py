@@ -108,8 +108,12 @@ def picture(plate, results, path):
     ref = plate.cell_average(results["RVE"]["stress_qp"])[:, 0]
     panels = [("FE² with RVE solves: σ̄_xx", ref)] + [
         (f"{k} − RVE: σ̄_xx", plate.cell_average(r["stress_qp"])[:, 0] - ref) for k, r in results.items() if k != "RVE"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), constrained_layout=True)
-    for ax, (title, v) in zip(axes, panels):
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), constrained_layout=True, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (title, v) in zip(axes.flat, panels):
         lim = np.abs(v).max()
         pc = PolyCollection(polys, array=v, cmap="viridis" if v is ref else "RdBu_r", edgecolors="k", linewidths=0.2)
         if v is not ref:
@@ -214,7 +218,8 @@ def main():
     if args.out:
         out = Path(args.out)
         for name, r in results.items():
-            plate.write(r, out / f"plate_{name.split(' loss')[0].replace(',', '').replace(' ', '_').lower()}.vtu")
+            slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+            plate.write(r, out / f"plate_{slug}.vtu")
         picture(plate, results, out / "fe2_plate.png")
         print(f"wrote {out}")
 
