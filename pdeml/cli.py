@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -128,8 +129,6 @@ def main(argv=None) -> int:
             for p in run.export_run(args.dir, args.resolution, args.device, args.sample):
                 print(p)
             return 0
-        from pathlib import Path
-
         import torch
 
         from .threads import resolve_threads
@@ -137,7 +136,9 @@ def main(argv=None) -> int:
         out = args.out or str(Path("runs") / Path(args.case).stem)
         threads = resolve_threads(args.threads)
         torch.set_num_threads(threads)          # the CLI's own process: not a library side effect
-        metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr,
+        from .distributed import World
+        world = World.from_env(os.environ)       # torchrun's RANK/WORLD_SIZE: read here, nowhere else
+        metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr, world=world,
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
                                  resume=args.resume, progress=not args.no_progress,
                                  options=options, derivatives=args.derivatives, sampler=args.sampler,
@@ -148,8 +149,9 @@ def main(argv=None) -> int:
                                  checkpoint_minutes=args.checkpoint_minutes,
                                  # absolute: finetune/export read the run from any directory
                                  data=str(Path(args.data).resolve()) if args.data else None)
-        print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
-        print(f"run directory: {out}")
+        if world.main:
+            print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
+            print(f"run directory: {out}")
         return 0
     except DivergenceError as e:
         print(f"pdeml: {e}", file=sys.stderr)

@@ -12,6 +12,7 @@ import copy
 import torch
 
 from ._validate import fail, finite_scalar
+from .distributed import World, all_mean_
 
 
 class AbstractCombiner(abc.ABC):
@@ -20,9 +21,14 @@ class AbstractCombiner(abc.ABC):
     one settings object can serve two runs. The losses it receives are already weighted by the
     case's loss weights (``fit(weights=...)``)."""
 
-    def init(self, names) -> "AbstractCombiner":
-        """A run of this rule for the loss terms ``names`` (in the backend's order)."""
+    world: World = World()
+
+    def init(self, names, world: World | None = None) -> "AbstractCombiner":
+        """A run of this rule for the loss terms ``names`` (in the backend's order). On several
+        processes (``world``) every gradient it builds from is first averaged over the ranks, so
+        the rule sees the global per-term gradients (:mod:`pdeml.distributed`)."""
         run = copy.copy(self)
+        run.world = world if world is not None else World()
         run._start(list(names))
         return run
 
@@ -58,6 +64,7 @@ class Sum(AbstractCombiner):
     def backward(self, losses, params):
         total = self.total(losses)
         total.backward()
+        all_mean_([p.grad for p in params if p.grad is not None], self.world)
         return total
 
     def __repr__(self):
@@ -132,6 +139,7 @@ class _PerTerm(AbstractCombiner):
 
     def backward(self, losses, params):
         G = term_gradients(losses, params)
+        all_mean_([G], self.world)
         set_gradient(params, self.direction(G, losses))
         return self.total(losses).detach()
 
@@ -232,6 +240,7 @@ class MConFIG(_PerTerm):
         st = self.state
         i = int(st["seen"].sum()) % len(names) if "seen" in st else 0      # terms in turn
         g = term_gradients(losses, params, [names[i]])[0]
+        all_mean_([g], self.world)
         if "m" not in st:
             st.update(m=torch.zeros(len(names), len(g), dtype=g.dtype, device=g.device),
                       seen=torch.zeros(len(names), dtype=torch.long), t=torch.zeros((), dtype=torch.long),

@@ -22,6 +22,7 @@ from . import checkpoint as ckpt
 from ._validate import fail, finite_scalar, positive_int
 from .backend import AbstractTrainable
 from .callbacks import AbstractCallback
+from .distributed import Sharded, World, broadcast_
 from .sampling import to_torch
 from .steppers import AbstractStepper, NonFinite
 
@@ -103,7 +104,7 @@ def _phase_at(starts: list, step: int) -> int:
 
 def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int = 0,
         checkpoint=None, checkpoint_every: int = 1000, checkpoint_minutes: float | None = None,
-        resume: bool = False, truth=None, eval_every: int = 100) -> FitResult:
+        resume: bool = False, truth=None, eval_every: int = 100, world: World | None = None) -> FitResult:
     """Train ``backend`` (a :class:`pdeml.backend.AbstractTrainable`) through ``phases``.
 
     Args:
@@ -118,6 +119,10 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
         resume: continue from ``checkpoint`` if it exists (a checkpoint already past the
             phases' end is left as it is).
         truth: ``(points, values)`` for the relative L2 error logged every ``eval_every`` steps.
+        world: this process's place in a multi-process job (:mod:`pdeml.distributed`; default:
+            one process). Every rank draws the same global batch and trains on its share;
+            gradients and losses are averaged over the ranks, so all ranks hold the same
+            parameters; only rank 0 writes the checkpoint, which then holds the whole state.
 
     Returns:
         :class:`FitResult`. Raises :class:`DivergenceError` on NaN/inf.
@@ -135,14 +140,18 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
         if not isinstance(cb, AbstractCallback):
             raise TypeError(f"callbacks holds {cb!r}, which is not a pdeml callback. Fix: subclass "
                             "pdeml.callbacks.AbstractCallback.")
+    world = world if world is not None else World()
     dtype, device = backend.dtype, backend.device
     batches = backend.batches(sampler, np.random.default_rng(seed))
+    if world.active:
+        batches = Sharded(batches, world)
+        broadcast_(list(backend.parameters()) + list(backend.buffers()), world)
     state = TrainState(total_steps=sum(n for n, _ in phases), term_names=list(backend.term_names))
     starts = np.cumsum([0] + [n for n, _ in phases]).tolist()
     run, run_phase = None, -1                 # the current phase's stepper run and its index
 
     def start_phase(i):
-        return phases[i][1].init(backend, weights, phases[i][0])
+        return phases[i][1].init(backend, weights, phases[i][0], world)
 
     if resume and checkpoint is not None and Path(checkpoint).exists():
         saved = ckpt.load(checkpoint, map_location=device)
@@ -179,7 +188,7 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
         return cached["batch"]
 
     def save():
-        if checkpoint is None or run is None:
+        if checkpoint is None or run is None or not world.main:      # rank 0 holds the whole state
             return
         ckpt.save(checkpoint, {
             "format": FORMAT, "step": state.step, "phase": run_phase, "stepper": run.name,

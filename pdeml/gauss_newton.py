@@ -32,7 +32,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ._validate import fail, finite_scalar, positive_int
 from .backend import AbstractLeastSquares
-from .steppers import AbstractStepper, NonFinite, StepResult, weigh
+from .distributed import all_mean_
+from .steppers import AbstractStepper, NonFinite, StepResult, global_losses, weigh
 
 
 def _check(backend):
@@ -192,10 +193,26 @@ class ENGD(AbstractStepper):
             r = residual_vector(self.backend, batch, self.weights)
             return r.detach(), self._cg(r, self.params)
         r, J = weighted_jacobian(self.backend, batch, self.weights)
+        if self.world.active:
+            # several processes: the rows of J are spread over the ranks, so average the normal
+            # equations instead, (J^T J + λ s²) d = J^T r; the same direction as the SVD filter
+            J = J.detach()
+            G, b = J.T @ J, J.T @ r
+            all_mean_([G, b], self.world)
+            e, V = torch.linalg.eigh(G)
+            lam = self.lam * float(e.max())
+            filt = torch.where(e > 0, 1 / (e + lam), torch.zeros_like(e))
+            return r, V @ (filt * (V.T @ b))
         U, S, Vh = torch.linalg.svd(J.detach(), full_matrices=False)
         lam = self.lam * float(S.max()) ** 2
         filt = torch.where(S > 0, S / (S ** 2 + lam), torch.zeros_like(S))
         return r, Vh.T @ (filt * (U.T @ r))
+
+    def _squares(self, r: torch.Tensor) -> float:
+        """Σ r², the loss, averaged over the ranks (each holds its share of the rows)."""
+        v = (r.detach() ** 2).sum().reshape(1)
+        all_mean_([v], self.world)
+        return float(v)
 
     def _cg(self, r, params):
         """Matrix-free CG on (J^T J + λ) d = J^T r: J^T u by a reverse pass, J v by the
@@ -211,9 +228,12 @@ class ENGD(AbstractStepper):
             return torch.cat([g.reshape(-1) for g in torch.autograd.grad(r, params, w, retain_graph=True)])
 
         def op(v):
-            return jt(jv(v)) + self.lam * v
+            out = jt(jv(v))
+            all_mean_([out], self.world)
+            return out + self.lam * v
 
         b = jt(r.detach())
+        all_mean_([b], self.world)
         x = torch.zeros_like(b)
         res, p = b.clone(), b.clone()
         rr = res @ res
@@ -248,9 +268,9 @@ class ENGD(AbstractStepper):
         def loss_at(eta):
             move(eta)
             with quiet:
-                return float((residual_vector(backend, batch, self.weights).detach() ** 2).sum())
+                return self._squares(residual_vector(backend, batch, self.weights))
 
-        best_eta, best = 0.0, float((r ** 2).sum())
+        best_eta, best = 0.0, self._squares(r)
         for i in range(self.line_search + 1):
             val = loss_at(2.0 ** -i)
             if val < best:                              # NaN never wins
@@ -262,7 +282,7 @@ class ENGD(AbstractStepper):
                 self.lam = max(self.lam / 3, 1e-15)
             elif best_eta < 2.0 ** -4:
                 self.lam = min(self.lam * 5, 1.0)
-        losses = {n: v.detach() for n, v in backend.losses(batch, residuals).items()}
+        losses = global_losses(backend.losses(batch, residuals), self.world)
         return StepResult(losses, sum(weigh(losses, self.weights).values()), best_eta)
 
     def state_dict(self):

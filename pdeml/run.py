@@ -7,6 +7,7 @@ This is the layer the CLI calls; it is also the simplest Python entry point::
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -22,6 +23,7 @@ from ._validate import fail
 from .callbacks import HistoryCSV, ProgressBar
 from .combine import MConFIG, make_combiner
 from .device import resolve_device
+from .distributed import World, start, stop
 from .fit import DivergenceError, fit
 from .optim import Adam, make_optimizer
 from .problem import Case
@@ -237,14 +239,28 @@ def _plain(overrides: dict) -> dict:
 
 def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True, export=True,
                callbacks=(), options=None, snapshots: int = 0, threads: int | None = None,
-               **overrides) -> dict:
+               world: World | None = None, **overrides) -> dict:
     """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
 
     ``overrides`` (see :data:`OVERRIDES` and :func:`apply_overrides`) land on the case's fields;
     ``options`` go to the case's ``make()``; ``snapshots`` > 0 saves the collocation points over
     the residual every that many steps (``out/snapshots``, see :mod:`pdeml.export.points`);
     ``threads`` is recorded in run.json (the CLI sets torch's thread count from it).
+    ``world`` (:class:`pdeml.distributed.World`, read by the CLI from torchrun's environment):
+    this process's rank in a multi-process job. Every rank trains on its share of the points;
+    rank 0 alone writes the run directory, prints progress and exports.
     """
+    world = world if world is not None else World()
+    try:
+        return _train_case(case, out, seed=seed, device=device, resume=resume, progress=progress, export=export,
+                           callbacks=callbacks, options=options, snapshots=snapshots, threads=threads, world=world,
+                           overrides=overrides)
+    finally:
+        stop(world)
+
+
+def _train_case(case, out, *, seed, device, resume, progress, export, callbacks, options, snapshots, threads,
+                world, overrides) -> dict:
     source = None
     options = dict(options or {})
     if snapshots is not None and (isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 0):
@@ -256,9 +272,9 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
     elif options:
         fail("options", options, "apply to case files and names only", "call make(...) yourself")
     case = apply_overrides(case, overrides)
-    out = rundir.prepare(out)
-    with rundir.lock(out):
-        backend = build(case, seed=seed, device=device)
+    out = rundir.prepare(out) if world.main else Path(out)
+    with rundir.lock(out) if world.main else contextlib.nullcontext():
+        backend = build(case, seed=seed, device=start(world, resolve_device(device)))
         dev = backend.device
         import operators
         import solvers
@@ -269,21 +285,26 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
                     "outputs": list(case.problem.outputs), "terms": backend.term_names,
                     "options": case.options, "case": settings.describe(case),
                     "resolved": backend.resolved()}
+        if world.active:
+            run_info["world_size"] = world.size
         saved = rundir.checkpoint_for_resume(out, resume, run_info)
-        (out / "run.json").write_text(json.dumps(run_info, indent=2))
+        if world.main:
+            (out / "run.json").write_text(json.dumps(run_info, indent=2))
         truth = backend.reference(np.random.default_rng(seed + 12345))
-        callbacks = list(callbacks)
-        if snapshots:
+        callbacks = list(callbacks) if world.main else []
+        if snapshots and world.main:
             from .export.points import PointSnapshots
             callbacks.append(PointSnapshots(backend, out / "snapshots", snapshots))
         try:
             result = fit(backend, case.phases(), weights=case.weights, seed=seed,
                          checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,
                          checkpoint_minutes=case.checkpoint_minutes, resume=saved,
-                         truth=truth, eval_every=case.eval_every,
-                         callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks])
+                         truth=truth, eval_every=case.eval_every, world=world,
+                         callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks]
+                         if world.main else [])
         except DivergenceError as e:
-            rundir.write_json(out / "metrics.json", {"status": "diverged", "message": str(e), "device": str(dev)})
+            if world.main:
+                rundir.write_json(out / "metrics.json", {"status": "diverged", "message": str(e), "device": str(dev)})
             raise
         metrics = {
             "status": result.status, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
@@ -293,6 +314,10 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
         }
         if result.message:
             metrics["message"] = result.message
+        if world.active:
+            metrics["world_size"] = world.size
+        if not world.main:
+            return metrics
         rundir.write_json(out / "metrics.json", metrics)      # the numbers first, pictures after
         if export:
             metrics["files"] = [str(p.relative_to(out)) for p in rundir.guard_disk(

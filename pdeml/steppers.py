@@ -26,6 +26,7 @@ import torch
 
 from ._validate import fail, finite_scalar, positive_int
 from .combine import AbstractCombiner, Sum
+from .distributed import World, all_mean_
 from .optim import AbstractOptimizer, Adam
 
 
@@ -60,6 +61,15 @@ def non_finite_terms(losses: dict) -> list:
     return [k for k, v in losses.items() if not math.isfinite(float(v.detach()))]
 
 
+def global_losses(losses: dict, world: World) -> dict:
+    """The per-term losses (detached) averaged over the ranks: the global batch's means (each
+    rank's term is the mean over its equal share). A NaN on any rank reaches every rank, so the
+    NaN check that follows stops them all in the same step."""
+    out = {n: v.detach().clone() for n, v in losses.items()}
+    all_mean_(list(out.values()), world)
+    return out
+
+
 class AbstractStepper(abc.ABC):
     """Settings of one kind of training step. ``name`` labels the phase in the history;
     ``redraws`` says whether it takes a new batch each step (False: it needs a fixed objective,
@@ -68,11 +78,14 @@ class AbstractStepper(abc.ABC):
     name: str = "step"
     redraws: bool = True
 
-    def init(self, backend, weights: dict, steps: int | None = None) -> "AbstractStepper":
+    def init(self, backend, weights: dict, steps: int | None = None, world: World | None = None) -> "AbstractStepper":
         """A run of this stepper on ``backend``'s trainable parameters, for a phase of ``steps``
-        steps (schedules that span the phase, such as one-cycle, need it)."""
+        steps (schedules that span the phase, such as one-cycle, need it). On several processes
+        (``world``, :mod:`pdeml.distributed`) each rank holds its share of the batch and the
+        run averages gradients and losses over the ranks, so every rank takes the same step."""
         run = copy.copy(self)
         run.backend, run.params, run.weights, run.steps = backend, trainable(backend), dict(weights), steps
+        run.world = world if world is not None else World()
         run._start()
         return run
 
@@ -113,12 +126,15 @@ class FirstOrder(AbstractStepper):
 
     def _start(self):
         self.opt = self.optimizer.build(self.params)
-        self.comb = self.combiner.init(self.backend.term_names)
+        self.comb = self.combiner.init(self.backend.term_names, self.world)
 
     def step(self, batch, k, residuals=None):
         self.opt.zero_grad(set_to_none=True)
         losses = self.backend.losses(batch, residuals)
         total = self.comb.backward(weigh(losses, self.weights), self.params)
+        if self.world.active:
+            losses = global_losses(losses, self.world)
+            total = sum(weigh(losses, self.weights).values())
         gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         if not bool(torch.isfinite(total.detach()) & torch.isfinite(gnorm)):
             bad = non_finite_terms(losses)
@@ -181,6 +197,10 @@ class LBFGS(AbstractStepper):
             losses = self.backend.losses(batch)
             total = sum(weigh(losses, self.weights).values())
             total.backward()
+            if self.world.active:       # the global loss and gradient: every rank searches alike
+                losses = global_losses(losses, self.world)
+                total = sum(weigh(losses, self.weights).values())
+                all_mean_([p.grad for p in self.params if p.grad is not None], self.world)
             last["losses"] = losses
             return total
 

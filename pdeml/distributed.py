@@ -1,0 +1,220 @@
+r"""Training on several processes (issue 19): one value, :class:`World`, says which process this
+is, and a few collectives act on it.
+
+The launcher (``torchrun``) describes the job in environment variables. :meth:`World.from_env`
+reads them once, at the CLI's edge; everything below receives the immutable :class:`World`
+and nothing else reads the environment. A single process is ``World()`` (rank 0 of 1), and
+every collective is then the identity: a one-process run does exactly what it did before.
+
+What is sharded and what is reduced (the collectives below):
+
+- collocation points: each rank trains on its own share of the global batch (the samplers'
+  :meth:`~pdeml.sampling.AbstractSampler.shard`);
+- gradients: every loss term's gradient is averaged over the ranks *before* the combiner, so
+  ConFIG or PCGrad see the global per-term gradients, exactly as one process with the global
+  batch would (plain DDP wrapping would not cover the second-order autograd of PDE residuals
+  nor the jet pass);
+- L-BFGS: the closure's loss and gradient are averaged, so every rank takes the same
+  line-search steps; ENGD: the Gram matrix and the right-hand side are summed;
+- the NaN check: any rank's non-finite step stops every rank, in the same step.
+
+Example:
+    >>> world = World.from_env(os.environ)       # at the CLI edge only
+    >>> start(world, device)                      # joins the process group (no-op for one)
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+
+import torch
+
+from ._validate import fail
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """This process's place in the job: ``rank`` of ``size`` processes, ``local_rank`` on its
+    machine (the GPU it drives)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    def __post_init__(self):
+        for k in ("rank", "size", "local_rank"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                fail(k, v, "is not a non-negative integer", "launch with torchrun, or pass World()")
+        if self.size < 1 or self.rank >= self.size:
+            fail("rank", self.rank, f"is not a rank of a world of size {self.size}",
+                 "pass 0 <= rank < size (torchrun sets RANK and WORLD_SIZE)")
+
+    @property
+    def active(self) -> bool:
+        """More than one process: collectives communicate."""
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that writes files and prints."""
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, env: Mapping) -> "World":
+        """The world torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); one process
+        when they are absent. The only place that reads the launcher's environment."""
+        def get(name, default):
+            raw = env.get(name)
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                fail(name, raw, "is not an integer", "launch with torchrun, which sets it")
+        return cls(rank=get("RANK", 0), size=get("WORLD_SIZE", 1), local_rank=get("LOCAL_RANK", 0))
+
+
+def start(world: World, device: torch.device, timeout_s: float = 300.0, init_method: str | None = None) -> torch.device:
+    """Join the process group of ``world`` (NCCL on CUDA, gloo on the CPU) and return the
+    device this rank trains on (``cuda:local_rank`` for a CUDA job). One process: nothing to
+    join, ``device`` as given. The rendezvous (``MASTER_ADDR``/``MASTER_PORT``) is torchrun's.
+    A rank that does not answer within ``timeout_s`` ends the job with an error, not a hang.
+    ``init_method`` (e.g. ``"tcp://127.0.0.1:29500"``) replaces torchrun's environment
+    rendezvous; the tests spawn their ranks with it."""
+    if not world.active:
+        return device
+    import torch.distributed as dist
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=init_method,
+                                rank=world.rank, world_size=world.size,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    return device
+
+
+def stop(world: World) -> None:
+    """Leave the process group (after the last collective)."""
+    if world.active:
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def all_mean_(tensors: list[torch.Tensor], world: World) -> None:
+    """Average ``tensors`` over the ranks, in place, in one collective (one flat buffer)."""
+    if not world.active or not tensors:
+        return
+    import torch.distributed as dist
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world.size
+    i = 0
+    for t in tensors:
+        t.copy_(flat[i:i + t.numel()].view_as(t))
+        i += t.numel()
+
+
+def broadcast_(tensors: list[torch.Tensor], world: World) -> None:
+    """Overwrite ``tensors`` on every rank with rank 0's, in place (the model at the start, so
+    every rank begins from the same parameters whatever its device's generator did)."""
+    if not world.active:
+        return
+    import torch.distributed as dist
+    for t in tensors:
+        dist.broadcast(t.data, 0)
+
+
+def all_sum(t: torch.Tensor, world: World) -> torch.Tensor:
+    """The sum of ``t`` over the ranks (a new tensor; ``t`` itself for one process)."""
+    if not world.active:
+        return t
+    import torch.distributed as dist
+    out = t.detach().clone()
+    dist.all_reduce(out)
+    return out
+
+
+def any_rank(flag: bool, world: World, device=None) -> bool:
+    """True on every rank when ``flag`` is true on any: a decision all ranks take together
+    (the NaN check, an early stop)."""
+    if not world.active:
+        return bool(flag)
+    import torch.distributed as dist
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def all_gather_rows(t: torch.Tensor, world: World) -> torch.Tensor:
+    """The rows of ``t`` (n, ...) of every rank, concatenated in rank order (equal n per rank)."""
+    if not world.active:
+        return t
+    import torch.distributed as dist
+    parts = [torch.empty_like(t) for _ in range(world.size)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+# ------------------------------------------------------------------------------------ sharding
+def shard_rows(n: int, world: World) -> slice | None:
+    """The rows of an n-row array that ``world.rank`` trains on: a contiguous block of n/size, or
+    None (every rank takes all n) when n does not split evenly. A replicated term is exact too:
+    the mean over the ranks of identical gradients is that gradient."""
+    if not world.active or n < world.size or n % world.size:
+        return None
+    k = n // world.size
+    return slice(world.rank * k, (world.rank + 1) * k)
+
+
+class Sharded:
+    """A sampler run, sharded: every rank runs the *same* global sampler (the same generator, so
+    the same points and the same adaptive state) and trains on its block of rows of each term
+    (:func:`shard_rows`). Adaptive samplers see the residuals of the whole global batch, gathered
+    from every rank, so their state stays identical on all ranks; the checkpoint of rank 0 is
+    then the whole state, and a run resumes exactly under any world size.
+
+    The price is that each rank draws (not trains on) the global batch: cheap next to a training
+    step for the built-in samplers."""
+
+    def __init__(self, run, world: World):
+        self.run, self.world = run, world
+        self._cache: dict = {}
+
+    def __getattr__(self, name):                  # version, wants_residuals, state_dict, ...
+        return getattr(self.run, name)
+
+    def _slice(self, batch: dict) -> dict:
+        key = (self.run.version, id(batch))
+        if key not in self._cache:
+            self._cache = {key: {term: {k: (v if (s := shard_rows(len(v), self.world)) is None else v[s])
+                                        for k, v in arrays.items()} for term, arrays in batch.items()}}
+        return self._cache[key]
+
+    def batch(self, step: int) -> dict:
+        return self._slice(self.run.batch(step))
+
+    def current(self) -> dict:
+        return self._slice(self.run.current())
+
+    def fixed_batch(self) -> dict:
+        return self._slice(self.run.fixed_batch())
+
+    def observe(self, step: int, residuals: dict) -> None:
+        """Gather the PDE residuals (one entry per equation, rows = the domain points) to the
+        global batch's rows, then let the sampler see them."""
+        n = len(self.run.current()["domain"]["x"])
+        if shard_rows(n, self.world) is not None:
+            residuals = {k: all_gather_rows(r, self.world) for k, r in residuals.items()}
+        self.run.observe(step, residuals)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.run.load_state_dict(state)
+        self._cache = {}
+
+
+__all__ = ["World", "Sharded", "start", "stop", "all_mean_", "all_sum", "broadcast_", "any_rank", "all_gather_rows",
+           "shard_rows"]

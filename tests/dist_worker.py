@@ -1,0 +1,99 @@
+"""A rank of the distributed tests (tests/test_distributed.py), launched by torchrun:
+
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/dist_worker.py OUT.json [--die-at K]
+
+It trains small PINNs through ``fit`` with the world torchrun describes and, on rank 0, writes
+each scenario's per-step losses to OUT.json. ``scenarios(world)`` is also what the test runs in
+one process, for the reference. ``--die-at K`` makes rank 1 exit abruptly at step K of the
+"resume" scenario (a killed rank); without it, that scenario resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import pdeml as pl  # noqa: E402
+from pdeml.distributed import World, start, stop  # noqa: E402
+
+D64 = torch.float64
+
+
+class Record(pl.AbstractCallback):
+    def __init__(self):
+        self.losses = []
+
+    def on_step(self, state):
+        self.losses.append({"step": state.step, **state.losses})
+
+
+class DieAt(pl.AbstractCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, state):
+        if state.step == self.step:
+            os._exit(3)                                    # a killed rank: no cleanup, no goodbye
+
+
+def backend():
+    from cases.poisson_sin_2d import case
+    from solvers import PINNBackend
+    return PINNBackend(case.problem, pl.nn.MLP(16, 2), seed=0, dtype=D64)
+
+
+def phases(name):
+    adam = pl.FirstOrder(pl.Adam(1e-2))
+    return {"adam": [(6, adam)],
+            "config": [(6, pl.FirstOrder(pl.Adam(1e-2), pl.ConFIG()))],
+            "pcgrad": [(4, pl.FirstOrder(pl.Adam(1e-2), pl.PCGrad()))],
+            "lbfgs": [(3, adam), (5, pl.LBFGS())],
+            "engd": [(4, pl.ENGD())],
+            "engd_cg": [(3, pl.ENGD(solver="cg", damping=1e-3))],
+            "r3": [(8, adam)],
+            "resume": [(6, adam), (4, pl.LBFGS())]}[name]
+
+
+def sampler(name):
+    from samplers import R3, Uniform
+    if name == "r3":
+        return R3(64, 16, every=2)
+    return Uniform(64, 16, every=3)
+
+
+SCENARIOS = ("adam", "config", "pcgrad", "lbfgs", "engd", "engd_cg", "r3")
+
+
+def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
+    rec = Record()
+    pl.fit(backend(), phases(name), sampler=sampler(name), seed=1, world=world, checkpoint=checkpoint,
+           checkpoint_every=2, resume=resume, callbacks=[rec, *callbacks])
+    return rec.losses
+
+
+def main():
+    out = Path(sys.argv[1])
+    die_at = int(sys.argv[sys.argv.index("--die-at") + 1]) if "--die-at" in sys.argv else None
+    world = World.from_env(os.environ)
+    start(world, torch.device("cpu"))
+    torch.set_num_threads(1)
+    try:
+        if "--resume-only" in sys.argv or die_at is not None:
+            ckpt = out.with_suffix(".pt")
+            cbs = [DieAt(die_at)] if die_at is not None and world.rank == 1 else []
+            result = {"resume": run("resume", world, checkpoint=ckpt, resume=die_at is None, callbacks=cbs)}
+        else:
+            result = {name: run(name, world) for name in SCENARIOS}
+        if world.main:
+            out.write_text(json.dumps({"world_size": world.size, "losses": result}))
+    finally:
+        stop(world)
+
+
+if __name__ == "__main__":
+    main()
