@@ -36,14 +36,17 @@ from ._validate import fail
 @dataclasses.dataclass(frozen=True)
 class World:
     """This process's place in the job: ``rank`` of ``size`` processes, ``local_rank`` on its
-    machine (the GPU it drives)."""
+    machine (the GPU it drives); ``restart``, how often torchrun restarted the job (elastic
+    restarts); ``rendezvous``, ``(host, port, agent_store)`` of the job's key-value store."""
 
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    restart: int = 0
+    rendezvous: tuple | None = None
 
     def __post_init__(self):
-        for k in ("rank", "size", "local_rank"):
+        for k in ("rank", "size", "local_rank", "restart"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 fail(k, v, "is not a non-negative integer", "launch with torchrun, or pass World()")
@@ -73,7 +76,10 @@ class World:
                 return int(raw)
             except ValueError:
                 fail(name, raw, "is not an integer", "launch with torchrun, which sets it")
-        return cls(rank=get("RANK", 0), size=get("WORLD_SIZE", 1), local_rank=get("LOCAL_RANK", 0))
+        host, port = env.get("MASTER_ADDR"), get("MASTER_PORT", None)
+        store = None if host is None or port is None else (host, port, env.get("TORCHELASTIC_USE_AGENT_STORE") == "True")
+        return cls(rank=get("RANK", 0), size=get("WORLD_SIZE", 1), local_rank=get("LOCAL_RANK", 0),
+                   restart=get("TORCHELASTIC_RESTART_COUNT", 0), rendezvous=store)
 
 
 def start(world: World, device: torch.device, timeout_s: float = 300.0, init_method: str | None = None) -> torch.device:
@@ -90,9 +96,16 @@ def start(world: World, device: torch.device, timeout_s: float = 300.0, init_met
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=init_method,
-                                rank=world.rank, world_size=world.size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        kwargs = {"init_method": init_method}
+        if init_method is None and world.rendezvous is not None:
+            # the job's store, under a prefix per restart: after an elastic restart the store
+            # still holds the dead round's addresses, and gloo would dial them (and hang)
+            host, port, agent = world.rendezvous
+            store = dist.TCPStore(host, port, world.size, is_master=world.rank == 0 and not agent, timeout=timeout)
+            kwargs = {"store": dist.PrefixStore(f"pdeml/restart{world.restart}", store)}
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank,
+                                world_size=world.size, timeout=timeout, **kwargs)
     return device
 
 
@@ -190,9 +203,12 @@ class Sharded:
     def _slice(self, batch: dict) -> dict:
         key = (self.run.version, id(batch))
         if key not in self._cache:
-            self._cache = {key: {term: {k: (v if (s := shard_rows(len(v), self.world)) is None else v[s])
-                                        for k, v in arrays.items()} for term, arrays in batch.items()}}
+            self._cache = {key: {term: {k: self._rows(v) for k, v in arrays.items()} for term, arrays in batch.items()}}
         return self._cache[key]
+
+    def _rows(self, v):
+        s = shard_rows(len(v), self.world) if getattr(v, "ndim", 0) >= 1 else None
+        return v if s is None else v[s]
 
     def batch(self, step: int) -> dict:
         return self._slice(self.run.batch(step))

@@ -44,6 +44,11 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
     out_list += [("device tests", [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device.py",
                                   "tests/test_compile.py", "tests/test_hard_constraints.py", "-k",
                                   "not resumes and not sorption and not fisher_kpp"], 240)]
+    import torch
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 2
+    out_list.append((f"distributed weak scaling 1 vs {max(gpus, 1)} ranks", [
+        PY, "tests/benchmarks/bench_distributed.py", "--device", device.split(":")[0], "--ranks", "1",
+        str(max(gpus, 1)), "--points", "16384" if device.startswith("cuda") else "2048", "--steps", "30"], 180))
     out_list.append(("moe vs hc vs soft, fisher 300 steps", [
         PY, "tests/benchmarks/bench_moe.py", "--device", device, "--steps", "300", "--seeds", "0", "--variants",
         "soft", "hc", "moe:4", "--threads", "8"], 240))
@@ -100,6 +105,11 @@ def summary(log: str) -> str:
     wos = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith(("| wos", "| residual"))]
     if wos:       # bench_wosno's table: variant, lr, error mean, median, s/step, walks s/step, activations, peak
         return "; ".join(f"{r[0]}: err {r[2]}, {r[4]} s/step + walks {r[5]}, peak {r[7]} MiB" for r in wos)[:300]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("| ")]
+    ranks = [r for r in cells if len(r) == 6 and r[0].isdigit() and r[2].endswith("ms")]
+    if ranks:     # bench_distributed's table: ranks, global points, step, efficiency, all-reduce, share
+        return "; ".join(f"{r[0]} ranks: {r[2]}/step, efficiency {r[3]}, all-reduce {r[4]} ({r[5]})"
+                         for r in ranks)[:300]
     moe = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("| fisher_kpp_1d")]
     if moe:       # bench_moe's table: case, variant, error mean, min-max, s/step, peak
         return "; ".join(f"{r[1]}: err {r[2]}, {r[4]} s/step, peak {r[5]} MiB" for r in moe)[:300]

@@ -1,11 +1,15 @@
 """A rank of the distributed tests (tests/test_distributed.py), launched by torchrun:
 
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/dist_worker.py OUT.json [--die-at K]
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/dist_worker.py OUT.json
+        [--scenarios adam,lbfgs] [--die-at K | --resume-only | --die-once-at K]
 
 It trains small PINNs through ``fit`` with the world torchrun describes and, on rank 0, writes
-each scenario's per-step losses to OUT.json. ``scenarios(world)`` is also what the test runs in
-one process, for the reference. ``--die-at K`` makes rank 1 exit abruptly at step K of the
-"resume" scenario (a killed rank); without it, that scenario resumes from its checkpoint.
+each scenario's per-step losses to OUT.json. ``run(name, World())`` is what the test runs in
+one process, for the reference. The "resume" scenario checkpoints every 2 steps next to OUT:
+``--die-at K`` makes rank 1 exit abruptly at step K (a killed rank), ``--resume-only`` resumes
+from the checkpoint, and ``--die-once-at K`` resumes (from nothing, at first) and kills rank 1
+at step K on torchrun's first attempt only (``TORCHELASTIC_RESTART_COUNT`` = 0): an elastic
+restart then finishes the run.
 """
 from __future__ import annotations
 
@@ -78,17 +82,22 @@ def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
 
 def main():
     out = Path(sys.argv[1])
-    die_at = int(sys.argv[sys.argv.index("--die-at") + 1]) if "--die-at" in sys.argv else None
+    def opt(flag):
+        return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else None
+    die_at = opt("--die-at")
+    if opt("--die-once-at") is not None and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+        die_at = opt("--die-once-at")
     world = World.from_env(os.environ)
     start(world, torch.device("cpu"))
     torch.set_num_threads(1)
     try:
-        if "--resume-only" in sys.argv or die_at is not None:
-            ckpt = out.with_suffix(".pt")
-            cbs = [DieAt(die_at)] if die_at is not None and world.rank == 1 else []
-            result = {"resume": run("resume", world, checkpoint=ckpt, resume=die_at is None, callbacks=cbs)}
+        if any(f in sys.argv for f in ("--die-at", "--resume-only", "--die-once-at")):
+            cbs = [DieAt(int(die_at))] if die_at is not None and world.rank == 1 else []
+            result = {"resume": run("resume", world, checkpoint=out.with_suffix(".pt"),
+                                    resume="--die-at" not in sys.argv, callbacks=cbs)}
         else:
-            result = {name: run(name, world) for name in SCENARIOS}
+            names = opt("--scenarios").split(",") if opt("--scenarios") else SCENARIOS
+            result = {name: run(name, world) for name in names}
         if world.main:
             out.write_text(json.dumps({"world_size": world.size, "losses": result}))
     finally:
