@@ -43,7 +43,7 @@ def worker(args):
     device = start(world, torch.device(args.device))
     torch.set_num_threads(1)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
-    backend = PINNBackend(problem, pl.nn.MLP(args.width, args.depth), seed=0, dtype=dtype, device=device)
+    backend = PINNBackend(problem, pl.nn.MLP(args.width, args.depth), seed=0, dtype=dtype).to(device)
     n = args.points * world.size
     stepper = pl.LBFGS() if args.optimizer == "lbfgs" else pl.FirstOrder(pl.Adam(1e-3))
 
