@@ -45,7 +45,11 @@ class DieAt(pl.AbstractCallback):
             os._exit(3)                                    # a killed rank: no cleanup, no goodbye
 
 
-def backend():
+def backend(name=""):
+    if name == "equino":          # an operator: minibatches of items (strains), L-BFGS on all of them
+        from cases._rve_family import RVEFamily
+        from operators.equino import EquiNO
+        return EquiNO(modes=6, snapshots=12, strains=40, batch_size=10, test=4).build(RVEFamily(n=1), seed=0)
     from cases.poisson_sin_2d import case
     from solvers import PINNBackend
     return PINNBackend(case.problem, pl.nn.MLP(16, 2), seed=0, dtype=D64)
@@ -60,22 +64,25 @@ def phases(name):
             "engd": [(4, pl.ENGD())],
             "engd_cg": [(3, pl.ENGD(solver="cg", damping=1e-3))],
             "r3": [(8, adam)],
+            "equino": [(4, pl.FirstOrder(pl.Adam(3e-3))), (3, pl.LBFGS())],
             "resume": [(6, adam), (4, pl.LBFGS())]}[name]
 
 
 def sampler(name):
     from samplers import R3, Uniform
+    if name == "equino":
+        return None                                    # the backend's own StrainDraws
     if name == "r3":
         return R3(64, 16, every=2)
     return Uniform(64, 16, every=3)
 
 
-SCENARIOS = ("adam", "config", "pcgrad", "lbfgs", "engd", "engd_cg", "r3")
+SCENARIOS = ("adam", "config", "pcgrad", "lbfgs", "engd", "engd_cg", "r3", "equino")
 
 
 def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
     rec = Record()
-    pl.fit(backend(), phases(name), sampler=sampler(name), seed=1, world=world, checkpoint=checkpoint,
+    pl.fit(backend(name), phases(name), sampler=sampler(name), seed=1, world=world, checkpoint=checkpoint,
            checkpoint_every=2, resume=resume, callbacks=[rec, *callbacks])
     return rec.losses
 
