@@ -141,13 +141,32 @@ def broadcast_(tensors: list[torch.Tensor], world: World) -> None:
         dist.broadcast(t.data, 0)
 
 
+def _comm_device(t: torch.Tensor) -> torch.device:
+    """Where a collective can act on ``t``: NCCL reduces CUDA tensors only."""
+    import torch.distributed as dist
+    if dist.get_backend() == "nccl" and t.device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return t.device
+
+
 def all_sum(t: torch.Tensor, world: World) -> torch.Tensor:
-    """The sum of ``t`` over the ranks (a new tensor; ``t`` itself for one process)."""
+    """The sum of ``t`` over the ranks (a new tensor on ``t``'s device; ``t`` itself for one
+    process)."""
     if not world.active:
         return t
     import torch.distributed as dist
-    out = t.detach().clone()
+    out = t.detach().to(_comm_device(t)).clone()
     dist.all_reduce(out)
+    return out.to(t.device)
+
+
+def all_gather_object(obj, world: World) -> list:
+    """Every rank's ``obj`` (picklable: arrays of different sizes), in rank order."""
+    if not world.active:
+        return [obj]
+    import torch.distributed as dist
+    out = [None] * world.size
+    dist.all_gather_object(out, obj)
     return out
 
 
@@ -232,5 +251,5 @@ class Sharded:
         self._cache = {}
 
 
-__all__ = ["World", "Sharded", "start", "stop", "all_mean_", "all_sum", "broadcast_", "any_rank", "all_gather_rows",
+__all__ = ["World", "Sharded", "start", "stop", "all_mean_", "all_sum", "all_gather_object", "broadcast_", "any_rank", "all_gather_rows",
            "shard_rows"]

@@ -135,12 +135,12 @@ def _compile():
         return best if abs(wind) > 2 * math.pi else -best
 
     @nb.njit(parallel=True, cache=True)
-    def kernel(x0, walks, kind, P, A, B, C, eps, max_steps, seed, sigma, f_const, record, rec_steps,
+    def kernel(x0, walks, kind, P, A, B, C, eps, max_steps, seed, stride, sigma, f_const, record, rec_steps,
                exits, ended, acc, ys, ws, nrec, steps):
         n, d = x0.shape
         k = math.sqrt(sigma)
         for j in nb.prange(n * walks):
-            np.random.seed((seed + j) % 4294967296)
+            np.random.seed((seed + (j // walks) * stride + j % walks) % 4294967296)
             x = x0[j // walks].copy()
             total, r_count, s = 0.0, 0, 0
             ended[j] = 1
@@ -199,12 +199,17 @@ def _compile():
 
 
 def walk_numba(x0: np.ndarray, walks: int, spec, *, boundary_value, source=None, f_const: float = 0.0,
-               sigma: float = 0.0, epsilon: float, max_steps: int, seed: int, record_steps: int = 32) -> dict:
+               sigma: float = 0.0, epsilon: float, max_steps: int, seed: int, record_steps: int = 32,
+               stride: int | None = None) -> dict:
     """``walks`` walks from each row of ``x0`` (N, d) with the numba kernel; ``boundary_value``
     and ``source`` are torch functions of points (M, d) -> (M,), evaluated after the walks.
+    Walk k of point i seeds with ``seed + i * stride + k`` (``stride`` defaults to ``walks``):
+    a rank that runs walks K..K+walks of each point of W passes ``stride=W`` and ``seed``
+    offset by K, and so runs exactly those walks of the single-process solve.
     Source points are recorded for the first ``record_steps`` steps of each walk; if a walk took
     more, the walks are run again with room for all (same seeds, so the same walks).
     Returns what :func:`solvers.wos.walk` returns."""
+    stride = walks if stride is None else stride
     import torch
     kind, P, A, B, C = spec
     n, d = x0.shape
@@ -218,11 +223,12 @@ def walk_numba(x0: np.ndarray, walks: int, spec, *, boundary_value, source=None,
     acc, nrec, steps = np.zeros(m), np.zeros(m, np.int64), np.zeros(m, np.int64)
     ys, ws = np.zeros((m if record else 1, rec, d)), np.zeros((m if record else 1, rec))
     _compile()(np.ascontiguousarray(x0, dtype=float), int(walks), int(kind), P, A[:, :3].copy(), B[:, :3].copy(),
-               C[:, :3].copy(), float(epsilon), int(max_steps), int(seed), float(sigma), float(f_const), record, rec,
-               exits, ended, acc, ys, ws, nrec, steps)
+               C[:, :3].copy(), float(epsilon), int(max_steps), int(seed), int(stride), float(sigma), float(f_const),
+               record, rec, exits, ended, acc, ys, ws, nrec, steps)
     if record and int(nrec.max()) > rec:             # a long walk: run again with room for it
         return walk_numba(x0, walks, spec, boundary_value=boundary_value, source=source, f_const=f_const,
-                          sigma=sigma, epsilon=epsilon, max_steps=max_steps, seed=seed, record_steps=int(nrec.max()))
+                          sigma=sigma, epsilon=epsilon, max_steps=max_steps, seed=seed, record_steps=int(nrec.max()),
+                          stride=stride)
     total = acc.copy()
     to = lambda a: torch.as_tensor(a, dtype=torch.float64)                # noqa: E731
     if ended.any():

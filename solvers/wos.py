@@ -38,6 +38,7 @@ import torch
 from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractBackend, AbstractMethod
 from pdeml.conditions import Dirichlet, _eval
+from pdeml.distributed import World
 
 
 def _unit_directions(n: int, d: int, gen, dtype) -> torch.Tensor:
@@ -146,6 +147,25 @@ def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None,
     return summarize(total.reshape(n, walks), steps / (n * walks), unfinished)
 
 
+def _reduce_walks(parts: list, walks: int, world, samples: bool) -> dict:
+    """One process's walks of every point (the chunks ``parts`` of :func:`walk`) combined with the
+    other ranks': the mean over all ``walks`` walks, the standard error from the summed squared
+    deviations about it (two passes: no cancellation), the mean steps and the unfinished walks."""
+    from pdeml.distributed import all_gather_object, all_sum
+    local = torch.cat([p["samples"] for p in parts]).double().cpu()                 # (N, this rank's walks)
+    mean = all_sum(local.sum(1), world) / walks
+    dev = all_sum(((local - mean[:, None]) ** 2).sum(1), world)
+    std = (dev / (walks - 1)).sqrt() / math.sqrt(walks) if walks > 1 else torch.full_like(mean, float("inf"))
+    n_loc = torch.tensor([sum(p["steps"] * p["samples"].numel() for p in parts), sum(p["unfinished"] for p in parts)],
+                         dtype=torch.float64)
+    steps, unfinished = all_sum(n_loc, world).tolist()
+    out = {"mean": mean.numpy(), "std_error": std.numpy(), "steps": steps / (len(local) * walks),
+           "unfinished": int(unfinished)}
+    if samples:
+        out["samples"] = np.concatenate(all_gather_object(local.numpy(), world), axis=1)
+    return out
+
+
 def _closest_boundary(x: torch.Tensor, distance) -> torch.Tensor:
     """x moved along the distance's gradient to the boundary: x - d(x) ∇d(x)/|∇d(x)|."""
     with torch.enable_grad():
@@ -216,6 +236,8 @@ class WoSBackend(AbstractBackend):
         self.register_buffer("_anchor", torch.zeros((), dtype=dtype, device=device))
         self._cache = None
         self.kernel = self._choose_kernel(method.kernel, torch.device(device))
+        #: the processes the walks are split over (``pdeml solve`` under torchrun sets it)
+        self.world = World()
 
     def _choose_kernel(self, wanted: str, device: torch.device) -> str:
         from . import _wos_numba as nk
@@ -254,27 +276,36 @@ class WoSBackend(AbstractBackend):
         x = torch.as_tensor(np.asarray(x), dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.problem.domain.dim:
             fail("x", tuple(x.shape), f"is not (N, {self.problem.domain.dim}) points", "pass one point per row")
-        m = self.method
+        m, world = self.method, self.world
         source = None
         if not (self.pde.constant_source and self.pde.source == 0):
             source = lambda y: self.pde.f(y).reshape(-1)                       # noqa: E731
+        walks, first = m.walks, 0
+        if world.active:                 # several processes: each runs its share of every point's walks
+            if m.walks < world.size:
+                fail("walks", m.walks, f"are fewer than the {world.size} processes", f"pass at least {world.size}")
+            counts = [len(a) for a in np.array_split(np.arange(m.walks), world.size)]
+            walks, first = counts[world.rank], sum(counts[:world.rank])
         per = max(1, m.chunk // m.walks)
         if self.kernel == "numba":
             from ._wos_numba import walk_numba
             per = max(1, per // 4)                   # its recorded source points: 32 per walk, more if one is longer
-            # walk j of the chunk from point i seeds with seed_base + i * walks + j: no two walks share a stream
-            parts = [walk_numba(x[i:i + per].double().numpy(), m.walks, self._spec, boundary_value=self._boundary_value,
+            # walk j from point i seeds with seed_base + i * walks + j: no two walks share a stream, and
+            # a rank running walks first..first+walks of each point runs exactly those of one process
+            parts = [walk_numba(x[i:i + per].double().numpy(), walks, self._spec, boundary_value=self._boundary_value,
                                 source=None if self.pde.constant_source else source,
                                 f_const=float(self.pde.source) if self.pde.constant_source else 0.0, sigma=self.sigma,
                                 epsilon=m.epsilon * self.size, max_steps=m.max_steps,
-                                seed=self.seed * 1_000_003 + i * m.walks)
+                                seed=self.seed * 1_000_003 + i * m.walks + first, stride=m.walks)
                      for i in range(0, len(x), per)]
         else:
-            gen = torch.Generator().manual_seed(self.seed)
-            parts = [walk(x[i:i + per].to(self.device), m.walks, distance=self._distance,
+            gen = torch.Generator().manual_seed(self.seed if not world.active else self.seed * 1_000_003 + world.rank)
+            parts = [walk(x[i:i + per].to(self.device), walks, distance=self._distance,
                           boundary_value=self._boundary_value, source=source, sigma=self.sigma,
                           epsilon=m.epsilon * self.size, max_steps=m.max_steps, generator=gen)
                      for i in range(0, len(x), per)]
+        if world.active:
+            return _reduce_walks(parts, m.walks, world, samples)
         sizes = [len(p["mean"]) for p in parts]
         out = {"samples": torch.cat([p["samples"] for p in parts]).double().cpu().numpy()} if samples else {}
         return out | {"mean": torch.cat([p["mean"] for p in parts]).double().cpu().numpy(),

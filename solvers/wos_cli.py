@@ -25,14 +25,28 @@ def add_parser(sub):
 
 
 def solve_case(case, out, *, walks: int = 1024, epsilon: float = 1e-3, points: int = 1000, resolution: int = 64,
-               seed: int = 0, device="auto", export: bool = True) -> dict:
-    """Walk-on-spheres on ``case`` (object, path or name); returns the metrics it writes."""
-    import torch
+               seed: int = 0, device="auto", export: bool = True, world=None) -> dict:
+    """Walk-on-spheres on ``case`` (object, path or name); returns the metrics it writes.
+    ``world`` (:class:`pdeml.distributed.World`): under torchrun each rank runs its share of
+    every point's walks and the means and standard errors are reduced; rank 0 writes."""
+    from pdeml.distributed import World, stop
+    world = world if world is not None else World()
+    try:
+        return _solve_case(case, out, walks=walks, epsilon=epsilon, points=points, resolution=resolution, seed=seed,
+                           device=device, export=export, world=world)
+    finally:
+        stop(world)
+
+
+def _solve_case(case, out, *, walks, epsilon, points, resolution, seed, device, export, world) -> dict:
+    import contextlib
+    import tempfile
 
     from pdeml import rundir
     from pdeml._validate import positive_int
     from pdeml.device import resolve_device
-    from pdeml.run import export_backend, load_case
+    from pdeml.distributed import start
+    from pdeml.run import load_case
 
     from .wos import WalkOnSpheres
     points, resolution = positive_int("--points", points), positive_int("--resolution", resolution)
@@ -40,15 +54,31 @@ def solve_case(case, out, *, walks: int = 1024, epsilon: float = 1e-3, points: i
     if isinstance(case, str):
         case, source = load_case(case, {})
     method = WalkOnSpheres(walks=walks, epsilon=epsilon)
-    out = rundir.prepare(out)
+    # rank 0 writes the run directory; the others walk as well and write into a throwaway one
+    scratch = contextlib.nullcontext() if world.main else tempfile.TemporaryDirectory()
+    with scratch as tmp:
+        return _solve(case, source, method, rundir.prepare(out) if world.main else Path(tmp), walks=walks,
+                      epsilon=epsilon, points=points, resolution=resolution, seed=seed,
+                      device=start(world, resolve_device(device)), export=export, world=world)
+
+
+def _solve(case, source, method, out, *, walks, epsilon, points, resolution, seed, device, export, world) -> dict:
+    import torch
+
+    from pdeml import rundir
+    from pdeml.run import export_backend
     with rundir.lock(out):
-        backend = method.build(case.problem, seed=seed, dtype=torch.float64, device=resolve_device(device))
+        backend = method.build(case.problem, seed=seed, dtype=torch.float64, device=device)
+        backend.world = world
         info = {"source": source, "method": "wos", "seed": seed, "device": str(backend.device),
                 "walks": walks, "epsilon": epsilon, "resolved": backend.resolved()}
+        if world.active:
+            info["world_size"] = world.size
         (out / "run.json").write_text(json.dumps(info, indent=2))
         rng = np.random.default_rng(seed + 12345)
         truth = case.problem.truth(points, rng)
-        metrics = {"method": "wos", "walks": walks, "device": str(backend.device), "seed": seed}
+        metrics = {"method": "wos", "walks": walks, "device": str(backend.device), "seed": seed,
+                   **({"world_size": world.size} if world.active else {})}
         if truth is not None:
             x, v = truth
             if len(x) > points:
@@ -74,8 +104,13 @@ def solve_case(case, out, *, walks: int = 1024, epsilon: float = 1e-3, points: i
 
 
 def main(args) -> int:
+    import os
+
+    from pdeml.distributed import World
+    world = World.from_env(os.environ)          # torchrun's RANK/WORLD_SIZE: read here, nowhere else
     metrics = solve_case(args.case, args.out, walks=args.walks, epsilon=args.epsilon, points=args.points,
-                         resolution=args.resolution, seed=args.seed, device=args.device)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
-    print(f"run directory: {Path(args.out)}")
+                         resolution=args.resolution, seed=args.seed, device=args.device, world=world)
+    if world.main:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
+        print(f"run directory: {Path(args.out)}")
     return 0
