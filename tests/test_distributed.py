@@ -174,3 +174,17 @@ def test_walk_on_spheres_splits_every_points_walks_over_the_ranks(tmp_path):
     a, b = (meshio.read(tmp_path / d / "solution.vtu") for d in ("one", "two"))
     for k in a.point_data:
         np.testing.assert_allclose(b.point_data[k], a.point_data[k], rtol=1e-12, atol=1e-14)
+
+
+def test_dcdm_training_splits_each_batch_of_right_hand_sides(tmp_path):
+    """`torchrun -m pdeml -- dcdm train`: each rank takes its half of every batch of right-hand
+    sides; the loss history is one process's (float32: to round-off). The `--` keeps torchrun's
+    parser from reading `--n` as an abbreviation of its own options."""
+    from pdeml.cli import main
+    args = ["dcdm", "train", "--n", "16", "--epochs", "2", "--count", "32", "--ritz", "50", "--no-progress"]
+    proc = torchrun("-m", "pdeml", "--", *args, "--out", tmp_path / "two")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    one, two = (json.loads((tmp_path / d / "train.json").read_text()) for d in ("one", "two"))
+    assert two["world_size"] == 2 and (tmp_path / "two" / "dcdm.pt").exists()
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)

@@ -113,13 +113,23 @@ def main(args) -> int:
     from . import solver
     dev = resolve_device(args.device)
     if args.dcdm_command == "train":
+        import os
+
+        from pdeml.distributed import World, start, stop
+        world = World.from_env(os.environ)      # torchrun's RANK/WORLD_SIZE: read here, nowhere else
         out = Path(args.out or "runs/dcdm")
-        _, info = solver.train(_operator(args), epochs=args.epochs, count=args.count, seed=args.seed, device=dev,
-                               ritz=args.ritz, smooth=args.smooth, checkpoint=out / "dcdm.pt",
-                               progress=not args.no_progress)
-        (out / "train.json").write_text(json.dumps(info, indent=2))
-        print(json.dumps({k: info[k] for k in ("epochs", "wall_time_s", "grid")} | {"final_loss": info["loss"][-1]}))
-        print(f"checkpoint: {out / 'dcdm.pt'}")
+        try:
+            _, info = solver.train(_operator(args), epochs=args.epochs, count=args.count, seed=args.seed,
+                                   device=start(world, dev), ritz=args.ritz, smooth=args.smooth,
+                                   checkpoint=out / "dcdm.pt", progress=not args.no_progress, world=world)
+        finally:
+            stop(world)
+        if world.main:
+            if world.active:
+                info["world_size"] = world.size
+            (out / "train.json").write_text(json.dumps(info, indent=2))
+            print(json.dumps({k: info[k] for k in ("epochs", "wall_time_s", "grid")} | {"final_loss": info["loss"][-1]}))
+            print(f"checkpoint: {out / 'dcdm.pt'}")
         return 0
     out = Path(args.out or "runs/dcdm-solve")
     net = solver.load(args.checkpoint, dev)

@@ -30,6 +30,7 @@ import torch
 
 from pdeml import checkpoint as ckpt
 from pdeml._validate import fail, positive_int
+from pdeml.distributed import World, all_mean_, broadcast_, shard_rows
 
 from .multilevel import Cycle, propose
 from .net import DirectionNet
@@ -221,12 +222,16 @@ def _ritz_rhs(fluid, A, count, ritz, smooth, seed) -> np.ndarray:
 def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: float = 3e-3,
           channels: int = 16, levels: int = 4, seed: int = 0, device="cpu", checkpoint=None,
           progress: bool = True, init: DirectionNet | None = None,
-          ritz: int = 1000, smooth: float = 0.5) -> tuple[DirectionNet, dict]:
+          ritz: int = 1000, smooth: float = 0.5, world: World | None = None) -> tuple[DirectionNet, dict]:
     """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe).
     ``system``: a fluid mask (the Poisson matrix of that obstacle layout) or a
     :class:`~solvers.dcdm.operator.MatrixOperator` (your own matrix on its grid).
     ``init``: start from this network's weights (e.g. one trained on a coarser grid, which
-    is cheaper per epoch: the network is resolution-free)."""
+    is cheaper per epoch: the network is resolution-free).
+    ``world`` (:class:`pdeml.distributed.World`): under torchrun each rank takes its block of
+    every batch of right-hand sides, gradients and losses are averaged over the ranks (the same
+    steps as one process), and rank 0 alone shows progress and writes ``checkpoint``."""
+    world = world if world is not None else World()
     fluid, matrix = _training_system(system)
     epochs, count, batch = positive_int("epochs", epochs), positive_int("count", count), positive_int("batch", batch)
     dev = torch.device(device)
@@ -238,23 +243,29 @@ def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: fl
         if init is not None:
             net.load_state_dict(init.state_dict())
         order = [torch.randperm(count) for _ in range(epochs)]
+    broadcast_(list(net.parameters()), world)
     opt = torch.optim.Adam(net.parameters(), lr)
     history, t0 = [], time.perf_counter()
     bar = None
-    if progress:
+    if progress and world.main:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, desc="dcdm train")
     for e in range(epochs):
         total = 0.0
         for i in range(0, count, batch):
-            value = loss(net, A, data[order[e][i:i + batch].to(dev)])
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"DCDM training diverged in epoch {e}: loss {float(value)}. "
+            idx = order[e][i:i + batch]
+            rows = shard_rows(len(idx), world)                  # this rank's block of the batch
+            value = loss(net, A, data[(idx if rows is None else idx[rows]).to(dev)])
+            mean = value.detach().reshape(1).clone()
+            all_mean_([mean], world)                            # the batch's loss, on every rank
+            if not torch.isfinite(mean):
+                raise FloatingPointError(f"DCDM training diverged in epoch {e}: loss {float(mean)}. "
                                          "Fix: lower lr.")
             opt.zero_grad()
             value.backward()
+            all_mean_([p.grad for p in net.parameters() if p.grad is not None], world)
             opt.step()
-            total += float(value.detach()) * len(order[e][i:i + batch])
+            total += float(mean) * len(idx)
         history.append(total / count)
         if bar is not None:
             bar.update(1)
@@ -264,7 +275,7 @@ def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: fl
     info = {"epochs": epochs, "loss": history, "wall_time_s": time.perf_counter() - t0,
             "grid": list(fluid.shape)}
     net.trained_on = tuple(fluid.shape)
-    if checkpoint is not None:
+    if checkpoint is not None and world.main:
         save(net, checkpoint, info)
     return net, info
 
