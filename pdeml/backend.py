@@ -72,6 +72,10 @@ class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
 class AbstractTrainable(AbstractBackend):
     """A backend trained by :func:`pdeml.fit`: named per-term losses on batches."""
 
+    #: batch terms every rank of a distributed run needs whole (a joint solve over all their rows,
+    #: such as a hard constraint's): never split over the ranks (:class:`pdeml.distributed.Sharded`)
+    whole_terms: tuple = ()
+
     @property
     @abc.abstractmethod
     def term_names(self) -> list[str]:

@@ -205,15 +205,16 @@ def shard_rows(n: int, world: World) -> slice | None:
 class Sharded:
     """A sampler run, sharded: every rank runs the *same* global sampler (the same generator, so
     the same points and the same adaptive state) and trains on its block of rows of each term
-    (:func:`shard_rows`). Adaptive samplers see the residuals of the whole global batch, gathered
+    (:func:`shard_rows`), except the backend's ``whole`` terms (a joint solve over all their rows),
+    which every rank takes whole. Adaptive samplers see the residuals of the whole global batch, gathered
     from every rank, so their state stays identical on all ranks; the checkpoint of rank 0 is
     then the whole state, and a run resumes exactly under any world size.
 
     The price is that each rank draws (not trains on) the global batch: cheap next to a training
     step for the built-in samplers."""
 
-    def __init__(self, run, world: World):
-        self.run, self.world = run, world
+    def __init__(self, run, world: World, whole: tuple = ()):
+        self.run, self.world, self.whole = run, world, frozenset(whole)
         self._cache: dict = {}
 
     def __getattr__(self, name):                  # version, wants_residuals, state_dict, ...
@@ -222,7 +223,8 @@ class Sharded:
     def _slice(self, batch: dict) -> dict:
         key = (self.run.version, id(batch))
         if key not in self._cache:
-            self._cache = {key: {term: {k: self._rows(v) for k, v in arrays.items()} for term, arrays in batch.items()}}
+            self._cache = {key: {term: arrays if term in self.whole else {k: self._rows(v) for k, v in arrays.items()}
+                                 for term, arrays in batch.items()}}
         return self._cache[key]
 
     def _rows(self, v):

@@ -456,6 +456,12 @@ class HardConstraintBackend(AbstractTrainable):
         return ["pde"] + (list(self.problem.condition_names) if self.method.condition_loss else [])
 
     @property
+    def whole_terms(self):
+        """The constraint's points and the conditions' enter one solve per expert: on several
+        processes every rank solves with all of them (the PDE points are split)."""
+        return ("constraint", *self.problem.condition_names)
+
+    @property
     def K(self) -> int:
         return math.prod(self.experts)
 

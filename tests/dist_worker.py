@@ -50,6 +50,10 @@ def backend(name=""):
         from cases._rve_family import RVEFamily
         from operators.equino import EquiNO
         return EquiNO(modes=6, snapshots=12, strains=40, batch_size=10, test=4).build(RVEFamily(n=1), seed=0)
+    if name == "hard":            # a hard constraint with 2 experts: a joint solve per expert
+        from pdeml.run import apply_overrides, build, load_case
+        case, _ = load_case("fisher_kpp_1d")
+        return build(apply_overrides(case, {"constraint": "moe:2"}).replace(dtype="float64"), seed=0, device="cpu")
     from cases.poisson_sin_2d import case
     from solvers import PINNBackend
     return PINNBackend(case.problem, pl.nn.MLP(16, 2), seed=0, dtype=D64)
@@ -65,13 +69,14 @@ def phases(name):
             "engd_cg": [(3, pl.ENGD(solver="cg", damping=1e-3))],
             "r3": [(8, adam)],
             "equino": [(4, pl.FirstOrder(pl.Adam(3e-3))), (3, pl.LBFGS())],
+            "hard": [(4, pl.FirstOrder(pl.Adam(1e-3)))],
             "resume": [(6, adam), (4, pl.LBFGS())]}[name]
 
 
 def sampler(name):
     from samplers import R3, Uniform
-    if name == "equino":
-        return None                                    # the backend's own StrainDraws
+    if name in ("equino", "hard"):
+        return None                                    # the backend's own (StrainDraws, ConstraintPoints)
     if name == "r3":
         return R3(64, 16, every=2)
     return Uniform(64, 16, every=3)
