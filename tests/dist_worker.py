@@ -82,7 +82,7 @@ def sampler(name):
     return Uniform(64, 16, every=3)
 
 
-SCENARIOS = ("adam", "config", "pcgrad", "lbfgs", "engd", "engd_cg", "r3", "equino")
+SCENARIOS = ("adam", "config", "pcgrad", "lbfgs", "engd", "engd_cg", "r3", "equino", "hard")
 
 
 def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
