@@ -76,6 +76,11 @@ class AbstractTrainable(AbstractBackend):
     #: such as a hard constraint's): never split over the ranks (:class:`pdeml.distributed.Sharded`)
     whole_terms: tuple = ()
 
+    def distribute(self, world) -> None:
+        """Told by ``fit`` the ranks of a distributed run (:class:`pdeml.distributed.World`), for
+        backends that split work of their own over them (a hard constraint's experts). Default:
+        nothing to split."""
+
     @property
     @abc.abstractmethod
     def term_names(self) -> list[str]:

@@ -204,7 +204,7 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
 
 
 def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, differentiable: bool,
-                        parts=None):
+                        parts=None, world=None):
     r"""The constraint layer: ``(w, info)`` with w (K, N) the minimizer of every expert's
     :math:`\|F_k(w_k)\|^2` (:func:`levenberg_marquardt` from ``w0``) and, when ``differentiable``,
     carrying the implicit-function gradient. ``rows(w, graph)`` gives F (K, R): on the bases'
@@ -215,6 +215,10 @@ def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, di
     solver and the Hessian on its device with ``fun``, the detached rows of its experts (index
     tensor ``experts``), and sends w and H back; the gradient G needs the network's graph and is
     formed where it lives. Without ``parts`` all experts are one batch.
+
+    ``world`` (:class:`pdeml.distributed.World`): ``parts`` then hold this rank's experts only;
+    the solved weights, Hessians and convergence of all experts are summed over the ranks (each
+    expert is solved on exactly one), so every rank forms the same gradient step.
 
     At the minimizer :math:`G = \nabla_w \tfrac12\|F\|^2 = 0`, so
     :math:`dw/d\theta = -H^{-1}\partial G/\partial\theta`; the returned
@@ -236,6 +240,8 @@ def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, di
         info["gradient"][idx], info["converged"][idx] = got["gradient"].to(w0.device), got["converged"].to(w0.device)
         if differentiable:
             H[idx] = _block_hessian(fun, wp).to(w0.device)               # (K_part, N, N)
+    if world is not None and world.active:
+        w, H, info = _gather_experts(parts, w, H, info, world)
     if not differentiable:
         return w, info
     wr = w.detach().requires_grad_(True)
@@ -244,6 +250,21 @@ def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, di
     # where the solver did not reach a stationary point the theorem does not hold (and H may be
     # indefinite): those rows keep w* and pass no gradient, rather than a wrong one
     return torch.where(info["converged"][:, None], ift, w.detach()), info
+
+
+def _gather_experts(parts, w, H, info, world):
+    """Every rank's solved experts into every rank's (K, ...) arrays: zeros elsewhere, summed."""
+    from pdeml.distributed import all_gather_object, all_sum
+    mine = torch.zeros(len(w), dtype=torch.bool, device=w.device)
+    for idx, _, _ in parts:
+        mine[slice(None) if idx is None else idx] = True
+    keep = lambda t: torch.where(mine.view(-1, *[1] * (t.ndim - 1)), t, torch.zeros_like(t))   # noqa: E731
+    w = all_sum(keep(w), world)
+    H = None if H is None else all_sum(keep(H), world)
+    info = {"iterations": max(all_gather_object(info["iterations"], world)),
+            "gradient": all_sum(keep(info["gradient"]), world),
+            "converged": all_sum(keep(info["converged"].to(w.dtype)), world) > 0.5}
+    return w, H, info
 
 
 def jacobian_rows(fun, w: torch.Tensor) -> torch.Tensor:
@@ -500,12 +521,20 @@ class HardConstraintBackend(AbstractTrainable):
         parts.append(self.method.ridge * w)
         return torch.cat(parts, 1)
 
-    def solve(self, batch: dict, differentiable: bool = True):
+    def distribute(self, world) -> None:
+        """Spread the experts' solves over the ranks of ``world`` (``fit`` calls it): rank r solves
+        experts r, r + size, ... and the ranks exchange the results (training solves only; the
+        evaluation solve of :meth:`current_omega` stays whole on each rank)."""
+        self._world = world
+
+    def solve(self, batch: dict, differentiable: bool = True, spread: bool = False):
         """The constraint's weights (K, N) on a batch: LM on detached bases, then the IFT step
-        (differentiable in the network's parameters when ``differentiable`` and grad mode is on)."""
+        (differentiable in the network's parameters when ``differentiable`` and grad mode is on).
+        ``spread``: each rank of a distributed run solves its share of the experts."""
         differentiable = differentiable and torch.is_grad_enabled()
+        world = getattr(self, "_world", None) if spread else None
         with torch.enable_grad():                    # the solver's Jacobians need autograd even in no_grad
-            return self._solve(batch, differentiable)
+            return self._solve(batch, differentiable, world if world is not None and world.active else None)
 
     def _constraint_bases(self, batch):
         """The constraint points, their bases and each condition's ``(condition, points, bases,
@@ -526,26 +555,32 @@ class HardConstraintBackend(AbstractTrainable):
             xc, bc, conds = make()
         return xc, bc, conds
 
-    def _solve(self, batch, differentiable):
+    def _solve(self, batch, differentiable, world=None):
         xc, bc, conds = self._constraint_bases(batch)
         self._rows(self.omega, xc, bc, conds)                # fill the bases' columns (with the graph)
         flat = (bc.detached(), [(c, xb, b.detached(), d) for c, xb, b, d in conds])
         w, self.last = constrained_weights(
             lambda w, graph: self._rows(w, xc, bc, conds) if graph else self._rows(w, xc, flat[0], flat[1]),
             self.omega.clone(), tol=self.method.tol, max_iter=self.method.max_iter, differentiable=differentiable,
-            parts=self._parts(xc, *flat))
+            parts=self._parts(xc, *flat, world=world), world=world)
         self.omega.copy_(w.detach())
         return w
 
-    def _parts(self, xc, bc: _Basis, conds: list):
+    def _parts(self, xc, bc: _Basis, conds: list, world=None):
         """With ``devices``: expert k solves on device ``devices[k % len(devices)]``, from a copy
-        of its own constraint rows' detached columns and of the shared condition rows."""
+        of its own constraint rows' detached columns and of the shared condition rows. With a
+        distributed ``world``: only this rank's experts (k = rank mod size), on its device, or
+        spread over ``devices`` in turn."""
         devices = self.method.devices
-        if not devices:
+        if not devices and world is None:
             return None
+        ranked = torch.arange(self.K, device=xc.device)
+        if world is not None:
+            ranked = ranked[world.rank::world.size]
+        devices = devices or [xc.device]
         m, out = len(xc) // self.K, []
         for g, dev in enumerate(devices):
-            experts = torch.arange(g, self.K, len(devices), device=xc.device)
+            experts = ranked[g::len(devices)]
             if not len(experts):
                 continue
             rows = (experts[:, None] * m + torch.arange(m, device=xc.device)).reshape(-1)
@@ -557,7 +592,7 @@ class HardConstraintBackend(AbstractTrainable):
         return out
 
     def losses(self, batch, residuals=None):
-        w = self.solve(batch)
+        w = self.solve(batch, spread=True)
         x = batch["domain"]["x"]
         if "pde" not in self._taught:                        # as in _constraint_bases
             self._pde(x.double(), self._field(x, self._basis(x, "pde"), w[self.expert_of(x)]))

@@ -190,3 +190,24 @@ def test_dcdm_training_splits_each_batch_of_right_hand_sides(tmp_path):
     one, two = (json.loads((tmp_path / d / "train.json").read_text()) for d in ("one", "two"))
     assert two["world_size"] == 2 and (tmp_path / "two" / "dcdm.pt").exists()
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+
+
+def test_a_rank_solves_only_its_experts():
+    """PI-HC-MoE on several ranks: rank r takes experts r, r + size, ... (spread over its own
+    devices in turn); the weights of the others come from their ranks (the 2-rank run above)."""
+    import numpy as np
+
+    from pdeml.run import apply_overrides, build, load_case
+    from pdeml.sampling import to_torch
+    case, _ = load_case("fisher_kpp_1d")
+    backend = build(apply_overrides(case, {"constraint": "moe:4"}), seed=0, device="cpu")
+    batch = to_torch(backend.batches(None, np.random.default_rng(0)).current(), backend.dtype, backend.device)
+    xc, bc, conds = backend._constraint_bases(batch)
+    backend._rows(backend.omega, xc, bc, conds)                               # the bases' columns, as _solve
+    flat = (bc.detached(), [(c, xb, b.detached(), d) for c, xb, b, d in conds])
+    assert backend._parts(xc, *flat) is None                                  # one process, one device
+    parts = backend._parts(xc, *flat, world=World(rank=1, size=2))
+    assert [p[0].tolist() for p in parts] == [[1, 3]]
+    w = backend.omega.clone()
+    assert parts[0][2](w[parts[0][0]]).shape[0] == 2                          # its rows only
+    assert [p[0].tolist() for p in backend._parts(xc, *flat, world=World(rank=0, size=3))] == [[0, 3]]
