@@ -191,6 +191,19 @@ def all_gather_rows(t: torch.Tensor, world: World) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def split_predict(backend, x, world: World):
+    """``backend.predict(x)`` with the rows of ``x`` split over the ranks and the predictions
+    gathered on every rank, in order: the evaluation during training, once instead of on every
+    rank. One process: ``backend.predict(x)``."""
+    if not world.active:
+        return backend.predict(x)
+    import numpy as np
+    parts = np.array_split(np.arange(len(x)), world.size)
+    mine = backend.predict(x[parts[world.rank]]) if len(parts[world.rank]) else None
+    got = [p for p in all_gather_object(mine, world) if p is not None]
+    return np.concatenate(got)
+
+
 # ------------------------------------------------------------------------------------ sharding
 def shard_rows(n: int, world: World) -> slice | None:
     """The rows of an n-row array that ``world.rank`` trains on: a contiguous block of n/size, or
@@ -253,5 +266,6 @@ class Sharded:
         self._cache = {}
 
 
-__all__ = ["World", "Sharded", "start", "stop", "all_mean_", "all_sum", "all_gather_object", "broadcast_", "any_rank", "all_gather_rows",
+__all__ = ["World", "Sharded", "start", "stop", "all_mean_", "all_sum", "all_gather_object", "broadcast_",
+           "split_predict", "any_rank", "all_gather_rows",
            "shard_rows"]

@@ -22,7 +22,7 @@ from . import checkpoint as ckpt
 from ._validate import fail, finite_scalar, positive_int
 from .backend import AbstractTrainable
 from .callbacks import AbstractCallback
-from .distributed import Sharded, World, broadcast_
+from .distributed import Sharded, World, broadcast_, split_predict
 from .sampling import to_torch
 from .steppers import AbstractStepper, NonFinite
 
@@ -242,7 +242,7 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
                 row = {"step": state.step, "phase": run.name, "loss": float(out.total), **state.losses,
                        "lr": out.lr, "wall_time_s": round(state.wall_time_s, 4)}
                 row.update({f"param_{k}": v for k, v in backend.parameter_values().items()})
-                row["l2_relative_error"] = (relative_l2(backend.predict(truth_t[0]), truth_t[1])
+                row["l2_relative_error"] = (relative_l2(split_predict(backend, truth_t[0], world), truth_t[1])
                                             if truth_t is not None else None)
                 state.history.append(row)
                 for cb in callbacks:
@@ -261,7 +261,7 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
     save()
     err = _last_error(state.history)
     if truth_t is not None and (not state.history or state.history[-1]["step"] != state.step):
-        err = relative_l2(backend.predict(truth_t[0]), truth_t[1])
+        err = relative_l2(split_predict(backend, truth_t[0], world), truth_t[1])
     return FitResult(steps=state.step, status=state.status, losses=state.losses,
                      history=state.history, wall_time_s=state.wall_time_s, l2_relative_error=err)
 
