@@ -102,7 +102,7 @@ class EquiNONet(nn.Module):
         self.norm = norm
         fe = rve._fe
         S = len(snaps["strain"])
-        phi_u, self.sv_u = pod(snaps["u"].T, modes)
+        phi_u, _ = pod(snaps["u"].T, modes)
         sig_flat = voigt(snaps["stress_qp"]).reshape(S, -1)                     # (S, E*Q*3)
         phi_s, self.sv_s = pod(sig_flat.T, modes)
         shape = snaps["stress_qp"].shape[1:3]                                   # (E, Q)
@@ -120,9 +120,9 @@ class EquiNONet(nn.Module):
         self.register_buffer("inclusion", torch.as_tensor(fe.phase))
         self.laws = (rve.matrix, rve.inclusion)
         self.register_buffer("dx", torch.as_tensor(dx, **f64))
-        kappa, two_g = (np.where(fe.phase, a, b) for a, b in zip(*(small_strain_moduli(law)
-                                                                   for law in (rve.inclusion, rve.matrix))))
-        self.register_buffer("compliance", torch.as_tensor(np.stack([1 / kappa, 1 / two_g]), **f64))   # (2, E)
+        moduli = np.where(fe.phase, np.array(small_strain_moduli(rve.inclusion))[:, None],
+                          np.array(small_strain_moduli(rve.matrix))[:, None])                 # (κ₀, 2G₀) x E
+        self.register_buffer("compliance", torch.as_tensor(1 / moduli, **f64))
 
     def displacement_coefficients(self, strain: torch.Tensor) -> torch.Tensor:
         """a (B, r) at Voigt macro strains (B, 3)."""
@@ -228,7 +228,7 @@ class WeakFormNet(EquiNONet):
     competitor, VPIONet-like): one branch ε̄ -> a, the displacement coefficients, and the loss
     the discrete weak equilibrium of the constitutive stress,
 
-    .. math:: \mathcal L = rac{1}{N}\Big\|P^	op\!\int B^	op\sigmaig(ararepsilon + 	extstyle\sum_i a_i\phi_{arepsilon,i}ig)\Big\|^2 \Big/ s^2,
+    .. math:: \mathcal L = \frac{1}{N}\Big\|P^\top\!\int B^\top\sigma\big(\bar\varepsilon + \textstyle\sum_i a_i\phi_{\varepsilon,i}\big)\Big\|^2 \Big/ s^2,
 
     (s: the snapshots' mean |σ̄|, so the loss is of order one), minimized without data as
     EquiNO's. Equilibrium is now only as good as the training; σ̄ = ⟨σ_c⟩ needs the whole field,
@@ -243,9 +243,6 @@ class WeakFormNet(EquiNONet):
         self.register_buffer("G", torch.sparse_coo_tensor(np.stack([G.row, G.col]), G.data, G.shape,
                                                           dtype=torch.float64).coalesce(), persistent=False)
         self.scale = float(np.abs(snaps["stress"]).mean())
-
-    def coefficients(self, strain):
-        return self.displacement_coefficients(strain), None
 
     def weak_residual(self, sig: torch.Tensor) -> torch.Tensor:
         """Pᵀ∫Bᵀσ (B, N_r) for stresses (B, E, Q, 2, 2) at the Gauss points."""

@@ -8,14 +8,14 @@ every collective is then the identity: a one-process run does exactly what it di
 
 What is sharded and what is reduced (the collectives below):
 
-- collocation points: each rank trains on its own share of the global batch (the samplers'
-  :meth:`~pdeml.sampling.AbstractSampler.shard`);
+- collocation points: every rank draws the same global batch and trains on its block of rows
+  (:class:`Sharded`);
 - gradients: every loss term's gradient is averaged over the ranks *before* the combiner, so
   ConFIG or PCGrad see the global per-term gradients, exactly as one process with the global
   batch would (plain DDP wrapping would not cover the second-order autograd of PDE residuals
   nor the jet pass);
 - L-BFGS: the closure's loss and gradient are averaged, so every rank takes the same
-  line-search steps; ENGD: the Gram matrix and the right-hand side are summed;
+  line-search steps; ENGD: the normal equations JᵀJ and Jᵀr are averaged;
 - the NaN check: any rank's non-finite step stops every rank, in the same step.
 
 Example:
@@ -82,13 +82,11 @@ class World:
                    restart=get("TORCHELASTIC_RESTART_COUNT", 0), rendezvous=store)
 
 
-def start(world: World, device: torch.device, timeout_s: float = 300.0, init_method: str | None = None) -> torch.device:
+def start(world: World, device: torch.device, timeout_s: float = 300.0) -> torch.device:
     """Join the process group of ``world`` (NCCL on CUDA, gloo on the CPU) and return the
     device this rank trains on (``cuda:local_rank`` for a CUDA job). One process: nothing to
     join, ``device`` as given. The rendezvous (``MASTER_ADDR``/``MASTER_PORT``) is torchrun's.
-    A rank that does not answer within ``timeout_s`` ends the job with an error, not a hang.
-    ``init_method`` (e.g. ``"tcp://127.0.0.1:29500"``) replaces torchrun's environment
-    rendezvous; the tests spawn their ranks with it."""
+    A rank that does not answer within ``timeout_s`` ends the job with an error, not a hang."""
     if not world.active:
         return device
     import torch.distributed as dist
@@ -97,8 +95,8 @@ def start(world: World, device: torch.device, timeout_s: float = 300.0, init_met
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         timeout = datetime.timedelta(seconds=timeout_s)
-        kwargs = {"init_method": init_method}
-        if init_method is None and world.rendezvous is not None:
+        kwargs = {}
+        if world.rendezvous is not None:
             # the job's store, under a prefix per restart: after an elastic restart the store
             # still holds the dead round's addresses, and gloo would dial them (and hang)
             host, port, agent = world.rendezvous
@@ -168,17 +166,6 @@ def all_gather_object(obj, world: World) -> list:
     out = [None] * world.size
     dist.all_gather_object(out, obj)
     return out
-
-
-def any_rank(flag: bool, world: World, device=None) -> bool:
-    """True on every rank when ``flag`` is true on any: a decision all ranks take together
-    (the NaN check, an early stop)."""
-    if not world.active:
-        return bool(flag)
-    import torch.distributed as dist
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def all_gather_rows(t: torch.Tensor, world: World) -> torch.Tensor:
@@ -267,5 +254,4 @@ class Sharded:
 
 
 __all__ = ["World", "Sharded", "start", "stop", "all_mean_", "all_sum", "all_gather_object", "broadcast_",
-           "split_predict", "any_rank", "all_gather_rows",
-           "shard_rows"]
+           "split_predict", "all_gather_rows", "shard_rows"]
