@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .distributed import World
+
 
 class AbstractMethod(abc.ABC):
     """Settings of one way to solve a problem; holds no run state."""
@@ -31,6 +33,14 @@ class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
     """A built solver for one problem: ``problem``, ``predict``, ``exports``."""
 
     problem = None
+    #: the processes of a distributed run (:meth:`distribute`); one process by default
+    world: World = World()
+
+    def distribute(self, world: World) -> None:
+        """Told the ranks of a distributed run (``fit`` and ``pdeml solve`` call it). Backends that
+        split work of their own over the ranks read ``self.world``: a hard constraint's experts,
+        walk-on-spheres' walks. The batches are split by ``fit`` whatever the backend."""
+        self.world = world
 
     @abc.abstractmethod
     def predict(self, x) -> np.ndarray:
@@ -75,11 +85,6 @@ class AbstractTrainable(AbstractBackend):
     #: batch terms every rank of a distributed run needs whole (a joint solve over all their rows,
     #: such as a hard constraint's): never split over the ranks (:class:`pdeml.distributed.Sharded`)
     whole_terms: tuple = ()
-
-    def distribute(self, world) -> None:
-        """Told by ``fit`` the ranks of a distributed run (:class:`pdeml.distributed.World`), for
-        backends that split work of their own over them (a hard constraint's experts). Default:
-        nothing to split."""
 
     @property
     @abc.abstractmethod

@@ -64,7 +64,8 @@ class Sum(AbstractCombiner):
     def backward(self, losses, params):
         total = self.total(losses)
         total.backward()
-        all_mean_([p.grad for p in params if p.grad is not None], self.world)
+        if self.world.active:
+            all_mean_([p.grad for p in params if p.grad is not None], self.world)
         return total
 
     def __repr__(self):

@@ -20,10 +20,12 @@ What is sharded and what is reduced (the collectives below):
 
 Example:
     >>> world = World.from_env(os.environ)       # at the CLI edge only
-    >>> start(world, device)                      # joins the process group (no-op for one)
+    >>> with joined(world, device) as device:     # the process group (nothing to join for one)
+    ...     fit(backend, phases, world=world)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 from collections.abc import Mapping
@@ -113,6 +115,17 @@ def stop(world: World) -> None:
         import torch.distributed as dist
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def joined(world: World, device: torch.device, timeout_s: float = 300.0):
+    """:func:`start` on entry (yielding this rank's device) and :func:`stop` on the way out, also
+    when the body raises: ``with joined(world, device) as device: ...``."""
+    device = start(world, device, timeout_s)
+    try:
+        yield device
+    finally:
+        stop(world)
 
 
 def all_mean_(tensors: list[torch.Tensor], world: World) -> None:
@@ -253,5 +266,5 @@ class Sharded:
         self._cache = {}
 
 
-__all__ = ["World", "Sharded", "start", "stop", "all_mean_", "all_sum", "all_gather_object", "broadcast_",
+__all__ = ["World", "Sharded", "start", "stop", "joined", "all_mean_", "all_sum", "all_gather_object", "broadcast_",
            "split_predict", "all_gather_rows", "shard_rows"]

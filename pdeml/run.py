@@ -23,7 +23,7 @@ from ._validate import fail
 from .callbacks import HistoryCSV, ProgressBar
 from .combine import MConFIG, make_combiner
 from .device import resolve_device
-from .distributed import World, start, stop
+from .distributed import World, joined
 from .fit import DivergenceError, fit
 from .optim import Adam, make_optimizer
 from .problem import Case
@@ -251,16 +251,6 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
     rank 0 alone writes the run directory, prints progress and exports.
     """
     world = world if world is not None else World()
-    try:
-        return _train_case(case, out, seed=seed, device=device, resume=resume, progress=progress, export=export,
-                           callbacks=callbacks, options=options, snapshots=snapshots, threads=threads, world=world,
-                           overrides=overrides)
-    finally:
-        stop(world)
-
-
-def _train_case(case, out, *, seed, device, resume, progress, export, callbacks, options, snapshots, threads,
-                world, overrides) -> dict:
     source = None
     options = dict(options or {})
     if snapshots is not None and (isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 0):
@@ -273,8 +263,8 @@ def _train_case(case, out, *, seed, device, resume, progress, export, callbacks,
         fail("options", options, "apply to case files and names only", "call make(...) yourself")
     case = apply_overrides(case, overrides)
     out = rundir.prepare(out) if world.main else Path(out)
-    with rundir.lock(out) if world.main else contextlib.nullcontext():
-        backend = build(case, seed=seed, device=start(world, resolve_device(device)))
+    with joined(world, resolve_device(device)) as dev, rundir.lock(out) if world.main else contextlib.nullcontext():
+        backend = build(case, seed=seed, device=dev)
         dev = backend.device
         import operators
         import solvers

@@ -65,7 +65,9 @@ def global_losses(losses: dict, world: World) -> dict:
     """The per-term losses (detached) averaged over the ranks: the global batch's means (each
     rank's term is the mean over its equal share). A NaN on any rank reaches every rank, so the
     NaN check that follows stops them all in the same step."""
-    out = {n: v.detach().clone() for n, v in losses.items()}
+    if not world.active:
+        return {n: v.detach() for n, v in losses.items()}
+    out = {n: v.detach().clone() for n, v in losses.items()}    # averaged in place: not the graph's
     all_mean_(list(out.values()), world)
     return out
 

@@ -521,20 +521,15 @@ class HardConstraintBackend(AbstractTrainable):
         parts.append(self.method.ridge * w)
         return torch.cat(parts, 1)
 
-    def distribute(self, world) -> None:
-        """Spread the experts' solves over the ranks of ``world`` (``fit`` calls it): rank r solves
-        experts r, r + size, ... and the ranks exchange the results (training solves only; the
-        evaluation solve of :meth:`current_omega` stays whole on each rank)."""
-        self._world = world
-
     def solve(self, batch: dict, differentiable: bool = True, spread: bool = False):
         """The constraint's weights (K, N) on a batch: LM on detached bases, then the IFT step
         (differentiable in the network's parameters when ``differentiable`` and grad mode is on).
-        ``spread``: each rank of a distributed run solves its share of the experts."""
+        ``spread``: each rank of a distributed run (``self.world``) solves experts rank,
+        rank + size, ... and the ranks exchange the results (training solves; the evaluation
+        solve of :meth:`current_omega` stays whole on each rank, since rank 0 alone exports)."""
         differentiable = differentiable and torch.is_grad_enabled()
-        world = getattr(self, "_world", None) if spread else None
         with torch.enable_grad():                    # the solver's Jacobians need autograd even in no_grad
-            return self._solve(batch, differentiable, world if world is not None and world.active else None)
+            return self._solve(batch, differentiable, self.world if spread and self.world.active else None)
 
     def _constraint_bases(self, batch):
         """The constraint points, their bases and each condition's ``(condition, points, bases,

@@ -38,7 +38,6 @@ import torch
 from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractBackend, AbstractMethod
 from pdeml.conditions import Dirichlet, _eval
-from pdeml.distributed import World
 
 
 def _unit_directions(n: int, d: int, gen, dtype) -> torch.Tensor:
@@ -236,8 +235,6 @@ class WoSBackend(AbstractBackend):
         self.register_buffer("_anchor", torch.zeros((), dtype=dtype, device=device))
         self._cache = None
         self.kernel = self._choose_kernel(method.kernel, torch.device(device))
-        #: the processes the walks are split over (``pdeml solve`` under torchrun sets it)
-        self.world = World()
 
     def _choose_kernel(self, wanted: str, device: torch.device) -> str:
         from . import _wos_numba as nk

@@ -28,78 +28,62 @@ def solve_case(case, out, *, walks: int = 1024, epsilon: float = 1e-3, points: i
                seed: int = 0, device="auto", export: bool = True, world=None) -> dict:
     """Walk-on-spheres on ``case`` (object, path or name); returns the metrics it writes.
     ``world`` (:class:`pdeml.distributed.World`): under torchrun each rank runs its share of
-    every point's walks and the means and standard errors are reduced; rank 0 writes."""
-    from pdeml.distributed import World, stop
-    world = world if world is not None else World()
-    try:
-        return _solve_case(case, out, walks=walks, epsilon=epsilon, points=points, resolution=resolution, seed=seed,
-                           device=device, export=export, world=world)
-    finally:
-        stop(world)
-
-
-def _solve_case(case, out, *, walks, epsilon, points, resolution, seed, device, export, world) -> dict:
+    every point's walks and the means and standard errors are reduced; rank 0 writes the run
+    directory, the other ranks walk as well and write into a throwaway one."""
     import contextlib
     import tempfile
+
+    import torch
 
     from pdeml import rundir
     from pdeml._validate import positive_int
     from pdeml.device import resolve_device
-    from pdeml.distributed import start
-    from pdeml.run import load_case
+    from pdeml.distributed import World, joined
+    from pdeml.run import export_backend, load_case
 
     from .wos import WalkOnSpheres
+    world = world if world is not None else World()
     points, resolution = positive_int("--points", points), positive_int("--resolution", resolution)
     source = None
     if isinstance(case, str):
         case, source = load_case(case, {})
     method = WalkOnSpheres(walks=walks, epsilon=epsilon)
-    # rank 0 writes the run directory; the others walk as well and write into a throwaway one
-    scratch = contextlib.nullcontext() if world.main else tempfile.TemporaryDirectory()
-    with scratch as tmp:
-        return _solve(case, source, method, rundir.prepare(out) if world.main else Path(tmp), walks=walks,
-                      epsilon=epsilon, points=points, resolution=resolution, seed=seed,
-                      device=start(world, resolve_device(device)), export=export, world=world)
-
-
-def _solve(case, source, method, out, *, walks, epsilon, points, resolution, seed, device, export, world) -> dict:
-    import torch
-
-    from pdeml import rundir
-    from pdeml.run import export_backend
-    with rundir.lock(out):
-        backend = method.build(case.problem, seed=seed, dtype=torch.float64, device=device)
-        backend.world = world
-        info = {"source": source, "method": "wos", "seed": seed, "device": str(backend.device),
-                "walks": walks, "epsilon": epsilon, "resolved": backend.resolved()}
-        if world.active:
-            info["world_size"] = world.size
-        (out / "run.json").write_text(json.dumps(info, indent=2))
-        rng = np.random.default_rng(seed + 12345)
-        truth = case.problem.truth(points, rng)
-        metrics = {"method": "wos", "walks": walks, "device": str(backend.device), "seed": seed,
-                   **({"world_size": world.size} if world.active else {})}
-        if truth is not None:
-            x, v = truth
-            if len(x) > points:
-                keep = np.sort(rng.choice(len(x), size=points, replace=False))
-                x, v = x[keep], v[keep]
-            t = time.perf_counter()
-            est = backend.estimate(x)
-            wall = time.perf_counter() - t
-            v = np.asarray(v, dtype=float)[:, 0]
-            metrics.update({
-                "l2_relative_error": float(np.linalg.norm(est["mean"] - v) / np.linalg.norm(v)),
-                "std_error_mean": float(est["std_error"].mean()),
-                "within_4_std_errors": float(np.mean(np.abs(est["mean"] - v) <= 4 * est["std_error"])),
-                "points": len(x), "wall_time_s": round(wall, 3),
-                "walks_per_second": round(len(x) * walks / wall, 1), "steps_per_walk": round(est["steps"], 2),
-                "unfinished_walks": est["unfinished"]})
-        rundir.write_json(out / "metrics.json", metrics)
-        if export:
-            metrics["files"] = [str(p.relative_to(out)) for p in rundir.guard_disk(
-                out, lambda: export_backend(backend, out, resolution))]
+    scratch = contextlib.nullcontext(out) if world.main else tempfile.TemporaryDirectory()
+    with joined(world, resolve_device(device)) as dev, scratch as where:
+        out = rundir.prepare(where)
+        with rundir.lock(out):
+            backend = method.build(case.problem, seed=seed, dtype=torch.float64, device=dev)
+            backend.distribute(world)
+            info = {"source": source, "method": "wos", "seed": seed, "device": str(backend.device),
+                    "walks": walks, "epsilon": epsilon, "resolved": backend.resolved()}
+            if world.active:
+                info["world_size"] = world.size
+            (out / "run.json").write_text(json.dumps(info, indent=2))
+            rng = np.random.default_rng(seed + 12345)
+            truth = case.problem.truth(points, rng)
+            metrics = {"method": "wos", "walks": walks, "device": str(backend.device), "seed": seed,
+                       **({"world_size": world.size} if world.active else {})}
+            if truth is not None:
+                x, v = truth
+                if len(x) > points:
+                    keep = np.sort(rng.choice(len(x), size=points, replace=False))
+                    x, v = x[keep], v[keep]
+                t = time.perf_counter()
+                est = backend.estimate(x)
+                wall = time.perf_counter() - t
+                v = np.asarray(v, dtype=float)[:, 0]
+                metrics.update({
+                    "l2_relative_error": float(np.linalg.norm(est["mean"] - v) / np.linalg.norm(v)),
+                    "std_error_mean": float(est["std_error"].mean()),
+                    "within_4_std_errors": float(np.mean(np.abs(est["mean"] - v) <= 4 * est["std_error"])),
+                    "points": len(x), "wall_time_s": round(wall, 3),
+                    "walks_per_second": round(len(x) * walks / wall, 1), "steps_per_walk": round(est["steps"], 2),
+                    "unfinished_walks": est["unfinished"]})
             rundir.write_json(out / "metrics.json", metrics)
+            if export:
+                metrics["files"] = [str(p.relative_to(out)) for p in rundir.guard_disk(
+                    out, lambda: export_backend(backend, out, resolution))]
+                rundir.write_json(out / "metrics.json", metrics)
     return metrics
 
 

@@ -8,7 +8,7 @@ each scenario's per-step losses to OUT.json. ``run(name, World())`` is what the 
 one process, for the reference. The "resume" scenario checkpoints every 2 steps next to OUT:
 ``--die-at K`` makes rank 1 exit abruptly at step K (a killed rank), ``--resume-only`` resumes
 from the checkpoint, and ``--die-once-at K`` resumes (from nothing, at first) and kills rank 1
-at step K on torchrun's first attempt only (``TORCHELASTIC_RESTART_COUNT`` = 0): an elastic
+at step K on torchrun's first attempt only (``World.restart`` = 0): an elastic
 restart then finishes the run.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import pdeml as pl  # noqa: E402
-from pdeml.distributed import World, start, stop  # noqa: E402
+from pdeml.distributed import World, joined  # noqa: E402
 
 D64 = torch.float64
 
@@ -97,12 +97,11 @@ def main():
     def opt(flag):
         return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else None
     die_at = opt("--die-at")
-    if opt("--die-once-at") is not None and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
-        die_at = opt("--die-once-at")
     world = World.from_env(os.environ)
-    start(world, torch.device("cpu"))
+    if opt("--die-once-at") is not None and world.restart == 0:        # torchrun's first attempt
+        die_at = opt("--die-once-at")
     torch.set_num_threads(1)
-    try:
+    with joined(world, torch.device("cpu")):
         if any(f in sys.argv for f in ("--die-at", "--resume-only", "--die-once-at")):
             cbs = [DieAt(int(die_at))] if die_at is not None and world.rank == 1 else []
             result = {"resume": run("resume", world, checkpoint=out.with_suffix(".pt"),
@@ -112,9 +111,6 @@ def main():
             result = {name: run(name, world) for name in names}
         if world.main:
             out.write_text(json.dumps({"world_size": world.size, "losses": result}))
-    finally:
-        stop(world)
-
 
 if __name__ == "__main__":
     main()

@@ -115,15 +115,13 @@ def main(args) -> int:
     if args.dcdm_command == "train":
         import os
 
-        from pdeml.distributed import World, start, stop
+        from pdeml.distributed import World, joined
         world = World.from_env(os.environ)      # torchrun's RANK/WORLD_SIZE: read here, nowhere else
         out = Path(args.out or "runs/dcdm")
-        try:
+        with joined(world, dev) as dev:
             _, info = solver.train(_operator(args), epochs=args.epochs, count=args.count, seed=args.seed,
-                                   device=start(world, dev), ritz=args.ritz, smooth=args.smooth,
+                                   device=dev, ritz=args.ritz, smooth=args.smooth,
                                    checkpoint=out / "dcdm.pt", progress=not args.no_progress, world=world)
-        finally:
-            stop(world)
         if world.main:
             if world.active:
                 info["world_size"] = world.size
