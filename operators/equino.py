@@ -461,7 +461,7 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         ``plate.vtu``, the macroscopic plate solved with EquiNO (:meth:`export_plate`)."""
         from pathlib import Path
 
-        from solvers.rve import write_rve
+        from solvers.rve import cell_average, write_rve
         t = self.test_set()
         k = 0 if sample is None else sample
         if not 0 <= k < len(t["strain"]):
@@ -472,8 +472,7 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
             eps, sig_c, sig_eq = (v[0].cpu().numpy() for v in self.net.fields(e))
         rve = self.problem.rve
         truth = rve.solve(t["strain"][k])
-        w = rve._fe.basis.dx / rve._fe.basis.dx.sum(1, keepdims=True)
-        cell = lambda q: voigt(np.einsum("eqij,eq->eij", q, w))                   # noqa: E731
+        cell = lambda q: voigt(cell_average(rve._fe.basis, q))                   # noqa: E731
         result = {"u": (self.net.phi_u @ a[0]).cpu().numpy(), "stress_qp": sig_eq, "strain_qp": eps,
                   "macro_strain": t["strain"][k]}
         files = [write_rve(rve, result, Path(out) / f"rve_{k:03d}.vtu",

@@ -46,7 +46,7 @@ import scipy.sparse.linalg as spla
 
 from pdeml._validate import fail, finite_scalar, positive_int
 
-from .rve import RVE, from_voigt_strain, stress_and_tangent, voigt
+from .rve import RVE, cell_average, from_voigt_strain, stress_and_tangent, voigt, von_mises
 
 
 def plate_mesh(m: int, k: int, length: float = 1.0, radius: float = 0.3, grading: float = 1.5):
@@ -229,26 +229,18 @@ class Plate:
 
     def cell_average(self, q: np.ndarray) -> np.ndarray:
         """A Gauss-point field (E, Q, ...) averaged over each element."""
-        w = self.basis.dx / self.basis.dx.sum(1, keepdims=True)
-        return np.einsum("eq...,eq->e...", q, w)
+        return cell_average(self.basis, q)
 
     def write(self, result: dict, path, extra_cells: dict | None = None) -> Path:
         """The macro solution as ``.vtu``: point data ``displacement``; cell data (averaged over each
         element's Gauss points) ``stress`` σ̄ and ``strain`` ε̄ (Voigt xx, yy, xy; engineering
         shear), ``von_mises`` (in-plane) and any ``extra_cells`` (name -> (E, ...))."""
-        import meshio
-        basis = self.basis
-        pts = self.mesh.p.T
-        sig, eps = self.cell_average(result["stress_qp"]), self.cell_average(result["strain_qp"])
-        vm = np.sqrt(sig[:, 0] ** 2 - sig[:, 0] * sig[:, 1] + sig[:, 1] ** 2 + 3 * sig[:, 2] ** 2)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meshio.write(path, meshio.Mesh(
-            np.hstack([pts, np.zeros((len(pts), 1))]), [("quad", self.mesh.t.T)],
-            point_data={"displacement": result["u"][basis.nodal_dofs].T},
-            cell_data={"stress": [sig], "strain": [eps], "von_mises": [vm],
-                       **{k: [np.asarray(v)] for k, v in (extra_cells or {}).items()}}))
-        return path
+        from pdeml.export.vtk import write_mesh
+        sig = self.cell_average(result["stress_qp"])
+        return write_mesh(path, self.mesh.p.T, "quad", self.mesh.t.T,
+                          {"displacement": result["u"][self.basis.nodal_dofs].T},
+                          {"stress": sig, "strain": self.cell_average(result["strain_qp"]), "von_mises": von_mises(sig),
+                           **(extra_cells or {})})
 
 
 def outside_box(strain_qp: np.ndarray, box: float) -> float:

@@ -214,6 +214,18 @@ class RVE:
         return self._fe.newton(from_voigt_strain(strain), u0, tangent)
 
 
+def cell_average(basis, q: np.ndarray) -> np.ndarray:
+    """A quadrature-point field (E, Q, ...) averaged over each element of ``basis`` (with the
+    Gauss weights)."""
+    w = basis.dx / basis.dx.sum(1, keepdims=True)
+    return np.einsum("eq...,eq->e...", q, w)
+
+
+def von_mises(s: np.ndarray) -> np.ndarray:
+    """The in-plane von Mises stress of Voigt stresses (..., 3) (xx, yy, xy)."""
+    return np.sqrt(s[..., 0] ** 2 - s[..., 0] * s[..., 1] + s[..., 1] ** 2 + 3 * s[..., 2] ** 2)
+
+
 def write_rve(rve: RVE, result: dict, path, extra_cells: dict | None = None) -> Path:
     """The RVE fields of one solve as ``.vtu`` on the mesh's quadrilaterals (corner nodes): point
     data ``displacement`` (ε̄x + ũ) and ``fluctuation`` (ũ), and ``equilibrium_residual`` (the
@@ -221,28 +233,20 @@ def write_rve(rve: RVE, result: dict, path, extra_cells: dict | None = None) -> 
     over each element's Gauss points, ``stress`` and ``strain`` (Voigt xx, yy, xy; strain with
     engineering shear), ``von_mises`` (in-plane), ``phase`` (1: inclusion) and any
     ``extra_cells`` (name -> (E, ...) arrays)."""
-    import meshio
+    from pdeml.export.vtk import write_mesh
     fe = rve._fe
     mesh, basis = fe.mesh, fe.basis
-    u = result["u"]
     e_bar = from_voigt_strain(result["macro_strain"])
     node_dofs = basis.nodal_dofs                                                  # (2, nodes)
     pts = mesh.p.T
-    fluct = u[node_dofs].T
+    fluct = result["u"][node_dofs].T
     resid = (fe.P @ (fe.P.T @ fe.internal_force(result["stress_qp"])))[node_dofs].T
-    w = basis.dx / basis.dx.sum(1, keepdims=True)                                 # Gauss weights per element
-    sig = np.einsum("eqij,eq->eij", result["stress_qp"], w)
-    eps = np.einsum("eqij,eq->eij", result["strain_qp"], w)
-    vm = np.sqrt(sig[:, 0, 0] ** 2 - sig[:, 0, 0] * sig[:, 1, 1] + sig[:, 1, 1] ** 2 + 3 * sig[:, 0, 1] ** 2)
-    eng = voigt(eps) * np.array([1, 1, 2])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meshio.write(path, meshio.Mesh(
-        np.hstack([pts, np.zeros((len(pts), 1))]), [("quad", mesh.t.T)],
-        point_data={"displacement": pts @ e_bar.T + fluct, "fluctuation": fluct, "equilibrium_residual": resid},
-        cell_data={"stress": [voigt(sig)], "strain": [eng], "von_mises": [vm], "phase": [fe.phase.astype(float)],
-                   **{k: [np.asarray(v)] for k, v in (extra_cells or {}).items()}}))
-    return path
+    sig = voigt(cell_average(basis, result["stress_qp"]))
+    eng = voigt(cell_average(basis, result["strain_qp"])) * np.array([1, 1, 2])
+    return write_mesh(path, pts, "quad", mesh.t.T,
+                      {"displacement": pts @ e_bar.T + fluct, "fluctuation": fluct, "equilibrium_residual": resid},
+                      {"stress": sig, "strain": eng, "von_mises": von_mises(sig), "phase": fe.phase.astype(float),
+                       **(extra_cells or {})})
 
 
 class _Discretization:
@@ -353,5 +357,5 @@ class _Discretization:
         return out
 
 
-__all__ = ["RVE", "write_rve", "matrix_stress", "linear_stress", "stress_and_tangent", "o_grid", "voigt", "from_voigt_strain",
+__all__ = ["RVE", "write_rve", "cell_average", "von_mises", "matrix_stress", "linear_stress", "stress_and_tangent", "o_grid", "voigt", "from_voigt_strain",
            "MATRIX", "INCLUSION", "LAWS"]

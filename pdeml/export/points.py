@@ -9,20 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import meshio
 import numpy as np
 
 from ..callbacks import AbstractCallback
-from .vtk import _pad3
+from .vtk import write_mesh
 
 
 def write_points(path, points: np.ndarray, data: dict) -> Path:
     """A point cloud as VTK unstructured grid with one vertex cell per point."""
-    pts = np.asarray(points, dtype=np.float64)
-    cells = np.arange(len(pts)).reshape(-1, 1)
-    meshio.write(path, meshio.Mesh(_pad3(pts), [("vertex", cells)],
-                                   point_data={k: np.ascontiguousarray(v) for k, v in data.items()}))
-    return Path(path)
+    return write_mesh(path, points, "vertex", np.arange(len(points)).reshape(-1, 1), data)
 
 
 def _residual_norm(backend, x: np.ndarray) -> np.ndarray:

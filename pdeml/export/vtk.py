@@ -84,9 +84,21 @@ def _pad3(x):
     return np.hstack([x, np.zeros((len(x), 3 - x.shape[1]))]) if x.shape[1] < 3 else x
 
 
+def write_mesh(path, pts, cell_type: str, cells, point_data: dict | None = None,
+               cell_data: dict | None = None) -> Path:
+    """One block of ``cells`` (``"quad"``, ``"vertex"``, ...) on points (N, d; padded to 3-D)
+    with ``point_data`` and ``cell_data`` (name -> array over the points / the cells) as a file
+    meshio writes (``.vtu``); the folder is created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meshio.write(path, meshio.Mesh(_pad3(np.asarray(pts, dtype=np.float64)), [(cell_type, cells)],
+                                   point_data={k: np.ascontiguousarray(v) for k, v in (point_data or {}).items()},
+                                   cell_data={k: [np.asarray(v)] for k, v in (cell_data or {}).items()}))
+    return path
+
+
 def _write(path, pts, cell_type, cells, data):
-    meshio.write(path, meshio.Mesh(_pad3(pts), [(cell_type, cells)],
-                                   point_data={k: np.ascontiguousarray(v) for k, v in data.items()}))
+    write_mesh(path, pts, cell_type, cells, data)
 
 
 def export(backend, out_dir, resolution: int = 128, snapshots: int = 21) -> list[Path]:
