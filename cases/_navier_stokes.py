@@ -53,7 +53,7 @@ def velocity(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _psi_hat(w_hat, kx, ky):
-    """ψ̂ = ŵ/|k|² with zero mean: the spectral solve of :math:`-\Delta\psi = w`."""
+    r"""ψ̂ = ŵ/|k|² with zero mean: the spectral solve of :math:`-\Delta\psi = w`."""
     k2 = kx ** 2 + ky ** 2
     psi = w_hat / torch.where(k2 > 0, k2, torch.ones_like(k2))
     psi[..., 0, 0] = 0

@@ -95,19 +95,36 @@ class DomainDraws(EpochSampler):
             self._points = fam.grid()
         self._start_order()
 
+    sharded_terms = ("data",)          # under torchrun each rank walks and reads its own domains
+
     def _items(self):
         return self.domains
 
-    def _walk(self, k: int):
-        """``walks`` fresh walks from every inside point of domain ``k``, into its sums."""
+    def _walk(self, k: int, seed: int) -> np.ndarray:
+        """``walks`` fresh walks (stream ``seed``) from every inside point of domain ``k``: their
+        sum and sum of squares, (2, n, n), 0 outside."""
         from solvers.wos import WalkOnSpheres
         inside = self.inside[k]
         solver = WalkOnSpheres(walks=self.walks, epsilon=self.epsilon).build(
-            self.problem.wos_problem(self.draws[k]), seed=int(self.rng.integers(2 ** 31)), dtype=torch.float64)
+            self.problem.wos_problem(self.draws[k]), seed=seed, dtype=torch.float64)
         s = solver.estimate(self._points[inside], samples=True)["samples"]
-        self.sums[k, 0][inside] += s.sum(1)
-        self.sums[k, 1][inside] += (s ** 2).sum(1)
-        self.count[k] += self.walks
+        out = np.zeros((2, *inside.shape))
+        out[0][inside], out[1][inside] = s.sum(1), (s ** 2).sum(1)
+        return out
+
+    def _fold(self, idx: np.ndarray) -> None:
+        """Fold fresh walks into the sums of domains ``idx``. Every rank draws every domain's seed
+        (one generator, the same on all ranks); under torchrun each walks only its own domains
+        (:meth:`_own`) and the ranks gather the new sums, so every rank holds all of them: the
+        walks, and so the targets, of one process."""
+        seeds = {int(k): int(self.rng.integers(2 ** 31)) for k in idx}
+        own = self._own(idx)
+        new = np.stack([self._walk(int(k), seeds[int(k)]) for k in own])
+        if len(own) < len(idx):
+            from pdeml.distributed import all_gather_rows
+            new = all_gather_rows(torch.as_tensor(new), self.world).numpy()
+        self.sums[idx] += new
+        self.count[idx] += self.walks
 
     def statistics(self, idx) -> tuple[np.ndarray, np.ndarray]:
         """The running means and their standard errors of domains ``idx`` (0 outside)."""
@@ -117,13 +134,14 @@ class DomainDraws(EpochSampler):
         return mean, np.sqrt(var / m)
 
     def _read(self, idx, fresh) -> dict:
-        """The batch of domains ``idx``; for WoS targets a fresh read first folds in new walks (a
-        resumed run's re-read does not: no walk is folded in twice)."""
+        """The batch of domains ``idx`` (this rank's share of them under torchrun); for WoS targets
+        a fresh read first folds in new walks (a resumed run's re-read does not: no walk is folded
+        in twice)."""
+        if self.targets == "wos" and fresh:
+            self._fold(idx)
+        idx = self._own(idx)
         out = {"features": self.features[idx], "inside": self.inside[idx].astype(float), "params": self.params[idx]}
         if self.targets == "wos":
-            if fresh:
-                for k in idx:
-                    self._walk(int(k))
             out["target"], out["std_error"] = self.statistics(idx)
         elif self.targets == "truth":
             out["target"] = self.truth[idx]

@@ -211,9 +211,11 @@ class Minibatches(EpochSampler):
     def _items(self):
         return len(self.dataset.train)
 
+    sharded_terms = ("data",)                   # under torchrun each rank reads its own samples only
+
     def _read(self, idx, fresh):
         start = self.dataset.train.start                                 # h5py reads sorted indices
-        return {"data": {k: v.numpy() for k, v in self.dataset[list(start + idx)].items()}}
+        return {"data": {k: v.numpy() for k, v in self.dataset[list(start + self._own(idx))].items()}}
 
     def __repr__(self):
         return f"Minibatches({self.path!r}, {self.batch_size})"

@@ -129,10 +129,13 @@ def joined(world: World, device: torch.device, timeout_s: float = 300.0):
 
 
 def all_mean_(tensors: list[torch.Tensor], world: World) -> None:
-    """Average ``tensors`` over the ranks, in place, in one collective (one flat buffer)."""
+    """Average ``tensors`` over the ranks, in place, in one collective (one flat buffer). Complex
+    tensors (an FNO's spectral weights) travel as their real and imaginary parts, so the buffer
+    stays real: a complex buffer would double the real tensors' traffic."""
     if not world.active or not tensors:
         return
     import torch.distributed as dist
+    tensors = [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
     flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
     flat /= world.size
@@ -186,9 +189,10 @@ def all_gather_rows(t: torch.Tensor, world: World) -> torch.Tensor:
     if not world.active:
         return t
     import torch.distributed as dist
-    parts = [torch.empty_like(t) for _ in range(world.size)]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts)
+    c = t.detach().to(_comm_device(t)).contiguous()
+    parts = [torch.empty_like(c) for _ in range(world.size)]
+    dist.all_gather(parts, c)
+    return torch.cat(parts).to(t.device)
 
 
 def split_predict(backend, x, world: World):
@@ -228,6 +232,8 @@ class Sharded:
 
     def __init__(self, run, world: World, whole: tuple = ()):
         self.run, self.world, self.whole = run, world, frozenset(whole)
+        # terms the run reads per rank itself (a dataset's samples, walk-on-spheres targets)
+        self.whole |= frozenset(run.distribute(world) if hasattr(run, "distribute") else ())
         self._cache: dict = {}
 
     def __getattr__(self, name):                  # version, wants_residuals, state_dict, ...

@@ -111,6 +111,31 @@ class EpochSampler(AbstractSampler):
     epoch and the generator are checkpointed here, with the subclass's :meth:`_extra_state`."""
 
     batch_size: int
+    #: the batch terms a subclass reads only this rank's share of (its :meth:`_read` takes
+    #: :meth:`_own` of the items), when :meth:`distribute` hands it the job's world: a dataset
+    #: read from disk, targets that cost walks. Empty: every rank reads the whole batch, and
+    #: :class:`~pdeml.distributed.Sharded` slices it.
+    sharded_terms: tuple = ()
+    world = None
+
+    def distribute(self, world) -> tuple:
+        """Read only this rank's block of every batch from now on (re-reading the current one,
+        which ``init`` read whole); returns the terms now read per rank, which
+        :class:`~pdeml.distributed.Sharded` leaves alone."""
+        if not self.sharded_terms:
+            return ()
+        self.world = world
+        self.points = self._read(self._indices(), False)
+        self.version += 1
+        return self.sharded_terms
+
+    def _own(self, idx: np.ndarray) -> np.ndarray:
+        """The items of a batch ``idx`` this rank reads: its contiguous block
+        (:func:`~pdeml.distributed.shard_rows`), or all of them on one process or when the batch
+        does not split evenly. Blocks in rank order are ``idx`` again."""
+        from .distributed import shard_rows
+        s = None if self.world is None else shard_rows(len(idx), self.world)
+        return idx if s is None else idx[s]
 
     @abc.abstractmethod
     def _items(self) -> int:

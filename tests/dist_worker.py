@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import pdeml as pl  # noqa: E402
-from pdeml.distributed import World, joined  # noqa: E402
+from pdeml.distributed import World, all_gather_object, joined  # noqa: E402
 
 D64 = torch.float64
 
@@ -54,6 +55,16 @@ def backend(name=""):
         from pdeml.run import apply_overrides, build, load_case
         case, _ = load_case("fisher_kpp_1d")
         return build(apply_overrides(case, {"constraint": "moe:2"}).replace(dtype="float64"), seed=0, device="cpu")
+    if name == "wosno":           # walk-on-spheres targets: each rank walks its own domains of a batch
+        from cases._star_poisson import StarFamily
+        from operators import WoSNO
+        return WoSNO(domains=4, batch_size=2, walks=4, modes=4, width=8, layers=2, test_domains=2).build(
+            StarFamily(16), seed=0, dtype=D64)
+    if name == "fno":             # a dataset read from disk: each rank reads its own samples of a batch
+        from cases._navier_stokes import family
+        from operators import FNO3d
+        return FNO3d(t_in=3, t_out=3, modes=(4, 4, 2), width=4, layers=2, padding=2).build(family(16), seed=0,
+                                                                                             dtype=D64)
     from cases.poisson_sin_2d import case
     from solvers import PINNBackend
     return PINNBackend(case.problem, pl.nn.MLP(16, 2), seed=0, dtype=D64)
@@ -70,19 +81,33 @@ def phases(name):
             "r3": [(8, adam)],
             "equino": [(4, pl.FirstOrder(pl.Adam(3e-3))), (3, pl.LBFGS())],
             "hard": [(4, pl.FirstOrder(pl.Adam(1e-3)))],
+            "wosno": [(5, pl.FirstOrder(pl.Adam(3e-3)))],
+            "fno": [(5, pl.FirstOrder(pl.Adam(3e-3))), (2, pl.LBFGS())],
             "resume": [(6, adam), (4, pl.LBFGS())]}[name]
 
 
 def sampler(name):
+    from pdeml.datasets import Minibatches
     from samplers import R3, Uniform
-    if name in ("equino", "hard"):
-        return None                                    # the backend's own (StrainDraws, ConstraintPoints)
+    if name in ("equino", "hard", "wosno"):
+        return None                                    # the backend's own (StrainDraws, ConstraintPoints, DomainDraws)
     if name == "r3":
         return R3(64, 16, every=2)
+    if name == "fno":
+        return Minibatches(dataset(), 4)
     return Uniform(64, 16, every=3)
 
 
-SCENARIOS = ("adam", "config", "pcgrad", "lbfgs", "engd", "engd_cg", "r3", "equino", "hard")
+def dataset() -> Path:
+    """8 training and 2 test trajectories of 6 random 16 x 16 frames (the same in every process),
+    in a directory of this process's own."""
+    from pdeml.datasets import write
+    w = torch.randn(10, 6, 16, 16, generator=torch.Generator().manual_seed(0), dtype=D64).numpy()
+    return write(Path(_TMP.name) / "trajectories.h5", {"w": w}, settings={}, n_train=8)
+
+
+_TMP = tempfile.TemporaryDirectory()
+SCENARIOS = ("adam", "config", "pcgrad", "lbfgs", "engd", "engd_cg", "r3", "equino", "hard", "wosno", "fno")
 
 
 def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
@@ -90,6 +115,24 @@ def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
     pl.fit(backend(name), phases(name), sampler=sampler(name), seed=1, world=world, checkpoint=checkpoint,
            checkpoint_every=2, resume=resume, callbacks=[rec, *callbacks])
     return rec.losses
+
+
+def counted() -> dict:
+    """Count, in this process, the domains walked (WoS-NO) and the samples read from a dataset."""
+    from operators.wosno import DomainDraws
+    from pdeml.datasets import Dataset
+    seen = {"walked": 0, "read": 0}
+    walk, read = DomainDraws._walk, Dataset._read
+
+    def walk_counted(self, k, seed):
+        seen["walked"] += 1
+        return walk(self, k, seed)
+
+    def read_counted(data, idx):
+        seen["read"] += len(idx)
+        return read(data, idx)
+    DomainDraws._walk, Dataset._read = walk_counted, staticmethod(read_counted)
+    return seen
 
 
 def main():
@@ -108,9 +151,11 @@ def main():
                                     resume="--die-at" not in sys.argv, callbacks=cbs)}
         else:
             names = opt("--scenarios").split(",") if opt("--scenarios") else SCENARIOS
+            seen = counted()
             result = {name: run(name, world) for name in names}
+        per_rank = all_gather_object(seen, world) if "seen" in locals() else None
         if world.main:
-            out.write_text(json.dumps({"world_size": world.size, "losses": result}))
+            out.write_text(json.dumps({"world_size": world.size, "losses": result, "per_rank": per_rank}))
 
 if __name__ == "__main__":
     main()

@@ -58,20 +58,30 @@ def two_ranks(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["world_size"] == 2
-    return data["losses"]
+    return data
 
 
 @pytest.mark.parametrize("name, tol", [("adam", 1e-12), ("config", 1e-12), ("pcgrad", 1e-12), ("r3", 1e-12),
                                        ("lbfgs", 1e-10), ("engd", 1e-5), ("engd_cg", 1e-6), ("equino", 1e-10),
-                                       ("hard", 1e-6)])
+                                       ("hard", 1e-6), ("wosno", 1e-12), ("fno", 1e-12)])
 def test_two_ranks_take_the_steps_of_one_process_with_the_global_batch(two_ranks, name, tol):
     """Per-term gradients averaged before the combiner (ConFIG, PCGrad), L-BFGS's loss and
     gradient averaged inside its line search, ENGD's normal equations averaged, R3's residuals
     gathered, an operator's minibatches of items split (EquiNO: Adam on 10 strains, L-BFGS on
     all 40), a hard constraint's joint solve fed every constraint and condition point on every
-    rank (PI-HC-MoE, 2 experts; 1e-8: the LM solve's tolerance): the losses match one process (measured: 1e-14 and below; ENGD 2e-6
+    rank (PI-HC-MoE, 2 experts; 1e-8: the LM solve's tolerance), WoS-NO's walks and a dataset's
+    samples read per rank: the losses match one process (measured: 1e-14 and below; ENGD 2e-6
     dense, where two ranks solve the normal equations instead of the SVD, and 2e-8 with CG)."""
-    assert worst(two_ranks[name], reference(name)) < tol
+    assert worst(two_ranks["losses"][name], reference(name)) < tol
+
+
+def test_each_rank_walks_and_reads_only_its_share_of_an_operator_batch(two_ranks):
+    """WoS-NO (2 domains per step, 5 steps) and FNO-3d on a dataset (4 samples per step, 5 Adam
+    steps, then L-BFGS on the last batch). The first batch is read whole by every rank, before the
+    run learns the world; from then on each rank takes its half. One process walks 2 + 4 x 2 = 10
+    domains and reads 4 + 4 x 4 = 20 samples; each of two ranks walks 2 + 4 = 6 domains and
+    reads 4 + 2 (the first batch again, its own half) + 4 x 2 = 14 samples."""
+    assert two_ranks["per_rank"] == [{"walked": 6, "read": 14}] * 2
 
 
 def reference(name, since=0):
@@ -211,3 +221,25 @@ def test_a_rank_solves_only_its_experts():
     w = backend.omega.clone()
     assert parts[0][2](w[parts[0][0]]).shape[0] == 2                          # its rows only
     assert [p[0].tolist() for p in backend._parts(xc, *flat, world=World(rank=0, size=3))] == [[0, 3]]
+
+
+def test_a_dataset_run_reads_its_block_of_the_global_batch(tmp_path):
+    """Rank 1 of 2 reads the second half of every batch one process reads, through epochs and a
+    resume; a batch that does not split evenly is read whole."""
+    import numpy as np
+    from pdeml.datasets import Minibatches, write
+    w = np.random.default_rng(0).standard_normal((12, 2, 4, 4))
+    path = write(tmp_path / "d.h5", {"w": w}, settings={}, n_train=10)
+    one = Minibatches(path, 4).init(None, np.random.default_rng(0))
+    rank1 = Minibatches(path, 4).init(None, np.random.default_rng(0))
+    assert rank1.distribute(World(rank=1, size=2)) == ("data",)
+    for step in range(6):                                        # 2 batches per epoch: 3 epochs
+        whole = one.batch(step)["data"]["w"]
+        np.testing.assert_array_equal(rank1.batch(step)["data"]["w"], whole[2:])
+    again = Minibatches(path, 4).init(None, np.random.default_rng(5))
+    again.distribute(World(rank=1, size=2))
+    again.load_state_dict(one.state_dict())
+    np.testing.assert_array_equal(again.current()["data"]["w"], one.current()["data"]["w"][2:])
+    odd = Minibatches(path, 3).init(None, np.random.default_rng(0))
+    odd.distribute(World(rank=1, size=2))
+    assert len(odd.current()["data"]["w"]) == 3
