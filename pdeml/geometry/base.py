@@ -111,7 +111,7 @@ class AbstractGeometry(abc.ABC):
     # ----------------------------------------------------------------- helpers
     def _method(self, method: str) -> str:
         if method not in METHODS:
-            fail("method", method, f"is not a sampling method", f"use one of {sorted(METHODS)}")
+            fail("method", method, "is not a sampling method", f"use one of {sorted(METHODS)}")
         return METHODS[method]
 
     def _check_points(self, x) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from .._validate import fail, finite_scalar, positive_int
-from ._dde import dde, seeded
+from ._dde import dde
 from .base import AbstractGeometry
 
 
