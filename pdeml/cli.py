@@ -45,6 +45,9 @@ def _parser():
     t.add_argument("--threads", default="auto",
                    help="CPU threads for torch: a number, or auto (the free cores: the affinity mask and "
                    "cgroup quota less the load average; default)")
+    t.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes of this machine: runs torchrun --standalone --nproc-per-node N "
+                   "on this command (docs/distributed.md; one per GPU, or CPU processes with gloo)")
     t.epilog = "Any other --name VALUE is a case option (see `pdeml cases`), e.g. --dim 1000."
     e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
     e.add_argument("dir")
@@ -129,6 +132,10 @@ def main(argv=None) -> int:
             for p in run.export_run(args.dir, args.resolution, args.device, args.sample):
                 print(p)
             return 0
+        from .distributed import World
+        world = World.from_env(os.environ)       # torchrun's RANK/WORLD_SIZE: read here, nowhere else
+        if args.nproc is not None:
+            return _launch(args, sys.argv[1:] if argv is None else list(argv), world)
         import torch
 
         from .threads import resolve_threads
@@ -136,8 +143,6 @@ def main(argv=None) -> int:
         out = args.out or str(Path("runs") / Path(args.case).stem)
         threads = resolve_threads(args.threads)
         torch.set_num_threads(threads)          # the CLI's own process: not a library side effect
-        from .distributed import World
-        world = World.from_env(os.environ)       # torchrun's RANK/WORLD_SIZE: read here, nowhere else
         metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr, world=world,
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
                                  resume=args.resume, progress=not args.no_progress,
@@ -163,6 +168,33 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, KeyError, RuntimeError, OSError) as e:
         print(f"pdeml: error: {e}", file=sys.stderr)
         return 2
+
+
+def _launch(args, argv: list, world) -> int:
+    """``pdeml train ... --nproc N``: this command again, under ``torchrun --standalone
+    --nproc-per-node N`` (one machine), without ``--nproc``. Each process gets an equal share of
+    the CPU threads unless ``--threads`` says otherwise."""
+    import subprocess
+    n = args.nproc
+    if isinstance(n, bool) or n < 1:
+        raise ValueError(f"--nproc={n} is not a process count. Fix: pass --nproc 2 (or more), or leave it out.")
+    if world.active:
+        raise ValueError(f"--nproc={n} was given under a launcher that already started {world.size} processes. "
+                         "Fix: leave --nproc out under torchrun.")
+    rest, skip = [], False
+    for a in argv:                               # drop --nproc N / --nproc=N, keep the rest as typed
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    if args.threads == "auto" and not str(args.device).startswith("cuda"):
+        from .threads import resolve_threads
+        rest += ["--threads", str(max(1, resolve_threads("auto") // n))]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n),
+           "-m", "pdeml", "--", *rest]
+    return subprocess.run(cmd).returncode
 
 
 if __name__ == "__main__":

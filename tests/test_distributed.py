@@ -148,7 +148,7 @@ def test_two_nodes_on_one_machine_rendezvous_and_match_one_process(tmp_path):
         assert worst(got["losses"][name], reference(name)) < 1e-10
 
 
-def test_pdeml_train_under_torchrun_writes_once_and_matches_one_process(tmp_path):
+def test_pdeml_train_under_torchrun_writes_once_and_matches_one_process(tmp_path, capsys):
     from pdeml.cli import main
     args = ["poisson_sin_2d", "--optimizer", "adam", "--steps", "12", "--lbfgs-steps", "4", "--no-progress",
             "--threads", "1"]
@@ -165,6 +165,11 @@ def test_pdeml_train_under_torchrun_writes_once_and_matches_one_process(tmp_path
     names = lambda d: sorted(p.name for p in d.iterdir())                # noqa: E731
     assert names(tmp_path / "two") == names(tmp_path / "one")
     assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
+    # `pdeml train --nproc 2` is the same torchrun job
+    assert main(["train", *args, "--nproc", "2", "--out", str(tmp_path / "nproc")]) == 0
+    assert json.loads((tmp_path / "nproc" / "metrics.json").read_text())["final_losses"] == two["final_losses"]
+    assert main(["train", *args, "--nproc", "0"]) == 2
+    assert "--nproc=0 is not a process count" in capsys.readouterr().err
 
 
 def test_walk_on_spheres_splits_every_points_walks_over_the_ranks(tmp_path):
