@@ -158,12 +158,21 @@ def _per_point(c, n):
     return c.expand(n, *c.shape[-2:]) if c.ndim == 2 else c
 
 
-@torch.compiler.disable          # the cache is eager state: torch.compile calls it, not traces it
-@functools.lru_cache(maxsize=32)
 def _unit_one_hot(dims: tuple, dtype, device) -> J.OneHot:
-    """e_i for every i in ``dims`` (cached: built once per run, not per step)."""
+    """e_i for every i in ``dims``: cached in eager runs (built once per run, not per step);
+    under torch.compile built in the graph, as constants (the cache is eager state, and calling
+    it from a compiled graph would split the graph in two)."""
+    if torch.compiler.is_compiling():
+        return _one_hot(dims, dtype, device)
+    return _cached_one_hot(dims, dtype, device)
+
+
+def _one_hot(dims: tuple, dtype, device) -> J.OneHot:
     return J.OneHot(torch.tensor(dims, dtype=torch.long, device=device),
                     torch.ones(len(dims), dtype=dtype, device=device), tuple(dims))
+
+
+_cached_one_hot = functools.lru_cache(maxsize=32)(_one_hot)
 
 
 def _count(t) -> int:
