@@ -8,6 +8,14 @@ import sys
 from pathlib import Path
 
 
+def _compile_mode(text: str):
+    """``--compile MODE``: on/true (the whole step), losses, auto, off/false."""
+    modes = {"on": True, "true": True, "step": True, "losses": "losses", "auto": "auto", "off": False, "false": False}
+    if text.lower() not in modes:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a compile mode. Fix: pass on, losses, auto or off")
+    return modes[text.lower()]
+
+
 def _parser():
     ap = argparse.ArgumentParser(prog="pdeml", description="Train PDE surrogates and export them to VTK.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -30,9 +38,10 @@ def _parser():
                    "(default: the case's; mconfig switches Adam to SGD with the same learning rate)")
     t.add_argument("--optimizer", help="adam | sgd | engd | engd-cg (Gauss-Newton, dense or Hessian-free; "
                    "default: the case's)")
-    t.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the loss (forward-mode estimators: taylor, stde; faster steps "
-                   "after a compile of tens of seconds)")
+    t.add_argument("--compile", nargs="?", const=True, default=None, type=_compile_mode, metavar="MODE",
+                   help="torch.compile the whole training step (--compile), the losses only (--compile losses), "
+                   "when it pays (--compile auto, the default) or nothing (--compile off); forward-mode "
+                   "estimators (taylor, stde) only; docs/compile.md")
     t.add_argument("--data", help="an operator case's dataset file (written by `pdeml data CASE`)")
     t.add_argument("--constraint", help="soft (the case's PINN) | hc (hard constraint) | moe:K or moe:2x2x1 "
                    "(hard constraint split over experts; docs/hard-constraints.md)")

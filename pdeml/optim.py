@@ -9,6 +9,9 @@ import torch
 
 from ._validate import fail, finite_scalar, positive_int
 
+#: torch's Adam epsilon (its default), which :meth:`Adam.update_` uses too
+ADAM_EPS = 1e-8
+
 __all__ = ["AbstractOptimizer", "Adam", "SGD", "OneCycle", "OPTIMIZERS", "make_optimizer"]
 
 
@@ -95,7 +98,44 @@ class Adam(AbstractOptimizer):
         floating-point parameters): the same update, a third of the optimizer's time."""
         params = list(params)
         fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, fused=fused or None)
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=ADAM_EPS, fused=fused or None)
+
+    def state_tensors(self, opt: torch.optim.Optimizer) -> list:
+        """Per parameter ``[step, m, v]``: the torch optimizer's own state tensors (created as
+        torch creates them if it has not stepped yet), which :meth:`update_` changes in place,
+        so its ``state_dict`` (the checkpoint) is the same whichever path stepped."""
+        out = []
+        for group in opt.param_groups:
+            for p in group["params"]:
+                st = opt.state[p]
+                if not st:
+                    st["step"] = torch.zeros((), dtype=torch.float32,
+                                             device=p.device if group.get("fused") else "cpu")
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                out.append([st["step"], st["exp_avg"], st["exp_avg_sq"]])
+        return out
+
+    def update_(self, params: list, grads: list, states: list, lr: torch.Tensor, ok: torch.Tensor) -> None:
+        r"""torch's Adam update as plain tensor operations, for a compiled step: with
+        :math:`s` steps taken, :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`,
+        :math:`v \leftarrow \beta_2 v + (1-\beta_2) g^2`,
+        :math:`\theta \leftarrow \theta - \frac{\eta}{1-\beta_1^{s}}\,m / (\sqrt{v/(1-\beta_2^{s})} + \epsilon)`.
+        Nothing changes where ``ok`` is False (a non-finite gradient)."""
+        b1, b2 = self.betas
+        for p, g, (step, m, v) in zip(params, grads, states):
+            s = step + 1
+            s64 = s.to(torch.float64)          # the bias corrections in double, as torch's Adam
+            step_size = (lr.to(torch.float64) / (1 - torch.pow(b1, s64))).to(p.dtype)
+            root = torch.sqrt(1 - torch.pow(b2, s64)).to(p.dtype)
+            m_new = torch.lerp(m, g, 1 - b1)
+            v_new = v * b2 + (1 - b2) * g * g
+            denom = (v_new.sqrt() / root).add(ADAM_EPS)
+            p_new = p - step_size * m_new / denom
+            p.copy_(torch.where(ok, p_new, p))
+            m.copy_(torch.where(ok, m_new, m))
+            v.copy_(torch.where(ok, v_new, v))
+            step.copy_(torch.where(ok, s, step))
 
 
 class SGD(AbstractOptimizer):
@@ -108,6 +148,16 @@ class SGD(AbstractOptimizer):
 
     def build(self, params):
         return torch.optim.SGD(list(params), lr=self.lr)
+
+    def state_tensors(self, opt) -> list:
+        """Plain SGD keeps no state."""
+        return [[] for group in opt.param_groups for _ in group["params"]]
+
+    def update_(self, params, grads, states, lr, ok) -> None:
+        r""":math:`\theta \leftarrow \theta - \eta g` as tensor operations (a compiled step);
+        nothing changes where ``ok`` is False."""
+        for p, g in zip(params, grads):
+            p.copy_(torch.where(ok, p - lr * g, p))
 
 
 def _carry(cls):

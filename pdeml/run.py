@@ -189,7 +189,7 @@ def apply_overrides(case: Case, overrides: dict) -> Case:
             value = REGISTRY[value](case.method.sampler or Uniform())
         case = _method_field(case, "--sampler", "sampler", value)
     if "compile" in o:
-        case = _method_field(case, "--compile", "compile", bool(o["compile"]))
+        case = _method_field(case, "--compile", "compile", o["compile"])
     if "data" in o:
         from .datasets import Minibatches
         current = settings.fields(case.method).get("data")
@@ -304,6 +304,8 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
         }
         if result.message:
             metrics["message"] = result.message
+        if getattr(backend, "compile_s", 0):          # torch.compile's time, in this process
+            metrics["compile_s"] = round(backend.compile_s, 2)
         if world.active:
             metrics["world_size"] = world.size
         if not world.main:

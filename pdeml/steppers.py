@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import copy
 import math
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -129,8 +130,29 @@ class FirstOrder(AbstractStepper):
     def _start(self):
         self.opt = self.optimizer.build(self.params)
         self.comb = self.combiner.init(self.backend.term_names, self.world)
+        self.whole = None                     # the compiled whole step (WholeStep), False, or undecided
+
+    def _whole_step(self, batch) -> "WholeStep | bool":
+        """A :class:`WholeStep` when the backend asks for compiled steps and the step allows it:
+        the plain sum of the terms (per-term combiners build their direction eagerly), one
+        process, an optimizer with a tensor-operation update (Adam, SGD). False otherwise."""
+        ask = getattr(self.backend, "whole_step", None)
+        if type(self.comb) is not Sum or self.world.active or not hasattr(self.optimizer, "update_") \
+                or ask is None or not ask(batch, self.steps):
+            return False
+        return WholeStep(self.backend, self.params, self.opt, self.optimizer, self.weights)
 
     def step(self, batch, k, residuals=None):
+        if self.whole is None:
+            self.whole = self._whole_step(batch)
+        if self.whole:
+            try:
+                return self.whole(batch, self.optimizer.lr_at(k, self.steps), residuals)
+            except CompileFailed as e:                 # nothing was changed: take the step eagerly
+                warnings.warn(f"compiling the training step failed ({e}); training eager instead. "
+                              "Fix: check that a C++ compiler is installed (torch.compile's CPU "
+                              "backend needs one), or pass compile=False.", stacklevel=2)
+                self.whole = False
         self.opt.zero_grad(set_to_none=True)
         losses = self.backend.losses(batch, residuals)
         total = self.comb.backward(weigh(losses, self.weights), self.params)
@@ -153,9 +175,114 @@ class FirstOrder(AbstractStepper):
     def load_state_dict(self, state):
         self.opt.load_state_dict(state["optimizer"])
         self.comb.load_state_dict(state.get("combiner", {}))
+        if self.whole:
+            self.whole.states = self.optimizer.state_tensors(self.opt)    # the loaded tensors
 
     def __repr__(self):
         return f"FirstOrder({self.optimizer!r}, {self.combiner!r})"
+
+
+class CompileFailed(RuntimeError):
+    """torch.compile could not compile a :class:`WholeStep` (nothing was changed)."""
+
+
+class WholeStep:
+    r"""A first-order step compiled whole: the forward pass (the losses), the backward pass and
+    the optimizer's update in one :func:`torch.compile` graph (issue 20).
+
+    Compiling only the losses leaves the backward pass and the update eager, with the autograd
+    engine and the optimizer launching their kernels one by one between the compiled pieces.
+    Here :func:`torch.func.grad_and_value` differentiates the losses *inside* the traced
+    function, so AOTAutograd sees forward and backward as one program, and the optimizer's
+    tensor-operation update (:meth:`pdeml.Adam.update_`) joins it: inductor fuses the jet rules'
+    elementwise work, the backward's and Adam's into a few loops around the matrix products.
+    The torch optimizer's own state tensors are updated in place, so checkpoints are those of
+    the eager step, and a run resumes exactly on either path.
+
+    The NaN check is in the graph: a non-finite loss or gradient leaves the parameters and the
+    optimizer state unchanged and :class:`NonFinite` is raised, as in the eager step.
+
+    On CUDA the graph is captured as a CUDA graph (``mode="reduce-overhead"``): the collocation
+    batches have fixed sizes, so one capture replays every step, without a kernel launch each.
+
+    The backend provides ``step_losses(batch, residuals, draws)`` (the per-term losses,
+    traceable by torch.func), ``whole_step(batch)`` (whether it can be compiled so) and
+    optionally ``draw_ahead()``: a generator cannot be called inside the graph, so the random
+    draws of a stochastic estimator (STDE's directions) are made eagerly before each step, from
+    the same stream, and read in the graph in order.
+    """
+
+    def __init__(self, backend, params: list, opt: torch.optim.Optimizer, optimizer, weights: dict):
+        self.backend, self.optimizer, self.opt, self.weights = backend, optimizer, opt, dict(weights)
+        by_id = {id(p): n for n, p in backend.named_parameters()}
+        self.names = [by_id[id(p)] for p in params]
+        self.params = [p.detach() for p in params]        # the parameters' storage, updated in place
+        self.states = optimizer.state_tensors(opt)
+        self.module = _StepLosses(backend)
+        device = params[0].device if params else torch.device("cpu")
+        self.lr = torch.zeros((), dtype=torch.float64, device=device)
+        cuda = device.type == "cuda"
+        if cuda:
+            for t in [self.lr, *self.params] + [x for st in self.states for x in st]:
+                torch._dynamo.mark_static_address(t)
+        self.compiled = torch.compile(self._step, mode="reduce-overhead" if cuda else None)
+        self.calls, self.compile_s = 0, 0.0
+        # the estimator's stream before the first draw ahead, restored if the first call fails
+        self._stream = backend.estimator.state_dict() if hasattr(backend, "estimator") else {}
+
+    def _step(self, params, states, batch, lr, draws, want_residuals: bool):
+        def objective(ps):
+            losses, residuals = torch.func.functional_call(
+                self.module, {"backend." + n: p for n, p in zip(self.names, ps)}, (batch, draws, want_residuals))
+            return sum(weigh(losses, self.weights).values()), (losses, residuals)
+
+        grads, (total, (losses, residuals)) = torch.func.grad_and_value(objective, has_aux=True)(params)
+        squares = sum((g * g).sum() for g in grads)
+        ok = torch.isfinite(total) & torch.isfinite(squares)
+        with torch.no_grad():
+            self.optimizer.update_(params, grads, states, lr, ok)
+        return ({n: v.detach() for n, v in losses.items()}, total.detach(), ok, squares.detach(), residuals)
+
+    def __call__(self, batch: dict, lr: float, residuals: dict | None = None) -> StepResult:
+        self.lr.fill_(lr)
+        draw = getattr(self.backend, "draw_ahead", None)
+        draws = draw() if draw is not None else []
+        args = (self.params, self.states, batch, self.lr, draws, residuals is not None)
+        if self.calls == 0:                 # the first call compiles: timed, and a failure is caught
+            t = time.perf_counter()
+            try:
+                out = self.compiled(*args)
+            except Exception as e:          # inductor's errors have no common base to catch
+                if draws:                   # the draws were made for a step that did not happen
+                    self.backend.estimator.load_state_dict(self._stream)
+                raise CompileFailed(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+            self.compile_s = time.perf_counter() - t
+            self.backend.compile_s = getattr(self.backend, "compile_s", 0.0) + self.compile_s
+        else:
+            out = self.compiled(*args)
+        losses, total, ok, squares, res = out
+        self.calls += 1
+        if residuals is not None:
+            residuals.update(res)
+        if not bool(ok):
+            bad = non_finite_terms(losses)
+            raise NonFinite(losses, f"loss terms {bad}" if bad else f"the gradient (norm {float(squares.sqrt())})")
+        return StepResult(losses, total, lr)
+
+
+class _StepLosses(torch.nn.Module):
+    """The backend's per-term losses as a module call, so that :func:`torch.func.functional_call`
+    can substitute the parameters being differentiated. Returns ``(losses, residuals)``; the PDE
+    residuals (detached) only when asked, for adaptive samplers."""
+
+    def __init__(self, backend):
+        super().__init__()
+        self.backend = backend
+
+    def forward(self, batch, draws, want_residuals: bool):
+        residuals = {} if want_residuals else None
+        losses = self.backend.step_losses(batch, residuals, draws)
+        return losses, residuals or {}
 
 
 class LBFGS(AbstractStepper):

@@ -8,8 +8,10 @@ networks", J. Comput. Phys. 2019.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import time
 import warnings
 from typing import Any
 
@@ -52,12 +54,16 @@ class PINN(AbstractMethod):
         transform: optional output transform ``(x, y) -> u`` applied last: a function
             (wrapped in :class:`pdeml.nn.OutputTransform`, no jet rule) or a module with
             ``forward(x, y)`` and optionally ``jet(x_jet, y_jet)``: conditions built into the ansatz.
-        compile: run the losses through :func:`torch.compile` once the estimator knows what
-            each call site needs (after the first evaluation). This fuses the jet rules' many
-            small elementwise kernels: a forward-mode estimator (Taylor, STDE) only;
-            reverse-mode ones (autograd, SDGD, or a site that needs a double backward) stay eager
-            with a warning, because torch.compile does not support double backward.
-
+        compile: what :func:`torch.compile` compiles (docs/compile.md). ``True``: the whole
+            first-order training step, forward, backward and the optimizer's update in one graph
+            (:class:`pdeml.steppers.WholeStep`; per-term combiners, which build their direction
+            eagerly, get the losses compiled instead). ``"losses"``: the losses only.
+            ``"auto"`` (default): the whole step when it pays, by the rule
+            :func:`compile_pays` (on the CPU, a long enough phase for the batch and network).
+            ``False``: eager. Compiling needs forward-mode derivatives at every call site
+            (Taylor, STDE): reverse-mode ones (autograd, SDGD, a site that needs a double
+            backward) stay eager, with a warning when compiling was asked for, because
+            torch.compile does not support double backward.
     Example:
         >>> method = PINN(pl.nn.MLP(50, 4), sampler=Uniform(2000, 400, every=100))
         >>> backend = method.build(problem, seed=0)
@@ -69,7 +75,7 @@ class PINN(AbstractMethod):
     sampler: Any = None
     hard_dirichlet: bool = False
     transform: Any = None
-    compile: bool = False
+    compile: Any = "auto"
 
     def __post_init__(self):
         if self.model is not None and not isinstance(self.model, nn.Module):
@@ -80,9 +86,10 @@ class PINN(AbstractMethod):
         if self.sampler is not None and not isinstance(self.sampler, AbstractSampler):
             fail("sampler", self.sampler, "is not a sampler object",
                  "pass e.g. samplers.Uniform(2000, 200) (the names are for --sampler)")
-        for k in ("hard_dirichlet", "compile"):
-            if not isinstance(getattr(self, k), bool):
-                fail(k, getattr(self, k), "must be True or False", f"pass {k}=True")
+        if not isinstance(self.hard_dirichlet, bool):
+            fail("hard_dirichlet", self.hard_dirichlet, "must be True or False", "pass hard_dirichlet=True")
+        if self.compile not in COMPILE_MODES or not isinstance(self.compile, (bool, str)):
+            fail("compile", self.compile, "is not a compile mode", 'pass True, False, "losses" or "auto"')
         if self.transform is not None and not callable(self.transform):
             fail("transform", self.transform, "is not callable", "pass a function (x, y) -> y")
 
@@ -90,7 +97,40 @@ class PINN(AbstractMethod):
         return PINNBackend(problem, self.model if self.model is not None else MLP(width=50, depth=4),
                            estimator=self.estimator, sampler=self.sampler,
                            hard_dirichlet=self.hard_dirichlet, transform=self.transform, seed=seed,
-                           dtype=dtype, compile_losses=self.compile).to(device)
+                           dtype=dtype, compile_losses=self.compile in (True, "losses"),
+                           compile_step={True: True, "auto": "auto"}.get(self.compile, False)).to(device)
+
+
+#: the values of ``PINN(compile=...)``
+COMPILE_MODES = (False, True, "losses", "auto")
+#: ``compile="auto"`` on the CPU: the compile's cost (s; 12-22 s measured cold on this project's
+#: 2-core CPU, 4-5 s from torch's compile cache) and a lower bound of what the compiled step
+#: saves per step, a + b·N·H (s; N points in the batch, H hidden units of the network: the
+#: elementwise work that compiling fuses). Measured savings (ms) against this bound, with
+#: (N, width x depth): (240, 20x3) 0.87 vs 0.57; (1320, 50x4) 2.61 vs 1.82; (4400, 50x4) 11.2
+#: vs 4.9; (1100, 128x4) 4.96 vs 3.3; (4400, 100x4) 10.4 vs 9.3 (docs/compile.md).
+AUTO_COMPILE_COST_S = 20.0
+AUTO_SAVING_S = (0.5e-3, 5e-9)
+
+
+def hidden_units(module: nn.Module) -> int:
+    """The network's hidden units per point: the outputs of its linear layers but the last."""
+    outs = [m.out_features for m in module.modules() if isinstance(m, nn.Linear)]
+    return max(1, sum(outs[:-1]))
+
+
+def compile_pays(backend, batch: dict, steps: int | None) -> bool:
+    r"""The rule of ``compile="auto"``: compile a phase of K ``steps`` on the CPU when the time it
+    saves, at least :math:`K (a + b N H)`, is at least twice the compile's cost
+    (:data:`AUTO_COMPILE_COST_S`, :data:`AUTO_SAVING_S`). For the L-shape Poisson (N = 1320,
+    50x4) that is 22 000 steps; for N = 4400 at 100x4, 4 300. Not on CUDA yet: no GPU has
+    measured it (``compile=True`` compiles there, with CUDA graphs). Depends on the phase's
+    length, not on the step a run starts at, so a resumed run decides as the first one did."""
+    if steps is None or backend.device.type != "cpu":
+        return False
+    n = sum(len(next(iter(term.values()))) for term in batch.values() if term)
+    a, b = AUTO_SAVING_S
+    return steps * (a + b * n * hidden_units(backend.net)) >= 2 * AUTO_COMPILE_COST_S
 
 
 class PINNBackend(AbstractLeastSquares):
@@ -104,7 +144,7 @@ class PINNBackend(AbstractLeastSquares):
 
     def __init__(self, problem: Problem, model: nn.Module, *, estimator: AbstractEstimator | None = None,
                  sampler: AbstractSampler | None = None, hard_dirichlet: bool = False, transform=None, seed: int = 0,
-                 dtype=torch.float32, compile_losses: bool = False):
+                 dtype=torch.float32, compile_losses: bool = False, compile_step=False):
         super().__init__()
         if not isinstance(problem, Problem):
             fail("problem", problem, "is not a pdeml.Problem", "pass pl.Problem(...)")
@@ -139,8 +179,11 @@ class PINNBackend(AbstractLeastSquares):
         self.pde_names = self._probe()
         if not isinstance(compile_losses, bool):
             fail("compile_losses", compile_losses, "must be True or False", "pass compile_losses=True")
+        if compile_step not in (True, False, "auto") or not isinstance(compile_step, (bool, str)):
+            fail("compile_step", compile_step, "is not True, False or \"auto\"", "pass compile_step=True")
         # None: not decided yet; False: eager; else the compiled losses
         self._compiled = None if compile_losses else False
+        self.compile_step = compile_step
 
     # --------------------------------------------------------------- set-up
     def _split_conditions(self, hard_dirichlet):
@@ -280,24 +323,84 @@ class PINNBackend(AbstractLeastSquares):
         the PDE residual a second, independent time, R_J: value mean(R_J R_I), gradient
         2 mean(R_J grad R_I). Compiled (``compile_losses``) from the second call on."""
         if self._compiled:
-            return self._compiled(batch, residuals)
+            if self._compile_timed:
+                return self._compiled(batch, residuals)
+            t = time.perf_counter()                # the first compiled call compiles
+            out = self._compiled(batch, residuals)
+            self.compile_s, self._compile_timed = getattr(self, "compile_s", 0.0) + time.perf_counter() - t, True
+            return out
         out = self._losses(batch, residuals)
         if self._compiled is None:
             self._compiled = self._compile_losses()
         return out
 
+    def _reverse_sites(self) -> list[str]:
+        """The call sites that need reverse mode through the points (a double backward)."""
+        return [site for site in ("pde", "conditions") if self._input_grad(site)]
+
     def _compile_losses(self):
         """The compiled :meth:`_losses`, or False (with a warning) when some call site needs
         reverse mode through the points, i.e. a double backward."""
-        reverse = [site for site in ("pde", "conditions") if self._input_grad(site)]
+        reverse = self._reverse_sites()
         if reverse:
             warnings.warn(f"compile_losses=True: the {' and '.join(reverse)} terms need reverse-mode "
                           f"derivatives through the points ({self.estimator!r}), a double backward, "
                           "which torch.compile does not support; running eager. Fix: a forward-mode "
                           "estimator (--derivatives taylor or stde:B) for compiled training.",
-                          stacklevel=3)
+                          stacklevel=4)
             return False
         return torch.compile(self._losses)
+
+    def whole_step(self, batch: dict, steps: int | None = None) -> bool:
+        """Whether ``fit`` may compile a first-order phase of ``steps`` steps whole, forward,
+        backward and update in one graph (:class:`pdeml.steppers.WholeStep`): ``compile=True``,
+        or ``"auto"`` and :func:`compile_pays`; and forward-mode derivatives at every call site.
+        The estimator learns what each site needs from one evaluation of the losses on
+        ``batch`` (its random stream put back after it). The answer depends on the phase, not
+        on where in it a run starts, so a resumed run takes the path the uninterrupted one took."""
+        if self.compile_step is False:
+            return False
+        if self.compile_step == "auto" and not compile_pays(self, batch, steps):
+            return False
+        if self._draw_notes is None:
+            saved = self.estimator.state_dict()
+            rng = self._seeded()
+            try:
+                with rng.recording() if rng is not None else contextlib.nullcontext([]) as notes:
+                    self._losses(batch)
+            finally:
+                self.estimator.load_state_dict(saved)
+            self._draw_notes = notes
+        if self.compile_step == "auto":
+            return not self._reverse_sites()
+        if self._compiled is None:
+            self._compiled = self._compile_losses()       # warns for reverse-mode sites
+        return not self._reverse_sites()
+
+    _draw_notes = None
+    _compile_timed = False
+
+    def _seeded(self):
+        """The stochastic estimator's generator (:class:`pdeml.derivatives.base.Seeded`), or None."""
+        return getattr(self.estimator, "_rng", None)
+
+    def draw_ahead(self) -> list[torch.Tensor]:
+        """The random draws one evaluation of the losses makes (a stochastic estimator's
+        directions), made now from its generator, for a compiled step to read in order."""
+        rng = self._seeded()
+        return rng.ahead(self._draw_notes) if rng is not None and self._draw_notes else []
+
+    def step_losses(self, batch: dict, residuals: dict | None = None, draws=()) -> dict[str, torch.Tensor]:
+        """The per-term losses, uncompiled: what :class:`pdeml.steppers.WholeStep` traces, with
+        the estimator's random draws made ahead (:meth:`draw_ahead`) passed in as ``draws``."""
+        rng = self._seeded()
+        if rng is None or not draws:
+            return self._losses(batch, residuals)
+        rng.tape = list(draws)
+        try:
+            return self._losses(batch, residuals)
+        finally:
+            rng.tape = None
 
     def _losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
         terms = self.residual_terms(batch, residuals)

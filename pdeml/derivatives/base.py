@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 
 import torch
 
@@ -87,10 +88,40 @@ def grad_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class Seeded:
-    """A CPU ``torch.Generator`` that checkpoints: the randomness of stochastic estimators."""
+    """A CPU ``torch.Generator`` that checkpoints: the randomness of stochastic estimators.
+
+    Estimators draw through :meth:`draw` (``torch.randperm``, ``torch.randint``, ``torch.randn``
+    with this generator). A compiled training step cannot call a generator inside its graph,
+    so it draws ahead: :meth:`recording` notes the draws one evaluation makes, :meth:`ahead`
+    makes the same draws eagerly, from the same stream, and inside the graph :meth:`draw` hands
+    out those tensors in order (``self.tape``). The stream advances exactly as in an eager step.
+    """
 
     def __init__(self, seed: int = 0):
         self.gen = torch.Generator().manual_seed(int(seed))
+        self.tape: list | None = None          # tensors drawn ahead, for a compiled step
+        self._notes: list | None = None
+
+    def draw(self, kind: str, *args, **kwargs) -> torch.Tensor:
+        """``torch.<kind>(*args, generator=self.gen, **kwargs)``, or the next tensor drawn ahead."""
+        if self.tape is not None:
+            return self.tape.pop(0)
+        if self._notes is not None:
+            self._notes.append((kind, args, kwargs))
+        return getattr(torch, kind)(*args, generator=self.gen, **kwargs)
+
+    @contextlib.contextmanager
+    def recording(self):
+        """Note the draws made in the body (yielding the list of notes)."""
+        self._notes = notes = []
+        try:
+            yield notes
+        finally:
+            self._notes = None
+
+    def ahead(self, notes: list) -> list:
+        """Make the noted draws now, in order: the tensors a compiled step reads."""
+        return [getattr(torch, kind)(*args, generator=self.gen, **kwargs) for kind, args, kwargs in notes]
 
     def reset(self, seed: int) -> None:
         self.gen.manual_seed(int(seed))

@@ -243,31 +243,31 @@ class STDE(_TaylorEstimator, AbstractStochasticEstimator):
         self._rng = Seeded(seed)
 
     def _laplacian_directions(self, dims, n_inputs, n_points, dtype, device):
-        k, gen = len(dims), self._rng.gen
+        k = len(dims)
         if self.dense:
-            signs = torch.randint(0, 2, (n_points, self.samples, k), generator=gen).to(dtype) * 2 - 1
+            signs = self._rng.draw("randint", 0, 2, (n_points, self.samples, k)).to(dtype) * 2 - 1
             v = torch.zeros(n_points, self.samples, n_inputs, dtype=dtype)
             v[..., list(dims)] = signs
             return v.to(device), 1.0 / self.samples
         b = min(self.samples, k)
         every = _unit_one_hot(dims, dtype, device)
-        pick = torch.randperm(k, generator=gen)[:b].to(device)
+        pick = self._rng.draw("randperm", k)[:b].to(device)
         return J.OneHot(every.index[pick], every.scale[:b]), k / b
 
     def _diffusion_directions(self, cols, n):
-        k, gen = cols.shape[0], self._rng.gen
+        k = cols.shape[0]
         if self.dense:      # sigma z, z Rademacher: E[(sigma z)^T H (sigma z)] = tr(sigma sigma^T H)
-            z = torch.randint(0, 2, (n, self.samples, k), generator=gen).to(cols.dtype).to(cols.device) * 2 - 1
+            z = self._rng.draw("randint", 0, 2, (n, self.samples, k)).to(cols.dtype).to(cols.device) * 2 - 1
             return z @ cols, 0.5 / self.samples
         b = min(self.samples, k)
-        return cols[torch.randperm(k, generator=gen)[:b].to(cols.device)], 0.5 * k / b
+        return cols[self._rng.draw("randperm", k)[:b].to(cols.device)], 0.5 * k / b
 
     def biharmonic(self, field, dims):
         r""":math:`\Delta^2 u = \tfrac13 \mathbb{E}_{v\sim N(0, I)}[\partial^4 u(v, 0, 0, 0)]`
         with ``samples`` Gaussian 4-jets per point (collapsed)."""
         n, d = field.x.shape
         v = torch.zeros(n, self.samples, d, dtype=field.x.dtype)
-        v[..., list(dims)] = torch.randn(n, self.samples, len(dims), generator=self._rng.gen, dtype=field.x.dtype)
+        v[..., list(dims)] = self._rng.draw("randn", n, self.samples, len(dims), dtype=field.x.dtype)
         return self._collapsed(field, ("biharmonic", tuple(dims)), v.to(field.x.device),
                                1.0 / (3 * self.samples), 4)
 
@@ -304,7 +304,7 @@ class SDGD(AbstractStochasticEstimator):
         key = ("sdgd-I", tuple(dims))
         if key not in field._cache:
             b = min(self.samples, len(dims))
-            field._cache[key] = [dims[i] for i in torch.randperm(len(dims), generator=self._rng.gen)[:b].tolist()]
+            field._cache[key] = [dims[i] for i in self._rng.draw("randperm", len(dims))[:b].tolist()]
         pick = field._cache[key]
         return len(dims) / len(pick) * sum(self._exact.hessian_row(field, i)[:, i:i + 1] for i in pick)
 

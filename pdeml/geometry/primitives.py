@@ -9,35 +9,42 @@ from ._dde import dde
 from .base import AbstractGeometry
 
 
+def _constant(a, dtype, device) -> torch.Tensor:
+    """A geometry's numpy constant as a tensor, through a list: under torch.compile a list is
+    baked into the graph, where a numpy array becomes an input that torch.func's gradient
+    transform trips over (a guard failure in torch 2.13)."""
+    return torch.tensor(np.asarray(a).tolist(), dtype=dtype, device=device)
+
+
 def _box_sdf(x, lo, hi):
     """Exact SDF of an axis-aligned box: ``|max(q,0)| + min(max_i q_i, 0)``, ``q = |x-c| - h``."""
-    lo = torch.as_tensor(lo, dtype=x.dtype, device=x.device)
-    hi = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
+    lo = _constant(lo, dtype=x.dtype, device=x.device)
+    hi = _constant(hi, dtype=x.dtype, device=x.device)
     q = (x - (lo + hi) / 2).abs() - (hi - lo) / 2
     return q.clamp(min=0).norm(dim=1) + q.max(dim=1).values.clamp(max=0)
 
 
 def _ball_sdf(x, center, radius):
-    c = torch.as_tensor(center, dtype=x.dtype, device=x.device)
+    c = _constant(center, dtype=x.dtype, device=x.device)
     return (x - c).norm(dim=1) - radius
 
 
 def _box_adf(x, lo, hi):
     """Smooth distance-like factor of a box: prod_i (x_i - lo_i)(hi_i - x_i)/(hi_i - lo_i)."""
-    lo = torch.as_tensor(lo, dtype=x.dtype, device=x.device)
-    hi = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
+    lo = _constant(lo, dtype=x.dtype, device=x.device)
+    hi = _constant(hi, dtype=x.dtype, device=x.device)
     return ((x - lo) * (hi - x) / (hi - lo)).prod(dim=1, keepdim=True)
 
 
 def _ball_adf(x, center, radius):
     """Smooth distance of a ball, (R^2 - |x-c|^2) / 2R: unit normal derivative on the sphere."""
-    c = torch.as_tensor(center, dtype=x.dtype, device=x.device)
+    c = _constant(center, dtype=x.dtype, device=x.device)
     return ((radius**2 - (x - c).pow(2).sum(dim=1, keepdim=True)) / (2 * radius))
 
 
 def _polygon_sdf(x, vertices):
     """Exact SDF of a simple polygon: distance to the nearest edge, sign from crossings."""
-    v = torch.as_tensor(vertices, dtype=x.dtype, device=x.device)
+    v = _constant(vertices, dtype=x.dtype, device=x.device)
     a, b = v, torch.roll(v, -1, dims=0)                      # edges a -> b, (M, 2)
     e = b - a
     w = x[:, None, :] - a[None]                               # (N, M, 2)
@@ -60,7 +67,7 @@ def _polygon_adf(x, vertices, m: float = 1.0):
     (the trimmed segment), joined by R-equivalence :math:`\phi = (\sum_i \phi_i^{-m})^{-1/m}`.
     Smooth except at the vertices; normalized to first order (unit normal derivative).
     """
-    v = torch.as_tensor(vertices, dtype=x.dtype, device=x.device)
+    v = _constant(vertices, dtype=x.dtype, device=x.device)
     a, b = v, torch.roll(v, -1, dims=0)
     e = b - a
     L = e.norm(dim=1)
@@ -151,7 +158,7 @@ class _Ball(AbstractGeometry):
     def smooth_distance_jet(self, jet):
         r"""Exact jet of :math:`(R^2 - \lVert x - c\rVert^2) / 2R` (one-hot tangents stay lookups)."""
         from ..derivatives import jets as J
-        c = torch.as_tensor(self.center, dtype=jet.c[0].dtype, device=jet.c[0].device)
+        c = _constant(self.center, dtype=jet.c[0].dtype, device=jet.c[0].device)
         q = J.sq_norm(jet, c)
         R = self.radius
         return J.Jet([(R * R - q.c[0]) / (2 * R)] + [None if h is None else -h / (2 * R) for h in q.c[1:]],
@@ -205,7 +212,7 @@ class Ellipse(AbstractGeometry):
         self._dde = dde().Ellipse(self.center.tolist(), a, b, self.angle)
 
     def sdf(self, x):
-        c = torch.as_tensor(self.center, dtype=x.dtype, device=x.device)
+        c = _constant(self.center, dtype=x.dtype, device=x.device)
         cs, sn = float(np.cos(self.angle)), float(np.sin(self.angle))
         d = x - c
         u = (cs * d[:, 0] - sn * d[:, 1]) / self.a   # deepxde: positive angle turns clockwise

@@ -1,0 +1,291 @@
+"""pdeml's training step against a jit-compiled JAX step, on one CPU thread (issue 20).
+
+Two problems, each implemented in pdeml (through ``pl.fit``) and in JAX written here:
+
+* **L-shape Poisson** (the problem of ``bench_pinn_vs_deepxde.py``): -Δu = 1 on the L-shape,
+  u = 0 on its boundary, 2-50x4-1 tanh, 1200 interior + 120 boundary points (fixed), Adam 1e-3,
+  float32. JAX: ``jax.jit`` of loss, gradient and the optax Adam update, with a hand-written
+  forward Laplacian (value, gradient and Laplacian pushed through each layer: the same
+  algorithm as pdeml's collapsed Taylor mode).
+* **STDE at D = 1000** (the STDE paper's setup: width 128, depth 4, 100 points per step, 16
+  sampled dimensions): Allen-Cahn Δu + u - u³ = f on the unit ball, u = (1 - |x|²) MLP(x)
+  (``cases/allen_cahn_highdim.py``). JAX: the STDE paper's estimator as its reference code
+  computes it, ``jax.experimental.jet`` 2-jets along the 16 sampled coordinate directions,
+  vmapped over directions and points, new points drawn in the jitted step.
+
+pdeml is timed eager, with the losses compiled (``compile="losses"``), and with the whole step
+compiled (``compile=True``: forward, backward and Adam in one graph). Each implementation
+runs ``--blocks`` blocks of ``--block-steps`` steps, interleaved (block 1 of each, then block
+2 of each, ...), after a warm-up that includes any compile; the table gives the median s/step,
+the spread (min-max over blocks) and the ratio to JAX. The process pins itself to one core
+(``taskset``) and runs torch and XLA single-threaded: JAX's thread flags alone do not keep it on
+one thread.
+
+Needs ``pip install jax optax`` (the benchmark's own dependencies, not pdeml's):
+
+    python tests/benchmarks/bench_pinn_vs_jax.py                       # both problems
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems lshape --blocks 9
+    python tests/benchmarks/bench_pinn_vs_jax.py --device cuda --problems lshape   # GPU: + CUDA graphs
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pin_to_one_core():
+    """Re-run this script under ``taskset -c 0`` (once), with single-threaded XLA."""
+    if os.environ.get("PDEML_BENCH_PINNED") or shutil.which("taskset") is None:
+        return
+    env = {**os.environ, "PDEML_BENCH_PINNED": "1", "OMP_NUM_THREADS": "1",
+           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+    os.execvpe("taskset", ["taskset", "-c", "0", sys.executable, *sys.argv], env)
+
+
+# ----------------------------------------------------------------------------------- pdeml
+class PdemlRun:
+    """A pdeml backend trained in blocks through ``pl.fit`` (each block continues the last)."""
+
+    def __init__(self, name, backend, make_phase, batches=None):
+        self.name, self.backend, self.make_phase, self.sampler = name, backend, make_phase, batches
+        self.seed = 0
+
+    def block(self, steps: int) -> float:
+        import pdeml as pl
+        self.seed += 1
+        t = time.perf_counter()
+        r = pl.fit(self.backend, [(steps, self.make_phase())], sampler=self.sampler, seed=self.seed,
+                   eval_every=10 ** 9)
+        dt = time.perf_counter() - t
+        self.loss = r.history[-1]["loss"]
+        return dt / steps
+
+
+def lshape_pdeml(mode, device):
+    import pdeml as pl
+    from cases.poisson_lshape import VERTICES
+    from samplers import Uniform
+    from solvers import PINN
+    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
+    be = PINN(pl.nn.MLP(50, 4), sampler=Uniform(1200, 120), compile=mode).build(prob, seed=0, device=device)
+    return PdemlRun(f"pdeml compile={mode}", be, lambda: pl.FirstOrder(pl.Adam(1e-3)))
+
+
+def stde_pdeml(mode, device, dim):
+    from cases._highdim import make_case
+    from pdeml.run import build
+    from pdeml.settings import replace
+    case = make_case("allen_cahn", dim, 0)
+    case = case.replace(method=replace(case.method, compile=mode))
+    be = build(case, seed=0, device=device)
+    import pdeml as pl
+    return PdemlRun(f"pdeml STDE compile={mode}", be, lambda: pl.FirstOrder(pl.Adam(1e-3)))
+
+
+# ------------------------------------------------------------------------------------- JAX
+class JaxRun:
+    def __init__(self, name, step, state):
+        self.name, self.step, self.state = name, step, state
+
+    def block(self, steps: int) -> float:
+        t = time.perf_counter()
+        state = self.state
+        for _ in range(steps):
+            state = self.step(*state)
+        state[-1].block_until_ready()
+        self.state = state
+        self.loss = float(state[-1])
+        return (time.perf_counter() - t) / steps
+
+
+def _glorot_mlp(key, sizes):
+    import jax
+    import numpy as np
+    params = []
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        key, k = jax.random.split(key)
+        params.append((jax.random.normal(k, (i, o)) * np.sqrt(2 / (i + o)), jax.numpy.zeros(o)))
+    return params
+
+
+def lshape_jax():
+    """jit(loss + grad + optax Adam) with a hand-written forward Laplacian."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    import pdeml as pl
+    from cases.poisson_lshape import VERTICES
+    from samplers import Uniform
+    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
+    batch = Uniform(1200, 120).init(prob, np.random.default_rng(0)).current()
+    xd = jnp.asarray(batch["domain"]["x"], jnp.float32)
+    xb = jnp.asarray(batch[prob.condition_names[0]]["x"], jnp.float32)
+    params = _glorot_mlp(jax.random.PRNGKey(0), [2, 50, 50, 50, 50, 1])
+
+    def laplacian(p, x):
+        h, g, lap = x, jnp.broadcast_to(jnp.eye(2)[:, None, :], (2, x.shape[0], 2)), jnp.zeros_like(x)
+        for W, c in p[:-1]:
+            z, gz, lz = h @ W + c, g @ W, lap @ W
+            t = jnp.tanh(z)
+            d1 = 1 - t * t
+            h, lap, g = t, d1 * lz - 2 * t * d1 * (gz ** 2).sum(0), d1 * gz
+        return lap @ p[-1][0]
+
+    def mlp(p, x):
+        for W, c in p[:-1]:
+            x = jnp.tanh(x @ W + c)
+        return x @ p[-1][0] + p[-1][1]
+
+    def loss(p):
+        return ((-laplacian(p, xd) - 1.0) ** 2).mean() + (mlp(p, xb) ** 2).mean()
+
+    opt = optax.adam(1e-3)
+
+    @jax.jit
+    def step(p, s, _):
+        value, g = jax.value_and_grad(loss)(p)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s, value
+
+    return JaxRun("JAX jit (forward Laplacian)", step, (params, opt.init(params), jnp.zeros(())))
+
+
+def stde_jax(dim: int, width=128, depth=4, points=100, sampled=16):
+    """The STDE estimator with jax.experimental.jet, as the paper's reference code computes it."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from jax.experimental.jet import jet
+
+    from cases._highdim import coefficients
+    c = jnp.asarray(coefficients(dim, 0).numpy(), jnp.float32)
+    params = _glorot_mlp(jax.random.PRNGKey(0), [dim] + [width] * depth + [1])
+
+    def u(p, x):                                   # one point (D,) -> scalar, (1 - |x|^2) MLP(x)
+        h = x
+        for W, b in p[:-1]:
+            h = jnp.tanh(h @ W + b)
+        return (1 - x @ x) * (h @ p[-1][0] + p[-1][1])[0]
+
+    def forcing(x):                                # Δu* + u* - u*^3 of the two-body solution
+        a, b_ = x[:-1], x[1:]
+        ca, cb, sa, sb = jnp.cos(a), jnp.cos(b_), jnp.sin(a), jnp.sin(b_)
+        th = a + cb + b_ * ca
+        s, co = jnp.sin(th), jnp.cos(th)
+        da, db, daa, dbb = 1 - b_ * sa, ca - sb, -b_ * ca, -cb
+        g = (c * s).sum()
+        xg = (c * co * (a * da + b_ * db)).sum()
+        lg = (c * (co * (daa + dbb) - s * (da ** 2 + db ** 2))).sum()
+        bb = 1 - x @ x
+        us = bb * g
+        return -2 * dim * g - 4 * xg + bb * lg + us - us ** 3
+
+    def second(p, x, v):                           # v^T H v by a 2-jet along v
+        _, (_, u2) = jet(lambda y: u(p, y), (x,), ((v, jnp.zeros_like(v)),))
+        return u2
+
+    def loss(p, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        z = jax.random.normal(k1, (points, dim))
+        r = jax.random.uniform(k2, (points, 1)) ** (1 / dim)
+        x = z / jnp.linalg.norm(z, axis=1, keepdims=True) * r
+        idx = jax.random.choice(k3, dim, (sampled,), replace=False)
+        vs = jax.nn.one_hot(idx, dim)
+        lap = jax.vmap(lambda xi: jax.vmap(lambda v: second(p, xi, v))(vs).sum() * dim / sampled)(x)
+        val = jax.vmap(lambda xi: u(p, xi))(x)
+        res = lap + val - val ** 3 - jax.vmap(forcing)(x)
+        return (res ** 2).mean()
+
+    opt = optax.adam(1e-3)
+
+    @jax.jit
+    def step(p, s, key, _):
+        key, sub = jax.random.split(key)
+        value, g = jax.value_and_grad(loss)(p, sub)
+        upd, s = opt.update(g, s, p)
+        return optax.apply_updates(p, upd), s, key, value
+
+    return JaxRun(f"JAX jit STDE (jet), D={dim}", step, (params, opt.init(params), jax.random.PRNGKey(1), jnp.zeros(())))
+
+
+# ----------------------------------------------------------------------------------- main
+def measure(runs, blocks: int, block_steps: int, warmup: int) -> list[dict]:
+    rows = []
+    for r in runs:                                  # warm-up: compiles and caches
+        t = time.perf_counter()
+        r.block(warmup)
+        r.warm_s = time.perf_counter() - t
+    times = {r.name: [] for r in runs}
+    for _ in range(blocks):
+        for r in runs:
+            times[r.name].append(r.block(block_steps))
+    for r in runs:
+        t = times[r.name]
+        rows.append({"name": r.name, "median": statistics.median(t), "min": min(t), "max": max(t),
+                     "warm_s": r.warm_s, "loss": r.loss})
+    return rows
+
+
+def table(title, rows, ref_name):
+    ref = next((r["median"] for r in rows if r["name"] == ref_name), None)
+    print(f"\n{title}")
+    print(f"| implementation | s/step (median) | spread (min-max) | vs {ref_name} | warm-up (incl. compile) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        ratio = f"{r['median'] / ref:.2f}x" if ref else "-"
+        print(f"| {r['name']} | {r['median'] * 1e3:.2f} ms | {r['min'] * 1e3:.2f}-{r['max'] * 1e3:.2f} ms | {ratio} "
+              f"| {r['warm_s']:.1f} s |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--problems", nargs="+", default=["lshape", "stde"], choices=["lshape", "stde"])
+    ap.add_argument("--blocks", type=int, default=9)
+    ap.add_argument("--block-steps", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--dim", type=int, default=1000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin to one core (GPU runs)")
+    args = ap.parse_args()
+    if args.device == "cpu" and not args.no_pin:
+        pin_to_one_core()
+    sys.path.insert(0, str(ROOT))
+    import torch
+    if args.device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        import jax
+    except ImportError:
+        jax = None
+        print("JAX is not installed (pip install jax optax): pdeml rows only")
+    modes = [False, "losses", True]
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}"
+          + (f", jax {jax.__version__} on {jax.devices()[0].platform}" if jax else ""))
+    if "lshape" in args.problems:
+        runs = [lshape_pdeml(m, args.device) for m in modes]
+        if jax is not None:
+            runs.append(lshape_jax())
+        rows = measure(runs, args.blocks, args.block_steps, args.warmup)
+        table("L-shape Poisson, 2-50x4-1 tanh, 1200 + 120 points, Adam, float32", rows,
+              "JAX jit (forward Laplacian)" if jax else "pdeml compile=False")
+    if "stde" in args.problems:
+        runs = [stde_pdeml(m, args.device, args.dim) for m in (False, True)]
+        if jax is not None:
+            runs.append(stde_jax(args.dim))
+        rows = measure(runs, max(3, args.blocks // 3), max(10, args.block_steps // 4), 5)
+        table(f"Allen-Cahn, D = {args.dim}, STDE 16 sampled dims, 128x4 tanh, 100 points, Adam, float32", rows,
+              f"JAX jit STDE (jet), D={args.dim}" if jax else "pdeml STDE compile=False")
+
+
+if __name__ == "__main__":
+    main()
