@@ -10,10 +10,24 @@ from .base import AbstractGeometry
 
 
 def _constant(a, dtype, device) -> torch.Tensor:
-    """A geometry's numpy constant as a tensor, through a list: under torch.compile a list is
-    baked into the graph, where a numpy array becomes an input that torch.func's gradient
-    transform trips over (a guard failure in torch 2.13)."""
-    return torch.tensor(np.asarray(a).tolist(), dtype=dtype, device=device)
+    """A geometry's constant as a tensor (already one when it comes from :func:`_tensor`)."""
+    return torch.as_tensor(a, dtype=dtype, device=device)
+
+
+def _tensor(geom, name: str, like: torch.Tensor) -> torch.Tensor:
+    """``geom.<name>`` (a numpy array) as a tensor of ``like``'s dtype and device, made once per
+    geometry and kind by the first (eager) evaluation. Under torch.compile a cached tensor is a
+    graph input like a module's buffer; a numpy array would be converted inside the graph,
+    which torch.func's gradient transform trips over (a guard failure in torch 2.13), and a
+    list would be baked in with one guard per number (0.5 ms a step at D = 1000)."""
+    cache = geom.__dict__.get("_tensors")
+    if cache is None:
+        cache = geom._tensors = {}
+    key = (name, like.dtype, like.device)
+    out = cache.get(key)
+    if out is None:
+        out = cache[key] = torch.as_tensor(getattr(geom, name), dtype=like.dtype, device=like.device)
+    return out
 
 
 def _box_sdf(x, lo, hi):
@@ -94,10 +108,10 @@ class _Box(AbstractGeometry):
     smooth distance."""
 
     def sdf(self, x):
-        return _box_sdf(x, self.lo, self.hi)
+        return _box_sdf(x, _tensor(self, 'lo', x), _tensor(self, 'hi', x))
 
     def smooth_distance(self, x):
-        return _box_adf(x, self.lo, self.hi)
+        return _box_adf(x, _tensor(self, 'lo', x), _tensor(self, 'hi', x))
 
 
 class Interval(_Box):
@@ -150,15 +164,15 @@ class _Ball(AbstractGeometry):
     """Shared by the balls: exact SDF, the quadratic smooth distance and its exact jet."""
 
     def sdf(self, x):
-        return _ball_sdf(x, self.center, self.radius)
+        return _ball_sdf(x, _tensor(self, 'center', x), self.radius)
 
     def smooth_distance(self, x):
-        return _ball_adf(x, self.center, self.radius)
+        return _ball_adf(x, _tensor(self, 'center', x), self.radius)
 
     def smooth_distance_jet(self, jet):
         r"""Exact jet of :math:`(R^2 - \lVert x - c\rVert^2) / 2R` (one-hot tangents stay lookups)."""
         from ..derivatives import jets as J
-        c = _constant(self.center, dtype=jet.c[0].dtype, device=jet.c[0].device)
+        c = _tensor(self, 'center', jet.c[0])
         q = J.sq_norm(jet, c)
         R = self.radius
         return J.Jet([(R * R - q.c[0]) / (2 * R)] + [None if h is None else -h / (2 * R) for h in q.c[1:]],
@@ -212,7 +226,7 @@ class Ellipse(AbstractGeometry):
         self._dde = dde().Ellipse(self.center.tolist(), a, b, self.angle)
 
     def sdf(self, x):
-        c = _constant(self.center, dtype=x.dtype, device=x.device)
+        c = _tensor(self, 'center', x)
         cs, sn = float(np.cos(self.angle)), float(np.sin(self.angle))
         d = x - c
         u = (cs * d[:, 0] - sn * d[:, 1]) / self.a   # deepxde: positive angle turns clockwise
@@ -232,10 +246,10 @@ class Polygon(AbstractGeometry):
         self._dde = dde().Polygon(v.tolist()) if v.shape[0] > 3 else dde().Triangle(*v.tolist())
 
     def sdf(self, x):
-        return _polygon_sdf(x, self.vertices)
+        return _polygon_sdf(x, _tensor(self, 'vertices', x))
 
     def smooth_distance(self, x):
-        return _polygon_adf(x, self.vertices)
+        return _polygon_adf(x, _tensor(self, 'vertices', x))
 
     @classmethod
     def read(cls, path) -> "Polygon":
@@ -280,7 +294,7 @@ class Triangle(AbstractGeometry):
         self._dde = dde().Triangle(*v.tolist())
 
     def sdf(self, x):
-        return _polygon_sdf(x, self.vertices)
+        return _polygon_sdf(x, _tensor(self, 'vertices', x))
 
     def smooth_distance(self, x):
-        return _polygon_adf(x, self.vertices)
+        return _polygon_adf(x, _tensor(self, 'vertices', x))
