@@ -204,6 +204,7 @@ class WholeStep:
 
     On CUDA the graph is captured as a CUDA graph (``mode="reduce-overhead"``): the collocation
     batches have fixed sizes, so one capture replays every step, without a kernel launch each.
+    A backend with ``cuda_graphs = False`` is compiled without (the benchmark's comparison).
 
     The backend provides ``step_losses(batch, residuals, draws)`` (the per-term losses,
     traceable by torch.func), ``whole_step(batch)`` (whether it can be compiled so) and
@@ -221,7 +222,7 @@ class WholeStep:
         self.module = _StepLosses(backend)
         device = params[0].device if params else torch.device("cpu")
         self.lr = torch.zeros((), dtype=torch.float64, device=device)
-        cuda = device.type == "cuda"
+        cuda = device.type == "cuda" and getattr(backend, "cuda_graphs", True)
         if cuda:
             for t in [self.lr, *self.params] + [x for st in self.states for x in st]:
                 torch._dynamo.mark_static_address(t)

@@ -49,6 +49,9 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
     out_list.append((f"distributed weak scaling 1 vs {max(gpus, 1)} ranks", [
         PY, "tests/benchmarks/bench_distributed.py", "--device", device.split(":")[0], "--ranks", "1",
         str(max(gpus, 1)), "--points", "16384" if device.startswith("cuda") else "2048", "--steps", "30"], 180))
+    out_list.append(("PINN step: eager, compiled, CUDA graphs (L-shape)", [
+        PY, "tests/benchmarks/bench_pinn_vs_jax.py", "--device", device, "--problems", "lshape", "--no-pin",
+        "--blocks", "5"], 180))
     out_list.append(("moe vs hc vs soft, fisher 300 steps", [
         PY, "tests/benchmarks/bench_moe.py", "--device", device, "--steps", "300", "--seeds", "0", "--variants",
         "soft", "hc", "moe:4", "--threads", "8"], 240))
@@ -105,6 +108,9 @@ def summary(log: str) -> str:
     wos = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith(("| wos", "| residual"))]
     if wos:       # bench_wosno's table: variant, lr, error mean, median, s/step, walks s/step, activations, peak
         return "; ".join(f"{r[0]}: err {r[2]}, {r[4]} s/step + walks {r[5]}, peak {r[7]} MiB" for r in wos)[:300]
+    pinn = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("| pdeml compile=")]
+    if pinn:      # bench_pinn_vs_jax's table: implementation, median, spread, ratio, warm-up
+        return "; ".join(f"{r[0][len('pdeml '):]}: {r[1]}/step" for r in pinn)[:300]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("| ")]
     ranks = [r for r in cells if len(r) == 6 and r[0].isdigit() and r[2].endswith("ms")]
     if ranks:     # bench_distributed's table: ranks, global points, step, efficiency, all-reduce, share

@@ -68,14 +68,16 @@ class PdemlRun:
         return dt / steps
 
 
-def lshape_pdeml(mode, device):
+def lshape_pdeml(mode, device, cuda_graphs=True):
     import pdeml as pl
     from cases.poisson_lshape import VERTICES
     from samplers import Uniform
     from solvers import PINN
     prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
     be = PINN(pl.nn.MLP(50, 4), sampler=Uniform(1200, 120), compile=mode).build(prob, seed=0, device=device)
-    return PdemlRun(f"pdeml compile={mode}", be, lambda: pl.FirstOrder(pl.Adam(1e-3)))
+    be.cuda_graphs = cuda_graphs
+    tail = "" if cuda_graphs or not str(device).startswith("cuda") else ", no CUDA graphs"
+    return PdemlRun(f"pdeml compile={mode}{tail}", be, lambda: pl.FirstOrder(pl.Adam(1e-3)))
 
 
 def stde_pdeml(mode, device, dim):
@@ -163,7 +165,6 @@ def stde_jax(dim: int, width=128, depth=4, points=100, sampled=16):
     """The STDE estimator with jax.experimental.jet, as the paper's reference code computes it."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
     from jax.experimental.jet import jet
 
@@ -271,8 +272,14 @@ def main():
     modes = [False, "losses", True]
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}"
           + (f", jax {jax.__version__} on {jax.devices()[0].platform}" if jax else ""))
+    same = jax is not None and jax.devices()[0].platform == args.device.split(":")[0]
+    if jax is not None and not same:
+        print(f"JAX runs on {jax.devices()[0].platform}, not {args.device}: pdeml rows only")
+        jax = None
     if "lshape" in args.problems:
         runs = [lshape_pdeml(m, args.device) for m in modes]
+        if args.device.startswith("cuda"):
+            runs.append(lshape_pdeml(True, args.device, cuda_graphs=False))
         if jax is not None:
             runs.append(lshape_jax())
         rows = measure(runs, args.blocks, args.block_steps, args.warmup)
