@@ -139,6 +139,19 @@ def test_no_graph_break_and_no_recompile_after_the_first_step(name):
     assert _graphs() == (after, after_breaks)
 
 
+def test_compile_time_is_reported_in_metrics(tmp_path):
+    from pdeml.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "poisson_lshape", "--steps", "3", "--lbfgs-steps", "0", "--compile", "--no-progress",
+                 "--out", str(out)]) == 0
+    import json
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 3 and 0 < m["compile_s"] < m["wall_time_s"]
+    assert main(["train", "poisson_lshape", "--steps", "3", "--lbfgs-steps", "0", "--compile", "off",
+                 "--no-progress", "--out", str(tmp_path / "eager")]) == 0
+    assert "compile_s" not in json.loads((tmp_path / "eager" / "metrics.json").read_text())
+
+
 def test_a_compiled_run_resumes_bit_exactly(tmp_path):
     import sys
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -227,9 +240,10 @@ def test_every_forward_mode_case_trains_alike_compiled_and_eager(name):
     for mode in (False, True):
         c = apply_overrides(case, {"compile": mode})
         be = build(c.replace(method=replace(c.method, model=pl.nn.MLP(12, 2))), seed=0)
+        _, breaks = _graphs()
         r = pl.fit(be, [(20, pl.FirstOrder(pl.Adam(1e-3)))], weights=c.weights, seed=0, eval_every=1)
         out[mode] = np.array([[h[k] for k in be.term_names] for h in r.history])
         if mode:
-            assert be.compile_s > 0
+            assert be.compile_s > 0 and _graphs()[1] == breaks
     tol = 1e-9 if case.dtype == "float64" else 1e-3
     np.testing.assert_allclose(out[True], out[False], rtol=tol, atol=1e-12)

@@ -21,12 +21,17 @@ def _tensor(geom, name: str, like: torch.Tensor) -> torch.Tensor:
     which torch.func's gradient transform trips over (a guard failure in torch 2.13), and a
     list would be baked in with one guard per number (0.5 ms a step at D = 1000)."""
     cache = geom.__dict__.get("_tensors")
-    if cache is None:
-        cache = geom._tensors = {}
     key = (name, like.dtype, like.device)
-    out = cache.get(key)
-    if out is None:
-        out = cache[key] = torch.as_tensor(getattr(geom, name), dtype=like.dtype, device=like.device)
+    out = cache.get(key) if cache is not None else None
+    if out is not None:
+        return out
+    out = torch.as_tensor(getattr(geom, name), dtype=like.dtype, device=like.device)
+    # not cached from inside a torch.func transform (the nested-jvp fallback of the jets): a
+    # tensor made there belongs to that transform's level and must not outlive it
+    if not torch.compiler.is_compiling() and not torch._C._functorch.is_functorch_wrapped_tensor(like):
+        if cache is None:
+            cache = geom._tensors = {}
+        cache[key] = out
     return out
 
 
