@@ -159,3 +159,6 @@ def main():
 
 if __name__ == "__main__":
     main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)          # as pdeml's __main__: no interpreter teardown after the process group is gone
