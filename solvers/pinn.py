@@ -64,6 +64,7 @@ class PINN(AbstractMethod):
             (Taylor, STDE): reverse-mode ones (autograd, SDGD, a site that needs a double
             backward) stay eager, with a warning when compiling was asked for, because
             torch.compile does not support double backward.
+
     Example:
         >>> method = PINN(pl.nn.MLP(50, 4), sampler=Uniform(2000, 400, every=100))
         >>> backend = method.build(problem, seed=0)
