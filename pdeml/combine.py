@@ -152,6 +152,10 @@ class ConFIG(_PerTerm):
         >>> fit(backend, steps=5000, sampler=s, combiner=ConFIG())
     """
 
+    #: the direction is tensor operations without state: a compiled step can build it in its
+    #: graph (:class:`pdeml.steppers.WholeStep`)
+    in_graph = True
+
     def direction(self, G, losses):
         return config_direction(G)
 

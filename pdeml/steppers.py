@@ -134,13 +134,16 @@ class FirstOrder(AbstractStepper):
 
     def _whole_step(self, batch) -> "WholeStep | bool":
         """A :class:`WholeStep` when the backend asks for compiled steps and the step allows it:
-        the plain sum of the terms (per-term combiners build their direction eagerly), one
-        process, an optimizer with a tensor-operation update (Adam, SGD). False otherwise."""
+        the plain sum of the terms, or a per-term combiner whose direction is tensor operations
+        without state (``in_graph``: ConFIG); one process; an optimizer with a tensor-operation
+        update (Adam, SGD). False otherwise."""
         ask = getattr(self.backend, "whole_step", None)
-        if type(self.comb) is not Sum or self.world.active or not hasattr(self.optimizer, "update_") \
+        in_graph = type(self.comb) is Sum or getattr(self.comb, "in_graph", False)
+        if not in_graph or self.world.active or not hasattr(self.optimizer, "update_") \
                 or ask is None or not ask(batch, self.steps):
             return False
-        return WholeStep(self.backend, self.params, self.opt, self.optimizer, self.weights)
+        return WholeStep(self.backend, self.params, self.opt, self.optimizer, self.weights,
+                         None if type(self.comb) is Sum else self.comb)
 
     def step(self, batch, k, residuals=None):
         if self.whole is None:
@@ -190,6 +193,9 @@ class WholeStep:
     r"""A first-order step compiled whole: the forward pass (the losses), the backward pass and
     the optimizer's update in one :func:`torch.compile` graph (issue 20).
 
+    With a per-term combiner that allows it (ConFIG, ``in_graph``), the per-term gradients come
+    from :func:`torch.func.jacrev` and the combiner's direction is built in the graph too.
+
     Compiling only the losses leaves the backward pass and the update eager, with the autograd
     engine and the optimizer launching their kernels one by one between the compiled pieces.
     Here :func:`torch.func.grad_and_value` differentiates the losses *inside* the traced
@@ -213,8 +219,10 @@ class WholeStep:
     the same stream, and read in the graph in order.
     """
 
-    def __init__(self, backend, params: list, opt: torch.optim.Optimizer, optimizer, weights: dict):
+    def __init__(self, backend, params: list, opt: torch.optim.Optimizer, optimizer, weights: dict,
+                 combiner=None):
         self.backend, self.optimizer, self.opt, self.weights = backend, optimizer, opt, dict(weights)
+        self.combiner = combiner                           # None: the sum of the terms
         by_id = {id(p): n for n, p in backend.named_parameters()}
         self.names = [by_id[id(p)] for p in params]
         self.params = [p.detach() for p in params]        # the parameters' storage, updated in place
@@ -232,12 +240,25 @@ class WholeStep:
         self._stream = backend.estimator.state_dict() if hasattr(backend, "estimator") else {}
 
     def _step(self, params, states, batch, lr, draws, want_residuals: bool):
-        def objective(ps):
-            losses, residuals = torch.func.functional_call(
+        def losses_at(ps):
+            return torch.func.functional_call(
                 self.module, {"backend." + n: p for n, p in zip(self.names, ps)}, (batch, draws, want_residuals))
-            return sum(weigh(losses, self.weights).values()), (losses, residuals)
 
-        grads, (total, (losses, residuals)) = torch.func.grad_and_value(objective, has_aux=True)(params)
+        if self.combiner is None:
+            def objective(ps):
+                losses, residuals = losses_at(ps)
+                return sum(weigh(losses, self.weights).values()), (losses, residuals)
+            grads, (total, (losses, residuals)) = torch.func.grad_and_value(objective, has_aux=True)(params)
+        else:                                   # per-term gradients G (m, P), then the direction
+            def terms(ps):
+                losses, residuals = losses_at(ps)
+                vec = torch.stack(list(weigh(losses, self.weights).values()))
+                return vec, (vec.detach(), losses, residuals)
+            jac, (vec, losses, residuals) = torch.func.jacrev(terms, has_aux=True)(params)
+            G = torch.cat([j.reshape(len(vec), -1) for j in jac], 1)
+            d = self.combiner.direction(G, losses)
+            grads = [g.view_as(p) for g, p in zip(torch.split(d, [p.numel() for p in params]), params)]
+            total = vec.sum()
         squares = sum((g * g).sum() for g in grads)
         ok = torch.isfinite(total) & torch.isfinite(squares)
         with torch.no_grad():
