@@ -105,6 +105,27 @@ class AbstractTrainable(AbstractBackend):
         against ``values``), or None: by default 4096 points of the problem's truth."""
         return self.problem.truth(4096, rng)
 
+    # ------------------------------------------------ the compiled whole step (docs/compile.md)
+    #: seconds torch.compile took in this process (``compile_s`` in metrics.json)
+    compile_s: float = 0.0
+    #: capture a compiled step on CUDA as a CUDA graph (:class:`pdeml.steppers.WholeStep`)
+    cuda_graphs: bool = True
+
+    def whole_step(self, batch: dict, steps: int | None = None) -> bool:
+        """Whether a first-order phase of ``steps`` steps may be compiled whole, forward,
+        backward and update in one graph (:class:`pdeml.steppers.WholeStep`). Default: no."""
+        return False
+
+    def step_losses(self, batch: dict, residuals: dict | None = None, draws=()) -> dict[str, torch.Tensor]:
+        """The per-term losses as the compiled step traces them (uncompiled, with the random
+        draws :meth:`draw_ahead` made passed in). Default: :meth:`losses`."""
+        return self.losses(batch, residuals)
+
+    def draw_ahead(self) -> list[torch.Tensor]:
+        """The random draws one evaluation of the losses makes, made now, for a compiled step
+        (a generator cannot be called inside its graph). Default: none."""
+        return []
+
 
 class AbstractLeastSquares(AbstractTrainable):
     """A trainable backend whose losses are mean squares of residual columns (Gauss-Newton)."""

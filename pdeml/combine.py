@@ -22,6 +22,9 @@ class AbstractCombiner(abc.ABC):
     case's loss weights (``fit(weights=...)``)."""
 
     world: World = World()
+    #: a compiled step can build this rule's direction in its graph: tensor operations on the
+    #: per-term gradients, no state that changes (:class:`pdeml.steppers.WholeStep`)
+    in_graph: bool = False
 
     def init(self, names, world: World | None = None) -> "AbstractCombiner":
         """A run of this rule for the loss terms ``names`` (in the backend's order). On several
@@ -57,6 +60,8 @@ class Sum(AbstractCombiner):
     Example:
         >>> Sum()          # the default; loss weights are the case's ``weights``
     """
+
+    in_graph = True                      # the compiled step differentiates the sum itself
 
     def total(self, losses):
         return sum(losses.values())

@@ -72,9 +72,20 @@ class AbstractOptimizer(abc.ABC):
             return self.lr * self.schedule.factor(step, total)
         return self.lr * self.decay ** (step / self.decay_every)
 
+    #: the update is tensor operations a compiled step can take in its graph (:meth:`update_`)
+    compiles: bool = False
+
     @abc.abstractmethod
     def build(self, params) -> torch.optim.Optimizer:
         """The torch optimizer over ``params``."""
+
+    def state_tensors(self, opt: torch.optim.Optimizer) -> list:
+        """Per parameter, the torch optimizer's state tensors :meth:`update_` changes in place."""
+        raise NotImplementedError(f"{type(self).__name__} has no compiled update")
+
+    def update_(self, params: list, grads: list, states: list, lr: torch.Tensor, ok: torch.Tensor) -> None:
+        """The update as tensor operations, in place; nothing changes where ``ok`` is False."""
+        raise NotImplementedError(f"{type(self).__name__} has no compiled update")
 
     def __repr__(self):
         tail = f"schedule={self.schedule!r}" if self.schedule else f"decay={self.decay}, decay_every={self.decay_every}"
@@ -99,6 +110,8 @@ class Adam(AbstractOptimizer):
         params = list(params)
         fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
         return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=ADAM_EPS, fused=fused or None)
+
+    compiles = True
 
     def state_tensors(self, opt: torch.optim.Optimizer) -> list:
         """Per parameter ``[step, m, v]``: the torch optimizer's own state tensors (created as
@@ -145,6 +158,8 @@ class SGD(AbstractOptimizer):
     Example:
         >>> SGD(1e-3)
     """
+
+    compiles = True
 
     def build(self, params):
         return torch.optim.SGD(list(params), lr=self.lr)

@@ -304,7 +304,7 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
         }
         if result.message:
             metrics["message"] = result.message
-        if getattr(backend, "compile_s", 0):          # torch.compile's time, in this process
+        if backend.compile_s:                         # torch.compile's time, in this process
             metrics["compile_s"] = round(backend.compile_s, 2)
         if world.active:
             metrics["world_size"] = world.size

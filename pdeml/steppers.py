@@ -137,13 +137,11 @@ class FirstOrder(AbstractStepper):
         the plain sum of the terms, or a per-term combiner whose direction is tensor operations
         without state (``in_graph``: ConFIG); one process; an optimizer with a tensor-operation
         update (Adam, SGD). False otherwise."""
-        ask = getattr(self.backend, "whole_step", None)
-        in_graph = type(self.comb) is Sum or getattr(self.comb, "in_graph", False)
-        if not in_graph or self.world.active or not hasattr(self.optimizer, "update_") \
-                or ask is None or not ask(batch, self.steps):
+        if not self.comb.in_graph or not self.optimizer.compiles or self.world.active \
+                or not self.backend.whole_step(batch, self.steps):
             return False
         return WholeStep(self.backend, self.params, self.opt, self.optimizer, self.weights,
-                         None if type(self.comb) is Sum else self.comb)
+                         None if isinstance(self.comb, Sum) else self.comb)
 
     def step(self, batch, k, residuals=None):
         if self.whole is None:
@@ -230,14 +228,12 @@ class WholeStep:
         self.module = _StepLosses(backend)
         device = params[0].device if params else torch.device("cpu")
         self.lr = torch.zeros((), dtype=torch.float64, device=device)
-        cuda = device.type == "cuda" and getattr(backend, "cuda_graphs", True)
+        cuda = device.type == "cuda" and backend.cuda_graphs
         if cuda:
             for t in [self.lr, *self.params] + [x for st in self.states for x in st]:
                 torch._dynamo.mark_static_address(t)
         self.compiled = torch.compile(self._step, mode="reduce-overhead" if cuda else None)
         self.calls, self.compile_s = 0, 0.0
-        # the estimator's stream before the first draw ahead, restored if the first call fails
-        self._stream = backend.estimator.state_dict() if hasattr(backend, "estimator") else {}
 
     def _step(self, params, states, batch, lr, draws, want_residuals: bool):
         def losses_at(ps):
@@ -267,19 +263,16 @@ class WholeStep:
 
     def __call__(self, batch: dict, lr: float, residuals: dict | None = None) -> StepResult:
         self.lr.fill_(lr)
-        draw = getattr(self.backend, "draw_ahead", None)
-        draws = draw() if draw is not None else []
+        draws = self.backend.draw_ahead()
         args = (self.params, self.states, batch, self.lr, draws, residuals is not None)
         if self.calls == 0:                 # the first call compiles: timed, and a failure is caught
             t = time.perf_counter()
             try:
                 out = self.compiled(*args)
             except Exception as e:          # inductor's errors have no common base to catch
-                if draws:                   # the draws were made for a step that did not happen
-                    self.backend.estimator.load_state_dict(self._stream)
                 raise CompileFailed(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
             self.compile_s = time.perf_counter() - t
-            self.backend.compile_s = getattr(self.backend, "compile_s", 0.0) + self.compile_s
+            self.backend.compile_s += self.compile_s
         else:
             out = self.compiled(*args)
         losses, total, ok, squares, res = out

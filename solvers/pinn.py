@@ -328,7 +328,7 @@ class PINNBackend(AbstractLeastSquares):
                 return self._compiled(batch, residuals)
             t = time.perf_counter()                # the first compiled call compiles
             out = self._compiled(batch, residuals)
-            self.compile_s, self._compile_timed = getattr(self, "compile_s", 0.0) + time.perf_counter() - t, True
+            self.compile_s, self._compile_timed = self.compile_s + time.perf_counter() - t, True
             return out
         out = self._losses(batch, residuals)
         if self._compiled is None:
