@@ -184,7 +184,8 @@ class FirstOrder(AbstractStepper):
 
 
 class CompileFailed(RuntimeError):
-    """torch.compile could not compile a :class:`WholeStep` (nothing was changed)."""
+    """torch.compile could not compile a :class:`WholeStep`: the model and the optimizer are
+    unchanged (a stochastic estimator's stream has advanced by the step's draws)."""
 
 
 class WholeStep:
