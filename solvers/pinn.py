@@ -330,10 +330,13 @@ class PINNBackend(AbstractLeastSquares):
             out = self._compiled(batch, residuals)
             self.compile_s, self._compile_timed = self.compile_s + time.perf_counter() - t, True
             return out
-        out = self._losses(batch, residuals)
         if self._compiled is None:
+            with jets.fallbacks_taken() as fallbacks:
+                out = self._losses(batch, residuals)
+            self._jet_fallbacks = sorted(set(fallbacks))
             self._compiled = self._compile_losses()
-        return out
+            return out
+        return self._losses(batch, residuals)
 
     def _reverse_sites(self) -> list[str]:
         """The call sites that need reverse mode through the points (a double backward)."""
@@ -342,6 +345,11 @@ class PINNBackend(AbstractLeastSquares):
     def _compile_losses(self):
         """The compiled :meth:`_losses`, or False (with a warning) when some call site needs
         reverse mode through the points, i.e. a double backward."""
+        if self._jet_fallbacks:
+            warnings.warn(f"compile: {', '.join(self._jet_fallbacks)} take the nested-jvp jet fallback, "
+                          "which torch.compile cannot trace; running eager. Fix: give them a jet rule "
+                          "(pdeml.nn layers, geometries with smooth_distance_jet).", stacklevel=4)
+            return False
         reverse = self._reverse_sites()
         if reverse:
             warnings.warn(f"compile_losses=True: the {' and '.join(reverse)} terms need reverse-mode "
@@ -367,18 +375,20 @@ class PINNBackend(AbstractLeastSquares):
             saved = self.estimator.state_dict()
             rng = self._seeded()
             try:
-                with rng.recording() if rng is not None else contextlib.nullcontext([]) as notes:
+                with rng.recording() if rng is not None else contextlib.nullcontext([]) as notes, \
+                        jets.fallbacks_taken() as fallbacks:
                     self._losses(batch)
             finally:
                 self.estimator.load_state_dict(saved)
-            self._draw_notes = notes
+            self._draw_notes, self._jet_fallbacks = notes, sorted(set(fallbacks))
         if self.compile_step == "auto":
-            return not self._reverse_sites()
+            return not self._jet_fallbacks and not self._reverse_sites()
         if self._compiled is None:
-            self._compiled = self._compile_losses()       # warns for reverse-mode sites
-        return not self._reverse_sites()
+            self._compiled = self._compile_losses()       # warns: reverse-mode sites, jet fallbacks
+        return not self._jet_fallbacks and not self._reverse_sites()
 
     _draw_notes = None
+    _jet_fallbacks: list = []
     _compile_timed = False
 
     def _seeded(self):

@@ -207,6 +207,26 @@ def test_a_non_finite_compiled_step_changes_nothing_and_stops():
         assert torch.equal(v, kept[k]), k                  # the parameters of step 3, untouched
 
 
+@pytest.mark.filterwarnings("default:compile:UserWarning")
+def test_a_jet_fallback_trains_eager_with_a_warning():
+    """A jet by nested torch.func.jvp (here a hard constraint on a rectangle, whose smooth
+    distance has no jet rule) cannot be traced inside the compiled step's gradient, nor compiled
+    as losses (torch 2.13): compile=True says so and trains eager, with the eager run's losses."""
+    from pdeml.run import apply_overrides, build, load_case
+    case, _ = load_case("peak_2d")
+    runs = {}
+    for mode in (False, True):
+        be = build(apply_overrides(case, {"compile": mode}), seed=0)
+        if mode:
+            with pytest.warns(UserWarning, match="nested-jvp jet fallback"):
+                r = pl.fit(be, [(3, pl.FirstOrder(pl.Adam(1e-3)))], seed=0, eval_every=1)
+            assert be.compile_s == 0 and "_Box.smooth_distance" in be._jet_fallbacks
+        else:
+            r = pl.fit(be, [(3, pl.FirstOrder(pl.Adam(1e-3)))], seed=0, eval_every=1)
+        runs[mode] = [h["loss"] for h in r.history]
+    assert runs[True] == runs[False]
+
+
 def test_auto_compiles_a_phase_only_when_it_pays():
     from solvers.pinn import AUTO_COMPILE_COST_S, AUTO_SAVING_S, compile_pays, hidden_units
     be = _lshape("auto", width=50)
@@ -233,11 +253,12 @@ def test_compile_modes_are_validated_and_reach_the_cli():
         parse("--compile", "sometimes")
 
 
-#: the built-in PINN cases whose derivatives are all forward mode (the others stay eager:
-#: burgers_1d's output transform has no jet rule, biharmonic_annulus's mixed derivatives
-#: need reverse mode)
+#: the built-in PINN cases whose derivatives are all forward mode, by jet rules (the others
+#: stay eager: burgers_1d's output transform has no jet rule, biharmonic_annulus's mixed
+#: derivatives need reverse mode, peak_2d's hard constraint on a rectangle takes the nested-jvp
+#: fallback: test_a_jet_fallback_trains_eager_with_a_warning)
 FORWARD_MODE_CASES = ["poisson_lshape", "kovasznay_2d", "heat_1d", "wave_1d", "fisher_kpp_1d", "allen_cahn_1d",
-                      "convection_1d", "peak_2d", "poisson_sin_2d", "inverse_diffusion",
+                      "convection_1d", "poisson_sin_2d", "inverse_diffusion",
                       "diffusion_sorption_1d", "poisson_manufactured_3d"]
 
 

@@ -29,6 +29,8 @@ coefficient is (N, F) or (F,).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
 from dataclasses import dataclass
@@ -368,12 +370,29 @@ def constant(value: torch.Tensor, like: Jet) -> Jet:
 
 # ---------------------------------------------------------------------- generic fallback
 _WARNED: set = set()
+#: the fallbacks taken inside :func:`fallbacks_taken` (None outside it)
+_TAKEN: contextvars.ContextVar = contextvars.ContextVar("pdeml_jet_fallbacks", default=None)
+
+
+@contextlib.contextmanager
+def fallbacks_taken():
+    """Note the nested-jvp fallbacks (:func:`function_jet`) taken in the body: yields the list
+    of their names. A compiled whole step cannot trace a nested jvp inside its gradient
+    transform (torch 2.13), so the PINN backend asks before compiling one."""
+    token = _TAKEN.set([])
+    try:
+        yield _TAKEN.get()
+    finally:
+        _TAKEN.reset(token)
 
 
 def function_jet(fn, jets: list[Jet], name: str | None = None) -> Jet:
     r"""Jet of ``fn(*primals)`` by nested :func:`torch.func.jvp` along the curves
     :math:`h(t) = h_0 + \sum_j h_j t^j / j!` (cost :math:`2^K` evaluations on N·S rows).
     ``name`` warns once that a module has no jet rule."""
+    taken = _TAKEN.get()
+    if taken is not None:
+        taken.append(name or getattr(fn, "__qualname__", repr(fn)))
     if name is not None and name not in _WARNED:
         _WARNED.add(name)
         warnings.warn(f"{name} has no Taylor-mode jet rule; using nested torch.func.jvp "

@@ -15,23 +15,23 @@ def _constant(a, dtype, device) -> torch.Tensor:
 
 
 def _tensor(geom, name: str, like: torch.Tensor) -> torch.Tensor:
-    """``geom.<name>`` (a numpy array) as a tensor of ``like``'s dtype and device, made once per
-    geometry and kind by the first (eager) evaluation. Under torch.compile a cached tensor is a
-    graph input like a module's buffer; a numpy array would be converted inside the graph,
-    which torch.func's gradient transform trips over (a guard failure in torch 2.13), and a
-    list would be baked in with one guard per number (0.5 ms a step at D = 1000)."""
-    cache = geom.__dict__.get("_tensors")
-    key = (name, like.dtype, like.device)
-    out = cache.get(key) if cache is not None else None
-    if out is not None:
-        return out
-    out = torch.as_tensor(getattr(geom, name), dtype=like.dtype, device=like.device)
-    # not cached from inside a torch.func transform (the nested-jvp fallback of the jets): a
-    # tensor made there belongs to that transform's level and must not outlive it
-    if not torch.compiler.is_compiling() and not torch._C._functorch.is_functorch_wrapped_tensor(like):
-        if cache is None:
-            cache = geom._tensors = {}
-        cache[key] = out
+    """``geom.<name>`` (a numpy array) as a tensor of ``like``'s dtype and device, built from
+    Python lists (:func:`_plain`). Under torch.compile the lists are constants of the graph. A
+    numpy array would be converted inside the graph instead, and torch.func's gradient transform
+    trips over that (a guard failure in torch 2.13). A cached tensor would be a graph input,
+    which breaks the jets' nested-jvp fallback under compile. And a tensor made inside a
+    torch.func transform belongs to that transform's level, so it cannot be cached at all."""
+    return torch.tensor(_plain(geom, name), dtype=like.dtype, device=like.device)
+
+
+def _plain(geom, name: str) -> list:
+    """``geom.<name>`` as Python lists, made once per geometry (by the first, eager,
+    evaluation): calling ``tolist`` on a numpy array under torch.compile splits the graph."""
+    key = "_plain_" + name
+    out = geom.__dict__.get(key)
+    if out is None:
+        out = getattr(geom, name).tolist()
+        setattr(geom, key, out)
     return out
 
 
