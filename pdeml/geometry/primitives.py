@@ -15,13 +15,26 @@ def _constant(a, dtype, device) -> torch.Tensor:
 
 
 def _tensor(geom, name: str, like: torch.Tensor) -> torch.Tensor:
-    """``geom.<name>`` (a numpy array) as a tensor of ``like``'s dtype and device, built from
-    Python lists (:func:`_plain`). Under torch.compile the lists are constants of the graph. A
-    numpy array would be converted inside the graph instead, and torch.func's gradient transform
-    trips over that (a guard failure in torch 2.13). A cached tensor would be a graph input,
-    which breaks the jets' nested-jvp fallback under compile. And a tensor made inside a
-    torch.func transform belongs to that transform's level, so it cannot be cached at all."""
-    return torch.tensor(_plain(geom, name), dtype=like.dtype, device=like.device)
+    """``geom.<name>`` (a numpy array) as a tensor of ``like``'s dtype and device.
+
+    Eager: a tensor cached per dtype and device, made outside torch.func's levels (inside a
+    transform, such as the jets' nested-jvp fallback, a new tensor would belong to that
+    transform and must not outlive it in the cache). Under torch.compile: built from Python
+    lists (:func:`_plain`), constants of the graph. A numpy array would be converted inside
+    the graph, and torch.func's gradient transform trips over that (a guard failure in torch
+    2.13)."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(_plain(geom, name), dtype=like.dtype, device=like.device)
+    cache = geom.__dict__.get("_tensors")
+    if cache is None:
+        cache = geom._tensors = {}
+    key = (name, like.dtype, like.device)
+    out = cache.get(key)
+    if out is None:
+        with torch._C._DisableFuncTorch():
+            out = cache[key] = torch.as_tensor(getattr(geom, name), dtype=like.dtype, device=like.device)
+        _plain(geom, name)                       # the lists a later compile reads
+    return out
 
 
 def _plain(geom, name: str) -> list:
