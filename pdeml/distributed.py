@@ -233,7 +233,7 @@ class Sharded:
     def __init__(self, run, world: World, whole: tuple = ()):
         self.run, self.world, self.whole = run, world, frozenset(whole)
         # terms the run reads per rank itself (a dataset's samples, walk-on-spheres targets)
-        self.whole |= frozenset(run.distribute(world) if hasattr(run, "distribute") else ())
+        self.whole |= frozenset(run.distribute(world))
         self._cache: dict = {}
 
     def __getattr__(self, name):                  # version, wants_residuals, state_dict, ...

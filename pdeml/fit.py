@@ -144,7 +144,7 @@ def fit(backend, phases, *, sampler=None, weights=None, callbacks=(), seed: int 
     dtype, device = backend.dtype, backend.device
     batches = backend.batches(sampler, np.random.default_rng(seed))
     if world.active:
-        batches = Sharded(batches, world, getattr(backend, "whole_terms", ()))
+        batches = Sharded(batches, world, backend.whole_terms)
         backend.distribute(world)
         broadcast_(list(backend.parameters()) + list(backend.buffers()), world)
     state = TrainState(total_steps=sum(n for n, _ in phases), term_names=list(backend.term_names))

@@ -82,6 +82,12 @@ class AbstractSampler(abc.ABC):
     def observe(self, step: int, residuals: dict) -> None:
         """See the PDE residuals of the last step (adaptive samplers)."""
 
+    def distribute(self, world) -> tuple:
+        """Told the ranks of a distributed run (:class:`~pdeml.distributed.Sharded`); returns the
+        batch terms the run now reads per rank itself, which ``Sharded`` leaves alone. Default:
+        none, every rank draws the whole batch and ``Sharded`` takes its rows."""
+        return ()
+
     def state_dict(self) -> dict:
         """Tensors and plain values that restore the run exactly (for resume)."""
         if self.points is None:

@@ -62,6 +62,13 @@ def non_finite_terms(losses: dict) -> list:
     return [k for k, v in losses.items() if not math.isfinite(float(v.detach()))]
 
 
+def step_failed(losses: dict, gnorm: torch.Tensor) -> NonFinite:
+    """The :class:`NonFinite` of a first-order step whose loss or gradient (norm ``gnorm``)
+    is not finite: it names the terms, or else the gradient."""
+    bad = non_finite_terms(losses)
+    return NonFinite(losses, f"loss terms {bad}" if bad else f"the gradient (norm {float(gnorm)})")
+
+
 def global_losses(losses: dict, world: World) -> dict:
     """The per-term losses (detached) averaged over the ranks: the global batch's means (each
     rank's term is the mean over its equal share). A NaN on any rank reaches every rank, so the
@@ -162,8 +169,7 @@ class FirstOrder(AbstractStepper):
             total = sum(weigh(losses, self.weights).values())
         gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         if not bool(torch.isfinite(total.detach()) & torch.isfinite(gnorm)):
-            bad = non_finite_terms(losses)
-            raise NonFinite(losses, f"loss terms {bad}" if bad else f"the gradient (norm {float(gnorm)})")
+            raise step_failed(losses, gnorm)
         lr = self.optimizer.lr_at(k, self.steps)
         for g in self.opt.param_groups:
             g["lr"] = lr
@@ -220,7 +226,7 @@ class WholeStep:
 
     def __init__(self, backend, params: list, opt: torch.optim.Optimizer, optimizer, weights: dict,
                  combiner=None):
-        self.backend, self.optimizer, self.opt, self.weights = backend, optimizer, opt, dict(weights)
+        self.backend, self.optimizer, self.weights = backend, optimizer, dict(weights)
         self.combiner = combiner                           # None: the sum of the terms
         by_id = {id(p): n for n, p in backend.named_parameters()}
         self.names = [by_id[id(p)] for p in params]
@@ -234,7 +240,7 @@ class WholeStep:
             for t in [self.lr, *self.params] + [x for st in self.states for x in st]:
                 torch._dynamo.mark_static_address(t)
         self.compiled = torch.compile(self._step, mode="reduce-overhead" if cuda else None)
-        self.calls, self.compile_s = 0, 0.0
+        self.first = True                                  # the next call compiles
 
     def _step(self, params, states, batch, lr, draws, want_residuals: bool):
         def losses_at(ps):
@@ -266,23 +272,21 @@ class WholeStep:
         self.lr.fill_(lr)
         draws = self.backend.draw_ahead()
         args = (self.params, self.states, batch, self.lr, draws, residuals is not None)
-        if self.calls == 0:                 # the first call compiles: timed, and a failure is caught
+        if self.first:                      # the first call compiles: timed, and a failure is caught
             t = time.perf_counter()
             try:
                 out = self.compiled(*args)
             except Exception as e:          # inductor's errors have no common base to catch
                 raise CompileFailed(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-            self.compile_s = time.perf_counter() - t
-            self.backend.compile_s += self.compile_s
+            self.backend.compile_s += time.perf_counter() - t
+            self.first = False
         else:
             out = self.compiled(*args)
         losses, total, ok, squares, res = out
-        self.calls += 1
         if residuals is not None:
             residuals.update(res)
         if not bool(ok):
-            bad = non_finite_terms(losses)
-            raise NonFinite(losses, f"loss terms {bad}" if bad else f"the gradient (norm {float(squares.sqrt())})")
+            raise step_failed(losses, squares.sqrt())
         return StepResult(losses, total, lr)
 
 

@@ -381,9 +381,7 @@ class PINNBackend(AbstractLeastSquares):
             finally:
                 self.estimator.load_state_dict(saved)
             self._draw_notes, self._jet_fallbacks = notes, sorted(set(fallbacks))
-        if self.compile_step == "auto":
-            return not self._jet_fallbacks and not self._reverse_sites()
-        if self._compiled is None:
+        if self.compile_step is True and self._compiled is None:
             self._compiled = self._compile_losses()       # warns: reverse-mode sites, jet fallbacks
         return not self._jet_fallbacks and not self._reverse_sites()
 

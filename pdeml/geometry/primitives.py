@@ -9,11 +9,6 @@ from ._dde import dde
 from .base import AbstractGeometry
 
 
-def _constant(a, dtype, device) -> torch.Tensor:
-    """A geometry's constant as a tensor (already one when it comes from :func:`_tensor`)."""
-    return torch.as_tensor(a, dtype=dtype, device=device)
-
-
 def _tensor(geom, name: str, like: torch.Tensor) -> torch.Tensor:
     """``geom.<name>`` (a numpy array) as a tensor of ``like``'s dtype and device.
 
@@ -50,33 +45,26 @@ def _plain(geom, name: str) -> list:
 
 def _box_sdf(x, lo, hi):
     """Exact SDF of an axis-aligned box: ``|max(q,0)| + min(max_i q_i, 0)``, ``q = |x-c| - h``."""
-    lo = _constant(lo, dtype=x.dtype, device=x.device)
-    hi = _constant(hi, dtype=x.dtype, device=x.device)
     q = (x - (lo + hi) / 2).abs() - (hi - lo) / 2
     return q.clamp(min=0).norm(dim=1) + q.max(dim=1).values.clamp(max=0)
 
 
-def _ball_sdf(x, center, radius):
-    c = _constant(center, dtype=x.dtype, device=x.device)
+def _ball_sdf(x, c, radius):
     return (x - c).norm(dim=1) - radius
 
 
 def _box_adf(x, lo, hi):
     """Smooth distance-like factor of a box: prod_i (x_i - lo_i)(hi_i - x_i)/(hi_i - lo_i)."""
-    lo = _constant(lo, dtype=x.dtype, device=x.device)
-    hi = _constant(hi, dtype=x.dtype, device=x.device)
     return ((x - lo) * (hi - x) / (hi - lo)).prod(dim=1, keepdim=True)
 
 
-def _ball_adf(x, center, radius):
+def _ball_adf(x, c, radius):
     """Smooth distance of a ball, (R^2 - |x-c|^2) / 2R: unit normal derivative on the sphere."""
-    c = _constant(center, dtype=x.dtype, device=x.device)
     return ((radius**2 - (x - c).pow(2).sum(dim=1, keepdim=True)) / (2 * radius))
 
 
-def _polygon_sdf(x, vertices):
+def _polygon_sdf(x, v):
     """Exact SDF of a simple polygon: distance to the nearest edge, sign from crossings."""
-    v = _constant(vertices, dtype=x.dtype, device=x.device)
     a, b = v, torch.roll(v, -1, dims=0)                      # edges a -> b, (M, 2)
     e = b - a
     w = x[:, None, :] - a[None]                               # (N, M, 2)
@@ -89,7 +77,7 @@ def _polygon_sdf(x, vertices):
     return torch.where(inside, -dist, dist)
 
 
-def _polygon_adf(x, vertices, m: float = 1.0):
+def _polygon_adf(x, v, m: float = 1.0):
     r"""Smooth approximate distance to a polygon's boundary (positive inside), shape (N, 1).
 
     Sukumar & Srivastava, "Exact imposition of boundary conditions with distance functions in
@@ -99,7 +87,6 @@ def _polygon_adf(x, vertices, m: float = 1.0):
     (the trimmed segment), joined by R-equivalence :math:`\phi = (\sum_i \phi_i^{-m})^{-1/m}`.
     Smooth except at the vertices; normalized to first order (unit normal derivative).
     """
-    v = _constant(vertices, dtype=x.dtype, device=x.device)
     a, b = v, torch.roll(v, -1, dims=0)
     e = b - a
     L = e.norm(dim=1)
