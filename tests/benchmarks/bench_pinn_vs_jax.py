@@ -26,6 +26,8 @@ Needs ``pip install jax optax`` (the benchmark's own dependencies, not pdeml's):
     python tests/benchmarks/bench_pinn_vs_jax.py                       # both problems
     python tests/benchmarks/bench_pinn_vs_jax.py --problems lshape --blocks 9
     python tests/benchmarks/bench_pinn_vs_jax.py --device cuda --problems lshape   # GPU: + CUDA graphs
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems options     # the ways of compiling the step
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems calibrate   # compile="auto"'s measured sizes
 """
 from __future__ import annotations
 
@@ -89,6 +91,93 @@ def stde_pdeml(mode, device, dim):
     be = build(case, seed=0, device=device)
     import pdeml as pl
     return PdemlRun(f"pdeml STDE compile={mode}", be, lambda: pl.FirstOrder(pl.Adam(1e-3)))
+
+
+# ----------------------------------------------------------- the compile options, measured
+class StepRun:
+    """One way to take the L-shape's Adam step, timed without ``fit`` (which offers only the
+    eager, the compiled-losses and the whole-step paths): ``step()`` takes one."""
+
+    def __init__(self, name, step):
+        self.name, self.step = name, step
+
+    def block(self, steps: int) -> float:
+        t = time.perf_counter()
+        for _ in range(steps):
+            loss = self.step()
+        self.loss = float(loss)
+        return (time.perf_counter() - t) / steps
+
+
+def option_runs(device):
+    """Eager; the losses compiled; + ``torch.compile(opt.step)``; the whole Python step under
+    torch.compile with compiled autograd capturing its backward; the whole step of ``fit``."""
+    import numpy as np
+    import torch
+
+    import pdeml as pl
+    from pdeml.sampling import to_torch
+
+    def backend(mode):
+        be = lshape_pdeml(mode, device).backend
+        raw = be.batches(None, np.random.default_rng(0)).current()
+        return be, to_torch(raw, be.dtype, be.device), torch.optim.Adam(be.parameters(), lr=1e-3, fused=True)
+
+    def loop(losses, step_opt, opt):
+        def step():
+            opt.zero_grad(set_to_none=True)
+            total = sum(losses().values())
+            total.backward()
+            step_opt()
+            return total.detach()
+        return step
+
+    runs = []
+    be, batch, opt = backend(False)
+    runs.append(StepRun("eager", loop(lambda: be._losses(batch), opt.step, opt)))
+    be2, batch2, opt2 = backend(False)
+    compiled = torch.compile(be2._losses)
+    runs.append(StepRun("compiled losses", loop(lambda: compiled(batch2), opt2.step, opt2)))
+    be3, batch3, opt3 = backend(False)
+    compiled3 = torch.compile(be3._losses)
+    runs.append(StepRun("compiled losses + compiled opt.step", loop(lambda: compiled3(batch3),
+                                                                     torch.compile(opt3.step), opt3)))
+    be4, batch4, opt4 = backend(False)
+    torch._dynamo.config.compiled_autograd = True     # torch.compile keeps the config it was made
+    try:                                              # under: on for this step only
+        inner = torch.compile(loop(lambda: be4._losses(batch4), opt4.step, opt4))
+    finally:
+        torch._dynamo.config.compiled_autograd = False
+    runs.append(StepRun("step under torch.compile, compiled autograd", inner))
+    be5, batch5, _ = backend(True)
+    whole = pl.FirstOrder(pl.Adam(1e-3)).init(be5, {}, 10 ** 6)
+    counter = iter(range(10 ** 9))
+    runs.append(StepRun("whole step (grad_and_value + Adam in one graph)",
+                        lambda: whole.step(batch5, next(counter)).total))
+    return runs
+
+
+def calibrate(device, blocks: int, block_steps: int):
+    """What the whole step saves per step at five sizes, against the lower bound a + b N H of
+    ``compile="auto"``, and what it costs to compile (the warm-up)."""
+    import pdeml as pl
+    from cases.poisson_lshape import VERTICES
+    from samplers import Uniform
+    from solvers import PINN
+    from solvers.pinn import AUTO_SAVING_S, hidden_units
+    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
+    print("\n| N, network | eager | compiled | saved per step | bound a + bNH | warm-up (compile) |")
+    print("|---|---|---|---|---|---|")
+    for nd, nb, w, d in [(200, 40, 20, 3), (1200, 120, 50, 4), (4000, 400, 50, 4), (1000, 100, 128, 4),
+                         (4000, 400, 100, 4)]:
+        runs = [PdemlRun(f"compile={m}", PINN(pl.nn.MLP(w, d), sampler=Uniform(nd, nb), compile=m).build(
+            prob, seed=0, device=device), lambda: pl.FirstOrder(pl.Adam(1e-3))) for m in (False, True)]
+        rows = measure(runs, blocks, block_steps, 3)
+        a, b = AUTO_SAVING_S
+        bound = a + b * (nd + nb) * hidden_units(runs[0].backend.net)
+        e, c = rows[0]["median"], rows[1]["median"]
+        print(f"| {nd + nb}, {w}x{d} | {e * 1e3:.2f} ms | {c * 1e3:.2f} ms | {(e - c) * 1e3:.2f} ms "
+              f"| {bound * 1e3:.2f} ms | {rows[1]['warm_s']:.1f} s |")
 
 
 # ------------------------------------------------------------------------------------- JAX
@@ -250,7 +339,9 @@ def table(title, rows, ref_name):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--problems", nargs="+", default=["lshape", "stde"], choices=["lshape", "stde"])
+    ap.add_argument("--problems", nargs="+", default=["lshape", "stde"],
+                    choices=["lshape", "stde", "options", "calibrate"],
+                    help="options: the ways of compiling the L-shape step; calibrate: the auto rule's sizes")
     ap.add_argument("--blocks", type=int, default=9)
     ap.add_argument("--block-steps", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=30)
@@ -285,6 +376,11 @@ def main():
         rows = measure(runs, args.blocks, args.block_steps, args.warmup)
         table("L-shape Poisson, 2-50x4-1 tanh, 1200 + 120 points, Adam, float32", rows,
               "JAX jit (forward Laplacian)" if jax else "pdeml compile=False")
+    if "options" in args.problems:
+        rows = measure(option_runs(args.device), args.blocks, args.block_steps, args.warmup)
+        table("L-shape Poisson: the ways of compiling the step (no fit loop)", rows, "eager")
+    if "calibrate" in args.problems:
+        calibrate(args.device, max(3, args.blocks // 3), args.block_steps // 2)
     if "stde" in args.problems:
         runs = [stde_pdeml(m, args.device, args.dim) for m in (False, True)]
         if jax is not None:
