@@ -154,6 +154,10 @@ def option_runs(device):
     counter = iter(range(10 ** 9))
     runs.append(StepRun("whole step (grad_and_value + Adam in one graph)",
                         lambda: whole.step(batch5, next(counter)).total))
+    for mode in (False, True):                  # ConFIG, the one per-term combiner in the graph
+        run = lshape_pdeml(mode, device)
+        runs.append(PdemlRun(f"ConFIG, fit, compile={mode}", run.backend,
+                             lambda: pl.FirstOrder(pl.Adam(1e-3), pl.ConFIG())))
     return runs
 
 
@@ -378,7 +382,7 @@ def main():
               "JAX jit (forward Laplacian)" if jax else "pdeml compile=False")
     if "options" in args.problems:
         rows = measure(option_runs(args.device), args.blocks, args.block_steps, args.warmup)
-        table("L-shape Poisson: the ways of compiling the step (no fit loop)", rows, "eager")
+        table("L-shape Poisson: the ways of compiling the step (the first five without fit)", rows, "eager")
     if "calibrate" in args.problems:
         calibrate(args.device, max(3, args.blocks // 3), args.block_steps // 2)
     if "stde" in args.problems:
