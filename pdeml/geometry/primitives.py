@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validate import fail, finite_array, finite_scalar
+from .._validate import fail, finite_array, finite_scalar, positive_int
 from ._dde import dde
 from .base import AbstractGeometry
 
@@ -18,13 +18,15 @@ def _tensor(geom, name: str, like: torch.Tensor) -> torch.Tensor:
     lists (:func:`_plain`), constants of the graph. A numpy array would be converted inside
     the graph, and torch.func's gradient transform trips over that (a guard failure in torch
     2.13)."""
-    if torch.compiler.is_compiling():
-        return torch.tensor(_plain(geom, name), dtype=like.dtype, device=like.device)
+    key = (name, like.dtype, like.device)
     cache = geom.__dict__.get("_tensors")
+    out = None if cache is None else cache.get(key)
+    if torch.compiler.is_compiling():
+        if out is not None:
+            return out
+        return torch.tensor(_plain(geom, name), dtype=like.dtype, device=like.device)
     if cache is None:
         cache = geom._tensors = {}
-    key = (name, like.dtype, like.device)
-    out = cache.get(key)
     if out is None:
         with torch._C._DisableFuncTorch():
             out = cache[key] = torch.as_tensor(getattr(geom, name), dtype=like.dtype, device=like.device)
@@ -209,6 +211,25 @@ class Hypersphere(_Ball):
         self.center, self.radius = _ball_args(center, radius)
         self.dim = self.center.size
         self._dde = dde().Hypersphere(self.center.tolist(), self.radius)
+
+    def sample_interior(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
+        r"""``n`` points inside the ball, shape (n, dim), float64. ``"random"`` is drawn here, the
+        other methods by deepxde.
+
+        Uniform in the ball: a direction :math:`g/\lVert g\rVert` with :math:`g \sim N(0, I_D)`, at
+        radius :math:`R\,u^{1/D}` with :math:`u \sim U(0, 1)`, so that :math:`P(\lVert x - c\rVert \le r) = (r/R)^D`
+        (deepxde's algorithm). The normals come from torch's float32 generator, seeded from
+        ``rng``: deepxde draws them with numpy's legacy polar method, 1.2 ms for 100 points at
+        D = 1000, most of a compiled STDE step's sampling (0.3 ms here). A direction needs no
+        float64 normals; the radius and the arithmetic are float64."""
+        if self._method(method) != "pseudo":
+            return super().sample_interior(n, rng, method)
+        n = positive_int("n", n)
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 63 - 1)))
+        g = torch.randn(n, self.dim, generator=gen).double()
+        u = torch.rand(n, 1, generator=gen, dtype=torch.float64)
+        x = g * (self.radius * u ** (1 / self.dim) / torch.linalg.vector_norm(g, dim=1, keepdim=True))
+        return x.numpy() + self.center
 
 
 class Ellipse(AbstractGeometry):
