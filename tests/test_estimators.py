@@ -93,19 +93,19 @@ def test_paired_loss_has_an_unbiased_gradient(points):
     loss = exact_be.losses(batch)["pde"]
     g_exact = torch.autograd.grad(loss, list(exact_be.net.parameters()))
     g_exact = torch.cat([g.flatten() for g in g_exact])
-    for unbiased in (True, False):
-        be = backend(STDE(2, unbiased=unbiased))
-        vals, grads = [], []
-        for _ in range(R):
-            val = be.losses(batch)["pde"]
-            grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(val, list(be.net.parameters()))]))
-            vals.append(val.detach())
-        vals, grads = torch.stack(vals), torch.stack(grads)
-        if unbiased:
-            check_mean(vals[:, None], loss.detach()[None])
-            check_mean(grads, g_exact)
-        else:                              # E[R_I^2] = R^2 + Var > R^2
-            assert vals.mean() - loss > 5 * vals.std() / R**0.5
+    be = backend(STDE(2, unbiased=True))
+    vals, grads = [], []
+    for _ in range(R):
+        val = be.losses(batch)["pde"]
+        grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(val, list(be.net.parameters()))]))
+        vals.append(val.detach())
+    vals, grads = torch.stack(vals), torch.stack(grads)
+    check_mean(vals[:, None], loss.detach()[None])
+    check_mean(grads, g_exact)
+    be = backend(STDE(2, unbiased=False))      # E[R_I^2] = R^2 + Var > R^2: values only, 4R draws
+    with torch.no_grad():                      # (the bias is ~5 standard errors at R draws)
+        vals = torch.stack([be.losses(batch)["pde"] for _ in range(4 * R)])
+    assert vals.mean() - loss > 5 * vals.std() / (4 * R) ** 0.5
 
 
 def test_estimator_specs_and_errors():

@@ -76,6 +76,31 @@ def test_sampling_is_seeded_and_leaves_numpy_global_state_alone():
         assert g.inside(g.sample_interior(64, np.random.default_rng(0), m)).all()
 
 
+def test_hypersphere_random_points_are_uniform_in_the_ball_and_seeded():
+    """The ball's own random sampler (torch normals, not deepxde's): inside, uniform in volume
+    (the radius law P(|x - c| <= r) = (r/R)^D, so (|x - c|/R)^D is U(0, 1)), isotropic
+    (mean c, covariance R^2/(D+2) I), seeded by the generator alone, and float64."""
+    D, R, n = 8, 1.5, 40000
+    c = np.linspace(-1, 1, D)
+    g = G.Hypersphere(c, R)
+    torch.manual_seed(0)                                   # torch's global stream plays no part
+    a = g.sample_interior(n, np.random.default_rng(3))
+    torch.manual_seed(1)
+    assert np.array_equal(a, g.sample_interior(n, np.random.default_rng(3)))
+    assert not np.array_equal(a, g.sample_interior(n, np.random.default_rng(4)))
+    assert a.dtype == np.float64 and a.shape == (n, D)
+    r = np.linalg.norm(a - c, axis=1) / R
+    assert r.max() <= 1.0
+    u = r ** D                                             # U(0, 1): mean 1/2, variance 1/12
+    se = 1 / np.sqrt(12 * n)
+    assert abs(u.mean() - 0.5) < 5 * se and abs((u < 0.25).mean() - 0.25) < 5 * np.sqrt(0.1875 / n)
+    cov = np.cov((a - c).T)
+    var = R ** 2 / (D + 2)
+    assert np.abs(a.mean(0) - c).max() < 5 * np.sqrt(var / n)
+    assert np.abs(np.diag(cov) - var).max() < 0.05 * var and np.abs(cov - np.diag(np.diag(cov))).max() < 0.05 * var
+    assert G.Hypersphere(c, R).inside(g.sample_interior(64, np.random.default_rng(0), "sobol")).all()
+
+
 def test_import_is_quiet_and_ignores_dde_backend_variable():
     code = ("import torch, pdeml as pl; d = torch.get_default_dtype();"
             "g = pl.geometry.Disk([0, 0], 1); g.sample_interior(5, __import__('numpy').random.default_rng(0));"
