@@ -110,6 +110,8 @@ class AbstractTrainable(AbstractBackend):
     compile_s: float = 0.0
     #: capture a compiled step on CUDA as a CUDA graph (:class:`pdeml.steppers.WholeStep`)
     cuda_graphs: bool = True
+    #: hand a compiled CPU graph's large float32 matrix products to oneDNN (:mod:`pdeml.gemm`)
+    onednn_gemm: bool = True
 
     def whole_step(self, batch: dict, steps: int | None = None) -> bool:
         """Whether a first-order phase of ``steps`` steps may be compiled whole, forward,

@@ -216,6 +216,7 @@ class WholeStep:
     On CUDA the graph is captured as a CUDA graph (``mode="reduce-overhead"``): the collocation
     batches have fixed sizes, so one capture replays every step, without a kernel launch each.
     A backend with ``cuda_graphs = False`` is compiled without (the benchmark's comparison).
+    On the CPU, the graph's large float32 matrix products go through oneDNN (:mod:`pdeml.gemm`).
 
     The backend provides ``step_losses(batch, residuals, draws)`` (the per-term losses,
     traceable by torch.func), ``whole_step(batch)`` (whether it can be compiled so) and
@@ -239,7 +240,9 @@ class WholeStep:
         if cuda:
             for t in [self.lr, *self.params] + [x for st in self.states for x in st]:
                 torch._dynamo.mark_static_address(t)
-        self.compiled = torch.compile(self._step, mode="reduce-overhead" if cuda else None)
+        from pdeml.gemm import compile_options
+        self.compiled = torch.compile(self._step, **({"mode": "reduce-overhead"} if cuda
+                                                     else compile_options(backend, device)))
         self.first = True                                  # the next call compiles
 
     def _step(self, params, states, batch, lr, draws, want_residuals: bool):

@@ -359,7 +359,8 @@ class PINNBackend(AbstractLeastSquares):
                           "estimator (--derivatives taylor or stde:B) for compiled training.",
                           stacklevel=4)
             return False
-        return torch.compile(self._losses)
+        from pdeml.gemm import compile_options
+        return torch.compile(self._losses, **compile_options(self, self.device))
 
     def whole_step(self, batch: dict, steps: int | None = None) -> bool:
         """Whether ``fit`` may compile a first-order phase of ``steps`` steps whole, forward,

@@ -1,0 +1,83 @@
+"""The oneDNN pass of compiled CPU graphs (pdeml.gemm): which products it rewrites, that the
+rewritten graph computes what the original did, and that a compiled PINN step really runs its
+products through oneDNN (and trains as the eager step does)."""
+
+import numpy as np
+import pytest
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+import pdeml as pl
+from pdeml import gemm
+
+pytestmark = [pytest.mark.skipif(not gemm.available(), reason="needs oneDNN on an x86-64 CPU"),
+              pytest.mark.filterwarnings("error:compiling the training step failed")]
+
+
+def _products(x, w, b, acc):
+    y = torch.nn.functional.linear(x, w, b)           # addmm, a row bias
+    z = x @ w.T                                        # mm
+    g = torch.addmm(acc, x.T, z)                       # addmm, a 2-D added term (a gradient's sum)
+    s = torch.addmm(acc, x.T, z, beta=0.5)             # scaled: not rewritten
+    small = x[:20] @ w.T                               # 20*40*30 multiply-adds: not rewritten
+    return y, z, g, s, small, x.double() @ w.double().T    # float64: not rewritten
+
+
+def _targets(gm):
+    return [n.target for n in gm.graph.nodes if n.op == "call_function"]
+
+
+def test_the_pass_rewrites_large_float32_products_and_computes_the_same():
+    torch.manual_seed(0)
+    x, w, b, acc = torch.randn(1000, 40), torch.randn(30, 40), torch.randn(30), torch.randn(40, 30)
+    gm = make_fx(_products, tracing_mode="fake")(x, w, b, acc)
+    aten = torch.ops.aten
+    before = _targets(gm)
+    assert before.count(aten.addmm.default) == 3 and before.count(aten.mm.default) == 3
+    gemm.PASS(gm.graph)
+    gm.recompile()
+    after = _targets(gm)
+    assert after.count(gemm.onednn_linear) == 3                     # y, z and g
+    assert after.count(aten.addmm.default) == 1 and after.count(aten.mm.default) == 2   # s, small, float64
+    for got, want in zip(gm(x, w, b, acc), _products(x, w, b, acc)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+def test_onednn_linear_takes_transposed_and_strided_factors():
+    torch.manual_seed(1)
+    a = torch.randn(300, 200)[:, ::2]                # no unit stride in either dimension after .T
+    w = torch.randn(64, 300).T                       # (300, 64), transposed
+    for x in (a, a.T.contiguous().T):
+        got = gemm.onednn_linear(x.T, w.T, None)     # (100, 300) @ (300, 64)
+        torch.testing.assert_close(got, x.T @ w, rtol=1e-5, atol=1e-4)
+
+
+def _lshape(compile, onednn=True):
+    from cases.poisson_lshape import VERTICES
+    from samplers import Uniform
+    from solvers import PINN
+    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
+    be = PINN(pl.nn.MLP(40, 3), sampler=Uniform(1000, 40, every=5), compile=compile).build(prob, seed=0)
+    be.onednn_gemm = onednn
+    return be
+
+
+def _onednn_calls(backend, steps=20):
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        r = pl.fit(backend, [(steps, pl.FirstOrder(pl.Adam(3e-3)))], seed=1, eval_every=1)
+    calls = sum(e.count for e in prof.key_averages() if e.key == "pdeml::onednn_linear")
+    return calls, np.array([h["loss"] for h in r.history])
+
+
+def test_a_compiled_step_runs_its_products_through_onednn_and_trains_as_eager():
+    """1000 points, 40x3 tanh: every product of 10^6 multiply-adds or more (the hidden layers'
+    value and tangents, forward and backward) goes through oneDNN; with ``onednn_gemm = False``
+    none does; both train as the eager step does, to float32 round-off, over 20 steps."""
+    n_on, loss_on = _onednn_calls(_lshape(True))
+    n_off, loss_off = _onednn_calls(_lshape(True, onednn=False))
+    _, loss_eager = _onednn_calls(_lshape(False))
+    assert n_on >= 20 * 6 and n_off == 0             # >= 2 hidden layers x (forward, 2 backward)
+    assert loss_eager[-1] < 0.7 * loss_eager[0]
+    np.testing.assert_allclose(loss_on, loss_eager, rtol=2e-4)
+    np.testing.assert_allclose(loss_off, loss_eager, rtol=2e-4)
