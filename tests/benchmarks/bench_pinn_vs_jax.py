@@ -14,7 +14,12 @@ Two problems, each implemented in pdeml (through ``pl.fit``) and in JAX written 
   vmapped over directions and points, new points drawn in the jitted step.
 
 pdeml is timed eager, with the losses compiled (``compile="losses"``), and with the whole step
-compiled (``compile=True``: forward, backward and Adam in one graph). Each implementation
+compiled (``compile=True``: forward, backward and Adam in one graph); on the CPU the whole step
+once more with its matrix products left to torch's BLAS (``onednn_gemm = False``; fit hands them
+to oneDNN, ``pdeml/gemm.py``). With ``--stde-official PYTHON CHECKOUT`` the STDE table also runs
+the paper's own code (github.com/sail-sg/stde, in an environment of its own: jax 0.4.30,
+dm-haiku 0.0.12, ml_collections 0.1.1, pydantic<2, numpy<2, and an empty ``wandb`` module), in
+the same interleaved blocks. Each implementation
 runs ``--blocks`` blocks of ``--block-steps`` steps, interleaved (block 1 of each, then block
 2 of each, ...), after a warm-up that includes any compile; the table gives the median s/step,
 the spread (min-max over blocks) and the ratio to JAX. The process pins itself to one core
@@ -28,6 +33,8 @@ Needs ``pip install jax optax`` (the benchmark's own dependencies, not pdeml's):
     python tests/benchmarks/bench_pinn_vs_jax.py --device cuda --problems lshape   # GPU: + CUDA graphs
     python tests/benchmarks/bench_pinn_vs_jax.py --problems options     # the ways of compiling the step
     python tests/benchmarks/bench_pinn_vs_jax.py --problems calibrate   # compile="auto"'s measured sizes
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems gemm        # MKL against oneDNN, per product
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems stde --stde-official ~/stde-env/bin/python ~/stde
 """
 from __future__ import annotations
 
@@ -70,27 +77,30 @@ class PdemlRun:
         return dt / steps
 
 
-def lshape_pdeml(mode, device, cuda_graphs=True):
+def lshape_pdeml(mode, device, cuda_graphs=True, onednn=True):
     import pdeml as pl
     from cases.poisson_lshape import VERTICES
     from samplers import Uniform
     from solvers import PINN
     prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
     be = PINN(pl.nn.MLP(50, 4), sampler=Uniform(1200, 120), compile=mode).build(prob, seed=0, device=device)
-    be.cuda_graphs = cuda_graphs
+    be.cuda_graphs, be.onednn_gemm = cuda_graphs, onednn
     tail = "" if cuda_graphs or not str(device).startswith("cuda") else ", no CUDA graphs"
+    tail += "" if onednn or mode is False or str(device).startswith("cuda") else ", MKL products"
     return PdemlRun(f"pdeml compile={mode}{tail}", be, lambda: pl.FirstOrder(pl.Adam(1e-3)))
 
 
-def stde_pdeml(mode, device, dim):
+def stde_pdeml(mode, device, dim, onednn=True):
     from cases._highdim import make_case
     from pdeml.run import build
     from pdeml.settings import replace
     case = make_case("allen_cahn", dim, 0)
     case = case.replace(method=replace(case.method, compile=mode))
     be = build(case, seed=0, device=device)
+    be.onednn_gemm = onednn
     import pdeml as pl
-    return PdemlRun(f"pdeml STDE compile={mode}", be, lambda: pl.FirstOrder(pl.Adam(1e-3)))
+    return PdemlRun(f"pdeml STDE compile={mode}" + ("" if onednn or mode is False else ", MKL products"), be,
+                    lambda: pl.FirstOrder(pl.Adam(1e-3)))
 
 
 # ----------------------------------------------------------- the compile options, measured
@@ -111,11 +121,14 @@ class StepRun:
 
 def option_runs(device):
     """Eager; the losses compiled; + ``torch.compile(opt.step)``; the whole Python step under
-    torch.compile with compiled autograd capturing its backward; the whole step of ``fit``."""
+    torch.compile with compiled autograd capturing its backward; the whole step of ``fit``. Every
+    compiled graph gets fit's oneDNN pass (:mod:`pdeml.gemm`), so the rows differ in what is
+    compiled, not in the matrix products."""
     import numpy as np
     import torch
 
     import pdeml as pl
+    from pdeml.gemm import compile_options
     from pdeml.sampling import to_torch
 
     def backend(mode):
@@ -136,16 +149,16 @@ def option_runs(device):
     be, batch, opt = backend(False)
     runs.append(StepRun("eager", loop(lambda: be._losses(batch), opt.step, opt)))
     be2, batch2, opt2 = backend(False)
-    compiled = torch.compile(be2._losses)
+    compiled = torch.compile(be2._losses, **compile_options(be2, be2.device))
     runs.append(StepRun("compiled losses", loop(lambda: compiled(batch2), opt2.step, opt2)))
     be3, batch3, opt3 = backend(False)
-    compiled3 = torch.compile(be3._losses)
+    compiled3 = torch.compile(be3._losses, **compile_options(be3, be3.device))
     runs.append(StepRun("compiled losses + compiled opt.step", loop(lambda: compiled3(batch3),
                                                                      torch.compile(opt3.step), opt3)))
     be4, batch4, opt4 = backend(False)
     torch._dynamo.config.compiled_autograd = True     # torch.compile keeps the config it was made
     try:                                              # under: on for this step only
-        inner = torch.compile(loop(lambda: be4._losses(batch4), opt4.step, opt4))
+        inner = torch.compile(loop(lambda: be4._losses(batch4), opt4.step, opt4), **compile_options(be4, be4.device))
     finally:
         torch._dynamo.config.compiled_autograd = False
     runs.append(StepRun("step under torch.compile, compiled autograd", inner))
@@ -182,6 +195,66 @@ def calibrate(device, blocks: int, block_steps: int):
         e, c = rows[0]["median"], rows[1]["median"]
         print(f"| {nd + nb}, {w}x{d} | {e * 1e3:.2f} ms | {c * 1e3:.2f} ms | {(e - c) * 1e3:.2f} ms "
               f"| {bound * 1e3:.2f} ms | {rows[1]['warm_s']:.1f} s |")
+
+
+def gemm_table(shapes=((1600, 128, 128), (100, 1000, 128), (100, 128, 128), (1320, 50, 50), (2640, 50, 50),
+                        (100, 50, 50), (1024, 1024, 1024))):
+    """float32 products on one thread: torch's BLAS (MKL) against oneDNN (``pdeml.gemm``), for
+    ``y = x @ w.T`` (x: M x K, w: N x K) and a weight gradient ``g.T @ x`` (both factors
+    transposed), the two forms of a training step."""
+    import torch
+
+    from pdeml.gemm import MIN_MACS, onednn_linear
+
+    def timed(f):
+        for _ in range(3):
+            f()
+        reps = max(5, int(3e8 / (M * K * N)))
+        t = time.perf_counter()
+        for _ in range(reps):
+            f()
+        return (time.perf_counter() - t) / reps
+
+    print(f"\nfloat32 products, one thread (oneDNN takes those of >= {MIN_MACS:.0e} multiply-adds in compiled graphs)")
+    print("| M x K x N | x @ w.T: MKL | oneDNN | GFLOP/s MKL / oneDNN | g.T @ x: MKL | oneDNN |")
+    print("|---|---|---|---|---|---|")
+    for M, K, N in shapes:
+        x, w, g = torch.randn(M, K), torch.randn(N, K), torch.randn(M, N)
+        f_mkl, f_dnn = timed(lambda: x @ w.T), timed(lambda: onednn_linear(x, w, None))
+        b_mkl, b_dnn = timed(lambda: g.T @ x), timed(lambda: onednn_linear(g.T, x.T, None))
+        gf = 2 * M * K * N / 1e9
+        print(f"| {M}x{K}x{N} | {f_mkl * 1e6:.0f} us | {f_dnn * 1e6:.0f} us ({f_mkl / f_dnn:.2f}x) "
+              f"| {gf / f_mkl:.0f} / {gf / f_dnn:.0f} | {b_mkl * 1e6:.0f} us | {b_dnn * 1e6:.0f} us ({b_mkl / b_dnn:.2f}x) |")
+
+
+class OfficialStde:
+    """The STDE paper's own code (github.com/sail-sg/stde), run from its checkout ``root`` by the
+    interpreter ``python`` of an environment made for it, on the benchmark's core with
+    single-threaded XLA, with the paper's D = 1000 setup. Each block is one run of ``epochs``
+    steps; its s/step is the inverse of the "mean speed" (it/s) the code reports (tqdm's rate at
+    the end of the loop, so the jit compile is not in it). The warm-up call runs nothing."""
+
+    def __init__(self, python: str, root: str, dim: int, epochs: int = 500):
+        self.python, self.root, self.dim, self.epochs = python, root, dim, epochs
+        self.name, self.warm, self.loss = "the STDE paper's code (JAX), same setup", False, float("nan")
+
+    def block(self, steps: int) -> float:
+        import re
+        import subprocess
+        if not self.warm:
+            self.warm = True
+            return float("nan")
+        args = ["--config.eqn_cfg.name", "AllenCahnTwobody", "--config.eqn_cfg.dim", str(self.dim),
+                "--config.eqn_cfg.hess_diag_method", "sparse_stde", "--config.eqn_cfg.rand_batch_size", "16",
+                "--config.eqn_cfg.batch_size", "100", "--config.eqn_cfg.enforce_boundary=True",
+                "--config.eqn_cfg.boundary_weight", "0.0", "--config.test_cfg.show_stats=False",
+                "--config.gd_cfg.epochs", str(self.epochs), "--n_runs", "1"]
+        out = subprocess.run([self.python, "main.py", *args], cwd=self.root, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": self.root})
+        found = re.search(r"mean speed: ([0-9.]+)it/s", out.stdout + out.stderr)
+        if not found:
+            raise RuntimeError(f"the STDE paper's code printed no speed:\n{(out.stdout + out.stderr)[-2000:]}")
+        return 1.0 / float(found.group(1))
 
 
 # ------------------------------------------------------------------------------------- JAX
@@ -344,14 +417,17 @@ def table(title, rows, ref_name):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--problems", nargs="+", default=["lshape", "stde"],
-                    choices=["lshape", "stde", "options", "calibrate"],
-                    help="options: the ways of compiling the L-shape step; calibrate: the auto rule's sizes")
+                    choices=["lshape", "stde", "options", "calibrate", "gemm"],
+                    help="options: the ways of compiling the L-shape step; calibrate: the auto rule's sizes; "
+                         "gemm: float32 products through MKL and oneDNN")
     ap.add_argument("--blocks", type=int, default=9)
     ap.add_argument("--block-steps", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--dim", type=int, default=1000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-pin", action="store_true", help="do not pin to one core (GPU runs)")
+    ap.add_argument("--stde-official", nargs=2, metavar=("PYTHON", "CHECKOUT"),
+                    help="also run the STDE paper's code: its environment's python and its checkout")
     args = ap.parse_args()
     if args.device == "cpu" and not args.no_pin:
         pin_to_one_core()
@@ -375,6 +451,8 @@ def main():
         runs = [lshape_pdeml(m, args.device) for m in modes]
         if args.device.startswith("cuda"):
             runs.append(lshape_pdeml(True, args.device, cuda_graphs=False))
+        else:
+            runs.append(lshape_pdeml(True, args.device, onednn=False))
         if jax is not None:
             runs.append(lshape_jax())
         rows = measure(runs, args.blocks, args.block_steps, args.warmup)
@@ -383,12 +461,18 @@ def main():
     if "options" in args.problems:
         rows = measure(option_runs(args.device), args.blocks, args.block_steps, args.warmup)
         table("L-shape Poisson: the ways of compiling the step (the first five without fit)", rows, "eager")
+    if "gemm" in args.problems:
+        gemm_table()
     if "calibrate" in args.problems:
         calibrate(args.device, max(3, args.blocks // 3), args.block_steps // 2)
     if "stde" in args.problems:
         runs = [stde_pdeml(m, args.device, args.dim) for m in (False, True)]
+        if args.device == "cpu":
+            runs.append(stde_pdeml(True, args.device, args.dim, onednn=False))
         if jax is not None:
             runs.append(stde_jax(args.dim))
+        if args.stde_official:
+            runs.append(OfficialStde(*args.stde_official, args.dim))
         rows = measure(runs, max(3, args.blocks // 3), max(10, args.block_steps // 4), 5)
         table(f"Allen-Cahn, D = {args.dim}, STDE 16 sampled dims, 128x4 tanh, 100 points, Adam, float32", rows,
               f"JAX jit STDE (jet), D={args.dim}" if jax else "pdeml STDE compile=False")
