@@ -108,9 +108,11 @@ COMPILE_MODES = (False, True, "losses", "auto")
 #: 2-core CPU, 4-5 s from torch's compile cache) and a lower bound of what the compiled step
 #: saves per step, a + b·N·H (s; N points in the batch, H hidden units of the network: the
 #: elementwise work that compiling fuses). Measured savings (ms) against this bound, with
-#: (N, width x depth): (240, 20x3) 0.91 vs 0.57; (1320, 50x4) 2.95 vs 1.82; (4400, 50x4) 8.26
-#: vs 4.90; (1100, 128x4) 5.63 vs 3.32; (4400, 100x4) 14.5 vs 9.30
-#: (``python tests/benchmarks/bench_pinn_vs_jax.py --problems calibrate``, docs/compile.md).
+#: (N, width x depth), products through MKL: (240, 20x3) 0.91 vs 0.57; (1320, 50x4) 2.95 vs
+#: 1.82; (4400, 50x4) 8.26 vs 4.90; (1100, 128x4) 5.63 vs 3.32; (4400, 100x4) 14.5 vs 9.30.
+#: With the compiled products through oneDNN (pdeml.gemm) they are 0.87, 4.10, 12.0, 11.1 and
+#: 32.0: the bound holds for both (``python tests/benchmarks/bench_pinn_vs_jax.py --problems
+#: calibrate``, docs/compile.md).
 AUTO_COMPILE_COST_S = 20.0
 AUTO_SAVING_S = (0.5e-3, 5e-9)
 
