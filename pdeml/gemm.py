@@ -24,7 +24,7 @@ stay too (oneDNN has no float64 matmul), as does any device but the CPU.
 
 The choice is made from the graph's shapes and dtypes alone, never by timing, so a seeded run
 does the same arithmetic every time. A backend with ``onednn_gemm = False`` compiles without the
-pass (the benchmark's comparison).
+pass (the benchmark's comparison). Imported when a graph is compiled (it loads inductor).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import hashlib
 from pathlib import Path
 
 import torch
+from torch._inductor.custom_graph_pass import CustomGraphPass
 
 #: the smallest product (M*K*N multiply-adds) the pass hands to oneDNN
 MIN_MACS = 1_000_000
@@ -98,7 +99,7 @@ def _product(node):
     return a, b, bias, row
 
 
-class OneDNNGemm(torch._inductor.custom_graph_pass.CustomGraphPass):
+class OneDNNGemm(CustomGraphPass):
     """Inductor post-grad pass: each large float32 CPU ``mm``/``addmm`` becomes
     ``pdeml::onednn_linear``. An ``addmm`` whose added term is a row bias keeps it in the call; any
     other added term (a gradient accumulated across uses of a weight) is added after it."""

@@ -217,18 +217,20 @@ def test_a_non_finite_compiled_step_changes_nothing_and_stops():
 
 @pytest.mark.filterwarnings("default:compile:UserWarning")
 def test_a_jet_fallback_trains_eager_with_a_warning():
-    """A jet by nested torch.func.jvp (here a hard constraint on a rectangle, whose smooth
+    """A jet by nested torch.func.jvp (here a hard constraint on an ellipse, whose smooth
     distance has no jet rule) cannot be traced inside the compiled step's gradient, nor compiled
     as losses (torch 2.13): compile=True says so and trains eager, with the eager run's losses."""
-    from pdeml.run import apply_overrides, build, load_case
-    case, _ = load_case("peak_2d")
+    from samplers import Uniform
+    from solvers import PINN
+    prob = pl.Problem(pl.geometry.Ellipse([0, 0], 1.0, 0.6, 0.3), lambda x, u: -u.laplacian() - 1.0,
+                      [pl.Dirichlet(0.0)])
     runs = {}
     for mode in (False, True):
-        be = build(apply_overrides(case, {"compile": mode}), seed=0)
+        be = PINN(pl.nn.MLP(12, 2), sampler=Uniform(64, 16), hard_dirichlet=True, compile=mode).build(prob, seed=0)
         if mode:
             with pytest.warns(UserWarning, match="nested-jvp jet fallback"):
                 r = pl.fit(be, [(3, pl.FirstOrder(pl.Adam(1e-3)))], seed=0, eval_every=1)
-            assert be.compile_s == 0 and "_Box.smooth_distance" in be._jet_fallbacks
+            assert be.compile_s == 0 and any("smooth_distance" in f for f in be._jet_fallbacks)
         else:
             r = pl.fit(be, [(3, pl.FirstOrder(pl.Adam(1e-3)))], seed=0, eval_every=1)
         runs[mode] = [h["loss"] for h in r.history]
@@ -263,8 +265,8 @@ def test_compile_modes_are_validated_and_reach_the_cli():
 
 #: the built-in PINN cases whose derivatives are all forward mode, by jet rules (the others
 #: stay eager: burgers_1d's output transform has no jet rule, biharmonic_annulus's mixed
-#: derivatives need reverse mode, peak_2d's hard constraint on a rectangle takes the nested-jvp
-#: fallback: test_a_jet_fallback_trains_eager_with_a_warning)
+#: derivatives need reverse mode, peak_2d's hard constraint's boundary value, a Python function,
+#: takes the nested-jvp fallback: test_a_jet_fallback_trains_eager_with_a_warning)
 FORWARD_MODE_CASES = ["poisson_lshape", "kovasznay_2d", "heat_1d", "wave_1d", "fisher_kpp_1d", "allen_cahn_1d",
                       "convection_1d", "poisson_sin_2d", "inverse_diffusion",
                       "diffusion_sorption_1d", "poisson_manufactured_3d"]

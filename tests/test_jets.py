@@ -103,18 +103,38 @@ def test_seventh_order_jet_gives_a_mixed_third_derivative():
 
 
 @pytest.mark.parametrize("geometry", [pl.geometry.Hypersphere([0.1, 0.0, -0.2], 1.3),
-                                      pl.geometry.Polygon([[0, 0], [2, 0], [1, 1], [0, 1]])])
+                                      pl.geometry.Polygon([[0, 0], [2, 0], [1, 1], [0, 1]]),
+                                      pl.geometry.Interval(-0.5, 2.0), pl.geometry.Rectangle([0, -1], [2, 0.5]),
+                                      pl.geometry.Cuboid([0, 0, -1], [1, 2, 0.5])], ids=lambda g: type(g).__name__)
 def test_hard_constraint_jets_match_autograd(geometry):
     d = geometry.dim
     prob = pl.Problem(geometry, lambda x, u: u.laplacian(), [pl.Dirichlet(lambda x: x[:, :1] ** 2)])
     be = PINNBackend(prob, MLP(8, 2), hard_dirichlet=True, dtype=D64, seed=4)
     x = torch.as_tensor(geometry.sample_interior(5, np.random.default_rng(0)))
     V = [torch.randn(5, 2, d, dtype=D64) for _ in range(2)]
-    jet = be.jet(x, V)
+    with J.fallbacks_taken() as fallbacks:
+        jet = be.jet(x, V)
+    if not isinstance(geometry, pl.geometry.Polygon):         # balls and boxes: exact rules
+        assert not [f for f in fallbacks if "smooth_distance" in f] and fallbacks
     for s in range(2):
         ref = curve_derivatives(be, x, [v[:, s] for v in V])
         for k in (1, 2):
             assert rel(jet.c[k][:, s], ref[k]) < 1e-10
+
+
+@pytest.mark.parametrize("geometry", [pl.geometry.Rectangle([0, -1], [2, 0.5]), pl.geometry.Cuboid([0, 0, -1], [1, 2, 0.5])],
+                         ids=lambda g: type(g).__name__)
+def test_box_hard_constraint_laplacian_by_one_hot_jets_is_exact(geometry):
+    """Taylor mode's unit directions are one-hot lookups: the box's jet rule takes them as
+    they come, and the Laplacian is autograd's."""
+    prob = pl.Problem(geometry, lambda x, u: u.laplacian(), [pl.Dirichlet(0.3)])
+    taylor, auto = (PINNBackend(prob, MLP(8, 2), hard_dirichlet=True, dtype=D64, seed=4, estimator=e)
+                    for e in (pl.derivatives.Taylor(), pl.derivatives.Autograd()))
+    x = torch.as_tensor(geometry.sample_interior(6, np.random.default_rng(1))).requires_grad_(True)
+    with J.fallbacks_taken() as fallbacks:
+        got = taylor.pde_residuals(x)[0]
+    assert fallbacks == []
+    assert rel(got, auto.pde_residuals(x)[0]) < 1e-10
 
 
 def test_output_transform_falls_back_to_jvp_with_a_warning():

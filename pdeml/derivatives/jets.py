@@ -363,6 +363,11 @@ def scale(jet: Jet, a) -> Jet:
     return Jet([None if h is None else a * h for h in jet.c], jet.weights)
 
 
+def shift(jet: Jet, a) -> Jet:
+    """The jet of ``h + a`` for a constant ``a``."""
+    return Jet([jet.c[0] + a] + list(jet.c[1:]), jet.weights)
+
+
 def constant(value: torch.Tensor, like: Jet) -> Jet:
     """The jet of a function constant along the curve."""
     return Jet([value] + [None] * like.order, like.weights)

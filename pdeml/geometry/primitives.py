@@ -120,6 +120,20 @@ class _Box(AbstractGeometry):
     def smooth_distance(self, x):
         return _box_adf(x, _tensor(self, 'lo', x), _tensor(self, 'hi', x))
 
+    def smooth_distance_jet(self, jet):
+        r"""Exact jet of :math:`\prod_i (x_i - l_i)(h_i - x_i)/(h_i - l_i)`: each factor the
+        product of two affine jets of one coordinate, all multiplied by the Leibniz rule (one-hot
+        tangents stay lookups). Without it the hard constraint took the nested-jvp fallback,
+        which torch.compile cannot trace."""
+        from ..derivatives import jets as J
+        lo, hi = _tensor(self, 'lo', jet.c[0]), _tensor(self, 'hi', jet.c[0])
+        out = None
+        for i in range(self.dim):
+            t = J.select(jet, i)
+            q = J.scale(J.multiply(J.shift(t, -lo[i]), J.shift(J.scale(t, -1.0), hi[i])), 1 / (hi[i] - lo[i]))
+            out = q if out is None else J.multiply(out, q)
+        return out
+
 
 class Interval(_Box):
     """The interval [l, r]."""
