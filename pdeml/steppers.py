@@ -20,6 +20,7 @@ import abc
 import copy
 import math
 import time
+import types
 import warnings
 from dataclasses import dataclass
 
@@ -194,6 +195,23 @@ class CompileFailed(RuntimeError):
     unchanged (a stochastic estimator's stream has advanced by the step's draws)."""
 
 
+def compile_method(method, home, **kwargs):
+    """:func:`torch.compile` of a bound method, on a copy of its code private to ``home`` (the
+    backend it trains).
+
+    torch.compile keeps its graphs on the code object, which every instance of a class shares,
+    and past ``torch._dynamo.config.recompile_limit`` (8) graphs for one code object it runs the
+    frame eagerly, with no error: the ninth backend compiled in one process (a notebook, a sweep,
+    the test suite) trained uncompiled, at eager speed, while reporting a compile. One copy per
+    backend gives each its own cache, shared by its phases (a second phase reuses the graph),
+    and freed with it."""
+    fn = method.__func__
+    codes = home.__dict__.setdefault("_compiled_code", {})
+    code = codes.setdefault(fn.__qualname__, fn.__code__.replace())
+    own = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return torch.compile(types.MethodType(own, method.__self__), **kwargs)
+
+
 class WholeStep:
     r"""A first-order step compiled whole: the forward pass (the losses), the backward pass and
     the optimizer's update in one :func:`torch.compile` graph (issue 20).
@@ -241,7 +259,7 @@ class WholeStep:
             for t in [self.lr, *self.params] + [x for st in self.states for x in st]:
                 torch._dynamo.mark_static_address(t)
         from pdeml.gemm import compile_options
-        self.compiled = torch.compile(self._step, **({"mode": "reduce-overhead"} if cuda
+        self.compiled = compile_method(self._step, backend, **({"mode": "reduce-overhead"} if cuda
                                                      else compile_options(backend, device)))
         self.first = True                                  # the next call compiles
 

@@ -362,7 +362,8 @@ class PINNBackend(AbstractLeastSquares):
                           stacklevel=4)
             return False
         from pdeml.gemm import compile_options
-        return torch.compile(self._losses, **compile_options(self, self.device))
+        from pdeml.steppers import compile_method
+        return compile_method(self._losses, self, **compile_options(self, self.device))
 
     def whole_step(self, batch: dict, steps: int | None = None) -> bool:
         """Whether ``fit`` may compile a first-order phase of ``steps`` steps whole, forward,

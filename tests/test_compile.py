@@ -157,6 +157,20 @@ def test_no_graph_break_and_no_recompile_after_the_first_step(name):
     assert _graphs() == (after, after_breaks)
 
 
+def test_the_tenth_backend_of_a_process_still_compiles():
+    """torch.compile keeps a code object's graphs together and, past 8 of them, runs it eagerly
+    without an error. The step is compiled on a copy of the code per backend: ten backends of
+    ten sizes in one process each get their graph, and a second phase reuses its backend's."""
+    counts = []
+    for k in range(10):
+        be = _lshape(True, width=4 + k)
+        graphs, _ = _graphs()
+        pl.fit(be, [(2, pl.FirstOrder(pl.Adam(1e-3)))], seed=0, eval_every=10 ** 9)
+        counts.append(_graphs()[0] - graphs)
+    pl.fit(be, [(2, pl.FirstOrder(pl.Adam(1e-4)))], seed=1, eval_every=10 ** 9)
+    assert counts == [1] * 10 and _graphs()[0] - graphs == 1
+
+
 def test_compile_time_is_reported_in_metrics(tmp_path):
     from pdeml.cli import main
     out = tmp_path / "run"
