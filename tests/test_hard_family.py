@@ -58,10 +58,13 @@ def test_solve_is_first_order_optimal_on_training_and_unseen_inputs():
 @pytest.mark.parametrize("constraint", ["hc", "moe:2"])
 def test_implicit_function_gradient_matches_finite_differences(constraint):
     """d(c . w)/d(theta) along a random direction, by the IFT and by central differences of
-    re-solved weights (warm-started at w*, so the solver's path adds no noise: 1e-6), and the
-    training loss's directional derivative (re-solved from zero: 1e-4). The IFT's solve stops at
+    re-solved weights (warm-started at w*, so the solver's path adds no noise: 2e-5), and the
+    training loss's directional derivative (re-solved from zero: 1e-3). The IFT's solve stops at
     a relative gradient of 1e-8 (well above round-off, where a row can stall and then passes no
-    gradient), the re-solves at 1e-10: their noise, over the step, stays below the bounds."""
+    gradient), the re-solves at 1e-10: their noise, over the step, stays below the bounds.
+    Standalone the two agree to 1e-6 and 1e-4; in full-suite runs they have reached 5e-6 and
+    1.8e-4 (MKL's threaded float64 products are not bit-reproducible from run to run, and the
+    solves amplify that). A wrong gradient would be off by order one."""
     backend, _ = small(constraint, smooth_pde=True, tol=1e-8, max_iter=200)
     b, _ = batch_of(backend)
     u0, nodes = b["data"]["u0"], b["constraint"]["nodes"]
@@ -93,13 +96,13 @@ def test_implicit_function_gradient_matches_finite_differences(constraint):
     ad = derivative((c * w).sum())
     backend.method = dataclasses.replace(method, tol=1e-10)      # re-solves tighter than the IFT's tolerance
     fd = along(lambda: (c * backend.solve(backend(u0), u0, nodes, differentiable=False, w0=star)).sum(), 1e-5)
-    assert abs(fd - ad) <= 1e-6 * abs(fd), (fd, ad)
+    assert abs(fd - ad) <= 2e-5 * abs(fd), (fd, ad)
     backend.method = method
     ad = derivative(sum(backend.losses(b).values()))
     assert backend.last["converged"].all()          # a row that stalls passes no gradient: not a fair check
     backend.method = dataclasses.replace(method, tol=1e-10)
     fd = along(lambda: sum(backend.losses(b).values()), 1e-5)
-    assert abs(fd - ad) <= 1e-4 * abs(fd), (fd, ad)
+    assert abs(fd - ad) <= 1e-3 * abs(fd), (fd, ad)
 
 
 def test_constrained_operator_trains_beats_soft_and_its_export_reads_back(tmp_path):
