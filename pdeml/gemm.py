@@ -5,8 +5,8 @@ MKL picks its kernels by CPU vendor: on an AMD CPU with AVX-512 it runs its AVX2
 about half the core's peak. oneDNN, which torch also ships, picks by instruction set. Measured on
 this project's CPU (an AMD EPYC with AVX-512, one thread,
 ``tests/benchmarks/bench_pinn_vs_jax.py --problems gemm``): 106-111 GFLOP/s through MKL against
-236-245 through oneDNN, for a 1600x128x128 product as for a 1024-cube. On an Intel CPU both run
-AVX-512 kernels.
+236-245 through oneDNN, for a 1600x128x128 product as for a 1024-cube. On an Intel CPU MKL runs
+its AVX-512 kernels too, and the pass should gain little (not measured: no Intel machine here).
 
 A PINN step's matrix products are most of its time once compiling has fused the elementwise
 work around them: at D = 1000 with STDE, 5.6 ms of a 9.9 ms compiled step. So the compiled
