@@ -43,13 +43,19 @@ def test_the_pass_rewrites_large_float32_products_and_computes_the_same():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
 
 
-def test_onednn_linear_takes_transposed_and_strided_factors():
+def test_onednn_linear_takes_transposed_strided_and_offset_factors_and_biases():
     torch.manual_seed(1)
     a = torch.randn(300, 200)[:, ::2]                # no unit stride in either dimension after .T
     w = torch.randn(64, 300).T                       # (300, 64), transposed
     for x in (a, a.T.contiguous().T):
         got = gemm.onednn_linear(x.T, w.T, None)     # (100, 300) @ (300, 64)
         torch.testing.assert_close(got, x.T @ w, rtol=1e-5, atol=1e-4)
+    big, bias = torch.randn(400, 300), torch.randn(200)
+    wc = w.T[:, :100].contiguous()
+    for x in (big[:, :100], big[5:, 3:103], big[:50, :100].contiguous()):   # padded rows, an offset
+        for b in (bias[::2][:64], bias[:1].expand(64), bias[7:71]):     # strided, expanded, offset
+            for ww in (wc, w.T[:, :100]):
+                torch.testing.assert_close(gemm.onednn_linear(x, ww, b), x @ ww.T + b, rtol=1e-5, atol=1e-4)
 
 
 def _lshape(compile, onednn=True):
