@@ -87,3 +87,20 @@ def test_a_compiled_step_runs_its_products_through_onednn_and_trains_as_eager():
     assert loss_eager[-1] < 0.7 * loss_eager[0]
     np.testing.assert_allclose(loss_on, loss_eager, rtol=2e-4)
     np.testing.assert_allclose(loss_off, loss_eager, rtol=2e-4)
+
+
+def test_a_compiled_stde_step_at_d_200_trains_as_eager():
+    """The STDE case's own step (128x4, 100 points, 16 sampled directions, Allen-Cahn at
+    D = 200): its hidden layers' products all go through oneDNN, and 20 steps give the eager
+    run's losses to float32 round-off (the directions are the same stream)."""
+    from cases._highdim import make_case
+    from pdeml.run import build
+    from pdeml.settings import replace
+    case = make_case("allen_cahn", 200, 0)
+    out = {}
+    for mode in (False, True):
+        be = build(case.replace(method=replace(case.method, compile=mode)), seed=0)
+        calls, out[mode] = _onednn_calls(be, steps=20)
+        assert (calls >= 20 * 9) if mode else calls == 0        # 3 hidden layers x (forward, 2 backward)
+    assert out[False][-1] < out[False][0]
+    np.testing.assert_allclose(out[True], out[False], rtol=1e-3)
