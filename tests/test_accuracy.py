@@ -51,9 +51,21 @@ def test_semilinear_heat_100d_within_2_percent_of_the_reference(tmp_path):
     assert m["l2_relative_error"] <= 2e-2
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test, as the figures it checks were measured (docs/samplers.md).
+    The convection runs are sensitive to rounding: causal R3 at seed 0 ends at 0.0153-0.0156 on
+    one thread (MKL or oneDNN products), 0.0143-0.0228 on two, and 0.024-0.030 at seed 1."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["r3", "r3-causal"])
-def test_convection_beta30_with_r3_reaches_2e_2(sampler, tmp_path):
+def test_convection_beta30_with_r3_reaches_2e_2(sampler, tmp_path, one_thread):
     m = R.train_case("convection_1d", tmp_path, sampler=sampler, progress=False, export=False)
     print("convection_1d beta=30", sampler, m["l2_relative_error"], m["wall_time_s"])
     assert m["l2_relative_error"] <= 2e-2
