@@ -4,8 +4,8 @@ On the CPU, torch runs a float32 ``mm``/``addmm`` through its BLAS (MKL in the P
 MKL picks its kernels by CPU vendor: on an AMD CPU with AVX-512 it runs its AVX2 kernels, at
 about half the core's peak. oneDNN, which torch also ships, picks by instruction set. Measured on
 this project's CPU (an AMD EPYC with AVX-512, one thread,
-``tests/benchmarks/bench_pinn_vs_jax.py --problems gemm``): 106-111 GFLOP/s through MKL against
-236-245 through oneDNN, for a 1600x128x128 product as for a 1024-cube. On an Intel CPU MKL runs
+``tests/benchmarks/bench_pinn_vs_jax.py --problems gemm``): about 100 GFLOP/s through MKL against
+190-250 through oneDNN, for a 1600x128x128 product as for a 1024-cube. On an Intel CPU MKL runs
 its AVX-512 kernels too, and the pass should gain little (not measured: no Intel machine here).
 
 A PINN step's matrix products are most of its time once compiling has fused the elementwise
@@ -18,8 +18,8 @@ has differentiated the step, so the backward's products are rewritten as the for
 no autograd formula is involved. The arithmetic stays float32 with float32 accumulation (oneDNN's
 strict default; the order of the sums differs from MKL's, so results agree to float rounding).
 
-Smaller products stay with MKL: each oneDNN call costs 7-10 us more, and under about 10^6
-multiply-adds that outweighs the faster kernel (a 100x50x50 product: 0.55x). Float64 products
+Smaller products stay with MKL: each oneDNN call costs about 8-12 us more, and under about 10^6
+multiply-adds that outweighs the faster kernel (a 100x50x50 product: 0.53x). Float64 products
 stay too (oneDNN has no float64 matmul), as does any device but the CPU.
 
 The choice is made from the graph's shapes and dtypes alone, never by timing, so a seeded run
@@ -40,11 +40,7 @@ MIN_MACS = 1_000_000
 
 def available() -> bool:
     """oneDNN is built into this torch and the CPU is x86-64 with AVX2 or better."""
-    try:
-        cap = torch.backends.cpu.get_cpu_capability()
-    except Exception:                                   # pragma: no cover - very old torch
-        return False
-    return torch.backends.mkldnn.is_available() and cap.startswith("AVX")
+    return torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability().startswith("AVX")
 
 
 _lib = torch.library.Library("pdeml", "DEF")
