@@ -20,14 +20,14 @@ def _tensor(geom, name: str, like: torch.Tensor) -> torch.Tensor:
     before any eager evaluation builds the tensor from a list: a numpy array converted inside
     the graph trips torch.func's gradient transform (a guard failure in torch 2.13)."""
     key = (name, like.dtype, like.device)
-    cache = geom.__dict__.setdefault("_tensors", {})
-    out = cache.get(key)
+    out = geom.__dict__.get("_tensors", {}).get(key)     # a read: no mutation for Dynamo to replay
     if out is not None:
         return out
     if torch.compiler.is_compiling():
         return torch.tensor(getattr(geom, name).tolist(), dtype=like.dtype, device=like.device)
     with torch._C._DisableFuncTorch():
-        out = cache[key] = torch.as_tensor(getattr(geom, name), dtype=like.dtype, device=like.device)
+        out = geom.__dict__.setdefault("_tensors", {})[key] = torch.as_tensor(
+            getattr(geom, name), dtype=like.dtype, device=like.device)
     return out
 
 
