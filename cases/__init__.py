@@ -2,3 +2,8 @@
 
 `pdeml cases` lists them; `pdeml train NAME` trains one.
 """
+
+from pdeml._roots import check as _check
+
+_check(__name__, "cases")
+

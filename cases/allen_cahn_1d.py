@@ -22,8 +22,6 @@ import numpy as np
 import torch
 
 import pdeml as pl
-from samplers import R3
-from solvers import PINN
 
 EPS, GAMMA = 1e-4, 5.0
 
@@ -92,7 +90,7 @@ def make(width: int = 128, depth: int = 4):
     problem = pl.Problem(geometry=pl.geometry.Interval(-1, 1), time=(0, 1), pde=pde,
                          conditions=[pl.Initial(initial), pl.Periodic(0)], reference=reference())
     model = pl.nn.MLP(width=width, depth=depth, fourier=pl.nn.PeriodicFeatures((0,), harmonics=1))
-    method = PINN(model, sampler=R3(2000, 50, 512, causal=True))
+    method = pl.PINN(model, sampler=pl.samplers.R3(2000, 50, 512, causal=True))
     return pl.Case(problem, method, weights={"initial": 100.0}, steps=40000,
                    optimizer=pl.Adam(1e-3, decay=0.9, decay_every=5000), lbfgs_steps=5000, eval_every=500,
                    checkpoint_every=5000, options={"width": width, "depth": depth})

@@ -27,8 +27,6 @@ from torch import nn
 
 import pdeml as pl
 from pdeml.derivatives import jets as J
-from samplers import Uniform
-from solvers import PINN
 
 
 def coefficients(dim, seed):
@@ -117,8 +115,8 @@ def make(dim: int = 10, case_seed: int = 0):
 
     problem = pl.Problem(geometry=geometry, pde=pde, exact=exact,
                          conditions=[pl.Neumann(normal_derivative)])
-    method = PINN(pl.nn.MLP(width=128, depth=4), transform=AnnulusAnsatz(),
-                  estimator=pl.derivatives.STDE(16), sampler=Uniform(100, 100, every=1))
+    method = pl.PINN(pl.nn.MLP(width=128, depth=4), transform=AnnulusAnsatz(),
+                  estimator=pl.derivatives.STDE(16), sampler=pl.samplers.Uniform(100, 100, every=1))
     return pl.Case(problem, method, steps=3000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=1000),
                    eval_every=100, checkpoint_every=1000, export_resolution=64, weights={"neumann": 10.0},
                    options={"dim": dim, "case_seed": case_seed})

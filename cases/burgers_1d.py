@@ -14,8 +14,6 @@ import torch
 
 import pdeml as pl
 from pdeml.settings import replace
-from samplers import Uniform
-from solvers import PINN
 
 NU = 0.01 / math.pi
 
@@ -64,12 +62,12 @@ def ansatz(x, y):
 problem = pl.Problem(geometry=pl.geometry.Interval(-1, 1), time=(0, 1), pde=pde,
                      conditions=[pl.Dirichlet(0.0), pl.Initial(initial)],
                      reference=reference())
-case = pl.Case(problem, PINN(pl.nn.MLP(width=32, depth=4), transform=ansatz,
-                             sampler=Uniform(3000, 50, 50, every=100)),
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=32, depth=4), transform=ansatz,
+                             sampler=pl.samplers.Uniform(3000, 50, 50, every=100)),
                steps=3000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=2000), lbfgs_steps=1000)
 
 
 def long_case() -> pl.Case:
     """The benchmark setting that reaches < 5e-3: float64, 6000 points, 6000 Adam + 2000 L-BFGS."""
-    return case.replace(dtype="float64", method=replace(case.method, sampler=Uniform(6000, 50, 50, every=100)),
+    return case.replace(dtype="float64", method=replace(case.method, sampler=pl.samplers.Uniform(6000, 50, 50, every=100)),
                         steps=6000, lbfgs_steps=2000)

@@ -14,8 +14,6 @@ import math
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 
 def make(beta: float = 30.0):
@@ -34,7 +32,7 @@ def make(beta: float = 30.0):
     # The R3 paper's setting: IC and periodic terms weighted 100, the IC on 512 points, 1000 PDE
     # points, lr 1e-3 x 0.9 every 5000 steps. With the IC weighted 10 and the periodic term 1,
     # R3 stayed at 0.77 after 120k steps (docs/samplers.md).
-    method = PINN(pl.nn.MLP(width=50, depth=4), sampler=Uniform(1000, 256, 512))
+    method = pl.PINN(pl.nn.MLP(width=50, depth=4), sampler=pl.samplers.Uniform(1000, 256, 512))
     return pl.Case(problem, method, steps=50000, optimizer=pl.Adam(1e-3, decay=0.9, decay_every=5000),
                    weights={"initial": 100.0, "periodic": 100.0}, eval_every=1000, checkpoint_every=5000,
                    options={"beta": beta})

@@ -38,86 +38,10 @@ Truth: the method of lines, second-order differences on ``n`` nodes (u_0 = 1 fix
 node for the outflow end), integrated by scipy's BDF at rtol 1e-10; its error against twice the
 nodes is tested to fall at second order.
 """
-from functools import lru_cache
-
-import numpy as np
-import torch
-
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
+from pdeml.families import sorption
 
-PHI, RHO_S, K_F, N_F, D, T = 0.29, 2880.0, 3.5e-4, 0.874, 5e-4, 500.0
-C = (1 - PHI) / PHI * RHO_S * K_F * N_F          # R = 1 + C (s(u) + FLOOR)^(n_f - 1)
-FLOOR, SHARPNESS = 1e-2, 100.0
-
-
-def retardation(u):
-    """R(u), for torch tensors and numpy arrays (smooth in u; see the module docstring)."""
-    if isinstance(u, torch.Tensor):
-        return 1 + C * (torch.nn.functional.softplus(u, beta=SHARPNESS) + FLOOR) ** (N_F - 1)
-    return 1 + C * (np.logaddexp(0, SHARPNESS * u) / SHARPNESS + FLOOR) ** (N_F - 1)
-
-
-def initial(x):
-    s = x[:, :1] if isinstance(x, torch.Tensor) else x
-    lib = torch if isinstance(s, torch.Tensor) else np
-    return (1 - s) * lib.exp(-5 * s)
-
-
-def pde(x, u):
-    return T * (u.dt() - D / retardation(u.value) * u.d2("x"))
-
-
-def solve(u0, n: int, t: np.ndarray) -> np.ndarray:
-    """u (len(t), n) on the uniform grid x_j = j/(n-1) from the initial values ``u0`` (n,) by the
-    method of lines (BDF, rtol 1e-10)."""
-    from scipy.integrate import solve_ivp
-    from scipy.sparse import diags
-    h = 1.0 / (n - 1)
-
-    def rhs(_, v):                                   # v = u_1 .. u_{n-1}; u_0 = 1
-        u = np.concatenate([[1.0], v])
-        ghost = u[-2] - 2 * h * u[-1] / D            # (ghost - u_{n-2}) / 2h = u_x(1) = -u(1) / D
-        up = np.concatenate([u, [ghost]])
-        return D / retardation(v) * (up[2:] - 2 * v + up[:-2]) / h ** 2
-
-    m = n - 1
-    sol = solve_ivp(rhs, (0, float(t[-1])), np.asarray(u0, float)[1:], method="BDF", t_eval=t, rtol=1e-10,
-                    atol=1e-12, jac_sparsity=diags([np.ones(m - 1), np.ones(m), np.ones(m - 1)], [-1, 0, 1],
-                                                   shape=(m, m)))
-    if not sol.success:
-        raise RuntimeError(f"diffusion-sorption truth: {sol.message}")
-    return np.concatenate([np.ones((len(t), 1)), sol.y.T], 1)
-
-
-@lru_cache(maxsize=4)
-def method_of_lines(n: int = 801, times: int = 51):
-    """``(x (n,), t (times,), u (times, n))`` on the uniform grid x_j = j/(n-1)."""
-    x, t = np.linspace(0, 1, n), np.linspace(0, T, times)
-    return x, t, solve(initial(x), n, t)
-
-
-def reference(n: int = 801, times: int = 51):
-    x, t, u = method_of_lines(n, times)
-    X, Tt = np.meshgrid(x[::8], t, indexing="ij")
-    return np.stack([X.ravel(), Tt.ravel()], 1), u[:, ::8].T.reshape(-1, 1)
-
-
-def _left(x):
-    return x[:, 0] < 0.5
-
-
-def _right(x):
-    return x[:, 0] > 0.5
-
-
-problem = pl.Problem(
-    geometry=pl.geometry.Interval(0, 1), time=(0, T), pde=pde,
-    conditions=[pl.Dirichlet(1.0, on=_left, name="left"),
-                pl.Operator(lambda x, u: u.value + D * u.d("x"), on=_right, name="right"),
-                pl.Initial(initial)],
-    reference=reference())
-case = pl.Case(problem, PINN(pl.nn.MLP(width=32, depth=3), sampler=Uniform(2000, 200, 200, every=100)),
+problem = sorption.problem(reference=sorption.reference())
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=32, depth=3), sampler=pl.samplers.Uniform(2000, 200, 200, every=100)),
                steps=3000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000),
                weights={"left": 10.0, "initial": 10.0})

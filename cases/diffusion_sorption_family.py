@@ -12,8 +12,8 @@ the constraint nodes per expert and input; ``--steps`` and ``--lr`` as for any c
 against the method of lines on 8 fixed test inputs, with the constraint solved for each.
 """
 import pdeml as pl
-from cases._sorption_family import SorptionFamily
-from operators.hard import HardConstraintFNO
+from pdeml.families.sorption import SorptionFamily
+from pdeml.operators.hard import HardConstraintFNO
 
 
 def make(nx: int = 64, nt: int = 32, draws: int = 64, points: int = 128, batch: int = 4):

@@ -14,8 +14,8 @@ the macroscopic plate with a hole solved with the trained surrogate (``plate.vtu
 norm (``euclidean`` is the paper's; see ``operators/equino.py``).
 """
 import pdeml as pl
-from cases._rve_family import RVEFamily
-from operators.equino import EquiNO
+from pdeml.families.rve import RVEFamily
+from pdeml.operators.equino import EquiNO
 
 
 def make(n: int = 4, solves: int = 100, modes: int = 16, norm: str = "energy"):

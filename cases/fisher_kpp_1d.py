@@ -16,8 +16,6 @@ import numpy as np
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 D, R, T = 0.01, 5.0, 0.5
 
@@ -62,5 +60,5 @@ def reference(n: int = 801, times: int = 51):
 
 problem = pl.Problem(geometry=pl.geometry.Interval(0, 1), time=(0, T), pde=pde,
                      conditions=[pl.Neumann(0.0), pl.Initial(initial)], reference=reference())
-case = pl.Case(problem, PINN(pl.nn.MLP(width=32, depth=3), sampler=Uniform(2000, 200, 200, every=100)),
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=32, depth=3), sampler=pl.samplers.Uniform(2000, 200, 200, every=100)),
                steps=3000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000), weights={"initial": 10.0})

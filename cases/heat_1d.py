@@ -8,8 +8,6 @@ import math
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 KAPPA = 0.1
 
@@ -26,5 +24,5 @@ def pde(x, u):
 
 problem = pl.Problem(geometry=pl.geometry.Interval(0, 1), time=(0, 1), pde=pde,
                      conditions=[pl.Dirichlet(0.0), pl.Initial(exact)], exact=exact)
-case = pl.Case(problem, PINN(pl.nn.MLP(width=32, depth=3), sampler=Uniform(1000, 100, 100, every=100)),
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=32, depth=3), sampler=pl.samplers.Uniform(1000, 100, 100, every=100)),
                steps=3000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000), lbfgs_steps=200)

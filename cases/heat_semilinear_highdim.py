@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 import pdeml as pl
-from solvers import PINN
 from pdeml.derivatives import jets as J
 from pdeml.sampling import AbstractSampler
 
@@ -80,7 +79,7 @@ def make(dim: int = 100):
     geometry = pl.geometry.Hypersphere(np.zeros(dim), 3 * math.sqrt(2 * T))   # sets the input scale
     problem = pl.Problem(geometry=geometry, time=(0, T), pde=pde,
                          reference=None if ref is None else (np.zeros((1, dim + 1)), [[ref]]))
-    method = PINN(pl.nn.MLP(width=128, depth=4), transform=TerminalAnsatz(), sampler=BrownianPaths(200),
+    method = pl.PINN(pl.nn.MLP(width=128, depth=4), transform=TerminalAnsatz(), sampler=BrownianPaths(200),
                   estimator=pl.derivatives.STDE(16))
     return pl.Case(problem, method, steps=4000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=500),
                    eval_every=100, checkpoint_every=1000, export_resolution=64, options={"dim": dim})

@@ -10,8 +10,6 @@ import numpy as np
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 KAPPA_TRUE = 0.1
 
@@ -37,5 +35,5 @@ points, values = observations()
 problem = pl.Problem(geometry=pl.geometry.Interval(0, 1), time=(0, 1), pde=pde,
                      parameters={"kappa": pl.Parameter(0.5)}, exact=exact,
                      conditions=[pl.Dirichlet(0.0), pl.Initial(exact), pl.Data(points, values)])
-case = pl.Case(problem, PINN(pl.nn.MLP(width=32, depth=3), sampler=Uniform(1000, 100, 100, every=100)),
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=32, depth=3), sampler=pl.samplers.Uniform(1000, 100, 100, every=100)),
                steps=4000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1500), lbfgs_steps=300)

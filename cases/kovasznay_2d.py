@@ -13,8 +13,6 @@ import math
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 RE = 20.0
 NU = 1.0 / RE
@@ -39,5 +37,5 @@ problem = pl.Problem(geometry=pl.geometry.Rectangle([-0.5, -0.5], [1.0, 1.5]), p
                      conditions=[pl.Dirichlet(lambda x, i=i: exact(x)[:, i:i + 1], component=i, name=n)
                                  for i, n in enumerate(("u_wall", "v_wall", "p_wall"))],
                      exact=exact)
-case = pl.Case(problem, PINN(pl.nn.MLP(width=50, depth=4), sampler=Uniform(2000, 200)), steps=5000,
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=50, depth=4), sampler=pl.samplers.Uniform(2000, 200)), steps=5000,
                optimizer=pl.Adam(1e-3), eval_every=250, checkpoint_every=2500)

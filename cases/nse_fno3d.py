@@ -12,8 +12,8 @@ its order and Taylor-Green tests are the truth's). The method: Li et al.'s FNO-3
 ``--n 32`` (and ``--data`` written with the same ``--n``) makes everything 4x cheaper.
 """
 import pdeml as pl
-from cases._navier_stokes import family
-from operators.backend import FNO3d
+from pdeml.families.navier_stokes import family
+from pdeml.operators.backend import FNO3d
 from pdeml.datasets import Minibatches
 
 

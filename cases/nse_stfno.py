@@ -9,8 +9,8 @@ at 2e-2 where the paper's code has 1e-2: see make()):
     pdeml train nse_stfno --data data/nse.h5 --out runs/nse-stfno
 """
 import pdeml as pl
-from cases._navier_stokes import family
-from operators.backend import STFNO
+from pdeml.families.navier_stokes import family
+from pdeml.operators.backend import STFNO
 from pdeml.datasets import Minibatches
 
 

@@ -9,8 +9,6 @@ adversarial adaptive sampling (Tang, Zhai, Wan, Yang, ICLR 2024): the peak has w
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 
 def make(alpha: float = 1000.0, points: int = 500):
@@ -25,7 +23,7 @@ def make(alpha: float = 1000.0, points: int = 500):
 
     problem = pl.Problem(geometry=pl.geometry.Rectangle([-1, -1], [1, 1]), pde=pl.pde.Poisson(source=source),
                          conditions=[pl.Dirichlet(exact)], exact=exact)
-    method = PINN(pl.nn.MLP(width=32, depth=4), hard_dirichlet=True, sampler=Uniform(points, 1))
+    method = pl.PINN(pl.nn.MLP(width=32, depth=4), hard_dirichlet=True, sampler=pl.samplers.Uniform(points, 1))
     return pl.Case(problem, method, steps=10000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=4000),
                    eval_every=500, checkpoint_every=5000, options={"alpha": alpha, "points": points})
 

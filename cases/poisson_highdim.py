@@ -4,7 +4,7 @@ Exact two-body solution :math:`u = (1-\lVert x\rVert^2)\sum_{i<D} c_i \sin(x_i +
 :math:`c_i \sim N(0,1)` from ``--case_seed``; f = (Δu) of it in closed form (see cases/_highdim.py).
 Trained with STDE (16 sampled dimensions) by default: ``pdeml train poisson_highdim --dim 1000``.
 """
-from cases._highdim import make_case
+from pdeml.families.highdim import make_case
 
 
 def make(dim: int = 100, case_seed: int = 0):

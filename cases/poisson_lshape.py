@@ -11,8 +11,6 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import spsolve
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 VERTICES = [(0, 0), (1, 0), (1, -1), (-1, -1), (-1, 1), (0, 1)]
 
@@ -46,6 +44,6 @@ problem = pl.Problem(geometry=geometry, pde=pl.pde.Poisson(source=1.0), conditio
                      reference=fd_reference())
 # The r^{2/3} corner singularity is what limits accuracy: the boundary term is weighted x10
 # so the corner is pinned, and L-BFGS does most of the work (see docs/pinn.md).
-case = pl.Case(problem, PINN(pl.nn.MLP(width=50, depth=4), sampler=Uniform(2000, 400, every=100)),
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=50, depth=4), sampler=pl.samplers.Uniform(2000, 400, every=100)),
                steps=3000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000), lbfgs_steps=2500,
                weights={"dirichlet": 10.0})

@@ -10,8 +10,6 @@ import math
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 C, R = (0.5, 0.5, 0.5), 0.25
 PI = math.pi
@@ -51,6 +49,6 @@ pde = pl.pde.Poisson(source=lambda x: 3 * PI**2 * torch.sin(PI * x).prod(dim=1, 
 geometry = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere(C, R)
 problem = pl.Problem(geometry=geometry, pde=pde, exact=exact,
                      conditions=[pl.Dirichlet(exact, on=on_cube), pl.Neumann(hole_flux, on=on_sphere)])
-case = pl.Case(problem, PINN(pl.nn.MLP(width=48, depth=3), sampler=Uniform(2000, 500, every=100)),
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=48, depth=3), sampler=pl.samplers.Uniform(2000, 500, every=100)),
                steps=2500, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000), lbfgs_steps=1500,
                weights={"dirichlet": 10.0, "neumann": 10.0}, export_resolution=32)

@@ -10,8 +10,6 @@ import math
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 
 def exact(x):
@@ -23,5 +21,5 @@ pde = pl.pde.Poisson(source=lambda x: 2 * math.pi ** 2 * exact(x))
 
 problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), pde=pde,
                      conditions=[pl.Dirichlet(0.0)], exact=exact)
-case = pl.Case(problem, PINN(pl.nn.MLP(width=64, depth=1), sampler=Uniform(900, 120)), optimizer=pl.ENGD(),
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=64, depth=1), sampler=pl.samplers.Uniform(900, 120)), optimizer=pl.ENGD(),
                steps=500, dtype="float64", eval_every=50, checkpoint_every=100, export_resolution=64)

@@ -14,8 +14,8 @@ against P2 finite elements on 16 fixed test domains.
 any case (1000 steps of Adam, one-cycle, peak 3e-3).
 """
 import pdeml as pl
-from cases._star_poisson import StarFamily
-from operators.wosno import WoSNO
+from pdeml.families.star_poisson import StarFamily
+from pdeml.operators.wosno import WoSNO
 
 
 def make(n: int = 32, targets: str = "wos", domains: int = 64, walks: int = 10, weighting: str = "none",

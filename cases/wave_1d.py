@@ -18,8 +18,6 @@ import math
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
 
 C = 1.0
 
@@ -41,6 +39,6 @@ def pde(x, u):
 problem = pl.Problem(geometry=pl.geometry.Interval(0, 1), time=(0, 1), pde=pde, exact=exact,
                      conditions=[pl.Dirichlet(0.0), pl.Initial(exact),
                                  pl.Initial(velocity, order=1, name="velocity")])
-case = pl.Case(problem, PINN(pl.nn.MLP(width=48, depth=4), sampler=Uniform(2000, 200, 400, every=100)),
+case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=48, depth=4), sampler=pl.samplers.Uniform(2000, 200, 400, every=100)),
                steps=4000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1500), lbfgs_steps=2000,
                weights={"initial": 10.0, "velocity": 1.0, "dirichlet": 10.0}, eval_every=100)

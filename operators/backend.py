@@ -3,7 +3,7 @@ r"""Operator methods for trajectory families: ``T_in`` frames in, ``T_out`` fram
 :class:`FNO3d` is the baseline of Li et al. (ICLR 2021): an FNO over (x, y, t) whose input at
 every output time is the ``T_in`` given frames (as channels) and the coordinates, with the time
 axis zero-padded (it is not periodic). :class:`STFNO` is Spectral-Refiner's spatiotemporal FNO
-(:mod:`operators.stfno`). Both build a :class:`TrajectoryOperator`, which trains under
+(:mod:`pdeml.operators.stfno`). Both build a :class:`TrajectoryOperator`, which trains under
 :func:`pdeml.fit` on dataset minibatches (``Minibatches``) with the relative L2 loss, and is
 measured on the dataset's test split.
 """
@@ -17,14 +17,30 @@ from typing import Any
 import numpy as np
 import torch
 
+from pdeml import settings
 from pdeml._validate import fail, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.datasets import Dataset, Minibatches
 from pdeml.family import AbstractFamily
+from pdeml.options import Option, set_field
 
 from .fno import FNO
 from .losses import relative_l2, relative_residual
 from .stfno import STFNONet
+
+
+def _set_data(case, path):
+    """``--data FILE``: the dataset of the method's ``Minibatches`` (its batch size kept), the path
+    made absolute so that finetune and export read the run from any directory."""
+    current = case.method.data
+    path = str(Path(path).resolve())
+    data = Minibatches(path) if current is None else settings.replace(current, path=path)
+    return set_field("data", flag="--data")(case, data)
+
+
+#: ``--data FILE``: a trajectory operator's training data (written by ``pdeml data CASE``)
+DATA = Option("data", "an operator case's dataset file (written by `pdeml data CASE`)", _set_data,
+              type=lambda text: str(Path(text).resolve()), metavar="FILE")
 
 
 class AbstractTrajectoryMethod(AbstractMethod):
@@ -37,6 +53,10 @@ class AbstractTrajectoryMethod(AbstractMethod):
     data: Any
     test_samples: int
     physics: bool
+
+    @classmethod
+    def cli_options(cls) -> tuple[Option, ...]:
+        return (DATA,)
 
     def _check(self):
         for k in ("t_in", "t_out", "test_samples"):

@@ -49,7 +49,7 @@ from pdeml._validate import fail, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
 from pdeml.sampling import EpochSampler
-from solvers.rve import LAWS, RVE, from_voigt_strain, voigt
+from pdeml.solvers.rve import LAWS, RVE, from_voigt_strain, voigt
 
 from .backend import FixedTestSet, parameter_count
 
@@ -295,7 +295,7 @@ class EquiNOMaterial:
         self.net, self.outside = net, 0.0
 
     def __call__(self, strain: np.ndarray):
-        from solvers.fe2 import outside_box
+        from pdeml.solvers.fe2 import outside_box
         self.outside = max(self.outside, outside_box(strain, STRAIN_RANGE))
         p = next(self.net.parameters())
         x = torch.as_tensor(np.asarray(strain), dtype=torch.float64, device=p.device)
@@ -461,7 +461,7 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         ``plate.vtu``, the macroscopic plate solved with EquiNO (:meth:`export_plate`)."""
         from pathlib import Path
 
-        from solvers.rve import cell_average, write_rve
+        from pdeml.solvers.rve import cell_average, write_rve
         t = self.test_set()
         k = 0 if sample is None else sample
         if not 0 <= k < len(t["strain"]):
@@ -484,7 +484,7 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         ``strain`` with this surrogate at every Gauss point, as ``.vtu``: displacement; σ̄, ε̄ and
         von Mises per cell, and ``outside_training_box``, the fraction of the cell's Gauss points
         whose strain leaves [-0.04, 0.04]³ (where the surrogate extrapolates)."""
-        from solvers.fe2 import Plate
+        from pdeml.solvers.fe2 import Plate
         plate = plate or Plate()
         r = plate.solve(EquiNOMaterial(self.net), strain)
         box = (np.abs(r["strain_qp"]) > STRAIN_RANGE).any(-1).mean(1)

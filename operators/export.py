@@ -70,7 +70,7 @@ def export_domains(backend, out: Path, samples=None, walks: int = 256, first: in
     """``test_<k>.vti`` per test domain of a domain operator (``samples``, default the first
     ``first``): prediction, truth, error and a walk-on-spheres solve (mean, standard error) on the
     inside cell centres (NaN outside), and ``field.png`` of the first."""
-    from solvers.wos import WalkOnSpheres
+    from pdeml.solvers.wos import WalkOnSpheres
     t, fam = backend.test_set(), backend.problem
     samples = _chosen(samples, len(t["draws"]), first, "test domain")
     pred = backend.predict(t["features"][samples])

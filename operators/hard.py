@@ -36,29 +36,13 @@ from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
 from pdeml.field import Field
 from pdeml.sampling import EpochSampler
-from solvers.hard import _Basis, _Combined, constrained_weights, expert_index, parse_experts
+from pdeml.solvers.hard import (CONSTRAINT, Basis, CombinedEstimator, constrained_weights, expert_index, parse_constraint,
+                                parse_experts)
 
 from .backend import FixedTestSet, _cast, parameter_count
 from .fno import FNO
 
 MISSING = "the grid operator gives values, first and second derivatives only"
-
-
-def parse_constraint(spec: str) -> tuple[int, ...] | None:
-    """``"soft"`` -> None; ``"hc"`` -> 1 expert; ``"moe:K"`` or ``"moe:AxB"`` -> expert counts."""
-    spec = str(spec)
-    if spec == "soft":
-        return None
-    if spec == "hc":
-        return (1,)
-    if spec.startswith("moe:"):
-        try:
-            parts = tuple(int(p) for p in spec[4:].split("x"))
-        except ValueError:
-            parts = ()
-        if parts and min(parts) >= 1:
-            return parts
-    fail("constraint", spec, "is not a constraint", "pass soft, hc, moe:4 or moe:2x2")
 
 
 def grid_derivatives(b: torch.Tensor, spacing: tuple[float, ...]) -> dict:
@@ -168,6 +152,10 @@ class HardConstraintFNO(AbstractMethod):
     width: int = 32
     layers: int = 4
     condition_loss: bool = True
+
+    @classmethod
+    def cli_options(cls) -> tuple:
+        return (CONSTRAINT,)
 
     def __post_init__(self):
         parse_constraint(self.constraint)
@@ -279,12 +267,12 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         with weights ``w`` (R, N) for the whole row or (R, S, N) per node; ``cols`` per input
         (B, nodes, N...). Its points are ordered row by row."""
         R, S = nodes.shape
-        basis = _Basis(None, w.shape[-1], graph=True, missing=MISSING)
+        basis = Basis(None, w.shape[-1], graph=True, missing=MISSING)
         for k, v in cols.items():
             basis.cache[k] = v[inputs[:, None], nodes].reshape(R * S, *v.shape[2:])
         w = w[:, None].expand(R, S, -1) if w.ndim == 2 else w
         p = self.pde_problem
-        return Field(self.coords[nodes.reshape(-1)], estimator=_Combined(basis, w.reshape(R * S, -1)),
+        return Field(self.coords[nodes.reshape(-1)], estimator=CombinedEstimator(basis, w.reshape(R * S, -1)),
                      input_names=p.inputs, output_names=p.outputs, spatial_dims=p.spatial_dims)
 
     def _pde(self, x, u) -> torch.Tensor:

@@ -103,7 +103,7 @@ class DomainDraws(EpochSampler):
     def _walk(self, k: int, seed: int) -> np.ndarray:
         """``walks`` fresh walks (stream ``seed``) from every inside point of domain ``k``: their
         sum and sum of squares, (2, n, n), 0 outside."""
-        from solvers.wos import WalkOnSpheres
+        from pdeml.solvers.wos import WalkOnSpheres
         inside = self.inside[k]
         solver = WalkOnSpheres(walks=self.walks, epsilon=self.epsilon).build(
             self.problem.wos_problem(self.draws[k]), seed=seed, dtype=torch.float64)

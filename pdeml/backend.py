@@ -23,6 +23,12 @@ from .distributed import World
 class AbstractMethod(abc.ABC):
     """Settings of one way to solve a problem; holds no run state."""
 
+    @classmethod
+    def cli_options(cls) -> tuple:
+        """The ``pdeml train`` options this method owns (:class:`pdeml.options.Option`); none by
+        default. The PINN owns ``--derivatives``, ``--sampler``, ``--compile`` and ``--constraint``."""
+        return ()
+
     @abc.abstractmethod
     def build(self, problem, *, seed: int = 0, dtype: torch.dtype = torch.float32,
               device="cpu") -> "AbstractBackend":

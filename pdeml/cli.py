@@ -1,4 +1,5 @@
-"""``pdeml`` command line: ``train``, ``export``, ``cases``."""
+"""``pdeml`` command line: ``train``, ``export``, ``cases``, ``data``, ``condition``, and the subcommands
+that installed packages register (:mod:`pdeml.registry`)."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-
-def _compile_mode(text: str):
-    """``--compile MODE``: on/true (the whole step), losses, auto, off/false."""
-    modes = {"on": True, "true": True, "step": True, "losses": "losses", "auto": "auto", "off": False, "false": False}
-    if text.lower() not in modes:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a compile mode. Fix: pass on, losses, auto or off")
-    return modes[text.lower()]
+from . import registry
 
 
 def _parser():
@@ -30,21 +25,12 @@ def _parser():
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--no-progress", action="store_true",
                    help="no progress bar: a log line every 30 s instead (also when output is not a terminal)")
-    t.add_argument("--derivatives", help="derivative estimator: autograd | taylor | sdgd:B | stde:B | "
-                   "stde-dense:S, optionally :unbiased (default: the case's)")
-    t.add_argument("--sampler", help="collocation sampler: uniform | sobol | halton | r3 | r3-causal | "
-                   "rad | rar-d | aas (default: the case's)")
     t.add_argument("--combiner", help="loss-term combination: sum | config | mconfig | pcgrad | gradnorm "
                    "(default: the case's; mconfig switches Adam to SGD with the same learning rate)")
+    for option in _method_options():          # each method's own: --derivatives, --compile, --data, ...
+        option.add_to(t)
     t.add_argument("--optimizer", help="adam | sgd | engd | engd-cg (Gauss-Newton, dense or Hessian-free; "
                    "default: the case's)")
-    t.add_argument("--compile", nargs="?", const=True, default=None, type=_compile_mode, metavar="MODE",
-                   help="torch.compile the whole training step (--compile), the losses only (--compile losses), "
-                   "when it pays (--compile auto, the default) or nothing (--compile off); forward-mode "
-                   "estimators (taylor, stde) only; docs/compile.md")
-    t.add_argument("--data", help="an operator case's dataset file (written by `pdeml data CASE`)")
-    t.add_argument("--constraint", help="soft (the case's PINN) | hc (hard constraint) | moe:K or moe:2x2x1 "
-                   "(hard constraint split over experts; docs/hard-constraints.md)")
     t.add_argument("--snapshots", type=int, default=0, metavar="N",
                    help="every N steps save the PDE points over the residual (OUT/snapshots, .vtu and .png)")
     t.add_argument("--checkpoint-every", type=int, metavar="N",
@@ -80,15 +66,14 @@ def _parser():
     k.add_argument("--points", type=int, help="PDE points (default: the case's)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--device", default="auto")
-    for add_parser, _ in _commands().values():   # solvers and operators register theirs at the edge
-        add_parser(sub)
+    for command in registry.commands().values():   # registered subcommands (entry points)
+        command.add_parser(sub)
     return ap
 
 
-def _commands() -> dict:
-    import operators
-    import solvers
-    return {**solvers.commands(), **operators.commands()}
+def _method_options() -> list:
+    """One option per name over the registered methods (each applies the one its method owns)."""
+    return [owners[0][1] for owners in registry.method_options().values()]
 
 
 def _case_options(extra: list[str]) -> dict:
@@ -119,9 +104,9 @@ def main(argv=None) -> int:
     from . import run
     from .fit import DivergenceError
     try:
-        commands = _commands()
+        commands = registry.commands()
         if args.command in commands:
-            return commands[args.command][1](args)
+            return commands[args.command].main(args)
         if args.command == "condition":
             report = run.condition_report(args.target, _case_options(extra), seed=args.seed,
                                           device=args.device, points=args.points)
@@ -155,14 +140,11 @@ def main(argv=None) -> int:
         metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr, world=world,
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
                                  resume=args.resume, progress=not args.no_progress,
-                                 options=options, derivatives=args.derivatives, sampler=args.sampler,
-                                 combiner=args.combiner, optimizer=args.optimizer,
-                                 snapshots=args.snapshots, compile=args.compile, threads=threads,
-                                 constraint=args.constraint,
+                                 options=options, combiner=args.combiner, optimizer=args.optimizer,
+                                 snapshots=args.snapshots, threads=threads,
                                  checkpoint_every=args.checkpoint_every,
                                  checkpoint_minutes=args.checkpoint_minutes,
-                                 # absolute: finetune/export read the run from any directory
-                                 data=str(Path(args.data).resolve()) if args.data else None)
+                                 **{o.name: getattr(args, o.dest) for o in _method_options()})
         if world.main:
             print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
             print(f"run directory: {out}")
@@ -174,7 +156,7 @@ def main(argv=None) -> int:
         print("pdeml: interrupted; the last periodic checkpoint is kept: continue with --resume",
               file=sys.stderr)
         return 130
-    except (ValueError, TypeError, KeyError, RuntimeError, OSError) as e:
+    except (ValueError, TypeError, KeyError, RuntimeError, OSError, ImportError) as e:
         print(f"pdeml: error: {e}", file=sys.stderr)
         return 2
 

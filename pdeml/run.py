@@ -11,14 +11,14 @@ import contextlib
 import importlib
 import importlib.util
 import json
-import pkgutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import rundir, settings
+from . import registry, rundir, settings
+from ._roots import OLD_ROOTS, moved
 from ._validate import fail
 from .callbacks import HistoryCSV, ProgressBar
 from .combine import MConFIG, make_combiner
@@ -30,23 +30,22 @@ from .problem import Case
 
 
 def builtin_cases() -> dict[str, str]:
-    """Built-in case names -> first docstring line and the case's options (``--dim 100``)."""
+    """Case names (over every registered case folder, :func:`pdeml.registry.case_modules`) -> first
+    docstring line and the case's options (``--dim 100``). Reads the sources: builds nothing."""
     import ast
-
-    import cases
     out = {}
-    for m in pkgutil.iter_modules(cases.__path__):   # read the source; don't build references
-        if not m.name.startswith("_"):
-            tree = ast.parse(Path(m.module_finder.path, f"{m.name}.py").read_text())
-            doc = ast.get_docstring(tree)
-            line = doc.strip().splitlines()[0] if doc else ""
-            make = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "make"), None)
-            if make is not None:
-                args = make.args.args[-len(make.args.defaults):] if make.args.defaults else []
-                opts = [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(args, make.args.defaults)]
-                opts += [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(make.args.kwonlyargs, make.args.kw_defaults)]
-                line += f"  [{' '.join(opts)}]"
-            out[m.name] = line
+    for name, module in registry.case_modules().items():
+        spec = importlib.util.find_spec(module)
+        tree = ast.parse(Path(spec.origin).read_text())
+        doc = ast.get_docstring(tree)
+        line = doc.strip().splitlines()[0] if doc else ""
+        make = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "make"), None)
+        if make is not None:
+            args = make.args.args[-len(make.args.defaults):] if make.args.defaults else []
+            opts = [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(args, make.args.defaults)]
+            opts += [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(make.args.kwonlyargs, make.args.kw_defaults)]
+            line += f"  [{' '.join(opts)}]"
+        out[name] = line
     return out
 
 
@@ -96,6 +95,11 @@ def _import_file(path: Path):
         sys.modules.pop(name, None)
         fail("case", str(path), f"has a syntax error at line {e.lineno}: {e.msg}",
              "correct the file (python -m py_compile FILE shows the line)")
+    except ImportError as e:                   # `from solvers import PINN`: the old import roots
+        sys.modules.pop(name, None)
+        if (e.name or "").split(".")[0] not in OLD_ROOTS and "one import root" not in str(e):
+            raise
+        raise ImportError(f"case={str(path)!r}: {moved(e.name) if e.name else e}") from None
     return mod
 
 
@@ -113,10 +117,10 @@ def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:
         mod = _import_file(path)
         source = str(path.resolve())
     else:
-        names = sorted(builtin_cases())
-        if spec not in names:
-            fail("case", spec, "is neither a file nor a built-in case", f"use one of {names} or a path")
-        mod = importlib.import_module(f"cases.{spec}")
+        modules = registry.case_modules()
+        if spec not in modules:
+            fail("case", spec, "is neither a file nor a built-in case", f"use one of {sorted(modules)} or a path")
+        mod = importlib.import_module(modules[spec])
         source = spec
     case = getattr(mod, "case", None)
     if not isinstance(case, Case):
@@ -131,33 +135,29 @@ def build(case: Case, *, seed: int = 0, device="auto"):
     return case.method.build(case.problem, seed=seed, dtype=case.torch_dtype, device=resolve_device(device))
 
 
-#: the overrides ``train_case`` (and ``pdeml train``) accept, in the order they are applied
-OVERRIDES = ("optimizer", "lr", "combiner", "steps", "lbfgs_steps", "checkpoint_every",
-             "checkpoint_minutes", "derivatives", "sampler", "compile", "data", "constraint")
-
-
-def _method_field(case, flag, name, value):
-    if name not in settings.fields(case.method):
-        fail(flag, value, f"does not apply to the {type(case.method).__name__} method (it has no {name})",
-             "drop the option, or use a method that has it")
-    return case.replace(method=settings.replace(case.method, **{name: value}))
+#: the overrides of the case's own fields, which every case has; a method adds its own
+#: (:meth:`pdeml.backend.AbstractMethod.cli_options`: ``derivatives``, ``sampler``, ``compile``,
+#: ``constraint``, ``data``, ...)
+CASE_OVERRIDES = ("optimizer", "lr", "combiner", "steps", "lbfgs_steps", "checkpoint_every",
+                  "checkpoint_minutes")
 
 
 def apply_overrides(case: Case, overrides: dict) -> Case:
     """``case`` with command-line overrides landed on the fields they name: ``steps``,
     ``lbfgs_steps``, ``optimizer`` (a name keeps the case's learning rate), ``lr`` (the
-    optimizer's), ``combiner`` ("mconfig" also switches Adam to SGD, which M-ConFIG needs),
-    ``derivatives`` / ``sampler`` / ``compile`` (the method's estimator, sampler, compile),
-    ``data`` (an operator method's dataset file), ``constraint`` ("soft", "hc", "moe:K": a PINN
-    case's method becomes :class:`solvers.hard.HardConstraint` with its network, sampler and
-    estimator, applied first so the other overrides land on it). An
-    override that has no field to land on is an error, never silently dropped."""
-    unknown = set(overrides) - set(OVERRIDES)
+    optimizer's), ``combiner`` ("mconfig" also switches Adam to SGD, which M-ConFIG needs), and
+    the options that the case's method owns (:func:`pdeml.registry.apply_option`; one marked
+    ``first``, such as ``constraint``, is applied before the others so that they land on the
+    method it makes). An override that has no field to land on is an error, never silently
+    dropped."""
+    owned = registry.method_options()
+    unknown = set(overrides) - set(CASE_OVERRIDES) - set(owned)
     if unknown:
-        fail("overrides", sorted(unknown), "are not overrides", f"use some of {list(OVERRIDES)}")
+        fail("overrides", sorted(unknown), "are not overrides", f"use some of {[*CASE_OVERRIDES, *owned]}")
     o = {k: v for k, v in overrides.items() if v is not None}
-    if "constraint" in o:
-        case = _constraint(case, o["constraint"])
+    first = [k for k in o if k in owned and any(opt.first for _, opt in owned[k])]
+    for k in first:
+        case = registry.apply_option(case, k, o[k])
     if "optimizer" in o:
         case = case.replace(optimizer=make_optimizer(o["optimizer"], case.optimizer))
     if "lr" in o:
@@ -174,62 +174,10 @@ def apply_overrides(case: Case, overrides: dict) -> Case:
     plain = {k: o[k] for k in ("steps", "lbfgs_steps", "checkpoint_every", "checkpoint_minutes") if k in o}
     if plain:
         case = case.replace(**plain)
-    if "derivatives" in o:
-        from .derivatives import parse
-        case = _method_field(case, "--derivatives", "estimator", parse(o["derivatives"]))
-    if "sampler" in o:
-        value = o["sampler"]
-        if isinstance(value, str):
-            from samplers import REGISTRY
-            if value not in REGISTRY:
-                fail("--sampler", value, "is not a sampler", f"use one of {sorted(REGISTRY)}")
-            if "sampler" not in settings.fields(case.method):
-                _method_field(case, "--sampler", "sampler", value)
-            from samplers import Uniform
-            value = REGISTRY[value](case.method.sampler or Uniform())
-        case = _method_field(case, "--sampler", "sampler", value)
-    if "compile" in o:
-        case = _method_field(case, "--compile", "compile", o["compile"])
-    if "data" in o:
-        from .datasets import Minibatches
-        current = settings.fields(case.method).get("data")
-        data = Minibatches(o["data"]) if current is None else settings.replace(current, path=str(o["data"]))
-        case = _method_field(case, "--data", "data", data)
+    for k in o:
+        if k in owned and k not in first:
+            case = registry.apply_option(case, k, o[k])
     return case
-
-
-def _constraint(case: Case, spec: str) -> Case:
-    """``--constraint soft | hc | moe:K | moe:AxBxC`` on a PINN case."""
-    from solvers import PINN
-    from solvers.hard import HardConstraint
-    spec = str(spec)
-    if "constraint" in settings.fields(case.method):          # a method with its own setting (the family one)
-        from operators.hard import parse_constraint
-        parse_constraint(spec)
-        return case.replace(method=settings.replace(case.method, constraint=spec))
-    if spec == "soft":
-        return case
-    if spec == "hc":
-        experts = 1
-    elif spec.startswith("moe:"):
-        try:
-            parts = [int(p) for p in spec[4:].split("x")]
-        except ValueError:
-            parts = []
-        if not parts or min(parts) < 1:
-            fail("--constraint", spec, "does not give the experts", "pass moe:4 or moe:2x2x1")
-        experts = parts[0] if len(parts) == 1 else tuple(parts)
-    else:
-        fail("--constraint", spec, "is not a constraint", "pass soft, hc, moe:4 or moe:2x2x1")
-    if not isinstance(case.method, PINN):
-        fail("--constraint", spec, f"applies to PINN cases, not {type(case.method).__name__}",
-             "drop --constraint")
-    m = case.method
-    if m.transform is not None:
-        fail("--constraint", spec, "would drop the case's output transform (the constraint combines raw bases)",
-             "drop --constraint, or the transform")
-    return case.replace(method=HardConstraint(model=m.model, experts=experts, sampler=m.sampler,
-                                              estimator=m.estimator))
 
 
 def _plain(overrides: dict) -> dict:
@@ -266,11 +214,7 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
     with joined(world, resolve_device(device)) as dev, rundir.lock(out) if world.main else contextlib.nullcontext():
         backend = build(case, seed=seed, device=dev)
         dev = backend.device
-        import operators
-        import solvers
-        names = {**solvers.REGISTRY, **operators.REGISTRY}
-        method = next((k for k, v in names.items() if isinstance(case.method, v)), type(case.method).__name__)
-        run_info = {"source": source, "method": method, "seed": seed, "device": str(dev), "threads": threads,
+        run_info = {"source": source, "method": registry.method_name(case.method), "seed": seed, "device": str(dev), "threads": threads,
                     "overrides": _plain(overrides), "case_options": options, "dtype": case.dtype,
                     "outputs": list(case.problem.outputs), "terms": backend.term_names,
                     "options": case.options, "case": settings.describe(case),

@@ -1,4 +1,13 @@
 """Collocation-point strategies. Each is an :class:`pdeml.sampling.AbstractSampler`."""
+
+from pdeml._roots import check as _check
+
+_check(__name__, "samplers")
+
+from pdeml import settings
+from pdeml._validate import fail
+from pdeml.options import Option
+
 from .aas import AAS
 from .quasirandom import QuasiRandom
 from .r3 import R3
@@ -6,12 +15,28 @@ from .rad import RAD, RARD
 from .uniform import Uniform
 
 
+def _named(value, method=None):
+    """``--sampler NAME``: a sampler made from the method's current one (keeping its point counts);
+    a sampler object is taken as it is."""
+    if not isinstance(value, str):
+        return value
+    if value not in REGISTRY:
+        fail("--sampler", value, "is not a sampler", f"use one of {sorted(REGISTRY)}")
+    return REGISTRY[value](method.sampler or Uniform())
+
+
+def _apply(case, value):
+    if "sampler" not in settings.fields(case.method):
+        fail("--sampler", value, f"does not apply to the {type(case.method).__name__} method (it has no sampler)",
+             "drop the option, or use a method that has it")
+    return case.replace(method=settings.replace(case.method, sampler=_named(value, case.method)))
+
+
 def _keep(current, redraw: bool = True) -> dict:
     """The point counts and drawing method of the sampler a name replaces (and its condition-point
     redraw period, where both samplers have that meaning)."""
     c = current.counts
     if not c:
-        from pdeml._validate import fail
         fail("--sampler", type(current).__name__, "is the case's own sampler, with no point counts for a "
              "named sampler to keep", "set the sampler in the case file (PINN(sampler=...))")
     out = {"n_domain": c["domain"], "n_boundary": c["boundary"], "n_initial": c["initial"]}
@@ -37,4 +62,7 @@ REGISTRY = {
     "aas": lambda cur: AAS(**_keep(cur, False), method=_method(cur)),
 }
 
-__all__ = ["Uniform", "QuasiRandom", "R3", "RAD", "RARD", "AAS", "REGISTRY"]
+#: ``--sampler NAME``: the collocation sampler of a method that has one (PINN, hard constraint)
+OPTION = Option("sampler", f"collocation sampler: {' | '.join(REGISTRY)} (default: the case's)", _apply)
+
+__all__ = ["OPTION", "Uniform", "QuasiRandom", "R3", "RAD", "RARD", "AAS", "REGISTRY"]

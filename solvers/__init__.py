@@ -1,18 +1,15 @@
-"""Backends that solve one Problem, and the registries the CLI reads (kept at the edge)."""
+"""Backends that solve one Problem: the PINN (:class:`PINN`), physics-informed hard constraints and
+their mixture of experts (:class:`HardConstraint`), walk-on-spheres (:class:`WalkOnSpheres`),
+DCDM (:mod:`pdeml.solvers.dcdm`) and the FE² references (:mod:`pdeml.solvers.rve`,
+:mod:`pdeml.solvers.fe2`). Installed as ``pdeml.solvers``; registered in ``pyproject.toml``'s
+entry points, not here."""
+
+from pdeml._roots import check as _check
+
+_check(__name__, "solvers")
+
 from .hard import HardConstraint
 from .pinn import PINN, PINNBackend
 from .wos import WalkOnSpheres
 
-#: method names -> method classes (``pdeml cases`` reports a case's method by these names)
-REGISTRY = {"pinn": PINN, "wos": WalkOnSpheres, "hard": HardConstraint}
-
-
-def commands() -> dict:
-    """Subcommands that solvers add to ``pdeml``: name -> (add_parser(sub), main(args))."""
-    from . import fe2_cli, rve_cli, wos_cli
-    from .dcdm import cli as dcdm_cli
-    return {"dcdm": (dcdm_cli.add_parser, dcdm_cli.main), "solve": (wos_cli.add_parser, wos_cli.main),
-            "rve": (rve_cli.add_parser, rve_cli.main), "fe2": (fe2_cli.add_parser, fe2_cli.main)}
-
-
-__all__ = ["HardConstraint", "PINN", "PINNBackend", "REGISTRY", "WalkOnSpheres", "commands"]
+__all__ = ["HardConstraint", "PINN", "PINNBackend", "WalkOnSpheres"]

@@ -55,13 +55,15 @@ from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.field import Field
+from pdeml import settings
 from pdeml.nn import MLP
+from pdeml.options import Option
 from pdeml.problem import Problem
 from pdeml.sampling import AbstractSampler, batch_from_state, rng_state, set_rng_state
 
 
 # ----------------------------------------------------------------- bases and their combination
-class _Basis:
+class Basis:
     """The N bases' values and derivatives at one point set, computed once by the estimator and
     kept as float64 columns (M, N) (or (M, N, n_inputs) for gradients)."""
 
@@ -79,8 +81,8 @@ class _Basis:
             self.cache[key] = cols if self.graph else cols.detach()
         return self.cache[key]
 
-    def detached(self) -> "_Basis":
-        out = _Basis(None, self.n, graph=False, missing=self.missing)
+    def detached(self) -> "Basis":
+        out = Basis(None, self.n, graph=False, missing=self.missing)
         out.cache = {k: v.detach() for k, v in self.cache.items()}
         return out
 
@@ -88,7 +90,7 @@ class _Basis:
 class _Tiled:
     """A basis's columns repeated ``k`` times along the points (one copy per expert)."""
 
-    def __init__(self, basis: _Basis, k: int):
+    def __init__(self, basis: Basis, k: int):
         self.basis, self.k = basis, k
 
     def get(self, key, fn) -> torch.Tensor:
@@ -96,11 +98,11 @@ class _Tiled:
         return v.repeat(self.k, *[1] * (v.ndim - 1))
 
 
-class _Combined(AbstractEstimator):
+class CombinedEstimator(AbstractEstimator):
     """The estimator of :math:`u = \\sum_i w_i b_i` with weights per row ``w`` (M, N), from the
     bases' cached columns: derivatives are the same combination of the bases' derivatives."""
 
-    def __init__(self, basis: _Basis, w: torch.Tensor):
+    def __init__(self, basis: Basis, w: torch.Tensor):
         self.basis, self.w = basis, w
 
     def _mix(self, cols):                      # (M, N, 1) -> (M, 1); (M, N, d) -> (M, d)
@@ -287,6 +289,49 @@ def jacobian_rows(fun, w: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------- the method
+def parse_constraint(spec: str, flag: str = "constraint") -> tuple[int, ...] | None:
+    """``"soft"`` -> None; ``"hc"`` -> 1 expert; ``"moe:K"`` or ``"moe:AxB"`` -> expert counts."""
+    spec = str(spec)
+    if spec == "soft":
+        return None
+    if spec == "hc":
+        return (1,)
+    if spec.startswith("moe:"):
+        try:
+            parts = tuple(int(p) for p in spec[4:].split("x"))
+        except ValueError:
+            parts = ()
+        if parts and min(parts) >= 1:
+            return parts
+    fail(flag, spec, "is not a constraint", "pass soft, hc, moe:4 or moe:2x2x1")
+
+
+def _constrain(case, spec):
+    """``--constraint soft | hc | moe:K | moe:AxBxC`` on a PINN case: :class:`HardConstraint` with
+    the PINN's network, sampler and estimator (``soft`` keeps the PINN); on a method with a
+    ``constraint`` setting of its own (the hard-constrained FNO), that setting."""
+    from .pinn import PINN
+    experts = parse_constraint(spec, "--constraint")
+    if "constraint" in settings.fields(case.method):
+        return case.replace(method=settings.replace(case.method, constraint=str(spec)))
+    if experts is None:
+        return case
+    if not isinstance(case.method, PINN):
+        fail("--constraint", spec, f"applies to PINN cases, not {type(case.method).__name__}", "drop --constraint")
+    m = case.method
+    if m.transform is not None:
+        fail("--constraint", spec, "would drop the case's output transform (the constraint combines raw bases)",
+             "drop --constraint, or the transform")
+    return case.replace(method=HardConstraint(model=m.model, experts=experts[0] if len(experts) == 1 else experts,
+                                              sampler=m.sampler, estimator=m.estimator))
+
+
+#: ``--constraint SPEC``: a PINN case trained with hard constraints (PI-HC, PI-HC-MoE); applied
+#: before the other options, so that they land on the new method
+CONSTRAINT = Option("constraint", "soft (the case's PINN) | hc (hard constraint) | moe:K or moe:2x2x1 "
+                    "(hard constraint split over experts; docs/hard-constraints.md)", _constrain, first=True)
+
+
 def parse_experts(spec, dim: int) -> tuple[int, ...]:
     """``experts`` as one count per input axis: an int k splits the first axis into k; a tuple
     gives every axis (``(2, 2, 1)``)."""
@@ -348,6 +393,11 @@ class HardConstraint(AbstractMethod):
     estimator: Any = None
     condition_loss: bool = True
     devices: Any = None
+
+    @classmethod
+    def cli_options(cls) -> tuple[Option, ...]:
+        from pdeml import derivatives, samplers
+        return (derivatives.OPTION, samplers.OPTION)
 
     def __post_init__(self):
         if self.devices is not None:
@@ -490,16 +540,16 @@ class HardConstraintBackend(AbstractTrainable):
         """Each point's expert (its box in the partition of the bounding box)."""
         return expert_index(x, self.lo, self.hi, self.experts)
 
-    def _basis(self, x: torch.Tensor, site: str) -> _Basis:
+    def _basis(self, x: torch.Tensor, site: str) -> Basis:
         p = self.problem
         x = x.detach().requires_grad_(self.estimator.input_grad(site))
         f = Field(x, estimator=self.estimator, input_names=p.inputs, output_names=tuple(f"b{i}" for i in
                   range(self.method.basis)), spatial_dims=p.spatial_dims, model=self.bases, site=site)
-        return _Basis(f, self.method.basis)
+        return Basis(f, self.method.basis)
 
-    def _field(self, x, basis: _Basis, w: torch.Tensor) -> Field:
+    def _field(self, x, basis: Basis, w: torch.Tensor) -> Field:
         p = self.problem
-        return Field(x.detach().double(), estimator=_Combined(basis, w), input_names=p.inputs,
+        return Field(x.detach().double(), estimator=CombinedEstimator(basis, w), input_names=p.inputs,
                      output_names=p.outputs, spatial_dims=p.spatial_dims)
 
     def _pde(self, x, u) -> torch.Tensor:
@@ -507,7 +557,7 @@ class HardConstraintBackend(AbstractTrainable):
         out = list(out) if isinstance(out, (tuple, list)) else [out]
         return torch.cat([r.reshape(len(x), -1) for r in out], 1)
 
-    def _rows(self, w, xc, bc: _Basis, conds: list) -> torch.Tensor:
+    def _rows(self, w, xc, bc: Basis, conds: list) -> torch.Tensor:
         """F (K, R): every expert's PDE rows, its copy of the condition rows, and the ridge rows."""
         K = len(w)
         m = len(xc) // K
@@ -561,7 +611,7 @@ class HardConstraintBackend(AbstractTrainable):
         self.omega.copy_(w.detach())
         return w
 
-    def _parts(self, xc, bc: _Basis, conds: list, world=None):
+    def _parts(self, xc, bc: Basis, conds: list, world=None):
         """With ``devices``: expert k solves on device ``devices[k % len(devices)]``, from a copy
         of its own constraint rows' detached columns and of the shared condition rows. With a
         distributed ``world``: only this rank's experts (k = rank mod size), on its device, or
@@ -579,7 +629,7 @@ class HardConstraintBackend(AbstractTrainable):
             if not len(experts):
                 continue
             rows = (experts[:, None] * m + torch.arange(m, device=xc.device)).reshape(-1)
-            xg, bg = xc[rows].to(dev), _Basis(None, bc.n, graph=False, missing=bc.missing)
+            xg, bg = xc[rows].to(dev), Basis(None, bc.n, graph=False, missing=bc.missing)
             bg.cache = {k: v[rows].to(dev) for k, v in bc.cache.items()}
             cg = [(c, x.to(dev), _moved(b, dev), {k: v.to(dev) if torch.is_tensor(v) else v for k, v in d.items()})
                   for c, x, b, d in conds]
@@ -606,7 +656,7 @@ class HardConstraintBackend(AbstractTrainable):
 
     def batches(self, sampler, rng):
         if sampler is None:
-            from samplers import Uniform
+            from pdeml.samplers import Uniform
             sampler = self.method.sampler if self.method.sampler is not None else Uniform(2000, 200, 200, every=1)
         return ConstraintPoints(sampler, self.method.points, self.experts).init(self.problem, rng)
 
@@ -651,8 +701,8 @@ class HardConstraintBackend(AbstractTrainable):
         return {"estimator": repr(self.estimator), "experts": list(self.experts)}
 
 
-def _moved(basis: _Basis, device) -> _Basis:
-    out = _Basis(None, basis.n, graph=False, missing=basis.missing)
+def _moved(basis: Basis, device) -> Basis:
+    out = Basis(None, basis.n, graph=False, missing=basis.missing)
     out.cache = {k: v.to(device) for k, v in basis.cache.items()}
     return out
 

@@ -8,6 +8,7 @@ networks", J. Comput. Phys. 2019.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import dataclasses
@@ -26,6 +27,7 @@ from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.derivatives import parse as parse_estimator
 from pdeml.field import Field
 from pdeml.nn import MLP, HardDirichlet, OutputTransform
+from pdeml.options import Option, set_field
 from pdeml.problem import Problem
 from pdeml.sampling import AbstractSampler
 
@@ -49,7 +51,7 @@ class PINN(AbstractMethod):
         estimator: derivative estimator behind ``Field`` (:mod:`pdeml.derivatives`; default:
             exact :class:`~pdeml.derivatives.Taylor` mode when every layer has a jet rule, else
             exact :class:`~pdeml.derivatives.Autograd`). Each build keeps its own copy.
-        sampler: collocation points (:mod:`samplers`; default ``Uniform(2000, 200, 200)``).
+        sampler: collocation points (:mod:`pdeml.samplers`; default ``Uniform(2000, 200, 200)``).
         hard_dirichlet: impose whole-boundary Dirichlet conditions exactly (SDF transform).
         transform: optional output transform ``(x, y) -> u`` applied last: a function
             (wrapped in :class:`pdeml.nn.OutputTransform`, no jet rule) or a module with
@@ -86,13 +88,20 @@ class PINN(AbstractMethod):
                  "pass e.g. pl.derivatives.STDE(16) (the spec strings are for --derivatives)")
         if self.sampler is not None and not isinstance(self.sampler, AbstractSampler):
             fail("sampler", self.sampler, "is not a sampler object",
-                 "pass e.g. samplers.Uniform(2000, 200) (the names are for --sampler)")
+                 "pass e.g. pl.samplers.Uniform(2000, 200) (the names are for --sampler)")
         if not isinstance(self.hard_dirichlet, bool):
             fail("hard_dirichlet", self.hard_dirichlet, "must be True or False", "pass hard_dirichlet=True")
         if self.compile not in COMPILE_MODES or not isinstance(self.compile, (bool, str)):
             fail("compile", self.compile, "is not a compile mode", 'pass True, False, "losses" or "auto"')
         if self.transform is not None and not callable(self.transform):
             fail("transform", self.transform, "is not callable", "pass a function (x, y) -> y")
+
+    @classmethod
+    def cli_options(cls) -> tuple[Option, ...]:
+        from pdeml import derivatives, samplers
+
+        from .hard import CONSTRAINT
+        return (derivatives.OPTION, samplers.OPTION, COMPILE, CONSTRAINT)
 
     def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "PINNBackend":
         return PINNBackend(problem, self.model if self.model is not None else MLP(width=50, depth=4),
@@ -104,6 +113,23 @@ class PINN(AbstractMethod):
 
 #: the values of ``PINN(compile=...)``
 COMPILE_MODES = (False, True, "losses", "auto")
+#: ``--compile MODE`` spellings -> ``PINN(compile=...)``
+_COMPILE_NAMES = {"on": True, "true": True, "step": True, "losses": "losses", "auto": "auto", "off": False,
+                  "false": False}
+
+
+def compile_mode(text: str):
+    """``--compile MODE``: on/true/step (the whole step), losses, auto, off/false."""
+    if text.lower() not in _COMPILE_NAMES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a compile mode. Fix: pass on, losses, auto or off")
+    return _COMPILE_NAMES[text.lower()]
+
+
+#: ``--compile [MODE]``: the PINN's ``compile``
+COMPILE = Option("compile", "torch.compile the whole training step (--compile), the losses only (--compile "
+                 "losses), when it pays (--compile auto, the default) or nothing (--compile off); forward-mode "
+                 "estimators (taylor, stde) only; docs/compile.md", set_field("compile", flag="--compile"),
+                 type=compile_mode, nargs="?", const=True, metavar="MODE")
 #: ``compile="auto"`` on the CPU: the compile's cost (s; 11-20 s measured cold on this project's
 #: 2-core CPU, 4-5 s from torch's compile cache) and a lower bound of what the compiled step
 #: saves per step, a + b·N·H (s; N points in the batch, H hidden units of the network: the
@@ -155,7 +181,7 @@ class PINNBackend(AbstractLeastSquares):
         if not isinstance(model, nn.Module):
             fail("model", model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
         if sampler is None:
-            from samplers import Uniform
+            from pdeml.samplers import Uniform
             sampler = Uniform()
         self.problem, self.sampler = problem, sampler
         with torch.random.fork_rng(devices=[]):

@@ -48,25 +48,25 @@ class DieAt(pl.AbstractCallback):
 
 def backend(name=""):
     if name == "equino":          # an operator: minibatches of items (strains), L-BFGS on all of them
-        from cases._rve_family import RVEFamily
-        from operators.equino import EquiNO
+        from pdeml.families.rve import RVEFamily
+        from pdeml.operators.equino import EquiNO
         return EquiNO(modes=6, snapshots=12, strains=40, batch_size=10, test=4).build(RVEFamily(n=1), seed=0)
     if name == "hard":            # a hard constraint with 2 experts: a joint solve per expert
         from pdeml.run import apply_overrides, build, load_case
         case, _ = load_case("fisher_kpp_1d")
         return build(apply_overrides(case, {"constraint": "moe:2"}).replace(dtype="float64"), seed=0, device="cpu")
     if name == "wosno":           # walk-on-spheres targets: each rank walks its own domains of a batch
-        from cases._star_poisson import StarFamily
-        from operators import WoSNO
+        from pdeml.families.star_poisson import StarFamily
+        from pdeml.operators import WoSNO
         return WoSNO(domains=4, batch_size=2, walks=4, modes=4, width=8, layers=2, test_domains=2).build(
             StarFamily(16), seed=0, dtype=D64)
     if name == "fno":             # a dataset read from disk: each rank reads its own samples of a batch
-        from cases._navier_stokes import family
-        from operators import FNO3d
+        from pdeml.families.navier_stokes import family
+        from pdeml.operators import FNO3d
         return FNO3d(t_in=3, t_out=3, modes=(4, 4, 2), width=4, layers=2, padding=2).build(family(16), seed=0,
                                                                                              dtype=D64)
-    from cases.poisson_sin_2d import case
-    from solvers import PINNBackend
+    from pdeml.cases.poisson_sin_2d import case
+    from pdeml.solvers import PINNBackend
     return PINNBackend(case.problem, pl.nn.MLP(16, 2), seed=0, dtype=D64)
 
 
@@ -88,7 +88,7 @@ def phases(name):
 
 def sampler(name):
     from pdeml.datasets import Minibatches
-    from samplers import R3, Uniform
+    from pdeml.samplers import R3, Uniform
     if name in ("equino", "hard", "wosno"):
         return None                                    # the backend's own (StrainDraws, ConstraintPoints, DomainDraws)
     if name == "r3":
@@ -119,7 +119,7 @@ def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
 
 def counted() -> dict:
     """Count, in this process, the domains walked (WoS-NO) and the samples read from a dataset."""
-    from operators.wosno import DomainDraws
+    from pdeml.operators.wosno import DomainDraws
     from pdeml.datasets import Dataset
     seen = {"walked": 0, "read": 0}
     walk, read = DomainDraws._walk, Dataset._read

@@ -31,7 +31,7 @@ def test_burgers_reaches_5e_2_with_default_settings(tmp_path):
 
 @pytest.mark.slow
 def test_burgers_reaches_5e_3_with_adam_and_lbfgs(tmp_path):
-    from cases.burgers_1d import long_case
+    from pdeml.cases.burgers_1d import long_case
     m = R.train_case(long_case(), tmp_path, progress=False, export=False)
     print("burgers long", m["l2_relative_error"], m["wall_time_s"])
     assert m["l2_relative_error"] <= 5e-3

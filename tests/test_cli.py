@@ -36,10 +36,9 @@ def test_case_from_a_file_path(tmp_path):
     f = tmp_path / "my_case.py"
     f.write_text(
         "import pdeml as pl, torch\n"
-        "from solvers import PINN\n"
         "problem = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: -u.d2('x') - 2.0,\n"
         "                     [pl.Dirichlet(0.0)], exact=lambda x: x * (1 - x))\n"
-        "case = pl.Case(problem, PINN(pl.nn.MLP(16, 2)), steps=400, optimizer=pl.Adam(5e-3))\n")
+        "case = pl.Case(problem, pl.PINN(pl.nn.MLP(16, 2)), steps=400, optimizer=pl.Adam(5e-3))\n")
     out = tmp_path / "run"
     assert main(["train", str(f), "--out", str(out), "--no-progress"]) == 0
     m = json.loads((out / "metrics.json").read_text())

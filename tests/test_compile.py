@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import pdeml as pl
-from cases._highdim import make_case
+from pdeml.families.highdim import make_case
 from pdeml.settings import replace
-from solvers import PINNBackend
+from pdeml.solvers import PINNBackend
 
 # a whole step that fails to compile falls back to eager with this warning: here it is a failure
 pytestmark = pytest.mark.filterwarnings("error:compiling the training step failed")
@@ -77,9 +77,9 @@ def test_cli_compile_flag():
 
 # --------------------------------------------------------------------- the whole step compiled
 def _lshape(compile, width=16, seed=0, every=10):
-    from cases.poisson_lshape import VERTICES
-    from samplers import Uniform
-    from solvers import PINN
+    from pdeml.cases.poisson_lshape import VERTICES
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
     prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
     return PINN(pl.nn.MLP(width, 3), sampler=Uniform(200, 40, every=every), compile=compile).build(prob, seed=seed)
 
@@ -143,7 +143,7 @@ def test_no_graph_break_and_no_recompile_after_the_first_step(name):
     """The built-in 2-D cases (space, or space-time) compile to one graph, with no break; new
     points every 2 steps and a second phase reuse it."""
     from pdeml.run import apply_overrides, build, load_case
-    from samplers import Uniform
+    from pdeml.samplers import Uniform
     case, _ = load_case(name)
     case = apply_overrides(case, {"compile": True})
     be = build(case.replace(method=replace(case.method, model=pl.nn.MLP(12, 2))), seed=0)
@@ -211,9 +211,9 @@ def test_a_non_finite_compiled_step_changes_nothing_and_stops():
         def on_step(self, state):
             flag["bad"] = state.step >= 3
 
-    from cases.poisson_lshape import VERTICES
-    from samplers import Uniform
-    from solvers import PINN
+    from pdeml.cases.poisson_lshape import VERTICES
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
     prob = pl.Problem(pl.geometry.Polygon(VERTICES),
                       lambda x, u: (-u.laplacian() - 1.0) * (float("nan") if flag["bad"] else 1.0), [pl.Dirichlet(0.0)])
     be = PINN(pl.nn.MLP(8, 2), sampler=Uniform(64, 16), compile=True).build(prob, seed=0)
@@ -234,8 +234,8 @@ def test_a_jet_fallback_trains_eager_with_a_warning():
     """A jet by nested torch.func.jvp (here a hard constraint on an ellipse, whose smooth
     distance has no jet rule) cannot be traced inside the compiled step's gradient, nor compiled
     as losses (torch 2.13): compile=True says so and trains eager, with the eager run's losses."""
-    from samplers import Uniform
-    from solvers import PINN
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
     prob = pl.Problem(pl.geometry.Ellipse([0, 0], 1.0, 0.6, 0.3), lambda x, u: -u.laplacian() - 1.0,
                       [pl.Dirichlet(0.0)])
     runs = {}
@@ -252,7 +252,7 @@ def test_a_jet_fallback_trains_eager_with_a_warning():
 
 
 def test_auto_compiles_a_phase_only_when_it_pays():
-    from solvers.pinn import AUTO_COMPILE_COST_S, AUTO_SAVING_S, compile_pays, hidden_units
+    from pdeml.solvers.pinn import AUTO_COMPILE_COST_S, AUTO_SAVING_S, compile_pays, hidden_units
     be = _lshape("auto", width=50)
     batch = {"domain": {"x": torch.zeros(1200, 2)}, "dirichlet": {"x": torch.zeros(120, 2)}}
     a, b = AUTO_SAVING_S
@@ -266,7 +266,7 @@ def test_auto_compiles_a_phase_only_when_it_pays():
 
 def test_compile_modes_are_validated_and_reach_the_cli():
     from pdeml.cli import _parser
-    from solvers import PINN
+    from pdeml.solvers import PINN
     with pytest.raises(ValueError, match="compile"):
         PINN(compile="always")
     assert PINN().compile == "auto"

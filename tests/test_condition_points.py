@@ -71,8 +71,8 @@ def test_trapezoid_with_a_neumann_side_trains_to_its_exact_solution():
     """The user's report: Dirichlet on three sides, Neumann on the slanted right one, of a
     trapezoid; before the fix the Dirichlet term saw one stretch of the left side and the run
     ended at relative L2 0.98 with tiny losses."""
-    from samplers import Uniform
-    from solvers import PINN
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
     exact = lambda x: x[:, :1] ** 2 - x[:, 1:2] ** 2 + x[:, 1:2]          # noqa: E731  harmonic
     n = np.array([1.0, 0.5]) / np.sqrt(1.25)                               # outward normal, right side
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import pdeml as pl
-from solvers import PINN, PINNBackend
-from samplers import Uniform
+from pdeml.solvers import PINN, PINNBackend
+from pdeml.samplers import Uniform
 from pdeml.sampling import to_torch
 
 
@@ -129,7 +129,7 @@ def test_hard_dirichlet_trains_on_a_disk():
 
 
 def _wave_backend(model, estimator=None):
-    from cases.wave_1d import problem
+    from pdeml.cases.wave_1d import problem
     return problem, PINNBackend(problem, model, dtype=torch.float64, estimator=estimator)
 
 
@@ -137,7 +137,7 @@ def _wave_backend(model, estimator=None):
 def test_initial_velocity_and_operator_conditions_of_the_wave_case(estimator):
     """The exact solution zeroes every term; a field with the right shape but no velocity
     (u = sin(pi x) cos(pi t)) is caught by the velocity term alone, by exactly u_t - v = -v."""
-    from cases.wave_1d import exact, velocity
+    from pdeml.cases.wave_1d import exact, velocity
     problem, backend = _wave_backend(_Scaled(exact, problem_box=((0, 0), (1, 1))), estimator)
     batch = to_torch(Uniform(64, 32, 48).init(problem, np.random.default_rng(0)).current(), torch.float64, "cpu")
     assert torch.allclose(batch["velocity"]["x"][:, 1], torch.zeros(48, dtype=torch.float64))   # at t = t0

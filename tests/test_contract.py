@@ -11,8 +11,8 @@ import pdeml as pl
 from pdeml import checkpoint as ckpt
 from pdeml import run as R
 from pdeml.settings import describe, replace
-from samplers import R3, Uniform
-from solvers import PINN, PINNBackend
+from pdeml.samplers import R3, Uniform
+from pdeml.solvers import PINN, PINNBackend
 from test_training import StopAt
 
 D64 = torch.float64

@@ -8,8 +8,8 @@ import torch
 
 from pdeml import cli
 from pdeml.export.image import read_image_data, write_image_data
-from solvers import dcdm
-from solvers.dcdm.cli import rhs
+from pdeml.solvers import dcdm
+from pdeml.solvers.dcdm.cli import rhs
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_training_rhs_are_unit_fluid_vectors_weighted_to_the_low_spectrum(layout
 
 
 def test_lanczos_ritz_pairs_are_eigenpairs_when_the_run_is_full_and_span_the_spectrum_when_short(layout):
-    from solvers.dcdm.solver import lanczos_ritz
+    from pdeml.solvers.dcdm.solver import lanczos_ritz
     A = dcdm.assemble(layout)
     exact = np.linalg.eigvalsh(A.toarray())
     vals, vecs = lanczos_ritz(A, A.shape[0], np.random.default_rng(0))
@@ -185,7 +185,7 @@ def test_cli_trains_and_solves(tmp_path, capsys):
 
 
 def test_ic0_matches_a_on_its_pattern_and_is_exact_cholesky_without_fill():
-    from solvers.dcdm.baselines import ic0, pcg, ic0_preconditioner
+    from pdeml.solvers.dcdm.baselines import ic0, pcg, ic0_preconditioner
     A = dcdm.assemble(dcdm.obstacles(12, 2, count=2, seed=0))
     L = ic0(A)
     LLt = (L @ L.T).tocsr()

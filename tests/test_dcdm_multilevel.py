@@ -4,9 +4,9 @@ import pytest
 import scipy.sparse.linalg as spla
 import torch
 
-from solvers import dcdm
-from solvers.dcdm.cli import rhs
-from solvers.dcdm.multilevel import Cycle, coarsen
+from pdeml.solvers import dcdm
+from pdeml.solvers.dcdm.cli import rhs
+from pdeml.solvers.dcdm.multilevel import Cycle, coarsen
 
 
 def refine(fluid, times):

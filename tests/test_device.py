@@ -7,8 +7,8 @@ import torch
 
 import pdeml as pl
 from pdeml import checkpoint as ckpt
-from samplers import R3, Uniform
-from solvers import PINN
+from pdeml.samplers import R3, Uniform
+from pdeml.solvers import PINN
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -43,8 +43,8 @@ def test_engd_and_dcdm_run_on_the_device(device):
                                                                      device=device)
     r = pl.fit(backend, [(5, pl.ENGD())], eval_every=1)
     assert r.history[-1]["loss"] < r.history[0]["loss"]
-    from solvers.dcdm import GridPoisson, solve
-    from solvers.dcdm.poisson import obstacles
+    from pdeml.solvers.dcdm import GridPoisson, solve
+    from pdeml.solvers.dcdm.poisson import obstacles
     fluid = obstacles(16, 2, count=2, seed=0)
     A = GridPoisson(fluid).to(device)
     b = np.random.default_rng(0).standard_normal(fluid.shape) * fluid

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from operators.equino import EquiNONet, latin_hypercube, pod, snapshots, train
-from solvers.rve import RVE, from_voigt_strain
+from pdeml.operators.equino import EquiNONet, latin_hypercube, pod, snapshots, train
+from pdeml.solvers.rve import RVE, from_voigt_strain
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_trains_through_fit_with_lbfgs_on_every_strain_and_exports(tmp_path):
     import meshio
 
     import pdeml as pl
-    from cases._rve_family import RVEFamily
-    from operators.equino import EquiNO
+    from pdeml.families.rve import RVEFamily
+    from pdeml.operators.equino import EquiNO
     backend = EquiNO(modes=8, snapshots=30, strains=40, batch_size=10, test=6).build(RVEFamily(n=2), seed=0)
     sizes = []
     losses = backend.losses
@@ -101,7 +101,7 @@ def test_weak_form_baseline_operator_and_training(setup):
     """The PI baseline's weak-form operator is the assembled periodic internal force (random σ to
     round-off), vanishes on converged stresses, and unsupervised training on it lowers σ̄'s error;
     its stress is equilibrated only as well as it trained (unlike EquiNO's)."""
-    from operators.equino import WeakFormNet, weak_form_operator
+    from pdeml.operators.equino import WeakFormNet, weak_form_operator
     rve, snaps = setup
     fe = rve._fe
     G = weak_form_operator(rve)
@@ -130,8 +130,8 @@ def test_energy_norm_weighs_the_phases_by_compliance_and_learns_the_deviatoric_r
     of the element's phase (Euclidean: ‖d‖²). Trained with it, EquiNO predicts σ̄ at isochoric
     strains (ε_yy = -ε_xx, what the plate with a hole loads) better than with the paper's
     Euclidean loss, which the stiff inclusion's stresses dominate."""
-    from operators.equino import small_strain_moduli
-    from solvers.rve import INCLUSION, MATRIX
+    from pdeml.operators.equino import small_strain_moduli
+    from pdeml.solvers.rve import INCLUSION, MATRIX
     rve, snaps = setup
     net = EquiNONet(rve, snaps, modes=4)
     E, Q = rve._fe.basis.dx.shape

@@ -5,7 +5,7 @@ import torch
 
 import pdeml as pl
 from pdeml.derivatives import SDGD, STDE, Autograd, Taylor
-from solvers import PINNBackend
+from pdeml.solvers import PINNBackend
 
 D = 10          # dimensions
 R = 300         # independent draws

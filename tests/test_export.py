@@ -9,7 +9,7 @@ import torch
 
 import pdeml as pl
 from pdeml.export import export, mesh, plot_field, plot_history
-from solvers import PINNBackend
+from pdeml.solvers import PINNBackend
 
 LSHAPE = [(0, 0), (1, 0), (1, -1), (-1, -1), (-1, 1), (0, 1)]
 
@@ -117,7 +117,7 @@ def test_reference_truth_is_interpolated_linearly_and_built_once(layout):
     x = rng.uniform([-1, 0], [1, 1], (500, 2))
     np.testing.assert_allclose(truth(x), f(x), atol=1e-12)
     if layout == "grid":
-        from cases.allen_cahn_1d import reference
+        from pdeml.cases.allen_cahn_1d import reference
         ref_pts, ref_vals = reference()
         ac = pl.Problem(pl.geometry.Interval(-1, 1), lambda x, u: u.value, time=(0, 1), reference=(ref_pts, ref_vals))
         y = rng.uniform([-0.99, 0.0], [0.99, 1.0], (300, 2))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from solvers.fe2 import LawMaterial, Plate, RVEMaterial, plate_mesh
-from solvers.rve import MATRIX, RVE
+from pdeml.solvers.fe2 import LawMaterial, Plate, RVEMaterial, plate_mesh
+from pdeml.solvers.rve import MATRIX, RVE
 
 SOFT = {"K": MATRIX["K"], "G": MATRIX["c1"] / MATRIX["c2"] / 2}
 
@@ -94,7 +94,7 @@ def test_equino_material_in_the_plate_and_its_vtk(tmp_path):
     """A briefly trained EquiNO as the material: its tangent is consistent (quadratic Newton), and
     the VTK's σ̄ per cell is the cell average of the network's σ̄ at the Gauss-point strains of the
     written displacement. (An untrained one is no material: its tangent need not be positive.)"""
-    from operators.equino import EquiNOMaterial, EquiNONet, latin_hypercube, snapshots, train
+    from pdeml.operators.equino import EquiNOMaterial, EquiNONet, latin_hypercube, snapshots, train
     rve = RVE(n=1)
     torch.manual_seed(0)
     net = EquiNONet(rve, snapshots(rve, latin_hypercube(12, seed=0)), modes=6)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pdeml as pl
-from solvers import PINNBackend
+from pdeml.solvers import PINNBackend
 
 
 def make_field(x, fn, inputs=("x", "y", "t"), outputs=("u",)):

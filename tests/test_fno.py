@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from operators.fno import SpectralConv
+from pdeml.operators.fno import SpectralConv
 
 
 def _direct(x, weight, modes):
@@ -62,7 +62,7 @@ def test_a_trained_fno_is_resolution_invariant():
     coarse grid does (4%)."""
     from pdeml.datasets import interpolate, truncate
     from pdeml.random_fields import gaussian_random_field
-    from operators.fno import FNO
+    from pdeml.operators.fno import FNO
 
     def heat(a, t=2e-3):
         n = a.shape[-1]
@@ -101,9 +101,9 @@ def test_an_operator_trains_under_fit_on_minibatches_and_resumes_bit_for_bit(tmp
     import numpy as np
 
     import pdeml as pl
-    from cases._navier_stokes import kolmogorov_forcing, solve
-    from operators.fno import FNO
-    from operators.losses import relative_l2
+    from pdeml.families.navier_stokes import kolmogorov_forcing, solve
+    from pdeml.operators.fno import FNO
+    from pdeml.operators.losses import relative_l2
     from pdeml.datasets import Minibatches, write
     from pdeml.random_fields import gaussian_random_field
     from test_training import StopAt

@@ -8,13 +8,13 @@ import torch
 import pdeml as pl
 from pdeml.gauss_newton import ENGD, conditioning, jacobian, residual_vector, term_jacobians
 from pdeml.sampling import draw, to_torch
-from solvers import PINNBackend
+from pdeml.solvers import PINNBackend
 
 D64 = torch.float64
 
 
 def _poisson(n_domain=120, n_boundary=40, seed=0, width=16):
-    from cases.poisson_sin_2d import problem
+    from pdeml.cases.poisson_sin_2d import problem
     be = PINNBackend(problem, pl.nn.MLP(width=width, depth=1), seed=seed, dtype=D64)
     counts = {"domain": n_domain, "boundary": n_boundary, "initial": 1}
     batch = to_torch(draw(problem, counts, np.random.default_rng(seed), "random"), D64, "cpu")
@@ -68,9 +68,9 @@ def test_kappa_report_reproduces_the_k4_law_and_jacobi_bounds_it():
 
 
 def test_engd_reaches_high_accuracy_fast_and_plugs_into_fit():
-    from cases.poisson_sin_2d import case
+    from pdeml.cases.poisson_sin_2d import case
     be = PINNBackend(case.problem, pl.nn.MLP(width=16, depth=1), seed=0, dtype=D64)
-    from samplers import Uniform
+    from pdeml.samplers import Uniform
     res = pl.fit(be, [(40, pl.ENGD())], sampler=Uniform(300, 60, 1),
                  truth=case.problem.truth(2000, np.random.default_rng(1)), eval_every=20)
     assert res.l2_relative_error < 1e-3

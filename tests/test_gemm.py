@@ -59,9 +59,9 @@ def test_onednn_linear_takes_transposed_strided_and_offset_factors_and_biases():
 
 
 def _lshape(compile, onednn=True):
-    from cases.poisson_lshape import VERTICES
-    from samplers import Uniform
-    from solvers import PINN
+    from pdeml.cases.poisson_lshape import VERTICES
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
     prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
     be = PINN(pl.nn.MLP(40, 3), sampler=Uniform(1000, 40, every=5), compile=compile).build(prob, seed=0)
     be.onednn_gemm = onednn
@@ -93,7 +93,7 @@ def test_a_compiled_stde_step_at_d_200_trains_as_eager():
     """The STDE case's own step (128x4, 100 points, 16 sampled directions, Allen-Cahn at
     D = 200): its hidden layers' products all go through oneDNN, and 20 steps give the eager
     run's losses to float32 round-off (the directions are the same stream)."""
-    from cases._highdim import make_case
+    from pdeml.families.highdim import make_case
     from pdeml.run import build
     from pdeml.settings import replace
     case = make_case("allen_cahn", 200, 0)

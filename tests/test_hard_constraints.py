@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers.hard import HardConstraint, jacobian_rows, levenberg_marquardt
+from pdeml.samplers import Uniform
+from pdeml.solvers.hard import HardConstraint, jacobian_rows, levenberg_marquardt
 
 
 def heat():
@@ -191,7 +191,7 @@ def test_bad_settings_name_the_argument():
 
 def test_constraint_override_selects_the_method_and_its_experts():
     from pdeml.run import apply_overrides, load_case
-    from solvers import PINN
+    from pdeml.solvers import PINN
     case, _ = load_case("heat_1d")
     moe = apply_overrides(case, {"constraint": "moe:4", "steps": 7})
     assert isinstance(moe.method, HardConstraint) and moe.steps == 7
@@ -207,14 +207,14 @@ def test_constraint_override_selects_the_method_and_its_experts():
 
 
 def test_fisher_kpp_method_of_lines_converges_at_second_order():
-    from cases.fisher_kpp_1d import method_of_lines
+    from pdeml.cases.fisher_kpp_1d import method_of_lines
     u = {n: method_of_lines(n, 11)[2] for n in (201, 401, 801)}
     e1, e2 = np.abs(u[201] - u[801][:, ::4]).max(), np.abs(u[401] - u[801][:, ::2]).max()
     assert 3.2 < e1 / e2 < 6 and e2 < 1e-5                     # second order; 801 nodes: ~6e-7
 
 
 def test_diffusion_sorption_method_of_lines_converges_and_meets_the_conditions():
-    from cases import diffusion_sorption_1d as ds
+    from pdeml.families import sorption as ds
     u = {n: ds.method_of_lines(n, 11)[2] for n in (201, 401, 801)}
     e1, e2 = np.abs(u[201] - u[801][:, ::4]).max(), np.abs(u[401] - u[801][:, ::2]).max()
     assert 3.2 < e1 / e2 < 6 and e2 < 3e-5                     # second order; 801 nodes: ~3e-6

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import pdeml as pl
-import cases.diffusion_sorption_1d as ds
-from cases._sorption_family import SorptionFamily
-from operators.hard import HardConstraintFNO, grid_derivatives, parse_constraint
+from pdeml.families import sorption as ds
+from pdeml.families.sorption import SorptionFamily
+from pdeml.operators.hard import HardConstraintFNO, grid_derivatives, parse_constraint
 
 
 def small(constraint="moe:2", smooth_pde=False, **kw):
@@ -19,7 +19,7 @@ def small(constraint="moe:2", smooth_pde=False, **kw):
     if smooth_pde:                   # a nonlinear PDE with bounded derivatives in u (for the FD check)
         fam.problem = pl.Problem(geometry=pl.geometry.Interval(0, 1), time=(0, ds.T),
                                  pde=lambda x, u: ds.T * (u.dt() - 1e-3 / (1 + u.value ** 2) * u.d2("x")),
-                                 conditions=ds.problem.conditions)
+                                 conditions=ds.problem().conditions)
     args = dict(points=12, modes=(4, 3), width=8, layers=2, basis=6, draws=4, batch_size=2, test_draws=3) | kw
     return HardConstraintFNO(constraint, **args).build(fam, seed=0, dtype=torch.float64), fam
 
@@ -178,7 +178,7 @@ def test_bad_settings_name_the_argument():
     with pytest.raises(ValueError, match="points"):
         small("moe:4", points=40)[0].batches(None, np.random.default_rng(0))
     with pytest.raises(ValueError, match="problem"):
-        HardConstraintFNO().build(ds.problem)
+        HardConstraintFNO().build(ds.problem())
 
 
 def test_family_truth_converges_and_meets_the_conditions():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import pdeml.run as R
-from cases._highdim import NONLINEAR, coefficients, two_body
+from pdeml.families.highdim import NONLINEAR, coefficients, two_body
 from pdeml import cli
 from pdeml.derivatives import jets as J
 
@@ -39,8 +39,8 @@ def test_highdim_case_residual_vanishes_on_the_exact_solution(kind):
 
 
 def test_biharmonic_forcing_and_normal_derivative_are_exact():
-    from cases.biharmonic_annulus import coefficients as three_body_coefficients
-    from cases.biharmonic_annulus import exact_and_forcing, make
+    from pdeml.cases.biharmonic_annulus import coefficients as three_body_coefficients
+    from pdeml.cases.biharmonic_annulus import exact_and_forcing, make
     case = make(dim=5)
     p = case.problem
     c = three_body_coefficients(5, 0)
@@ -70,7 +70,7 @@ def test_case_ansatz_jets_match_the_nested_jvp_rule(module):
 
 
 def test_terminal_condition_holds_exactly():
-    from cases.heat_semilinear_highdim import T, TerminalAnsatz, terminal
+    from pdeml.cases.heat_semilinear_highdim import T, TerminalAnsatz, terminal
     x = torch.randn(5, 4, dtype=D64)
     x[:, -1] = T
     assert torch.allclose(TerminalAnsatz()(x, torch.randn(5, 1, dtype=D64)),

@@ -8,7 +8,7 @@ import torch
 import pdeml as pl
 from pdeml.derivatives import jets as J
 from pdeml.nn import MLP, FourierFeatures, PeriodicFeatures
-from solvers import PINNBackend
+from pdeml.solvers import PINNBackend
 
 D64 = torch.float64
 

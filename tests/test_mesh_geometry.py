@@ -102,8 +102,8 @@ def test_mesh_files_are_read_through_meshio(tmp_path):
 
 
 def test_walk_on_spheres_and_a_pinn_run_on_a_mesh():
-    from solvers import PINN
-    from solvers.wos import WalkOnSpheres
+    from pdeml.solvers import PINN
+    from pdeml.solvers.wos import WalkOnSpheres
     pts, tri = box_mesh([0, 0, 0], [1, 1, 1])
     mesh = pl.geometry.Mesh(points=pts, triangles=tri)
     g = lambda x: x[:, 0] ** 2 - x[:, 1] ** 2                                      # noqa: E731 (harmonic)
@@ -111,7 +111,7 @@ def test_walk_on_spheres_and_a_pinn_run_on_a_mesh():
     x = np.array([[0.5, 0.5, 0.5], [0.2, 0.7, 0.3]])
     est = WalkOnSpheres(walks=2000).build(problem, dtype=D64).estimate(x)
     assert np.all(np.abs(est["mean"] - (x[:, 0] ** 2 - x[:, 1] ** 2)) < 4 * est["std_error"])
-    from samplers import Uniform
+    from pdeml.samplers import Uniform
     case = pl.Case(problem, PINN(pl.nn.MLP(width=16, depth=2), sampler=Uniform(256, 128)), steps=5)
     backend = case.method.build(problem, seed=0)
     result = pl.fit(backend, case.phases())

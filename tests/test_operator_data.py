@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cases._navier_stokes import kolmogorov_forcing, solve, velocity
+from pdeml.families.navier_stokes import kolmogorov_forcing, solve, velocity
 from pdeml.datasets import Dataset, truncate, write
 from pdeml.random_fields import gaussian_random_field, grf_spectrum
 
@@ -104,7 +104,7 @@ def test_dataset_round_trip_is_lazy_and_reads_at_lower_resolution(tmp_path):
 
 
 def test_h_minus_one_norm_is_parseval_with_the_h_minus_one_weight():
-    from operators.losses import ALPHA, h_minus_one_squared
+    from pdeml.operators.losses import ALPHA, h_minus_one_squared
     X, Y = _grid(16)
     R = 0.5 + torch.cos(2 * math.pi * (2 * X + Y)) + torch.sin(2 * math.pi * 3 * X) + 0.25 * torch.cos(2 * math.pi * 8 * Y)
     frames = R.expand(1, 7, 16, 16)
@@ -119,8 +119,8 @@ def test_h_minus_one_norm_is_parseval_with_the_h_minus_one_weight():
 
 
 def test_residual_vanishes_on_the_solvers_trajectories_and_grows_linearly_with_errors():
-    from cases._navier_stokes import NavierStokesFamily
-    from operators.losses import h_minus_one_squared
+    from pdeml.families.navier_stokes import NavierStokesFamily
+    from pdeml.operators.losses import h_minus_one_squared
     n = 64
     f = kolmogorov_forcing(n)
     traj = solve(gaussian_random_field(n, 2, generator=torch.Generator().manual_seed(0)), nu=1e-3, forcing=f,
@@ -170,7 +170,7 @@ def test_one_pde_definition_gives_the_same_residual_to_a_pinn_and_to_the_grid():
     spectrally on the grid (GridField), it gives the same residual. The field is quadratic in
     time (central differences are exact) and band-limited well inside the 2/3 rule."""
     import pdeml as pl
-    from cases._navier_stokes import NavierStokesFamily
+    from pdeml.families.navier_stokes import NavierStokesFamily
     from pdeml.grid import GridField
     fam, n, dt, two_pi = NavierStokesFamily(16, frames=5), 16, 0.1, 2 * math.pi
 
@@ -200,8 +200,8 @@ def test_one_pde_definition_gives_the_same_residual_to_a_pinn_and_to_the_grid():
 
 
 def test_the_physics_term_is_small_on_the_solvers_trajectories_and_grows_with_errors():
-    from cases._navier_stokes import NavierStokesFamily
-    from operators.losses import relative_residual
+    from pdeml.families.navier_stokes import NavierStokesFamily
+    from pdeml.operators.losses import relative_residual
     fam = NavierStokesFamily(32, frames=15, frame_dt=0.1, dt=2e-3)
     traj = fam.generate(2, torch.Generator().manual_seed(1))["w"]
     a, y = traj[:, :5], traj[:, 5:]

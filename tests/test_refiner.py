@@ -2,11 +2,11 @@
 H⁻¹ residual at a finer grid lowers the residual without touching the trained network."""
 import torch
 
-from cases._navier_stokes import family, kolmogorov_forcing, solve
-from operators.losses import relative_l2
+from pdeml.families.navier_stokes import family, kolmogorov_forcing, solve
+from pdeml.operators.losses import relative_l2
 from pdeml.datasets import interpolate
-from operators.refiner import grow, refine
-from operators.stfno import STFNONet
+from pdeml.operators.refiner import grow, refine
+from pdeml.operators.stfno import STFNONet
 
 
 def test_grow_keeps_the_trained_modes():

@@ -178,7 +178,7 @@ def test_empty_geometry_is_an_error_not_a_hang():
 
 
 def test_dcdm_bad_systems_and_files_are_clear_errors(tmp_path, capsys):
-    from solvers.dcdm import MatrixOperator, solve
+    from pdeml.solvers.dcdm import MatrixOperator, solve
     A = sp.diags([2.0, 2.0, 2.0, 2.0])
     bad = A.tolil()
     bad[1, 1] = np.nan

@@ -4,7 +4,7 @@ periodicity."""
 import numpy as np
 import pytest
 
-from solvers.rve import MATRIX, RVE, from_voigt_strain, stress_and_tangent, voigt
+from pdeml.solvers.rve import MATRIX, RVE, from_voigt_strain, stress_and_tangent, voigt
 
 SOFT = {"K": MATRIX["K"], "G": MATRIX["c1"] / MATRIX["c2"] / 2}     # the matrix's small-strain moduli
 
@@ -117,7 +117,7 @@ def test_rve_vtk_reads_back_and_the_cli_writes_it(tmp_path):
     import meshio
 
     from pdeml.cli import main
-    from solvers.rve import write_rve
+    from pdeml.solvers.rve import write_rve
     rve = RVE(n=2)
     strain = np.array([0.02, -0.01, 0.015])
     r = rve.solve(strain)

@@ -8,7 +8,7 @@ import torch
 
 import pdeml as pl
 import pdeml.run as R
-from samplers import R3
+from pdeml.samplers import R3
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_causal_gate_and_beta_update_follow_the_formulas(problem):
 
 
 def test_causal_weights_enter_the_pde_loss(problem):
-    from solvers import PINNBackend
+    from pdeml.solvers import PINNBackend
     be = PINNBackend(problem, pl.nn.MLP(16, 2), seed=0, dtype=torch.float64)
     x = torch.as_tensor(problem.domain.sample_interior(50, np.random.default_rng(0)))
     w = torch.rand(50, 1, dtype=torch.float64)
@@ -99,7 +99,7 @@ def test_rad_density_matches_residual_power_sampling(k, c):
     """With r(x) = x on [0, 1], p(x) = ((k+1) x^k + c) / (1 + c): CDF (x^(k+1) + c x) / (1 + c).
     Kolmogorov-Smirnov over five fixed seeds (Fisher-combined); uniform sampling is rejected."""
     from scipy import stats
-    from samplers import RAD
+    from pdeml.samplers import RAD
     cdf = lambda t: (t ** (k + 1) + c * t) / (1 + c)          # noqa: E731
     p_rad, p_uniform = [], []
     for seed in range(5):
@@ -116,7 +116,7 @@ def test_rad_density_matches_residual_power_sampling(k, c):
 
 
 def test_rard_grows_and_rad_needs_residuals():
-    from samplers import RAD, RARD
+    from pdeml.samplers import RAD, RARD
     settings = RARD(100, 2, 2, every=10, add=7)
     s = settings.init(_interval_problem(), np.random.default_rng(0), lambda x: np.sin(5 * x[:, :1]))
     assert settings.points is None                                 # the settings hold no run state
@@ -139,8 +139,8 @@ def test_rard_grows_and_rad_needs_residuals():
 def test_rad_resamples_from_the_models_residual_inside_fit(problem):
     """the PINN backend starts RAD with its residual_at; RAD's points then carry a larger mean residual
     than uniform points (for k = 1, c = 0 the expected value is E[r^2] / E[r] >= E[r])."""
-    from samplers import RAD
-    from solvers import PINNBackend
+    from pdeml.samplers import RAD
+    from pdeml.solvers import PINNBackend
     be = PINNBackend(problem, pl.nn.MLP(16, 2), seed=0)
     s = RAD(400, 10, 10, every=10, k=1.0, c=0.0, candidates=10)
 
@@ -173,7 +173,7 @@ def test_point_snapshots_write_png_and_vtk_that_read_back(tmp_path):
 
 
 def _perturbed_flow(seed, scale=0.15):
-    from samplers.flow import BoxFlow
+    from pdeml.samplers.flow import BoxFlow
     torch.manual_seed(seed)
     flow = BoxFlow([-1.0, 0.0], [1.0, 2.0], layers=4)
     with torch.no_grad():
@@ -209,8 +209,8 @@ def test_aas_flow_density_integrates_to_one_and_samples_stay_inside(seed):
 
 def test_new_flow_is_nearly_uniform_and_an_update_moves_mass_to_the_residual():
     """The maximization step raises E_p[r^2] for a fixed residual concentrated near the origin."""
-    from cases.peak_2d import make
-    from samplers import AAS
+    from pdeml.cases.peak_2d import make
+    from pdeml.samplers import AAS
     problem = make().problem
     rng = np.random.default_rng(0)
     s = AAS(400, 1, 1, every=1, flow_steps=30).init(problem, rng)

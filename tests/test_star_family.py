@@ -8,8 +8,8 @@ pytest.importorskip("skfem")
 
 
 def test_fem_truth_converges_and_walk_on_spheres_agrees_with_it():
-    from cases._star_poisson import draw, interior_points
-    from solvers.wos import WalkOnSpheres
+    from pdeml.families.star_poisson import draw, interior_points
+    from pdeml.solvers.wos import WalkOnSpheres
     rng = np.random.default_rng(3)
     star = draw(rng)
     x = interior_points(star, 6, rng)

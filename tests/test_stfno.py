@@ -1,7 +1,7 @@
 """ST-FNO: any number of frames in and out, and the last-frame skip."""
 import torch
 
-from operators.stfno import STFNONet
+from pdeml.operators.stfno import STFNONet
 
 
 def test_any_number_of_frames_in_and_out_on_any_grid():
@@ -30,8 +30,8 @@ def test_the_output_is_the_last_frame_plus_what_the_out_layer_adds():
 
 
 def test_building_in_float32_or_float64_keeps_the_spectral_weights_complex():
-    from cases._navier_stokes import family
-    from operators.backend import STFNO
+    from pdeml.families.navier_stokes import family
+    from pdeml.operators.backend import STFNO
     for dtype, cdtype in ((torch.float32, torch.complex64), (torch.float64, torch.complex128)):
         be = STFNO(t_in=4, t_out=4, modes=4, modes_t=2, width=4, layers=2).build(family(16), dtype=dtype)
         w = be.net.lift_conv.weight
@@ -42,8 +42,8 @@ def test_building_in_float32_or_float64_keeps_the_spectral_weights_complex():
 def test_a_float64_operator_predicts_in_float64():
     import numpy as np
 
-    from cases._navier_stokes import family
-    from operators.backend import STFNO
+    from pdeml.families.navier_stokes import family
+    from pdeml.operators.backend import STFNO
     be = STFNO(t_in=4, t_out=3, modes=4, modes_t=2, width=4, layers=2).build(family(16), dtype=torch.float64)
     out = be.predict(np.random.default_rng(0).standard_normal((2, 4, 16, 16)))
     assert out.shape == (2, 3, 16, 16) and out.dtype == np.float64

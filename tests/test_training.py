@@ -7,8 +7,8 @@ import torch
 
 import pdeml as pl
 from pdeml import checkpoint as ckpt
-from samplers import Uniform
-from solvers import PINNBackend
+from pdeml.samplers import Uniform
+from pdeml.solvers import PINNBackend
 
 
 class StopAt(pl.AbstractCallback):

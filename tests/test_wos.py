@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pdeml as pl
-from solvers.wos import WalkOnSpheres
+from pdeml.solvers.wos import WalkOnSpheres
 
 D64 = torch.float64
 
@@ -125,10 +125,10 @@ def test_solve_cli_writes_value_and_standard_error_against_the_case_truth(tmp_pa
     inside = mesh.point_data["std_error"] > 0
     assert inside.mean() > 0.5 and np.all(mesh.point_data["u"][inside] > 0)      # -lap u = 1, u = 0: positive
     plain = tmp_path / "plain.py"
-    plain.write_text("import pdeml as pl\nfrom solvers import PINN\n"
+    plain.write_text("import pdeml as pl\n"
                      "problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), "
                      "pde=lambda x, u: -u.laplacian() - 1.0, conditions=[pl.Dirichlet(0.0)])\n"
-                     "case = pl.Case(problem, PINN(pl.nn.MLP()), steps=10)\n")
+                     "case = pl.Case(problem, pl.PINN(pl.nn.MLP()), steps=10)\n")
     assert main(["solve", str(plain), "--out", str(tmp_path / "p")]) == 2
     assert "walk-on-spheres needs the equation's coefficients" in capsys.readouterr().err
 
@@ -140,10 +140,10 @@ def test_numba_and_torch_kernels_agree_in_distribution(name):
     pytest.importorskip("numba")
     from scipy.stats import ks_2samp
 
-    from solvers._wos_numba import geometry_spec, walk_numba
-    from solvers.wos import walk
+    from pdeml.solvers._wos_numba import geometry_spec, walk_numba
+    from pdeml.solvers.wos import walk
     if name == "lshape":
-        from cases import poisson_lshape
+        from pdeml.cases import poisson_lshape
         geom, sigma = poisson_lshape.geometry, 0.0
         f = lambda x: 1.0 + x[:, 0] ** 2                                           # noqa: E731 (recorded)
         g = lambda x: x[:, 1]                                                      # noqa: E731

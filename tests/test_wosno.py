@@ -7,8 +7,8 @@ import torch
 
 pytest.importorskip("skfem")
 
-from cases._star_poisson import StarFamily, StarProblem, grid, grid_features  # noqa: E402
-from operators.wosno import (DomainDraws, WoSNO, bilinear, five_point_residual,  # noqa: E402
+from pdeml.families.star_poisson import StarFamily, StarProblem, grid, grid_features  # noqa: E402
+from pdeml.operators.wosno import (DomainDraws, WoSNO, bilinear, five_point_residual,  # noqa: E402
                              physics_floor, relative_l2_masked)
 
 
@@ -45,7 +45,7 @@ def _run(targets="wos", domains=2, batch=1, walks=5, seed=0):
 
 
 def test_running_means_fold_walks_and_are_unbiased_with_honest_standard_errors(monkeypatch):
-    from solvers.wos import WoSBackend
+    from pdeml.solvers.wos import WoSBackend
     seen, estimate = [], WoSBackend.estimate
 
     def record(self, x, samples=False):

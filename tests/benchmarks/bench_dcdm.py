@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from solvers import dcdm  # noqa: E402
-from solvers.dcdm.baselines import amg_preconditioner, ic0_preconditioner, pcg  # noqa: E402
-from solvers.dcdm.cli import rhs  # noqa: E402
+from pdeml.solvers import dcdm  # noqa: E402
+from pdeml.solvers.dcdm.baselines import amg_preconditioner, ic0_preconditioner, pcg  # noqa: E402
+from pdeml.solvers.dcdm.cli import rhs  # noqa: E402
 
 KINDS = ("noise", "bump", "point")
 TOLS = (1e-4, 1e-6)

@@ -66,8 +66,8 @@ def one(spec: str, dim: int, device: str, steps: int, budget: float) -> dict:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from cases._highdim import make_case
-    from solvers import PINNBackend
+    from pdeml.families.highdim import make_case
+    from pdeml.solvers import PINNBackend
 
     dev = torch.device(device)
     case = make_case("allen_cahn", dim, 0)

@@ -34,10 +34,10 @@ def worker(args):
     import torch
 
     import pdeml as pl
-    from cases.poisson_sin_2d import problem
+    from pdeml.cases.poisson_sin_2d import problem
     from pdeml.distributed import World, all_mean_, start, stop
-    from samplers import Uniform
-    from solvers import PINNBackend
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINNBackend
 
     world = World.from_env(os.environ)                     # this script is its own CLI edge
     device = start(world, torch.device(args.device))

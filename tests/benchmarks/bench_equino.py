@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from operators.equino import (STRAIN_RANGE, EquiNOMaterial, EquiNONet, WeakFormNet,  # noqa: E402
+from pdeml.operators.equino import (STRAIN_RANGE, EquiNOMaterial, EquiNONet, WeakFormNet,  # noqa: E402
                               forward_jacobian, latin_hypercube, snapshots, train)
-from solvers.fe2 import Plate, RVEMaterial, outside_box  # noqa: E402
-from solvers.rve import RVE  # noqa: E402
+from pdeml.solvers.fe2 import Plate, RVEMaterial, outside_box  # noqa: E402
+from pdeml.solvers.rve import RVE  # noqa: E402
 
 
 class PlainMLP(torch.nn.Module):

@@ -34,9 +34,9 @@ def networks(args):
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from operators.backend import _BroadcastFNO
-    from operators.fno import FNO
-    from operators.stfno import STFNONet
+    from pdeml.operators.backend import _BroadcastFNO
+    from pdeml.operators.fno import FNO
+    from pdeml.operators.stfno import STFNONet
     m = min(12, args.n // 2 - 1)
 
     def neuralop(width):
@@ -80,9 +80,9 @@ def one(name: str, args) -> dict:
     import torch
 
     import pdeml as pl
-    from cases._navier_stokes import family
-    from operators.backend import AbstractTrajectoryMethod, TrajectoryOperator
-    from operators.losses import relative_l2
+    from pdeml.families.navier_stokes import family
+    from pdeml.operators.backend import AbstractTrajectoryMethod, TrajectoryOperator
+    from pdeml.operators.losses import relative_l2
     from pdeml.datasets import Dataset, Minibatches
 
     torch.set_num_threads(args.threads)
@@ -167,7 +167,7 @@ def main():
     if not Path(args.data).exists():
         import time
 
-        from cases._navier_stokes import family
+        from pdeml.families.navier_stokes import family
         t = time.perf_counter()
         family(args.n).write(args.data, args.samples, test=args.test, seed=0, device=args.device,
                              batch=128 if args.device.startswith("cuda") else 32, progress=False)

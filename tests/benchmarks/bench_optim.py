@@ -33,7 +33,7 @@ def one(case_name: str, config: str, budget: float, seed: int) -> dict:
     import pdeml as pl
     from pdeml.run import apply_overrides, build, load_case
     from pdeml.settings import replace
-    from samplers import Uniform
+    from pdeml.samplers import Uniform
 
     case, _ = load_case(case_name, {})
     if case_name == "poisson_sin_2d":

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 import pdeml as pl
-from cases.poisson_lshape import VERTICES, fd_reference
-from samplers import Uniform
-from solvers import PINN
+from pdeml.cases.poisson_lshape import VERTICES, fd_reference
+from pdeml.samplers import Uniform
+from pdeml.solvers import PINN
 
 
 def run_pdeml(steps, seed, ref, derivatives=None):

@@ -79,9 +79,9 @@ class PdemlRun:
 
 def lshape_pdeml(mode, device, cuda_graphs=True, onednn=True):
     import pdeml as pl
-    from cases.poisson_lshape import VERTICES
-    from samplers import Uniform
-    from solvers import PINN
+    from pdeml.cases.poisson_lshape import VERTICES
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
     prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
     be = PINN(pl.nn.MLP(50, 4), sampler=Uniform(1200, 120), compile=mode).build(prob, seed=0, device=device)
     be.cuda_graphs, be.onednn_gemm = cuda_graphs, onednn
@@ -91,7 +91,7 @@ def lshape_pdeml(mode, device, cuda_graphs=True, onednn=True):
 
 
 def stde_pdeml(mode, device, dim, onednn=True):
-    from cases._highdim import make_case
+    from pdeml.families.highdim import make_case
     from pdeml.run import build
     from pdeml.settings import replace
     case = make_case("allen_cahn", dim, 0)
@@ -178,10 +178,10 @@ def calibrate(device, blocks: int, block_steps: int):
     """What the whole step saves per step at five sizes, against the lower bound a + b N H of
     ``compile="auto"``, and what it costs to compile (the warm-up)."""
     import pdeml as pl
-    from cases.poisson_lshape import VERTICES
-    from samplers import Uniform
-    from solvers import PINN
-    from solvers.pinn import AUTO_SAVING_S, hidden_units
+    from pdeml.cases.poisson_lshape import VERTICES
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
+    from pdeml.solvers.pinn import AUTO_SAVING_S, hidden_units
     prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
     print("\n| N, network | eager | compiled | saved per step | bound a + bNH | warm-up (compile) |")
     print("|---|---|---|---|---|---|")
@@ -299,8 +299,8 @@ def lshape_jax():
     import optax
 
     import pdeml as pl
-    from cases.poisson_lshape import VERTICES
-    from samplers import Uniform
+    from pdeml.cases.poisson_lshape import VERTICES
+    from pdeml.samplers import Uniform
     prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
     batch = Uniform(1200, 120).init(prob, np.random.default_rng(0)).current()
     xd = jnp.asarray(batch["domain"]["x"], jnp.float32)
@@ -342,7 +342,7 @@ def stde_jax(dim: int, width=128, depth=4, points=100, sampled=16):
     import optax
     from jax.experimental.jet import jet
 
-    from cases._highdim import coefficients
+    from pdeml.families.highdim import coefficients
     c = jnp.asarray(coefficients(dim, 0).numpy(), jnp.float32)
     params = _glorot_mlp(jax.random.PRNGKey(0), [dim] + [width] * depth + [1])
 

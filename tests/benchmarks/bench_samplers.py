@@ -55,7 +55,7 @@ def one(case_key: str, sampler: str, steps: int | None, out: Path, seed: int, ov
 
     from pdeml import checkpoint as ckpt
     from pdeml.run import load_case, train_case
-    from samplers import Uniform
+    from pdeml.samplers import Uniform
     name, options = CASES[case_key]
     case, _ = load_case(name, {k: str(v) for k, v in options.items()})
     case = case.replace(**case_fields(overrides)) if overrides else case

@@ -30,8 +30,8 @@ def main():
     import torch
 
     import pdeml as pl
-    from cases import poisson_lshape
-    from solvers.wos import WalkOnSpheres
+    from pdeml.cases import poisson_lshape
+    from pdeml.solvers.wos import WalkOnSpheres
     torch.set_num_threads(args.threads)
     case = poisson_lshape.case
     x_all, v_all = case.problem.truth(0, np.random.default_rng(0))

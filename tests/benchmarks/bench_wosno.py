@@ -32,8 +32,8 @@ def one(args) -> dict:
     import torch
 
     import pdeml as pl
-    from cases.poisson_star_family import make
-    from operators.wosno import DomainDraws
+    from pdeml.cases.poisson_star_family import make
+    from pdeml.operators.wosno import DomainDraws
 
     torch.set_num_threads(args.threads)
     from pdeml.run import apply_overrides
@@ -82,9 +82,9 @@ def floor(args) -> dict:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from cases._star_poisson import StarFamily
-    from operators.backend import TEST_SEED
-    from operators.wosno import physics_floor
+    from pdeml.families.star_poisson import StarFamily
+    from pdeml.operators.backend import TEST_SEED
+    from pdeml.operators.wosno import physics_floor
     fam, rng = StarFamily(args.n), np.random.default_rng(TEST_SEED)
     errs, deficient = [], 0
     for _ in range(16):

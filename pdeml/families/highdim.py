@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 import pdeml as pl
-from samplers import Uniform
-from solvers import PINN
+from pdeml.samplers import Uniform
+from pdeml.solvers import PINN
 
 
 def coefficients(dim: int, seed: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pdeml.family import AbstractFamily
-from solvers.rve import RVE
+from pdeml.solvers.rve import RVE
 
 
 class RVEFamily(AbstractFamily):
@@ -19,7 +19,7 @@ class RVEFamily(AbstractFamily):
         return {"strain": (3,), "stress": (3,)}
 
     def generate(self, count, generator, device="cpu"):
-        from operators.equino import latin_hypercube, snapshots
+        from pdeml.operators.equino import latin_hypercube, snapshots
         strains = latin_hypercube(count, seed=int(torch.randint(2 ** 31, (1,), generator=generator)))
         return {"strain": torch.as_tensor(strains, device=device),
                 "stress": torch.as_tensor(snapshots(self.rve, strains)["stress"], device=device)}

@@ -146,7 +146,7 @@ def grid(n: int) -> np.ndarray:
 def grid_features(star: StarProblem, n: int, vertices: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """WoS-NO's per-point inputs on the grid, ``(3, n, n)``: g at the nearest boundary point, the
     signed distance to the boundary (positive inside), and f; and the inside mask ``(n, n)``."""
-    from solvers.wos import _closest_boundary
+    from pdeml.solvers.wos import _closest_boundary
     x = torch.as_tensor(grid(n).reshape(-1, 2))
     geom = star.geometry(vertices)
     dist = -geom.sdf(x).reshape(-1)

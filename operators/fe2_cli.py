@@ -29,8 +29,8 @@ def material(args):
     """The material ``args`` name, and a dict of what to report about it afterwards."""
     from pdeml._validate import fail
 
-    from .fe2 import LawMaterial, RVEMaterial
-    from .rve import MATRIX, RVE
+    from pdeml.solvers.fe2 import LawMaterial, RVEMaterial
+    from pdeml.solvers.rve import MATRIX, RVE
     if (args.run is not None) != (args.material == "equino"):
         fail("--run", args.run, "goes with --material equino and only with it",
              "pass --material equino --run runs/equino, or leave --run out")
@@ -41,7 +41,7 @@ def material(args):
     if args.material == "rve":
         mat = RVEMaterial(RVE(n=args.n, fraction=args.fraction), progress=True)
         return mat, {"rve_solves": lambda: mat.solves}
-    from operators.equino import EquiNOMaterial
+    from pdeml.operators.equino import EquiNOMaterial
     from pdeml.run import load_run
     _, backend = load_run(args.run, args.device)
     mat = EquiNOMaterial(backend.net)
@@ -49,7 +49,7 @@ def material(args):
 
 
 def main(args) -> int:
-    from .fe2 import Plate
+    from pdeml.solvers.fe2 import Plate
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     mat, extra = material(args)
