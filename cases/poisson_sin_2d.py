@@ -16,7 +16,7 @@ def exact(x):
     return torch.sin(math.pi * x[:, :1]) * torch.sin(math.pi * x[:, 1:2])
 
 
-# -lap u = 2 pi^2 u_exact: a structured PDE, so `pdeml solve poisson_sin_2d` (walk-on-spheres) reads f too
+# -lap u = 2 pi^2 u_exact: a structured PDE, so `pdeml solve poisson_sin_2d --method wos` reads f too
 pde = pl.pde.Poisson(source=lambda x: 2 * math.pi ** 2 * exact(x))
 
 problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), pde=pde,

@@ -49,18 +49,18 @@ def material(args):
 
 
 def main(args) -> int:
+    from pdeml import rundir
     from pdeml.solvers.fe2 import Plate
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    mat, extra = material(args)
-    plate = Plate(m=args.m, k=args.k)
-    r = plate.solve(mat, args.strain, progress=True)
-    plate.write(r, out / "plate.vtu")
-    metrics = {"material": args.material, "strain": args.strain, "gauss_points": plate.points,
-               "newton_iterations": r["iterations"], "relative_residuals": r["residuals"],
-               "reaction_x": r["reaction"], "wall_time_s": round(r["wall_s"], 4),
-               "material_time_s": round(r["material_s"], 4), **{k: f() for k, f in extra.items()}}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with rundir.session(args.out) as out:
+        mat, extra = material(args)
+        plate = Plate(m=args.m, k=args.k)
+        r = plate.solve(mat, args.strain, progress=True)
+        metrics = {"material": args.material, "strain": args.strain, "gauss_points": plate.points,
+                   "newton_iterations": r["iterations"], "relative_residuals": r["residuals"],
+                   "reaction_x": r["reaction"], "wall_time_s": round(r["wall_s"], 4),
+                   "material_time_s": round(r["material_s"], 4), **{k: f() for k, f in extra.items()}}
+        rundir.write_json(out / "metrics.json", metrics)
+        rundir.guard_disk(out, lambda: plate.write(r, out / "plate.vtu"))
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {out}")
     return 0

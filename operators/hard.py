@@ -36,8 +36,10 @@ from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
 from pdeml.field import Field
 from pdeml.sampling import EpochSampler
-from pdeml.solvers.hard import (CONSTRAINT, Basis, CombinedEstimator, constrained_weights, expert_index, parse_constraint,
+from pdeml.solvers.hard import (Basis, CombinedEstimator, constrained_weights, expert_index, parse_constraint,
                                 parse_experts)
+
+from pdeml.solvers.pinn import CONSTRAINT
 
 from .backend import FixedTestSet, _cast, parameter_count
 from .fno import FNO

@@ -96,9 +96,9 @@ def finetune_run(run_dir, *, sample: int = 0, resolution: int | None = None, ite
     residual sees) and twice the trained temporal modes (at most what the latent time grid
     holds). Measured (docs/operators.md): with 6 temporal modes the layer cannot represent the
     truth better than 0.3%, with 10 it can to 0.03%, and the residual then falls ~100x in norm."""
-    import json
     from pathlib import Path
 
+    from pdeml import rundir
     from pdeml.datasets import Dataset, interpolate
     from pdeml.run import load_run
 
@@ -133,21 +133,23 @@ def finetune_run(run_dir, *, sample: int = 0, resolution: int | None = None, ite
 
     with torch.no_grad():
         first = net(inputs, out_steps=t_out)
+    out = Path(out) if out is not None else Path(run_dir) / f"finetune_{sample:03d}"
     from tqdm.auto import tqdm
-    with tqdm(total=iterations, desc="refine", disable=not progress, unit="it") as bar:
+    with rundir.session(out) as out, tqdm(total=iterations, desc="refine", disable=not progress, unit="it") as bar:
         def tick(it, loss):
             bar.update(1)
             bar.set_postfix_str(f"H-1^2 {loss:.2e}", refresh=False)
         pred, _, history = refine(net, inputs, residual, frame_dt=family.frame_dt, modes=grown, out_steps=t_out,
                                   iterations=iterations, lr=lr, bias_lr=bias_lr, substeps=substeps, callback=tick)
-    report = {"sample": sample, "resolution": resolution, "modes": list(grown), "iterations": iterations,
-              "lr": lr, "bias_lr": bias_lr, "substeps": substeps,
-              "before": measures(first), "after": measures(pred.detach()), "loss": history}
-    out = Path(out) if out is not None else Path(run_dir) / f"finetune_{sample:03d}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "finetune.json").write_text(json.dumps(report, indent=2))
-    p, y = pred.detach()[0].cpu().numpy(), truth[0].cpu().numpy()
-    from .export import plot_trajectory, write_series
-    write_series(out, "refined", p, y, t_in * family.frame_dt, family.frame_dt)
-    plot_trajectory(p, y, t_in, family.frame_dt, out / "finetune.png")
+        report = {"sample": sample, "resolution": resolution, "modes": list(grown), "iterations": iterations,
+                  "lr": lr, "bias_lr": bias_lr, "substeps": substeps,
+                  "before": measures(first), "after": measures(pred.detach()), "loss": history}
+        rundir.write_json(out / "finetune.json", report)
+        p, y = pred.detach()[0].cpu().numpy(), truth[0].cpu().numpy()
+        from .export import plot_trajectory, write_series
+
+        def pictures():
+            write_series(out, "refined", p, y, t_in * family.frame_dt, family.frame_dt)
+            plot_trajectory(p, y, t_in, family.frame_dt, out / "finetune.png")
+        rundir.guard_disk(out, pictures)
     return report

@@ -14,7 +14,7 @@ One import root: the methods live in subpackages that load when first named, so 
 ``pl.samplers.R3``, ``pl.operators.STFNO``, ``pl.families.StarFamily``).
 """
 import importlib as _importlib
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 from . import derivatives, geometry, nn, pde
 from .backend import AbstractBackend, AbstractLeastSquares, AbstractMethod, AbstractTrainable
 from .callbacks import AbstractCallback, EarlyStopping, HistoryCSV, ProgressBar
@@ -37,7 +37,7 @@ _SUBPACKAGES = ("solvers", "operators", "samplers", "families", "cases")
 #: root names -> the subpackage that defines them (the methods a case names most)
 _METHODS = {"PINN": "solvers", "HardConstraint": "solvers", "WalkOnSpheres": "solvers"}
 
-if _TYPE_CHECKING:                       # what the lazy names are, for type checkers and editors
+if TYPE_CHECKING:                       # what the lazy names are, for type checkers and editors
     from . import cases, families, operators, samplers, solvers
     from .solvers import PINN, HardConstraint, WalkOnSpheres
 
@@ -55,11 +55,11 @@ def __dir__() -> list:
     return sorted({*globals(), *_SUBPACKAGES, *_METHODS})
 
 
-__all__ = ["geometry", "nn", "derivatives", "Problem", "Case", "Parameter", "Field",
+__all__ = ["geometry", "nn", "derivatives", "pde", "Problem", "Case", "Parameter", "Field",
            "AbstractCondition", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial", "Data", "Operator",
            "fit", "FitResult", "DivergenceError", "relative_l2", "Adam", "SGD", "LBFGS", "ENGD", "Sum",
            "FirstOrder", "OneCycle", "AbstractStepper", "AbstractMethod", "AbstractBackend", "AbstractTrainable",
-           "AbstractLeastSquares",
-           "ConFIG", "MConFIG", "PCGrad", "GradNorm",
+           "AbstractLeastSquares", "ConFIG", "MConFIG", "PCGrad", "GradNorm",
            "AbstractCombiner", "AbstractSampler", "AbstractCallback", "ProgressBar",
-           "HistoryCSV", "EarlyStopping", "resolve_device", *_SUBPACKAGES, *_METHODS]
+           "HistoryCSV", "EarlyStopping", "resolve_device",
+           "solvers", "operators", "samplers", "families", "cases", "PINN", "HardConstraint", "WalkOnSpheres"]

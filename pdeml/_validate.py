@@ -1,6 +1,7 @@
 """Small helpers that make every error name the argument, its value and the fix."""
 from __future__ import annotations
 
+import errno
 import math
 
 import numpy as np
@@ -58,3 +59,17 @@ def column(name: str, t: torch.Tensor, n: int, finite: bool = True) -> torch.Ten
         raise ValueError(f"{name} returned non-finite values (NaN or inf). Fix: check the formula "
                          "for divisions by zero or overflow on the sampled points.")
     return t
+
+
+def guard_disk(out, fn, fix: str | None = None):
+    """``fn()``, with a full disk reported as one (naming the directory and ``fix``), not a
+    library traceback."""
+    try:
+        return fn()
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = fix or (f"free space, then `pdeml export {out}` re-writes the VTK files and pictures "
+                          "(metrics.json is written first)")
+            raise OSError(e.errno, f"the disk holding {out} is full while writing results "
+                          f"({e.filename or 'a file'}). Fix: {fix}") from None
+        raise

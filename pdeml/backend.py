@@ -56,6 +56,15 @@ class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
         """Further point data for the VTK files at points ``x`` (default: none)."""
         return {}
 
+    def solve(self, truth) -> dict:
+        """A backend that does not train computes its solution here (``pdeml solve``, through
+        :func:`pdeml.run.execute`) and returns its metrics: the error against ``truth``
+        ``(points (N, d), values (N, k))`` where the case has one (None otherwise), and what the
+        method reports (walks, iterations, timing). Trainable backends are trained by ``fit``."""
+        from ._validate import fail
+        fail("method", type(self).__name__, "neither trains (AbstractTrainable) nor solves",
+             "implement solve(truth) -> metrics in the backend, or train it with `pdeml train`")
+
     def resolved(self) -> dict:
         """Choices the build made that the settings left open (for run.json), e.g. the estimator."""
         return {}

@@ -8,21 +8,27 @@ from pathlib import Path
 
 import torch
 
+from ._validate import guard_disk
+
 
 def save(path, payload: dict) -> None:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    def write():
+        fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    guard_disk(path.parent, write, "free space, then continue with --resume (the last complete checkpoint "
+               "is kept: the write goes to a temp file first)")
 
 
 def load(path, map_location="cpu", missing: str = "train first, or point --out at the run directory "

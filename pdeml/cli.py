@@ -44,6 +44,19 @@ def _parser():
                    help="train on N processes of this machine: runs torchrun --standalone --nproc-per-node N "
                    "on this command (docs/distributed.md; one per GPU, or CPU processes with gloo)")
     t.epilog = "Any other --name VALUE is a case option (see `pdeml cases`), e.g. --dim 1000."
+    s = sub.add_parser("solve", help="solve a case by a method that does not train (walk-on-spheres, a reference "
+                       "solver): metrics, VTK and pictures, no training", allow_abbrev=False)
+    s.add_argument("case", help="a case file or built-in name")
+    s.add_argument("--method", help="a registered method to solve it by instead of the case's own: wos "
+                   "(walk-on-spheres; the case's pde must be pl.pde.Poisson or ScreenedPoisson)")
+    s.add_argument("--points", type=int, default=1000, help="truth points the error is measured on")
+    s.add_argument("--resolution", type=int, default=64, help="export mesh resolution")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", required=True, help="run directory")
+    s.add_argument("--threads", default="auto", help="CPU threads for torch: a number, or auto (the free cores)")
+    for option in _method_options():
+        option.add_to(s)
     e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
     e.add_argument("dir")
     e.add_argument("--resolution", type=int)
@@ -76,6 +89,28 @@ def _method_options() -> list:
     return [owners[0][1] for owners in registry.method_options().values()]
 
 
+def _given_options(args) -> dict:
+    """The method options given on the command line (None: not given)."""
+    return {o.name: getattr(args, o.dest) for o in _method_options() if getattr(args, o.dest) is not None}
+
+
+def _set_threads(spec) -> int:
+    """torch's CPU threads from ``--threads`` (the CLI's own process: not a library side effect)."""
+    import torch
+
+    from .threads import resolve_threads
+    threads = resolve_threads(spec)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _report(metrics: dict, out, world) -> int:
+    if world.main:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
+        print(f"run directory: {out}")
+    return 0
+
+
 def _case_options(extra: list[str]) -> dict:
     """``--name value`` / ``--name=value`` pairs left over by argparse: the case's options."""
     out, i = {}, 0
@@ -99,7 +134,7 @@ def _case_options(extra: list[str]) -> dict:
 def main(argv=None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("train", "condition", "data"):
+    if extra and args.command not in ("train", "solve", "condition", "data"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from . import run
     from .fit import DivergenceError
@@ -128,15 +163,18 @@ def main(argv=None) -> int:
             return 0
         from .distributed import World
         world = World.from_env(os.environ)       # torchrun's RANK/WORLD_SIZE: read here, nowhere else
+        if args.command == "solve":
+            threads = _set_threads(args.threads)
+            metrics = run.solve_case(args.case, args.out, method=args.method, points=args.points,
+                                     resolution=args.resolution, seed=args.seed, device=args.device,
+                                     options=_case_options(extra), threads=threads, world=world,
+                                     **_given_options(args))
+            return _report(metrics, args.out, world)
         if args.nproc is not None:
             return _launch(args, sys.argv[1:] if argv is None else list(argv), world)
-        import torch
-
-        from .threads import resolve_threads
         options = _case_options(extra)
         out = args.out or str(Path("runs") / Path(args.case).stem)
-        threads = resolve_threads(args.threads)
-        torch.set_num_threads(threads)          # the CLI's own process: not a library side effect
+        threads = _set_threads(args.threads)
         metrics = run.train_case(args.case, out, steps=args.steps, lr=args.lr, world=world,
                                  lbfgs_steps=args.lbfgs_steps, seed=args.seed, device=args.device,
                                  resume=args.resume, progress=not args.no_progress,
@@ -144,11 +182,8 @@ def main(argv=None) -> int:
                                  snapshots=args.snapshots, threads=threads,
                                  checkpoint_every=args.checkpoint_every,
                                  checkpoint_minutes=args.checkpoint_minutes,
-                                 **{o.name: getattr(args, o.dest) for o in _method_options()})
-        if world.main:
-            print(json.dumps({k: v for k, v in metrics.items() if k != "files"}, indent=2))
-            print(f"run directory: {out}")
-        return 0
+                                 **_given_options(args))
+        return _report(metrics, out, world)
     except DivergenceError as e:
         print(f"pdeml: {e}", file=sys.stderr)
         return 3

@@ -12,7 +12,7 @@ from ._validate import fail, finite_scalar, positive_int
 #: torch's Adam epsilon (its default), which :meth:`Adam.update_` uses too
 ADAM_EPS = 1e-8
 
-__all__ = ["AbstractOptimizer", "Adam", "SGD", "OneCycle", "OPTIMIZERS", "make_optimizer"]
+__all__ = ["AbstractOptimizer", "Adam", "SGD", "OneCycle"]
 
 
 class OneCycle:
@@ -173,32 +173,3 @@ class SGD(AbstractOptimizer):
         nothing changes where ``ok`` is False."""
         for p, g in zip(params, grads):
             p.copy_(torch.where(ok, p - lr * g, p))
-
-
-def _carry(cls):
-    """``--optimizer adam|sgd``: the new optimizer keeps the case's learning rate and decay."""
-    def make(current):
-        keep = {k: getattr(current, k) for k in ("lr", "decay", "decay_every", "schedule") if hasattr(current, k)}
-        return cls(keep.pop("lr", 1e-3), **keep)
-    return make
-
-
-def _engd(**kw):
-    def make(current):
-        from .gauss_newton import ENGD
-        return ENGD(**kw)
-    return make
-
-
-#: CLI names -> the first phase's optimizer, made from the case's current one
-OPTIMIZERS = {"adam": _carry(Adam), "sgd": _carry(SGD), "engd": _engd(), "engd-cg": _engd(solver="cg")}
-
-
-def make_optimizer(spec, current=None):
-    """An optimizer object from an object, or a name in :data:`OPTIMIZERS` (which keeps the
-    learning rate and decay of ``current`` where both have one)."""
-    if not isinstance(spec, str):
-        return spec
-    if spec not in OPTIMIZERS:
-        fail("optimizer", spec, "is not an optimizer", f"use one of {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[spec](current)

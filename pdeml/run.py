@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,10 @@ from . import registry, rundir, settings
 from ._roots import OLD_ROOTS, moved
 from ._validate import fail
 from .callbacks import HistoryCSV, ProgressBar
-from .combine import MConFIG, make_combiner
 from .device import resolve_device
 from .distributed import World, joined
 from .fit import DivergenceError, fit
-from .optim import Adam, make_optimizer
+from .overrides import CASE_OVERRIDES, apply_overrides  # noqa: F401  (pdeml.run's API)
 from .problem import Case
 
 
@@ -135,131 +135,177 @@ def build(case: Case, *, seed: int = 0, device="auto"):
     return case.method.build(case.problem, seed=seed, dtype=case.torch_dtype, device=resolve_device(device))
 
 
-#: the overrides of the case's own fields, which every case has; a method adds its own
-#: (:meth:`pdeml.backend.AbstractMethod.cli_options`: ``derivatives``, ``sampler``, ``compile``,
-#: ``constraint``, ``data``, ...)
-CASE_OVERRIDES = ("optimizer", "lr", "combiner", "steps", "lbfgs_steps", "checkpoint_every",
-                  "checkpoint_minutes")
-
-
-def apply_overrides(case: Case, overrides: dict) -> Case:
-    """``case`` with command-line overrides landed on the fields they name: ``steps``,
-    ``lbfgs_steps``, ``optimizer`` (a name keeps the case's learning rate), ``lr`` (the
-    optimizer's), ``combiner`` ("mconfig" also switches Adam to SGD, which M-ConFIG needs), and
-    the options that the case's method owns (:func:`pdeml.registry.apply_option`; one marked
-    ``first``, such as ``constraint``, is applied before the others so that they land on the
-    method it makes). An override that has no field to land on is an error, never silently
-    dropped."""
-    owned = registry.method_options()
-    unknown = set(overrides) - set(CASE_OVERRIDES) - set(owned)
-    if unknown:
-        fail("overrides", sorted(unknown), "are not overrides", f"use some of {[*CASE_OVERRIDES, *owned]}")
-    o = {k: v for k, v in overrides.items() if v is not None}
-    first = [k for k in o if k in owned and any(opt.first for _, opt in owned[k])]
-    for k in first:
-        case = registry.apply_option(case, k, o[k])
-    if "optimizer" in o:
-        case = case.replace(optimizer=make_optimizer(o["optimizer"], case.optimizer))
-    if "lr" in o:
-        if "lr" not in settings.fields(case.optimizer):
-            fail("--lr", o["lr"], f"does not apply to {case.optimizer!r}, which has no learning rate",
-                 "drop --lr (ENGD's line search picks its step), or pass --optimizer adam")
-        case = case.replace(optimizer=settings.replace(case.optimizer, lr=o["lr"]))
-    if "combiner" in o:
-        combiner = make_combiner(o["combiner"])
-        changes = {"combiner": combiner}
-        if isinstance(combiner, MConFIG) and "optimizer" not in o and isinstance(case.optimizer, Adam):
-            changes["optimizer"] = make_optimizer("sgd", case.optimizer)
-        case = case.replace(**changes)
-    plain = {k: o[k] for k in ("steps", "lbfgs_steps", "checkpoint_every", "checkpoint_minutes") if k in o}
-    if plain:
-        case = case.replace(**plain)
-    for k in o:
-        if k in owned and k not in first:
-            case = registry.apply_option(case, k, o[k])
-    return case
-
-
 def _plain(overrides: dict) -> dict:
     """Overrides as run.json records them: values as given, objects by their readable fields."""
     return {k: settings.describe(v) for k, v in overrides.items() if v is not None}
 
 
-def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True, export=True,
-               callbacks=(), options=None, snapshots: int = 0, threads: int | None = None,
-               world: World | None = None, **overrides) -> dict:
-    """Train a case (object, path or name) and write the run directory ``out``; returns metrics.
-
-    ``overrides`` (see :data:`OVERRIDES` and :func:`apply_overrides`) land on the case's fields;
-    ``options`` go to the case's ``make()``; ``snapshots`` > 0 saves the collocation points over
-    the residual every that many steps (``out/snapshots``, see :mod:`pdeml.export.points`);
-    ``threads`` is recorded in run.json (the CLI sets torch's thread count from it).
-    ``world`` (:class:`pdeml.distributed.World`, read by the CLI from torchrun's environment):
-    this process's rank in a multi-process job. Every rank trains on its share of the points;
-    rank 0 alone writes the run directory, prints progress and exports.
-    """
-    world = world if world is not None else World()
-    source = None
-    options = dict(options or {})
+def _check_run_args(seed, snapshots) -> None:
     if snapshots is not None and (isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 0):
         fail("--snapshots", snapshots, "must be a non-negative integer", "pass 0 (none) or e.g. 500")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         fail("--seed", seed, "must be a non-negative integer", "pass e.g. --seed 0")
+
+
+def _case_and_source(case, options: dict):
     if isinstance(case, str):
-        case, source = load_case(case, options)
-    elif options:
+        return load_case(case, options)
+    if options:
         fail("options", options, "apply to case files and names only", "call make(...) yourself")
+    return case, None
+
+
+def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True, export=True,
+               callbacks=(), options=None, snapshots: int = 0, threads: int | None = None,
+               world: World | None = None, **overrides) -> dict:
+    """Train a case (object, path or name) and write the run directory ``out``; returns metrics
+    (``pdeml train``; :func:`execute` does the work).
+
+    ``overrides`` (:data:`CASE_OVERRIDES`, and the options the case's method owns; see
+    :func:`pdeml.overrides.apply_overrides`) land on the case's fields; ``options`` go to the
+    case's ``make()``; ``snapshots`` > 0 saves the collocation points over the residual every
+    that many steps (``out/snapshots``, see :mod:`pdeml.export.points`); ``threads`` is recorded
+    in run.json (the CLI sets torch's thread count from it). ``world``
+    (:class:`pdeml.distributed.World`, read by the CLI from torchrun's environment): this
+    process's rank in a multi-process job. Every rank trains on its share of the points; rank 0
+    alone writes the run directory, prints progress and exports.
+    """
+    _check_run_args(seed, snapshots)
+    options = dict(options or {})
+    case, source = _case_and_source(case, options)
     case = apply_overrides(case, overrides)
+    return execute(case, out, trains=True, source=source, seed=seed, device=device, resume=resume,
+                   progress=progress, export=export, callbacks=callbacks, snapshots=snapshots, threads=threads,
+                   world=world, record={"overrides": _plain(overrides), "case_options": options})
+
+
+def solve_case(case, out, *, method: str | None = None, points: int = 1000, resolution: int | None = None,
+               seed: int = 0, device="auto", export: bool = True, options=None, threads: int | None = None,
+               world: World | None = None, **overrides) -> dict:
+    """Solve a case whose method does not train (``pdeml solve``): walk-on-spheres, a reference
+    solver. ``method`` names a registered method that replaces the case's, in float64 (``"wos"``:
+    walk-on-spheres for a case whose PDE is structured, ``pl.pde.Poisson``); ``overrides`` are
+    that method's options (``walks``, ``epsilon``). The error is measured on at most ``points``
+    of the case's truth; ``resolution`` is the export mesh's (default: the case's)."""
+    from ._validate import positive_int
+    _check_run_args(seed, 0)
+    points = positive_int("--points", points)
+    if resolution is not None:
+        resolution = positive_int("--resolution", resolution)
+    options = dict(options or {})
+    case, source = _case_and_source(case, options)
+    if method is not None:
+        known = registry.methods()
+        if method not in known:
+            fail("--method", method, "is not a registered method", f"use one of {sorted(known)}")
+        # a case's dtype was chosen for its own method (float32 for a PINN's training); a reference
+        # solve that replaces it runs in float64
+        case = case.replace(method=known[method](), dtype="float64")
+    case = apply_overrides(case, overrides)
+    if resolution is not None:
+        case = case.replace(export_resolution=resolution)
+    return execute(case, out, trains=False, source=source, seed=seed, device=device, export=export,
+                   threads=threads, world=world, points=points,
+                   record={"overrides": _plain({"method": method, **overrides}), "case_options": options})
+
+
+def execute(case: Case, out, *, trains: bool | None = None, source: str | None = None, seed: int = 0,
+            device="auto", resume: bool = False, progress: bool = True, export: bool = True, callbacks=(),
+            snapshots: int = 0, threads: int | None = None, world: World | None = None,
+            points: int = 1000, record: dict | None = None) -> dict:
+    """The one run path: every command that writes a run directory ends here.
+
+    Prepares and locks ``out`` (rank 0), builds the case's method, checks a resume and that the
+    method does what the command asks (``trains``: True for ``pdeml train``, False for ``pdeml
+    solve``) *before* anything is written, writes run.json atomically, then trains the backend
+    with :func:`pdeml.fit` if it is trainable or calls its ``solve(truth)`` if not (the truth:
+    at most ``points`` of the case's reference), writes metrics.json, and exports under the
+    full-disk guard. ``record``: further run.json fields (the overrides as given)."""
+    from .backend import AbstractTrainable
+    world = world if world is not None else World()
     out = rundir.prepare(out) if world.main else Path(out)
     with joined(world, resolve_device(device)) as dev, rundir.lock(out) if world.main else contextlib.nullcontext():
         backend = build(case, seed=seed, device=dev)
         dev = backend.device
-        run_info = {"source": source, "method": registry.method_name(case.method), "seed": seed, "device": str(dev), "threads": threads,
-                    "overrides": _plain(overrides), "case_options": options, "dtype": case.dtype,
-                    "outputs": list(case.problem.outputs), "terms": backend.term_names,
-                    "options": case.options, "case": settings.describe(case),
-                    "resolved": backend.resolved()}
+        trainable = isinstance(backend, AbstractTrainable)
+        if trains is not None and trainable != trains:
+            name = type(case.method).__name__
+            fail("case", source or name, f"uses {name}, which {'does not train' if trains else 'trains'}",
+                 "run `pdeml solve CASE` (or pass --method NAME there)" if trains else
+                 "run `pdeml train CASE`, or solve it by a method that does not train: `pdeml solve CASE "
+                 "--method wos` (Poisson-type cases)")
+        info = {"source": source, "method": registry.method_name(case.method), "seed": seed, "device": str(dev),
+                "threads": threads, **(record or {}), "dtype": case.dtype, "outputs": list(case.problem.outputs),
+                "terms": backend.term_names if trainable else [], "options": case.options,
+                "case": settings.describe(case), "resolved": backend.resolved()}
         if world.active:
-            run_info["world_size"] = world.size
-        saved = rundir.checkpoint_for_resume(out, resume, run_info)
+            info["world_size"] = world.size
+        saved = rundir.checkpoint_for_resume(out, resume, info) if trainable else False
         if world.main:
-            (out / "run.json").write_text(json.dumps(run_info, indent=2))
-        truth = backend.reference(np.random.default_rng(seed + 12345))
-        callbacks = list(callbacks) if world.main else []
-        if snapshots and world.main:
-            from .export.points import PointSnapshots
-            callbacks.append(PointSnapshots(backend, out / "snapshots", snapshots))
-        try:
-            result = fit(backend, case.phases(), weights=case.weights, seed=seed,
-                         checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,
-                         checkpoint_minutes=case.checkpoint_minutes, resume=saved,
-                         truth=truth, eval_every=case.eval_every, world=world,
-                         callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks]
-                         if world.main else [])
-        except DivergenceError as e:
-            if world.main:
-                rundir.write_json(out / "metrics.json", {"status": "diverged", "message": str(e), "device": str(dev)})
-            raise
-        metrics = {
-            "status": result.status, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
-            "device": str(dev), "seed": seed, "dtype": case.dtype,
-            "l2_relative_error": result.l2_relative_error,
-            "final_losses": result.losses, "parameters": backend.parameter_values(),
-        }
-        if result.message:
-            metrics["message"] = result.message
-        if backend.compile_s:                         # torch.compile's time, in this process
-            metrics["compile_s"] = round(backend.compile_s, 2)
-        if world.active:
-            metrics["world_size"] = world.size
-        if not world.main:
+            rundir.write_json(out / "run.json", info)
+        if trainable:
+            metrics = _train(backend, case, out, saved=saved, seed=seed, progress=progress, callbacks=callbacks,
+                             snapshots=snapshots, world=world)
+        else:
+            metrics = _solve(backend, case, seed=seed, points=points)
+        metrics = {**metrics, **({"world_size": world.size} if world.active else {})}
+        if not world.main and trainable:
             return metrics
-        rundir.write_json(out / "metrics.json", metrics)      # the numbers first, pictures after
+        if world.main:
+            rundir.write_json(out / "metrics.json", metrics)      # the numbers first, pictures after
         if export:
-            metrics["files"] = [str(p.relative_to(out)) for p in rundir.guard_disk(
-                out, lambda: export_backend(backend, out, case.export_resolution))]
-            rundir.write_json(out / "metrics.json", metrics)
+            # a distributed solve's export walks on every rank (the estimates are reduced): the
+            # other ranks write into a directory that is thrown away
+            scratch = contextlib.nullcontext(out) if world.main else tempfile.TemporaryDirectory()
+            with scratch as where:
+                files = rundir.guard_disk(Path(where), lambda: export_backend(backend, where, case.export_resolution))
+            if world.main:
+                metrics["files"] = [str(Path(p).relative_to(out)) for p in files]
+                rundir.write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _train(backend, case: Case, out: Path, *, saved: bool, seed: int, progress: bool, callbacks, snapshots: int,
+           world: World) -> dict:
+    """``fit`` with the run directory's checkpoint, history and progress; the training metrics."""
+    dev = backend.device
+    truth = backend.reference(np.random.default_rng(seed + 12345))
+    callbacks = list(callbacks) if world.main else []
+    if snapshots and world.main:
+        from .export.points import PointSnapshots
+        callbacks.append(PointSnapshots(backend, out / "snapshots", snapshots))
+    try:
+        result = fit(backend, case.phases(), weights=case.weights, seed=seed,
+                     checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,
+                     checkpoint_minutes=case.checkpoint_minutes, resume=saved,
+                     truth=truth, eval_every=case.eval_every, world=world,
+                     callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks]
+                     if world.main else [])
+    except DivergenceError as e:
+        if world.main:
+            rundir.write_json(out / "metrics.json", {"status": "diverged", "message": str(e), "device": str(dev)})
+        raise
+    metrics = {
+        "status": result.status, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
+        "device": str(dev), "seed": seed, "dtype": case.dtype,
+        "l2_relative_error": result.l2_relative_error,
+        "final_losses": result.losses, "parameters": backend.parameter_values(),
+    }
+    if result.message:
+        metrics["message"] = result.message
+    if backend.compile_s:                         # torch.compile's time, in this process
+        metrics["compile_s"] = round(backend.compile_s, 2)
+    return metrics
+
+
+def _solve(backend, case: Case, *, seed: int, points: int) -> dict:
+    """A backend that does not train: its ``solve`` on at most ``points`` of the case's truth."""
+    rng = np.random.default_rng(seed + 12345)
+    truth = case.problem.truth(points, rng)
+    if truth is not None and len(truth[0]) > points:
+        keep = np.sort(rng.choice(len(truth[0]), size=points, replace=False))
+        truth = (truth[0][keep], truth[1][keep])
+    return {"device": str(backend.device), "seed": seed, **backend.solve(truth)}
 
 
 def make_data(case, out, *, samples: int, test: int | None = None, seed: int = 0, batch: int = 32,

@@ -9,13 +9,13 @@ directory fails before anything is rewritten; a full disk is said to be one.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-from ._validate import fail
+from ._validate import fail, guard_disk
 
 try:
     import fcntl
@@ -58,8 +58,9 @@ def lock(out: Path):
         f.truncate()
         f.write(f"pid {os.getpid()}")
         f.flush()
-        for tmp in out.glob(".ckpt-*"):       # left by a kill during an atomic checkpoint write
-            tmp.unlink(missing_ok=True)
+        for pattern in (".ckpt-*", ".*.json-*"):    # left by a kill during an atomic write
+            for tmp in out.glob(pattern):
+                tmp.unlink(missing_ok=True)
         yield
     finally:
         f.close()
@@ -98,16 +99,26 @@ def checkpoint_for_resume(out: Path, resume: bool, info: dict) -> bool:
 
 
 def write_json(path: Path, data: dict) -> None:
-    guard_disk(path.parent, lambda: path.write_text(json.dumps(data, indent=2)))
+    """``data`` as JSON at ``path``, atomically (a temp file renamed over it: a reader never sees
+    half a file, a kill leaves the old one), with a full disk reported as one."""
+    path = Path(path)
+
+    def write():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(data, indent=2))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    guard_disk(path.parent, write)
 
 
-def guard_disk(out: Path, fn):
-    """``fn()``, with a full disk reported as one (naming the directory), not a library traceback."""
-    try:
-        return fn()
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(e.errno, f"the disk holding {out} is full while writing results "
-                          f"({e.filename or 'a file'}). Fix: free space, then `pdeml export {out}` "
-                          "re-writes the VTK files and pictures (metrics.json is written first)") from None
-        raise
+@contextlib.contextmanager
+def session(out):
+    """The run directory ``out`` prepared (:func:`prepare`) and locked (:func:`lock`) for the
+    duration: what every command that writes one holds while it runs."""
+    out = prepare(out)
+    with lock(out):
+        yield out

@@ -29,7 +29,7 @@ def checks(device: str, out: Path) -> list[tuple[str, list[str], int]]:
                                               "--batch", "16", "--data", data64], 180),
     ]
     out_list.append(("walk-on-spheres lshape 10^4 points", pdeml + [
-        "solve", "poisson_lshape", "--walks", "1024", "--points", "10000", "--device", device,
+        "solve", "poisson_lshape", "--method", "wos", "--walks", "1024", "--points", "10000", "--device", device,
         "--out", str(out / "wos")], 120))
     out_list.append(("wosno vs physics-informed 32^2", [
         PY, "tests/benchmarks/bench_wosno.py", "--device", device, "--steps", "300", "--variants", "wos", "residual",

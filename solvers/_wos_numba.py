@@ -18,10 +18,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from pdeml._validate import fail
 
 BOX, BALL, POLYGON, MESH = 0, 1, 2, 3
+
+
+def summarize(samples: torch.Tensor, steps: float, unfinished: int) -> dict:
+    """What both kernels return: each walk's estimate (N, walks), their mean and its standard
+    error (sample std / sqrt(walks)), the mean steps per walk and the walks stopped by max_steps."""
+    n, walks = samples.shape
+    std = samples.std(dim=1) if walks > 1 else torch.full((n,), float("inf"), dtype=samples.dtype)
+    return {"mean": samples.mean(dim=1), "std_error": std / math.sqrt(walks), "steps": steps,
+            "unfinished": unfinished, "samples": samples}
 
 
 def available() -> bool:
@@ -240,5 +250,4 @@ def walk_numba(x0: np.ndarray, walks: int, spec, *, boundary_value, source=None,
         contrib = np.zeros(mask.shape)
         contrib[mask] = fy * ws[mask]
         total += contrib.sum(axis=1)
-    from .wos import summarize
     return summarize(to(total.reshape(n, walks)), float(steps.mean()), int((steps >= max_steps).sum()))

@@ -55,9 +55,7 @@ from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.field import Field
-from pdeml import settings
 from pdeml.nn import MLP
-from pdeml.options import Option
 from pdeml.problem import Problem
 from pdeml.sampling import AbstractSampler, batch_from_state, rng_state, set_rng_state
 
@@ -306,32 +304,6 @@ def parse_constraint(spec: str, flag: str = "constraint") -> tuple[int, ...] | N
     fail(flag, spec, "is not a constraint", "pass soft, hc, moe:4 or moe:2x2x1")
 
 
-def _constrain(case, spec):
-    """``--constraint soft | hc | moe:K | moe:AxBxC`` on a PINN case: :class:`HardConstraint` with
-    the PINN's network, sampler and estimator (``soft`` keeps the PINN); on a method with a
-    ``constraint`` setting of its own (the hard-constrained FNO), that setting."""
-    from .pinn import PINN
-    experts = parse_constraint(spec, "--constraint")
-    if "constraint" in settings.fields(case.method):
-        return case.replace(method=settings.replace(case.method, constraint=str(spec)))
-    if experts is None:
-        return case
-    if not isinstance(case.method, PINN):
-        fail("--constraint", spec, f"applies to PINN cases, not {type(case.method).__name__}", "drop --constraint")
-    m = case.method
-    if m.transform is not None:
-        fail("--constraint", spec, "would drop the case's output transform (the constraint combines raw bases)",
-             "drop --constraint, or the transform")
-    return case.replace(method=HardConstraint(model=m.model, experts=experts[0] if len(experts) == 1 else experts,
-                                              sampler=m.sampler, estimator=m.estimator))
-
-
-#: ``--constraint SPEC``: a PINN case trained with hard constraints (PI-HC, PI-HC-MoE); applied
-#: before the other options, so that they land on the new method
-CONSTRAINT = Option("constraint", "soft (the case's PINN) | hc (hard constraint) | moe:K or moe:2x2x1 "
-                    "(hard constraint split over experts; docs/hard-constraints.md)", _constrain, first=True)
-
-
 def parse_experts(spec, dim: int) -> tuple[int, ...]:
     """``experts`` as one count per input axis: an int k splits the first axis into k; a tuple
     gives every axis (``(2, 2, 1)``)."""
@@ -395,7 +367,7 @@ class HardConstraint(AbstractMethod):
     devices: Any = None
 
     @classmethod
-    def cli_options(cls) -> tuple[Option, ...]:
+    def cli_options(cls) -> tuple:
         from pdeml import derivatives, samplers
         return (derivatives.OPTION, samplers.OPTION)
 

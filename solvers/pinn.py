@@ -27,9 +27,12 @@ from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.derivatives import parse as parse_estimator
 from pdeml.field import Field
 from pdeml.nn import MLP, HardDirichlet, OutputTransform
+from pdeml import settings
 from pdeml.options import Option, set_field
 from pdeml.problem import Problem
 from pdeml.sampling import AbstractSampler
+
+from .hard import HardConstraint, parse_constraint
 
 
 def _inputs(x: torch.Tensor, grad: bool) -> torch.Tensor:
@@ -99,8 +102,6 @@ class PINN(AbstractMethod):
     @classmethod
     def cli_options(cls) -> tuple[Option, ...]:
         from pdeml import derivatives, samplers
-
-        from .hard import CONSTRAINT
         return (derivatives.OPTION, samplers.OPTION, COMPILE, CONSTRAINT)
 
     def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "PINNBackend":
@@ -161,6 +162,31 @@ def compile_pays(backend, batch: dict, steps: int | None) -> bool:
     n = sum(len(next(iter(term.values()))) for term in batch.values() if term)
     a, b = AUTO_SAVING_S
     return steps * (a + b * n * hidden_units(backend.net)) >= 2 * AUTO_COMPILE_COST_S
+
+
+def _constrain(case, spec):
+    """``--constraint soft | hc | moe:K | moe:AxBxC`` on a PINN case: :class:`HardConstraint` with
+    the PINN's network, sampler and estimator (``soft`` keeps the PINN); on a method with a
+    ``constraint`` setting of its own (the hard-constrained FNO), that setting."""
+    experts = parse_constraint(spec, "--constraint")
+    if "constraint" in settings.fields(case.method):
+        return case.replace(method=settings.replace(case.method, constraint=str(spec)))
+    if experts is None:
+        return case
+    if not isinstance(case.method, PINN):
+        fail("--constraint", spec, f"applies to PINN cases, not {type(case.method).__name__}", "drop --constraint")
+    m = case.method
+    if m.transform is not None:
+        fail("--constraint", spec, "would drop the case's output transform (the constraint combines raw bases)",
+             "drop --constraint, or the transform")
+    return case.replace(method=HardConstraint(model=m.model, experts=experts[0] if len(experts) == 1 else experts,
+                                              sampler=m.sampler, estimator=m.estimator))
+
+
+#: ``--constraint SPEC``: a PINN case trained with hard constraints (PI-HC, PI-HC-MoE); applied
+#: before the other options, so that they land on the new method
+CONSTRAINT = Option("constraint", "soft (the case's PINN) | hc (hard constraint) | moe:K or moe:2x2x1 "
+                    "(hard constraint split over experts; docs/hard-constraints.md)", _constrain, first=True)
 
 
 class PINNBackend(AbstractLeastSquares):

@@ -18,17 +18,18 @@ def add_parser(sub):
 
 
 def main(args) -> int:
+    from pdeml import rundir
+
     from .rve import RVE, write_rve
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rve = RVE(n=args.n, fraction=args.fraction)
-    t0 = time.perf_counter()
-    r = rve.solve(args.strain)
-    wall = time.perf_counter() - t0
-    write_rve(rve, r, out / "rve.vtu")
-    metrics = {"strain": list(args.strain), "stress": r["stress"].tolist(), "newton_iterations": r["iterations"],
-               "relative_residual": r["residual"], "dofs": int(rve._fe.basis.N), "wall_time_s": round(wall, 4)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with rundir.session(args.out) as out:
+        rve = RVE(n=args.n, fraction=args.fraction)
+        t0 = time.perf_counter()
+        r = rve.solve(args.strain)
+        wall = time.perf_counter() - t0
+        metrics = {"strain": list(args.strain), "stress": r["stress"].tolist(), "newton_iterations": r["iterations"],
+                   "relative_residual": r["residual"], "dofs": int(rve._fe.basis.N), "wall_time_s": round(wall, 4)}
+        rundir.write_json(out / "metrics.json", metrics)
+        rundir.guard_disk(out, lambda: write_rve(rve, r, out / "rve.vtu"))
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {out}")
     return 0

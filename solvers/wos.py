@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ import torch
 from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractBackend, AbstractMethod
 from pdeml.conditions import Dirichlet, _eval
+from pdeml.options import Option, set_field
+
+from ._wos_numba import summarize
 
 
 def _unit_directions(n: int, d: int, gen, dtype) -> torch.Tensor:
@@ -75,15 +79,6 @@ def _screened_weight(R, s, d: int, sigma: float):
         g_sigma = torch.sinh(k * (R - r)) / (4 * math.pi * r * torch.sinh(kR))
         g_laplace = (1 / r - 1 / R) / (4 * math.pi)
     return g_sigma / g_laplace.clamp_min(tiny)
-
-
-def summarize(samples: torch.Tensor, steps: float, unfinished: int) -> dict:
-    """What both kernels return: each walk's estimate (N, walks), their mean and its standard
-    error (sample std / sqrt(walks)), the mean steps per walk and the walks stopped by max_steps."""
-    n, walks = samples.shape
-    std = samples.std(dim=1) if walks > 1 else torch.full((n,), float("inf"), dtype=samples.dtype)
-    return {"mean": samples.mean(dim=1), "std_error": std / math.sqrt(walks), "steps": steps,
-            "unfinished": unfinished, "samples": samples}
 
 
 def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None, sigma: float = 0.0,
@@ -207,6 +202,13 @@ class WalkOnSpheres(AbstractMethod):
         if not 0 < eps < 0.5:
             fail("epsilon", eps, "is not a small positive fraction of the domain size", "pass e.g. 1e-3")
 
+    @classmethod
+    def cli_options(cls) -> tuple[Option, ...]:
+        return (Option("walks", "walks per point (the standard error falls as walks^-1/2; default: the method's, 1024)",
+                       set_field("walks", flag="--walks"), type=int),
+                Option("epsilon", "stopping shell, relative to the domain size (default: the method's, 1e-3)",
+                       set_field("epsilon", flag="--epsilon"), type=float))
+
     def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "WoSBackend":
         return WoSBackend(problem, self, seed=seed, dtype=dtype, device=device)
 
@@ -321,6 +323,25 @@ class WoSBackend(AbstractBackend):
 
     def exports(self, x) -> dict[str, np.ndarray]:
         return {"std_error": self._estimate_cached(x)["std_error"]}
+
+    def solve(self, truth) -> dict:
+        """Estimates at the truth's points: the relative L2 error, the mean standard error, the
+        share of points within 4 standard errors, walks per second."""
+        metrics = {"walks": self.method.walks}
+        if truth is None:
+            return metrics
+        x, v = truth
+        t = time.perf_counter()
+        est = self.estimate(x)
+        wall = time.perf_counter() - t
+        v = np.asarray(v, dtype=float)[:, 0]
+        return {**metrics,
+                "l2_relative_error": float(np.linalg.norm(est["mean"] - v) / np.linalg.norm(v)),
+                "std_error_mean": float(est["std_error"].mean()),
+                "within_4_std_errors": float(np.mean(np.abs(est["mean"] - v) <= 4 * est["std_error"])),
+                "points": len(x), "wall_time_s": round(wall, 3),
+                "walks_per_second": round(len(x) * self.method.walks / wall, 1),
+                "steps_per_walk": round(est["steps"], 2), "unfinished_walks": est["unfinished"]}
 
     def resolved(self) -> dict:
         return {"pde": repr(self.pde), "epsilon_absolute": self.method.epsilon * self.size, "kernel": self.kernel}

@@ -180,7 +180,7 @@ def test_walk_on_spheres_splits_every_points_walks_over_the_ranks(tmp_path):
     import numpy as np
 
     from pdeml.cli import main
-    args = ["poisson_sin_2d", "--walks", "64", "--points", "40", "--resolution", "8"]
+    args = ["poisson_sin_2d", "--method", "wos", "--walks", "64", "--points", "40", "--resolution", "8"]
     proc = torchrun("-m", "pdeml", "solve", *args, "--out", tmp_path / "two")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert main(["solve", *args, "--out", str(tmp_path / "one")]) == 0

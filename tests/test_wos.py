@@ -113,7 +113,7 @@ def test_solve_cli_writes_value_and_standard_error_against_the_case_truth(tmp_pa
 
     from pdeml.cli import main
     out = tmp_path / "wos"
-    assert main(["solve", "poisson_lshape", "--walks", "128", "--points", "200", "--resolution", "24",
+    assert main(["solve", "poisson_lshape", "--method", "wos", "--walks", "128", "--points", "200", "--resolution", "24",
                  "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["points"] == 200 and m["unfinished_walks"] == 0
@@ -129,7 +129,7 @@ def test_solve_cli_writes_value_and_standard_error_against_the_case_truth(tmp_pa
                      "problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), "
                      "pde=lambda x, u: -u.laplacian() - 1.0, conditions=[pl.Dirichlet(0.0)])\n"
                      "case = pl.Case(problem, pl.PINN(pl.nn.MLP()), steps=10)\n")
-    assert main(["solve", str(plain), "--out", str(tmp_path / "p")]) == 2
+    assert main(["solve", str(plain), "--method", "wos", "--out", str(tmp_path / "p")]) == 2
     assert "walk-on-spheres needs the equation's coefficients" in capsys.readouterr().err
 
 

@@ -1,5 +1,5 @@
-"""The FE² unit cell as a family over macroscopic strains (issue 18): a draw is a Voigt strain in
-[-0.04, 0.04]³, its truth the RVE solver's σ̄ (``solvers/rve.py``)."""
+"""The FE² unit cell as a family over macroscopic strains: a draw is a Voigt strain in
+[-0.04, 0.04]³, its truth the RVE solver's σ̄ (:mod:`pdeml.solvers.rve`)."""
 from __future__ import annotations
 
 import torch

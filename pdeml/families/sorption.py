@@ -1,7 +1,6 @@
 r"""A family of diffusion–sorption problems over initial conditions (the PI-HC-MoE paper's operator
-setting): the equation, boundary conditions and constants of the case ``diffusion_sorption_1d`` (its
-docstring explains the physics), defined here,
-and initial conditions
+setting): the equation, boundary conditions and constants of the case ``diffusion_sorption_1d``
+(its docstring explains the physics), defined here, and initial conditions
 
 .. math:: u_0(x) = (1 - x)\,(e^{-a x} + c\,x), \qquad a \sim U(2, 8),\ c \sim U(0, 1),
 

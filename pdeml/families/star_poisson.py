@@ -1,4 +1,4 @@
-r"""WoS-NO's family (issue 16): Poisson problems on random star-shaped domains.
+r"""WoS-NO's family: Poisson problems on random star-shaped domains.
 
 .. math:: -\Delta u = f \text{ in } \Omega_c, \qquad u = g \text{ on } \partial\Omega_c,
 

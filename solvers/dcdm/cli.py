@@ -1,6 +1,7 @@
 """``pdeml dcdm train`` / ``pdeml dcdm solve``: train a direction network, solve with it."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -117,18 +118,21 @@ def main(args) -> int:
 
         from pdeml.distributed import World, joined
         world = World.from_env(os.environ)      # torchrun's RANK/WORLD_SIZE: read here, nowhere else
+        from pdeml import rundir
         out = Path(args.out or "runs/dcdm")
-        with joined(world, dev) as dev:
+        with joined(world, dev) as dev, rundir.session(out) if world.main else contextlib.nullcontext(out):
             _, info = solver.train(_operator(args), epochs=args.epochs, count=args.count, seed=args.seed,
                                    device=dev, ritz=args.ritz, smooth=args.smooth,
                                    checkpoint=out / "dcdm.pt", progress=not args.no_progress, world=world)
+            if world.main:
+                if world.active:
+                    info["world_size"] = world.size
+                rundir.write_json(out / "train.json", info)
         if world.main:
-            if world.active:
-                info["world_size"] = world.size
-            (out / "train.json").write_text(json.dumps(info, indent=2))
             print(json.dumps({k: info[k] for k in ("epochs", "wall_time_s", "grid")} | {"final_loss": info["loss"][-1]}))
             print(f"checkpoint: {out / 'dcdm.pt'}")
         return 0
+    from pdeml import rundir
     out = Path(args.out or "runs/dcdm-solve")
     net = solver.load(args.checkpoint, dev)
     A, fluid, b = _system(args)
@@ -136,20 +140,23 @@ def main(args) -> int:
         flag, value = ("--dim", args.dim) if args.matrix is None else ("--grid/--fluid", list(fluid.shape))
         fail(flag, value, f"does not match the checkpoint's {net.dim}-D network",
              f"pass --dim {net.dim}" if args.matrix is None else f"solve a {net.dim}-D grid with this network")
-    A = A.to(dev)
-    result = solver.solve(A, b, net, tol=args.tol, maxiter=args.maxiter, progress=not args.no_progress,
-                          multilevel=_multilevel(args.multilevel))
-    x = result.x.cpu().numpy()
-    r = b - A(torch.as_tensor(x, device=dev)[None])[0].cpu().numpy()
-    out.mkdir(parents=True, exist_ok=True)
-    write_image_data(out / "solution.vti", {"x": x, "b": b, "residual": r, "fluid": fluid.astype(float)})
-    histories = {"DCDM" if args.multilevel == "off" else f"DCDM, multilevel {args.multilevel}": result.residuals}
-    if args.cg:
-        histories["CG"] = solver.solve(A, b, None, tol=args.tol, maxiter=100 * args.maxiter).residuals
-    plot_grid_solve(out / "convergence.png", x, fluid, histories, tol=args.tol)
-    summary = {"iterations": result.iterations, "converged": result.converged, "seconds": result.seconds,
-               "multilevel": args.multilevel,
-               "final_relative_residual": result.residuals[-1], "grid": list(fluid.shape)}
-    (out / "solve.json").write_text(json.dumps(summary | {"residuals": result.residuals}, indent=2))
+    with rundir.session(out) as out:
+        A = A.to(dev)
+        result = solver.solve(A, b, net, tol=args.tol, maxiter=args.maxiter, progress=not args.no_progress,
+                              multilevel=_multilevel(args.multilevel))
+        x = result.x.cpu().numpy()
+        r = b - A(torch.as_tensor(x, device=dev)[None])[0].cpu().numpy()
+        histories = {"DCDM" if args.multilevel == "off" else f"DCDM, multilevel {args.multilevel}": result.residuals}
+        if args.cg:
+            histories["CG"] = solver.solve(A, b, None, tol=args.tol, maxiter=100 * args.maxiter).residuals
+        summary = {"iterations": result.iterations, "converged": result.converged, "seconds": result.seconds,
+                   "multilevel": args.multilevel,
+                   "final_relative_residual": result.residuals[-1], "grid": list(fluid.shape)}
+        rundir.write_json(out / "solve.json", summary | {"residuals": result.residuals})
+
+        def files():
+            write_image_data(out / "solution.vti", {"x": x, "b": b, "residual": r, "fluid": fluid.astype(float)})
+            plot_grid_solve(out / "convergence.png", x, fluid, histories, tol=args.tol)
+        rundir.guard_disk(out, files)
     print(json.dumps(summary))
     return 0 if result.converged else 1
