@@ -6,4 +6,3 @@
 from pdeml._roots import check as _check
 
 _check(__name__, "cases")
-

@@ -1,9 +1,13 @@
-r"""Allen-Cahn Δu + u - u³ = f on the unit ball in D dimensions (--dim, default 100), u = 0 on the sphere.
+r"""Allen-Cahn Δu + u - u³ = f on the unit ball in D dimensions (--dim, default 100), u = 0 on the
+sphere.
 
-Exact two-body solution :math:`u = (1-\lVert x\rVert^2)\sum_{i<D} c_i \sin(x_i + \cos x_{i+1} + x_{i+1}\cos x_i)`,
-:math:`c_i \sim N(0,1)` from ``--case_seed``; f = (Δu + u - u³) of it in closed form (see cases/_highdim.py).
+Exact two-body solution :math:`u = (1-\lVert x\rVert^2)\sum_{i<D} c_i \sin(x_i + \cos x_{i+1} +
+x_{i+1}\cos x_i)`,
+:math:`c_i \sim N(0,1)` from ``--case_seed``; f = (Δu + u - u³) of it in closed form (see
+cases/_highdim.py).
 Trained with STDE (16 sampled dimensions) by default: ``pdeml train allen_cahn_highdim --dim 1000``.
 """
+
 from pdeml.families.highdim import make_case
 
 

@@ -1,9 +1,13 @@
-r"""Biharmonic Δ²u = f on the annulus 1 <= |x| <= 2 in D dimensions (--dim, default 10), u = 0 and ∂u/∂n given on both spheres.
+r"""Biharmonic Δ²u = f on the annulus 1 <= |x| <= 2 in D dimensions (--dim, default 10), u = 0 and
+∂u/∂n given on both spheres.
 
 Manufactured three-body solution :math:`u = (1-q)(4-q)\,h`, :math:`q = \lVert x\rVert^2`,
-:math:`h = \sum_{i=1}^{D-2} c_i e^{x_i x_{i+1} x_{i+2}}`, :math:`c_i \sim N(0,1)` from ``--case_seed``.
-f by the product rule :math:`\Delta^2(\varphi h) = h\Delta^2\varphi + 4\nabla\Delta\varphi\cdot\nabla h +
-2\Delta\varphi\Delta h + 4 H_\varphi{:}H_h + 4\nabla\varphi\cdot\nabla\Delta h + \varphi\Delta^2 h`, with the
+:math:`h = \sum_{i=1}^{D-2} c_i e^{x_i x_{i+1} x_{i+2}}`, :math:`c_i \sim N(0,1)` from
+``--case_seed``.
+f by the product rule :math:`\Delta^2(\varphi h) = h\Delta^2\varphi +
+4\nabla\Delta\varphi\cdot\nabla h +
+2\Delta\varphi\Delta h + 4 H_\varphi{:}H_h + 4\nabla\varphi\cdot\nabla\Delta h + \varphi\Delta^2 h`,
+with the
 derivatives of each three-variable term e^{abc} by autograd in its own three variables (exact,
 O(D) work). The value condition is built into the ansatz :math:`(1-q)(4-q)\,N(x)`; the normal
 derivative is a soft Neumann condition. STDE estimates Δ²u with Gaussian 4-jets.
@@ -21,6 +25,7 @@ stays ~2500, more than the target's own (1213 on |x| = 2, 286 on
 |x| = 1), while the PDE term spikes to ~4e10 now and then (16-direction estimates of Δ²u).
 The defaults are left as they were until a recipe solves the PDE itself.
 """
+
 import numpy as np
 import torch
 from torch import nn
@@ -48,10 +53,10 @@ def _term_derivatives(y):
         return torch.autograd.grad(f.sum(), y, create_graph=True)[0]
 
     g = grad(e)
-    hess = torch.stack([grad(g[:, i:i + 1]) for i in range(3)], 1)
+    hess = torch.stack([grad(g[:, i : i + 1]) for i in range(3)], 1)
     lap = torch.diagonal(hess, dim1=1, dim2=2).sum(1, keepdim=True)
     glap = grad(lap)
-    bih = sum(grad(glap[:, i:i + 1])[:, i:i + 1] for i in range(3))
+    bih = sum(grad(glap[:, i : i + 1])[:, i : i + 1] for i in range(3))
     return [t.detach() for t in (e, g, hess, glap, bih)]
 
 
@@ -59,11 +64,11 @@ def exact_and_forcing(x, c):
     """``(u, Δ²u)`` at points x (N, D)."""
     n, d = x.shape
     c = c.to(x.dtype).to(x.device)
-    blocks = torch.stack([x[:, :-2], x[:, 1:-1], x[:, 2:]], -1)            # (N, D-2, 3)
+    blocks = torch.stack([x[:, :-2], x[:, 1:-1], x[:, 2:]], -1)  # (N, D-2, 3)
     e, g, hess, glap, bih = _term_derivatives(blocks.reshape(-1, 3))
     k = d - 2
 
-    def total(t):                                        # sum_i c_i t_i over the terms
+    def total(t):  # sum_i c_i t_i over the terms
         return (c * t.reshape(n, k)).sum(1, keepdim=True)
 
     y = blocks.reshape(-1, 3)
@@ -75,9 +80,15 @@ def exact_and_forcing(x, c):
     bih_h = total(bih)
     q = x.pow(2).sum(1, keepdim=True)
     phi, dphi = (1 - q) * (4 - q), 2 * q - 5
-    a = 4 * d + 8                                        # Δφ = a q - 10 d, ∇Δφ = 2 a x, Δ²φ = 2 a d
-    f = (h * 2 * a * d + 4 * 2 * a * x_grad_h + 2 * (a * q - 10 * d) * lap_h
-         + 4 * (2 * dphi * lap_h + 8 * xHx) + 4 * 2 * dphi * x_glap_h + phi * bih_h)
+    a = 4 * d + 8  # Δφ = a q - 10 d, ∇Δφ = 2 a x, Δ²φ = 2 a d
+    f = (
+        h * 2 * a * d
+        + 4 * 2 * a * x_grad_h
+        + 2 * (a * q - 10 * d) * lap_h
+        + 4 * (2 * dphi * lap_h + 8 * xHx)
+        + 4 * 2 * dphi * x_glap_h
+        + phi * bih_h
+    )
     return phi * h, f
 
 
@@ -90,8 +101,13 @@ class AnnulusAnsatz(nn.Module):
 
     def jet(self, x, y):
         q = J.sq_norm(x, torch.zeros_like(x.c[0][0]))
-        phi = J.elementwise(q, lambda s, K: [(1 - s) * (4 - s), 2 * s - 5, torch.full_like(s, 2.0)]
-                            + [torch.zeros_like(s)] * (K - 2))
+        phi = J.elementwise(
+            q,
+            lambda s, K: (
+                [(1 - s) * (4 - s), 2 * s - 5, torch.full_like(s, 2.0)]
+                + [torch.zeros_like(s)] * (K - 2)
+            ),
+        )
         return J.multiply(phi, y)
 
 
@@ -106,20 +122,33 @@ def make(dim: int = 10, case_seed: int = 0):
         q = x.pow(2).sum(1, keepdim=True)
         return (1 - q) * (4 - q) * three_body(x, c)
 
-    def normal_derivative(x):            # ∇u = h ∇φ on the spheres: 12 h (r = 2), 6 h (r = 1)
+    def normal_derivative(x):  # ∇u = h ∇φ on the spheres: 12 h (r = 2), 6 h (r = 1)
         q = x.pow(2).sum(1, keepdim=True)
         return torch.where(q > 2.25, 12.0, 6.0) * three_body(x, c)
 
     def pde(x, u):
         return u.biharmonic() - exact_and_forcing(x, c)[1]
 
-    problem = pl.Problem(geometry=geometry, pde=pde, exact=exact,
-                         conditions=[pl.Neumann(normal_derivative)])
-    method = pl.PINN(pl.nn.MLP(width=128, depth=4), transform=AnnulusAnsatz(),
-                  estimator=pl.derivatives.STDE(16), sampler=pl.samplers.Uniform(100, 100, every=1))
-    return pl.Case(problem, method, steps=3000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=1000),
-                   eval_every=100, checkpoint_every=1000, export_resolution=64, weights={"neumann": 10.0},
-                   options={"dim": dim, "case_seed": case_seed})
+    problem = pl.Problem(
+        geometry=geometry, pde=pde, exact=exact, conditions=[pl.Neumann(normal_derivative)]
+    )
+    method = pl.PINN(
+        pl.nn.MLP(width=128, depth=4),
+        transform=AnnulusAnsatz(),
+        estimator=pl.derivatives.STDE(16),
+        sampler=pl.samplers.Uniform(100, 100, every=1),
+    )
+    return pl.Case(
+        problem,
+        method,
+        steps=3000,
+        optimizer=pl.Adam(1e-3, decay=0.5, decay_every=1000),
+        eval_every=100,
+        checkpoint_every=1000,
+        export_resolution=64,
+        weights={"neumann": 10.0},
+        options={"dim": dim, "case_seed": case_seed},
+    )
 
 
 case = make()

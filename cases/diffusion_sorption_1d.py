@@ -38,10 +38,15 @@ Truth: the method of lines, second-order differences on ``n`` nodes (u_0 = 1 fix
 node for the outflow end), integrated by scipy's BDF at rtol 1e-10; its error against twice the
 nodes is tested to fall at second order.
 """
+
 import pdeml as pl
 from pdeml.families import sorption
 
 problem = sorption.problem(reference=sorption.reference())
-case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=32, depth=3), sampler=pl.samplers.Uniform(2000, 200, 200, every=100)),
-               steps=3000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000),
-               weights={"left": 10.0, "initial": 10.0})
+case = pl.Case(
+    problem,
+    pl.PINN(pl.nn.MLP(width=32, depth=3), sampler=pl.samplers.Uniform(2000, 200, 200, every=100)),
+    steps=3000,
+    optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000),
+    weights={"left": 10.0, "initial": 10.0},
+)

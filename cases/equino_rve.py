@@ -13,15 +13,24 @@ the macroscopic plate with a hole solved with the trained surrogate (``plate.vtu
 (``--snapshots`` is the CLI's point-cloud option), ``--norm energy|euclidean`` the loss's mismatch
 norm (``euclidean`` is the paper's; see ``operators/equino.py``).
 """
+
 import pdeml as pl
 from pdeml.families.rve import RVEFamily
 from pdeml.operators.equino import EquiNO
 
 
 def make(n: int = 4, solves: int = 100, modes: int = 16, norm: str = "energy"):
-    return pl.Case(RVEFamily(n), EquiNO(modes=modes, snapshots=solves, norm=norm), steps=2000, lbfgs_steps=2000,
-                   optimizer=pl.Adam(1e-3), dtype="float64", eval_every=100, checkpoint_every=500,
-                   options={"n": n, "solves": solves, "modes": modes, "norm": norm})
+    return pl.Case(
+        RVEFamily(n),
+        EquiNO(modes=modes, snapshots=solves, norm=norm),
+        steps=2000,
+        lbfgs_steps=2000,
+        optimizer=pl.Adam(1e-3),
+        dtype="float64",
+        eval_every=100,
+        checkpoint_every=500,
+        options={"n": n, "solves": solves, "modes": modes, "norm": norm},
+    )
 
 
 case = make()

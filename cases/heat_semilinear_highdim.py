@@ -1,4 +1,5 @@
-r"""Semilinear heat u_t + Δu + (1-u²)/(1+u²) = 0 on R^D x [0, 0.3], u(x, 0.3) = 5/(10+2|x|²) (--dim, default 100).
+r"""Semilinear heat u_t + Δu + (1-u²)/(1+u²) = 0 on R^D x [0, 0.3], u(x, 0.3) = 5/(10+2|x|²) (--dim,
+default 100).
 
 Truth: the published reference values u(0, 0) = 0.47006 / 0.31674 / 0.28753 / 0.28433 for
 D = 10 / 100 / 1000 / 10000 (as quoted in Hu, Shukla, Karniadakis, Kawaguchi, SDGD, Neural
@@ -7,6 +8,7 @@ Networks 2024); the reported error is |u(0,0) - ref| / ref. The ansatz
 Collocation points follow the Brownian paths that carry u(0, 0) (Feynman-Kac):
 :math:`t \sim U(0, T)`, :math:`x \sim N(0, 2tI)`, redrawn every step.
 """
+
 import math
 
 import numpy as np
@@ -47,7 +49,8 @@ class TerminalAnsatz(nn.Module):
 
 
 class BrownianPaths(AbstractSampler):
-    r"""``n`` points :math:`t \sim U(0, T)`, :math:`x = \sqrt{2t}\,z`, :math:`z \sim N(0, I)`, redrawn every step."""
+    r"""``n`` points :math:`t \sim U(0, T)`, :math:`x = \sqrt{2t}\,z`, :math:`z \sim N(0, I)`,
+    redrawn every step."""
 
     def __init__(self, n: int = 100):
         self.n = n
@@ -67,22 +70,37 @@ class BrownianPaths(AbstractSampler):
         return self.points
 
 
-
 def pde(x, u):
-    return u.dt() + u.laplacian() + (1 - u.value ** 2) / (1 + u.value ** 2)
+    return u.dt() + u.laplacian() + (1 - u.value**2) / (1 + u.value**2)
 
 
 def make(dim: int = 100):
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim={dim!r} must be a positive integer. Fix: pass e.g. --dim 100")
     ref = REFERENCE.get(dim)
-    geometry = pl.geometry.Hypersphere(np.zeros(dim), 3 * math.sqrt(2 * T))   # sets the input scale
-    problem = pl.Problem(geometry=geometry, time=(0, T), pde=pde,
-                         reference=None if ref is None else (np.zeros((1, dim + 1)), [[ref]]))
-    method = pl.PINN(pl.nn.MLP(width=128, depth=4), transform=TerminalAnsatz(), sampler=BrownianPaths(200),
-                  estimator=pl.derivatives.STDE(16))
-    return pl.Case(problem, method, steps=4000, optimizer=pl.Adam(1e-3, decay=0.5, decay_every=500),
-                   eval_every=100, checkpoint_every=1000, export_resolution=64, options={"dim": dim})
+    geometry = pl.geometry.Hypersphere(np.zeros(dim), 3 * math.sqrt(2 * T))  # sets the input scale
+    problem = pl.Problem(
+        geometry=geometry,
+        time=(0, T),
+        pde=pde,
+        reference=None if ref is None else (np.zeros((1, dim + 1)), [[ref]]),
+    )
+    method = pl.PINN(
+        pl.nn.MLP(width=128, depth=4),
+        transform=TerminalAnsatz(),
+        sampler=BrownianPaths(200),
+        estimator=pl.derivatives.STDE(16),
+    )
+    return pl.Case(
+        problem,
+        method,
+        steps=4000,
+        optimizer=pl.Adam(1e-3, decay=0.5, decay_every=500),
+        eval_every=100,
+        checkpoint_every=1000,
+        export_resolution=64,
+        options={"dim": dim},
+    )
 
 
 case = make()

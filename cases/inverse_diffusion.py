@@ -4,6 +4,7 @@ Truth: κ = 0.1 and u = e^{-κπ²t} sin(πx) + ½ e^{-9κπ²t} sin(3πx) on [0
 draws 400 observations of u at random (x, t) with 1% Gaussian noise (seeded), knows the
 boundary and initial data, and starts from κ = 0.5. Success: κ within 2% of 0.1.
 """
+
 import math
 
 import numpy as np
@@ -16,8 +17,9 @@ KAPPA_TRUE = 0.1
 
 def exact(x, kappa=KAPPA_TRUE):
     s, t = x[:, 0:1], x[:, 1:2]
-    return (torch.exp(-kappa * math.pi**2 * t) * torch.sin(math.pi * s)
-            + 0.5 * torch.exp(-9 * kappa * math.pi**2 * t) * torch.sin(3 * math.pi * s))
+    return torch.exp(-kappa * math.pi**2 * t) * torch.sin(math.pi * s) + 0.5 * torch.exp(
+        -9 * kappa * math.pi**2 * t
+    ) * torch.sin(3 * math.pi * s)
 
 
 def observations(n=400, noise=0.01, seed=7):
@@ -32,8 +34,18 @@ def pde(x, u, p):
 
 
 points, values = observations()
-problem = pl.Problem(geometry=pl.geometry.Interval(0, 1), time=(0, 1), pde=pde,
-                     parameters={"kappa": pl.Parameter(0.5)}, exact=exact,
-                     conditions=[pl.Dirichlet(0.0), pl.Initial(exact), pl.Data(points, values)])
-case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=32, depth=3), sampler=pl.samplers.Uniform(1000, 100, 100, every=100)),
-               steps=4000, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1500), lbfgs_steps=300)
+problem = pl.Problem(
+    geometry=pl.geometry.Interval(0, 1),
+    time=(0, 1),
+    pde=pde,
+    parameters={"kappa": pl.Parameter(0.5)},
+    exact=exact,
+    conditions=[pl.Dirichlet(0.0), pl.Initial(exact), pl.Data(points, values)],
+)
+case = pl.Case(
+    problem,
+    pl.PINN(pl.nn.MLP(width=32, depth=3), sampler=pl.samplers.Uniform(1000, 100, 100, every=100)),
+    steps=4000,
+    optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1500),
+    lbfgs_steps=300,
+)

@@ -5,6 +5,7 @@ solution u = sin(πx) sin(πy) sin(πz) + xyz, so f = 3π² sin(πx) sin(πy) si
 u = u_exact on the cube faces; Neumann ∂u/∂n = ∇u_exact·n on the sphere, n pointing out of
 the domain (into the hole).
 """
+
 import math
 
 import torch
@@ -25,7 +26,9 @@ def exact_grad(x):
     cols = []
     for i in range(3):
         others = [j for j in range(3) if j != i]
-        cols.append(PI * c[:, i] * s[:, others[0]] * s[:, others[1]] + x[:, others[0]] * x[:, others[1]])
+        cols.append(
+            PI * c[:, i] * s[:, others[0]] * s[:, others[1]] + x[:, others[0]] * x[:, others[1]]
+        )
     return torch.stack(cols, dim=1)
 
 
@@ -47,8 +50,18 @@ pde = pl.pde.Poisson(source=lambda x: 3 * PI**2 * torch.sin(PI * x).prod(dim=1, 
 
 
 geometry = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere(C, R)
-problem = pl.Problem(geometry=geometry, pde=pde, exact=exact,
-                     conditions=[pl.Dirichlet(exact, on=on_cube), pl.Neumann(hole_flux, on=on_sphere)])
-case = pl.Case(problem, pl.PINN(pl.nn.MLP(width=48, depth=3), sampler=pl.samplers.Uniform(2000, 500, every=100)),
-               steps=2500, optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000), lbfgs_steps=1500,
-               weights={"dirichlet": 10.0, "neumann": 10.0}, export_resolution=32)
+problem = pl.Problem(
+    geometry=geometry,
+    pde=pde,
+    exact=exact,
+    conditions=[pl.Dirichlet(exact, on=on_cube), pl.Neumann(hole_flux, on=on_sphere)],
+)
+case = pl.Case(
+    problem,
+    pl.PINN(pl.nn.MLP(width=48, depth=3), sampler=pl.samplers.Uniform(2000, 500, every=100)),
+    steps=2500,
+    optimizer=pl.Adam(2e-3, decay=0.5, decay_every=1000),
+    lbfgs_steps=1500,
+    weights={"dirichlet": 10.0, "neumann": 10.0},
+    export_resolution=32,
+)

@@ -8,13 +8,26 @@ from pdeml._roots import check as _check
 
 _check(__name__, "operators")
 
-from .backend import FNO3d, STFNO, TrajectoryOperator
+from .backend import STFNO, FNO3d, TrajectoryOperator
 from .equino import EquiNO, EquiNOBackend
 from .fno import FNO, SpectralConv
 from .hard import HardConstraintFNO, InitialDraws, InitialOperator
 from .stfno import STFNONet
 from .wosno import DomainDraws, DomainOperator, WoSNO
 
-__all__ = ["FNO", "SpectralConv", "STFNONet", "FNO3d", "STFNO", "TrajectoryOperator", "WoSNO", "DomainDraws",
-           "DomainOperator", "HardConstraintFNO", "InitialDraws", "InitialOperator", "EquiNO", "EquiNOBackend",
+__all__ = [
+    "FNO",
+    "SpectralConv",
+    "STFNONet",
+    "FNO3d",
+    "STFNO",
+    "TrajectoryOperator",
+    "WoSNO",
+    "DomainDraws",
+    "DomainOperator",
+    "HardConstraintFNO",
+    "InitialDraws",
+    "InitialOperator",
+    "EquiNO",
+    "EquiNOBackend",
 ]

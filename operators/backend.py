@@ -7,6 +7,7 @@ axis zero-padded (it is not periodic). :class:`STFNO` is Spectral-Refiner's spat
 :func:`pdeml.fit` on dataset minibatches (``Minibatches``) with the relative L2 loss, and is
 measured on the dataset's test split.
 """
+
 from __future__ import annotations
 
 import abc
@@ -39,8 +40,13 @@ def _set_data(case, path):
 
 
 #: ``--data FILE``: a trajectory operator's training data (written by ``pdeml data CASE``)
-DATA = Option("data", "an operator case's dataset file (written by `pdeml data CASE`)", _set_data,
-              type=lambda text: str(Path(text).resolve()), metavar="FILE")
+DATA = Option(
+    "data",
+    "an operator case's dataset file (written by `pdeml data CASE`)",
+    _set_data,
+    type=lambda text: str(Path(text).resolve()),
+    metavar="FILE",
+)
 
 
 class AbstractTrajectoryMethod(AbstractMethod):
@@ -62,15 +68,25 @@ class AbstractTrajectoryMethod(AbstractMethod):
         for k in ("t_in", "t_out", "test_samples"):
             positive_int(k, getattr(self, k))
         if self.data is not None and not isinstance(self.data, Minibatches):
-            fail("data", self.data, "is not a Minibatches object", 'pass data=Minibatches("data/nse.h5", 20)')
+            fail(
+                "data",
+                self.data,
+                "is not a Minibatches object",
+                'pass data=Minibatches("data/nse.h5", 20)',
+            )
 
     @abc.abstractmethod
     def network(self) -> torch.nn.Module:
         """The module mapping (B, t_in, n, n) to (B, t_out, n, n)."""
 
-    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "TrajectoryOperator":
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> TrajectoryOperator:
         if not isinstance(problem, AbstractFamily):
-            fail("problem", type(problem).__name__, "is not a problem family", "pass a Family (cases/nse_fno3d.py)")
+            fail(
+                "problem",
+                type(problem).__name__,
+                "is not a problem family",
+                "pass a Family (cases/nse_fno3d.py)",
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = self.network()
@@ -78,7 +94,7 @@ class AbstractTrajectoryMethod(AbstractMethod):
 
 
 #: the seed of a family's fixed test draws: the same test inputs for every method and run
-TEST_SEED = 2 ** 31 - 1
+TEST_SEED = 2**31 - 1
 
 
 def parameter_count(module: torch.nn.Module) -> int:
@@ -111,14 +127,18 @@ class FixedTestSet:
         """Each test draw's relative L2 error against its truth."""
         t = self.test_set()
         p, y = self.predict(t[self.input_key]), t["truth"]
-        return np.linalg.norm((p - y).reshape(len(p), -1), axis=1) / np.linalg.norm(y.reshape(len(p), -1), axis=1)
+        return np.linalg.norm((p - y).reshape(len(p), -1), axis=1) / np.linalg.norm(
+            y.reshape(len(p), -1), axis=1
+        )
 
 
 def _cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """``module`` in ``dtype``, its complex spectral weights in the matching complex dtype
     (``Module.to(float32)`` would drop their imaginary parts)."""
     cdtype = {torch.float32: torch.complex64, torch.float64: torch.complex128}[dtype]
-    return module._apply(lambda t: t.to(dtype) if t.is_floating_point() else t.to(cdtype) if t.is_complex() else t)
+    return module._apply(
+        lambda t: t.to(dtype) if t.is_floating_point() else t.to(cdtype) if t.is_complex() else t
+    )
 
 
 class _BroadcastFNO(torch.nn.Module):
@@ -129,8 +149,8 @@ class _BroadcastFNO(torch.nn.Module):
         self.fno, self.t_out = fno, t_out
 
     def forward(self, a):
-        x = a[..., None].expand(*a.shape, self.t_out)                 # (B, t_in, n, n, t_out)
-        return self.fno(x)[:, 0].movedim(-1, 1)                      # (B, t_out, n, n)
+        x = a[..., None].expand(*a.shape, self.t_out)  # (B, t_in, n, n, t_out)
+        return self.fno(x)[:, 0].movedim(-1, 1)  # (B, t_out, n, n)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -142,7 +162,8 @@ class FNO3d(AbstractTrajectoryMethod):
         t_in, t_out: frames given and predicted.
         modes: Fourier modes (x, y, t). width, layers: the Fourier layers.
         padding: zeros appended to the time axis (it is not periodic).
-        data: the training data, ``Minibatches(path, batch_size)`` (``pdeml train CASE --data FILE``).
+        data: the training data, ``Minibatches(path, batch_size)`` (``pdeml train CASE --data
+            FILE``).
         test_samples: test samples the error is measured on during training.
         physics: add the equation's residual to the loss, a term ``"physics"``
             (:func:`operators.losses.relative_residual`; weigh it with ``Case(weights=...)``).
@@ -169,8 +190,17 @@ class FNO3d(AbstractTrajectoryMethod):
             fail("modes", self.modes, "must give (x, y, t) mode counts", "pass e.g. (12, 12, 12)")
 
     def network(self):
-        return _BroadcastFNO(FNO(self.t_in, 1, tuple(self.modes), width=self.width, layers=self.layers,
-                                 padding=(0, 0, self.padding)), self.t_out)
+        return _BroadcastFNO(
+            FNO(
+                self.t_in,
+                1,
+                tuple(self.modes),
+                width=self.width,
+                layers=self.layers,
+                padding=(0, 0, self.padding),
+            ),
+            self.t_out,
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -185,7 +215,8 @@ class STFNO(AbstractTrajectoryMethod):
         data, test_samples, physics: as :class:`FNO3d`.
 
     Example:
-        >>> method = STFNO(t_in=10, t_out=40, modes=12, modes_t=5, data=Minibatches("data/nse.h5", 20))
+        >>> data = Minibatches("data/nse.h5", 20)
+        >>> method = STFNO(t_in=10, t_out=40, modes=12, modes_t=5, data=data)
     """
 
     t_in: int = 10
@@ -205,8 +236,16 @@ class STFNO(AbstractTrajectoryMethod):
         self._check()
 
     def network(self):
-        return STFNONet(self.modes, self.modes_t, width=self.width, layers=self.layers,
-                        latent_steps=self.latent_steps, out_steps=self.t_out, beta=self.beta, delta=self.delta)
+        return STFNONet(
+            self.modes,
+            self.modes_t,
+            width=self.width,
+            layers=self.layers,
+            latent_steps=self.latent_steps,
+            out_steps=self.t_out,
+            beta=self.beta,
+            delta=self.delta,
+        )
 
 
 class TrajectoryOperator(AbstractTrainable):
@@ -227,9 +266,13 @@ class TrajectoryOperator(AbstractTrainable):
         """Input and target frames of trajectories ``w`` (B, frames, n, n)."""
         m = self.method
         if w.shape[1] < m.t_in + m.t_out:
-            fail("data", f"trajectories of {w.shape[1]} frames", f"are shorter than t_in + t_out = {m.t_in + m.t_out}",
-                 "generate longer ones or lower t_out")
-        return w[:, :m.t_in], w[:, m.t_in:m.t_in + m.t_out]
+            fail(
+                "data",
+                f"trajectories of {w.shape[1]} frames",
+                f"are shorter than t_in + t_out = {m.t_in + m.t_out}",
+                "generate longer ones or lower t_out",
+            )
+        return w[:, : m.t_in], w[:, m.t_in : m.t_in + m.t_out]
 
     def losses(self, batch, residuals=None):
         a, y = self.split(batch["data"]["w"])
@@ -248,7 +291,9 @@ class TrajectoryOperator(AbstractTrainable):
     @torch.no_grad()
     def predict(self, x, chunk: int = 8) -> np.ndarray:
         x = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
-        return np.concatenate([self(x[i:i + chunk]).double().cpu().numpy() for i in range(0, len(x), chunk)])
+        return np.concatenate(
+            [self(x[i : i + chunk]).double().cpu().numpy() for i in range(0, len(x), chunk)]
+        )
 
     def test_pairs(self, samples=None):
         """``(inputs, targets)`` as numpy of the test trajectories numbered ``samples`` (indices in
@@ -258,10 +303,17 @@ class TrajectoryOperator(AbstractTrainable):
             return None
         with Dataset(data.path, data.resolution) as ds:
             test = list(ds.test)
-            samples = range(min(self.method.test_samples, len(test))) if samples is None else samples
+            samples = (
+                range(min(self.method.test_samples, len(test))) if samples is None else samples
+            )
             for s in samples:
                 if not 0 <= s < len(test):
-                    fail("--sample", s, f"is not a test sample (the split has {len(test)})", f"pass 0..{len(test) - 1}")
+                    fail(
+                        "--sample",
+                        s,
+                        f"is not a test sample (the split has {len(test)})",
+                        f"pass 0..{len(test) - 1}",
+                    )
             a, y = self.split(ds[[test[s] for s in samples]]["w"])
         return a.numpy(), y.numpy()
 
@@ -276,4 +328,5 @@ class TrajectoryOperator(AbstractTrainable):
         """``test_<k>.pvd`` time series (prediction, truth, error) of test trajectory ``sample``,
         or of the first three, and ``field.png``."""
         from .export import export_trajectories
+
         return export_trajectories(self, Path(out), [sample] if sample is not None else None)

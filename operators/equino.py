@@ -33,10 +33,12 @@ Latin-hypercube test error was 1.4%. The default measures the mismatch in the co
           + \frac{\|\operatorname{dev}\Delta\sigma\|^2}{2G_0}, \qquad \kappa_0 = K_0 + G_0/3,
 
 the constitutive-relation-error measure (Ladevèze): every phase and mode counts by the energy it
-carries. ``norm="euclidean"`` keeps the paper's. :math:`\bar\sigma(\bar\varepsilon) = \sum_i b_i\langle\phi_{\sigma,i}\rangle`
+carries. ``norm="euclidean"`` keeps the paper's. :math:`\bar\sigma(\bar\varepsilon) = \sum_i
+b_i\langle\phi_{\sigma,i}\rangle`
 and its tangent :math:`\partial\bar\sigma/\partial\bar\varepsilon` come from the stress
 branch alone, the tangent carried through it in the same pass.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,6 +62,7 @@ STRAIN_RANGE = 0.04
 def latin_hypercube(count: int, seed: int = 0, scale: float = STRAIN_RANGE) -> np.ndarray:
     """``count`` Voigt strains (xx, yy, γ_xy) by Latin hypercube in [-scale, scale]³."""
     from scipy.stats import qmc
+
     return (2 * qmc.LatinHypercube(d=3, seed=seed).random(positive_int("count", count)) - 1) * scale
 
 
@@ -67,6 +70,7 @@ def snapshots(rve: RVE, strains: np.ndarray, progress: bool = False) -> dict:
     """RVE solves at ``strains`` (S, 3): ``{"strain", "u" (S, N), "stress_qp" (S, E, Q, 2, 2),
     "stress" (S, 3)}``. Each solve starts from the previous fluctuation (nearby strains)."""
     from tqdm.auto import tqdm
+
     out = {"strain": np.asarray(strains, float), "u": [], "stress_qp": [], "stress": []}
     for e in tqdm(out["strain"], desc="RVE snapshots", disable=not progress):
         r = rve.solve(e)
@@ -81,20 +85,34 @@ def pod(matrix: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     values (no centering: every mode is a combination of snapshots)."""
     U, s, _ = np.linalg.svd(matrix, full_matrices=False)
     if r > U.shape[1]:
-        fail("modes", r, f"exceed the {U.shape[1]} snapshots", f"pass at most {U.shape[1]} or take more snapshots")
+        fail(
+            "modes",
+            r,
+            f"exceed the {U.shape[1]} snapshots",
+            f"pass at most {U.shape[1]} or take more snapshots",
+        )
     return U[:, :r], s
 
 
 class EquiNONet(nn.Module):
     """The two branches and the bases (float64 buffers), built from an RVE and its snapshots."""
 
-    def __init__(self, rve: RVE, snaps: dict, modes: int = 16, width: int = 64, depth: int = 4,
-                 norm: str = "energy"):
+    def __init__(
+        self,
+        rve: RVE,
+        snaps: dict,
+        modes: int = 16,
+        width: int = 64,
+        depth: int = 4,
+        norm: str = "energy",
+    ):
         super().__init__()
         self._build(rve, snaps, modes, width, depth, norm)
         self.branch_a, self.branch_b = _branch(modes, width, depth), _branch(modes, width, depth)
 
-    def _build(self, rve: RVE, snaps: dict, modes: int, width: int, depth: int, norm: str = "energy"):
+    def _build(
+        self, rve: RVE, snaps: dict, modes: int, width: int, depth: int, norm: str = "energy"
+    ):
         """The bases, their statistics, the laws and the mismatch norm (shared with
         :class:`WeakFormNet`)."""
         if norm not in NORMS:
@@ -103,25 +121,38 @@ class EquiNONet(nn.Module):
         fe = rve._fe
         S = len(snaps["strain"])
         phi_u, _ = pod(snaps["u"].T, modes)
-        sig_flat = voigt(snaps["stress_qp"]).reshape(S, -1)                     # (S, E*Q*3)
+        sig_flat = voigt(snaps["stress_qp"]).reshape(S, -1)  # (S, E*Q*3)
         phi_s, self.sv_s = pod(sig_flat.T, modes)
-        shape = snaps["stress_qp"].shape[1:3]                                   # (E, Q)
-        phi_eps = np.stack([fe.strains(phi_u[:, i], np.zeros((2, 2))) for i in range(modes)])   # (r, E, Q, 2, 2)
-        phi_sig = from_voigt_strain(phi_s.T.reshape(modes, *shape, 3) * np.array([1, 1, 2]))   # xy back to tensor
-        a, b = snaps["u"] @ phi_u, sig_flat @ phi_s                             # projections (S, r)
-        dx = fe.basis.dx / fe.area                                              # (E, Q) weights of the average
+        shape = snaps["stress_qp"].shape[1:3]  # (E, Q)
+        phi_eps = np.stack(
+            [fe.strains(phi_u[:, i], np.zeros((2, 2))) for i in range(modes)]
+        )  # (r, E, Q, 2, 2)
+        phi_sig = from_voigt_strain(
+            phi_s.T.reshape(modes, *shape, 3) * np.array([1, 1, 2])
+        )  # xy back to tensor
+        a, b = snaps["u"] @ phi_u, sig_flat @ phi_s  # projections (S, r)
+        dx = fe.basis.dx / fe.area  # (E, Q) weights of the average
         f64 = dict(dtype=torch.float64)
         self.register_buffer("phi_u", torch.as_tensor(phi_u, **f64))
         self.register_buffer("phi_eps", torch.as_tensor(phi_eps, **f64))
         self.register_buffer("phi_sig", torch.as_tensor(phi_sig, **f64))
-        self.register_buffer("phi_sig_mean", torch.as_tensor(voigt(np.einsum("reqij,eq->rij", phi_sig, dx)), **f64))
-        self.register_buffer("stats", torch.as_tensor(np.stack([a.mean(0), a.std(0) + 1e-12, b.mean(0),
-                                                                b.std(0) + 1e-12]), **f64))
+        self.register_buffer(
+            "phi_sig_mean", torch.as_tensor(voigt(np.einsum("reqij,eq->rij", phi_sig, dx)), **f64)
+        )
+        self.register_buffer(
+            "stats",
+            torch.as_tensor(
+                np.stack([a.mean(0), a.std(0) + 1e-12, b.mean(0), b.std(0) + 1e-12]), **f64
+            ),
+        )
         self.register_buffer("inclusion", torch.as_tensor(fe.phase))
         self.laws = (rve.matrix, rve.inclusion)
         self.register_buffer("dx", torch.as_tensor(dx, **f64))
-        moduli = np.where(fe.phase, np.array(small_strain_moduli(rve.inclusion))[:, None],
-                          np.array(small_strain_moduli(rve.matrix))[:, None])                 # (κ₀, 2G₀) x E
+        moduli = np.where(
+            fe.phase,
+            np.array(small_strain_moduli(rve.inclusion))[:, None],
+            np.array(small_strain_moduli(rve.matrix))[:, None],
+        )  # (κ₀, 2G₀) x E
         self.register_buffer("compliance", torch.as_tensor(1 / moduli, **f64))
 
     def displacement_coefficients(self, strain: torch.Tensor) -> torch.Tensor:
@@ -133,7 +164,9 @@ class EquiNONet(nn.Module):
         """ε = ε̄ + Σ aᵢφ_ε,ᵢ and σ_c = σ(ε) at the Gauss points, each (B, E, Q, 2, 2)."""
         eps = _tensor(strain)[:, None, None] + torch.einsum("br,reqij->beqij", a, self.phi_eps)
         (mk, mp), (ik, ip) = self.laws
-        sig_c = torch.where(self.inclusion[None, :, None, None, None], LAWS[ik](eps, **ip), LAWS[mk](eps, **mp))
+        sig_c = torch.where(
+            self.inclusion[None, :, None, None, None], LAWS[ik](eps, **ip), LAWS[mk](eps, **mp)
+        )
         return eps, sig_c
 
     def coefficients(self, strain: torch.Tensor):
@@ -162,10 +195,13 @@ class EquiNONet(nn.Module):
         """‖d‖² per Gauss point of stress differences d (B, E, Q, 2, 2): Euclidean, or the
         compliance norm (tr d/2)²/κ₀ + ‖dev d‖²/2G₀ of each element's phase."""
         if self.norm == "euclidean":
-            return (d ** 2).sum((-2, -1))
+            return (d**2).sum((-2, -1))
         p = (d[..., 0, 0] + d[..., 1, 1]) / 2
         dev = d - p[..., None, None] * torch.eye(2, dtype=d.dtype, device=d.device)
-        return p ** 2 * self.compliance[0, :, None] + (dev ** 2).sum((-2, -1)) * self.compliance[1, :, None]
+        return (
+            p**2 * self.compliance[0, :, None]
+            + (dev**2).sum((-2, -1)) * self.compliance[1, :, None]
+        )
 
     def forward(self, strain: torch.Tensor) -> torch.Tensor:
         """σ̄ (B, 3) (xx, yy, xy) at Voigt macro strains (B, 3)."""
@@ -182,7 +218,7 @@ class EquiNONet(nn.Module):
         passes, 2 ms by vmap'd jacfwd, for one point)."""
         z, J = forward_jacobian(self.branch_b, strain / STRAIN_RANGE, 1 / STRAIN_RANGE)
         _, _, m_b, s_b = self.stats
-        b, Jb = m_b + s_b * z, J * s_b                                           # (B, r), (B, 3, r)
+        b, Jb = m_b + s_b * z, J * s_b  # (B, r), (B, 3, r)
         return b @ self.phi_sig_mean, (Jb @ self.phi_sig_mean).transpose(1, 2)
 
 
@@ -199,7 +235,12 @@ def forward_jacobian(mlp: nn.Sequential, z: torch.Tensor, scale: float = 1.0):
             J = J * (sg * (1 + z * (1 - sg)))[:, None, :]
             z = z * sg
         else:
-            fail("mlp", type(layer).__name__, "is not a Linear or SiLU layer", "build the branch from those two")
+            fail(
+                "mlp",
+                type(layer).__name__,
+                "is not a Linear or SiLU layer",
+                "build the branch from those two",
+            )
     return z, J
 
 
@@ -228,7 +269,8 @@ class WeakFormNet(EquiNONet):
     competitor, VPIONet-like): one branch ε̄ -> a, the displacement coefficients, and the loss
     the discrete weak equilibrium of the constitutive stress,
 
-    .. math:: \mathcal L = \frac{1}{N}\Big\|P^\top\!\int B^\top\sigma\big(\bar\varepsilon + \textstyle\sum_i a_i\phi_{\varepsilon,i}\big)\Big\|^2 \Big/ s^2,
+    .. math:: \mathcal L = \frac{1}{N}\Big\|P^\top\!\int B^\top\sigma\big(\bar\varepsilon +
+              \textstyle\sum_i a_i\phi_{\varepsilon,i}\big)\Big\|^2 \Big/ s^2,
 
     (s: the snapshots' mean |σ̄|, so the loss is of order one), minimized without data as
     EquiNO's. Equilibrium is now only as good as the training; σ̄ = ⟨σ_c⟩ needs the whole field,
@@ -240,8 +282,13 @@ class WeakFormNet(EquiNONet):
         self.branch_a = _branch(modes, width, depth)
         G = weak_form_operator(rve)
         G = G.tocoo()
-        self.register_buffer("G", torch.sparse_coo_tensor(np.stack([G.row, G.col]), G.data, G.shape,
-                                                          dtype=torch.float64).coalesce(), persistent=False)
+        self.register_buffer(
+            "G",
+            torch.sparse_coo_tensor(
+                np.stack([G.row, G.col]), G.data, G.shape, dtype=torch.float64
+            ).coalesce(),
+            persistent=False,
+        )
         self.scale = float(np.abs(snaps["stress"]).mean())
 
     def weak_residual(self, sig: torch.Tensor) -> torch.Tensor:
@@ -250,7 +297,7 @@ class WeakFormNet(EquiNONet):
 
     def loss(self, strain):
         _, sig_c = self.constitutive(strain, self.displacement_coefficients(strain))
-        return (self.weak_residual(sig_c) ** 2).mean() / self.scale ** 2
+        return (self.weak_residual(sig_c) ** 2).mean() / self.scale**2
 
     def forward(self, strain):
         _, sig_c = self.constitutive(strain, self.displacement_coefficients(strain))
@@ -267,21 +314,24 @@ def weak_form_operator(rve: RVE):
     at the Gauss points (the periodic-reduced internal force; :meth:`RVE.equilibrium_residual`
     computes the same by assembly)."""
     import scipy.sparse as sp
+
     fe = rve._fe
     basis = fe.basis
     E, Q = basis.dx.shape
     rows, cols, vals = [], [], []
     col = np.arange(E * Q * 4).reshape(E, Q, 2, 2)
     for i, phi in enumerate(basis.basis):
-        g = phi[0].grad                                                   # (2, 2, E, Q)
+        g = phi[0].grad  # (2, 2, E, Q)
         sym = 0.5 * (g + g.transpose(1, 0, 2, 3)) * basis.dx
         for a in range(2):
             for b in range(2):
                 rows.append(np.repeat(basis.element_dofs[i], Q))
                 cols.append(col[:, :, a, b].ravel())
                 vals.append(sym[a, b].ravel())
-    B = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(basis.N, E * Q * 4))
+    B = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(basis.N, E * Q * 4),
+    )
     return (fe.P.T @ B).tocsr()
 
 
@@ -296,6 +346,7 @@ class EquiNOMaterial:
 
     def __call__(self, strain: np.ndarray):
         from pdeml.solvers.fe2 import outside_box
+
         self.outside = max(self.outside, outside_box(strain, STRAIN_RANGE))
         p = next(self.net.parameters())
         x = torch.as_tensor(np.asarray(strain), dtype=torch.float64, device=p.device)
@@ -307,11 +358,21 @@ class EquiNOMaterial:
 def _tensor(strain: torch.Tensor) -> torch.Tensor:
     """Voigt strains (B, 3) (engineering shear) as tensors (B, 2, 2)."""
     xy = strain[:, 2] / 2
-    return torch.stack([torch.stack([strain[:, 0], xy], -1), torch.stack([xy, strain[:, 1]], -1)], -2)
+    return torch.stack(
+        [torch.stack([strain[:, 0], xy], -1), torch.stack([xy, strain[:, 1]], -1)], -2
+    )
 
 
-def train(net: EquiNONet, strains: np.ndarray, *, steps: int = 1000, batch: int = 10, lr: float = 1e-3,
-          lbfgs: int = 200, seed: int = 0) -> list[float]:
+def train(
+    net: EquiNONet,
+    strains: np.ndarray,
+    *,
+    steps: int = 1000,
+    batch: int = 10,
+    lr: float = 1e-3,
+    lbfgs: int = 200,
+    seed: int = 0,
+) -> list[float]:
     """Adam on random batches of ``strains`` (S, 3), then L-BFGS on all of them; returns the loss
     history (one value per Adam step, then per L-BFGS iteration)."""
     gen = torch.Generator().manual_seed(seed)
@@ -326,8 +387,13 @@ def train(net: EquiNONet, strains: np.ndarray, *, steps: int = 1000, batch: int 
         opt.step()
         hist.append(float(loss.detach()))
     if lbfgs:
-        opt = torch.optim.LBFGS(net.parameters(), max_iter=lbfgs, line_search_fn="strong_wolfe",
-                                tolerance_grad=1e-12, tolerance_change=1e-15)
+        opt = torch.optim.LBFGS(
+            net.parameters(),
+            max_iter=lbfgs,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-12,
+            tolerance_change=1e-15,
+        )
 
         def closure():
             opt.zero_grad()
@@ -335,6 +401,7 @@ def train(net: EquiNONet, strains: np.ndarray, *, steps: int = 1000, batch: int 
             loss.backward()
             hist.append(float(loss.detach()))
             return loss
+
         opt.step(closure)
     return hist
 
@@ -345,17 +412,25 @@ class StrainDraws(EpochSampler):
     all of them. A batch is ``{"data": {"strain": (B, 3)}}``."""
 
     def __init__(self, count: int = 200, batch_size: int = 10):
-        self.count, self.batch_size = positive_int("count", count), positive_int("batch_size", batch_size)
+        self.count, self.batch_size = (
+            positive_int("count", count),
+            positive_int("batch_size", batch_size),
+        )
         if self.batch_size > self.count:
-            fail("batch_size", batch_size, f"exceeds the {count} training strains", f"pass at most {count}")
+            fail(
+                "batch_size",
+                batch_size,
+                f"exceeds the {count} training strains",
+                f"pass at most {count}",
+            )
 
     def _start(self):
-        self._set(latin_hypercube(self.count, seed=int(self.rng.integers(2 ** 31))))
+        self._set(latin_hypercube(self.count, seed=int(self.rng.integers(2**31))))
         self._start_order()
 
     def _set(self, strains):
         self.strains = strains
-        self._all = {"data": {"strain": strains}}        # one object: fit converts it once per phase
+        self._all = {"data": {"strain": strains}}  # one object: fit converts it once per phase
 
     def _items(self):
         return self.count
@@ -405,16 +480,30 @@ class EquiNO(AbstractMethod):
         if self.norm not in NORMS:
             fail("norm", self.norm, "is not a mismatch norm", f"pass one of {NORMS}")
 
-    def build(self, problem, *, seed=0, dtype=torch.float64, device="cpu") -> "EquiNOBackend":
+    def build(self, problem, *, seed=0, dtype=torch.float64, device="cpu") -> EquiNOBackend:
         if not isinstance(problem, AbstractFamily) or not hasattr(problem, "rve"):
-            fail("problem", type(problem).__name__, "is not an RVE family", "pass cases/_rve_family.RVEFamily")
+            fail(
+                "problem",
+                type(problem).__name__,
+                "is not an RVE family",
+                "pass cases/_rve_family.RVEFamily",
+            )
         if dtype != torch.float64:
-            fail("dtype", dtype, "is not float64 (the bases and the laws are float64)", 'set Case(dtype="float64")')
+            fail(
+                "dtype",
+                dtype,
+                "is not float64 (the bases and the laws are float64)",
+                'set Case(dtype="float64")',
+            )
         rve = problem.rve
-        snaps = snapshots(rve, latin_hypercube(self.snapshots, seed=self.snapshot_seed), progress=True)
+        snaps = snapshots(
+            rve, latin_hypercube(self.snapshots, seed=self.snapshot_seed), progress=True
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = EquiNONet(rve, snaps, modes=self.modes, width=self.width, depth=self.depth, norm=self.norm)
+            net = EquiNONet(
+                rve, snaps, modes=self.modes, width=self.width, depth=self.depth, norm=self.norm
+            )
         return EquiNOBackend(problem, net, self).to(device)
 
 
@@ -438,22 +527,40 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         return {"constitutive": self.net.loss(batch["data"]["strain"])}
 
     def batches(self, sampler, rng):
-        sampler = sampler if sampler is not None else StrainDraws(self.method.strains, self.method.batch_size)
+        sampler = (
+            sampler
+            if sampler is not None
+            else StrainDraws(self.method.strains, self.method.batch_size)
+        )
         if not isinstance(sampler, StrainDraws):
-            fail("sampler", sampler, "is not a StrainDraws", "leave it out (EquiNO draws its own strains)")
+            fail(
+                "sampler",
+                sampler,
+                "is not a StrainDraws",
+                "leave it out (EquiNO draws its own strains)",
+            )
         return sampler.init(self.problem, rng)
 
     @torch.no_grad()
     def predict(self, x) -> np.ndarray:
-        return self.net(torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.device)).cpu().numpy()
+        return (
+            self.net(torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.device))
+            .cpu()
+            .numpy()
+        )
 
     def _make_test_set(self, rng) -> dict:
-        strains = latin_hypercube(self.method.test, seed=int(rng.integers(2 ** 31)))
+        strains = latin_hypercube(self.method.test, seed=int(rng.integers(2**31)))
         return {"strain": strains, "truth": snapshots(self.problem.rve, strains)["stress"]}
 
     def resolved(self):
-        return {"parameters": parameter_count(self), "rve_dofs": int(self.problem.rve._fe.basis.N),
-                "stress_singular_values": (self.net.sv_s[:self.method.modes + 1] / self.net.sv_s[0]).tolist()}
+        return {
+            "parameters": parameter_count(self),
+            "rve_dofs": int(self.problem.rve._fe.basis.N),
+            "stress_singular_values": (
+                self.net.sv_s[: self.method.modes + 1] / self.net.sv_s[0]
+            ).tolist(),
+        }
 
     def export(self, out, resolution: int, sample: int | None = None):
         """``rve_<k>.vtu`` for test strain ``sample`` (default 0): EquiNO's fields (u from the
@@ -462,21 +569,40 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         from pathlib import Path
 
         from pdeml.solvers.rve import cell_average, write_rve
+
         t = self.test_set()
         k = 0 if sample is None else sample
         if not 0 <= k < len(t["strain"]):
-            fail("--sample", k, f"is not a test strain (there are {len(t['strain'])})", f"pass 0..{len(t['strain']) - 1}")
-        e = torch.as_tensor(t["strain"][k:k + 1])
+            fail(
+                "--sample",
+                k,
+                f"is not a test strain (there are {len(t['strain'])})",
+                f"pass 0..{len(t['strain']) - 1}",
+            )
+        e = torch.as_tensor(t["strain"][k : k + 1])
         with torch.no_grad():
             a, _ = self.net.coefficients(e)
             eps, sig_c, sig_eq = (v[0].cpu().numpy() for v in self.net.fields(e))
         rve = self.problem.rve
         truth = rve.solve(t["strain"][k])
-        cell = lambda q: voigt(cell_average(rve._fe.basis, q))                   # noqa: E731
-        result = {"u": (self.net.phi_u @ a[0]).cpu().numpy(), "stress_qp": sig_eq, "strain_qp": eps,
-                  "macro_strain": t["strain"][k]}
-        files = [write_rve(rve, result, Path(out) / f"rve_{k:03d}.vtu",
-                           extra_cells={"stress_rve": cell(truth["stress_qp"]), "mismatch": cell(sig_c - sig_eq)})]
+        cell = lambda q: voigt(cell_average(rve._fe.basis, q))  # noqa: E731
+        result = {
+            "u": (self.net.phi_u @ a[0]).cpu().numpy(),
+            "stress_qp": sig_eq,
+            "strain_qp": eps,
+            "macro_strain": t["strain"][k],
+        }
+        files = [
+            write_rve(
+                rve,
+                result,
+                Path(out) / f"rve_{k:03d}.vtu",
+                extra_cells={
+                    "stress_rve": cell(truth["stress_qp"]),
+                    "mismatch": cell(sig_c - sig_eq),
+                },
+            )
+        ]
         return files + [self.export_plate(Path(out) / "plate.vtu")]
 
     def export_plate(self, path, strain: float = 0.01, plate=None):
@@ -485,11 +611,25 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         von Mises per cell, and ``outside_training_box``, the fraction of the cell's Gauss points
         whose strain leaves [-0.04, 0.04]³ (where the surrogate extrapolates)."""
         from pdeml.solvers.fe2 import Plate
+
         plate = plate or Plate()
         r = plate.solve(EquiNOMaterial(self.net), strain)
         box = (np.abs(r["strain_qp"]) > STRAIN_RANGE).any(-1).mean(1)
         return plate.write(r, path, extra_cells={"outside_training_box": box})
 
 
-__all__ = ["EquiNO", "EquiNOBackend", "EquiNOMaterial", "EquiNONet", "WeakFormNet", "weak_form_operator", "StrainDraws", "latin_hypercube", "pod", "snapshots", "train",
-           "STRAIN_RANGE", "forward_jacobian"]
+__all__ = [
+    "EquiNO",
+    "EquiNOBackend",
+    "EquiNOMaterial",
+    "EquiNONet",
+    "WeakFormNet",
+    "weak_form_operator",
+    "StrainDraws",
+    "latin_hypercube",
+    "pod",
+    "snapshots",
+    "train",
+    "STRAIN_RANGE",
+    "forward_jacobian",
+]

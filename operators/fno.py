@@ -15,6 +15,7 @@ the "forward" normalization (the forward FFT divides by the grid size), so :math
 are the function's Fourier coefficients whatever the grid: the layer maps functions, and its
 output can be evaluated on a grid of another size (``out_shape``) exactly.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,7 +36,8 @@ class SpectralConv(nn.Module):
     Example:
         >>> conv = SpectralConv(20, 20, (12, 12))
         >>> y = conv(torch.randn(4, 20, 64, 64))                      # (4, 20, 64, 64)
-        >>> y2 = conv(torch.randn(4, 20, 64, 64), out_shape=(128, 128))   # the same function, finer grid
+        >>> # the same function, on a finer grid
+        >>> y2 = conv(torch.randn(4, 20, 64, 64), out_shape=(128, 128))
     """
 
     def __init__(self, in_channels: int, out_channels: int, modes, *, bias: float = 0.0):
@@ -46,20 +48,32 @@ class SpectralConv(nn.Module):
         if not self.modes:
             fail("modes", modes, "is empty", "pass one mode count per axis, e.g. (12, 12)")
         self.corners = list(itertools.product((1, -1), repeat=len(self.modes) - 1))
-        self.weight = nn.Parameter(torch.empty(len(self.corners), in_channels, out_channels, *self.modes,
-                                               dtype=torch.cfloat))
+        self.weight = nn.Parameter(
+            torch.empty(
+                len(self.corners), in_channels, out_channels, *self.modes, dtype=torch.cfloat
+            )
+        )
         # ``bias`` > 0: a learned complex source per kept mode and output channel, scaled by it
         # (ST-FNO's "spectral bias"); 0: none
         self.bias_scale = float(bias)
-        self.bias = nn.Parameter(torch.zeros(len(self.corners), out_channels, *self.modes, dtype=torch.cfloat)) \
-            if bias else None
+        self.bias = (
+            nn.Parameter(
+                torch.zeros(len(self.corners), out_channels, *self.modes, dtype=torch.cfloat)
+            )
+            if bias
+            else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self):
         scale = 1.0 / (self.in_channels * self.out_channels)
         with torch.no_grad():
-            self.weight.copy_(scale * torch.complex(torch.rand_like(self.weight.real),
-                                                    torch.rand_like(self.weight.real)))
+            self.weight.copy_(
+                scale
+                * torch.complex(
+                    torch.rand_like(self.weight.real), torch.rand_like(self.weight.real)
+                )
+            )
 
     def _blocks(self, shape):
         """Index tuples of the kept corner blocks in an rfftn array of grid ``shape``."""
@@ -67,10 +81,16 @@ class SpectralConv(nn.Module):
         for j, (m, n) in enumerate(zip(self.modes, shape)):
             limit = n // 2 + 1 if j == d - 1 else n // 2
             if m > limit:
-                fail("modes", self.modes, f"exceed what a grid of {tuple(shape)} holds along axis {j} "
-                     f"({limit})", f"use a finer grid or at most {limit} modes there")
+                fail(
+                    "modes",
+                    self.modes,
+                    f"exceed what a grid of {tuple(shape)} holds along axis {j} ({limit})",
+                    f"use a finer grid or at most {limit} modes there",
+                )
         for signs in self.corners:
-            idx = tuple(slice(0, m) if s > 0 else slice(-m, None) for s, m in zip(signs, self.modes[:-1]))
+            idx = tuple(
+                slice(0, m) if s > 0 else slice(-m, None) for s, m in zip(signs, self.modes[:-1])
+            )
             yield idx + (slice(0, self.modes[-1]),)
 
     def forward(self, x: torch.Tensor, out_shape=None) -> torch.Tensor:
@@ -82,7 +102,9 @@ class SpectralConv(nn.Module):
         spec = out_shape[:-1] + (out_shape[-1] // 2 + 1,)
         out = torch.zeros(x.shape[0], self.out_channels, *spec, dtype=xh.dtype, device=x.device)
         # all corner blocks in one contraction: a third faster than one einsum per block
-        blocks = torch.stack([xh[(..., *src)] for src in self._blocks(grid)], dim=1)     # (B, corners, C_in, *modes)
+        blocks = torch.stack(
+            [xh[(..., *src)] for src in self._blocks(grid)], dim=1
+        )  # (B, corners, C_in, *modes)
         ys = torch.einsum("bci...,cio...->bco...", blocks, self.weight.to(xh.dtype))
         if self.bias is not None:
             ys = ys + self.bias_scale * self.bias.to(xh.dtype)
@@ -118,20 +140,38 @@ class FNO(nn.Module):
         >>> u = model(a)                       # a: (B, 10, 64, 64, 40) -> (B, 1, 64, 64, 40)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, modes, *, width: int = 20, layers: int = 4,
-                 padding=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes,
+        *,
+        width: int = 20,
+        layers: int = 4,
+        padding=None,
+    ):
         super().__init__()
         self.modes = tuple(modes)
         d = len(self.modes)
         self.width, self.layers = positive_int("width", width), positive_int("layers", layers)
         self.padding = tuple(padding) if padding is not None else (0,) * d
         if len(self.padding) != d or any(p < 0 for p in self.padding):
-            fail("padding", padding, f"must give {d} non-negative sizes", f"pass e.g. {(0,) * (d - 1) + (6,)}")
+            fail(
+                "padding",
+                padding,
+                f"must give {d} non-negative sizes",
+                f"pass e.g. {(0,) * (d - 1) + (6,)}",
+            )
         self.lift = nn.Linear(positive_int("in_channels", in_channels) + d, self.width)
-        self.spectral = nn.ModuleList(SpectralConv(self.width, self.width, self.modes) for _ in range(layers))
+        self.spectral = nn.ModuleList(
+            SpectralConv(self.width, self.width, self.modes) for _ in range(layers)
+        )
         self.skip = nn.ModuleList(nn.Linear(self.width, self.width) for _ in range(layers))
-        self.project = nn.Sequential(nn.Linear(self.width, 128), nn.GELU(),
-                                     nn.Linear(128, positive_int("out_channels", out_channels)))
+        self.project = nn.Sequential(
+            nn.Linear(self.width, 128),
+            nn.GELU(),
+            nn.Linear(128, positive_int("out_channels", out_channels)),
+        )
 
     @staticmethod
     def _channels_last(layer, v):
@@ -141,8 +181,9 @@ class FNO(nn.Module):
         """``a`` (B, in_channels, *grid) -> (B, out_channels, *grid), on any grid the modes fit."""
         d = len(self.modes)
         grid = tuple(a.shape[-d:])
-        coords = torch.meshgrid(*[torch.arange(n, dtype=a.dtype, device=a.device) / n for n in grid],
-                                indexing="ij")
+        coords = torch.meshgrid(
+            *[torch.arange(n, dtype=a.dtype, device=a.device) / n for n in grid], indexing="ij"
+        )
         coords = torch.stack(coords).expand(a.shape[0], d, *grid)
         v = self._channels_last(self.lift, torch.cat([a, coords], dim=1))
         v = nn.functional.pad(v, [q for p in reversed(self.padding) for q in (0, p)])

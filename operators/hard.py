@@ -23,6 +23,7 @@ trained on the same residual and condition terms. Training uses no solution data
 measured against the family's truth on ``test_draws`` fixed inputs (the constraint is solved
 for each, as at any new input).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,9 +37,14 @@ from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
 from pdeml.field import Field
 from pdeml.sampling import EpochSampler
-from pdeml.solvers.hard import (Basis, CombinedEstimator, constrained_weights, expert_index, parse_constraint,
-                                parse_experts)
-
+from pdeml.solvers.hard import (
+    Basis,
+    CombinedEstimator,
+    constrained_weights,
+    expert_index,
+    parse_constraint,
+    parse_experts,
+)
 from pdeml.solvers.pinn import CONSTRAINT
 
 from .backend import FixedTestSet, _cast, parameter_count
@@ -57,14 +63,15 @@ def grid_derivatives(b: torch.Tensor, spacing: tuple[float, ...]) -> dict:
         ax = b.ndim - d + i
         out[("d", i)] = torch.gradient(b, spacing=h, dim=ax, edge_order=2)[0]
         u = b.movedim(ax, -1)
-        inner = (u[..., 2:] - 2 * u[..., 1:-1] + u[..., :-2]) / h ** 2
-        lo = (2 * u[..., :1] - 5 * u[..., 1:2] + 4 * u[..., 2:3] - u[..., 3:4]) / h ** 2
-        hi = (2 * u[..., -1:] - 5 * u[..., -2:-1] + 4 * u[..., -3:-2] - u[..., -4:-3]) / h ** 2
+        inner = (u[..., 2:] - 2 * u[..., 1:-1] + u[..., :-2]) / h**2
+        lo = (2 * u[..., :1] - 5 * u[..., 1:2] + 4 * u[..., 2:3] - u[..., 3:4]) / h**2
+        hi = (2 * u[..., -1:] - 5 * u[..., -2:-1] + 4 * u[..., -3:-2] - u[..., -4:-3]) / h**2
         out[("d2", i, i)] = torch.cat([lo, inner, hi], -1).movedim(-1, ax)
     for i in range(d):
         for j in range(i + 1, d):
             out[("d2", i, j)] = out[("d2", j, i)] = torch.gradient(
-                out[("d", i)], spacing=spacing[j], dim=b.ndim - d + j, edge_order=2)[0]
+                out[("d", i)], spacing=spacing[j], dim=b.ndim - d + j, edge_order=2
+            )[0]
     return out
 
 
@@ -77,9 +84,17 @@ class InitialDraws(EpochSampler):
     grid indices, stored as floats like every batch entry)."""
 
     def __init__(self, draws: int = 64, batch_size: int = 4, *, points: int = 256, experts=(1,)):
-        self.draws, self.batch_size = positive_int("draws", draws), positive_int("batch_size", batch_size)
+        self.draws, self.batch_size = (
+            positive_int("draws", draws),
+            positive_int("batch_size", batch_size),
+        )
         if self.batch_size > self.draws:
-            fail("batch_size", batch_size, f"exceeds the {draws} training draws", f"pass at most {draws}")
+            fail(
+                "batch_size",
+                batch_size,
+                f"exceeds the {draws} training draws",
+                f"pass at most {draws}",
+            )
         self.m, self.experts = positive_int("points", points), tuple(experts)
 
     def _start(self):
@@ -87,7 +102,7 @@ class InitialDraws(EpochSampler):
         self.params = np.stack([fam.draw(self.rng) for _ in range(self.draws)])
         self.u0 = np.stack([fam.initial_values(p) for p in self.params])
         self.pools = expert_pools(fam, self.experts, self.m)
-        self.base = int(self.rng.integers(2 ** 62))
+        self.base = int(self.rng.integers(2**62))
         self._start_order()
 
     def _items(self):
@@ -95,8 +110,13 @@ class InitialDraws(EpochSampler):
 
     def _read(self, idx, fresh):
         rng = np.random.default_rng([self.base, self.epoch, self.position])
-        nodes = np.stack([np.stack([rng.choice(p, self.m, replace=False) for p in self.pools]) for _ in idx])
-        return {"data": {"u0": self.u0[idx], "params": self.params[idx]}, "constraint": {"nodes": nodes}}
+        nodes = np.stack(
+            [np.stack([rng.choice(p, self.m, replace=False) for p in self.pools]) for _ in idx]
+        )
+        return {
+            "data": {"u0": self.u0[idx], "params": self.params[idx]},
+            "constraint": {"nodes": nodes},
+        }
 
     def _extra_state(self):
         return {"base": self.base}
@@ -105,7 +125,10 @@ class InitialDraws(EpochSampler):
         self.base = int(state["base"])
 
     def __repr__(self):
-        return f"InitialDraws({self.draws}, {self.batch_size}, points={self.m}, experts={self.experts})"
+        return (
+            f"InitialDraws({self.draws}, {self.batch_size}, points={self.m}, "
+            f"experts={self.experts})"
+        )
 
 
 def expert_pools(family, experts: tuple[int, ...], m: int) -> list[np.ndarray]:
@@ -115,12 +138,18 @@ def expert_pools(family, experts: tuple[int, ...], m: int) -> list[np.ndarray]:
     inner = np.zeros((nx, nt), bool)
     inner[1:-1, 1:] = True
     lo, hi = np.array([e[0] for e in family.extent]), np.array([e[1] for e in family.extent])
-    k = expert_index(torch.as_tensor(g.reshape(-1, 2)), torch.as_tensor(lo), torch.as_tensor(hi), experts).numpy()
+    k = expert_index(
+        torch.as_tensor(g.reshape(-1, 2)), torch.as_tensor(lo), torch.as_tensor(hi), experts
+    ).numpy()
     pools = [np.flatnonzero(inner.ravel() & (k == e)) for e in range(math.prod(experts))]
     for e, p in enumerate(pools):
         if len(p) < m:
-            fail("points", m, f"exceeds expert {e}'s {len(p)} interior grid nodes",
-                 f"pass at most {min(len(q) for q in pools)}, fewer experts or a finer grid")
+            fail(
+                "points",
+                m,
+                f"exceeds expert {e}'s {len(p)} interior grid nodes",
+                f"pass at most {min(len(q) for q in pools)}, fewer experts or a finer grid",
+            )
     return pools
 
 
@@ -161,7 +190,16 @@ class HardConstraintFNO(AbstractMethod):
 
     def __post_init__(self):
         parse_constraint(self.constraint)
-        for k in ("basis", "points", "max_iter", "draws", "batch_size", "test_draws", "width", "layers"):
+        for k in (
+            "basis",
+            "points",
+            "max_iter",
+            "draws",
+            "batch_size",
+            "test_draws",
+            "width",
+            "layers",
+        ):
             positive_int(k, getattr(self, k))
         if not finite_scalar("ridge", self.ridge) >= 0:
             fail("ridge", self.ridge, "is negative", "pass e.g. 1e-4")
@@ -170,20 +208,35 @@ class HardConstraintFNO(AbstractMethod):
         if len(tuple(self.modes)) != 2:
             fail("modes", self.modes, "must give (x, t) mode counts", "pass e.g. (16, 8)")
 
-    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "InitialOperator":
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> InitialOperator:
         needs = ("draw", "initial_values", "truth", "grid", "problem", "extent")
         if not isinstance(problem, AbstractFamily) or not all(hasattr(problem, k) for k in needs):
-            fail("problem", type(problem).__name__, "is not a family of initial conditions",
-                 f"pass a family with {', '.join(needs)} (cases/_sorption_family.SorptionFamily)")
+            fail(
+                "problem",
+                type(problem).__name__,
+                "is not a family of initial conditions",
+                f"pass a family with {', '.join(needs)} (cases/_sorption_family.SorptionFamily)",
+            )
         nx, nt = problem.grid().shape[:2]
         if self.modes[0] > nx // 2 or self.modes[1] > nt // 2:
-            fail("modes", self.modes, f"exceed what the {nx} x {nt} grid holds", f"pass at most {(nx // 2, nt // 2)}")
+            fail(
+                "modes",
+                self.modes,
+                f"exceed what the {nx} x {nt} grid holds",
+                f"pass at most {(nx // 2, nt // 2)}",
+            )
         experts = parse_constraint(self.constraint)
         out = 1 if experts is None else self.basis
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = FNO(1, out, tuple(self.modes), width=self.width, layers=self.layers,
-                      padding=(max(1, nx // 8), max(1, nt // 4)))
+            net = FNO(
+                1,
+                out,
+                tuple(self.modes),
+                width=self.width,
+                layers=self.layers,
+                padding=(max(1, nx // 8), max(1, nt // 4)),
+            )
         return _cast(InitialOperator(problem, net, self), dtype).to(device)
 
 
@@ -198,35 +251,55 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         p = family.problem
         self.pde_problem = p
         experts = parse_constraint(method.constraint)
-        self.experts = None if experts is None else parse_experts(experts if len(experts) > 1 else experts[0], 2)
+        self.experts = (
+            None
+            if experts is None
+            else parse_experts(experts if len(experts) > 1 else experts[0], 2)
+        )
         g = family.grid()
         self.nx, self.nt = g.shape[:2]
-        self.spacing = tuple(float(g[1, 0, 0] - g[0, 0, 0]) if i == 0 else float(g[0, 1, 1] - g[0, 0, 1])
-                             for i in range(2))
+        self.spacing = tuple(
+            float(g[1, 0, 0] - g[0, 0, 0]) if i == 0 else float(g[0, 1, 1] - g[0, 0, 1])
+            for i in range(2)
+        )
         coords = torch.as_tensor(g.reshape(-1, 2), dtype=torch.float64)
         self.register_buffer("coords", coords)
-        lo, hi = (torch.as_tensor([e[i] for e in family.extent], dtype=torch.float64) for i in (0, 1))
+        lo, hi = (
+            torch.as_tensor([e[i] for e in family.extent], dtype=torch.float64) for i in (0, 1)
+        )
         K = 1 if self.experts is None else math.prod(self.experts)
         self.register_buffer("expert", expert_index(coords, lo, hi, self.experts or (1, 1)))
         inner = torch.zeros(self.nx, self.nt, dtype=torch.bool)
         inner[1:-1, 1:] = True
         self.register_buffer("interior", torch.nonzero(inner.ravel())[:, 0])
-        self.register_buffer("initial_nodes", torch.arange(self.nx) * self.nt)      # t = t0
-        self.conditions = []                     # (name, condition, data keys) of the boundary conditions
+        self.register_buffer("initial_nodes", torch.arange(self.nx) * self.nt)  # t = t0
+        self.conditions = []  # (name, condition, data keys) of the boundary conditions
         side = torch.zeros(self.nx, self.nt, dtype=torch.bool)
         side[[0, -1], 1:] = True
         edge = torch.nonzero(side.ravel())[:, 0].numpy()
         for name, c in zip(p.condition_names, p.conditions):
             if c.kind == "initial":
                 continue
-            if c.kind not in ("dirichlet", "neumann", "robin", "operator") or getattr(c, "where", "boundary") != "boundary":
-                fail("problem", f"condition {name!r} ({c.kind})", "is not a boundary condition the grid operator "
-                     "places", "use Dirichlet, Neumann, Robin or Operator(where='boundary') conditions")
+            if (
+                c.kind not in ("dirichlet", "neumann", "robin", "operator")
+                or getattr(c, "where", "boundary") != "boundary"
+            ):
+                fail(
+                    "problem",
+                    f"condition {name!r} ({c.kind})",
+                    "is not a boundary condition the grid operator places",
+                    "use Dirichlet, Neumann, Robin or Operator(where='boundary') conditions",
+                )
             x = coords[edge].numpy()
             keep = edge if c.on is None else edge[np.asarray(c.on(torch.as_tensor(x)), bool)]
             xs = coords[keep]
-            data = {"x": xs, "normal": torch.as_tensor(p.domain.boundary_normal(xs.numpy()), dtype=torch.float64)}
-            i = len(self.conditions)                  # nodes and data as buffers: they follow .to(device)
+            data = {
+                "x": xs,
+                "normal": torch.as_tensor(
+                    p.domain.boundary_normal(xs.numpy()), dtype=torch.float64
+                ),
+            }
+            i = len(self.conditions)  # nodes and data as buffers: they follow .to(device)
             self.register_buffer(f"_cond{i}_nodes", torch.as_tensor(keep))
             for k, v in data.items():
                 self.register_buffer(f"_cond{i}_{k}", v)
@@ -239,12 +312,21 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
     def boundary_rows(self):
         """``(name, condition, flat nodes, data)`` of each boundary condition."""
         for i, (name, c, keys) in enumerate(self.conditions):
-            yield name, c, getattr(self, f"_cond{i}_nodes"), {k: getattr(self, f"_cond{i}_{k}") for k in keys}
+            yield (
+                name,
+                c,
+                getattr(self, f"_cond{i}_nodes"),
+                {k: getattr(self, f"_cond{i}_{k}") for k in keys},
+            )
 
     @property
     def term_names(self):
         conds = [n for n, *_ in self.conditions]
-        return ["pde", "initial", *conds] if (self.experts is None or self.method.condition_loss) else ["pde"]
+        return (
+            ["pde", "initial", *conds]
+            if (self.experts is None or self.method.condition_loss)
+            else ["pde"]
+        )
 
     def forward(self, u0: torch.Tensor) -> torch.Tensor:
         """Basis functions (B, N, nx, nt) (or the field (B, 1, nx, nt) for soft)."""
@@ -256,7 +338,7 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         ((B, nx*nt, N, 2) for the gradient), the shapes a point estimator's columns have."""
         b = b.double()
         B, N = b.shape[:2]
-        flat = lambda v: v.reshape(B, N, -1).transpose(1, 2)[..., None]      # noqa: E731
+        flat = lambda v: v.reshape(B, N, -1).transpose(1, 2)[..., None]  # noqa: E731
         cols = {("v",): flat(b)}
         for k, v in grid_derivatives(b, self.spacing).items():
             cols[k] = flat(v)
@@ -264,7 +346,9 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         cols[("lap",)] = sum(cols[("d2", i, i)] for i in self.pde_problem.spatial_dims)
         return cols
 
-    def _field(self, cols: dict, inputs: torch.Tensor, nodes: torch.Tensor, w: torch.Tensor) -> Field:
+    def _field(
+        self, cols: dict, inputs: torch.Tensor, nodes: torch.Tensor, w: torch.Tensor
+    ) -> Field:
         """The combined field at rows (R, S): row r's flat grid ``nodes[r]`` of input ``inputs[r]``,
         with weights ``w`` (R, N) for the whole row or (R, S, N) per node; ``cols`` per input
         (B, nodes, N...). Its points are ordered row by row."""
@@ -274,8 +358,13 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
             basis.cache[k] = v[inputs[:, None], nodes].reshape(R * S, *v.shape[2:])
         w = w[:, None].expand(R, S, -1) if w.ndim == 2 else w
         p = self.pde_problem
-        return Field(self.coords[nodes.reshape(-1)], estimator=CombinedEstimator(basis, w.reshape(R * S, -1)),
-                     input_names=p.inputs, output_names=p.outputs, spatial_dims=p.spatial_dims)
+        return Field(
+            self.coords[nodes.reshape(-1)],
+            estimator=CombinedEstimator(basis, w.reshape(R * S, -1)),
+            input_names=p.inputs,
+            output_names=p.outputs,
+            spatial_dims=p.spatial_dims,
+        )
 
     def _pde(self, x, u) -> torch.Tensor:
         out = self.pde_problem.pde(x, u[0])
@@ -286,7 +375,7 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         """Residual blocks, one row per entry of ``inputs`` (R,): the PDE at ``nodes`` (R, S), the
         initial misfit against ``u0`` (R, nx), then each boundary condition. ``w``: (R, N), or
         a function giving the weights (R, S', N) at any nodes (R, S')."""
-        weights = w if callable(w) else (lambda nodes: w)               # noqa: E731
+        weights = w if callable(w) else (lambda nodes: w)
         R = len(inputs)
         f = self._field(cols, inputs, nodes, weights(nodes))
         out = [self._pde(f.x, f).reshape(R, -1)]
@@ -299,8 +388,15 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         return out
 
     # ----------------------------------------------------------------- the solve
-    def solve(self, b: torch.Tensor, u0: torch.Tensor, nodes: torch.Tensor, differentiable: bool = True,
-              w0: torch.Tensor | None = None, cols: dict | None = None):
+    def solve(
+        self,
+        b: torch.Tensor,
+        u0: torch.Tensor,
+        nodes: torch.Tensor,
+        differentiable: bool = True,
+        w0: torch.Tensor | None = None,
+        cols: dict | None = None,
+    ):
         """Weights (B*K, N) for bases ``b`` (B, N, nx, nt), initial values ``u0`` (B, nx) and
         constraint nodes ``nodes`` (B, K, m): row r is input r // K, expert r % K. The solver
         starts from ``w0`` (default zeros: a new input has no previous weights); ``cols``: the
@@ -315,19 +411,28 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
 
             def rows(w, graph):
                 parts = self._terms(cols if graph else flat, inputs, idx, w, u0r)
-                return torch.cat([t.reshape(len(w), -1) for t in parts] + [self.method.ridge * w], 1)
+                return torch.cat(
+                    [t.reshape(len(w), -1) for t in parts] + [self.method.ridge * w], 1
+                )
 
             if w0 is None:
                 w0 = torch.zeros(B * K, self.method.basis, dtype=torch.float64, device=b.device)
-            w, self.last = constrained_weights(rows, w0, tol=self.method.tol, max_iter=self.method.max_iter,
-                                               differentiable=differentiable)
+            w, self.last = constrained_weights(
+                rows,
+                w0,
+                tol=self.method.tol,
+                max_iter=self.method.max_iter,
+                differentiable=differentiable,
+            )
         return w
 
     def fields(self, b, w) -> torch.Tensor:
         """u (B, nx, nt) from bases (B, N, nx, nt) and weights (B*K, N): each node's expert's."""
         B, N = b.shape[:2]
-        wk = w.reshape(B, self.K, N)[:, self.expert]                           # (B, nodes, N)
-        return (b.double().reshape(B, N, -1).transpose(1, 2) * wk).sum(-1).reshape(B, self.nx, self.nt)
+        wk = w.reshape(B, self.K, N)[:, self.expert]  # (B, nodes, N)
+        return (
+            (b.double().reshape(B, N, -1).transpose(1, 2) * wk).sum(-1).reshape(B, self.nx, self.nt)
+        )
 
     def losses(self, batch, residuals=None):
         """The PDE residual (mean square) at every interior node of every input, each node with its
@@ -336,26 +441,36 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         u0 = batch["data"]["u0"]
         b = self(u0)
         B = len(b)
-        cols = self._columns(b)                                    # once: the solve and the loss share them
-        if self.experts is None:                                   # soft: the output is u, its weight 1
+        cols = self._columns(b)  # once: the solve and the loss share them
+        if self.experts is None:  # soft: the output is u, its weight 1
             w = torch.ones(B, 1, 1, dtype=torch.float64, device=b.device)
         else:
             w = self.solve(b, u0, batch["constraint"]["nodes"], cols=cols).reshape(B, self.K, -1)
         inputs = torch.arange(B, device=b.device)
-        parts = self._terms(cols, inputs, self.interior.expand(B, -1),
-                            lambda nodes: w[inputs[:, None], self.expert[nodes]], u0)
+        parts = self._terms(
+            cols,
+            inputs,
+            self.interior.expand(B, -1),
+            lambda nodes: w[inputs[:, None], self.expert[nodes]],
+            u0,
+        )
         if residuals is not None:
             residuals["pde"] = parts[0].detach().reshape(-1, 1)
         out = {"pde": (parts[0] ** 2).mean()}
         if self.experts is None or self.method.condition_loss:
             names = ["initial"] + [n for n, *_ in self.conditions]
-            out.update({n: (r ** 2).mean() for n, r in zip(names, parts[1:])})
+            out.update({n: (r**2).mean() for n, r in zip(names, parts[1:])})
         return out
 
     def batches(self, sampler, rng):
         sampler = sampler if sampler is not None else self.sampler()
         if not isinstance(sampler, InitialDraws):
-            fail("sampler", sampler, "is not an InitialDraws", "leave it out (the operator draws its own inputs)")
+            fail(
+                "sampler",
+                sampler,
+                "is not an InitialDraws",
+                "leave it out (the operator draws its own inputs)",
+            )
         return sampler.init(self.problem, rng)
 
     def sampler(self) -> InitialDraws:
@@ -368,19 +483,27 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         if self._eval_nodes is None:
             pools = expert_pools(self.problem, self.experts or (1, 1), self.method.points)
             rng = np.random.default_rng(0)
-            self._eval_nodes = torch.as_tensor(np.stack([rng.choice(p, self.method.points, replace=False)
-                                                         for p in pools]), device=self.coords.device)
+            self._eval_nodes = torch.as_tensor(
+                np.stack([rng.choice(p, self.method.points, replace=False) for p in pools]),
+                device=self.coords.device,
+            )
         return self._eval_nodes.expand(B, -1, -1)
 
     @torch.no_grad()
     def predict(self, x, chunk: int = 8) -> np.ndarray:
-        """Solutions (B, nx, nt) at initial values ``x`` (B, nx); the constraint is solved for each."""
+        """Solutions (B, nx, nt) at initial values ``x`` (B, nx); the constraint is solved for
+        each."""
         x = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
         if x.ndim != 2 or x.shape[1] != self.nx:
-            fail("x", tuple(x.shape), f"is not (B, {self.nx}) initial values", "pass family.initial_values(draw) stacked")
+            fail(
+                "x",
+                tuple(x.shape),
+                f"is not (B, {self.nx}) initial values",
+                "pass family.initial_values(draw) stacked",
+            )
         out = []
         for i in range(0, len(x), chunk):
-            u0 = x[i:i + chunk]
+            u0 = x[i : i + chunk]
             b = self(u0)
             if self.experts is None:
                 out.append(b[:, 0].double().cpu().numpy())
@@ -393,15 +516,22 @@ class InitialOperator(FixedTestSet, AbstractTrainable):
         """Parameters, initial values and method-of-lines truth of the test inputs."""
         fam = self.problem
         params = [fam.draw(rng) for _ in range(self.method.test_draws)]
-        return {"params": np.stack(params), "u0": np.stack([fam.initial_values(p) for p in params]),
-                "truth": np.stack([fam.truth(p) for p in params])}
+        return {
+            "params": np.stack(params),
+            "u0": np.stack([fam.initial_values(p) for p in params]),
+            "truth": np.stack([fam.truth(p) for p in params]),
+        }
 
     def resolved(self):
-        return {"parameters": parameter_count(self), "grid": [self.nx, self.nt],
-                "experts": list(self.experts) if self.experts else None}
+        return {
+            "parameters": parameter_count(self),
+            "grid": [self.nx, self.nt],
+            "experts": list(self.experts) if self.experts else None,
+        }
 
     def export(self, out, resolution: int, sample: int | None = None):
         """``test_<k>.vti`` per test input (``sample``, or the first three) over the (x, t) grid:
         prediction, truth, error and the expert index; and ``field.png``."""
         from .export import export_initial_family
+
         return export_initial_family(self, out, [sample] if sample is not None else None)

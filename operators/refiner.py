@@ -10,6 +10,7 @@ trajectory, with no data, refine a trained ST-FNO's output by the equation's res
    of the predicted trajectory with the last input frame in front (so the first output frame
    has a time derivative).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,14 +28,23 @@ def grow(conv: SpectralConv, modes, gain: float = 1e-6) -> SpectralConv:
     each corner block, the new modes small random (``gain``)."""
     modes = tuple(positive_int("modes", m) for m in modes)
     if len(modes) != len(conv.modes) or any(m < o for m, o in zip(modes, conv.modes)):
-        fail("modes", modes, f"must be at least the trained layer's {conv.modes} in every axis",
-             f"pass e.g. {tuple(2 * m for m in conv.modes)}")
+        fail(
+            "modes",
+            modes,
+            f"must be at least the trained layer's {conv.modes} in every axis",
+            f"pass e.g. {tuple(2 * m for m in conv.modes)}",
+        )
     new = SpectralConv(conv.in_channels, conv.out_channels, modes, bias=conv.bias_scale or 0.0)
     new = new.to(conv.weight.device)
     with torch.no_grad():
-        new.weight.copy_(gain * torch.complex(torch.rand_like(new.weight.real), torch.rand_like(new.weight.real)))
+        new.weight.copy_(
+            gain * torch.complex(torch.rand_like(new.weight.real), torch.rand_like(new.weight.real))
+        )
         for c, signs in enumerate(conv.corners):
-            dst = tuple(slice(0, o) if s > 0 else slice(m - o, m) for s, o, m in zip(signs, conv.modes[:-1], modes[:-1]))
+            dst = tuple(
+                slice(0, o) if s > 0 else slice(m - o, m)
+                for s, o, m in zip(signs, conv.modes[:-1], modes[:-1])
+            )
             dst += (slice(0, conv.modes[-1]),)
             new.weight[(c, slice(None), slice(None), *dst)] = conv.weight[c]
             if conv.bias is not None:
@@ -42,8 +52,20 @@ def grow(conv: SpectralConv, modes, gain: float = 1e-6) -> SpectralConv:
     return new
 
 
-def refine(net, inputs: torch.Tensor, residual, *, frame_dt: float, modes, out_steps: int,
-           iterations: int = 100, lr: float = 1e-3, bias_lr: float = 1e-2, substeps: int = 1, callback=None):
+def refine(
+    net,
+    inputs: torch.Tensor,
+    residual,
+    *,
+    frame_dt: float,
+    modes,
+    out_steps: int,
+    iterations: int = 100,
+    lr: float = 1e-3,
+    bias_lr: float = 1e-2,
+    substeps: int = 1,
+    callback=None,
+):
     """Fine-tune ``net``'s output layer on the H⁻¹ residual of its prediction from ``inputs``
     (B, T_in, n, n). ``residual(trajectory, dt)`` is the equation's residual of (B, T, n, n)
     frames ``dt`` apart. ``substeps`` > 1 evaluates the residual on the prediction sampled that
@@ -59,14 +81,14 @@ def refine(net, inputs: torch.Tensor, residual, *, frame_dt: float, modes, out_s
     if conv.bias is not None:
         groups.append({"params": [conv.bias], "lr": bias_lr})
     opt = torch.optim.Adam(groups)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)      # settles at the end
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)  # settles at the end
     history = []
 
     def loss_of(conv):
         pred = net.head(latent, inputs, out_steps, conv, substeps=substeps)
         traj = torch.cat([inputs[:, -1:], pred], dim=1)
         dt = frame_dt / substeps
-        return pred[:, substeps - 1::substeps], h_minus_one_squared(residual(traj, dt), dt).mean()
+        return pred[:, substeps - 1 :: substeps], h_minus_one_squared(residual(traj, dt), dt).mean()
 
     for it in range(iterations):
         opt.zero_grad(set_to_none=True)
@@ -83,9 +105,21 @@ def refine(net, inputs: torch.Tensor, residual, *, frame_dt: float, modes, out_s
     return pred, copy.deepcopy(conv), history
 
 
-def finetune_run(run_dir, *, sample: int = 0, resolution: int | None = None, iterations: int = 1000,
-                 modes: int | None = None, modes_t: int | None = None, lr: float = 1e-3, bias_lr: float = 1e-2,
-                 substeps: int = 1, out=None, device="auto", progress: bool = True) -> dict:
+def finetune_run(
+    run_dir,
+    *,
+    sample: int = 0,
+    resolution: int | None = None,
+    iterations: int = 1000,
+    modes: int | None = None,
+    modes_t: int | None = None,
+    lr: float = 1e-3,
+    bias_lr: float = 1e-2,
+    substeps: int = 1,
+    out=None,
+    device="auto",
+    progress: bool = True,
+) -> dict:
     """``pdeml finetune``: Spectral-Refiner on test trajectory ``sample`` of an ST-FNO run, at
     ``resolution`` (default: twice the data's). The truth at that resolution is our solver's,
     from the sample's initial vorticity interpolated to the finer grid (exact: it is
@@ -103,47 +137,94 @@ def finetune_run(run_dir, *, sample: int = 0, resolution: int | None = None, ite
     from pdeml.run import load_run
 
     from .stfno import STFNONet
+
     case, backend = load_run(run_dir, device)
     if not isinstance(backend.net, STFNONet):
-        fail("RUN", str(run_dir), f"holds a {type(backend.net).__name__}, not an ST-FNO", "fine-tune an nse_stfno run")
+        fail(
+            "RUN",
+            str(run_dir),
+            f"holds a {type(backend.net).__name__}, not an ST-FNO",
+            "fine-tune an nse_stfno run",
+        )
     family, method = case.problem, case.method
     with Dataset(method.data.path) as ds:
         test = list(ds.test)
         if not 0 <= sample < len(test):
-            fail("--sample", sample, f"is not a test sample (the split has {len(test)})", f"pass 0..{len(test) - 1}")
+            fail(
+                "--sample",
+                sample,
+                f"is not a test sample (the split has {len(test)})",
+                f"pass 0..{len(test) - 1}",
+            )
         w0 = ds[test[sample]]["w"][0].double()
     n = w0.shape[-1]
     resolution = 2 * n if resolution is None else positive_int("--resolution", resolution)
     fine_family = family.at_resolution(resolution)
-    fine = fine_family.trajectory(interpolate(w0, resolution)[None]).to(backend.device, torch.float32)
+    fine = fine_family.trajectory(interpolate(w0, resolution)[None]).to(
+        backend.device, torch.float32
+    )
     t_in, t_out = method.t_in, method.t_out
-    inputs, truth = fine[:, :t_in], fine[:, t_in:t_in + t_out]
+    inputs, truth = fine[:, :t_in], fine[:, t_in : t_in + t_out]
     net = backend.net
     old = net.out_conv.modes
-    limit_t = 1 + net.latent_steps                # the cached latent's time grid (twice that, padded) holds 2 more
-    grown = ((modes or max(old[0], resolution // 3)),) * 2 + ((modes_t or max(old[2], min(2 * old[2], limit_t))),)
+    limit_t = (
+        1 + net.latent_steps
+    )  # the cached latent's time grid (twice that, padded) holds 2 more
+    grown = ((modes or max(old[0], resolution // 3)),) * 2 + (
+        (modes_t or max(old[2], min(2 * old[2], limit_t))),
+    )
 
     def residual(w, dt=family.frame_dt):
         return fine_family.residual(w.double(), dt).to(w.dtype)
 
     def measures(pred):
         traj = torch.cat([inputs[:, -1:], pred], dim=1)
-        return {"h_minus_one": float(h_minus_one_squared(residual(traj), family.frame_dt).sqrt().mean()),
-                "relative_l2": float((pred - truth).norm() / truth.norm())}
+        return {
+            "h_minus_one": float(
+                h_minus_one_squared(residual(traj), family.frame_dt).sqrt().mean()
+            ),
+            "relative_l2": float((pred - truth).norm() / truth.norm()),
+        }
 
     with torch.no_grad():
         first = net(inputs, out_steps=t_out)
     out = Path(out) if out is not None else Path(run_dir) / f"finetune_{sample:03d}"
     from tqdm.auto import tqdm
-    with rundir.session(out) as out, tqdm(total=iterations, desc="refine", disable=not progress, unit="it") as bar:
+
+    with (
+        rundir.session(out) as out,
+        tqdm(total=iterations, desc="refine", disable=not progress, unit="it") as bar,
+    ):
+
         def tick(it, loss):
             bar.update(1)
             bar.set_postfix_str(f"H-1^2 {loss:.2e}", refresh=False)
-        pred, _, history = refine(net, inputs, residual, frame_dt=family.frame_dt, modes=grown, out_steps=t_out,
-                                  iterations=iterations, lr=lr, bias_lr=bias_lr, substeps=substeps, callback=tick)
-        report = {"sample": sample, "resolution": resolution, "modes": list(grown), "iterations": iterations,
-                  "lr": lr, "bias_lr": bias_lr, "substeps": substeps,
-                  "before": measures(first), "after": measures(pred.detach()), "loss": history}
+
+        pred, _, history = refine(
+            net,
+            inputs,
+            residual,
+            frame_dt=family.frame_dt,
+            modes=grown,
+            out_steps=t_out,
+            iterations=iterations,
+            lr=lr,
+            bias_lr=bias_lr,
+            substeps=substeps,
+            callback=tick,
+        )
+        report = {
+            "sample": sample,
+            "resolution": resolution,
+            "modes": list(grown),
+            "iterations": iterations,
+            "lr": lr,
+            "bias_lr": bias_lr,
+            "substeps": substeps,
+            "before": measures(first),
+            "after": measures(pred.detach()),
+            "loss": history,
+        }
         rundir.write_json(out / "finetune.json", report)
         p, y = pred.detach()[0].cpu().numpy(), truth[0].cpu().numpy()
         from .export import plot_trajectory, write_series
@@ -151,5 +232,6 @@ def finetune_run(run_dir, *, sample: int = 0, resolution: int | None = None, ite
         def pictures():
             write_series(out, "refined", p, y, t_in * family.frame_dt, family.frame_dt)
             plot_trajectory(p, y, t_in, family.frame_dt, out / "finetune.png")
+
         rundir.guard_disk(out, pictures)
     return report

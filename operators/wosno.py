@@ -31,10 +31,12 @@ the same operator trained on the 5-point residual :math:`-\Delta_h u_\theta - f`
 nodes whose stencil is inside, plus :math:`u_\theta = g` at ``16n`` boundary points read by
 bilinear interpolation: with ``4n`` the discrete problem is rank-deficient, its minimum-norm
 solution off by 20-80%; with ``16n`` it has full rank, and its own error against the truth, the
-floor of this baseline, is measured in ``tests/benchmarks/bench_wosno.py``), or ``"truth"`` (supervised on the finite-element truth: the bound
+floor of this baseline, is measured in ``tests/benchmarks/bench_wosno.py``), or ``"truth"``
+(supervised on the finite-element truth: the bound
 neither can beat). The error is measured against the family's finite-element truth on
 ``test_domains`` fixed draws.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,11 +69,27 @@ class DomainDraws(EpochSampler):
     (``"target"``: the running means, or the truth; ``"std_error"``: the means' standard errors).
     """
 
-    def __init__(self, domains: int = 64, batch_size: int = 8, *, targets: str = "wos", walks: int = 10,
-                 epsilon: float = 1e-3, progress: bool = False):
-        self.domains, self.batch_size = positive_int("domains", domains), positive_int("batch_size", batch_size)
+    def __init__(
+        self,
+        domains: int = 64,
+        batch_size: int = 8,
+        *,
+        targets: str = "wos",
+        walks: int = 10,
+        epsilon: float = 1e-3,
+        progress: bool = False,
+    ):
+        self.domains, self.batch_size = (
+            positive_int("domains", domains),
+            positive_int("batch_size", batch_size),
+        )
         if self.batch_size > self.domains:
-            fail("batch_size", batch_size, f"exceeds the {domains} training domains", f"pass at most {domains}")
+            fail(
+                "batch_size",
+                batch_size,
+                f"exceeds the {domains} training domains",
+                f"pass at most {domains}",
+            )
         if targets not in TARGETS:
             fail("targets", targets, "is not a WoS-NO target", f"pass one of {TARGETS}")
         self.targets, self.walks = targets, positive_int("walks", walks)
@@ -79,6 +97,7 @@ class DomainDraws(EpochSampler):
 
     def _start(self):
         from tqdm.auto import tqdm
+
         fam = self.problem
         self.draws = [fam.draw(self.rng) for _ in range(self.domains)]
         feats = [fam.features(d) for d in self.draws]
@@ -87,15 +106,24 @@ class DomainDraws(EpochSampler):
         self.params = np.stack([d.vector() for d in self.draws])
         n = self.inside.shape[1:]
         if self.targets == "truth":
-            self.truth = np.stack([fam.truth(d, m) for d, m in tqdm(zip(self.draws, self.inside), total=self.domains,
-                                                                     desc="truth", disable=not self.progress)])
+            self.truth = np.stack(
+                [
+                    fam.truth(d, m)
+                    for d, m in tqdm(
+                        zip(self.draws, self.inside),
+                        total=self.domains,
+                        desc="truth",
+                        disable=not self.progress,
+                    )
+                ]
+            )
         if self.targets == "wos":
-            self.sums = np.zeros((self.domains, 2, *n))          # sum and sum of squares of the walks
+            self.sums = np.zeros((self.domains, 2, *n))  # sum and sum of squares of the walks
             self.count = np.zeros(self.domains, dtype=np.int64)
             self._points = fam.grid()
         self._start_order()
 
-    sharded_terms = ("data",)          # under torchrun each rank walks and reads its own domains
+    sharded_terms = ("data",)  # under torchrun each rank walks and reads its own domains
 
     def _items(self):
         return self.domains
@@ -104,12 +132,14 @@ class DomainDraws(EpochSampler):
         """``walks`` fresh walks (stream ``seed``) from every inside point of domain ``k``: their
         sum and sum of squares, (2, n, n), 0 outside."""
         from pdeml.solvers.wos import WalkOnSpheres
+
         inside = self.inside[k]
         solver = WalkOnSpheres(walks=self.walks, epsilon=self.epsilon).build(
-            self.problem.wos_problem(self.draws[k]), seed=seed, dtype=torch.float64)
+            self.problem.wos_problem(self.draws[k]), seed=seed, dtype=torch.float64
+        )
         s = solver.estimate(self._points[inside], samples=True)["samples"]
         out = np.zeros((2, *inside.shape))
-        out[0][inside], out[1][inside] = s.sum(1), (s ** 2).sum(1)
+        out[0][inside], out[1][inside] = s.sum(1), (s**2).sum(1)
         return out
 
     def _fold(self, idx: np.ndarray) -> None:
@@ -117,11 +147,12 @@ class DomainDraws(EpochSampler):
         (one generator, the same on all ranks); under torchrun each walks only its own domains
         (:meth:`_own`) and the ranks gather the new sums, so every rank holds all of them: the
         walks, and so the targets, of one process."""
-        seeds = {int(k): int(self.rng.integers(2 ** 31)) for k in idx}
+        seeds = {int(k): int(self.rng.integers(2**31)) for k in idx}
         own = self._own(idx)
         new = np.stack([self._walk(int(k), seeds[int(k)]) for k in own])
         if len(own) < len(idx):
             from pdeml.distributed import all_gather_rows
+
             new = all_gather_rows(torch.as_tensor(new), self.world).numpy()
         self.sums[idx] += new
         self.count[idx] += self.walks
@@ -130,7 +161,7 @@ class DomainDraws(EpochSampler):
         """The running means and their standard errors of domains ``idx`` (0 outside)."""
         m = self.count[idx].reshape(-1, 1, 1).astype(float)
         mean = self.sums[idx, 0] / m
-        var = np.maximum(self.sums[idx, 1] - m * mean ** 2, 0) / np.maximum(m - 1, 1)
+        var = np.maximum(self.sums[idx, 1] - m * mean**2, 0) / np.maximum(m - 1, 1)
         return mean, np.sqrt(var / m)
 
     def _read(self, idx, fresh) -> dict:
@@ -140,7 +171,11 @@ class DomainDraws(EpochSampler):
         if self.targets == "wos" and fresh:
             self._fold(idx)
         idx = self._own(idx)
-        out = {"features": self.features[idx], "inside": self.inside[idx].astype(float), "params": self.params[idx]}
+        out = {
+            "features": self.features[idx],
+            "inside": self.inside[idx].astype(float),
+            "params": self.params[idx],
+        }
         if self.targets == "wos":
             out["target"], out["std_error"] = self.statistics(idx)
         elif self.targets == "truth":
@@ -148,15 +183,21 @@ class DomainDraws(EpochSampler):
         return {"data": out}
 
     def _extra_state(self):
-        return {"sums": torch.as_tensor(self.sums), "count": torch.as_tensor(self.count)} \
-            if self.targets == "wos" else {}
+        return (
+            {"sums": torch.as_tensor(self.sums), "count": torch.as_tensor(self.count)}
+            if self.targets == "wos"
+            else {}
+        )
 
     def _load_extra_state(self, state):
         if self.targets == "wos":
             self.sums, self.count = state["sums"].numpy().copy(), state["count"].numpy().copy()
 
     def __repr__(self):
-        return f"DomainDraws({self.domains}, {self.batch_size}, targets={self.targets!r}, walks={self.walks})"
+        return (
+            f"DomainDraws({self.domains}, {self.batch_size}, targets={self.targets!r}, "
+            f"walks={self.walks})"
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -189,30 +230,60 @@ class WoSNO(AbstractMethod):
 
     def __post_init__(self):
         if self.weighting not in ("none", "std_error"):
-            fail("weighting", self.weighting, "is not a WoS-NO weighting", 'pass "none" or "std_error"')
+            fail(
+                "weighting",
+                self.weighting,
+                "is not a WoS-NO weighting",
+                'pass "none" or "std_error"',
+            )
         if self.weighting == "std_error" and self.targets != "wos":
-            fail("weighting", self.weighting, f"needs walk-on-spheres targets, not {self.targets!r}",
-                 'pass targets="wos" or weighting="none"')
+            fail(
+                "weighting",
+                self.weighting,
+                f"needs walk-on-spheres targets, not {self.targets!r}",
+                'pass targets="wos" or weighting="none"',
+            )
         for k in ("modes", "width", "layers", "test_domains"):
             positive_int(k, getattr(self, k))
-        self.sampler()                                 # validates domains, batch_size, targets, walks
+        self.sampler()  # validates domains, batch_size, targets, walks
 
     def sampler(self, progress: bool = False) -> DomainDraws:
-        return DomainDraws(self.domains, self.batch_size, targets=self.targets, walks=self.walks,
-                           epsilon=self.epsilon, progress=progress)
+        return DomainDraws(
+            self.domains,
+            self.batch_size,
+            targets=self.targets,
+            walks=self.walks,
+            epsilon=self.epsilon,
+            progress=progress,
+        )
 
-    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "DomainOperator":
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> DomainOperator:
         needs = ("draw", "features", "truth", "wos_problem", "boundary_samples", "grid")
         if not isinstance(problem, AbstractFamily) or not all(hasattr(problem, k) for k in needs):
-            fail("problem", type(problem).__name__, "is not a family of domains",
-                 f"pass a family with {', '.join(needs)} (cases/_star_poisson.StarFamily)")
+            fail(
+                "problem",
+                type(problem).__name__,
+                "is not a family of domains",
+                f"pass a family with {', '.join(needs)} (cases/_star_poisson.StarFamily)",
+            )
         n = problem.grid().shape[0]
         if self.modes > n // 2:
-            fail("modes", self.modes, f"exceed what the {n} x {n} grid holds ({n // 2})", f"pass at most {n // 2}")
+            fail(
+                "modes",
+                self.modes,
+                f"exceed what the {n} x {n} grid holds ({n // 2})",
+                f"pass at most {n // 2}",
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = FNO(3, 1, (self.modes, self.modes), width=self.width, layers=self.layers,
-                      padding=(max(1, n // 8),) * 2)
+            net = FNO(
+                3,
+                1,
+                (self.modes, self.modes),
+                width=self.width,
+                layers=self.layers,
+                padding=(max(1, n // 8),) * 2,
+            )
         return _cast(DomainOperator(problem, net, self), dtype).to(device)
 
 
@@ -224,16 +295,29 @@ def relative_l2_masked(pred, target, mask, weight=None) -> torch.Tensor:
 
 
 def five_point_residual(u, f, inside, h: float):
-    """:math:`-\\Delta_h u - f` at the inside nodes whose four neighbours are inside, and that mask."""
-    lap = (u[..., 2:, 1:-1] + u[..., :-2, 1:-1] + u[..., 1:-1, 2:] + u[..., 1:-1, :-2] - 4 * u[..., 1:-1, 1:-1]) / h ** 2
-    m = inside[..., 1:-1, 1:-1] * inside[..., 2:, 1:-1] * inside[..., :-2, 1:-1] * inside[..., 1:-1, 2:] \
+    """:math:`-\\Delta_h u - f` at the inside nodes whose four neighbours are inside, and that
+    mask."""
+    lap = (
+        u[..., 2:, 1:-1]
+        + u[..., :-2, 1:-1]
+        + u[..., 1:-1, 2:]
+        + u[..., 1:-1, :-2]
+        - 4 * u[..., 1:-1, 1:-1]
+    ) / h**2
+    m = (
+        inside[..., 1:-1, 1:-1]
+        * inside[..., 2:, 1:-1]
+        * inside[..., :-2, 1:-1]
+        * inside[..., 1:-1, 2:]
         * inside[..., 1:-1, :-2]
+    )
     return (-lap - f[..., 1:-1, 1:-1]) * m, m
 
 
 def bilinear(u, x, half: float):
-    """``u`` (B, n, n) on the cell centres of [-half, half]², indexed [x, y], at points ``x`` (B, k, 2)."""
-    grid = (x / half).flip(-1)[:, None]              # grid_sample: last axis (width) first
+    """``u`` (B, n, n) on the cell centres of [-half, half]², indexed [x, y], at points ``x`` (B,
+    k, 2)."""
+    grid = (x / half).flip(-1)[:, None]  # grid_sample: last axis (width) first
     return F.grid_sample(u[:, None], grid, mode="bilinear", align_corners=False)[:, 0, 0]
 
 
@@ -261,8 +345,10 @@ class DomainOperator(FixedTestSet, AbstractTrainable):
         if self.method.targets == "residual":
             r, m = five_point_residual(pred, d["features"][:, 2], inside, self.h)
             xb, gb = self.problem.boundary_samples(d["params"], BOUNDARY_POINTS * self.n)
-            return {"pde": (r ** 2).sum() / m.sum().clamp_min(1),
-                    "boundary": ((bilinear(pred, xb, self.problem.half) - gb) ** 2).mean()}
+            return {
+                "pde": (r**2).sum() / m.sum().clamp_min(1),
+                "boundary": ((bilinear(pred, xb, self.problem.half) - gb) ** 2).mean(),
+            }
         weight = None
         if self.method.weighting == "std_error":
             var = d["std_error"] ** 2
@@ -273,7 +359,12 @@ class DomainOperator(FixedTestSet, AbstractTrainable):
     def batches(self, sampler, rng):
         sampler = sampler if sampler is not None else self.method.sampler()
         if not isinstance(sampler, DomainDraws):
-            fail("sampler", sampler, "is not a DomainDraws", "leave it out (WoS-NO draws its own domains)")
+            fail(
+                "sampler",
+                sampler,
+                "is not a DomainDraws",
+                "leave it out (WoS-NO draws its own domains)",
+            )
         return sampler.init(self.problem, rng)
 
     @torch.no_grad()
@@ -281,8 +372,15 @@ class DomainOperator(FixedTestSet, AbstractTrainable):
         """Solutions (B, n, n) at features ``x`` (B, 3, n, n); 0 outside (distance channel <= 0)."""
         x = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
         if x.ndim != 4 or x.shape[1:] != (3, self.n, self.n):
-            fail("x", tuple(x.shape), f"is not (B, 3, {self.n}, {self.n}) features", "pass family.features(draw)[0] stacked")
-        out = np.concatenate([self(x[i:i + chunk]).double().cpu().numpy() for i in range(0, len(x), chunk)])
+            fail(
+                "x",
+                tuple(x.shape),
+                f"is not (B, 3, {self.n}, {self.n}) features",
+                "pass family.features(draw)[0] stacked",
+            )
+        out = np.concatenate(
+            [self(x[i : i + chunk]).double().cpu().numpy() for i in range(0, len(x), chunk)]
+        )
         return out * (np.asarray(x[:, 1].cpu()) > 0)
 
     def _make_test_set(self, rng) -> dict:
@@ -291,8 +389,12 @@ class DomainOperator(FixedTestSet, AbstractTrainable):
         draws = [fam.draw(rng) for _ in range(self.method.test_domains)]
         feats = [fam.features(d) for d in draws]
         inside = np.stack([m for _, m in feats])
-        return {"features": np.stack([f for f, _ in feats]), "inside": inside, "draws": draws,
-                "truth": np.stack([fam.truth(d, m) for d, m in zip(draws, inside)])}
+        return {
+            "features": np.stack([f for f, _ in feats]),
+            "inside": inside,
+            "draws": draws,
+            "truth": np.stack([fam.truth(d, m) for d, m in zip(draws, inside)]),
+        }
 
     def resolved(self):
         return {"parameters": parameter_count(self), "grid": self.n}
@@ -302,6 +404,7 @@ class DomainOperator(FixedTestSet, AbstractTrainable):
         finite-element truth, the error, and a walk-on-spheres solve with ``walks`` walks (its
         mean and standard error) at the inside cell centres; and ``field.png``."""
         from .export import export_domains
+
         return export_domains(self, out, [sample] if sample is not None else None, walks)
 
 
@@ -317,12 +420,18 @@ def physics_floor(family, draw) -> tuple[np.ndarray, int, int]:
 
     def residual(u):
         r, mask = five_point_residual(u.reshape(1, n, n), f, m, 2 * family.half / n)
-        return torch.cat([r[mask > 0], (bilinear(u.reshape(1, n, n), xb, family.half) - gb).reshape(-1)])
+        return torch.cat(
+            [r[mask > 0], (bilinear(u.reshape(1, n, n), xb, family.half) - gb).reshape(-1)]
+        )
 
     zero = torch.zeros(n * n, dtype=torch.float64)
-    A = torch.autograd.functional.jacobian(residual, zero)          # the loss is linear in u
+    A = torch.autograd.functional.jacobian(residual, zero)  # the loss is linear in u
     used = A.abs().sum(0) > 0
     sol = torch.linalg.lstsq(A[:, used], -residual(zero)[:, None], driver="gelsd").solution[:, 0]
     u = torch.zeros(n * n, dtype=torch.float64)
     u[used] = sol
-    return u.reshape(n, n).numpy() * inside, int(torch.linalg.matrix_rank(A[:, used])), int(used.sum())
+    return (
+        u.reshape(n, n).numpy() * inside,
+        int(torch.linalg.matrix_rank(A[:, used])),
+        int(used.sum()),
+    )

@@ -13,14 +13,24 @@ One import root: the methods live in subpackages that load when first named, so 
 ``import pdeml`` stays light and the core never imports a method (``pl.PINN``,
 ``pl.samplers.R3``, ``pl.operators.STFNO``, ``pl.families.StarFamily``).
 """
+
 import importlib as _importlib
 from typing import TYPE_CHECKING
+
 from . import derivatives, geometry, nn, pde
 from .backend import AbstractBackend, AbstractLeastSquares, AbstractMethod, AbstractTrainable
 from .callbacks import AbstractCallback, EarlyStopping, HistoryCSV, ProgressBar
 from .combine import AbstractCombiner, ConFIG, GradNorm, MConFIG, PCGrad, Sum
-from .conditions import (AbstractCondition, Data, Dirichlet, Initial, Neumann, Operator, Periodic,
-                         Robin)
+from .conditions import (
+    AbstractCondition,
+    Data,
+    Dirichlet,
+    Initial,
+    Neumann,
+    Operator,
+    Periodic,
+    Robin,
+)
 from .device import resolve_device
 from .field import Field
 from .fit import DivergenceError, FitResult, fit, relative_l2
@@ -37,7 +47,7 @@ _SUBPACKAGES = ("solvers", "operators", "samplers", "families", "cases")
 #: root names -> the subpackage that defines them (the methods a case names most)
 _METHODS = {"PINN": "solvers", "HardConstraint": "solvers", "WalkOnSpheres": "solvers"}
 
-if TYPE_CHECKING:                       # what the lazy names are, for type checkers and editors
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from . import cases, families, operators, samplers, solvers
     from .solvers import PINN, HardConstraint, WalkOnSpheres
 
@@ -55,11 +65,56 @@ def __dir__() -> list:
     return sorted({*globals(), *_SUBPACKAGES, *_METHODS})
 
 
-__all__ = ["geometry", "nn", "derivatives", "pde", "Problem", "Case", "Parameter", "Field",
-           "AbstractCondition", "Dirichlet", "Neumann", "Robin", "Periodic", "Initial", "Data", "Operator",
-           "fit", "FitResult", "DivergenceError", "relative_l2", "Adam", "SGD", "LBFGS", "ENGD", "Sum",
-           "FirstOrder", "OneCycle", "AbstractStepper", "AbstractMethod", "AbstractBackend", "AbstractTrainable",
-           "AbstractLeastSquares", "ConFIG", "MConFIG", "PCGrad", "GradNorm",
-           "AbstractCombiner", "AbstractSampler", "AbstractCallback", "ProgressBar",
-           "HistoryCSV", "EarlyStopping", "resolve_device",
-           "solvers", "operators", "samplers", "families", "cases", "PINN", "HardConstraint", "WalkOnSpheres"]
+__all__ = [
+    "geometry",
+    "nn",
+    "derivatives",
+    "pde",
+    "Problem",
+    "Case",
+    "Parameter",
+    "Field",
+    "AbstractCondition",
+    "Dirichlet",
+    "Neumann",
+    "Robin",
+    "Periodic",
+    "Initial",
+    "Data",
+    "Operator",
+    "fit",
+    "FitResult",
+    "DivergenceError",
+    "relative_l2",
+    "Adam",
+    "SGD",
+    "LBFGS",
+    "ENGD",
+    "Sum",
+    "FirstOrder",
+    "OneCycle",
+    "AbstractStepper",
+    "AbstractMethod",
+    "AbstractBackend",
+    "AbstractTrainable",
+    "AbstractLeastSquares",
+    "ConFIG",
+    "MConFIG",
+    "PCGrad",
+    "GradNorm",
+    "AbstractCombiner",
+    "AbstractSampler",
+    "AbstractCallback",
+    "ProgressBar",
+    "HistoryCSV",
+    "EarlyStopping",
+    "resolve_device",
+    "solvers",
+    "operators",
+    "samplers",
+    "families",
+    "cases",
+    "PINN",
+    "HardConstraint",
+    "WalkOnSpheres",
+]

@@ -1,4 +1,5 @@
 """``python -m pdeml ...`` (and ``torchrun -m pdeml train ...``): the ``pdeml`` command."""
+
 import os
 import sys
 

@@ -1,14 +1,16 @@
 """Small helpers that make every error name the argument, its value and the fix."""
+
 from __future__ import annotations
 
 import errno
 import math
+from typing import NoReturn
 
 import numpy as np
 import torch
 
 
-def fail(name: str, value, problem: str, fix: str, exc=ValueError):
+def fail(name: str, value, problem: str, fix: str, exc=ValueError) -> NoReturn:
     """Raise ``exc`` with the uniform message ``{name}={value!r} {problem}. Fix: {fix}``."""
     text = repr(value)
     if len(text) > 120:
@@ -45,19 +47,23 @@ def column(name: str, t: torch.Tensor, n: int, finite: bool = True) -> torch.Ten
     if not isinstance(t, torch.Tensor):
         raise TypeError(
             f"{name} returned {type(t).__name__}; expected a torch tensor of shape ({n},) or "
-            f"({n}, 1). Fix: build the value from the input tensor with torch operations.")
+            f"({n}, 1). Fix: build the value from the input tensor with torch operations."
+        )
     if t.shape == (n,):
         t = t[:, None]
     elif t.shape != (n, 1):
         raise ValueError(
             f"{name} returned shape {tuple(t.shape)} for {n} points; expected ({n},) or ({n}, 1). "
             "Fix: a common cause is broadcasting an (N,) tensor such as x[:, 0] against an "
-            "(N, 1) tensor such as u.value; use x[:, 0:1] to keep the column shape.")
+            "(N, 1) tensor such as u.value; use x[:, 0:1] to keep the column shape."
+        )
     # under torch.compile the check would split the graph; the eager first call made it, and
     # the training loop stops on any non-finite loss
     if finite and not torch.compiler.is_compiling() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} returned non-finite values (NaN or inf). Fix: check the formula "
-                         "for divisions by zero or overflow on the sampled points.")
+        raise ValueError(
+            f"{name} returned non-finite values (NaN or inf). Fix: check the formula "
+            "for divisions by zero or overflow on the sampled points."
+        )
     return t
 
 
@@ -68,8 +74,13 @@ def guard_disk(out, fn, fix: str | None = None):
         return fn()
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            fix = fix or (f"free space, then `pdeml export {out}` re-writes the VTK files and pictures "
-                          "(metrics.json is written first)")
-            raise OSError(e.errno, f"the disk holding {out} is full while writing results "
-                          f"({e.filename or 'a file'}). Fix: {fix}") from None
+            fix = fix or (
+                f"free space, then `pdeml export {out}` re-writes the VTK files and pictures "
+                "(metrics.json is written first)"
+            )
+            raise OSError(
+                e.errno,
+                f"the disk holding {out} is full while writing results "
+                f"({e.filename or 'a file'}). Fix: {fix}",
+            ) from None
         raise

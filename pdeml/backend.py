@@ -8,10 +8,12 @@ says what else it exports at points (``exports``: residuals, standard errors, ..
 (its training data: collocation points or dataset minibatches), which is all ``fit`` uses. A
 **least-squares** backend exposes its residual vector, which Gauss-Newton steppers need.
 """
+
 from __future__ import annotations
 
 import abc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,19 +28,21 @@ class AbstractMethod(abc.ABC):
     @classmethod
     def cli_options(cls) -> tuple:
         """The ``pdeml train`` options this method owns (:class:`pdeml.options.Option`); none by
-        default. The PINN owns ``--derivatives``, ``--sampler``, ``--compile`` and ``--constraint``."""
+        default. The PINN owns ``--derivatives``, ``--sampler``, ``--compile`` and
+        ``--constraint``."""
         return ()
 
     @abc.abstractmethod
-    def build(self, problem, *, seed: int = 0, dtype: torch.dtype = torch.float32,
-              device="cpu") -> "AbstractBackend":
+    def build(
+        self, problem, *, seed: int = 0, dtype: torch.dtype = torch.float32, device="cpu"
+    ) -> AbstractBackend:
         """The backend that solves ``problem`` (initialized from ``seed``)."""
 
 
 class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
     """A built solver for one problem: ``problem``, ``predict``, ``exports``."""
 
-    problem = None
+    problem: Any = None
     #: the processes of a distributed run (:meth:`distribute`); one process by default
     world: World = World()
 
@@ -62,8 +66,13 @@ class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
         ``(points (N, d), values (N, k))`` where the case has one (None otherwise), and what the
         method reports (walks, iterations, timing). Trainable backends are trained by ``fit``."""
         from ._validate import fail
-        fail("method", type(self).__name__, "neither trains (AbstractTrainable) nor solves",
-             "implement solve(truth) -> metrics in the backend, or train it with `pdeml train`")
+
+        fail(
+            "method",
+            type(self).__name__,
+            "neither trains (AbstractTrainable) nor solves",
+            "implement solve(truth) -> metrics in the backend, or train it with `pdeml train`",
+        )
 
     def resolved(self) -> dict:
         """Choices the build made that the settings left open (for run.json), e.g. the estimator."""
@@ -79,8 +88,14 @@ class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
         (of test trajectory ``sample``, or the first few)."""
         from ._validate import fail
         from .export import export, plot_field
+
         if sample is not None:
-            fail("--sample", sample, "applies to operator runs (a family's test samples)", "leave it out")
+            fail(
+                "--sample",
+                sample,
+                "applies to operator runs (a family's test samples)",
+                "leave it out",
+            )
         files = export(self, out, resolution)
         files.append(plot_field(self, Path(out) / "field.png", min(resolution, 200)))
         return files
@@ -133,7 +148,9 @@ class AbstractTrainable(AbstractBackend):
         backward and update in one graph (:class:`pdeml.steppers.WholeStep`). Default: no."""
         return False
 
-    def step_losses(self, batch: dict, residuals: dict | None = None, draws=()) -> dict[str, torch.Tensor]:
+    def step_losses(
+        self, batch: dict, residuals: dict | None = None, draws=()
+    ) -> dict[str, torch.Tensor]:
         """The per-term losses as the compiled step traces them (uncompiled, with the random
         draws :meth:`draw_ahead` made passed in). Default: :meth:`losses`."""
         return self.losses(batch, residuals)
@@ -147,11 +164,12 @@ class AbstractTrainable(AbstractBackend):
 class AbstractLeastSquares(AbstractTrainable):
     """A trainable backend whose losses are mean squares of residual columns (Gauss-Newton)."""
 
-    exact_residuals: bool = True          # False for stochastic (paired) residual estimates
+    exact_residuals: bool = True  # False for stochastic (paired) residual estimates
 
     @abc.abstractmethod
-    def residual_terms(self, batch: dict, residuals: dict | None = None,
-                       terms=None) -> dict[str, torch.Tensor]:
+    def residual_terms(
+        self, batch: dict, residuals: dict | None = None, terms=None
+    ) -> dict[str, torch.Tensor]:
         """``{term: residual columns (N, k)}``; ``terms`` limits it to some batch keys."""
 
     @abc.abstractmethod

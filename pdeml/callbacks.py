@@ -1,4 +1,5 @@
 """Training callbacks: progress bar, history file, early stopping."""
+
 from __future__ import annotations
 
 import csv
@@ -36,7 +37,9 @@ class ProgressBar(AbstractCallback):
     A line: ``[pdeml] step 1200/5000 (24%) adam loss 3.1e-03 pde 2.9e-03 ... err 1.2e-02 12.3 s``.
     """
 
-    def __init__(self, enabled: bool = True, terms: int = 4, log_every_s: float = 30.0, stream=None):
+    def __init__(
+        self, enabled: bool = True, terms: int = 4, log_every_s: float = 30.0, stream=None
+    ):
         self.enabled, self.terms, self.log_every_s = enabled, terms, log_every_s
         self.stream = stream if stream is not None else sys.stderr
         self.bar, self.last_log, self.last_row = None, None, None
@@ -46,8 +49,14 @@ class ProgressBar(AbstractCallback):
 
     def on_start(self, state):
         if self._terminal():
-            self.bar = tqdm(total=state.total_steps, initial=state.step, dynamic_ncols=True, desc="train",
-                            mininterval=0.5, file=self.stream)
+            self.bar = tqdm(
+                total=state.total_steps,
+                initial=state.step,
+                dynamic_ncols=True,
+                desc="train",
+                mininterval=0.5,
+                file=self.stream,
+            )
         self.last_log = time.perf_counter()
 
     def on_step(self, state):
@@ -74,8 +83,12 @@ class ProgressBar(AbstractCallback):
         self.last_log = time.perf_counter()
         pct = 100 * row["step"] / max(state.total_steps, 1)
         parts = " ".join(f"{k} {_fmt(v)}" for k, v in self._show(state, row).items())
-        print(f"[pdeml] step {row['step']}/{state.total_steps} ({pct:.0f}%) {row['phase']} {parts} "
-              f"{row['wall_time_s']:.1f} s", file=self.stream, flush=True)
+        print(
+            f"[pdeml] step {row['step']}/{state.total_steps} ({pct:.0f}%) {row['phase']} {parts} "
+            f"{row['wall_time_s']:.1f} s",
+            file=self.stream,
+            flush=True,
+        )
 
     def on_end(self, state):
         if self.bar is not None:
@@ -109,9 +122,19 @@ class EarlyStopping(AbstractCallback):
     """Stop when ``monitor`` (a history column, default the total loss) has not improved by a
     relative ``min_delta`` for ``patience`` logged rows, or fell below ``target``."""
 
-    def __init__(self, patience: int = 10, min_delta: float = 1e-3, monitor: str = "loss",
-                 target: float | None = None):
-        self.patience, self.min_delta, self.monitor, self.target = patience, min_delta, monitor, target
+    def __init__(
+        self,
+        patience: int = 10,
+        min_delta: float = 1e-3,
+        monitor: str = "loss",
+        target: float | None = None,
+    ):
+        self.patience, self.min_delta, self.monitor, self.target = (
+            patience,
+            min_delta,
+            monitor,
+            target,
+        )
         self.best, self.bad = math.inf, 0
 
     def on_log(self, state, row):

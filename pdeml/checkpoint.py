@@ -1,4 +1,5 @@
 """Atomic checkpoints that hold only tensors and plain values (``weights_only=True`` loads)."""
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,20 @@ def save(path, payload: dict) -> None:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    guard_disk(path.parent, write, "free space, then continue with --resume (the last complete checkpoint "
-               "is kept: the write goes to a temp file first)")
+
+    guard_disk(
+        path.parent,
+        write,
+        "free space, then continue with --resume (the last complete checkpoint "
+        "is kept: the write goes to a temp file first)",
+    )
 
 
-def load(path, map_location="cpu", missing: str = "train first, or point --out at the run directory "
-                                                 "that holds checkpoint.pt") -> dict:
+def load(
+    path,
+    map_location="cpu",
+    missing: str = "train first, or point --out at the run directory that holds checkpoint.pt",
+) -> dict:
     """A checkpoint's dict (``weights_only=True``); a missing, empty, truncated or foreign file is
     a clear error naming the file (``missing``: the fix to suggest when it does not exist)."""
     path = Path(path)
@@ -40,13 +49,17 @@ def load(path, map_location="cpu", missing: str = "train first, or point --out a
         raise FileNotFoundError(f"checkpoint={str(path)!r} does not exist. Fix: {missing}")
     try:
         saved = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:                 # truncated, random bytes, a foreign pickle, ...
-        raise ValueError(f"checkpoint={str(path)!r} cannot be read: it is empty, truncated or not a pdeml "
-                         f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}). "
-                         "Fix: delete it and train again without --resume (or restore a copy)") from None
+    except Exception as e:  # truncated, random bytes, a foreign pickle, ...
+        raise ValueError(
+            f"checkpoint={str(path)!r} cannot be read: it is empty, truncated or not a pdeml "
+            f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}). "
+            "Fix: delete it and train again without --resume (or restore a copy)"
+        ) from None
     if not isinstance(saved, dict):
-        raise ValueError(f"checkpoint={str(path)!r} holds a {type(saved).__name__}, not a pdeml checkpoint. "
-                         "Fix: delete it and train again without --resume")
+        raise ValueError(
+            f"checkpoint={str(path)!r} holds a {type(saved).__name__}, not a pdeml checkpoint. "
+            "Fix: delete it and train again without --resume"
+        )
     return saved
 
 
@@ -62,6 +75,8 @@ def check_format(saved: dict, path, expected: int) -> None:
     """A checkpoint of another layout is a clear error, not a KeyError later."""
     found = saved.get("format") if isinstance(saved, dict) else None
     if found != expected:
-        raise ValueError(f"checkpoint={str(path)!r} has layout {found!r}, this pdeml writes {expected} "
-                         "(it was written by another version). Fix: start a new run directory, or "
-                         "train again without --resume")
+        raise ValueError(
+            f"checkpoint={str(path)!r} has layout {found!r}, this pdeml writes {expected} "
+            "(it was written by another version). Fix: start a new run directory, or "
+            "train again without --resume"
+        )

@@ -4,6 +4,7 @@ The seam for gradient-combination methods (ConFIG, PCGrad, ... in the optimizer 
 ``backward`` receives the named per-term losses and the trainable parameters and must leave
 the combined gradient in ``p.grad``. ``total`` gives the scalar objective for line searches.
 """
+
 from __future__ import annotations
 
 import abc
@@ -26,7 +27,7 @@ class AbstractCombiner(abc.ABC):
     #: per-term gradients, no state that changes (:class:`pdeml.steppers.WholeStep`)
     in_graph: bool = False
 
-    def init(self, names, world: World | None = None) -> "AbstractCombiner":
+    def init(self, names, world: World | None = None) -> AbstractCombiner:
         """A run of this rule for the loss terms ``names`` (in the backend's order). On several
         processes (``world``) every gradient it builds from is first averaged over the ranks, so
         the rule sees the global per-term gradients (:mod:`pdeml.distributed`)."""
@@ -61,7 +62,7 @@ class Sum(AbstractCombiner):
         >>> Sum()          # the default; loss weights are the case's ``weights``
     """
 
-    in_graph = True                      # the compiled step differentiates the sum itself
+    in_graph = True  # the compiled step differentiates the sum itself
 
     def total(self, losses):
         return sum(losses.values())
@@ -84,7 +85,9 @@ def term_gradients(losses: dict, params: list, names=None) -> torch.Tensor:
     names = list(losses) if names is None else list(names)
     rows = []
     for k, name in enumerate(names):
-        gs = torch.autograd.grad(losses[name], params, retain_graph=k < len(names) - 1, materialize_grads=True)
+        gs = torch.autograd.grad(
+            losses[name], params, retain_graph=k < len(names) - 1, materialize_grads=True
+        )
         rows.append(torch.cat([g.reshape(-1) for g in gs]))
     return torch.stack(rows)
 
@@ -94,7 +97,7 @@ def set_gradient(params: list, flat: torch.Tensor) -> None:
     i = 0
     for p in params:
         n = p.numel()
-        p.grad = flat[i:i + n].view_as(p).to(p.dtype).clone()
+        p.grad = flat[i : i + n].view_as(p).to(p.dtype).clone()
         i += n
 
 
@@ -109,7 +112,9 @@ def config_direction(G: torch.Tensor) -> torch.Tensor:
     conflict-free training of physics informed neural networks", ICLR 2025.
     """
     norms = G.norm(dim=1, keepdim=True)
-    units = torch.where(norms > 0, G / norms.clamp_min(torch.finfo(G.dtype).tiny), torch.zeros_like(G))
+    units = torch.where(
+        norms > 0, G / norms.clamp_min(torch.finfo(G.dtype).tiny), torch.zeros_like(G)
+    )
     gu = torch.linalg.pinv(units) @ torch.ones(len(G), dtype=G.dtype, device=G.device)
     gu_hat = gu / gu.norm().clamp_min(torch.finfo(G.dtype).tiny)
     return (G @ gu_hat).sum() * gu_hat
@@ -123,7 +128,7 @@ def pcgrad_direction(G: torch.Tensor, order=None) -> torch.Tensor:
     m = len(G)
     out = G.clone()
     for i in range(m):
-        for j in (order if order is not None else range(m)):
+        for j in order if order is not None else range(m):
             if j == i:
                 continue
             dot = out[i] @ G[j]
@@ -187,7 +192,7 @@ class PCGrad(_PerTerm):
         return {"gen": self.gen.get_state()}
 
     def load_state_dict(self, state):
-        if "gen" in state:               # checkpoints from before combiners had state have none
+        if "gen" in state:  # checkpoints from before combiners had state have none
             self.gen.set_state(state["gen"])
 
     def __repr__(self):
@@ -212,7 +217,11 @@ class GradNorm(_PerTerm):
     def direction(self, G, losses):
         norms = G.norm(dim=1).clamp_min(torch.finfo(G.dtype).tiny)
         target = norms.sum() / norms
-        self.weights = target if self.weights is None else self.alpha * self.weights + (1 - self.alpha) * target
+        self.weights = (
+            target
+            if self.weights is None
+            else self.alpha * self.weights + (1 - self.alpha) * target
+        )
         return self.weights @ G
 
     def state_dict(self):
@@ -248,28 +257,32 @@ class MConFIG(_PerTerm):
     def backward(self, losses, params):
         names = self.names
         st = self.state
-        i = int(st["seen"].sum()) % len(names) if "seen" in st else 0      # terms in turn
+        i = int(st["seen"].sum()) % len(names) if "seen" in st else 0  # terms in turn
         g = term_gradients(losses, params, [names[i]])[0]
         all_mean_([g], self.world)
         if "m" not in st:
-            st.update(m=torch.zeros(len(names), len(g), dtype=g.dtype, device=g.device),
-                      seen=torch.zeros(len(names), dtype=torch.long), t=torch.zeros((), dtype=torch.long),
-                      fake_m=torch.zeros_like(g), s=torch.zeros_like(g))
+            st.update(
+                m=torch.zeros(len(names), len(g), dtype=g.dtype, device=g.device),
+                seen=torch.zeros(len(names), dtype=torch.long),
+                t=torch.zeros((), dtype=torch.long),
+                fake_m=torch.zeros_like(g),
+                s=torch.zeros_like(g),
+            )
         b1, b2 = self.beta1, self.beta2
         st["m"][i] = b1 * st["m"][i] + (1 - b1) * g
         st["seen"][i] += 1
         if bool((st["seen"] == 0).any()):
-            set_gradient(params, torch.zeros_like(g))          # wait until every term was seen
+            set_gradient(params, torch.zeros_like(g))  # wait until every term was seen
             return self.total(losses).detach()
         st["t"] += 1
         t = int(st["t"])
         m_hat = st["m"] / (1 - b1 ** st["seen"].to(g.dtype)).unsqueeze(1)
         d = config_direction(m_hat)
-        fake_m = d * (1 - b1 ** t)
+        fake_m = d * (1 - b1**t)
         fake_g = (fake_m - b1 * st["fake_m"]) / (1 - b1)
         st["fake_m"] = fake_m
-        st["s"] = b2 * st["s"] + (1 - b2) * fake_g ** 2
-        set_gradient(params, d / ((st["s"] / (1 - b2 ** t)).sqrt() + self.eps))
+        st["s"] = b2 * st["s"] + (1 - b2) * fake_g**2
+        set_gradient(params, d / ((st["s"] / (1 - b2**t)).sqrt() + self.eps))
         return self.total(losses).detach()
 
     def state_dict(self):
@@ -283,7 +296,13 @@ class MConFIG(_PerTerm):
 
 
 #: CLI names -> combiners (``--combiner NAME``)
-COMBINERS = {"sum": Sum, "config": ConFIG, "mconfig": MConFIG, "pcgrad": PCGrad, "gradnorm": GradNorm}
+COMBINERS = {
+    "sum": Sum,
+    "config": ConFIG,
+    "mconfig": MConFIG,
+    "pcgrad": PCGrad,
+    "gradnorm": GradNorm,
+}
 
 
 def make_combiner(spec) -> AbstractCombiner:

@@ -5,17 +5,18 @@ into a residual column (``residual``); the backend squares and averages it into 
 term. Values are numbers or callables of a torch tensor of points (N, n_inputs) returning
 (N,) or (N, 1); ``on=`` predicates take the same tensor and return an (N,) bool mask.
 """
+
 from __future__ import annotations
 
 import abc
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ._validate import column, fail, finite_array, finite_scalar
 
-_PROBE = 4096        # boundary points drawn per round when filtering with ``on=``
+_PROBE = 4096  # boundary points drawn per round when filtering with ``on=``
 _ROUNDS = 64
 
 
@@ -35,12 +36,12 @@ class AbstractCondition(abc.ABC):
     """A condition that contributes one loss term ``mean(residual**2)``."""
 
     kind: str = "condition"
-    count: str = "boundary"      # which of the sampler's point counts it gets ("initial" or "boundary")
-    needs_grad: bool = False     # residual uses input derivatives
-    fixed: bool = False          # points never change (data)
+    count: str = "boundary"  # which of the sampler's point counts it gets ("initial" or "boundary")
+    needs_grad: bool = False  # residual uses input derivatives
+    fixed: bool = False  # points never change (data)
     component = 0
-    on = None
-    name = None
+    on: Callable | None = None
+    name: str | None = None
 
     @abc.abstractmethod
     def sample(self, problem, n: int, rng: np.random.Generator, method: str) -> dict:
@@ -48,7 +49,8 @@ class AbstractCondition(abc.ABC):
 
     @abc.abstractmethod
     def residual(self, u, batch: dict) -> torch.Tensor:
-        """(N, k) residual (k = 1 except for Periodic with derivatives) from the field ``u`` at ``batch['x']``."""
+        """(N, k) residual (k = 1 except for Periodic with derivatives) from the field ``u`` at
+        ``batch['x']``."""
 
     def _value(self, value, x):
         return _eval(value, x, f"{type(self).__name__}(value=...)")
@@ -63,8 +65,12 @@ def _selected(cond, x: np.ndarray) -> np.ndarray:
     mask = cond.on(torch.as_tensor(x))
     if not isinstance(mask, torch.Tensor) or mask.shape != (len(x),) or mask.dtype != torch.bool:
         got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-        fail(f"{type(cond).__name__}(on=...)", cond.on, f"returned {got}",
-             f"return an ({len(x)},) bool tensor, e.g. lambda x: x[:, 0] < 1e-6")
+        fail(
+            f"{type(cond).__name__}(on=...)",
+            cond.on,
+            f"returned {got}",
+            f"return an ({len(x)},) bool tensor, e.g. lambda x: x[:, 0] < 1e-6",
+        )
     return x[mask.cpu().numpy()]
 
 
@@ -86,15 +92,22 @@ def boundary_points(cond, problem, n, rng, method):
         got.append(x)
         total = sum(len(g) for g in got)
         if total == 0 and drawn >= _PROBE:
-            fail(f"{type(cond).__name__}(on=...)", cond.on,
-                 f"selects no points out of {drawn} sampled on the boundary",
-                 "check the predicate against the boundary (points lie exactly on it only up to "
-                 "float rounding, so compare with a tolerance such as x[:, 0] < 1e-6)")
+            fail(
+                f"{type(cond).__name__}(on=...)",
+                cond.on,
+                f"selects no points out of {drawn} sampled on the boundary",
+                "check the predicate against the boundary (points lie exactly on it only up to "
+                "float rounding, so compare with a tolerance such as x[:, 0] < 1e-6)",
+            )
         if total >= n:
             return spread_subset(np.concatenate(got), n, rng)
         method = "random"  # later rounds: a deterministic sequence would repeat itself
-    fail(f"{type(cond).__name__}(on=...)", cond.on, f"selects too few points ({total} of {drawn})",
-         "widen the predicate or lower the point count")
+    fail(
+        f"{type(cond).__name__}(on=...)",
+        cond.on,
+        f"selects too few points ({total} of {drawn})",
+        "widen the predicate or lower the point count",
+    )
 
 
 def spread_subset(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -136,7 +149,8 @@ def _normal_derivative(f, batch):
 
 
 class Neumann(AbstractCondition):
-    r"""Outward normal derivative :math:`\partial u/\partial n = g`. Residual :math:`\nabla u\cdot n - g`."""
+    r"""Outward normal derivative :math:`\partial u/\partial n = g`. Residual :math:`\nabla
+    u\cdot n - g`."""
 
     kind = "neumann"
     needs_grad = True
@@ -153,7 +167,8 @@ class Neumann(AbstractCondition):
 
 
 class Robin(AbstractCondition):
-    r""":math:`\partial u/\partial n + \alpha u = g`. Residual :math:`\nabla u\cdot n + \alpha u - g`."""
+    r""":math:`\partial u/\partial n + \alpha u = g`. Residual :math:`\nabla u\cdot n + \alpha u
+    - g`."""
 
     kind = "robin"
     needs_grad = True
@@ -168,7 +183,11 @@ class Robin(AbstractCondition):
 
     def residual(self, u, batch):
         f, x = u[self.component], batch["x"]
-        return _normal_derivative(f, batch) + self._value(self.alpha, x) * f.value - self._value(self.value, x)
+        return (
+            _normal_derivative(f, batch)
+            + self._value(self.alpha, x) * f.value
+            - self._value(self.value, x)
+        )
 
 
 class Periodic(AbstractCondition):
@@ -181,17 +200,33 @@ class Periodic(AbstractCondition):
 
     def __init__(self, dim: int, *, derivative_order: int = 0, component=0, name=None):
         if not isinstance(dim, int) or dim < 0:
-            fail("Periodic(dim)", dim, "must be a non-negative input index", "pass e.g. Periodic(0)")
+            fail(
+                "Periodic(dim)", dim, "must be a non-negative input index", "pass e.g. Periodic(0)"
+            )
         if derivative_order not in (0, 1, 2):
-            fail("Periodic(derivative_order)", derivative_order, "must be 0, 1 or 2", "pass 0, 1 or 2")
-        self.dim, self.derivative_order, self.component, self.name = dim, derivative_order, component, name
+            fail(
+                "Periodic(derivative_order)",
+                derivative_order,
+                "must be 0, 1 or 2",
+                "pass 0, 1 or 2",
+            )
+        self.dim, self.derivative_order, self.component, self.name = (
+            dim,
+            derivative_order,
+            component,
+            name,
+        )
         self.needs_grad = derivative_order > 0
 
     def sample(self, problem, n, rng, method):
         space_dim = problem.geometry.dim
         if self.dim >= space_dim:
-            fail("Periodic(dim)", self.dim, f"is not a spatial input (the problem has {space_dim})",
-                 f"pass an index below {space_dim}")
+            fail(
+                "Periodic(dim)",
+                self.dim,
+                f"is not a spatial input (the problem has {space_dim})",
+                f"pass an index below {space_dim}",
+            )
         lo, hi = problem.geometry.bbox
         x = problem.domain.sample_interior(n, rng, method)
         a, b = x.copy(), x.copy()
@@ -226,8 +261,12 @@ class Initial(AbstractCondition):
     def __init__(self, value, *, order: int = 0, component=0, name=None):
         self.value = _check_value("Initial(value)", value)
         if order not in (0, 1, 2):
-            fail("Initial(order)", order, "must be 0, 1 or 2 (the time derivative that is given)",
-                 "pass order=1 for an initial velocity")
+            fail(
+                "Initial(order)",
+                order,
+                "must be 0, 1 or 2 (the time derivative that is given)",
+                "pass order=1 for an initial velocity",
+            )
         self.order, self.component, self.name = order, component, name
         self.needs_grad = order > 0
 
@@ -244,13 +283,22 @@ class Initial(AbstractCondition):
 def initial_points(cond, problem, n, rng, method):
     """``n`` points of the initial slice t = t0 (those ``cond.on`` selects, if it has one)."""
     if problem.time is None:
-        fail(type(cond).__name__, cond, "needs a time-dependent problem", "pass Problem(..., time=(t0, t1))")
+        fail(
+            type(cond).__name__,
+            cond,
+            "needs a time-dependent problem",
+            "pass Problem(..., time=(t0, t1))",
+        )
     if getattr(cond, "on", None) is None:
         return problem.domain.sample_initial(n, rng, method)
     pool = _selected(cond, problem.domain.sample_initial(max(n, _PROBE), rng, method))
     if len(pool) == 0:
-        fail(f"{type(cond).__name__}(on=...)", cond.on, "selects no points of the initial slice",
-             "check the predicate (inputs are (space..., t))")
+        fail(
+            f"{type(cond).__name__}(on=...)",
+            cond.on,
+            "selects no points of the initial slice",
+            "check the predicate (inputs are (space..., t))",
+        )
     if len(pool) < n:
         pool = np.concatenate([pool, initial_points(cond, problem, n - len(pool), rng, "random")])
     return spread_subset(pool, n, rng)
@@ -270,11 +318,17 @@ class Operator(AbstractCondition):
     kind = "operator"
     needs_grad = True
 
-    def __init__(self, residual: Callable, *, where: str = "boundary", on: Callable | None = None, name=None):
+    def __init__(
+        self, residual: Callable, *, where: str = "boundary", on: Callable | None = None, name=None
+    ):
         if not callable(residual):
-            fail("Operator(residual)", residual, "is not callable", "pass a function residual(x, u)")
+            fail(
+                "Operator(residual)", residual, "is not callable", "pass a function residual(x, u)"
+            )
         if where not in ("boundary", "initial", "domain"):
-            fail("Operator(where)", where, "is not a place", 'pass "boundary", "initial" or "domain"')
+            fail(
+                "Operator(where)", where, "is not a place", 'pass "boundary", "initial" or "domain"'
+            )
         self.fn, self.where, self.on, self.name = residual, where, on, name
         self.count = "initial" if where == "initial" else "boundary"
 
@@ -283,17 +337,27 @@ class Operator(AbstractCondition):
             return {"x": boundary_points(self, problem, n, rng, method)}
         if self.where == "initial":
             return {"x": initial_points(self, problem, n, rng, method)}
-        x = problem.domain.sample_interior(max(n, _PROBE) if self.on is not None else n, rng, method)
+        x = problem.domain.sample_interior(
+            max(n, _PROBE) if self.on is not None else n, rng, method
+        )
         x = _selected(self, x)
         if len(x) < n:
-            fail("Operator(on=...)", self.on, f"selects {len(x)} of the interior points, fewer than {n}",
-                 "widen the predicate or lower the point count")
+            fail(
+                "Operator(on=...)",
+                self.on,
+                f"selects {len(x)} of the interior points, fewer than {n}",
+                "widen the predicate or lower the point count",
+            )
         return {"x": spread_subset(x, n, rng)}
 
     def residual(self, u, batch):
         f = u if len(u.output_names) > 1 else u[0]
-        return column(f"Operator(residual) {self.name or ''}".strip(), self.fn(batch["x"], f),
-                      batch["x"].shape[0], finite=False)
+        return column(
+            f"Operator(residual) {self.name or ''}".strip(),
+            self.fn(batch["x"], f),
+            batch["x"].shape[0],
+            finite=False,
+        )
 
 
 class Data(AbstractCondition):
@@ -313,16 +377,23 @@ class Data(AbstractCondition):
         if v.ndim == 2 and v.shape[1] == 1:
             v = v[:, 0]
         if p.ndim != 2 or v.shape != (p.shape[0],):
-            fail("Data(values)", f"array of shape {np.shape(values)}",
-                 f"does not match points of shape {np.shape(points)}",
-                 "pass points (N, n_inputs) and values (N,) or (N, 1)")
+            fail(
+                "Data(values)",
+                f"array of shape {np.shape(values)}",
+                f"does not match points of shape {np.shape(points)}",
+                "pass points (N, n_inputs) and values (N,) or (N, 1)",
+            )
         self.points, self.values, self.component, self.name = p, v[:, None], component, name
 
     def sample(self, problem, n, rng, method):
         if self.points.shape[1] != problem.input_dim:
-            fail("Data(points)", f"array of shape {self.points.shape}",
-                 f"has {self.points.shape[1]} columns but the problem has {problem.input_dim} inputs",
-                 f"pass points of shape (N, {problem.input_dim}), time last")
+            fail(
+                "Data(points)",
+                f"array of shape {self.points.shape}",
+                f"has {self.points.shape[1]} columns but the problem has {problem.input_dim} "
+                "inputs",
+                f"pass points of shape (N, {problem.input_dim}), time last",
+            )
         return {"x": self.points, "y": self.values}
 
     def residual(self, u, batch):

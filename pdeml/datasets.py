@@ -5,6 +5,7 @@ so reading sample i reads only its chunk. Its attributes record the generator's 
 (``settings``, JSON) so it can be regenerated and checked, and the train/test split
 (``n_train``: the first ``n_train`` samples train, the rest test).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,15 +25,19 @@ def truncate(w: torch.Tensor, m: int) -> torch.Tensor:
     n = w.shape[-1]
     m = positive_int("resolution", m)
     if m > n or m % 2 or w.shape[-2] != n:
-        fail("resolution", m, f"cannot be reached from an {w.shape[-2]} x {n} grid by truncation",
-             f"pass an even size <= {n}")
+        fail(
+            "resolution",
+            m,
+            f"cannot be reached from an {w.shape[-2]} x {n} grid by truncation",
+            f"pass an even size <= {n}",
+        )
     if m == n:
         return w
     h = m // 2
     wh = torch.fft.rfft2(w)
-    low = torch.cat([wh[..., :h, :h], wh[..., n - h + 1:, :h]], dim=-2)     # |k_x| < h, 0 <= k_y < h
+    low = torch.cat([wh[..., :h, :h], wh[..., n - h + 1 :, :h]], dim=-2)  # |k_x| < h, 0 <= k_y < h
     low = torch.cat([low[..., :h, :], torch.zeros_like(low[..., :1, :]), low[..., h:, :]], dim=-2)
-    low = torch.nn.functional.pad(low, (0, 1))                               # k_y = h column: 0
+    low = torch.nn.functional.pad(low, (0, 1))  # k_y = h column: 0
     return torch.fft.irfft2(low, s=(m, m)) * (m * m) / (n * n)
 
 
@@ -46,12 +51,20 @@ class Writer:
         ...         wr.append(batch)                  # {"w": (b, T, n, n)}
     """
 
-    def __init__(self, path, shapes: dict, *, samples: int, settings: dict, n_train: int, dtype="float32"):
+    def __init__(
+        self, path, shapes: dict, *, samples: int, settings: dict, n_train: int, dtype="float32"
+    ):
         import h5py
+
         self.path = Path(path)
         self.samples = positive_int("samples", samples)
         if not 0 < n_train < samples:
-            fail("n_train", n_train, f"must leave train and test samples of {samples}", f"pass 1..{samples - 1}")
+            fail(
+                "n_train",
+                n_train,
+                f"must leave train and test samples of {samples}",
+                f"pass 1..{samples - 1}",
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.file = h5py.File(self.tmp, "w")
@@ -65,16 +78,26 @@ class Writer:
     def append(self, arrays: dict) -> None:
         n = {len(a) for a in arrays.values()}.pop()
         if self.count + n > self.samples:
-            fail("append", n, f"would write past the {self.samples} samples declared", "declare more samples")
+            fail(
+                "append",
+                n,
+                f"would write past the {self.samples} samples declared",
+                "declare more samples",
+            )
         for name, a in arrays.items():
-            self.file[name][self.count:self.count + n] = np.asarray(a)
+            self.file[name][self.count : self.count + n] = np.asarray(a)
         self.count += n
 
     def close(self) -> Path:
         self.file.close()
         if self.count != self.samples:
             self.tmp.unlink(missing_ok=True)
-            fail("samples", self.samples, f"were declared but {self.count} written", "append them all")
+            fail(
+                "samples",
+                self.samples,
+                f"were declared but {self.count} written",
+                "append them all",
+            )
         self.tmp.replace(self.path)
         return self.path
 
@@ -101,7 +124,7 @@ def interpolate(w: torch.Tensor, m: int) -> torch.Tensor:
     wh = torch.fft.rfft2(w, norm="forward")
     out = torch.zeros(*w.shape[:-2], m, m // 2 + 1, dtype=wh.dtype, device=w.device)
     out[..., :h, :h] = wh[..., :h, :h]
-    out[..., m - h + 1:, :h] = wh[..., n - h + 1:, :h]
+    out[..., m - h + 1 :, :h] = wh[..., n - h + 1 :, :h]
     return torch.fft.irfft2(out, s=(m, m), norm="forward")
 
 
@@ -109,11 +132,21 @@ def write(path, arrays: dict, *, settings: dict, n_train: int) -> Path:
     """Write ``{name: array (samples, ...)}`` as chunked HDF5 with ``settings`` and the split."""
     sizes = {len(a) for a in arrays.values()}
     if len(sizes) != 1:
-        fail("arrays", {k: np.shape(v) for k, v in arrays.items()}, "differ in their sample counts",
-             "pass arrays with one sample count")
+        fail(
+            "arrays",
+            {k: np.shape(v) for k, v in arrays.items()},
+            "differ in their sample counts",
+            "pass arrays with one sample count",
+        )
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    wr = Writer(path, {k: v.shape[1:] for k, v in arrays.items()}, samples=sizes.pop(), settings=settings,
-                n_train=n_train, dtype=next(iter(arrays.values())).dtype)
+    wr = Writer(
+        path,
+        {k: v.shape[1:] for k, v in arrays.items()},
+        samples=sizes.pop(),
+        settings=settings,
+        n_train=n_train,
+        dtype=next(iter(arrays.values())).dtype,
+    )
     with wr:
         wr.append(arrays)
     return wr.path
@@ -131,10 +164,16 @@ class Dataset:
 
     def __init__(self, path, resolution: int | None = None):
         import h5py
+
         self.path = Path(path)
         if not self.path.is_file():
-            fail("data", str(path), "does not exist", "write one first (pdeml data CASE --out FILE)",
-                 FileNotFoundError)
+            fail(
+                "data",
+                str(path),
+                "does not exist",
+                "write one first (pdeml data CASE --out FILE)",
+                FileNotFoundError,
+            )
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as e:
@@ -204,18 +243,24 @@ class Minibatches(EpochSampler):
     def _start(self):
         self.dataset = Dataset(self.path, self.resolution)
         if self.batch_size > len(self.dataset.train):
-            fail("batch_size", self.batch_size, f"exceeds the {len(self.dataset.train)} training samples of "
-                 f"{self.path}", f"pass at most {len(self.dataset.train)}")
+            fail(
+                "batch_size",
+                self.batch_size,
+                f"exceeds the {len(self.dataset.train)} training samples of {self.path}",
+                f"pass at most {len(self.dataset.train)}",
+            )
         self._start_order()
 
     def _items(self):
         return len(self.dataset.train)
 
-    sharded_terms = ("data",)                   # under torchrun each rank reads its own samples only
+    sharded_terms = ("data",)  # under torchrun each rank reads its own samples only
 
     def _read(self, idx, fresh):
-        start = self.dataset.train.start                                 # h5py reads sorted indices
-        return {"data": {k: v.numpy() for k, v in self.dataset[list(start + self._own(idx))].items()}}
+        start = self.dataset.train.start  # h5py reads sorted indices
+        return {
+            "data": {k: v.numpy() for k, v in self.dataset[list(start + self._own(idx))].items()}
+        }
 
     def __repr__(self):
         return f"Minibatches({self.path!r}, {self.batch_size})"

@@ -1,4 +1,5 @@
 """Device selection with clear errors."""
+
 from __future__ import annotations
 
 import torch
@@ -17,11 +18,19 @@ def resolve_device(device="auto") -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            fail("device", device, "was asked for but torch sees no CUDA GPU on this machine "
-                 f"(torch {torch.__version__}, cuda build: {torch.version.cuda})",
-                 'use --device cpu (or auto), or install a CUDA build of torch on a GPU machine',
-                 RuntimeError)
+            fail(
+                "device",
+                device,
+                "was asked for but torch sees no CUDA GPU on this machine "
+                f"(torch {torch.__version__}, cuda build: {torch.version.cuda})",
+                "use --device cpu (or auto), or install a CUDA build of torch on a GPU machine",
+                RuntimeError,
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            fail("device", device, f"does not exist ({torch.cuda.device_count()} GPU(s) visible)",
-                 "pick an index below the GPU count")
+            fail(
+                "device",
+                device,
+                f"does not exist ({torch.cuda.device_count()} GPU(s) visible)",
+                "pick an index below the GPU count",
+            )
     return dev

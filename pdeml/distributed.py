@@ -23,12 +23,14 @@ Example:
     >>> with joined(world, device) as device:     # the process group (nothing to join for one)
     ...     fit(backend, phases, world=world)
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import datetime
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -53,8 +55,12 @@ class World:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 fail(k, v, "is not a non-negative integer", "launch with torchrun, or pass World()")
         if self.size < 1 or self.rank >= self.size:
-            fail("rank", self.rank, f"is not a rank of a world of size {self.size}",
-                 "pass 0 <= rank < size (torchrun sets RANK and WORLD_SIZE)")
+            fail(
+                "rank",
+                self.rank,
+                f"is not a rank of a world of size {self.size}",
+                "pass 0 <= rank < size (torchrun sets RANK and WORLD_SIZE)",
+            )
 
     @property
     def active(self) -> bool:
@@ -67,9 +73,10 @@ class World:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls, env: Mapping) -> "World":
+    def from_env(cls, env: Mapping) -> World:
         """The world torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); one process
         when they are absent. The only place that reads the launcher's environment."""
+
         def get(name, default):
             raw = env.get(name)
             if raw is None:
@@ -78,10 +85,20 @@ class World:
                 return int(raw)
             except ValueError:
                 fail(name, raw, "is not an integer", "launch with torchrun, which sets it")
+
         host, port = env.get("MASTER_ADDR"), get("MASTER_PORT", None)
-        store = None if host is None or port is None else (host, port, env.get("TORCHELASTIC_USE_AGENT_STORE") == "True")
-        return cls(rank=get("RANK", 0), size=get("WORLD_SIZE", 1), local_rank=get("LOCAL_RANK", 0),
-                   restart=get("TORCHELASTIC_RESTART_COUNT", 0), rendezvous=store)
+        store = (
+            None
+            if host is None or port is None
+            else (host, port, env.get("TORCHELASTIC_USE_AGENT_STORE") == "True")
+        )
+        return cls(
+            rank=get("RANK", 0),
+            size=get("WORLD_SIZE", 1),
+            local_rank=get("LOCAL_RANK", 0),
+            restart=get("TORCHELASTIC_RESTART_COUNT", 0),
+            rendezvous=store,
+        )
 
 
 def start(world: World, device: torch.device, timeout_s: float = 300.0) -> torch.device:
@@ -92,20 +109,28 @@ def start(world: World, device: torch.device, timeout_s: float = 300.0) -> torch
     if not world.active:
         return device
     import torch.distributed as dist
+
     if device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         timeout = datetime.timedelta(seconds=timeout_s)
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if world.rendezvous is not None:
             # the job's store, under a prefix per restart: after an elastic restart the store
             # still holds the dead round's addresses, and gloo would dial them (and hang)
             host, port, agent = world.rendezvous
-            store = dist.TCPStore(host, port, world.size, is_master=world.rank == 0 and not agent, timeout=timeout)
+            store = dist.TCPStore(
+                host, port, world.size, is_master=world.rank == 0 and not agent, timeout=timeout
+            )
             kwargs = {"store": dist.PrefixStore(f"pdeml/restart{world.restart}", store)}
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank,
-                                world_size=world.size, timeout=timeout, **kwargs)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            rank=world.rank,
+            world_size=world.size,
+            timeout=timeout,
+            **kwargs,
+        )
     return device
 
 
@@ -113,6 +138,7 @@ def stop(world: World) -> None:
     """Leave the process group (after the last collective)."""
     if world.active:
         import torch.distributed as dist
+
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -135,13 +161,14 @@ def all_mean_(tensors: list[torch.Tensor], world: World) -> None:
     if not world.active or not tensors:
         return
     import torch.distributed as dist
+
     tensors = [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
     flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
     flat /= world.size
     i = 0
     for t in tensors:
-        t.copy_(flat[i:i + t.numel()].view_as(t))
+        t.copy_(flat[i : i + t.numel()].view_as(t))
         i += t.numel()
 
 
@@ -151,6 +178,7 @@ def broadcast_(tensors: list[torch.Tensor], world: World) -> None:
     if not world.active:
         return
     import torch.distributed as dist
+
     for t in tensors:
         dist.broadcast(t.data, 0)
 
@@ -158,6 +186,7 @@ def broadcast_(tensors: list[torch.Tensor], world: World) -> None:
 def _comm_device(t: torch.Tensor) -> torch.device:
     """Where a collective can act on ``t``: NCCL reduces CUDA tensors only."""
     import torch.distributed as dist
+
     if dist.get_backend() == "nccl" and t.device.type != "cuda":
         return torch.device("cuda", torch.cuda.current_device())
     return t.device
@@ -169,6 +198,7 @@ def all_sum(t: torch.Tensor, world: World) -> torch.Tensor:
     if not world.active:
         return t
     import torch.distributed as dist
+
     out = t.detach().to(_comm_device(t)).clone()
     dist.all_reduce(out)
     return out.to(t.device)
@@ -179,6 +209,7 @@ def all_gather_object(obj, world: World) -> list:
     if not world.active:
         return [obj]
     import torch.distributed as dist
+
     out = [None] * world.size
     dist.all_gather_object(out, obj)
     return out
@@ -189,6 +220,7 @@ def all_gather_rows(t: torch.Tensor, world: World) -> torch.Tensor:
     if not world.active:
         return t
     import torch.distributed as dist
+
     c = t.detach().to(_comm_device(t)).contiguous()
     parts = [torch.empty_like(c) for _ in range(world.size)]
     dist.all_gather(parts, c)
@@ -202,6 +234,7 @@ def split_predict(backend, x, world: World):
     if not world.active:
         return backend.predict(x)
     import numpy as np
+
     parts = np.array_split(np.arange(len(x)), world.size)
     mine = backend.predict(x[parts[world.rank]]) if len(parts[world.rank]) else None
     got = [p for p in all_gather_object(mine, world) if p is not None]
@@ -223,7 +256,8 @@ class Sharded:
     """A sampler run, sharded: every rank runs the *same* global sampler (the same generator, so
     the same points and the same adaptive state) and trains on its block of rows of each term
     (:func:`shard_rows`), except the backend's ``whole`` terms (a joint solve over all their rows),
-    which every rank takes whole. Adaptive samplers see the residuals of the whole global batch, gathered
+    which every rank takes whole. Adaptive samplers see the residuals of the whole global batch,
+    gathered
     from every rank, so their state stays identical on all ranks; the checkpoint of rank 0 is
     then the whole state, and a run resumes exactly under any world size.
 
@@ -236,14 +270,20 @@ class Sharded:
         self.whole |= frozenset(run.distribute(world))
         self._cache: dict = {}
 
-    def __getattr__(self, name):                  # version, wants_residuals, state_dict, ...
+    def __getattr__(self, name):  # version, wants_residuals, state_dict, ...
         return getattr(self.run, name)
 
     def _slice(self, batch: dict) -> dict:
         key = (self.run.version, id(batch))
         if key not in self._cache:
-            self._cache = {key: {term: arrays if term in self.whole else {k: self._rows(v) for k, v in arrays.items()}
-                                 for term, arrays in batch.items()}}
+            self._cache = {
+                key: {
+                    term: arrays
+                    if term in self.whole
+                    else {k: self._rows(v) for k, v in arrays.items()}
+                    for term, arrays in batch.items()
+                }
+            }
         return self._cache[key]
 
     def _rows(self, v):
@@ -272,5 +312,17 @@ class Sharded:
         self._cache = {}
 
 
-__all__ = ["World", "Sharded", "start", "stop", "joined", "all_mean_", "all_sum", "all_gather_object", "broadcast_",
-           "split_predict", "all_gather_rows", "shard_rows"]
+__all__ = [
+    "World",
+    "Sharded",
+    "start",
+    "stop",
+    "joined",
+    "all_mean_",
+    "all_sum",
+    "all_gather_object",
+    "broadcast_",
+    "split_predict",
+    "all_gather_rows",
+    "shard_rows",
+]

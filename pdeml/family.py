@@ -7,6 +7,7 @@ A family is a settings object: ``generate(count, generator)`` returns ``count`` 
 batch, with a progress bar and the family's settings in the file, so the data can be
 regenerated and checked.
 """
+
 from __future__ import annotations
 
 import abc
@@ -32,26 +33,52 @@ class AbstractFamily(abc.ABC):
         """The shape of one sample of each field, e.g. ``{"w": (frames, n, n)}``."""
 
     @abc.abstractmethod
-    def generate(self, count: int, generator: torch.Generator, device="cpu") -> dict[str, torch.Tensor]:
+    def generate(
+        self, count: int, generator: torch.Generator, device="cpu"
+    ) -> dict[str, torch.Tensor]:
         """``count`` samples ``{field: (count, *shape)}`` drawn with ``generator``."""
 
-    def write(self, path, samples: int, *, test: int | None = None, seed: int = 0, batch: int = 32,
-              device="cpu", progress: bool = True):
+    def write(
+        self,
+        path,
+        samples: int,
+        *,
+        test: int | None = None,
+        seed: int = 0,
+        batch: int = 32,
+        device="cpu",
+        progress: bool = True,
+    ):
         """Generate ``samples`` samples (the last ``test``, default 1/8, are the test split) in
         batches of ``batch`` and write them to ``path`` (chunked HDF5)."""
         from tqdm.auto import tqdm
 
         from .datasets import Writer
+
         samples, batch = positive_int("--samples", samples), positive_int("--batch", batch)
         test = max(1, samples // 8) if test is None else positive_int("--test", test)
         if test >= samples:
-            fail("--test", test, f"leaves no training samples of {samples}", f"pass fewer than {samples}")
+            fail(
+                "--test",
+                test,
+                f"leaves no training samples of {samples}",
+                f"pass fewer than {samples}",
+            )
         generator = torch.Generator().manual_seed(seed)
         settings = {"family": describe(self), "seed": seed, "batch": batch, "samples": samples}
-        with Writer(path, self.shapes(), samples=samples, settings=settings, n_train=samples - test) as wr, \
-                tqdm(total=samples, desc="data", disable=not progress, unit="sample") as bar:
+        with (
+            Writer(
+                path, self.shapes(), samples=samples, settings=settings, n_train=samples - test
+            ) as wr,
+            tqdm(total=samples, desc="data", disable=not progress, unit="sample") as bar,
+        ):
             while wr.count < samples:
                 n = min(batch, samples - wr.count)
-                wr.append({k: v.float().cpu().numpy() for k, v in self.generate(n, generator, device).items()})
+                wr.append(
+                    {
+                        k: v.float().cpu().numpy()
+                        for k, v in self.generate(n, generator, device).items()
+                    }
+                )
                 bar.update(n)
         return wr.path

@@ -1,4 +1,5 @@
 """``Field``: the network's output at a batch of points, asked for its derivatives."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,21 @@ class Field:
         ...     return u.dt() - 0.1 * u.laplacian()
     """
 
-    def __init__(self, x, values=None, *, estimator, input_names, output_names, spatial_dims,
-                 component=None, cache=None, rows=None, model=None, site=None):
+    def __init__(
+        self,
+        x,
+        values=None,
+        *,
+        estimator,
+        input_names,
+        output_names,
+        spatial_dims,
+        component=None,
+        cache=None,
+        rows=None,
+        model=None,
+        site=None,
+    ):
         self.x = x
         self.model = model
         self._estimator = estimator
@@ -33,10 +47,17 @@ class Field:
             self._cache["site"] = site
         self._rows = rows
 
-    def _like(self, **changes) -> "Field":
-        kw = dict(estimator=self._estimator, input_names=self.input_names,
-                  output_names=self.output_names, spatial_dims=self._spatial,
-                  component=self.component, cache=self._cache, rows=self._rows, model=self.model)
+    def _like(self, **changes) -> Field:
+        kw = dict(
+            estimator=self._estimator,
+            input_names=self.input_names,
+            output_names=self.output_names,
+            spatial_dims=self._spatial,
+            component=self.component,
+            cache=self._cache,
+            rows=self._rows,
+            model=self.model,
+        )
         kw.update(changes)
         return Field(self.x, **kw)
 
@@ -48,25 +69,31 @@ class Field:
     def __getitem__(self, key):
         if isinstance(key, str):
             if key not in self.output_names:
-                raise KeyError(f"output {key!r} is not one of the problem's outputs "
-                               f"{self.output_names}. Fix: use one of those names or an index.")
+                raise KeyError(
+                    f"output {key!r} is not one of the problem's outputs "
+                    f"{self.output_names}. Fix: use one of those names or an index."
+                )
             key = self.output_names.index(key)
         if not isinstance(key, int) or not -len(self.output_names) <= key < len(self.output_names):
-            raise IndexError(f"output index {key!r} is out of range for {len(self.output_names)} "
-                             f"output(s) {self.output_names}.")
+            raise IndexError(
+                f"output index {key!r} is out of range for {len(self.output_names)} "
+                f"output(s) {self.output_names}."
+            )
         return self._like(component=key % len(self.output_names))
 
-    def rows(self, sl: slice) -> "Field":
+    def rows(self, sl: slice) -> Field:
         """The same field restricted to rows ``sl`` (derivatives still computed once for all)."""
         return self._like(rows=sl)
 
-    def _one(self) -> "Field":
+    def _one(self) -> Field:
         if self.component is not None:
             return self
         if len(self.output_names) == 1:
             return self[0]
-        raise ValueError(f"this field has {len(self.output_names)} outputs {self.output_names}; "
-                         f"derivatives need one. Fix: select it first, e.g. u[{self.output_names[0]!r}].d(0)")
+        raise ValueError(
+            f"this field has {len(self.output_names)} outputs {self.output_names}; "
+            f"derivatives need one. Fix: select it first, e.g. u[{self.output_names[0]!r}].d(0)"
+        )
 
     def _cut(self, t):
         return t if self._rows is None else t[self._rows]
@@ -74,8 +101,10 @@ class Field:
     def _index(self, i) -> int:
         if isinstance(i, str):
             if i not in self.input_names:
-                raise KeyError(f"input {i!r} is not one of {self.input_names}. Fix: use one of "
-                               "those names (set them with Problem(inputs=...)) or an index.")
+                raise KeyError(
+                    f"input {i!r} is not one of {self.input_names}. Fix: use one of "
+                    "those names (set them with Problem(inputs=...)) or an index."
+                )
             return self.input_names.index(i)
         n = len(self.input_names)
         if not isinstance(i, int) or not -n <= i < n:
@@ -85,7 +114,7 @@ class Field:
     # ---------------------------------------------------------------- values
     @property
     def _full_value(self):
-        return self._values[:, self.component:self.component + 1]
+        return self._values[:, self.component : self.component + 1]
 
     @property
     def value(self) -> torch.Tensor:
@@ -113,22 +142,29 @@ class Field:
         return self._cut(self._estimator.biharmonic(self._one(), self._spatial))
 
     def diffusion(self, sigma) -> torch.Tensor:
-        r"""The generator's second-order part :math:`\tfrac12\operatorname{tr}(\sigma\sigma^\top\nabla^2 u)`
+        r"""The generator's second-order part
+        :math:`\tfrac12\operatorname{tr}(\sigma\sigma^\top\nabla^2 u)`
         over the spatial inputs; ``sigma`` is a (d, d) matrix or a scalar (times the identity)."""
         d = len(self._spatial)
         s = torch.as_tensor(sigma, dtype=self.x.dtype, device=self.x.device)
         s = s * torch.eye(d, dtype=s.dtype, device=s.device) if s.ndim == 0 else s
         if s.shape != (d, d):
-            raise ValueError(f"sigma has shape {tuple(s.shape)}; the problem has {d} spatial inputs. "
-                             f"Fix: pass a ({d}, {d}) matrix or a scalar.")
+            raise ValueError(
+                f"sigma has shape {tuple(s.shape)}; the problem has {d} spatial inputs. "
+                f"Fix: pass a ({d}, {d}) matrix or a scalar."
+            )
         return self._cut(self._estimator.diffusion(self._one(), self._spatial, s))
 
     def dt(self) -> torch.Tensor:
         if len(self._spatial) == len(self.input_names):
-            raise ValueError("dt() needs a time-dependent problem. Fix: pass "
-                             "Problem(..., time=(t0, t1)); time is then the last input.")
+            raise ValueError(
+                "dt() needs a time-dependent problem. Fix: pass "
+                "Problem(..., time=(t0, t1)); time is then the last input."
+            )
         return self.d(len(self.input_names) - 1)
 
     def __repr__(self):
-        return (f"Field(outputs={self.output_names}, component={self.component}, "
-                f"inputs={self.input_names}, estimator={self._estimator!r})")
+        return (
+            f"Field(outputs={self.output_names}, component={self.component}, "
+            f"inputs={self.input_names}, estimator={self._estimator!r})"
+        )

@@ -4,7 +4,8 @@ Write the weighted residuals of all loss terms as one vector
 :math:`\tilde r_k = \sqrt{w_k/N_k}\, r_k` so that the loss is :math:`L = \lVert\tilde r\rVert^2`,
 and let :math:`J = \partial\tilde r/\partial\theta`. Then
 
-.. math:: G = J^\top J = \sum_k \frac{w_k}{N_k}\sum_i \nabla_\theta r_k(x_i)\nabla_\theta r_k(x_i)^\top
+.. math:: G = J^\top J = \sum_k \frac{w_k}{N_k}\sum_i \nabla_\theta r_k(x_i)\nabla_\theta
+          r_k(x_i)^\top
 
 is the Gauss-Newton matrix of the residuals (for a linear PDE: the Gram matrix of the PDE and
 boundary operators applied to the model's tangent features, the matrix :math:`A` of De Ryck,
@@ -22,6 +23,7 @@ loss. ``solver="dense"`` solves by an SVD of J (Tikhonov filter :math:`s/(s^2+\l
 :math:`(J^\top J + \lambda I)d = J^\top\tilde r` with products :math:`Jv` and :math:`J^\top u` by
 automatic differentiation, for networks too large for a P x P matrix.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,11 +40,19 @@ from .steppers import AbstractStepper, NonFinite, StepResult, global_losses, wei
 
 def _check(backend):
     if not isinstance(backend, AbstractLeastSquares):
-        fail("backend", type(backend).__name__, "has no residual vector (it is not a least-squares "
-             "backend)", "use a first-order stepper (Adam) with this method")
+        fail(
+            "backend",
+            type(backend).__name__,
+            "has no residual vector (it is not a least-squares backend)",
+            "use a first-order stepper (Adam) with this method",
+        )
     if not backend.exact_residuals:
-        fail("estimator", backend.resolved().get("estimator"), "gives paired (unbiased) stochastic "
-             "residual estimates", "use an exact estimator (taylor or autograd) with Gauss-Newton methods")
+        fail(
+            "estimator",
+            backend.resolved().get("estimator"),
+            "gives paired (unbiased) stochastic residual estimates",
+            "use an exact estimator (taylor or autograd) with Gauss-Newton methods",
+        )
 
 
 def residual_vector(backend, batch: dict, weights: dict | None = None, keys=None) -> torch.Tensor:
@@ -50,8 +60,12 @@ def residual_vector(backend, batch: dict, weights: dict | None = None, keys=None
     limits it to some batch keys ("domain" and condition names)."""
     _check(backend)
     weights = weights or {}
-    return torch.cat([(weights.get(name, 1.0) / r.shape[0]) ** 0.5 * r.reshape(-1)
-                      for name, r in backend.residual_terms(batch, terms=keys).items()])
+    return torch.cat(
+        [
+            (weights.get(name, 1.0) / r.shape[0]) ** 0.5 * r.reshape(-1)
+            for name, r in backend.residual_terms(batch, terms=keys).items()
+        ]
+    )
 
 
 class _Terms(torch.nn.Module):
@@ -65,19 +79,22 @@ class _Terms(torch.nn.Module):
         return self.backend.residual_terms(batch, terms=terms)
 
 
-def term_jacobians(backend, batch: dict, weights: dict | None = None, keys=None) -> tuple[torch.Tensor, torch.Tensor]:
+def term_jacobians(
+    backend, batch: dict, weights: dict | None = None, keys=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(r~, J)`` with the rows of J computed per point: each residual depends on its own point
     only, so ``torch.func.vmap`` over points of the reverse-mode gradient in the parameters gives
     J in one batched pass (the cost of a few forward passes, not N backward ones). Needs an
     estimator whose forward pass is plain tensor algebra (Taylor mode, the default).
     ``keys``: the batch keys to include (default: "domain" and every soft condition)."""
     from torch.func import functional_call, jacrev, vmap
+
     weights = weights or {}
     wrap = _Terms(backend)
     named = {f"backend.{n}": p.detach() for n, p in backend.named_parameters() if p.requires_grad}
     rows, jac = [], []
     groups = backend.residual_keys()
-    for key in (keys if keys is not None else list(groups)):
+    for key in keys if keys is not None else list(groups):
         data = batch[key]
 
         def one(ps, row, key=key):
@@ -85,7 +102,9 @@ def term_jacobians(backend, batch: dict, weights: dict | None = None, keys=None)
             out = functional_call(wrap, ps, (single, [key]))
             return torch.cat([v.reshape(-1) for v in out.values()])
 
-        r = torch.cat([v.reshape(len(data["x"]), -1) for v in wrap(batch, [key]).values()], 1).detach()
+        r = torch.cat(
+            [v.reshape(len(data["x"]), -1) for v in wrap(batch, [key]).values()], 1
+        ).detach()
         J = vmap(jacrev(one), in_dims=(None, 0))(named, data)
         J = torch.cat([j.reshape(len(data["x"]), r.shape[1], -1) for j in J.values()], 2)
         for c, name in enumerate(groups[key]):
@@ -102,21 +121,35 @@ def weighted_jacobian(backend, batch: dict, weights: dict | None = None, keys=No
     try:
         return term_jacobians(backend, batch, weights, keys)
     except RuntimeError as e:
-        warnings.warn(f"the per-point vmapped Jacobian failed ({str(e)[:120]}...); using one reverse "
-                      "pass per residual instead (slow). Use the Taylor estimator (--derivatives "
-                      "taylor) for the fast path.", stacklevel=3)
+        warnings.warn(
+            f"the per-point vmapped Jacobian failed ({str(e)[:120]}...); using one reverse "
+            "pass per residual instead (slow). Use the Taylor estimator (--derivatives "
+            "taylor) for the fast path.",
+            stacklevel=3,
+        )
         r = residual_vector(backend, batch, weights, keys)
         params = [p for p in backend.parameters() if p.requires_grad]
         return r.detach(), jacobian(r, params)
 
 
 def jacobian(r: torch.Tensor, params: list) -> torch.Tensor:
-    """:math:`\\partial r/\\partial\\theta` (N, P) by one batched reverse pass (vmapped over rows)."""
+    """:math:`\\partial r/\\partial\\theta` (N, P) by one batched reverse pass (vmapped over
+    rows)."""
     eye = torch.eye(len(r), dtype=r.dtype, device=r.device)
-    gs = torch.autograd.grad(r, params, grad_outputs=eye, is_grads_batched=True, retain_graph=True,
-                             allow_unused=True)
-    return torch.cat([(torch.zeros(len(r), p.numel(), dtype=r.dtype, device=r.device) if g is None
-                       else g.reshape(len(r), -1)) for g, p in zip(gs, params)], 1)
+    gs = torch.autograd.grad(
+        r, params, grad_outputs=eye, is_grads_batched=True, retain_graph=True, allow_unused=True
+    )
+    return torch.cat(
+        [
+            (
+                torch.zeros(len(r), p.numel(), dtype=r.dtype, device=r.device)
+                if g is None
+                else g.reshape(len(r), -1)
+            )
+            for g, p in zip(gs, params)
+        ],
+        1,
+    )
 
 
 def conditioning(backend, batch: dict, terms=None, rtol: float = 1e-12) -> dict:
@@ -171,8 +204,15 @@ class ENGD(AbstractStepper):
 
     name = "engd"
 
-    def __init__(self, damping: float = 1e-8, line_search: int = 20, solver: str = "dense",
-                 cg_iters: int = 200, cg_tol: float = 1e-10, adaptive: bool = True):
+    def __init__(
+        self,
+        damping: float = 1e-8,
+        line_search: int = 20,
+        solver: str = "dense",
+        cg_iters: int = 200,
+        cg_tol: float = 1e-10,
+        adaptive: bool = True,
+    ):
         self.damping = finite_scalar("damping", damping)
         if self.damping < 0:
             fail("damping", damping, "must be non-negative", "pass e.g. 1e-12")
@@ -180,7 +220,10 @@ class ENGD(AbstractStepper):
         if solver not in ("dense", "cg"):
             fail("solver", solver, "is not an ENGD solver", 'pass "dense" or "cg"')
         self.solver = solver
-        self.cg_iters, self.cg_tol = positive_int("cg_iters", cg_iters), finite_scalar("cg_tol", cg_tol)
+        self.cg_iters, self.cg_tol = (
+            positive_int("cg_iters", cg_iters),
+            finite_scalar("cg_tol", cg_tol),
+        )
         self.adaptive = bool(adaptive)
 
     def _start(self):
@@ -205,7 +248,7 @@ class ENGD(AbstractStepper):
             return r, V @ (filt * (V.T @ b))
         U, S, Vh = torch.linalg.svd(J.detach(), full_matrices=False)
         lam = self.lam * float(S.max()) ** 2
-        filt = torch.where(S > 0, S / (S ** 2 + lam), torch.zeros_like(S))
+        filt = torch.where(S > 0, S / (S**2 + lam), torch.zeros_like(S))
         return r, Vh.T @ (filt * (U.T @ r))
 
     def _squares(self, r: torch.Tensor) -> float:
@@ -218,14 +261,20 @@ class ENGD(AbstractStepper):
         """Matrix-free CG on (J^T J + λ) d = J^T r: J^T u by a reverse pass, J v by the
         transpose trick (the derivative of J^T u · v in u)."""
         u = torch.zeros_like(r, requires_grad=True)
-        jtu = torch.cat([g.reshape(-1) for g in torch.autograd.grad(r, params, u, create_graph=True,
-                                                                     retain_graph=True)])
+        jtu = torch.cat(
+            [
+                g.reshape(-1)
+                for g in torch.autograd.grad(r, params, u, create_graph=True, retain_graph=True)
+            ]
+        )
 
         def jv(v):
             return torch.autograd.grad(jtu, u, v, retain_graph=True)[0]
 
         def jt(w):
-            return torch.cat([g.reshape(-1) for g in torch.autograd.grad(r, params, w, retain_graph=True)])
+            return torch.cat(
+                [g.reshape(-1) for g in torch.autograd.grad(r, params, w, retain_graph=True)]
+            )
 
         def op(v):
             out = jt(jv(v))
@@ -254,10 +303,14 @@ class ENGD(AbstractStepper):
         start = parameters_to_vector(params).detach().clone()
         try:
             r, d = self.direction(batch)
-        except torch.linalg.LinAlgError as e:          # the SVD of a non-finite Jacobian
+        except torch.linalg.LinAlgError as e:  # the SVD of a non-finite Jacobian
             raise NonFinite(backend.losses(batch), f"the Gauss-Newton system ({e})") from None
         if not bool(torch.isfinite(r).all() & torch.isfinite(d).all()):
-            what = "the residuals" if not bool(torch.isfinite(r).all()) else "the Gauss-Newton direction"
+            what = (
+                "the residuals"
+                if not bool(torch.isfinite(r).all())
+                else "the Gauss-Newton direction"
+            )
             raise NonFinite(backend.losses(batch), what)
         quiet = contextlib.nullcontext() if backend.residuals_need_grad else torch.no_grad()
 
@@ -272,15 +325,15 @@ class ENGD(AbstractStepper):
 
         best_eta, best = 0.0, self._squares(r)
         for i in range(self.line_search + 1):
-            val = loss_at(2.0 ** -i)
-            if val < best:                              # NaN never wins
-                best_eta, best = 2.0 ** -i, val
+            val = loss_at(2.0**-i)
+            if val < best:  # NaN never wins
+                best_eta, best = 2.0**-i, val
         move(best_eta)
         self.last_step = best_eta
-        if self.adaptive:          # Levenberg-Marquardt style: trust the model more when it works
+        if self.adaptive:  # Levenberg-Marquardt style: trust the model more when it works
             if best_eta >= 0.5:
                 self.lam = max(self.lam / 3, 1e-15)
-            elif best_eta < 2.0 ** -4:
+            elif best_eta < 2.0**-4:
                 self.lam = min(self.lam * 5, 1.0)
         losses = global_losses(backend.losses(batch, residuals), self.world)
         return StepResult(losses, sum(weigh(losses, self.weights).values()), best_eta)

@@ -26,6 +26,7 @@ The choice is made from the graph's shapes and dtypes alone, never by timing, so
 does the same arithmetic every time. A backend with ``onednn_gemm = False`` compiles without the
 pass (the benchmark's comparison). Imported when a graph is compiled (it loads inductor).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,10 @@ MIN_MACS = 1_000_000
 
 def available() -> bool:
     """oneDNN is built into this torch and the CPU is x86-64 with AVX2 or better."""
-    return torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability().startswith("AVX")
+    return (
+        torch.backends.mkldnn.is_available()
+        and torch.backends.cpu.get_cpu_capability().startswith("AVX")
+    )
 
 
 _lib = torch.library.Library("pdeml", "DEF")
@@ -56,9 +60,11 @@ def _onednn_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) 
     layout instead (a clone in the graph) was slower: it made the copies apart too, and more of
     them. A weight with no unit stride is copied too, and a bias that is not contiguous: oneDNN
     ignores a bias's stride (a strided bias gave wrong sums, with no error)."""
-    if bias is not None and not bias.is_contiguous():     # oneDNN reads the bias as contiguous: a
-        bias = bias.contiguous()                          # strided one gave wrong sums, silently
-    return torch.ops.mkldnn._linear_pointwise(x, w if 1 in w.stride() else w.contiguous(), bias, "none", [], "")
+    if bias is not None and not bias.is_contiguous():  # oneDNN reads the bias as contiguous: a
+        bias = bias.contiguous()  # strided one gave wrong sums, silently
+    return torch.ops.mkldnn._linear_pointwise(
+        x, w if 1 in w.stride() else w.contiguous(), bias, "none", [], ""
+    )
 
 
 _lib.impl("onednn_linear", _onednn_linear, "CPU")
@@ -73,7 +79,8 @@ onednn_linear = torch.ops.pdeml.onednn_linear.default
 
 
 def _product(node):
-    """``(a, b, bias, bias_is_row)`` of an ``mm``/``addmm`` node worth handing to oneDNN, or None."""
+    """``(a, b, bias, bias_is_row)`` of an ``mm``/``addmm`` node worth handing to oneDNN, or
+    None."""
     aten = torch.ops.aten
     if node.op != "call_function" or node.target not in (aten.mm.default, aten.addmm.default):
         return None
@@ -87,7 +94,10 @@ def _product(node):
     if any(not isinstance(v, torch.Tensor) for v in vals):
         return None
     (M, K), (_, N) = vals[0].shape, vals[1].shape
-    if any(v.device.type != "cpu" or v.dtype != torch.float32 for v in vals) or M * K * N < MIN_MACS:
+    if (
+        any(v.device.type != "cpu" or v.dtype != torch.float32 for v in vals)
+        or M * K * N < MIN_MACS
+    ):
         return None
     row = None
     if bias is not None:

@@ -14,6 +14,7 @@ Example:
     >>> f = GridField({"w": w, "psi": psi}, dt=0.1)          # w, psi: (B, T, n, n)
     >>> r = pde(f.x, f)                                     # (B, T - 2, n, n, 1)
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,34 +48,54 @@ class GridField:
         names: the input names, space then time (default ``("x", "y", "t")``).
     """
 
-    def __init__(self, fields: dict, dt: float, *, t0: float = 0.0, names=("x", "y", "t"), _name=None):
+    def __init__(
+        self, fields: dict, dt: float, *, t0: float = 0.0, names=("x", "y", "t"), _name=None
+    ):
         if not fields:
             fail("fields", fields, "is empty", 'pass e.g. {"w": trajectories}')
         self.fields, self.frame_dt, self.t0 = dict(fields), finite_scalar("dt", dt), float(t0)
         first = next(iter(self.fields.values()))
         self.dims = len(names) - 1
-        if first.ndim < self.dims + 1 or first.shape[-1] != first.shape[-2] or first.shape[-1 - self.dims] < 3:
-            fail("fields", tuple(first.shape), "is not (..., T >= 3, n, n) trajectories", "pass (B, T, n, n)")
+        if (
+            first.ndim < self.dims + 1
+            or first.shape[-1] != first.shape[-2]
+            or first.shape[-1 - self.dims] < 3
+        ):
+            fail(
+                "fields",
+                tuple(first.shape),
+                "is not (..., T >= 3, n, n) trajectories",
+                "pass (B, T, n, n)",
+            )
         for k, v in self.fields.items():
             if v.shape != first.shape:
-                fail(f"fields[{k!r}]", tuple(v.shape), f"differs from the first field's {tuple(first.shape)}",
-                     "sample every output on one grid")
+                fail(
+                    f"fields[{k!r}]",
+                    tuple(v.shape),
+                    f"differs from the first field's {tuple(first.shape)}",
+                    "sample every output on one grid",
+                )
         self.input_names, self._name = tuple(names), _name
         self.n = first.shape[-1]
-        self._hats = {}             # each field's spectrum at the interior frames, shared by its selections
+        # each field's spectrum at the interior frames, shared by its selections
+        self._hats: dict = {}
 
-    def __getitem__(self, name: str) -> "GridField":
+    def __getitem__(self, name: str) -> GridField:
         if name not in self.fields:
-            raise KeyError(f"output {name!r} is not one of {tuple(self.fields)}. Fix: use one of those names.")
-        out = copy.copy(self)       # shares the fields and the spectra already taken
+            raise KeyError(
+                f"output {name!r} is not one of {tuple(self.fields)}. Fix: use one of those names."
+            )
+        out = copy.copy(self)  # shares the fields and the spectra already taken
         out._name = name
         return out
 
     def _one(self) -> torch.Tensor:
         if self._name is None:
             if len(self.fields) > 1:
-                raise ValueError(f"this field has outputs {tuple(self.fields)}; derivatives need one. "
-                                 f"Fix: select it first, e.g. f[{next(iter(self.fields))!r}]")
+                raise ValueError(
+                    f"this field has outputs {tuple(self.fields)}; derivatives need one. "
+                    f"Fix: select it first, e.g. f[{next(iter(self.fields))!r}]"
+                )
             return next(iter(self.fields.values()))
         return self.fields[self._name]
 
@@ -110,7 +131,9 @@ class GridField:
     def _index(self, i) -> int:
         if isinstance(i, str):
             if i not in self.input_names:
-                raise KeyError(f"input {i!r} is not one of {self.input_names}. Fix: use one of those names.")
+                raise KeyError(
+                    f"input {i!r} is not one of {self.input_names}. Fix: use one of those names."
+                )
             i = self.input_names.index(i)
         return i
 
@@ -128,18 +151,26 @@ class GridField:
         """Central differences in time, at the interior frames."""
         u, axis = self._one(), -1 - self.dims
         frames = u.shape[axis]
-        return self._col((u.narrow(axis, 2, frames - 2) - u.narrow(axis, 0, frames - 2)) / (2 * self.frame_dt))
+        return self._col(
+            (u.narrow(axis, 2, frames - 2) - u.narrow(axis, 0, frames - 2)) / (2 * self.frame_dt)
+        )
 
     def d2(self, i, j=None) -> torch.Tensor:
         i = self._index(i)
         j = i if j is None else self._index(j)
         if self.dims in (i, j):
-            fail("d2", (i, j), "asks for a second time derivative", "the grid field has first-order time only")
+            fail(
+                "d2",
+                (i, j),
+                "asks for a second time derivative",
+                "the grid field has first-order time only",
+            )
         k = self._k()
         return self._col(self._spectral(-k[i] * k[j]))
 
     def laplacian(self) -> torch.Tensor:
-        return self._col(self._spectral(-sum(kj ** 2 for kj in self._k())))
+        return self._col(self._spectral(-sum(kj**2 for kj in self._k())))
 
     def __repr__(self):
-        return f"GridField({tuple(self.fields)}, dt={self.frame_dt}, n={self.n}{', ' + self._name if self._name else ''})"
+        name = ", " + self._name if self._name else ""
+        return f"GridField({tuple(self.fields)}, dt={self.frame_dt}, n={self.n}{name})"

@@ -1,6 +1,7 @@
 """First-order optimizers as objects with readable hyperparameters; ``build`` makes the torch
 optimizer. They are the settings of a :class:`pdeml.steppers.FirstOrder` phase; L-BFGS and
 ENGD are steppers of their own (:mod:`pdeml.steppers`, :mod:`pdeml.gauss_newton`)."""
+
 from __future__ import annotations
 
 import abc
@@ -26,15 +27,22 @@ class OneCycle:
     """
 
     def __init__(self, warmup: float = 0.3, div: float = 25.0, final_div: float = 1e4):
-        self.warmup, self.div, self.final_div = (finite_scalar(k, v) for k, v in
-                                                 (("warmup", warmup), ("div", div), ("final_div", final_div)))
+        self.warmup, self.div, self.final_div = (
+            finite_scalar(k, v)
+            for k, v in (("warmup", warmup), ("div", div), ("final_div", final_div))
+        )
         if not 0 < self.warmup < 1 or self.div < 1 or self.final_div < 1:
-            fail("OneCycle", (warmup, div, final_div), "needs 0 < warmup < 1 and div, final_div >= 1",
-                 "pass e.g. OneCycle(0.3, 25, 1e4)")
+            fail(
+                "OneCycle",
+                (warmup, div, final_div),
+                "needs 0 < warmup < 1 and div, final_div >= 1",
+                "pass e.g. OneCycle(0.3, 25, 1e4)",
+            )
 
     def factor(self, step: int, total: int) -> float:
         import math
-        up = max(1.0, self.warmup * total - 1)            # the peak's step, as torch's OneCycleLR
+
+        up = max(1.0, self.warmup * total - 1)  # the peak's step, as torch's OneCycleLR
         lo, end = 1 / self.div, 1 / (self.div * self.final_div)
         if step <= up:
             return lo + (1 - lo) * (1 - math.cos(math.pi * step / up)) / 2
@@ -50,7 +58,9 @@ class AbstractOptimizer(abc.ABC):
     :math:`\eta_k = \eta\,\gamma^{k/K}` (k counts the phase's steps), or a ``schedule`` over the
     whole phase (:class:`OneCycle`) instead."""
 
-    def __init__(self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000, schedule=None):
+    def __init__(
+        self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000, schedule=None
+    ):
         self.lr = finite_scalar("lr", lr)
         if self.lr <= 0:
             fail("lr", lr, "must be positive", "pass e.g. 1e-3")
@@ -59,7 +69,9 @@ class AbstractOptimizer(abc.ABC):
             fail("decay", decay, "must be in (0, 1]", "pass e.g. 0.9 (or 1 for a constant rate)")
         self.decay_every = positive_int("decay_every", decay_every)
         if schedule is not None and not isinstance(schedule, OneCycle):
-            fail("schedule", schedule, "is not a schedule", "pass pl.OneCycle() or None (step decay)")
+            fail(
+                "schedule", schedule, "is not a schedule", "pass pl.OneCycle() or None (step decay)"
+            )
         if schedule is not None and self.decay != 1:
             fail("decay", decay, "and a schedule would both set the rate", "use one of them")
         self.schedule = schedule
@@ -68,7 +80,9 @@ class AbstractOptimizer(abc.ABC):
         """The rate of the phase's step ``step`` of ``total`` (needed by a schedule)."""
         if self.schedule is not None:
             if total is None:
-                fail("schedule", self.schedule, "needs the phase's length", "train through pdeml.fit")
+                fail(
+                    "schedule", self.schedule, "needs the phase's length", "train through pdeml.fit"
+                )
             return self.lr * self.schedule.factor(step, total)
         return self.lr * self.decay ** (step / self.decay_every)
 
@@ -83,12 +97,18 @@ class AbstractOptimizer(abc.ABC):
         """Per parameter, the torch optimizer's state tensors :meth:`update_` changes in place."""
         raise NotImplementedError(f"{type(self).__name__} has no compiled update")
 
-    def update_(self, params: list, grads: list, states: list, lr: torch.Tensor, ok: torch.Tensor) -> None:
+    def update_(
+        self, params: list, grads: list, states: list, lr: torch.Tensor, ok: torch.Tensor
+    ) -> None:
         """The update as tensor operations, in place; nothing changes where ``ok`` is False."""
         raise NotImplementedError(f"{type(self).__name__} has no compiled update")
 
     def __repr__(self):
-        tail = f"schedule={self.schedule!r}" if self.schedule else f"decay={self.decay}, decay_every={self.decay_every}"
+        tail = (
+            f"schedule={self.schedule!r}"
+            if self.schedule
+            else f"decay={self.decay}, decay_every={self.decay_every}"
+        )
         return f"{type(self).__name__}({self.lr}, {tail})"
 
 
@@ -99,8 +119,15 @@ class Adam(AbstractOptimizer):
         >>> Adam(1e-3, decay=0.9, decay_every=1000)
     """
 
-    def __init__(self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000,
-                 betas=(0.9, 0.999), schedule=None):
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        *,
+        decay: float = 1.0,
+        decay_every: int = 1000,
+        betas=(0.9, 0.999),
+        schedule=None,
+    ):
         super().__init__(lr, decay=decay, decay_every=decay_every, schedule=schedule)
         self.betas = tuple(finite_scalar("betas", b) for b in betas)
 
@@ -109,7 +136,9 @@ class Adam(AbstractOptimizer):
         floating-point parameters): the same update, a third of the optimizer's time."""
         params = list(params)
         fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=ADAM_EPS, fused=fused or None)
+        return torch.optim.Adam(
+            params, lr=self.lr, betas=self.betas, eps=ADAM_EPS, fused=fused or None
+        )
 
     compiles = True
 
@@ -122,23 +151,27 @@ class Adam(AbstractOptimizer):
             for p in group["params"]:
                 st = opt.state[p]
                 if not st:
-                    st["step"] = torch.zeros((), dtype=torch.float32,
-                                             device=p.device if group.get("fused") else "cpu")
+                    st["step"] = torch.zeros(
+                        (), dtype=torch.float32, device=p.device if group.get("fused") else "cpu"
+                    )
                     st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 out.append([st["step"], st["exp_avg"], st["exp_avg_sq"]])
         return out
 
-    def update_(self, params: list, grads: list, states: list, lr: torch.Tensor, ok: torch.Tensor) -> None:
+    def update_(
+        self, params: list, grads: list, states: list, lr: torch.Tensor, ok: torch.Tensor
+    ) -> None:
         r"""torch's Adam update as plain tensor operations, for a compiled step: with
         :math:`s` steps taken, :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`,
         :math:`v \leftarrow \beta_2 v + (1-\beta_2) g^2`,
-        :math:`\theta \leftarrow \theta - \frac{\eta}{1-\beta_1^{s}}\,m / (\sqrt{v/(1-\beta_2^{s})} + \epsilon)`.
+        :math:`\theta \leftarrow \theta - \frac{\eta}{1-\beta_1^{s}}\,m / (\sqrt{v/(1-\beta_2^{s})}
+        + \epsilon)`.
         Nothing changes where ``ok`` is False (a non-finite gradient)."""
         b1, b2 = self.betas
         for p, g, (step, m, v) in zip(params, grads, states):
             s = step + 1
-            s64 = s.to(torch.float64)          # the bias corrections in double, as torch's Adam
+            s64 = s.to(torch.float64)  # the bias corrections in double, as torch's Adam
             step_size = (lr.to(torch.float64) / (1 - torch.pow(b1, s64))).to(p.dtype)
             root = torch.sqrt(1 - torch.pow(b2, s64)).to(p.dtype)
             m_new = torch.lerp(m, g, 1 - b1)

@@ -13,6 +13,7 @@ Example:
     >>> opt.flag, opt.dest
     ('--width', 'width')
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,8 +57,11 @@ class Option:
 
     def add_to(self, parser) -> None:
         """Add this option to an argparse parser (default None: the case's own setting)."""
-        kwargs = {k: v for k, v in (("type", self.type), ("nargs", self.nargs), ("metavar", self.metavar))
-                  if v is not None}
+        kwargs = {
+            k: v
+            for k, v in (("type", self.type), ("nargs", self.nargs), ("metavar", self.metavar))
+            if v is not None
+        }
         if self.nargs == "?":
             kwargs["const"] = self.const
         parser.add_argument(self.flag, dest=self.dest, default=None, help=self.help, **kwargs)
@@ -65,10 +69,16 @@ class Option:
 
 def set_field(field: str, convert: Callable[[Any], Any] | None = None, flag: str | None = None):
     """An ``apply`` that lands the (converted) value on the method's field ``field``."""
+
     def apply(case, value):
         if field not in settings.fields(case.method):
-            fail(flag or f"--{field}", value, f"does not apply to the {type(case.method).__name__} method "
-                 f"(it has no {field})", "drop the option, or use a method that has it")
+            fail(
+                flag or f"--{field}",
+                value,
+                f"does not apply to the {type(case.method).__name__} method (it has no {field})",
+                "drop the option, or use a method that has it",
+            )
         new = convert(value) if convert is not None else value
         return case.replace(method=settings.replace(case.method, **{field: new}))
+
     return apply

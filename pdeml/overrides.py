@@ -8,6 +8,7 @@ Example:
     >>> make_optimizer("sgd", pl.Adam(2e-3)).lr
     0.002
 """
+
 from __future__ import annotations
 
 from . import registry, settings
@@ -20,20 +21,32 @@ from .problem import Case
 
 def _carry(cls):
     """``--optimizer adam|sgd``: the new optimizer keeps the case's learning rate and decay."""
+
     def make(current):
-        keep = {k: getattr(current, k) for k in ("lr", "decay", "decay_every", "schedule") if hasattr(current, k)}
+        keep = {
+            k: getattr(current, k)
+            for k in ("lr", "decay", "decay_every", "schedule")
+            if hasattr(current, k)
+        }
         return cls(keep.pop("lr", 1e-3), **keep)
+
     return make
 
 
 def _engd(**kw):
     def make(current):
         return ENGD(**kw)
+
     return make
 
 
 #: CLI names -> the first phase's optimizer, made from the case's current one
-OPTIMIZERS = {"adam": _carry(Adam), "sgd": _carry(SGD), "engd": _engd(), "engd-cg": _engd(solver="cg")}
+OPTIMIZERS = {
+    "adam": _carry(Adam),
+    "sgd": _carry(SGD),
+    "engd": _engd(),
+    "engd-cg": _engd(solver="cg"),
+}
 
 
 def make_optimizer(spec, current=None):
@@ -49,8 +62,15 @@ def make_optimizer(spec, current=None):
 #: the overrides of the case's own fields, which every case has; a method adds its own
 #: (:meth:`pdeml.backend.AbstractMethod.cli_options`: ``derivatives``, ``sampler``, ``compile``,
 #: ``constraint``, ``data``, ...)
-CASE_OVERRIDES = ("optimizer", "lr", "combiner", "steps", "lbfgs_steps", "checkpoint_every",
-                  "checkpoint_minutes")
+CASE_OVERRIDES = (
+    "optimizer",
+    "lr",
+    "combiner",
+    "steps",
+    "lbfgs_steps",
+    "checkpoint_every",
+    "checkpoint_minutes",
+)
 
 
 def apply_overrides(case: Case, overrides: dict) -> Case:
@@ -64,7 +84,12 @@ def apply_overrides(case: Case, overrides: dict) -> Case:
     owned = registry.method_options()
     unknown = set(overrides) - set(CASE_OVERRIDES) - set(owned)
     if unknown:
-        fail("overrides", sorted(unknown), "are not overrides", f"use some of {[*CASE_OVERRIDES, *owned]}")
+        fail(
+            "overrides",
+            sorted(unknown),
+            "are not overrides",
+            f"use some of {[*CASE_OVERRIDES, *owned]}",
+        )
     o = {k: v for k, v in overrides.items() if v is not None}
     first = [k for k in o if k in owned and any(opt.first for _, opt in owned[k])]
     for k in first:
@@ -73,16 +98,28 @@ def apply_overrides(case: Case, overrides: dict) -> Case:
         case = case.replace(optimizer=make_optimizer(o["optimizer"], case.optimizer))
     if "lr" in o:
         if "lr" not in settings.fields(case.optimizer):
-            fail("--lr", o["lr"], f"does not apply to {case.optimizer!r}, which has no learning rate",
-                 "drop --lr (ENGD's line search picks its step), or pass --optimizer adam")
+            fail(
+                "--lr",
+                o["lr"],
+                f"does not apply to {case.optimizer!r}, which has no learning rate",
+                "drop --lr (ENGD's line search picks its step), or pass --optimizer adam",
+            )
         case = case.replace(optimizer=settings.replace(case.optimizer, lr=o["lr"]))
     if "combiner" in o:
         combiner = make_combiner(o["combiner"])
         changes = {"combiner": combiner}
-        if isinstance(combiner, MConFIG) and "optimizer" not in o and isinstance(case.optimizer, Adam):
+        if (
+            isinstance(combiner, MConFIG)
+            and "optimizer" not in o
+            and isinstance(case.optimizer, Adam)
+        ):
             changes["optimizer"] = make_optimizer("sgd", case.optimizer)
         case = case.replace(**changes)
-    plain = {k: o[k] for k in ("steps", "lbfgs_steps", "checkpoint_every", "checkpoint_minutes") if k in o}
+    plain = {
+        k: o[k]
+        for k in ("steps", "lbfgs_steps", "checkpoint_every", "checkpoint_minutes")
+        if k in o
+    }
     if plain:
         case = case.replace(**plain)
     for k in o:

@@ -13,6 +13,7 @@ Example:
     >>> problem = pl.Problem(geometry=pl.geometry.Polygon(VERTICES), pde=pl.pde.Poisson(source=1.0),
     ...                      conditions=[pl.Dirichlet(0.0)])
 """
+
 from __future__ import annotations
 
 import abc
@@ -42,8 +43,12 @@ class AbstractPDE(abc.ABC):
             if v.ndim == 1:
                 v = v[:, None]
             if v.shape != (x.shape[0], 1):
-                fail("source", f"a callable returning shape {tuple(v.shape)}", f"must return ({x.shape[0]}, 1) "
-                     "or (N,) values for N points", "return one value per point")
+                fail(
+                    "source",
+                    f"a callable returning shape {tuple(v.shape)}",
+                    f"must return ({x.shape[0]}, 1) or (N,) values for N points",
+                    "return one value per point",
+                )
             return v
         return torch.full((x.shape[0], 1), float(self.source), dtype=x.dtype, device=x.device)
 
@@ -89,8 +94,12 @@ class ScreenedPoisson(AbstractPDE):
     def __post_init__(self):
         sigma = finite_scalar("sigma", self.sigma, "pass a number >= 0")
         if sigma < 0:
-            fail("sigma", sigma, "is negative (the equation is then not screened: walks do not terminate)",
-                 "pass sigma >= 0")
+            fail(
+                "sigma",
+                sigma,
+                "is negative (the equation is then not screened: walks do not terminate)",
+                "pass sigma >= 0",
+            )
         object.__setattr__(self, "sigma", sigma)
         object.__setattr__(self, "source", _source(self.source))
 
@@ -104,6 +113,9 @@ def structured(pde, method: str, kinds: tuple = (Poisson, ScreenedPoisson)) -> A
         return pde
     names = " or ".join(f"pl.pde.{k.__name__}(...)" for k in kinds)
     what = getattr(pde, "__name__", type(pde).__name__)
-    fail("pde", what, f"is a plain function; {method} needs the equation's coefficients",
-         f"write the case's pde as {names} (docs/wos.md)")
-
+    fail(
+        "pde",
+        what,
+        f"is a plain function; {method} needs the equation's coefficients",
+        f"write the case's pde as {names} (docs/wos.md)",
+    )

@@ -1,8 +1,9 @@
 """``Problem`` (what to solve), ``Parameter`` (unknowns of inverse problems), ``Case`` (how)."""
+
 from __future__ import annotations
 
-import inspect
 import difflib
+import inspect
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
@@ -41,7 +42,9 @@ def _n_positional(fn) -> int | None:
     ps = sig.parameters.values()
     if any(p.kind is p.VAR_POSITIONAL for p in ps):
         return None
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in ps)
+    return sum(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in ps
+    )
 
 
 class Problem:
@@ -60,8 +63,19 @@ class Problem:
         reference: ``(points, values)`` of an independently computed solution.
     """
 
-    def __init__(self, geometry, pde, conditions=(), *, time=None, outputs=("u",), inputs=None,
-                 parameters=None, exact=None, reference=None):
+    def __init__(
+        self,
+        geometry,
+        pde,
+        conditions=(),
+        *,
+        time=None,
+        outputs=("u",),
+        inputs=None,
+        parameters=None,
+        exact=None,
+        reference=None,
+    ):
         if not isinstance(geometry, AbstractGeometry):
             fail("geometry", geometry, "is not a pdeml geometry", "build it from pdeml.geometry")
         if not callable(pde):
@@ -83,7 +97,12 @@ class Problem:
         default += ("t",) if time is not None else ()
         self.inputs = tuple(inputs) if inputs is not None else default
         if len(self.inputs) != self.domain.dim or len(set(self.inputs)) != len(self.inputs):
-            fail("inputs", inputs, f"must be {self.domain.dim} distinct names", f"pass e.g. {default}")
+            fail(
+                "inputs",
+                inputs,
+                f"must be {self.domain.dim} distinct names",
+                f"pass e.g. {default}",
+            )
         self.parameters = dict(parameters or {})
         for k, v in self.parameters.items():
             if not isinstance(v, Parameter):
@@ -91,14 +110,22 @@ class Problem:
         n_args = _n_positional(pde)
         want = 3 if self.parameters else 2
         if n_args is not None and n_args != want:
-            fail("pde", pde, f"takes {n_args} positional arguments but {want} are passed",
-                 "define pde(x, u, p) when the problem has parameters, else pde(x, u)")
+            fail(
+                "pde",
+                pde,
+                f"takes {n_args} positional arguments but {want} are passed",
+                "define pde(x, u, p) when the problem has parameters, else pde(x, u)",
+            )
         conditions = list(conditions)
         names: dict[str, int] = {}
         for c in conditions:
             if not isinstance(c, AbstractCondition):
-                fail("conditions", c, "holds something that is not a condition",
-                     "use pl.Dirichlet, pl.Neumann, pl.Robin, pl.Periodic, pl.Initial or pl.Data")
+                fail(
+                    "conditions",
+                    c,
+                    "holds something that is not a condition",
+                    "use pl.Dirichlet, pl.Neumann, pl.Robin, pl.Periodic, pl.Initial or pl.Data",
+                )
             base = c.name or c.kind
             names[base] = names.get(base, 0) + 1
         seen: dict[str, int] = {}
@@ -118,9 +145,17 @@ class Problem:
             vals = finite_array("reference[1] (values)", vals)
             if vals.ndim == 1:
                 vals = vals[:, None]
-            if pts.ndim != 2 or pts.shape[1] != self.input_dim or vals.shape != (len(pts), len(self.outputs)):
-                fail("reference", f"(points {pts.shape}, values {vals.shape})", "has the wrong shape",
-                     f"pass points (N, {self.input_dim}) and values (N, {len(self.outputs)})")
+            if (
+                pts.ndim != 2
+                or pts.shape[1] != self.input_dim
+                or vals.shape != (len(pts), len(self.outputs))
+            ):
+                fail(
+                    "reference",
+                    f"(points {pts.shape}, values {vals.shape})",
+                    "has the wrong shape",
+                    f"pass points (N, {self.input_dim}) and values (N, {len(self.outputs)})",
+                )
             self.reference = (pts, vals)
 
     @property
@@ -152,8 +187,12 @@ class Problem:
         v = v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, dtype=float)
         v = v.reshape(len(x), -1)
         if v.shape[1] != len(self.outputs) or not np.all(np.isfinite(v)):
-            fail("exact", self.exact, f"returned shape {v.shape} (or non-finite values)",
-                 f"return finite values of shape (N, {len(self.outputs)}) or (N,)")
+            fail(
+                "exact",
+                self.exact,
+                f"returned shape {v.shape} (or non-finite values)",
+                f"return finite values of shape (N, {len(self.outputs)}) or (N,)",
+            )
         return v
 
 
@@ -161,12 +200,19 @@ _MISSING = object()
 
 #: settings that were Case fields before the method/backend contract, and where they live now
 _MOVED = {
-    **{k: f"method=PINN({k}=...)" for k in ("model", "estimator", "hard_dirichlet", "transform", "compile")},
-    **{k: "method=PINN(sampler=Uniform(n_domain, n_boundary, n_initial, every=resample_every, "
-          "method=sampling))" for k in ("sampler", "n_domain", "n_boundary", "n_initial", "resample_every",
-                                        "sampling")},
-    **{k: "optimizer=pl.Adam(lr, decay=lr_decay, decay_every=lr_decay_every)"
-       for k in ("lr", "lr_decay", "lr_decay_every")},
+    **{
+        k: f"method=PINN({k}=...)"
+        for k in ("model", "estimator", "hard_dirichlet", "transform", "compile")
+    },
+    **{
+        k: "method=PINN(sampler=Uniform(n_domain, n_boundary, n_initial, every=resample_every, "
+        "method=sampling))"
+        for k in ("sampler", "n_domain", "n_boundary", "n_initial", "resample_every", "sampling")
+    },
+    **{
+        k: "optimizer=pl.Adam(lr, decay=lr_decay, decay_every=lr_decay_every)"
+        for k in ("lr", "lr_decay", "lr_decay_every")
+    },
 }
 
 
@@ -183,7 +229,8 @@ class Case:
         steps: steps of the first phase. ``optimizer``: its optimizer (``pl.Adam(1e-3)`` by
             default, ``pl.SGD``), or a stepper of its own (``pl.ENGD()``).
         combiner: how the weighted loss terms become one first-order update (``pl.Sum()`` by
-            default, ``pl.ConFIG()``, ``pl.MConFIG()`` with ``pl.SGD``, ``pl.PCGrad()``, ``pl.GradNorm()``).
+            default, ``pl.ConFIG()``, ``pl.MConFIG()`` with ``pl.SGD``, ``pl.PCGrad()``,
+            ``pl.GradNorm()``).
         lbfgs_steps: L-BFGS iterations after the first phase (0: none); ``lbfgs`` its settings.
         weights: ``{term: weight}`` for the loss terms, in every phase (default 1 each).
         dtype: "float32" or "float64".
@@ -217,17 +264,31 @@ class Case:
         known = [f.name for f in fields(Case)]
         for k, v in settings.items():
             if k in _MOVED:
-                fail(k, v, "is no longer a Case field (settings of the method and the optimizer live "
-                     "in those objects)", f"pass {_MOVED[k]} (from solvers import PINN; from samplers "
-                     "import Uniform)", TypeError)
+                fail(
+                    k,
+                    v,
+                    "is no longer a Case field (settings of the method and the optimizer live "
+                    "in those objects)",
+                    f"pass {_MOVED[k]} (from solvers import PINN; from samplers import Uniform)",
+                    TypeError,
+                )
             if k not in known:
                 close = difflib.get_close_matches(k, known, n=1)
-                fail(k, v, "is not a Case field",
-                     (f"did you mean {close[0]}=? " if close else "") + f"The fields are {known}")
+                fail(
+                    k,
+                    v,
+                    "is not a Case field",
+                    (f"did you mean {close[0]}=? " if close else "") + f"The fields are {known}",
+                )
         for name, value in (("problem", problem), ("method", method)):
             if value is _MISSING:
-                fail(name, None, "is missing", "pass pl.Case(problem=pl.Problem(...), "
-                     "method=solvers.PINN(...), ...)", TypeError)
+                fail(
+                    name,
+                    None,
+                    "is missing",
+                    "pass pl.Case(problem=pl.Problem(...), method=solvers.PINN(...), ...)",
+                    TypeError,
+                )
         for f in fields(Case):
             if f.name in ("problem", "method"):
                 value = problem if f.name == "problem" else method
@@ -241,11 +302,21 @@ class Case:
     def _validate(self):
         from .backend import AbstractMethod
         from .family import AbstractFamily
+
         if not isinstance(self.problem, (Problem, AbstractFamily)):
-            fail("problem", self.problem, "is neither a pdeml.Problem nor a family",
-                 "pass problem=pl.Problem(...) (or a family of problems for operator methods)")
+            fail(
+                "problem",
+                self.problem,
+                "is neither a pdeml.Problem nor a family",
+                "pass problem=pl.Problem(...) (or a family of problems for operator methods)",
+            )
         if not isinstance(self.method, AbstractMethod):
-            fail("method", self.method, "is not a method", "pass e.g. method=solvers.PINN(pl.nn.MLP(50, 4))")
+            fail(
+                "method",
+                self.method,
+                "is not a method",
+                "pass e.g. method=solvers.PINN(pl.nn.MLP(50, 4))",
+            )
         for k in ("steps", "lbfgs_steps"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -257,22 +328,36 @@ class Case:
         if self.dtype not in ("float32", "float64"):
             fail("dtype", self.dtype, "is not supported", 'pass "float32" or "float64"')
         if not isinstance(self.combiner, AbstractCombiner):
-            fail("combiner", self.combiner, "is not a combiner object", "pass e.g. pl.ConFIG() "
-                 "(the names are for --combiner)")
+            fail(
+                "combiner",
+                self.combiner,
+                "is not a combiner object",
+                "pass e.g. pl.ConFIG() (the names are for --combiner)",
+            )
         if not isinstance(self.lbfgs, LBFGS):
             fail("lbfgs", self.lbfgs, "is not an L-BFGS stepper", "pass pl.LBFGS(...)")
         if isinstance(self.optimizer, AbstractStepper):
             if not isinstance(self.combiner, Sum):
-                fail("combiner", self.combiner, f"does not apply to {self.optimizer!r}, which takes whole "
-                     "Gauss-Newton steps on the weighted residuals", "use the default pl.Sum() (loss "
-                     "weights still apply), or a first-order optimizer")
+                fail(
+                    "combiner",
+                    self.combiner,
+                    f"does not apply to {self.optimizer!r}, which takes whole "
+                    "Gauss-Newton steps on the weighted residuals",
+                    "use the default pl.Sum() (loss "
+                    "weights still apply), or a first-order optimizer",
+                )
         else:
-            FirstOrder(self.optimizer, self.combiner)      # validates the optimizer
+            FirstOrder(self.optimizer, self.combiner)  # validates the optimizer
             if isinstance(self.combiner, MConFIG) and not isinstance(self.optimizer, SGD):
-                fail("optimizer", self.optimizer, "would add a second set of moments to M-ConFIG's own",
-                     "pass optimizer=pl.SGD(lr) with combiner=pl.MConFIG() (--optimizer sgd)")
+                fail(
+                    "optimizer",
+                    self.optimizer,
+                    "would add a second set of moments to M-ConFIG's own",
+                    "pass optimizer=pl.SGD(lr) with combiner=pl.MConFIG() (--optimizer sgd)",
+                )
         from .fit import check_weights
-        check_weights(self.weights)          # the term names are checked when a backend exists
+
+        check_weights(self.weights)  # the term names are checked when a backend exists
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -280,11 +365,14 @@ class Case:
 
     def phases(self) -> list:
         """``[(steps, stepper), ...]`` for :func:`pdeml.fit`: the first phase, then L-BFGS."""
-        first = self.optimizer if isinstance(self.optimizer, AbstractStepper) else \
-            FirstOrder(self.optimizer, self.combiner)
+        first = (
+            self.optimizer
+            if isinstance(self.optimizer, AbstractStepper)
+            else FirstOrder(self.optimizer, self.combiner)
+        )
         return [(self.steps, first), (self.lbfgs_steps, self.lbfgs)]
 
-    def replace(self, **changes) -> "Case":
+    def replace(self, **changes) -> Case:
         """A new Case with some fields changed (validated again)."""
         known = {f.name for f in fields(self)}
         for k in changes:

@@ -15,6 +15,7 @@ cases under the same groups, without touching pdeml:
 
 Nothing is cached: a package installed while Python runs is seen by the next call.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -22,6 +23,7 @@ import pkgutil
 from typing import Any
 
 from ._validate import fail
+from .backend import AbstractMethod
 from .options import Option
 
 GROUPS = ("pdeml.methods", "pdeml.commands", "pdeml.cases")
@@ -31,19 +33,30 @@ def _load(group: str) -> dict[str, Any]:
     out = {}
     for ep in importlib.metadata.entry_points(group=group):
         if ep.name in out:
-            continue                         # the first distribution on sys.path wins
+            continue  # the first distribution on sys.path wins
         try:
             out[ep.name] = ep.load()
-        except Exception as e:               # a broken plug-in names itself
-            raise ImportError(f"entry point {ep.name!r} = {ep.value!r} of group {group!r} does not load: "
-                              f"{type(e).__name__}: {e}. Fix: repair or uninstall the package that "
-                              "declares it") from e
+        except Exception as e:  # a broken plug-in names itself
+            raise ImportError(
+                f"entry point {ep.name!r} = {ep.value!r} of group {group!r} does not load: "
+                f"{type(e).__name__}: {e}. Fix: repair or uninstall the package that "
+                "declares it"
+            ) from e
     return out
 
 
-def methods() -> dict[str, type]:
+def methods() -> dict[str, type[AbstractMethod]]:
     """Method names (as run.json records them) -> method classes."""
-    return _load("pdeml.methods")
+    out = _load("pdeml.methods")
+    for name, cls in out.items():
+        if not (isinstance(cls, type) and issubclass(cls, AbstractMethod)):
+            fail(
+                "entry point",
+                f"pdeml.methods:{name}",
+                f"names {cls!r}, not a pdeml.AbstractMethod subclass",
+                "register the method's class",
+            )
+    return out
 
 
 def commands() -> dict[str, Any]:
@@ -71,9 +84,9 @@ def method_name(method) -> str:
     return next((k for k, v in methods().items() if type(method) is v), type(method).__name__)
 
 
-def method_options() -> dict[str, list[tuple[type, Option]]]:
+def method_options() -> dict[str, list[tuple[type[AbstractMethod], Option]]]:
     """Option names -> the (method class, option) pairs that own them, over registered methods."""
-    out: dict[str, list[tuple[type, Option]]] = {}
+    out: dict[str, list[tuple[type[AbstractMethod], Option]]] = {}
     for cls in methods().values():
         for opt in cls.cli_options():
             out.setdefault(opt.name, []).append((cls, opt))
@@ -87,5 +100,9 @@ def apply_option(case, name: str, value):
     if name in own:
         return own[name].apply(case, value)
     owners = sorted({cls.__name__ for cls, _ in method_options().get(name, [])})
-    fail(f"--{name}", value, f"does not apply to the {type(case.method).__name__} method",
-         f"drop it ({'an option of ' + ', '.join(owners) if owners else 'no method has it'})")
+    fail(
+        f"--{name}",
+        value,
+        f"does not apply to the {type(case.method).__name__} method",
+        f"drop it ({'an option of ' + ', '.join(owners) if owners else 'no method has it'})",
+    )

@@ -5,6 +5,7 @@ This is the layer the CLI calls; it is also the simplest Python entry point::
     import pdeml.run
     metrics = pdeml.run.train_case("poisson_lshape", "runs/lshape", steps=2000, lr=1e-3)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,17 +34,26 @@ def builtin_cases() -> dict[str, str]:
     """Case names (over every registered case folder, :func:`pdeml.registry.case_modules`) -> first
     docstring line and the case's options (``--dim 100``). Reads the sources: builds nothing."""
     import ast
+
     out = {}
     for name, module in registry.case_modules().items():
         spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            continue
         tree = ast.parse(Path(spec.origin).read_text())
         doc = ast.get_docstring(tree)
-        line = doc.strip().splitlines()[0] if doc else ""
-        make = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "make"), None)
+        line = " ".join(doc.strip().split("\n\n")[0].split()) if doc else ""  # the first paragraph
+        make = next(
+            (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "make"), None
+        )
         if make is not None:
-            args = make.args.args[-len(make.args.defaults):] if make.args.defaults else []
+            args = make.args.args[-len(make.args.defaults) :] if make.args.defaults else []
             opts = [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(args, make.args.defaults)]
-            opts += [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(make.args.kwonlyargs, make.args.kw_defaults)]
+            opts += [
+                f"--{a.arg} {ast.unparse(d)}"
+                for a, d in zip(make.args.kwonlyargs, make.args.kw_defaults)
+                if d is not None
+            ]
             line += f"  [{' '.join(opts)}]"
         out[name] = line
     return out
@@ -66,20 +76,30 @@ def typed_option(flag: str, value, default):
 def _apply_options(mod, spec: str, options: dict) -> Case:
     """``mod.make(**options)`` with each value converted to the type of the option's default."""
     import inspect
+
     make = getattr(mod, "make", None)
     if make is None:
-        fail("case options", options, f"were given but case {spec!r} takes none (it defines no make())",
-             "drop them, or define `def make(name=default, ...) -> pl.Case` in the case file")
+        fail(
+            "case options",
+            options,
+            f"were given but case {spec!r} takes none (it defines no make())",
+            "drop them, or define `def make(name=default, ...) -> pl.Case` in the case file",
+        )
     params = inspect.signature(make).parameters
     kwargs = {}
     for key, value in options.items():
         name = key.replace("-", "_")
         if name not in params:
-            fail(f"--{key}", value, f"is not an option of case {spec!r}",
-                 f"use one of {['--' + k for k in params]}")
+            fail(
+                f"--{key}",
+                value,
+                f"is not an option of case {spec!r}",
+                f"use one of {['--' + k for k in params]}",
+            )
         default = params[name].default
-        kwargs[name] = typed_option(f"--{key}", value,
-                                    None if default is inspect.Parameter.empty else default)
+        kwargs[name] = typed_option(
+            f"--{key}", value, None if default is inspect.Parameter.empty else default
+        )
     case = make(**kwargs)
     return case.replace(options={**case.options, **kwargs})
 
@@ -87,15 +107,21 @@ def _apply_options(mod, spec: str, options: dict) -> Case:
 def _import_file(path: Path):
     name = f"_pdeml_case_{abs(hash(str(path.resolve())))}"
     mod_spec = importlib.util.spec_from_file_location(name, path)
+    if mod_spec is None or mod_spec.loader is None:
+        fail("case", str(path), "cannot be imported as a Python file", "pass a .py case file")
     mod = importlib.util.module_from_spec(mod_spec)
     sys.modules[name] = mod
     try:
         mod_spec.loader.exec_module(mod)
     except SyntaxError as e:
         sys.modules.pop(name, None)
-        fail("case", str(path), f"has a syntax error at line {e.lineno}: {e.msg}",
-             "correct the file (python -m py_compile FILE shows the line)")
-    except ImportError as e:                   # `from solvers import PINN`: the old import roots
+        fail(
+            "case",
+            str(path),
+            f"has a syntax error at line {e.lineno}: {e.msg}",
+            "correct the file (python -m py_compile FILE shows the line)",
+        )
+    except ImportError as e:  # `from solvers import PINN`: the old import roots
         sys.modules.pop(name, None)
         if (e.name or "").split(".")[0] not in OLD_ROOTS and "one import root" not in str(e):
             raise
@@ -112,14 +138,24 @@ def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:
     path = Path(spec)
     if spec.endswith(".py") or path.is_file():
         if not path.is_file():
-            fail("case", spec, "is not a file", "pass the path of a case file or a built-in name "
-                 "(`pdeml cases` lists them)", FileNotFoundError)
+            fail(
+                "case",
+                spec,
+                "is not a file",
+                "pass the path of a case file or a built-in name (`pdeml cases` lists them)",
+                FileNotFoundError,
+            )
         mod = _import_file(path)
         source = str(path.resolve())
     else:
         modules = registry.case_modules()
         if spec not in modules:
-            fail("case", spec, "is neither a file nor a built-in case", f"use one of {sorted(modules)} or a path")
+            fail(
+                "case",
+                spec,
+                "is neither a file nor a built-in case",
+                f"use one of {sorted(modules)} or a path",
+            )
         mod = importlib.import_module(modules[spec])
         source = spec
     case = getattr(mod, "case", None)
@@ -132,7 +168,9 @@ def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:
 
 def build(case: Case, *, seed: int = 0, device="auto"):
     """The backend of ``case``'s method for its problem, on ``device``."""
-    return case.method.build(case.problem, seed=seed, dtype=case.torch_dtype, device=resolve_device(device))
+    return case.method.build(
+        case.problem, seed=seed, dtype=case.torch_dtype, device=resolve_device(device)
+    )
 
 
 def _plain(overrides: dict) -> dict:
@@ -141,8 +179,12 @@ def _plain(overrides: dict) -> dict:
 
 
 def _check_run_args(seed, snapshots) -> None:
-    if snapshots is not None and (isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 0):
-        fail("--snapshots", snapshots, "must be a non-negative integer", "pass 0 (none) or e.g. 500")
+    if snapshots is not None and (
+        isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 0
+    ):
+        fail(
+            "--snapshots", snapshots, "must be a non-negative integer", "pass 0 (none) or e.g. 500"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         fail("--seed", seed, "must be a non-negative integer", "pass e.g. --seed 0")
 
@@ -155,9 +197,22 @@ def _case_and_source(case, options: dict):
     return case, None
 
 
-def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True, export=True,
-               callbacks=(), options=None, snapshots: int = 0, threads: int | None = None,
-               world: World | None = None, **overrides) -> dict:
+def train_case(
+    case,
+    out,
+    *,
+    seed=0,
+    device="auto",
+    resume=False,
+    progress=True,
+    export=True,
+    callbacks=(),
+    options=None,
+    snapshots: int = 0,
+    threads: int | None = None,
+    world: World | None = None,
+    **overrides,
+) -> dict:
     """Train a case (object, path or name) and write the run directory ``out``; returns metrics
     (``pdeml train``; :func:`execute` does the work).
 
@@ -174,20 +229,46 @@ def train_case(case, out, *, seed=0, device="auto", resume=False, progress=True,
     options = dict(options or {})
     case, source = _case_and_source(case, options)
     case = apply_overrides(case, overrides)
-    return execute(case, out, trains=True, source=source, seed=seed, device=device, resume=resume,
-                   progress=progress, export=export, callbacks=callbacks, snapshots=snapshots, threads=threads,
-                   world=world, record={"overrides": _plain(overrides), "case_options": options})
+    return execute(
+        case,
+        out,
+        trains=True,
+        source=source,
+        seed=seed,
+        device=device,
+        resume=resume,
+        progress=progress,
+        export=export,
+        callbacks=callbacks,
+        snapshots=snapshots,
+        threads=threads,
+        world=world,
+        record={"overrides": _plain(overrides), "case_options": options},
+    )
 
 
-def solve_case(case, out, *, method: str | None = None, points: int = 1000, resolution: int | None = None,
-               seed: int = 0, device="auto", export: bool = True, options=None, threads: int | None = None,
-               world: World | None = None, **overrides) -> dict:
+def solve_case(
+    case,
+    out,
+    *,
+    method: str | None = None,
+    points: int = 1000,
+    resolution: int | None = None,
+    seed: int = 0,
+    device="auto",
+    export: bool = True,
+    options=None,
+    threads: int | None = None,
+    world: World | None = None,
+    **overrides,
+) -> dict:
     """Solve a case whose method does not train (``pdeml solve``): walk-on-spheres, a reference
     solver. ``method`` names a registered method that replaces the case's, in float64 (``"wos"``:
     walk-on-spheres for a case whose PDE is structured, ``pl.pde.Poisson``); ``overrides`` are
     that method's options (``walks``, ``epsilon``). The error is measured on at most ``points``
     of the case's truth; ``resolution`` is the export mesh's (default: the case's)."""
     from ._validate import positive_int
+
     _check_run_args(seed, 0)
     points = positive_int("--points", points)
     if resolution is not None:
@@ -204,15 +285,39 @@ def solve_case(case, out, *, method: str | None = None, points: int = 1000, reso
     case = apply_overrides(case, overrides)
     if resolution is not None:
         case = case.replace(export_resolution=resolution)
-    return execute(case, out, trains=False, source=source, seed=seed, device=device, export=export,
-                   threads=threads, world=world, points=points,
-                   record={"overrides": _plain({"method": method, **overrides}), "case_options": options})
+    return execute(
+        case,
+        out,
+        trains=False,
+        source=source,
+        seed=seed,
+        device=device,
+        export=export,
+        threads=threads,
+        world=world,
+        points=points,
+        record={"overrides": _plain({"method": method, **overrides}), "case_options": options},
+    )
 
 
-def execute(case: Case, out, *, trains: bool | None = None, source: str | None = None, seed: int = 0,
-            device="auto", resume: bool = False, progress: bool = True, export: bool = True, callbacks=(),
-            snapshots: int = 0, threads: int | None = None, world: World | None = None,
-            points: int = 1000, record: dict | None = None) -> dict:
+def execute(
+    case: Case,
+    out,
+    *,
+    trains: bool | None = None,
+    source: str | None = None,
+    seed: int = 0,
+    device="auto",
+    resume: bool = False,
+    progress: bool = True,
+    export: bool = True,
+    callbacks=(),
+    snapshots: int = 0,
+    threads: int | None = None,
+    world: World | None = None,
+    points: int = 1000,
+    record: dict | None = None,
+) -> dict:
     """The one run path: every command that writes a run directory ends here.
 
     Prepares and locks ``out`` (rank 0), builds the case's method, checks a resume and that the
@@ -222,78 +327,137 @@ def execute(case: Case, out, *, trains: bool | None = None, source: str | None =
     at most ``points`` of the case's reference), writes metrics.json, and exports under the
     full-disk guard. ``record``: further run.json fields (the overrides as given)."""
     from .backend import AbstractTrainable
+
     world = world if world is not None else World()
     out = rundir.prepare(out) if world.main else Path(out)
-    with joined(world, resolve_device(device)) as dev, rundir.lock(out) if world.main else contextlib.nullcontext():
+    with (
+        joined(world, resolve_device(device)) as dev,
+        rundir.lock(out) if world.main else contextlib.nullcontext(),
+    ):
         backend = build(case, seed=seed, device=dev)
         dev = backend.device
         trainable = isinstance(backend, AbstractTrainable)
         if trains is not None and trainable != trains:
             name = type(case.method).__name__
-            fail("case", source or name, f"uses {name}, which {'does not train' if trains else 'trains'}",
-                 "run `pdeml solve CASE` (or pass --method NAME there)" if trains else
-                 "run `pdeml train CASE`, or solve it by a method that does not train: `pdeml solve CASE "
-                 "--method wos` (Poisson-type cases)")
-        info = {"source": source, "method": registry.method_name(case.method), "seed": seed, "device": str(dev),
-                "threads": threads, **(record or {}), "dtype": case.dtype, "outputs": list(case.problem.outputs),
-                "terms": backend.term_names if trainable else [], "options": case.options,
-                "case": settings.describe(case), "resolved": backend.resolved()}
+            fail(
+                "case",
+                source or name,
+                f"uses {name}, which {'does not train' if trains else 'trains'}",
+                "run `pdeml solve CASE` (or pass --method NAME there)"
+                if trains
+                else "run `pdeml train CASE`, or solve it by a method that does not train: `pdeml "
+                "solve CASE "
+                "--method wos` (Poisson-type cases)",
+            )
+        info = {
+            "source": source,
+            "method": registry.method_name(case.method),
+            "seed": seed,
+            "device": str(dev),
+            "threads": threads,
+            **(record or {}),
+            "dtype": case.dtype,
+            "outputs": list(case.problem.outputs),
+            "terms": backend.term_names if trainable else [],
+            "options": case.options,
+            "case": settings.describe(case),
+            "resolved": backend.resolved(),
+        }
         if world.active:
             info["world_size"] = world.size
         saved = rundir.checkpoint_for_resume(out, resume, info) if trainable else False
         if world.main:
             rundir.write_json(out / "run.json", info)
         if trainable:
-            metrics = _train(backend, case, out, saved=saved, seed=seed, progress=progress, callbacks=callbacks,
-                             snapshots=snapshots, world=world)
+            metrics = _train(
+                backend,
+                case,
+                out,
+                saved=saved,
+                seed=seed,
+                progress=progress,
+                callbacks=callbacks,
+                snapshots=snapshots,
+                world=world,
+            )
         else:
             metrics = _solve(backend, case, seed=seed, points=points)
         metrics = {**metrics, **({"world_size": world.size} if world.active else {})}
         if not world.main and trainable:
             return metrics
         if world.main:
-            rundir.write_json(out / "metrics.json", metrics)      # the numbers first, pictures after
+            rundir.write_json(out / "metrics.json", metrics)  # the numbers first, pictures after
         if export:
             # a distributed solve's export walks on every rank (the estimates are reduced): the
             # other ranks write into a directory that is thrown away
             scratch = contextlib.nullcontext(out) if world.main else tempfile.TemporaryDirectory()
             with scratch as where:
-                files = rundir.guard_disk(Path(where), lambda: export_backend(backend, where, case.export_resolution))
+                files = rundir.guard_disk(
+                    Path(where), lambda: export_backend(backend, where, case.export_resolution)
+                )
             if world.main:
                 metrics["files"] = [str(Path(p).relative_to(out)) for p in files]
                 rundir.write_json(out / "metrics.json", metrics)
     return metrics
 
 
-def _train(backend, case: Case, out: Path, *, saved: bool, seed: int, progress: bool, callbacks, snapshots: int,
-           world: World) -> dict:
+def _train(
+    backend,
+    case: Case,
+    out: Path,
+    *,
+    saved: bool,
+    seed: int,
+    progress: bool,
+    callbacks,
+    snapshots: int,
+    world: World,
+) -> dict:
     """``fit`` with the run directory's checkpoint, history and progress; the training metrics."""
     dev = backend.device
     truth = backend.reference(np.random.default_rng(seed + 12345))
     callbacks = list(callbacks) if world.main else []
     if snapshots and world.main:
         from .export.points import PointSnapshots
+
         callbacks.append(PointSnapshots(backend, out / "snapshots", snapshots))
     try:
-        result = fit(backend, case.phases(), weights=case.weights, seed=seed,
-                     checkpoint=out / "checkpoint.pt", checkpoint_every=case.checkpoint_every,
-                     checkpoint_minutes=case.checkpoint_minutes, resume=saved,
-                     truth=truth, eval_every=case.eval_every, world=world,
-                     callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks]
-                     if world.main else [])
+        result = fit(
+            backend,
+            case.phases(),
+            weights=case.weights,
+            seed=seed,
+            checkpoint=out / "checkpoint.pt",
+            checkpoint_every=case.checkpoint_every,
+            checkpoint_minutes=case.checkpoint_minutes,
+            resume=saved,
+            truth=truth,
+            eval_every=case.eval_every,
+            world=world,
+            callbacks=[ProgressBar(progress), HistoryCSV(out / "history.csv"), *callbacks]
+            if world.main
+            else [],
+        )
     except DivergenceError as e:
         if world.main:
-            rundir.write_json(out / "metrics.json", {"status": "diverged", "message": str(e), "device": str(dev)})
+            rundir.write_json(
+                out / "metrics.json", {"status": "diverged", "message": str(e), "device": str(dev)}
+            )
         raise
     metrics = {
-        "status": result.status, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
-        "device": str(dev), "seed": seed, "dtype": case.dtype,
+        "status": result.status,
+        "steps": result.steps,
+        "wall_time_s": round(result.wall_time_s, 3),
+        "device": str(dev),
+        "seed": seed,
+        "dtype": case.dtype,
         "l2_relative_error": result.l2_relative_error,
-        "final_losses": result.losses, "parameters": backend.parameter_values(),
+        "final_losses": result.losses,
+        "parameters": backend.parameter_values(),
     }
     if result.message:
         metrics["message"] = result.message
-    if backend.compile_s:                         # torch.compile's time, in this process
+    if backend.compile_s:  # torch.compile's time, in this process
         metrics["compile_s"] = round(backend.compile_s, 2)
     return metrics
 
@@ -308,24 +472,53 @@ def _solve(backend, case: Case, *, seed: int, points: int) -> dict:
     return {"device": str(backend.device), "seed": seed, **backend.solve(truth)}
 
 
-def make_data(case, out, *, samples: int, test: int | None = None, seed: int = 0, batch: int = 32,
-              device="auto", progress: bool = True, options=None) -> Path:
+def make_data(
+    case,
+    out,
+    *,
+    samples: int,
+    test: int | None = None,
+    seed: int = 0,
+    batch: int = 32,
+    device="auto",
+    progress: bool = True,
+    options=None,
+) -> Path:
     """Generate the dataset of a case whose problem is a family (``pdeml data CASE``)."""
     from .family import AbstractFamily
+
     if isinstance(case, str):
         case, _ = load_case(case, dict(options or {}))
     if not isinstance(case.problem, AbstractFamily):
-        fail("case", type(case.problem).__name__, "has one problem, not a family to draw data from",
-             "use an operator case (pdeml cases lists them), or train it directly")
+        fail(
+            "case",
+            type(case.problem).__name__,
+            "has one problem, not a family to draw data from",
+            "use an operator case (pdeml cases lists them), or train it directly",
+        )
     if Path(out).is_dir():
-        fail("--out", str(out), "is a directory", "pass a file path such as data/nse.h5", IsADirectoryError)
-    return case.problem.write(out, samples, test=test, seed=seed, batch=batch, device=resolve_device(device),
-                              progress=progress)
+        fail(
+            "--out",
+            str(out),
+            "is a directory",
+            "pass a file path such as data/nse.h5",
+            IsADirectoryError,
+        )
+    return case.problem.write(
+        out,
+        samples,
+        test=test,
+        seed=seed,
+        batch=batch,
+        device=resolve_device(device),
+        progress=progress,
+    )
 
 
 def export_backend(backend, out, resolution: int, sample: int | None = None) -> list[Path]:
     """The backend's own files (:meth:`pdeml.backend.AbstractBackend.export`) and ``loss.png``."""
     from .export import plot_history
+
     out = Path(out)
     files = backend.export(out, resolution, sample=sample)
     saved = out / "checkpoint.pt"
@@ -337,40 +530,60 @@ def export_backend(backend, out, resolution: int, sample: int | None = None) -> 
 
 
 def load_run(out, device="auto"):
-    """``(case, backend)`` of a run directory written by ``pdeml train``, with its trained weights."""
+    """``(case, backend)`` of a run directory written by ``pdeml train``, with its trained
+    weights."""
     out = Path(out)
     info = rundir.read_info(out)
     if info.get("source") is None:
-        fail("DIR", str(out), "was trained from a Python Case object, not a file or name",
-             "call pdeml.run.export_backend from Python instead")
+        fail(
+            "DIR",
+            str(out),
+            "was trained from a Python Case object, not a file or name",
+            "call pdeml.run.export_backend from Python instead",
+        )
     case, _ = load_case(info["source"], info.get("case_options") or None)
     changes = info.get("overrides", {})
     objects = sorted(k for k, v in changes.items() if isinstance(v, dict))
     if objects:
-        fail("DIR", str(out), f"was trained with object overrides {objects} from Python",
-             "rebuild the case in Python and call pdeml.run.export_backend")
+        fail(
+            "DIR",
+            str(out),
+            f"was trained with object overrides {objects} from Python",
+            "rebuild the case in Python and call pdeml.run.export_backend",
+        )
     case = apply_overrides(case, changes)
     backend = build(case, seed=info.get("seed", 0), device=device)
     backend.load_state_dict(ckpt.load(out / "checkpoint.pt", map_location=backend.device)["model"])
     return case, backend
 
 
-def export_run(out, resolution: int | None = None, device="auto", sample: int | None = None) -> list[Path]:
+def export_run(
+    out, resolution: int | None = None, device="auto", sample: int | None = None
+) -> list[Path]:
     """Re-export a finished run directory at another resolution."""
-    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
-                                   or resolution < 2):
+    if resolution is not None and (
+        isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2
+    ):
         fail("--resolution", resolution, "must be an integer >= 2", "pass e.g. --resolution 128")
     case, backend = load_run(out, device)
     return export_backend(backend, Path(out), resolution or case.export_resolution, sample)
 
 
-def condition_report(target, options=None, *, seed: int = 0, device="auto", points: int | None = None,
-                     max_parameters: int = 5000) -> dict:
+def condition_report(
+    target,
+    options=None,
+    *,
+    seed: int = 0,
+    device="auto",
+    points: int | None = None,
+    max_parameters: int = 5000,
+) -> dict:
     """κ of the linearized PDE operator (:func:`pdeml.gauss_newton.conditioning`) for a case's
     model at initialization, or for a trained run directory; on the case's collocation points
     (``points`` PDE points instead, if given)."""
     from .gauss_newton import conditioning
     from .sampling import to_torch
+
     if (Path(target) / "run.json").is_file():
         case, backend = load_run(target, device)
     else:
@@ -378,13 +591,23 @@ def condition_report(target, options=None, *, seed: int = 0, device="auto", poin
         backend = build(case, seed=seed, device=device)
     n_params = sum(p.numel() for p in backend.parameters() if p.requires_grad)
     if n_params > max_parameters:
-        fail("case", target, f"has {n_params} parameters, too many for the dense P x P spectrum",
-             f"use a smaller model, or pass max_parameters > {n_params} from Python")
+        fail(
+            "case",
+            target,
+            f"has {n_params} parameters, too many for the dense P x P spectrum",
+            f"use a smaller model, or pass max_parameters > {n_params} from Python",
+        )
     sampler = None
     if points is not None:
         sampler = settings.replace(backend.sampler, n_domain=points)
     batch = backend.batches(sampler, np.random.default_rng(seed)).current()
     rep = conditioning(backend, to_torch(batch, backend.dtype, backend.device))
     ev = rep.pop("eigenvalues")
-    return {**rep, "parameters": n_params, "rank": int(len(ev)), "eigenvalue_max": float(ev.max()),
-            "eigenvalue_min": float(ev.min()), "points": len(batch["domain"]["x"])}
+    return {
+        **rep,
+        "parameters": n_params,
+        "rank": int(len(ev)),
+        "eigenvalue_max": float(ev.max()),
+        "eigenvalue_min": float(ev.min()),
+        "points": len(batch["domain"]["x"]),
+    }

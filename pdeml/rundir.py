@@ -6,6 +6,7 @@ Measured against a hostile user: ``--out`` that is a file or read-only is a clea
 leaves ``.ckpt-*`` temp files, which the next run removes; ``--resume`` into another case's
 directory fails before anything is rewritten; a full disk is said to be one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,12 +15,14 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ._validate import fail, guard_disk
 
+fcntl: Any
 try:
     import fcntl
-except ImportError:                       # Windows: no advisory locks; the run goes unlocked
+except ImportError:  # Windows: no advisory locks; the run goes unlocked
     fcntl = None
 
 
@@ -27,15 +30,31 @@ def prepare(out) -> Path:
     """``out`` as a directory that exists and can be written, or a clear error."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        fail("--out", str(out), "is a file, not a directory", "pass a directory path (it is created)",
-             FileExistsError)
+        fail(
+            "--out",
+            str(out),
+            "is a file, not a directory",
+            "pass a directory path (it is created)",
+            FileExistsError,
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        fail("--out", str(out), f"cannot be created ({e.strerror})", "pass a directory you can write to",
-             PermissionError)
+        fail(
+            "--out",
+            str(out),
+            f"cannot be created ({e.strerror})",
+            "pass a directory you can write to",
+            PermissionError,
+        )
     if not os.access(out, os.W_OK | os.X_OK):
-        fail("--out", str(out), "is not writable", "pass a directory you can write to", PermissionError)
+        fail(
+            "--out",
+            str(out),
+            "is not writable",
+            "pass a directory you can write to",
+            PermissionError,
+        )
     return out
 
 
@@ -52,13 +71,18 @@ def lock(out: Path):
             except OSError:
                 f.seek(0)
                 holder = f.read().strip() or "another process"
-                fail("--out", str(out), f"is in use by another pdeml run ({holder})",
-                     "wait for it to finish, or pass another --out", RuntimeError)
+                fail(
+                    "--out",
+                    str(out),
+                    f"is in use by another pdeml run ({holder})",
+                    "wait for it to finish, or pass another --out",
+                    RuntimeError,
+                )
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")
         f.flush()
-        for pattern in (".ckpt-*", ".*.json-*"):    # left by a kill during an atomic write
+        for pattern in (".ckpt-*", ".*.json-*"):  # left by a kill during an atomic write
             for tmp in out.glob(pattern):
                 tmp.unlink(missing_ok=True)
         yield
@@ -69,17 +93,25 @@ def lock(out: Path):
 def read_info(out: Path) -> dict:
     info_path = Path(out) / "run.json"
     if not info_path.is_file():
-        fail("DIR", str(out), "holds no run.json", "pass a directory written by `pdeml train`",
-             FileNotFoundError)
+        fail(
+            "DIR",
+            str(out),
+            "holds no run.json",
+            "pass a directory written by `pdeml train`",
+            FileNotFoundError,
+        )
     try:
         return json.loads(info_path.read_text())
     except (OSError, ValueError) as e:
-        fail("DIR", str(out), f"has an unreadable run.json ({e})", "train again into a new directory")
+        fail(
+            "DIR", str(out), f"has an unreadable run.json ({e})", "train again into a new directory"
+        )
 
 
 def checkpoint_for_resume(out: Path, resume: bool, info: dict) -> bool:
     """Whether to resume: checks, *before* anything is rewritten, that ``out`` holds a run of the
-    same case (source, options, loss terms) and a readable checkpoint; says so when there is none."""
+    same case (source, options, loss terms) and a readable checkpoint; says so when there is
+    none."""
     if not resume:
         return False
     ckpt_path = out / "checkpoint.pt"
@@ -87,14 +119,25 @@ def checkpoint_for_resume(out: Path, resume: bool, info: dict) -> bool:
         old = read_info(out)
         for key in ("source", "case_options", "terms", "outputs"):
             if old.get(key) != info.get(key):
-                fail("--resume", str(out), f"holds a run of another case ({key}: {old.get(key)!r}, this "
-                     f"run: {info.get(key)!r})", "pass the run's own case, or another --out", ValueError)
+                fail(
+                    "--resume",
+                    str(out),
+                    f"holds a run of another case ({key}: {old.get(key)!r}, this "
+                    f"run: {info.get(key)!r})",
+                    "pass the run's own case, or another --out",
+                    ValueError,
+                )
     if not ckpt_path.exists():
-        print(f"pdeml: --resume: {out} holds no checkpoint.pt; starting from step 0", file=sys.stderr)
+        print(
+            f"pdeml: --resume: {out} holds no checkpoint.pt; starting from step 0", file=sys.stderr
+        )
         return False
     from . import checkpoint
     from .fit import FORMAT
-    checkpoint.check_format(checkpoint.load(ckpt_path), ckpt_path, FORMAT)   # before run.json is rewritten
+
+    checkpoint.check_format(
+        checkpoint.load(ckpt_path), ckpt_path, FORMAT
+    )  # before run.json is rewritten
     return True
 
 
@@ -112,6 +155,7 @@ def write_json(path: Path, data: dict) -> None:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
     guard_disk(path.parent, write)
 
 

@@ -11,10 +11,12 @@ samplers that need residuals at points of their own choosing (RAD's candidate se
 ``residual_at(x) -> (N, m)`` they were initialized with.
 Concrete samplers live in the top-level ``samplers`` package.
 """
+
 from __future__ import annotations
 
 import abc
 import copy
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ class AbstractSampler(abc.ABC):
 
     wants_residuals: bool = False
     version: int = 0
-    points: dict | None = None
+    points: Any = None  # a run's current batch (None on settings)
     problem = None
     rng: np.random.Generator | None = None
     residual_at = None
@@ -51,7 +53,7 @@ class AbstractSampler(abc.ABC):
     def n_initial(self) -> int:
         return self.counts["initial"]
 
-    def init(self, problem, rng: np.random.Generator, residual_at=None) -> "AbstractSampler":
+    def init(self, problem, rng: np.random.Generator, residual_at=None) -> AbstractSampler:
         """A new run of these settings on ``problem``: draws the initial points from ``rng`` (the
         run keeps it); ``residual_at(points) -> (N, m)`` gives the PDE residuals of the model
         being trained, for samplers that look at points of their own choosing."""
@@ -91,8 +93,12 @@ class AbstractSampler(abc.ABC):
     def state_dict(self) -> dict:
         """Tensors and plain values that restore the run exactly (for resume)."""
         if self.points is None:
-            fail(type(self).__name__, "state_dict()", "was called on settings, not on a run",
-                 "call it on the object that init(problem, rng) returned")
+            fail(
+                type(self).__name__,
+                "state_dict()",
+                "was called on settings, not on a run",
+                "call it on the object that init(problem, rng) returned",
+            )
         return {**batch_state(self.points), "rng": rng_state(self.rng), **self._extra_state()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -140,6 +146,7 @@ class EpochSampler(AbstractSampler):
         (:func:`~pdeml.distributed.shard_rows`), or all of them on one process or when the batch
         does not split evenly. Blocks in rank order are ``idx`` again."""
         from .distributed import shard_rows
+
         s = None if self.world is None else shard_rows(len(idx), self.world)
         return idx if s is None else idx[s]
 
@@ -157,12 +164,12 @@ class EpochSampler(AbstractSampler):
         self.points = self._read(self._indices(), True)
 
     def _indices(self) -> np.ndarray:
-        return np.sort(self.order[self.position:self.position + self.batch_size])
+        return np.sort(self.order[self.position : self.position + self.batch_size])
 
     def batch(self, step):
         if step > 0:
             self.position += self.batch_size
-            if self.position + self.batch_size > len(self.order):      # next epoch, new order
+            if self.position + self.batch_size > len(self.order):  # next epoch, new order
                 self.order, self.position = self.rng.permutation(self._items()), 0
                 self.epoch += 1
             self.points = self._read(self._indices(), True)
@@ -170,8 +177,13 @@ class EpochSampler(AbstractSampler):
         return self.points
 
     def state_dict(self):
-        return {"order": torch.as_tensor(self.order), "position": self.position, "epoch": self.epoch,
-                "rng": rng_state(self.rng), **self._extra_state()}
+        return {
+            "order": torch.as_tensor(self.order),
+            "position": self.position,
+            "epoch": self.epoch,
+            "rng": rng_state(self.rng),
+            **self._extra_state(),
+        }
 
     def load_state_dict(self, state):
         state = dict(state)
@@ -182,10 +194,14 @@ class EpochSampler(AbstractSampler):
         self.points = self._read(self._indices(), False)
         self.version += 1
 
+
 def point_counts(n_domain, n_boundary, n_initial) -> dict:
     """The ``counts`` a sampler draws: validated PDE, per-boundary-condition and initial points."""
-    return {"domain": positive_int("n_domain", n_domain), "boundary": positive_int("n_boundary", n_boundary),
-            "initial": positive_int("n_initial", n_initial)}
+    return {
+        "domain": positive_int("n_domain", n_domain),
+        "boundary": positive_int("n_boundary", n_boundary),
+        "initial": positive_int("n_initial", n_initial),
+    }
 
 
 def redraw_period(every) -> int:
@@ -200,13 +216,17 @@ def stacked_residuals(residuals: dict, n: int) -> torch.Tensor:
     return torch.cat([v.reshape(n, -1) for v in residuals.values()], 1)
 
 
-def draw(problem, counts: dict, rng: np.random.Generator, method: str, *, keep=None,
-         domain: bool = True) -> dict:
+def draw(
+    problem, counts: dict, rng: np.random.Generator, method: str, *, keep=None, domain: bool = True
+) -> dict:
     """Draw a batch for ``problem``: ``counts`` has keys ``domain``, ``boundary``, ``initial``.
     Entries of ``keep`` (fixed data) are reused instead of redrawn; ``domain=False`` keeps
     ``keep["domain"]`` too (samplers that manage their PDE points themselves)."""
-    out = {"domain": keep["domain"] if not domain else
-           {"x": problem.domain.sample_interior(counts["domain"], rng, method)}}
+    out = {
+        "domain": keep["domain"]
+        if not domain
+        else {"x": problem.domain.sample_interior(counts["domain"], rng, method)}
+    }
     for name, cond in zip(problem.condition_names, problem.conditions):
         if keep is not None and cond.fixed and name in keep:
             out[name] = keep[name]
@@ -217,8 +237,10 @@ def draw(problem, counts: dict, rng: np.random.Generator, method: str, *, keep=N
 
 
 def to_torch(batch: dict, dtype: torch.dtype, device) -> dict:
-    return {k: {kk: torch.as_tensor(np.asarray(vv), dtype=dtype, device=device) for kk, vv in v.items()}
-            for k, v in batch.items()}
+    return {
+        k: {kk: torch.as_tensor(np.asarray(vv), dtype=dtype, device=device) for kk, vv in v.items()}
+        for k, v in batch.items()
+    }
 
 
 def batch_state(batch: dict) -> dict:

@@ -6,6 +6,7 @@ constructor argument under the argument's own name, and nothing else that a run 
 command-line override lands on a real field), and :func:`describe` writes any of them into
 ``run.json`` as plain JSON.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +26,9 @@ def _init_names(cls) -> list[str]:
 def _holds(obj, name: str) -> bool:
     """``obj`` keeps ``name`` itself (an instance attribute or a property), not merely a class
     attribute of that name with another meaning (``STDE.unbiased`` is a theory flag)."""
-    return name in getattr(obj, "__dict__", {}) or isinstance(getattr(type(obj), name, None), property)
+    return name in getattr(obj, "__dict__", {}) or isinstance(
+        getattr(type(obj), name, None), property
+    )
 
 
 def fields(obj) -> dict:
@@ -51,8 +54,12 @@ def replace(obj, **changes):
     if dataclasses.is_dataclass(obj):
         return dataclasses.replace(obj, **changes)
     if not complete(obj):
-        fail(type(obj).__name__, obj, "does not keep all its constructor arguments, so it cannot be "
-             "copied with changes", "build a new one instead")
+        fail(
+            type(obj).__name__,
+            obj,
+            "does not keep all its constructor arguments, so it cannot be copied with changes",
+            "build a new one instead",
+        )
     return type(obj)(**{**known, **changes})
 
 
@@ -79,8 +86,13 @@ def describe(obj, depth: int = 0):
         out = {}
     if not _init_names(type(obj)):
         return {"type": type(obj).__name__}
-    if not complete(obj):                   # it does not keep its arguments: its repr says more
-        return f"<{type(obj).__name__}>" if isinstance(obj, torch.nn.Module) else \
-            {"type": type(obj).__name__, "repr": repr(obj)}
-    return {"type": type(obj).__name__, **{k: describe(v, depth + 1) for k, v in out.items()
-                                           if k != "problem"}}
+    if not complete(obj):  # it does not keep its arguments: its repr says more
+        return (
+            f"<{type(obj).__name__}>"
+            if isinstance(obj, torch.nn.Module)
+            else {"type": type(obj).__name__, "repr": repr(obj)}
+        )
+    return {
+        "type": type(obj).__name__,
+        **{k: describe(v, depth + 1) for k, v in out.items() if k != "problem"},
+    }

@@ -14,6 +14,7 @@ Example:
     >>> phases = [(5000, FirstOrder(Adam(1e-3), ConFIG())), (2000, LBFGS())]
     >>> fit(backend, phases)
 """
+
 from __future__ import annotations
 
 import abc
@@ -23,6 +24,7 @@ import time
 import types
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -44,6 +46,7 @@ class NonFinite(FloatingPointError):
 class StepResult:
     """What one step reports: the per-term losses (unweighted, detached) at the step's
     parameters, the weighted total, the learning rate used, and whether the phase is done."""
+
     losses: dict
     total: torch.Tensor
     lr: float
@@ -76,7 +79,7 @@ def global_losses(losses: dict, world: World) -> dict:
     NaN check that follows stops them all in the same step."""
     if not world.active:
         return {n: v.detach() for n, v in losses.items()}
-    out = {n: v.detach().clone() for n, v in losses.items()}    # averaged in place: not the graph's
+    out = {n: v.detach().clone() for n, v in losses.items()}  # averaged in place: not the graph's
     all_mean_(list(out.values()), world)
     return out
 
@@ -88,14 +91,27 @@ class AbstractStepper(abc.ABC):
 
     name: str = "step"
     redraws: bool = True
+    # the run's state, set by init() on its copy (settings objects never hold them)
+    backend: Any
+    params: list
+    weights: dict
+    steps: int | None
+    world: World
 
-    def init(self, backend, weights: dict, steps: int | None = None, world: World | None = None) -> "AbstractStepper":
+    def init(
+        self, backend, weights: dict, steps: int | None = None, world: World | None = None
+    ) -> AbstractStepper:
         """A run of this stepper on ``backend``'s trainable parameters, for a phase of ``steps``
         steps (schedules that span the phase, such as one-cycle, need it). On several processes
         (``world``, :mod:`pdeml.distributed`) each rank holds its share of the batch and the
         run averages gradients and losses over the ranks, so every rank takes the same step."""
         run = copy.copy(self)
-        run.backend, run.params, run.weights, run.steps = backend, trainable(backend), dict(weights), steps
+        run.backend, run.params, run.weights, run.steps = (
+            backend,
+            trainable(backend),
+            dict(weights),
+            steps,
+        )
         run.world = world if world is not None else World()
         run._start()
         return run
@@ -128,28 +144,44 @@ class FirstOrder(AbstractStepper):
     def __init__(self, optimizer=None, combiner: AbstractCombiner | None = None):
         self.optimizer = optimizer if optimizer is not None else Adam()
         if not isinstance(self.optimizer, AbstractOptimizer):
-            fail("optimizer", self.optimizer, "is not a first-order optimizer",
-                 "pass pl.Adam(...) or pl.SGD(...) (ENGD and LBFGS are steppers of their own)")
+            fail(
+                "optimizer",
+                self.optimizer,
+                "is not a first-order optimizer",
+                "pass pl.Adam(...) or pl.SGD(...) (ENGD and LBFGS are steppers of their own)",
+            )
         self.combiner = combiner if combiner is not None else Sum()
         if not isinstance(self.combiner, AbstractCombiner):
-            fail("combiner", self.combiner, "is not a combiner", "pass e.g. pl.Sum() or pl.ConFIG()")
+            fail(
+                "combiner", self.combiner, "is not a combiner", "pass e.g. pl.Sum() or pl.ConFIG()"
+            )
         self.name = type(self.optimizer).__name__.lower()
 
     def _start(self):
         self.opt = self.optimizer.build(self.params)
         self.comb = self.combiner.init(self.backend.term_names, self.world)
-        self.whole = None                     # the compiled whole step (WholeStep), False, or undecided
+        self.whole = None  # the compiled whole step (WholeStep), False, or undecided
 
-    def _whole_step(self, batch) -> "WholeStep | bool":
+    def _whole_step(self, batch) -> WholeStep | bool:
         """A :class:`WholeStep` when the backend asks for compiled steps and the step allows it:
         the plain sum of the terms, or a per-term combiner whose direction is tensor operations
         without state (``in_graph``: ConFIG); one process; an optimizer with a tensor-operation
         update (Adam, SGD). False otherwise."""
-        if not self.comb.in_graph or not self.optimizer.compiles or self.world.active \
-                or not self.backend.whole_step(batch, self.steps):
+        if (
+            not self.comb.in_graph
+            or not self.optimizer.compiles
+            or self.world.active
+            or not self.backend.whole_step(batch, self.steps)
+        ):
             return False
-        return WholeStep(self.backend, self.params, self.opt, self.optimizer, self.weights,
-                         None if isinstance(self.comb, Sum) else self.comb)
+        return WholeStep(
+            self.backend,
+            self.params,
+            self.opt,
+            self.optimizer,
+            self.weights,
+            None if isinstance(self.comb, Sum) else self.comb,
+        )
 
     def step(self, batch, k, residuals=None):
         if self.whole is None:
@@ -157,10 +189,13 @@ class FirstOrder(AbstractStepper):
         if self.whole:
             try:
                 return self.whole(batch, self.optimizer.lr_at(k, self.steps), residuals)
-            except CompileFailed as e:                 # nothing was changed: take the step eagerly
-                warnings.warn(f"compiling the training step failed ({e}); training eager instead. "
-                              "Fix: check that a C++ compiler is installed (torch.compile's CPU "
-                              "backend needs one), or pass compile=False.", stacklevel=2)
+            except CompileFailed as e:  # nothing was changed: take the step eagerly
+                warnings.warn(
+                    f"compiling the training step failed ({e}); training eager instead. "
+                    "Fix: check that a C++ compiler is installed (torch.compile's CPU "
+                    "backend needs one), or pass compile=False.",
+                    stacklevel=2,
+                )
                 self.whole = False
         self.opt.zero_grad(set_to_none=True)
         losses = self.backend.losses(batch, residuals)
@@ -184,7 +219,7 @@ class FirstOrder(AbstractStepper):
         self.opt.load_state_dict(state["optimizer"])
         self.comb.load_state_dict(state.get("combiner", {}))
         if self.whole:
-            self.whole.states = self.optimizer.state_tensors(self.opt)    # the loaded tensors
+            self.whole.states = self.optimizer.state_tensors(self.opt)  # the loaded tensors
 
     def __repr__(self):
         return f"FirstOrder({self.optimizer!r}, {self.combiner!r})"
@@ -243,13 +278,20 @@ class WholeStep:
     the same stream, and read in the graph in order.
     """
 
-    def __init__(self, backend, params: list, opt: torch.optim.Optimizer, optimizer, weights: dict,
-                 combiner=None):
+    def __init__(
+        self,
+        backend,
+        params: list,
+        opt: torch.optim.Optimizer,
+        optimizer,
+        weights: dict,
+        combiner=None,
+    ):
         self.backend, self.optimizer, self.weights = backend, optimizer, dict(weights)
-        self.combiner = combiner                           # None: the sum of the terms
+        self.combiner = combiner  # None: the sum of the terms
         by_id = {id(p): n for n, p in backend.named_parameters()}
         self.names = [by_id[id(p)] for p in params]
-        self.params = [p.detach() for p in params]        # the parameters' storage, updated in place
+        self.params = [p.detach() for p in params]  # the parameters' storage, updated in place
         self.states = optimizer.state_tensors(opt)
         self.module = _StepLosses(backend)
         device = params[0].device if params else torch.device("cpu")
@@ -259,46 +301,69 @@ class WholeStep:
             for t in [self.lr, *self.params] + [x for st in self.states for x in st]:
                 torch._dynamo.mark_static_address(t)
         from pdeml.gemm import compile_options
-        self.compiled = compile_method(self._step, backend, **({"mode": "reduce-overhead"} if cuda
-                                                     else compile_options(backend, device)))
-        self.first = True                                  # the next call compiles
+
+        self.compiled = compile_method(
+            self._step,
+            backend,
+            **({"mode": "reduce-overhead"} if cuda else compile_options(backend, device)),
+        )
+        self.first = True  # the next call compiles
 
     def _step(self, params, states, batch, lr, draws, want_residuals: bool):
         def losses_at(ps):
             return torch.func.functional_call(
-                self.module, {"backend." + n: p for n, p in zip(self.names, ps)}, (batch, draws, want_residuals))
+                self.module,
+                {"backend." + n: p for n, p in zip(self.names, ps)},
+                (batch, draws, want_residuals),
+            )
 
         if self.combiner is None:
+
             def objective(ps):
                 losses, residuals = losses_at(ps)
                 return sum(weigh(losses, self.weights).values()), (losses, residuals)
-            grads, (total, (losses, residuals)) = torch.func.grad_and_value(objective, has_aux=True)(params)
-        else:                                   # per-term gradients G (m, P), then the direction
+
+            grads, (total, (losses, residuals)) = torch.func.grad_and_value(
+                objective, has_aux=True
+            )(params)
+        else:  # per-term gradients G (m, P), then the direction
+
             def terms(ps):
                 losses, residuals = losses_at(ps)
                 vec = torch.stack(list(weigh(losses, self.weights).values()))
                 return vec, (vec.detach(), losses, residuals)
+
             jac, (vec, losses, residuals) = torch.func.jacrev(terms, has_aux=True)(params)
             G = torch.cat([j.reshape(len(vec), -1) for j in jac], 1)
             d = self.combiner.direction(G, losses)
-            grads = [g.view_as(p) for g, p in zip(torch.split(d, [p.numel() for p in params]), params)]
+            grads = [
+                g.view_as(p) for g, p in zip(torch.split(d, [p.numel() for p in params]), params)
+            ]
             total = vec.sum()
         squares = sum((g * g).sum() for g in grads)
         ok = torch.isfinite(total) & torch.isfinite(squares)
         with torch.no_grad():
             self.optimizer.update_(params, grads, states, lr, ok)
-        return ({n: v.detach() for n, v in losses.items()}, total.detach(), ok, squares.detach(), residuals)
+        return (
+            {n: v.detach() for n, v in losses.items()},
+            total.detach(),
+            ok,
+            squares.detach(),
+            residuals,
+        )
 
     def __call__(self, batch: dict, lr: float, residuals: dict | None = None) -> StepResult:
         self.lr.fill_(lr)
         draws = self.backend.draw_ahead()
         args = (self.params, self.states, batch, self.lr, draws, residuals is not None)
-        if self.first:                      # the first call compiles: timed, and a failure is caught
+        if self.first:  # the first call compiles: timed, and a failure is caught
             t = time.perf_counter()
             try:
                 out = self.compiled(*args)
-            except Exception as e:          # inductor's errors have no common base to catch
-                raise CompileFailed(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+            except Exception as e:  # inductor's errors have no common base to catch
+                raise CompileFailed(
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                ) from e
             self.backend.compile_s += time.perf_counter() - t
             self.first = False
         else:
@@ -321,7 +386,7 @@ class _StepLosses(torch.nn.Module):
         self.backend = backend
 
     def forward(self, batch, draws, want_residuals: bool):
-        residuals = {} if want_residuals else None
+        residuals: dict | None = {} if want_residuals else None
         losses = self.backend.step_losses(batch, residuals, draws)
         return losses, residuals or {}
 
@@ -354,9 +419,16 @@ class LBFGS(AbstractStepper):
         self.patience = positive_int("patience", patience)
 
     def _start(self):
-        self.opt = torch.optim.LBFGS(self.params, lr=self.lr, max_iter=1, max_eval=25,
-                                     history_size=self.history_size, tolerance_grad=0.0,
-                                     tolerance_change=0.0, line_search_fn="strong_wolfe")
+        self.opt = torch.optim.LBFGS(
+            self.params,
+            lr=self.lr,
+            max_iter=1,
+            max_eval=25,
+            history_size=self.history_size,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
+        )
         self.stalled = 0
 
     def step(self, batch, k, residuals=None):
@@ -367,7 +439,7 @@ class LBFGS(AbstractStepper):
             losses = self.backend.losses(batch)
             total = sum(weigh(losses, self.weights).values())
             total.backward()
-            if self.world.active:       # the global loss and gradient: every rank searches alike
+            if self.world.active:  # the global loss and gradient: every rank searches alike
                 losses = global_losses(losses, self.world)
                 total = sum(weigh(losses, self.weights).values())
                 all_mean_([p.grad for p in self.params if p.grad is not None], self.world)
@@ -382,15 +454,18 @@ class LBFGS(AbstractStepper):
             with torch.no_grad():
                 for p, s in zip(self.params, snapshot):
                     p.copy_(s)
-            self._start()                     # its curvature pairs may hold NaN: start afresh
+            self._start()  # its curvature pairs may hold NaN: start afresh
             raise NonFinite(losses, f"loss terms {non_finite_terms(losses)}")
         moved = any(not torch.equal(p, s) for p, s in zip(self.params, snapshot))
         self.stalled = 0 if moved else self.stalled + 1
         done = self.stalled >= self.patience
         if done:
-            warnings.warn(f"L-BFGS left the parameters unchanged for {self.stalled} iterations in a row "
-                          f"(the loss {float(total):.3e} is at its floating-point floor or the gradient is "
-                          f"zero); ending its phase after {k + 1} of its steps.", stacklevel=3)
+            warnings.warn(
+                f"L-BFGS left the parameters unchanged for {self.stalled} iterations in a row "
+                f"(the loss {float(total):.3e} is at its floating-point floor or the gradient is "
+                f"zero); ending its phase after {k + 1} of its steps.",
+                stacklevel=3,
+            )
         return StepResult(losses, total, self.lr, done=done)
 
     def state_dict(self):

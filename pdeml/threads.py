@@ -9,6 +9,7 @@ processes hold *now* (the run queue in ``/proc/loadavg``, sampled for a tenth of
 1-minute load average elsewhere, which still remembers a job that just ended).
 ``tests/benchmarks/bench_threads.py`` measures both cases.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ def available_cpus() -> int:
     """CPUs this process may use: the affinity mask, capped by a cgroup v2/v1 CPU quota."""
     try:
         n = len(os.sched_getaffinity(0))
-    except AttributeError:                 # macOS, Windows
+    except AttributeError:  # macOS, Windows
         n = os.cpu_count() or 1
     quota = _cgroup_quota()
     return max(1, min(n, math.ceil(quota)) if quota else n)
@@ -78,5 +79,7 @@ def resolve_threads(spec) -> int:
     except (TypeError, ValueError):
         n = 0
     if n < 1 or str(spec).strip() != str(n):
-        fail("--threads", spec, "is not a positive integer or auto", "pass e.g. --threads 1, or auto")
+        fail(
+            "--threads", spec, "is not a positive integer or auto", "pass e.g. --threads 1, or auto"
+        )
     return n

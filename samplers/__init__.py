@@ -27,8 +27,12 @@ def _named(value, method=None):
 
 def _apply(case, value):
     if "sampler" not in settings.fields(case.method):
-        fail("--sampler", value, f"does not apply to the {type(case.method).__name__} method (it has no sampler)",
-             "drop the option, or use a method that has it")
+        fail(
+            "--sampler",
+            value,
+            f"does not apply to the {type(case.method).__name__} method (it has no sampler)",
+            "drop the option, or use a method that has it",
+        )
     return case.replace(method=settings.replace(case.method, sampler=_named(value, case.method)))
 
 
@@ -37,8 +41,12 @@ def _keep(current, redraw: bool = True) -> dict:
     redraw period, where both samplers have that meaning)."""
     c = current.counts
     if not c:
-        fail("--sampler", type(current).__name__, "is the case's own sampler, with no point counts for a "
-             "named sampler to keep", "set the sampler in the case file (PINN(sampler=...))")
+        fail(
+            "--sampler",
+            type(current).__name__,
+            "is the case's own sampler, with no point counts for a named sampler to keep",
+            "set the sampler in the case file (PINN(sampler=...))",
+        )
     out = {"n_domain": c["domain"], "n_boundary": c["boundary"], "n_initial": c["initial"]}
     if redraw and isinstance(current, (Uniform, R3)):
         out["every"] = current.every
@@ -63,6 +71,8 @@ REGISTRY = {
 }
 
 #: ``--sampler NAME``: the collocation sampler of a method that has one (PINN, hard constraint)
-OPTION = Option("sampler", f"collocation sampler: {' | '.join(REGISTRY)} (default: the case's)", _apply)
+OPTION = Option(
+    "sampler", f"collocation sampler: {' | '.join(REGISTRY)} (default: the case's)", _apply
+)
 
 __all__ = ["OPTION", "Uniform", "QuasiRandom", "R3", "RAD", "RARD", "AAS", "REGISTRY"]

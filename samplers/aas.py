@@ -6,7 +6,8 @@ description, with the choices below.
 
 The objective is :math:`\min_u \max_\alpha J(u, \alpha)`,
 
-.. math:: J = \mathbb{E}_{x\sim p_\alpha}\big[\hat r^2(x; u)\big] - \beta \int |\nabla_y p_\alpha|^2 dy,
+.. math:: J = \mathbb{E}_{x\sim p_\alpha}\big[\hat r^2(x; u)\big] - \beta \int |\nabla_y p_\alpha|^2
+          dy,
 
 :math:`p_\alpha` a normalizing flow on the (box) domain (:class:`samplers.flow.BoxFlow`),
 :math:`\hat r^2 = r^2 / \overline{r^2}` the squared residual normalized by its mean (so that
@@ -27,8 +28,10 @@ baseline 1: :math:`\nabla_\alpha\,\mathbb{E}_q[(p_\alpha/q)(\hat r^2 - 1)]` (no 
 residual in x is needed), and the penalty by :func:`samplers.flow.dirichlet_energy`. Then new
 points are drawn. ``importance=True`` weights the PINN's residuals by
 :math:`w = (|\Omega| q)^{-1/2}` so its loss is an unbiased estimate of the uniform mean
-:math:`|\Omega|^{-1}\int r^2`; by default (as in the min-max) it minimizes :math:`\mathbb{E}_q[r^2]`.
+:math:`|\Omega|^{-1}\int r^2`; by default (as in the min-max) it minimizes
+:math:`\mathbb{E}_q[r^2]`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,11 +62,28 @@ class AAS(AbstractSampler):
 
     wants_residuals = True
 
-    def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=200, flow_steps=50,
-                 flow_lr=2e-3, smoothness=1e-3, uniform=0.2, importance=False, layers=6, width=32,
-                 energy_points=512, method="random"):
+    def __init__(
+        self,
+        n_domain=2000,
+        n_boundary=200,
+        n_initial=200,
+        *,
+        every=200,
+        flow_steps=50,
+        flow_lr=2e-3,
+        smoothness=1e-3,
+        uniform=0.2,
+        importance=False,
+        layers=6,
+        width=32,
+        energy_points=512,
+        method="random",
+    ):
         self.counts = point_counts(n_domain, n_boundary, n_initial)
-        self.every, self.flow_steps = positive_int("every", every), positive_int("flow_steps", flow_steps)
+        self.every, self.flow_steps = (
+            positive_int("every", every),
+            positive_int("flow_steps", flow_steps),
+        )
         self.flow_lr = finite_scalar("flow_lr", flow_lr)
         self.smoothness = finite_scalar("smoothness", smoothness)
         self.uniform = finite_scalar("uniform", uniform)
@@ -80,10 +100,15 @@ class AAS(AbstractSampler):
         lo, hi = (np.asarray(b, dtype=np.float64) for b in problem.domain.bbox)
         probe = lo + (hi - lo) * rng.random((4096, len(lo)))
         if not problem.domain.inside(probe).all():
-            fail("AAS", type(problem.domain).__name__, "needs a box domain (the flow maps a box onto itself)",
-                 "use a box (Interval, Rectangle, Cuboid, Hypercube, optionally with time) or another sampler")
-        self.history = []                  # (step, mean r^2, objective, energy)
-        seed = int(rng.integers(2 ** 62))
+            fail(
+                "AAS",
+                type(problem.domain).__name__,
+                "needs a box domain (the flow maps a box onto itself)",
+                "use a box (Interval, Rectangle, Cuboid, Hypercube, optionally with time) or "
+                "another sampler",
+            )
+        self.history = []  # (step, mean r^2, objective, energy)
+        seed = int(rng.integers(2**62))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.flow = BoxFlow(lo, hi, layers=self.layers, width=self.width)
@@ -120,8 +145,9 @@ class AAS(AbstractSampler):
     # ---------------------------------------------------------------- contract
     def batch(self, step):
         if step > 0 and step % self.every == 0:
-            self.points = draw(self.problem, self.counts, self.rng, self.method, keep=self.points,
-                               domain=False)
+            self.points = draw(
+                self.problem, self.counts, self.rng, self.method, keep=self.points, domain=False
+            )
             x = self.draw_domain(self.counts["domain"])
             self.points["domain"] = {"x": x}
             self._set_density(x)
@@ -133,7 +159,7 @@ class AAS(AbstractSampler):
             return
         dom = self.points["domain"]
         r = stacked_residuals(residuals, len(dom["x"])).double().cpu()
-        r2 = (r ** 2).sum(1, keepdim=True)
+        r2 = (r**2).sum(1, keepdim=True)
         self.update_flow(torch.as_tensor(dom["x"]), torch.as_tensor(dom["log_q"]), r2, step)
 
     def update_flow(self, x: torch.Tensor, log_q: torch.Tensor, r2: torch.Tensor, step: int = -1):
@@ -158,10 +184,12 @@ class AAS(AbstractSampler):
         return state
 
     def _load_extra_state(self, state):
-        flow = {k[len("aas/flow/"):]: state.pop(k) for k in list(state) if k.startswith("aas/flow/")}
+        flow = {
+            k[len("aas/flow/") :]: state.pop(k) for k in list(state) if k.startswith("aas/flow/")
+        }
         opt: dict = {}
         for k in [k for k in state if k.startswith("aas/opt/")]:
-            i, name = k[len("aas/opt/"):].split("/")
+            i, name = k[len("aas/opt/") :].split("/")
             opt.setdefault(int(i), {})[name] = state.pop(k)
         gen = state.pop("aas/gen", None)
         if flow:
@@ -174,5 +202,7 @@ class AAS(AbstractSampler):
             self.gen.set_state(gen)
 
     def __repr__(self):
-        return (f"AAS({self.counts['domain']}, every={self.every}, smoothness={self.smoothness}, "
-                f"uniform={self.uniform})")
+        return (
+            f"AAS({self.counts['domain']}, every={self.every}, smoothness={self.smoothness}, "
+            f"uniform={self.uniform})"
+        )

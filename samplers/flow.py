@@ -18,6 +18,7 @@ logistic base would make it the uniform density exactly but with power-law faces
 can be infinite. The conditioners' last layers start at zero (the identity coupling). KRnet,
 which the AAS paper uses, is a richer flow of the same kind.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,7 @@ from torch import nn
 
 SIGMA0 = math.pi / math.sqrt(3)
 _TINY = 1e-12
-_ZMAX = 25.0      # σ(25) = 1 - 1.4e-11: points stay strictly inside the box in float64
+_ZMAX = 25.0  # σ(25) = 1 - 1.4e-11: points stay strictly inside the box in float64
 
 
 def _logit(y):
@@ -42,7 +43,8 @@ def _log_dsigmoid(u):
 
 
 class BoxFlow(nn.Module):
-    """Coupling flow on the box ``[lo, hi]`` (``d >= 1``; for d = 1 the conditioner sees a constant).
+    """Coupling flow on the box ``[lo, hi]`` (``d >= 1``; for d = 1 the conditioner sees a
+    constant).
 
     Args:
         lo, hi: the box corners (sequences of length d).
@@ -59,8 +61,13 @@ class BoxFlow(nn.Module):
         self.d, self.S = len(lo), float(max_log_scale)
         self.nets = nn.ModuleList()
         for _ in range(layers):
-            net = nn.Sequential(nn.Linear(max(self.d - 1, 1), width), nn.Tanh(),
-                                nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 2))
+            net = nn.Sequential(
+                nn.Linear(max(self.d - 1, 1), width),
+                nn.Tanh(),
+                nn.Linear(width, width),
+                nn.Tanh(),
+                nn.Linear(width, 2),
+            )
             nn.init.zeros_(net[-1].weight)
             nn.init.zeros_(net[-1].bias)
             self.nets.append(net)
@@ -68,12 +75,14 @@ class BoxFlow(nn.Module):
 
     def _st(self, layer: int, z):
         a = layer % self.d
-        cond = torch.cat([z[:, :a], z[:, a + 1:]], 1) if self.d > 1 else torch.zeros_like(z)
+        cond = torch.cat([z[:, :a], z[:, a + 1 :]], 1) if self.d > 1 else torch.zeros_like(z)
         out = self.nets[layer](2 * torch.sigmoid(cond) - 1)
         return a, self.S * torch.tanh(out[:, :1] / self.S), out[:, 1:]
 
     def _base_log_prob(self, z0):
-        return (-0.5 * (z0 / SIGMA0) ** 2 - math.log(SIGMA0 * math.sqrt(2 * math.pi))).sum(1, keepdim=True)
+        return (-0.5 * (z0 / SIGMA0) ** 2 - math.log(SIGMA0 * math.sqrt(2 * math.pi))).sum(
+            1, keepdim=True
+        )
 
     def _out(self, z, log_base, sum_s):
         """Cube points and their log density from the last latent point."""
@@ -85,7 +94,7 @@ class BoxFlow(nn.Module):
         z, sum_s = z0, torch.zeros(len(z0), 1, dtype=z0.dtype, device=z0.device)
         for layer in range(len(self.nets)):
             a, s, t = self._st(layer, z)
-            z = torch.cat([z[:, :a], torch.exp(s) * z[:, a:a + 1] + t, z[:, a + 1:]], 1)
+            z = torch.cat([z[:, :a], torch.exp(s) * z[:, a : a + 1] + t, z[:, a + 1 :]], 1)
             sum_s = sum_s + s
         return self._out(z, self._base_log_prob(z0), sum_s)
 
@@ -95,7 +104,7 @@ class BoxFlow(nn.Module):
         sum_s = torch.zeros(len(y), 1, dtype=y.dtype, device=y.device)
         for layer in reversed(range(len(self.nets))):
             a, s, t = self._st(layer, z)
-            z = torch.cat([z[:, :a], (z[:, a:a + 1] - t) * torch.exp(-s), z[:, a + 1:]], 1)
+            z = torch.cat([z[:, :a], (z[:, a : a + 1] - t) * torch.exp(-s), z[:, a + 1 :]], 1)
             sum_s = sum_s + s
         return self._out(z_last, self._base_log_prob(z), sum_s)[1]
 
@@ -119,8 +128,10 @@ def dirichlet_energy(flow: BoxFlow, n: int, generator=None):
     with :math:`p_0 = p` frozen, so the value is :math:`\mathbb{E}_p[p |\nabla\log p|^2]` and the
     gradient in the flow's parameters is exact in expectation."""
     with torch.no_grad():
-        y, _ = flow.forward_map(SIGMA0 * torch.randn(n, flow.d, dtype=flow.lo.dtype, generator=generator))
+        y, _ = flow.forward_map(
+            SIGMA0 * torch.randn(n, flow.d, dtype=flow.lo.dtype, generator=generator)
+        )
     y = y.requires_grad_(True)
     logp = flow.cube_log_prob(y)
     (g,) = torch.autograd.grad(logp.sum(), y, create_graph=True)
-    return (torch.exp(2 * logp - logp.detach()) * (g ** 2).sum(1, keepdim=True)).mean()
+    return (torch.exp(2 * logp - logp.detach()) * (g**2).sum(1, keepdim=True)).mean()

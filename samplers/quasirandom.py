@@ -1,4 +1,5 @@
 """Quasi-random collocation points (Sobol, Halton, Latin hypercube, Hammersley)."""
+
 from __future__ import annotations
 
 from pdeml._validate import fail
@@ -8,7 +9,9 @@ from .uniform import Uniform
 QUASI = ("sobol", "halton", "lhs", "hammersley")
 
 
-def QuasiRandom(n_domain=2000, n_boundary=200, n_initial=200, *, method="sobol", every=0) -> Uniform:
+def QuasiRandom(
+    n_domain=2000, n_boundary=200, n_initial=200, *, method="sobol", every=0
+) -> Uniform:
     """Low-discrepancy points from deepxde's sequences (joint in space-time for boxes).
 
     Sobol/Halton/Hammersley are deterministic, so redrawing (``every`` > 0) only changes the

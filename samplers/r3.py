@@ -12,9 +12,11 @@ Causal R3, for time-dependent problems: with :math:`\tilde t \in [0, 1]` the sca
 :math:`g(\tilde t) = \tfrac12 (1 - \tanh(\alpha(\tilde t - \beta)))` multiplies the fitness
 (:math:`F_i = |r_i| g_i`) and the residual loss (the batch carries ``w = g``: the loss becomes
 :math:`\mathrm{mean}((r g)^2)`). After each step
-:math:`\beta \leftarrow \beta + \eta \min(e^{-\epsilon\, \mathrm{mean}((|r| g)^2)}, 0.1)`: the gate opens
+:math:`\beta \leftarrow \beta + \eta \min(e^{-\epsilon\, \mathrm{mean}((|r| g)^2)}, 0.1)`: the gate
+opens
 towards later times as the early ones are learned. Defaults α = 5, β₀ = −0.5, ε = 20, η = 1e-3.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +44,20 @@ class R3(AbstractSampler):
 
     wants_residuals = True
 
-    def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, causal=False, alpha=5.0,
-                 beta=-0.5, eta=1e-3, eps=20.0, every=0, method="random"):
+    def __init__(
+        self,
+        n_domain=2000,
+        n_boundary=200,
+        n_initial=200,
+        *,
+        causal=False,
+        alpha=5.0,
+        beta=-0.5,
+        eta=1e-3,
+        eps=20.0,
+        every=0,
+        method="random",
+    ):
         self.counts = point_counts(n_domain, n_boundary, n_initial)
         self.causal = bool(causal)
         self.alpha, self.beta = finite_scalar("alpha", alpha), finite_scalar("beta", beta)
@@ -64,15 +78,21 @@ class R3(AbstractSampler):
     # ------------------------------------------------------------ contract
     def _start(self):
         if self.causal and self.problem.time is None:
-            fail("R3(causal)", True, "needs a time-dependent problem", "pass causal=False, or add time=(t0, t1)")
-        self.history = []                  # (step, retained fraction, beta)
+            fail(
+                "R3(causal)",
+                True,
+                "needs a time-dependent problem",
+                "pass causal=False, or add time=(t0, t1)",
+            )
+        self.history = []  # (step, retained fraction, beta)
         self.points = draw(self.problem, self.counts, self.rng, self.method)
         self._with_gate()
 
     def batch(self, step):
         if self.every and step > 0 and step % self.every == 0:
-            self.points = draw(self.problem, self.counts, self.rng, self.method, keep=self.points,
-                               domain=False)                  # R3 owns the PDE points
+            self.points = draw(
+                self.problem, self.counts, self.rng, self.method, keep=self.points, domain=False
+            )  # R3 owns the PDE points
             self.version += 1
         return self.points
 
@@ -83,7 +103,7 @@ class R3(AbstractSampler):
         if self.causal:
             g = self.gate(x)
             fitness = fitness * g
-            self.beta += self.eta * min(math.exp(-self.eps * float(np.mean(fitness ** 2))), 0.1)
+            self.beta += self.eta * min(math.exp(-self.eps * float(np.mean(fitness**2))), 0.1)
         keep = fitness > fitness.mean()
         new = self.problem.domain.sample_interior(len(x) - int(keep.sum()), self.rng, self.method)
         self.points["domain"] = {"x": np.concatenate([x[keep], new])}

@@ -17,6 +17,7 @@ uniform sampling, :math:`k \to \infty` picks the largest residuals (RAR-G).
 Unlike R3, these need residuals at points the loss did not see: the sampler is handed the
 backend's ``residual_at`` through :meth:`pdeml.sampling.AbstractSampler.init`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,14 +27,17 @@ from pdeml.sampling import AbstractSampler, draw, point_counts
 
 
 def residual_probabilities(r: np.ndarray, k: float, c: float) -> np.ndarray:
-    """:math:`p_i \\propto |r_i|^k / \\mathrm{mean}(|r|^k) + c`, normalized; ``r`` (N,) or (N, m)."""
+    """:math:`p_i \\propto |r_i|^k / \\mathrm{mean}(|r|^k) + c`, normalized; ``r`` (N,) or (N,
+    m)."""
     a = np.abs(np.asarray(r, dtype=np.float64))
     a = np.linalg.norm(a.reshape(len(a), -1), axis=1) ** k
     mean = a.mean()
     w = (a / mean if mean > 0 else np.zeros_like(a)) + c
     if not np.all(np.isfinite(w)) or w.sum() <= 0:
-        raise FloatingPointError("RAD: the residuals on the candidate set are not finite (or all zero "
-                                 "with c = 0). Fix: pass c > 0, or check the model for NaN.")
+        raise FloatingPointError(
+            "RAD: the residuals on the candidate set are not finite (or all zero "
+            "with c = 0). Fix: pass c > 0, or check the model for NaN."
+        )
     return w / w.sum()
 
 
@@ -53,22 +57,41 @@ class RAD(AbstractSampler):
 
     grows = False
 
-    def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=1000, k=1.0, c=1.0,
-                 candidates=20, add=None, method="random"):
+    def __init__(
+        self,
+        n_domain=2000,
+        n_boundary=200,
+        n_initial=200,
+        *,
+        every=1000,
+        k=1.0,
+        c=1.0,
+        candidates=20,
+        add=None,
+        method="random",
+    ):
         self.counts = point_counts(n_domain, n_boundary, n_initial)
         self.every = positive_int("every", every)
         self.k, self.c = finite_scalar("k", k), finite_scalar("c", c)
         if self.k < 0 or self.c < 0:
-            fail("k, c", (k, c), "must be non-negative", "pass e.g. k=1, c=1 (the paper's defaults)")
+            fail(
+                "k, c", (k, c), "must be non-negative", "pass e.g. k=1, c=1 (the paper's defaults)"
+            )
         self.candidates = positive_int("candidates", candidates)
-        self.add = positive_int("add", add) if add is not None else max(1, self.counts["domain"] // 10)
+        self.add = (
+            positive_int("add", add) if add is not None else max(1, self.counts["domain"] // 10)
+        )
         self.method = method
 
     def _start(self):
         if self.residual_at is None:
-            fail(type(self).__name__, "residual_at", "was not given to init()",
-                 "train a backend that evaluates residuals (the PINN), or pass "
-                 "init(problem, rng, residual_at=...)")
+            fail(
+                type(self).__name__,
+                "residual_at",
+                "was not given to init()",
+                "train a backend that evaluates residuals (the PINN), or pass "
+                "init(problem, rng, residual_at=...)",
+            )
         self.points = draw(self.problem, self.counts, self.rng, self.method)
 
     def draw_weighted(self, n: int) -> np.ndarray:
@@ -80,8 +103,9 @@ class RAD(AbstractSampler):
 
     def batch(self, step):
         if step > 0 and step % self.every == 0:
-            self.points = draw(self.problem, self.counts, self.rng, self.method, keep=self.points,
-                               domain=False)
+            self.points = draw(
+                self.problem, self.counts, self.rng, self.method, keep=self.points, domain=False
+            )
             if self.grows:
                 new = self.draw_weighted(self.add)
                 self.points["domain"] = {"x": np.concatenate([self.points["domain"]["x"], new])}
@@ -91,7 +115,8 @@ class RAD(AbstractSampler):
         return self.points
 
     def __repr__(self):
-        return f"{type(self).__name__}({self.counts['domain']}, every={self.every}, k={self.k}, c={self.c})"
+        n = self.counts["domain"]
+        return f"{type(self).__name__}({n}, every={self.every}, k={self.k}, c={self.c})"
 
 
 class RARD(RAD):

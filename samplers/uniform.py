@@ -1,4 +1,5 @@
 """Uniform (pseudo-random or equispaced) collocation points, redrawn every N steps."""
+
 from __future__ import annotations
 
 from pdeml._validate import fail
@@ -25,7 +26,12 @@ class Uniform(AbstractSampler):
     def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=0, method="random"):
         self.counts = point_counts(n_domain, n_boundary, n_initial)
         if method not in self.methods:
-            fail("method", method, f"is not a method of {type(self).__name__}", f"use one of {self.methods}")
+            fail(
+                "method",
+                method,
+                f"is not a method of {type(self).__name__}",
+                f"use one of {self.methods}",
+            )
         self.every, self.method = redraw_period(every), method
 
     def _start(self):
@@ -39,5 +45,7 @@ class Uniform(AbstractSampler):
 
     def __repr__(self):
         c = self.counts
-        return (f"{type(self).__name__}({c['domain']}, {c['boundary']}, {c['initial']}, "
-                f"every={self.every}, method={self.method!r})")
+        return (
+            f"{type(self).__name__}({c['domain']}, {c['boundary']}, {c['initial']}, "
+            f"every={self.every}, method={self.method!r})"
+        )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install pdeml with its test extras.
+# Create .venv and install pdeml with its test and lint extras.
 #
 # PyTorch: on a machine without an NVIDIA GPU we install the CPU build first
 # (torch==$PDEML_TORCH_VERSION, default 2.13.0), so that pdeml's `torch>=2.1` requirement is
@@ -22,5 +22,5 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
         pip install -q "torch==${PDEML_TORCH_VERSION:-2.13.0}" ${PDEML_TORCH_INDEX:+--index-url "$PDEML_TORCH_INDEX"}
     fi
 fi
-pip install -q -e ".[test]"
+pip install -q -e ".[test,lint]"
 "$VENV/bin/python" -c "import torch, pdeml; print('[install] pdeml', pdeml.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"

@@ -34,6 +34,7 @@ Example:
     >>> out = plate.solve(LawMaterial("linear", {"K": 4780.0, "G": 416.7}), strain=0.01)
     >>> out["u"], out["stress_qp"], out["iterations"]
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,20 +58,33 @@ def plate_mesh(m: int, k: int, length: float = 1.0, radius: float = 0.3, grading
     positive_int("m", m)
     positive_int("k", k)
     if not 0 < finite_scalar("radius", radius) < finite_scalar("length", length):
-        fail("radius", radius, f"is not inside the plate (0 < radius < length = {length})", "pass e.g. radius=0.3")
+        fail(
+            "radius",
+            radius,
+            f"is not inside the plate (0 < radius < length = {length})",
+            "pass e.g. radius=0.3",
+        )
     theta = np.linspace(0, math.pi / 2, 2 * m + 1)
     inner = radius * np.stack([np.cos(theta), np.sin(theta)], -1)
-    outer = np.where((theta <= math.pi / 4)[:, None],
-                     np.stack([np.full_like(theta, length), length * np.tan(np.minimum(theta, math.pi / 4))], -1),
-                     np.stack([length / np.tan(np.maximum(theta, math.pi / 4)), np.full_like(theta, length)], -1))
+    outer = np.where(
+        (theta <= math.pi / 4)[:, None],
+        np.stack(
+            [np.full_like(theta, length), length * np.tan(np.minimum(theta, math.pi / 4))], -1
+        ),
+        np.stack(
+            [length / np.tan(np.maximum(theta, math.pi / 4)), np.full_like(theta, length)], -1
+        ),
+    )
     eta = np.linspace(0, 1, k + 1) ** grading
-    P = inner[:, None] * (1 - eta[None, :, None]) + outer[:, None] * eta[None, :, None]   # (2m+1, k+1, 2)
+    P = (
+        inner[:, None] * (1 - eta[None, :, None]) + outer[:, None] * eta[None, :, None]
+    )  # (2m+1, k+1, 2)
     idx = np.arange(P.shape[0] * P.shape[1]).reshape(P.shape[:2])
     quads = np.stack([idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]]).reshape(4, -1)
     pts = P.reshape(-1, 2)
     x, y = pts[quads, 0], pts[quads, 1]
     area = 0.5 * ((x * np.roll(y, -1, 0)).sum(0) - (np.roll(x, -1, 0) * y).sum(0))
-    quads[:, area < 0] = quads[::-1, area < 0]                                # counterclockwise
+    quads[:, area < 0] = quads[::-1, area < 0]  # counterclockwise
     return pts.T.copy(), quads
 
 
@@ -107,8 +121,11 @@ class RVEMaterial:
 
     def __call__(self, strain: np.ndarray):
         from tqdm.auto import tqdm
+
         sig, C = np.empty((len(strain), 3)), np.empty((len(strain), 3, 3))
-        for i, e in enumerate(tqdm(strain, desc="RVE solves", leave=False, disable=not self.progress)):
+        for i, e in enumerate(
+            tqdm(strain, desc="RVE solves", leave=False, disable=not self.progress)
+        ):
             r = self.rve.solve(e, u0=self._u.get(i), tangent=True)
             self._u[i] = r["u"]
             sig[i], C[i] = r["stress"], r["tangent"]
@@ -138,6 +155,7 @@ class Plate:
 
     def __post_init__(self):
         from skfem import Basis, ElementQuad1, ElementVector, MeshQuad
+
         positive_int("max_iter", self.max_iter)
         if not 0 < finite_scalar("tol", self.tol) < 1:
             fail("tol", self.tol, "is not a relative tolerance in (0, 1)", "pass e.g. 1e-9")
@@ -167,12 +185,14 @@ class Plate:
 
     def strains(self, u: np.ndarray) -> np.ndarray:
         """Voigt strains (E, Q, 3) (engineering shear) at the Gauss points."""
-        g = self.basis.interpolate(u).grad                       # (2, 2, E, Q)
+        g = self.basis.interpolate(u).grad  # (2, 2, E, Q)
         return np.stack([g[0, 0], g[1, 1], g[0, 1] + g[1, 0]], -1)
 
     def assemble(self, sig: np.ndarray, C: np.ndarray):
-        """Tangent stiffness ∫BᵀC̄B and internal force ∫Bᵀσ̄ from Voigt σ̄ (E, Q, 3), C̄ (E, Q, 3, 3)."""
+        """Tangent stiffness ∫BᵀC̄B and internal force ∫Bᵀσ̄ from Voigt σ̄ (E, Q, 3), C̄ (E, Q,
+        3, 3)."""
         from skfem import BilinearForm, LinearForm, asm
+
         S, T = np.moveaxis(sig, -1, 0), np.moveaxis(C, (-2, -1), (0, 1))
 
         def gamma(v):
@@ -186,6 +206,7 @@ class Plate:
         @LinearForm
         def internal(v, w):
             return np.einsum("i...,i...->...", S, gamma(v))
+
         return asm(stiffness, self.basis), asm(internal, self.basis)
 
     def solve(self, material, strain: float = 0.01, progress: bool = False) -> dict:
@@ -198,7 +219,7 @@ class Plate:
         free = ~fixed & ~pulled
         u = np.zeros(basis.N)
         x = basis.doflocs[0]
-        u[basis.nodal_dofs[0]] = strain * x[basis.nodal_dofs[0]]         # the homogeneous guess
+        u[basis.nodal_dofs[0]] = strain * x[basis.nodal_dofs[0]]  # the homogeneous guess
         shape = basis.dx.shape
         residuals, t_mat, t0 = [], 0.0, time.perf_counter()
         for it in range(self.max_iter + 1):
@@ -208,8 +229,10 @@ class Plate:
             t_mat += time.perf_counter() - t1
             sig, C = sig.reshape(*shape, 3), C.reshape(*shape, 3, 3)
             if not (np.isfinite(sig).all() and np.isfinite(C).all()):
-                raise FloatingPointError(f"FE² Newton: the material returned non-finite stress at iteration {it}; "
-                                         "lower the strain")
+                raise FloatingPointError(
+                    f"FE² Newton: the material returned non-finite stress at iteration {it}; "
+                    "lower the strain"
+                )
             K, f = self.assemble(sig, C)
             reaction = float(f[pulled].sum())
             res = float(np.linalg.norm(f[free])) / max(abs(reaction), 1e-300)
@@ -221,26 +244,49 @@ class Plate:
             Kff = K[free][:, free].tocsc()
             u[free] -= spla.spsolve(Kff, f[free])
         if residuals[-1] > self.tol:
-            raise RuntimeError(f"FE² Newton: relative residual {residuals[-1]:.3e} after {self.max_iter} iterations; "
-                               "lower the strain or raise max_iter")
-        return {"u": u, "strain_qp": eps, "stress_qp": sig, "tangent_qp": C, "iterations": it,
-                "residuals": residuals, "reaction": reaction, "wall_s": time.perf_counter() - t0,
-                "material_s": t_mat, "applied_strain": strain}
+            raise RuntimeError(
+                f"FE² Newton: relative residual {residuals[-1]:.3e} after {self.max_iter} "
+                "iterations; "
+                "lower the strain or raise max_iter"
+            )
+        return {
+            "u": u,
+            "strain_qp": eps,
+            "stress_qp": sig,
+            "tangent_qp": C,
+            "iterations": it,
+            "residuals": residuals,
+            "reaction": reaction,
+            "wall_s": time.perf_counter() - t0,
+            "material_s": t_mat,
+            "applied_strain": strain,
+        }
 
     def cell_average(self, q: np.ndarray) -> np.ndarray:
         """A Gauss-point field (E, Q, ...) averaged over each element."""
         return cell_average(self.basis, q)
 
     def write(self, result: dict, path, extra_cells: dict | None = None) -> Path:
-        """The macro solution as ``.vtu``: point data ``displacement``; cell data (averaged over each
+        """The macro solution as ``.vtu``: point data ``displacement``; cell data (averaged over
+        each
         element's Gauss points) ``stress`` σ̄ and ``strain`` ε̄ (Voigt xx, yy, xy; engineering
         shear), ``von_mises`` (in-plane) and any ``extra_cells`` (name -> (E, ...))."""
         from pdeml.export.vtk import write_mesh
+
         sig = self.cell_average(result["stress_qp"])
-        return write_mesh(path, self.mesh.p.T, "quad", self.mesh.t.T,
-                          {"displacement": result["u"][self.basis.nodal_dofs].T},
-                          {"stress": sig, "strain": self.cell_average(result["strain_qp"]), "von_mises": von_mises(sig),
-                           **(extra_cells or {})})
+        return write_mesh(
+            path,
+            self.mesh.p.T,
+            "quad",
+            self.mesh.t.T,
+            {"displacement": result["u"][self.basis.nodal_dofs].T},
+            {
+                "stress": sig,
+                "strain": self.cell_average(result["strain_qp"]),
+                "von_mises": von_mises(sig),
+                **(extra_cells or {}),
+            },
+        )
 
 
 def outside_box(strain_qp: np.ndarray, box: float) -> float:

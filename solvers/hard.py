@@ -9,7 +9,8 @@ expert k's subdomain :math:`\Omega_k` the solution is :math:`u(x) = b(x)^\top\om
           + \sum_{c}\sum_{x \in X_c} c(x; b^\top\omega)^2 + \lambda^2\|\omega\|^2,
           \qquad \lambda = 10^{-4},
 
-where :math:`r` is the case's own PDE residual (its ``pde(x, u)`` through :class:`~pdeml.field.Field`)
+where :math:`r` is the case's own PDE residual (its ``pde(x, u)`` through
+:class:`~pdeml.field.Field`)
 at m points :math:`X_k` of :math:`\Omega_k`, and every initial and boundary condition's rows
 :math:`X_c` are shared by all experts. Derivatives are linear in :math:`\omega`
 (:math:`\partial^\alpha u = (\partial^\alpha b)^\top\omega`), so the estimator differentiates the N
@@ -25,7 +26,8 @@ solution.
 
 **Gradient by the implicit function theorem.** At the minimizer,
 :math:`G(\omega, \theta) = \nabla_\omega \tfrac12\|F\|^2 = 0`, so
-:math:`d\omega/d\theta = -H^{-1}\,\partial G/\partial\theta` with :math:`H = \partial G/\partial\omega`
+:math:`d\omega/d\theta = -H^{-1}\,\partial G/\partial\theta` with :math:`H = \partial
+G/\partial\omega`
 (the full Hessian, second-order terms included). It is computed as
 :math:`\tilde\omega = \omega^* - H^{-1}G(\omega^*, \theta)` with :math:`\omega^*` and :math:`H`
 detached: the value is :math:`\omega^*` (plus a Newton step of the size of the solver's
@@ -40,6 +42,7 @@ diffusion-sorption; 2 x 2 x 1 for 2-D Navier–Stokes). Each solves its own :mat
 own m points; all are solved together as one batch. Continuity across the interfaces is not
 imposed (as in the paper): the seam is measured, not zero.
 """
+
 from __future__ import annotations
 
 import copy
@@ -72,14 +75,23 @@ class Basis:
         if key not in self.cache:
             if self.field is None:
                 if self.missing:
-                    fail("pde", key, f"asks for a derivative that {self.missing} give", "use those derivatives")
-                fail("pde", key, "asks for a derivative the first evaluation did not",
-                     "make the residual ask for the same derivatives every time")
+                    fail(
+                        "pde",
+                        key,
+                        f"asks for a derivative that {self.missing} give",
+                        "use those derivatives",
+                    )
+                fail(
+                    "pde",
+                    key,
+                    "asks for a derivative the first evaluation did not",
+                    "make the residual ask for the same derivatives every time",
+                )
             cols = torch.stack([fn(self.field[c]) for c in range(self.n)], 1).double()
             self.cache[key] = cols if self.graph else cols.detach()
         return self.cache[key]
 
-    def detached(self) -> "Basis":
+    def detached(self) -> Basis:
         out = Basis(None, self.n, graph=False, missing=self.missing)
         out.cache = {k: v.detach() for k, v in self.cache.items()}
         return out
@@ -103,7 +115,7 @@ class CombinedEstimator(AbstractEstimator):
     def __init__(self, basis: Basis, w: torch.Tensor):
         self.basis, self.w = basis, w
 
-    def _mix(self, cols):                      # (M, N, 1) -> (M, 1); (M, N, d) -> (M, d)
+    def _mix(self, cols):  # (M, N, 1) -> (M, 1); (M, N, d) -> (M, d)
         return torch.einsum("mn...,mn->m...", cols, self.w)
 
     def values(self, field):
@@ -125,8 +137,11 @@ class CombinedEstimator(AbstractEstimator):
         return self._mix(self.basis.get(("bih",), lambda f: f.biharmonic()))
 
     def diffusion(self, field, dims, sigma):
-        return self._mix(self.basis.get(("diff", sigma.detach().cpu().numpy().tobytes()),
-                                        lambda f: f.diffusion(sigma)))
+        return self._mix(
+            self.basis.get(
+                ("diff", sigma.detach().cpu().numpy().tobytes()), lambda f: f.diffusion(sigma)
+            )
+        )
 
     def input_grad(self, site):
         return False
@@ -167,28 +182,31 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
     w = w0.detach().clone()
     K, N = w.shape
     F = fun(w)
-    cost = (F ** 2).sum(1)
+    cost = (F**2).sum(1)
     stalled = torch.zeros(K, dtype=torch.bool, device=w.device)
 
     def relative_gradient(w, F):
-        J = jacobian_rows(fun, w)                                          # (K, R, N)
+        J = jacobian_rows(fun, w)  # (K, R, N)
         g = torch.einsum("krn,kr->kn", J, F)
-        return J, g.norm(dim=1) / (J.flatten(1).norm(dim=1) * F.norm(dim=1)).clamp_min(torch.finfo(w.dtype).tiny)
+        return J, g.norm(dim=1) / (J.flatten(1).norm(dim=1) * F.norm(dim=1)).clamp_min(
+            torch.finfo(w.dtype).tiny
+        )
+
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
         J, rel = relative_gradient(w, F)
         done = (rel <= tol) | stalled
         if done.all():
             break
-        D = J.norm(dim=1).clamp_min(1e-12)                                 # sqrt(diag J^T J), (K, N)
+        D = J.norm(dim=1).clamp_min(1e-12)  # sqrt(diag J^T J), (K, N)
         mu = torch.zeros(K, dtype=w.dtype, device=w.device)
         todo = ~done
-        for _ in range(12):                                                # damping until the cost falls
+        for _ in range(12):  # damping until the cost falls
             A = torch.cat([J, torch.diag_embed(mu.sqrt()[:, None] * D)], 1)
             b = torch.cat([-F, torch.zeros_like(w)], 1)
             trial = torch.linalg.lstsq(A, b[..., None]).solution[..., 0]
             F_new = fun(w + trial)
-            cost_new = (F_new ** 2).sum(1)
+            cost_new = (F_new**2).sum(1)
             ok = todo & (cost_new <= cost)
             w = torch.where(ok[:, None], w + trial, w)
             F = torch.where(ok[:, None], F_new, F)
@@ -197,14 +215,22 @@ def levenberg_marquardt(fun, w0: torch.Tensor, *, tol: float = 1e-4, max_iter: i
             if not todo.any():
                 break
             mu = torch.where(todo, torch.where(mu == 0, torch.full_like(mu, 1e-4), mu * 10), mu)
-        stalled |= todo                                                    # no damping lowers the cost
+        stalled |= todo  # no damping lowers the cost
     else:
-        _, rel = relative_gradient(w, F)                                   # at the w returned
+        _, rel = relative_gradient(w, F)  # at the w returned
     return w, {"iterations": it, "gradient": rel, "converged": rel <= tol}
 
 
-def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, differentiable: bool,
-                        parts=None, world=None):
+def constrained_weights(
+    rows,
+    w0: torch.Tensor,
+    *,
+    tol: float,
+    max_iter: int,
+    differentiable: bool,
+    parts=None,
+    world=None,
+):
     r"""The constraint layer: ``(w, info)`` with w (K, N) the minimizer of every expert's
     :math:`\|F_k(w_k)\|^2` (:func:`levenberg_marquardt` from ``w0``) and, when ``differentiable``,
     carrying the implicit-function gradient. ``rows(w, graph)`` gives F (K, R): on the bases'
@@ -229,17 +255,27 @@ def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, di
     if parts is None:
         parts = [(None, w0.device, lambda w: rows(w, False))]
     w = torch.empty_like(w0)
-    H = torch.empty(*w0.shape, w0.shape[1], dtype=w0.dtype, device=w0.device) if differentiable else None
-    info = {"iterations": 0, "gradient": torch.empty(len(w0), dtype=w0.dtype, device=w0.device),
-            "converged": torch.empty(len(w0), dtype=torch.bool, device=w0.device)}
+    H = (
+        torch.empty(*w0.shape, w0.shape[1], dtype=w0.dtype, device=w0.device)
+        if differentiable
+        else None
+    )
+    info = {
+        "iterations": 0,
+        "gradient": torch.empty(len(w0), dtype=w0.dtype, device=w0.device),
+        "converged": torch.empty(len(w0), dtype=torch.bool, device=w0.device),
+    }
     for idx, device, fun in parts:
         idx = slice(None) if idx is None else idx
         wp, got = levenberg_marquardt(fun, w0[idx].to(device), tol=tol, max_iter=max_iter)
         w[idx] = wp.to(w0.device)
         info["iterations"] = max(info["iterations"], got["iterations"])
-        info["gradient"][idx], info["converged"][idx] = got["gradient"].to(w0.device), got["converged"].to(w0.device)
+        info["gradient"][idx], info["converged"][idx] = (
+            got["gradient"].to(w0.device),
+            got["converged"].to(w0.device),
+        )
         if differentiable:
-            H[idx] = _block_hessian(fun, wp).to(w0.device)               # (K_part, N, N)
+            H[idx] = _block_hessian(fun, wp).to(w0.device)  # (K_part, N, N)
     if world is not None and world.active:
         w, H, info = _gather_experts(parts, w, H, info, world)
     if not differentiable:
@@ -255,15 +291,18 @@ def constrained_weights(rows, w0: torch.Tensor, *, tol: float, max_iter: int, di
 def _gather_experts(parts, w, H, info, world):
     """Every rank's solved experts into every rank's (K, ...) arrays: zeros elsewhere, summed."""
     from pdeml.distributed import all_gather_object, all_sum
+
     mine = torch.zeros(len(w), dtype=torch.bool, device=w.device)
     for idx, _, _ in parts:
         mine[slice(None) if idx is None else idx] = True
-    keep = lambda t: torch.where(mine.view(-1, *[1] * (t.ndim - 1)), t, torch.zeros_like(t))   # noqa: E731
+    keep = lambda t: torch.where(mine.view(-1, *[1] * (t.ndim - 1)), t, torch.zeros_like(t))  # noqa: E731
     w = all_sum(keep(w), world)
     H = None if H is None else all_sum(keep(H), world)
-    info = {"iterations": max(all_gather_object(info["iterations"], world)),
-            "gradient": all_sum(keep(info["gradient"]), world),
-            "converged": all_sum(keep(info["converged"].to(w.dtype)), world) > 0.5}
+    info = {
+        "iterations": max(all_gather_object(info["iterations"], world)),
+        "gradient": all_sum(keep(info["gradient"]), world),
+        "converged": all_sum(keep(info["converged"].to(w.dtype)), world) > 0.5,
+    }
     return w, H, info
 
 
@@ -279,6 +318,7 @@ def jacobian_rows(fun, w: torch.Tensor) -> torch.Tensor:
     except RuntimeError:
         pass
     import torch.autograd.forward_ad as fwad
+
     cols = []
     for e in E:
         with fwad.dual_level():
@@ -311,11 +351,18 @@ def parse_experts(spec, dim: int) -> tuple[int, ...]:
         return (positive_int("experts", spec),) + (1,) * (dim - 1)
     spec = tuple(spec)
     if len(spec) != dim:
-        fail("experts", spec, f"does not give one count per input ({dim})", f"pass {(2,) + (1,) * (dim - 1)}")
+        fail(
+            "experts",
+            spec,
+            f"does not give one count per input ({dim})",
+            f"pass {(2,) + (1,) * (dim - 1)}",
+        )
     return tuple(positive_int("experts", k) for k in spec)
 
 
-def expert_index(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, experts: tuple[int, ...]) -> torch.Tensor:
+def expert_index(
+    x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, experts: tuple[int, ...]
+) -> torch.Tensor:
     """Each point's expert: the number of its box when the box [lo, hi] is split into
     ``experts[j]`` equal parts along axis j (row-major over the axes; edges go to the last part)."""
     k = torch.zeros(len(x), dtype=torch.long, device=x.device)
@@ -369,19 +416,30 @@ class HardConstraint(AbstractMethod):
     @classmethod
     def cli_options(cls) -> tuple:
         from pdeml import derivatives, samplers
+
         return (derivatives.OPTION, samplers.OPTION)
 
     def __post_init__(self):
         if self.devices is not None:
             if isinstance(self.devices, str) or not len(self.devices):
-                fail("devices", self.devices, "is not a list of devices", 'pass e.g. ("cuda:0", "cuda:1")')
+                fail(
+                    "devices",
+                    self.devices,
+                    "is not a list of devices",
+                    'pass e.g. ("cuda:0", "cuda:1")',
+                )
             for d in self.devices:
                 try:
                     torch.device(d)
                 except (RuntimeError, TypeError):
                     fail("devices", d, "is not a torch device", 'pass e.g. "cuda:1" or "cpu"')
         if not isinstance(self.condition_loss, bool):
-            fail("condition_loss", self.condition_loss, "must be True or False", "pass condition_loss=False")
+            fail(
+                "condition_loss",
+                self.condition_loss,
+                "must be True or False",
+                "pass condition_loss=False",
+            )
         for k in ("basis", "points", "max_iter"):
             positive_int(k, getattr(self, k))
         if not finite_scalar("ridge", self.ridge) >= 0:
@@ -389,9 +447,14 @@ class HardConstraint(AbstractMethod):
         if not finite_scalar("tol", self.tol) > 0:
             fail("tol", self.tol, "is not positive", "pass e.g. 1e-4")
         if self.model is not None and not isinstance(self.model, nn.Module):
-            fail("model", self.model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
+            fail(
+                "model",
+                self.model,
+                "is not a torch module",
+                "pass e.g. pl.nn.MLP(width=50, depth=4)",
+            )
 
-    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "HardConstraintBackend":
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> HardConstraintBackend:
         return HardConstraintBackend(problem, self, seed=seed, dtype=dtype).to(device)
 
 
@@ -404,8 +467,9 @@ class ConstraintPoints(AbstractSampler):
         self.inner, self.m, self.experts = inner, m, experts
 
     def _start(self):
-        self.run = self.inner.init(self.problem, np.random.default_rng(int(self.rng.integers(2 ** 63))),
-                                   self.residual_at)
+        self.run = self.inner.init(
+            self.problem, np.random.default_rng(int(self.rng.integers(2**63))), self.residual_at
+        )
         self.seen = self.run.version
         self.points = {**self.run.current(), "constraint": {"x": self._draw()}}
 
@@ -422,9 +486,13 @@ class ConstraintPoints(AbstractSampler):
                 got.append(x[self.problem.domain.inside(x)])
                 tries += 1
                 if tries > 200:
-                    fail("experts", self.experts, f"leave expert {k}'s box almost outside the domain",
-                         "use fewer experts or a partition that fits the domain")
-            out.append(np.concatenate(got)[:self.m])
+                    fail(
+                        "experts",
+                        self.experts,
+                        f"leave expert {k}'s box almost outside the domain",
+                        "use fewer experts or a partition that fits the domain",
+                    )
+            out.append(np.concatenate(got)[: self.m])
         return np.concatenate(out)
 
     def batch(self, step):
@@ -439,14 +507,20 @@ class ConstraintPoints(AbstractSampler):
         self.run.observe(step, residuals)
 
     def state_dict(self):
-        return {"inner": self.run.state_dict(), "constraint/x": torch.as_tensor(self.points["constraint"]["x"]),
-                "rng": rng_state(self.rng)}
+        return {
+            "inner": self.run.state_dict(),
+            "constraint/x": torch.as_tensor(self.points["constraint"]["x"]),
+            "rng": rng_state(self.rng),
+        }
 
     def load_state_dict(self, state):
         self.run.load_state_dict(state["inner"])
         set_rng_state(self.rng, state["rng"])
         self.seen = self.run.version
-        self.points = {**self.run.current(), **batch_from_state({"constraint/x": state["constraint/x"]})}
+        self.points = {
+            **self.run.current(),
+            **batch_from_state({"constraint/x": state["constraint/x"]}),
+        }
         self.version += 1
 
 
@@ -458,21 +532,38 @@ class HardConstraintBackend(AbstractTrainable):
     def __init__(self, problem: Problem, method: HardConstraint, *, seed=0, dtype=torch.float32):
         super().__init__()
         if not isinstance(problem, Problem):
-            fail("problem", type(problem).__name__, "is not a pdeml.Problem", "pass pl.Problem(...)")
+            fail(
+                "problem", type(problem).__name__, "is not a pdeml.Problem", "pass pl.Problem(...)"
+            )
         if len(problem.outputs) != 1:
-            fail("problem", f"outputs {problem.outputs}", "has several outputs (the hard constraint combines "
-                 "bases of one field so far)", "use a single-output problem")
+            fail(
+                "problem",
+                f"outputs {problem.outputs}",
+                "has several outputs (the hard constraint combines bases of one field so far)",
+                "use a single-output problem",
+            )
         if problem.parameters:
-            fail("problem", "its unknown parameters", "are not supported by the hard constraint", "use PINN")
+            fail(
+                "problem",
+                "its unknown parameters",
+                "are not supported by the hard constraint",
+                "use PINN",
+            )
         if not problem.conditions:
-            fail("problem", "no conditions", "leave the constraint without initial or boundary rows",
-                 "add the problem's initial and boundary conditions")
+            fail(
+                "problem",
+                "no conditions",
+                "leave the constraint without initial or boundary rows",
+                "add the problem's initial and boundary conditions",
+            )
         self.problem, self.method = problem, method
         self.experts = parse_experts(method.experts, problem.input_dim)
         lo, hi = problem.domain.bbox
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = copy.deepcopy(method.model if method.model is not None else MLP(width=50, depth=4))
+            net = copy.deepcopy(
+                method.model if method.model is not None else MLP(width=50, depth=4)
+            )
             if hasattr(net, "bind"):
                 net = net.bind(problem.input_dim, method.basis)
             for m in reversed(list(net.modules())):
@@ -481,10 +572,16 @@ class HardConstraintBackend(AbstractTrainable):
         self.bases = _BasisNet(net, torch.as_tensor((lo + hi) / 2), torch.as_tensor((hi - lo) / 2))
         self.register_buffer("lo", torch.as_tensor(lo, dtype=torch.float64))
         self.register_buffer("hi", torch.as_tensor(hi, dtype=torch.float64))
-        self.register_buffer("omega", torch.zeros(math.prod(self.experts), method.basis, dtype=torch.float64))
+        self.register_buffer(
+            "omega", torch.zeros(math.prod(self.experts), method.basis, dtype=torch.float64)
+        )
         from pdeml.derivatives import parse as parse_estimator
-        self.estimator = copy.deepcopy(parse_estimator(method.estimator)) if method.estimator is not None else (
-            Taylor() if hasattr(net, "jet") else Autograd())
+
+        self.estimator = (
+            copy.deepcopy(parse_estimator(method.estimator))
+            if method.estimator is not None
+            else (Taylor() if hasattr(net, "jet") else Autograd())
+        )
         self.bases.to(dtype)
         self.last, self._taught = {}, set()
 
@@ -515,14 +612,26 @@ class HardConstraintBackend(AbstractTrainable):
     def _basis(self, x: torch.Tensor, site: str) -> Basis:
         p = self.problem
         x = x.detach().requires_grad_(self.estimator.input_grad(site))
-        f = Field(x, estimator=self.estimator, input_names=p.inputs, output_names=tuple(f"b{i}" for i in
-                  range(self.method.basis)), spatial_dims=p.spatial_dims, model=self.bases, site=site)
+        f = Field(
+            x,
+            estimator=self.estimator,
+            input_names=p.inputs,
+            output_names=tuple(f"b{i}" for i in range(self.method.basis)),
+            spatial_dims=p.spatial_dims,
+            model=self.bases,
+            site=site,
+        )
         return Basis(f, self.method.basis)
 
     def _field(self, x, basis: Basis, w: torch.Tensor) -> Field:
         p = self.problem
-        return Field(x.detach().double(), estimator=CombinedEstimator(basis, w), input_names=p.inputs,
-                     output_names=p.outputs, spatial_dims=p.spatial_dims)
+        return Field(
+            x.detach().double(),
+            estimator=CombinedEstimator(basis, w),
+            input_names=p.inputs,
+            output_names=p.outputs,
+            spatial_dims=p.spatial_dims,
+        )
 
     def _pde(self, x, u) -> torch.Tensor:
         out = self.problem.pde(x, u[0])
@@ -535,9 +644,12 @@ class HardConstraintBackend(AbstractTrainable):
         m = len(xc) // K
         r = self._pde(xc.double(), self._field(xc, bc, w.repeat_interleave(m, 0)))
         parts = [r.reshape(K, -1)]
-        for c, xb, basis, data in conds:                      # every expert's copy in one pass
+        for c, xb, basis, data in conds:  # every expert's copy in one pass
             n = len(xb)
-            tiled = {k: v.repeat(K, *[1] * (v.ndim - 1)) if torch.is_tensor(v) else v for k, v in data.items()}
+            tiled = {
+                k: v.repeat(K, *[1] * (v.ndim - 1)) if torch.is_tensor(v) else v
+                for k, v in data.items()
+            }
             f = self._field(xb.repeat(K, 1), _Tiled(basis, K), w.repeat_interleave(n, 0))
             parts.append(c.residual(f, tiled).reshape(K, -1))
         parts.append(self.method.ridge * w)
@@ -550,8 +662,10 @@ class HardConstraintBackend(AbstractTrainable):
         rank + size, ... and the ranks exchange the results (training solves; the evaluation
         solve of :meth:`current_omega` stays whole on each rank, since rank 0 alone exports)."""
         differentiable = differentiable and torch.is_grad_enabled()
-        with torch.enable_grad():                    # the solver's Jacobians need autograd even in no_grad
-            return self._solve(batch, differentiable, self.world if spread and self.world.active else None)
+        with torch.enable_grad():  # the solver's Jacobians need autograd even in no_grad
+            return self._solve(
+                batch, differentiable, self.world if spread and self.world.active else None
+            )
 
     def _constraint_bases(self, batch):
         """The constraint points, their bases and each condition's ``(condition, points, bases,
@@ -559,12 +673,21 @@ class HardConstraintBackend(AbstractTrainable):
         in one pass; so that the first step's columns are those of that one pass (and a resumed
         run's first step equals an uninterrupted run's), the first use evaluates the rows once
         to teach it and starts again."""
+
         def make():
             xc = batch["constraint"]["x"]
             conds = []
             for name, c in zip(self.problem.condition_names, self.problem.conditions):
-                conds.append((c, batch[name]["x"], self._basis(batch[name]["x"], "conditions"), _double(batch[name])))
+                conds.append(
+                    (
+                        c,
+                        batch[name]["x"],
+                        self._basis(batch[name]["x"], "conditions"),
+                        _double(batch[name]),
+                    )
+                )
             return xc, self._basis(xc, "constraint"), conds
+
         xc, bc, conds = make()
         if "constraint" not in self._taught:
             self._rows(self.omega, xc, bc, conds)
@@ -574,12 +697,19 @@ class HardConstraintBackend(AbstractTrainable):
 
     def _solve(self, batch, differentiable, world=None):
         xc, bc, conds = self._constraint_bases(batch)
-        self._rows(self.omega, xc, bc, conds)                # fill the bases' columns (with the graph)
+        self._rows(self.omega, xc, bc, conds)  # fill the bases' columns (with the graph)
         flat = (bc.detached(), [(c, xb, b.detached(), d) for c, xb, b, d in conds])
         w, self.last = constrained_weights(
-            lambda w, graph: self._rows(w, xc, bc, conds) if graph else self._rows(w, xc, flat[0], flat[1]),
-            self.omega.clone(), tol=self.method.tol, max_iter=self.method.max_iter, differentiable=differentiable,
-            parts=self._parts(xc, *flat, world=world), world=world)
+            lambda w, graph: (
+                self._rows(w, xc, bc, conds) if graph else self._rows(w, xc, flat[0], flat[1])
+            ),
+            self.omega.clone(),
+            tol=self.method.tol,
+            max_iter=self.method.max_iter,
+            differentiable=differentiable,
+            parts=self._parts(xc, *flat, world=world),
+            world=world,
+        )
         self.omega.copy_(w.detach())
         return w
 
@@ -593,32 +723,45 @@ class HardConstraintBackend(AbstractTrainable):
             return None
         ranked = torch.arange(self.K, device=xc.device)
         if world is not None:
-            ranked = ranked[world.rank::world.size]
+            ranked = ranked[world.rank :: world.size]
         devices = devices or [xc.device]
         m, out = len(xc) // self.K, []
         for g, dev in enumerate(devices):
-            experts = ranked[g::len(devices)]
+            experts = ranked[g :: len(devices)]
             if not len(experts):
                 continue
             rows = (experts[:, None] * m + torch.arange(m, device=xc.device)).reshape(-1)
             xg, bg = xc[rows].to(dev), Basis(None, bc.n, graph=False, missing=bc.missing)
             bg.cache = {k: v[rows].to(dev) for k, v in bc.cache.items()}
-            cg = [(c, x.to(dev), _moved(b, dev), {k: v.to(dev) if torch.is_tensor(v) else v for k, v in d.items()})
-                  for c, x, b, d in conds]
-            out.append((experts, torch.device(dev), lambda w, xg=xg, bg=bg, cg=cg: self._rows(w, xg, bg, cg)))
+            cg = [
+                (
+                    c,
+                    x.to(dev),
+                    _moved(b, dev),
+                    {k: v.to(dev) if torch.is_tensor(v) else v for k, v in d.items()},
+                )
+                for c, x, b, d in conds
+            ]
+            out.append(
+                (
+                    experts,
+                    torch.device(dev),
+                    lambda w, xg=xg, bg=bg, cg=cg: self._rows(w, xg, bg, cg),
+                )
+            )
         return out
 
     def losses(self, batch, residuals=None):
         w = self.solve(batch, spread=True)
         x = batch["domain"]["x"]
-        if "pde" not in self._taught:                        # as in _constraint_bases
+        if "pde" not in self._taught:  # as in _constraint_bases
             self._pde(x.double(), self._field(x, self._basis(x, "pde"), w[self.expert_of(x)]))
             self._taught.add("pde")
         b = self._basis(x, "pde")
         r = self._pde(x.double(), self._field(x, b, w[self.expert_of(x)]))
         if residuals is not None:
             residuals["pde"] = r.detach()
-        out = {"pde": (r ** 2).mean()}
+        out = {"pde": (r**2).mean()}
         if self.method.condition_loss:
             for name, c in zip(self.problem.condition_names, self.problem.conditions):
                 xb = batch[name]["x"]
@@ -629,7 +772,12 @@ class HardConstraintBackend(AbstractTrainable):
     def batches(self, sampler, rng):
         if sampler is None:
             from pdeml.samplers import Uniform
-            sampler = self.method.sampler if self.method.sampler is not None else Uniform(2000, 200, 200, every=1)
+
+            sampler = (
+                self.method.sampler
+                if self.method.sampler is not None
+                else Uniform(2000, 200, 200, every=1)
+            )
         return ConstraintPoints(sampler, self.method.points, self.experts).init(self.problem, rng)
 
     # --------------------------------------------------------------- reporting
@@ -641,9 +789,14 @@ class HardConstraintBackend(AbstractTrainable):
         tensor versions.) The field ``predict`` gives is a function of the weights alone."""
         params = [p.detach() for p in self.parameters()]
         seen = getattr(self, "_solved_for", None)
-        if seen is None or len(seen) != len(params) or not all(torch.equal(a, b) for a, b in zip(seen, params)):
+        if (
+            seen is None
+            or len(seen) != len(params)
+            or not all(torch.equal(a, b) for a, b in zip(seen, params))
+        ):
             if getattr(self, "_eval_batch", None) is None:
                 from pdeml.sampling import to_torch
+
                 raw = self.batches(None, np.random.default_rng(0)).current()
                 self._eval_batch = to_torch(raw, self.dtype, self.omega.device)
             self.solve(self._eval_batch, differentiable=False)
@@ -653,17 +806,26 @@ class HardConstraintBackend(AbstractTrainable):
     def forward(self, x):
         x = torch.as_tensor(x)
         w = self.current_omega()
-        return (self.bases(x.to(self.bases.center.dtype)).double() * w[self.expert_of(x)]).sum(1, keepdim=True)
+        return (self.bases(x.to(self.bases.center.dtype)).double() * w[self.expert_of(x)]).sum(
+            1, keepdim=True
+        )
 
     @torch.no_grad()
     def predict(self, x, chunk: int = 65536) -> np.ndarray:
         x = torch.as_tensor(np.asarray(x), dtype=self.bases.center.dtype, device=self.omega.device)
-        return np.concatenate([self(x[i:i + chunk]).cpu().numpy() for i in range(0, max(len(x), 1), chunk)])[:len(x)]
+        return np.concatenate(
+            [self(x[i : i + chunk]).cpu().numpy() for i in range(0, max(len(x), 1), chunk)]
+        )[: len(x)]
 
     def residual_at(self, x) -> np.ndarray:
         x = torch.as_tensor(np.asarray(x), dtype=self.bases.center.dtype, device=self.omega.device)
         b = self._basis(x, "pde")
-        return self._pde(x.double(), self._field(x, b, self.current_omega()[self.expert_of(x)])).detach().cpu().numpy()
+        return (
+            self._pde(x.double(), self._field(x, b, self.current_omega()[self.expert_of(x)]))
+            .detach()
+            .cpu()
+            .numpy()
+        )
 
     def exports(self, x) -> dict[str, np.ndarray]:
         x = torch.as_tensor(np.asarray(x))
@@ -681,21 +843,33 @@ def _moved(basis: Basis, device) -> Basis:
 
 def _double(data: dict) -> dict:
     """A condition's batch with its float tensors in float64 (the constraint's precision)."""
-    return {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in data.items()}
+    return {
+        k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v
+        for k, v in data.items()
+    }
 
 
 def _block_hessian(fun, w: torch.Tensor) -> torch.Tensor:
     """:math:`\\partial^2 \\tfrac12\\|F_k\\|^2/\\partial w_k^2` (K, N, N), exact (second-order terms
     included): the Jacobian of the gradient :math:`J^\\top F` by forward mode."""
+
     def grad(v):
         with torch.enable_grad():
             v = v if v.requires_grad else v.detach().requires_grad_(True)
             return torch.autograd.grad(0.5 * (fun(v) ** 2).sum(), v, create_graph=True)[0]
+
     wv = w.detach().requires_grad_(True)
     g = grad(wv)
     rows = [torch.autograd.grad(g[:, i].sum(), wv, retain_graph=True)[0] for i in range(w.shape[1])]
-    return torch.stack(rows, 1).detach()                          # [k, i, :] = d g_ki / d w_k
+    return torch.stack(rows, 1).detach()  # [k, i, :] = d g_ki / d w_k
 
 
-__all__ = ["HardConstraint", "HardConstraintBackend", "ConstraintPoints", "constrained_weights", "expert_index",
-           "levenberg_marquardt", "parse_experts"]
+__all__ = [
+    "HardConstraint",
+    "HardConstraintBackend",
+    "ConstraintPoints",
+    "constrained_weights",
+    "expert_index",
+    "levenberg_marquardt",
+    "parse_experts",
+]

@@ -6,6 +6,7 @@ combine per-term gradients. Inputs are mapped affinely from the domain's boundin
 to :math:`[-1, 1]` before the network. Raissi, Perdikaris, Karniadakis, "Physics-informed neural
 networks", J. Comput. Phys. 2019.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pdeml import settings
 from pdeml._validate import column, fail
 from pdeml.backend import AbstractLeastSquares, AbstractMethod
 from pdeml.conditions import Dirichlet
@@ -27,7 +29,6 @@ from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.derivatives import parse as parse_estimator
 from pdeml.field import Field
 from pdeml.nn import MLP, HardDirichlet, OutputTransform
-from pdeml import settings
 from pdeml.options import Option, set_field
 from pdeml.problem import Problem
 from pdeml.sampling import AbstractSampler
@@ -58,7 +59,8 @@ class PINN(AbstractMethod):
         hard_dirichlet: impose whole-boundary Dirichlet conditions exactly (SDF transform).
         transform: optional output transform ``(x, y) -> u`` applied last: a function
             (wrapped in :class:`pdeml.nn.OutputTransform`, no jet rule) or a module with
-            ``forward(x, y)`` and optionally ``jet(x_jet, y_jet)``: conditions built into the ansatz.
+            ``forward(x, y)`` and optionally ``jet(x_jet, y_jet)``: conditions built into the
+            ansatz.
         compile: what :func:`torch.compile` compiles (docs/compile.md). ``True``: the whole
             first-order training step, forward, backward and the optimizer's update in one graph
             (:class:`pdeml.steppers.WholeStep`; per-term combiners, which build their direction
@@ -85,52 +87,99 @@ class PINN(AbstractMethod):
 
     def __post_init__(self):
         if self.model is not None and not isinstance(self.model, nn.Module):
-            fail("model", self.model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
+            fail(
+                "model",
+                self.model,
+                "is not a torch module",
+                "pass e.g. pl.nn.MLP(width=50, depth=4)",
+            )
         if self.estimator is not None and not isinstance(self.estimator, AbstractEstimator):
-            fail("estimator", self.estimator, "is not a derivative estimator object",
-                 "pass e.g. pl.derivatives.STDE(16) (the spec strings are for --derivatives)")
+            fail(
+                "estimator",
+                self.estimator,
+                "is not a derivative estimator object",
+                "pass e.g. pl.derivatives.STDE(16) (the spec strings are for --derivatives)",
+            )
         if self.sampler is not None and not isinstance(self.sampler, AbstractSampler):
-            fail("sampler", self.sampler, "is not a sampler object",
-                 "pass e.g. pl.samplers.Uniform(2000, 200) (the names are for --sampler)")
+            fail(
+                "sampler",
+                self.sampler,
+                "is not a sampler object",
+                "pass e.g. pl.samplers.Uniform(2000, 200) (the names are for --sampler)",
+            )
         if not isinstance(self.hard_dirichlet, bool):
-            fail("hard_dirichlet", self.hard_dirichlet, "must be True or False", "pass hard_dirichlet=True")
+            fail(
+                "hard_dirichlet",
+                self.hard_dirichlet,
+                "must be True or False",
+                "pass hard_dirichlet=True",
+            )
         if self.compile not in COMPILE_MODES or not isinstance(self.compile, (bool, str)):
-            fail("compile", self.compile, "is not a compile mode", 'pass True, False, "losses" or "auto"')
+            fail(
+                "compile",
+                self.compile,
+                "is not a compile mode",
+                'pass True, False, "losses" or "auto"',
+            )
         if self.transform is not None and not callable(self.transform):
             fail("transform", self.transform, "is not callable", "pass a function (x, y) -> y")
 
     @classmethod
     def cli_options(cls) -> tuple[Option, ...]:
         from pdeml import derivatives, samplers
+
         return (derivatives.OPTION, samplers.OPTION, COMPILE, CONSTRAINT)
 
-    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "PINNBackend":
-        return PINNBackend(problem, self.model if self.model is not None else MLP(width=50, depth=4),
-                           estimator=self.estimator, sampler=self.sampler,
-                           hard_dirichlet=self.hard_dirichlet, transform=self.transform, seed=seed,
-                           dtype=dtype, compile_losses=self.compile in (True, "losses"),
-                           compile_step={True: True, "auto": "auto"}.get(self.compile, False)).to(device)
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> PINNBackend:
+        return PINNBackend(
+            problem,
+            self.model if self.model is not None else MLP(width=50, depth=4),
+            estimator=self.estimator,
+            sampler=self.sampler,
+            hard_dirichlet=self.hard_dirichlet,
+            transform=self.transform,
+            seed=seed,
+            dtype=dtype,
+            compile_losses=self.compile in (True, "losses"),
+            compile_step={True: True, "auto": "auto"}.get(self.compile, False),
+        ).to(device)
 
 
 #: the values of ``PINN(compile=...)``
 COMPILE_MODES = (False, True, "losses", "auto")
 #: ``--compile MODE`` spellings -> ``PINN(compile=...)``
-_COMPILE_NAMES = {"on": True, "true": True, "step": True, "losses": "losses", "auto": "auto", "off": False,
-                  "false": False}
+_COMPILE_NAMES = {
+    "on": True,
+    "true": True,
+    "step": True,
+    "losses": "losses",
+    "auto": "auto",
+    "off": False,
+    "false": False,
+}
 
 
 def compile_mode(text: str):
     """``--compile MODE``: on/true/step (the whole step), losses, auto, off/false."""
     if text.lower() not in _COMPILE_NAMES:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a compile mode. Fix: pass on, losses, auto or off")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a compile mode. Fix: pass on, losses, auto or off"
+        )
     return _COMPILE_NAMES[text.lower()]
 
 
 #: ``--compile [MODE]``: the PINN's ``compile``
-COMPILE = Option("compile", "torch.compile the whole training step (--compile), the losses only (--compile "
-                 "losses), when it pays (--compile auto, the default) or nothing (--compile off); forward-mode "
-                 "estimators (taylor, stde) only; docs/compile.md", set_field("compile", flag="--compile"),
-                 type=compile_mode, nargs="?", const=True, metavar="MODE")
+COMPILE = Option(
+    "compile",
+    "torch.compile the whole training step (--compile), the losses only (--compile "
+    "losses), when it pays (--compile auto, the default) or nothing (--compile off); forward-mode "
+    "estimators (taylor, stde) only; docs/compile.md",
+    set_field("compile", flag="--compile"),
+    type=compile_mode,
+    nargs="?",
+    const=True,
+    metavar="MODE",
+)
 #: ``compile="auto"`` on the CPU: the compile's cost (s; 11-20 s measured cold on this project's
 #: 2-core CPU, 4-5 s from torch's compile cache) and a lower bound of what the compiled step
 #: saves per step, a + b·N·H (s; N points in the batch, H hidden units of the network: the
@@ -174,19 +223,39 @@ def _constrain(case, spec):
     if experts is None:
         return case
     if not isinstance(case.method, PINN):
-        fail("--constraint", spec, f"applies to PINN cases, not {type(case.method).__name__}", "drop --constraint")
+        fail(
+            "--constraint",
+            spec,
+            f"applies to PINN cases, not {type(case.method).__name__}",
+            "drop --constraint",
+        )
     m = case.method
     if m.transform is not None:
-        fail("--constraint", spec, "would drop the case's output transform (the constraint combines raw bases)",
-             "drop --constraint, or the transform")
-    return case.replace(method=HardConstraint(model=m.model, experts=experts[0] if len(experts) == 1 else experts,
-                                              sampler=m.sampler, estimator=m.estimator))
+        fail(
+            "--constraint",
+            spec,
+            "would drop the case's output transform (the constraint combines raw bases)",
+            "drop --constraint, or the transform",
+        )
+    return case.replace(
+        method=HardConstraint(
+            model=m.model,
+            experts=experts[0] if len(experts) == 1 else experts,
+            sampler=m.sampler,
+            estimator=m.estimator,
+        )
+    )
 
 
 #: ``--constraint SPEC``: a PINN case trained with hard constraints (PI-HC, PI-HC-MoE); applied
 #: before the other options, so that they land on the new method
-CONSTRAINT = Option("constraint", "soft (the case's PINN) | hc (hard constraint) | moe:K or moe:2x2x1 "
-                    "(hard constraint split over experts; docs/hard-constraints.md)", _constrain, first=True)
+CONSTRAINT = Option(
+    "constraint",
+    "soft (the case's PINN) | hc (hard constraint) | moe:K or moe:2x2x1 "
+    "(hard constraint split over experts; docs/hard-constraints.md)",
+    _constrain,
+    first=True,
+)
 
 
 class PINNBackend(AbstractLeastSquares):
@@ -198,9 +267,20 @@ class PINNBackend(AbstractLeastSquares):
         >>> losses = backend.losses(batch)        # {"pde": ..., "dirichlet": ...}
     """
 
-    def __init__(self, problem: Problem, model: nn.Module, *, estimator: AbstractEstimator | None = None,
-                 sampler: AbstractSampler | None = None, hard_dirichlet: bool = False, transform=None, seed: int = 0,
-                 dtype=torch.float32, compile_losses: bool = False, compile_step=False):
+    def __init__(
+        self,
+        problem: Problem,
+        model: nn.Module,
+        *,
+        estimator: AbstractEstimator | None = None,
+        sampler: AbstractSampler | None = None,
+        hard_dirichlet: bool = False,
+        transform=None,
+        seed: int = 0,
+        dtype=torch.float32,
+        compile_losses: bool = False,
+        compile_step=False,
+    ):
         super().__init__()
         if not isinstance(problem, Problem):
             fail("problem", problem, "is not a pdeml.Problem", "pass pl.Problem(...)")
@@ -208,6 +288,7 @@ class PINNBackend(AbstractLeastSquares):
             fail("model", model, "is not a torch module", "pass e.g. pl.nn.MLP(width=50, depth=4)")
         if sampler is None:
             from pdeml.samplers import Uniform
+
             sampler = Uniform()
         self.problem, self.sampler = problem, sampler
         with torch.random.fork_rng(devices=[]):
@@ -219,24 +300,40 @@ class PINNBackend(AbstractLeastSquares):
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
         self.net = net
-        self.params = nn.ParameterDict({k: nn.Parameter(torch.tensor(v.initial))
-                                        for k, v in problem.parameters.items()})
+        self.params = nn.ParameterDict(
+            {k: nn.Parameter(torch.tensor(v.initial)) for k, v in problem.parameters.items()}
+        )
         lo, hi = problem.domain.bbox
         self.register_buffer("center", torch.as_tensor((lo + hi) / 2))
         self.register_buffer("halfwidth", torch.as_tensor((hi - lo) / 2))
         self.hard, self.soft = self._split_conditions(hard_dirichlet)
         if transform is not None:
-            self.hard.append(transform if isinstance(transform, nn.Module) else OutputTransform(transform))
+            self.hard.append(
+                transform if isinstance(transform, nn.Module) else OutputTransform(transform)
+            )
         # the estimator learns per call site and may sample: this backend's own copy
-        self.estimator = copy.deepcopy(parse_estimator(estimator)) if estimator is not None \
+        self.estimator = (
+            copy.deepcopy(parse_estimator(estimator))
+            if estimator is not None
             else self._default_estimator()
+        )
         self.estimator.reset(seed)
         self.to(dtype)
         self.pde_names = self._probe()
         if not isinstance(compile_losses, bool):
-            fail("compile_losses", compile_losses, "must be True or False", "pass compile_losses=True")
+            fail(
+                "compile_losses",
+                compile_losses,
+                "must be True or False",
+                "pass compile_losses=True",
+            )
         if compile_step not in (True, False, "auto") or not isinstance(compile_step, (bool, str)):
-            fail("compile_step", compile_step, "is not True, False or \"auto\"", "pass compile_step=True")
+            fail(
+                "compile_step",
+                compile_step,
+                'is not True, False or "auto"',
+                "pass compile_step=True",
+            )
         # None: not decided yet; False: eager; else the compiled losses
         self._compiled = None if compile_losses else False
         self.compile_step = compile_step
@@ -254,15 +351,20 @@ class PINNBackend(AbstractLeastSquares):
             else:
                 soft.append((name, c))
         if hard_dirichlet and not len(hard):
-            fail("hard_dirichlet", True, "found no whole-boundary Dirichlet condition to impose",
-                 "add pl.Dirichlet(value) without on=, or set hard_dirichlet=False")
+            fail(
+                "hard_dirichlet",
+                True,
+                "found no whole-boundary Dirichlet condition to impose",
+                "add pl.Dirichlet(value) without on=, or set hard_dirichlet=False",
+            )
         return hard, soft
 
     def _default_estimator(self) -> AbstractEstimator:
         """Exact Taylor mode (one forward jet, faster than nested autograd) when every layer
         has a jet rule; exact autograd otherwise (e.g. a user's output transform)."""
-        if hasattr(self.net, "jet") and all(hasattr(h, "jet") and not isinstance(h, OutputTransform)
-                                            for h in self.hard):
+        if hasattr(self.net, "jet") and all(
+            hasattr(h, "jet") and not isinstance(h, OutputTransform) for h in self.hard
+        ):
             return Taylor()
         return Autograd()
 
@@ -280,7 +382,9 @@ class PINNBackend(AbstractLeastSquares):
     def batches(self, sampler, rng):
         """A run of ``sampler`` (default: the method's) on this problem, with this backend's
         residuals for samplers that look at points of their own choosing (RAD)."""
-        return (sampler if sampler is not None else self.sampler).init(self.problem, rng, self.residual_at)
+        return (sampler if sampler is not None else self.sampler).init(
+            self.problem, rng, self.residual_at
+        )
 
     def resolved(self) -> dict:
         return {"estimator": repr(self.estimator)}
@@ -313,8 +417,15 @@ class PINNBackend(AbstractLeastSquares):
 
     def field(self, x: torch.Tensor, site: str | None = None) -> Field:
         p = self.problem
-        return Field(x, estimator=self.estimator, input_names=p.inputs, output_names=p.outputs,
-                     spatial_dims=p.spatial_dims, model=self, site=site)
+        return Field(
+            x,
+            estimator=self.estimator,
+            input_names=p.inputs,
+            output_names=p.outputs,
+            spatial_dims=p.spatial_dims,
+            model=self,
+            site=site,
+        )
 
     def get_extra_state(self) -> torch.Tensor:
         """A stochastic estimator's generator state travels with the weights (resume)."""
@@ -328,13 +439,19 @@ class PINNBackend(AbstractLeastSquares):
         """The PDE residual columns at ``x`` (``x`` must require grad)."""
         u = self.field(x, "pde") if u is None else u
         f = u if len(self.problem.outputs) > 1 else u[0]
-        out = self.problem.pde(x, f, dict(self.params.items())) if self.problem.parameters \
+        out = (
+            self.problem.pde(x, f, dict(self.params.items()))
+            if self.problem.parameters
             else self.problem.pde(x, f)
+        )
         out = list(out) if isinstance(out, (tuple, list)) else [out]
-        return [column(f"pde (residual {i})", r, x.shape[0], finite=False) for i, r in enumerate(out)]
+        return [
+            column(f"pde (residual {i})", r, x.shape[0], finite=False) for i, r in enumerate(out)
+        ]
 
-    def residual_terms(self, batch: dict, residuals: dict | None = None,
-                       terms=None) -> dict[str, torch.Tensor]:
+    def residual_terms(
+        self, batch: dict, residuals: dict | None = None, terms=None
+    ) -> dict[str, torch.Tensor]:
         """Per-term residual columns on a tensor batch (see :mod:`pdeml.sampling`): the PDE
         residuals (times ``batch["domain"]["w"]`` (N, 1) if the sampler set weights) and each soft
         condition's. ``losses`` is their mean square; Gauss-Newton methods use them whole.
@@ -359,8 +476,9 @@ class PINNBackend(AbstractLeastSquares):
         """Whether the points of call site ``site`` ("pde" or "conditions") must require grad:
         the estimator needs reverse mode there, and for the conditions (``self.soft`` or a
         subset) one of them takes derivatives at all."""
-        if site == "conditions" and not any(c.needs_grad for _, c in
-                                            (self.soft if conditions is None else conditions)):
+        if site == "conditions" and not any(
+            c.needs_grad for _, c in (self.soft if conditions is None else conditions)
+        ):
             return False
         return self.estimator.input_grad(site)
 
@@ -381,7 +499,7 @@ class PINNBackend(AbstractLeastSquares):
         if self._compiled:
             if self._compile_timed:
                 return self._compiled(batch, residuals)
-            t = time.perf_counter()                # the first compiled call compiles
+            t = time.perf_counter()  # the first compiled call compiles
             out = self._compiled(batch, residuals)
             self.compile_s, self._compile_timed = self.compile_s + time.perf_counter() - t, True
             return out
@@ -401,20 +519,26 @@ class PINNBackend(AbstractLeastSquares):
         """The compiled :meth:`_losses`, or False (with a warning) when some call site needs
         reverse mode through the points, i.e. a double backward."""
         if self._jet_fallbacks:
-            warnings.warn(f"compile: {', '.join(self._jet_fallbacks)} take the nested-jvp jet fallback, "
-                          "which torch.compile cannot trace; running eager. Fix: give them a jet rule "
-                          "(pdeml.nn layers, geometries with smooth_distance_jet).", stacklevel=4)
+            warnings.warn(
+                f"compile: {', '.join(self._jet_fallbacks)} take the nested-jvp jet fallback, "
+                "which torch.compile cannot trace; running eager. Fix: give them a jet rule "
+                "(pdeml.nn layers, geometries with smooth_distance_jet).",
+                stacklevel=4,
+            )
             return False
         reverse = self._reverse_sites()
         if reverse:
-            warnings.warn(f"compile_losses=True: the {' and '.join(reverse)} terms need reverse-mode "
-                          f"derivatives through the points ({self.estimator!r}), a double backward, "
-                          "which torch.compile does not support; running eager. Fix: a forward-mode "
-                          "estimator (--derivatives taylor or stde:B) for compiled training.",
-                          stacklevel=4)
+            warnings.warn(
+                f"compile_losses=True: the {' and '.join(reverse)} terms need reverse-mode "
+                f"derivatives through the points ({self.estimator!r}), a double backward, "
+                "which torch.compile does not support; running eager. Fix: a forward-mode "
+                "estimator (--derivatives taylor or stde:B) for compiled training.",
+                stacklevel=4,
+            )
             return False
         from pdeml.gemm import compile_options
         from pdeml.steppers import compile_method
+
         return compile_method(self._losses, self, **compile_options(self, self.device))
 
     def whole_step(self, batch: dict, steps: int | None = None) -> bool:
@@ -432,14 +556,16 @@ class PINNBackend(AbstractLeastSquares):
             saved = self.estimator.state_dict()
             rng = self._seeded()
             try:
-                with rng.recording() if rng is not None else contextlib.nullcontext([]) as notes, \
-                        jets.fallbacks_taken() as fallbacks:
+                with (
+                    rng.recording() if rng is not None else contextlib.nullcontext([]) as notes,
+                    jets.fallbacks_taken() as fallbacks,
+                ):
                     self._losses(batch)
             finally:
                 self.estimator.load_state_dict(saved)
             self._draw_notes, self._jet_fallbacks = notes, sorted(set(fallbacks))
         if self.compile_step is True and self._compiled is None:
-            self._compiled = self._compile_losses()       # warns: reverse-mode sites, jet fallbacks
+            self._compiled = self._compile_losses()  # warns: reverse-mode sites, jet fallbacks
         return not self._jet_fallbacks and not self._reverse_sites()
 
     _draw_notes = None
@@ -447,7 +573,8 @@ class PINNBackend(AbstractLeastSquares):
     _compile_timed = False
 
     def _seeded(self):
-        """The stochastic estimator's generator (:class:`pdeml.derivatives.base.Seeded`), or None."""
+        """The stochastic estimator's generator (:class:`pdeml.derivatives.base.Seeded`), or
+        None."""
         return getattr(self.estimator, "_rng", None)
 
     def draw_ahead(self) -> list[torch.Tensor]:
@@ -456,7 +583,9 @@ class PINNBackend(AbstractLeastSquares):
         rng = self._seeded()
         return rng.ahead(self._draw_notes) if rng is not None and self._draw_notes else []
 
-    def step_losses(self, batch: dict, residuals: dict | None = None, draws=()) -> dict[str, torch.Tensor]:
+    def step_losses(
+        self, batch: dict, residuals: dict | None = None, draws=()
+    ) -> dict[str, torch.Tensor]:
         """The per-term losses, uncompiled: what :class:`pdeml.steppers.WholeStep` traces, with
         the estimator's random draws made ahead (:meth:`draw_ahead`) passed in as ``draws``."""
         rng = self._seeded()
@@ -470,11 +599,17 @@ class PINNBackend(AbstractLeastSquares):
 
     def _losses(self, batch: dict, residuals: dict | None = None) -> dict[str, torch.Tensor]:
         terms = self.residual_terms(batch, residuals)
-        paired = dict(zip(self.pde_names, self._weighted_pde(batch))) if self.estimator.paired else {}
+        paired = (
+            dict(zip(self.pde_names, self._weighted_pde(batch))) if self.estimator.paired else {}
+        )
         out = {}
         for name, r in terms.items():
             j = paired.get(name)
-            out[name] = r.pow(2).mean() if j is None else (2 * j.detach() * r).mean() - (j.detach() * r.detach()).mean()
+            out[name] = (
+                r.pow(2).mean()
+                if j is None
+                else (2 * j.detach() * r).mean() - (j.detach() * r.detach()).mean()
+            )
         return out
 
     # ------------------------------------------------------------- reporting
@@ -483,8 +618,9 @@ class PINNBackend(AbstractLeastSquares):
         """Network outputs (N, n_outputs) at numpy/tensor points, as float64 numpy."""
         dev, dt = self.center.device, self.center.dtype
         x = torch.as_tensor(np.asarray(x), dtype=dt, device=dev)
-        return np.concatenate([self(x[i:i + chunk]).double().cpu().numpy()
-                               for i in range(0, max(len(x), 1), chunk)])[:len(x)]
+        return np.concatenate(
+            [self(x[i : i + chunk]).double().cpu().numpy() for i in range(0, max(len(x), 1), chunk)]
+        )[: len(x)]
 
     def residual_at(self, x, chunk: int = 16384) -> np.ndarray:
         """PDE residuals (N, n_residuals) at numpy points. A stochastic estimator's random
@@ -495,8 +631,10 @@ class PINNBackend(AbstractLeastSquares):
         parts = []
         try:
             for i in range(0, len(x), chunk):
-                xi = x[i:i + chunk].detach().requires_grad_(self._input_grad("pde"))
-                parts.append(torch.cat(self.pde_residuals(xi), dim=1).detach().double().cpu().numpy())
+                xi = x[i : i + chunk].detach().requires_grad_(self._input_grad("pde"))
+                parts.append(
+                    torch.cat(self.pde_residuals(xi), dim=1).detach().double().cpu().numpy()
+                )
         finally:
             self.estimator.load_state_dict(saved)
         return np.concatenate(parts) if parts else np.zeros((0, len(self.pde_names)))
@@ -504,7 +642,10 @@ class PINNBackend(AbstractLeastSquares):
     def exports(self, x) -> dict[str, np.ndarray]:
         """The PDE residual(s) at ``x``: ``residual`` or ``residual_k``."""
         res = self.residual_at(x)
-        return {"residual" if res.shape[1] == 1 else f"residual_{k}": res[:, k] for k in range(res.shape[1])}
+        return {
+            "residual" if res.shape[1] == 1 else f"residual_{k}": res[:, k]
+            for k in range(res.shape[1])
+        }
 
     def parameter_values(self) -> dict[str, float]:
         return {k: float(v.detach()) for k, v in self.params.items()}

@@ -10,7 +10,8 @@ solves the weak equilibrium
 .. math:: \int_\Omega \sigma(\bar\varepsilon + \nabla^s\tilde u) : \nabla^s v \, d\Omega = 0
           \quad \forall v \text{ periodic},
 
-in plane strain. The macroscopic stress is the volume average :math:`\bar\sigma = \langle\sigma\rangle`.
+in plane strain. The macroscopic stress is the volume average :math:`\bar\sigma =
+\langle\sigma\rangle`.
 
 Materials (the paper's; :func:`matrix_stress`, :func:`linear_stress`, one torch implementation
 each, the tangent by autodiff): the matrix is nonlinear elastic,
@@ -26,6 +27,7 @@ right and top degrees of freedom onto the left and bottom ones (:math:`\tilde u 
 and one corner is pinned (the rigid translation). Newton's method with the consistent tangent
 converges quadratically.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,19 +52,24 @@ def linear_stress(eps, K: float, G: float):
     r"""Linear elasticity :math:`\sigma = K\,\mathrm{tr}\,\varepsilon I + 2G\varepsilon^D` in plane
     strain: in-plane σ (..., 2, 2) from in-plane strains (..., 2, 2) (ε_zz = 0)."""
     import torch
+
     tr = eps[..., 0, 0] + eps[..., 1, 1]
-    return (K - 2 * G / 3) * tr[..., None, None] * torch.eye(2, dtype=eps.dtype, device=eps.device) + 2 * G * eps
+    return (K - 2 * G / 3) * tr[..., None, None] * torch.eye(
+        2, dtype=eps.dtype, device=eps.device
+    ) + 2 * G * eps
 
 
 def matrix_stress(eps, K: float = MATRIX["K"], c1: float = MATRIX["c1"], c2: float = MATRIX["c2"]):
-    r"""The matrix's nonlinear law :math:`\sigma = K\,\mathrm{tr}\,\varepsilon I + g(s)\varepsilon^D`,
+    r"""The matrix's nonlinear law :math:`\sigma = K\,\mathrm{tr}\,\varepsilon I +
+    g(s)\varepsilon^D`,
     :math:`g(s) = c_1/(c_2 + s)`, :math:`s = \|\varepsilon^D\|` (the 3-D deviator of the plane
     strain, ε_zz = 0): in-plane σ (..., 2, 2)."""
     import torch
+
     I2 = torch.eye(2, dtype=eps.dtype, device=eps.device)
     tr = eps[..., 0, 0] + eps[..., 1, 1]
-    dev = eps - tr[..., None, None] / 3 * I2                     # in-plane part; zz part is -tr/3
-    s = torch.sqrt((dev ** 2).sum((-2, -1)) + (tr / 3) ** 2)
+    dev = eps - tr[..., None, None] / 3 * I2  # in-plane part; zz part is -tr/3
+    s = torch.sqrt((dev**2).sum((-2, -1)) + (tr / 3) ** 2)
     return K * tr[..., None, None] * I2 + (c1 / (c2 + s))[..., None, None] * dev
 
 
@@ -73,9 +80,10 @@ def stress_and_tangent(eps: np.ndarray, kind: str, params: dict):
     """σ (..., 2, 2) and the consistent tangent dσ/dε (..., 2, 2, 2, 2) of a law at strains
     (..., 2, 2) (numpy in and out), the tangent by forward-mode autodiff."""
     import torch
+
     fn = LAWS[kind]
     e = torch.as_tensor(eps, dtype=torch.float64).reshape(-1, 2, 2)
-    one = lambda x: fn(x, **params)                                            # noqa: E731
+    one = lambda x: fn(x, **params)  # noqa: E731
     sig = one(e)
     C = torch.func.vmap(torch.func.jacfwd(one))(e)
     return sig.reshape(eps.shape).numpy(), C.reshape(eps.shape + (2, 2)).numpy()
@@ -116,9 +124,13 @@ def o_grid(n: int, radius: float):
     xi = np.linspace(0, 1, m + 1)
     g = -s + 2 * s * xi
     block(np.stack(np.meshgrid(g, g, indexing="ij"), -1), True)
-    for side in range(4):                                  # right, top, left, bottom
-        rot = np.array([[math.cos(side * math.pi / 2), -math.sin(side * math.pi / 2)],
-                        [math.sin(side * math.pi / 2), math.cos(side * math.pi / 2)]])
+    for side in range(4):  # right, top, left, bottom
+        rot = np.array(
+            [
+                [math.cos(side * math.pi / 2), -math.sin(side * math.pi / 2)],
+                [math.sin(side * math.pi / 2), math.cos(side * math.pi / 2)],
+            ]
+        )
         theta = -math.pi / 4 + xi * math.pi / 2
         p_in = np.stack([np.full_like(xi, s), -s + 2 * s * xi], -1) @ rot.T
         p_c = radius * np.stack([np.cos(theta), np.sin(theta)], -1) @ rot.T
@@ -167,11 +179,21 @@ class RVE:
         positive_int("n", self.n)
         positive_int("max_iter", self.max_iter)
         if not 0 < finite_scalar("fraction", self.fraction) < 0.7:
-            fail("fraction", self.fraction, "leaves no room for the O-grid (0 < f < 0.7)", "pass e.g. 0.3")
+            fail(
+                "fraction",
+                self.fraction,
+                "leaves no room for the O-grid (0 < f < 0.7)",
+                "pass e.g. 0.3",
+            )
         for name in ("matrix", "inclusion"):
             law = getattr(self, name)
             if not (isinstance(law, tuple) and len(law) == 2 and law[0] in ("linear", "nonlinear")):
-                fail(name, law, "is not a law", '("linear", {"K": .., "G": ..}) or ("nonlinear", {"K", "c1", "c2"})')
+                fail(
+                    name,
+                    law,
+                    "is not a law",
+                    '("linear", {"K": .., "G": ..}) or ("nonlinear", {"K", "c1", "c2"})',
+                )
         object.__setattr__(self, "_fe", _Discretization(self))
 
     @property
@@ -197,20 +219,29 @@ class RVE:
         round-off) for every converged solution and, equilibrium being linear in σ, for every
         linear combination of them: the fact EquiNO's stress basis rests on."""
         f = self._fe.internal_force(np.asarray(stress_qp, float))
-        return float(np.linalg.norm(self._fe.P.T @ f) / max(np.abs(stress_qp).max() * math.sqrt(self._fe.area), 1e-300))
+        return float(
+            np.linalg.norm(self._fe.P.T @ f)
+            / max(np.abs(stress_qp).max() * math.sqrt(self._fe.area), 1e-300)
+        )
 
     def solve(self, strain, u0: np.ndarray | None = None, tangent: bool = False) -> dict:
         r"""Equilibrium under the macroscopic Voigt ``strain`` (3,), Newton from the fluctuation
         ``u0`` (default 0). Returns ``{"stress": σ̄ (3,), "u": fluctuation DOFs, "strain_qp",
         "stress_qp" (E, Q, 2, 2), "iterations", "residual"}``, and with ``tangent`` the
-        homogenized consistent tangent ``"tangent"`` :math:`\partial\bar\sigma/\partial\bar\varepsilon`
+        homogenized consistent tangent ``"tangent"``
+        :math:`\partial\bar\sigma/\partial\bar\varepsilon`
         (3, 3, Voigt, engineering shear): what a macroscopic Newton step needs. For each unit macro
         strain :math:`E_k`, :math:`K\,\delta\tilde u_k = -\int B^\top C E_k` (the converged
         tangent K, one factorization, three right-hand sides) and
         :math:`\bar C_{:k} = \langle C(E_k + \nabla^s\delta\tilde u_k)\rangle`."""
         strain = np.asarray(strain, float)
         if strain.shape != (3,) or not np.isfinite(strain).all():
-            fail("strain", strain, "is not a finite Voigt strain (xx, yy, γ_xy)", "pass e.g. [0.01, 0, 0.002]")
+            fail(
+                "strain",
+                strain,
+                "is not a finite Voigt strain (xx, yy, γ_xy)",
+                "pass e.g. [0.01, 0, 0.002]",
+            )
         return self._fe.newton(from_voigt_strain(strain), u0, tangent)
 
 
@@ -234,19 +265,34 @@ def write_rve(rve: RVE, result: dict, path, extra_cells: dict | None = None) -> 
     engineering shear), ``von_mises`` (in-plane), ``phase`` (1: inclusion) and any
     ``extra_cells`` (name -> (E, ...) arrays)."""
     from pdeml.export.vtk import write_mesh
+
     fe = rve._fe
     mesh, basis = fe.mesh, fe.basis
     e_bar = from_voigt_strain(result["macro_strain"])
-    node_dofs = basis.nodal_dofs                                                  # (2, nodes)
+    node_dofs = basis.nodal_dofs  # (2, nodes)
     pts = mesh.p.T
     fluct = result["u"][node_dofs].T
     resid = (fe.P @ (fe.P.T @ fe.internal_force(result["stress_qp"])))[node_dofs].T
     sig = voigt(cell_average(basis, result["stress_qp"]))
     eng = voigt(cell_average(basis, result["strain_qp"])) * np.array([1, 1, 2])
-    return write_mesh(path, pts, "quad", mesh.t.T,
-                      {"displacement": pts @ e_bar.T + fluct, "fluctuation": fluct, "equilibrium_residual": resid},
-                      {"stress": sig, "strain": eng, "von_mises": von_mises(sig), "phase": fe.phase.astype(float),
-                       **(extra_cells or {})})
+    return write_mesh(
+        path,
+        pts,
+        "quad",
+        mesh.t.T,
+        {
+            "displacement": pts @ e_bar.T + fluct,
+            "fluctuation": fluct,
+            "equilibrium_residual": resid,
+        },
+        {
+            "stress": sig,
+            "strain": eng,
+            "von_mises": von_mises(sig),
+            "phase": fe.phase.astype(float),
+            **(extra_cells or {}),
+        },
+    )
 
 
 class _Discretization:
@@ -254,6 +300,7 @@ class _Discretization:
 
     def __init__(self, rve: RVE):
         from skfem import Basis, ElementQuadS2, ElementVector, MeshQuad
+
         self.rve = rve
         p, t, inside = o_grid(rve.n, rve.radius)
         self.mesh = MeshQuad(p, t)
@@ -272,24 +319,30 @@ class _Discretization:
         if self.basis.facet_dofs.size:
             comp[self.basis.facet_dofs[1]] = 1
         target = np.arange(N)
-        key = {(round(x, 9), round(y, 9), c): i for i, (x, y, c) in enumerate(zip(loc[0], loc[1], comp))}
+        key = {
+            (round(x, 9), round(y, 9), c): i
+            for i, (x, y, c) in enumerate(zip(loc[0], loc[1], comp))
+        }
 
         def twin(i):
             x, y = loc[0, i], loc[1, i]
             x = -0.5 if abs(x - 0.5) < 1e-9 else x
             y = -0.5 if abs(y - 0.5) < 1e-9 else y
             return key[(round(x, 9), round(y, 9), comp[i])]
+
         for i in range(N):
             target[i] = twin(i)
         corner = [key[(-0.5, -0.5, 0)], key[(-0.5, -0.5, 1)]]
         masters = np.setdiff1d(np.unique(target), corner)
         col = {m: j for j, m in enumerate(masters)}
         rows = [i for i in range(N) if target[i] in col]
-        return sp.csr_matrix((np.ones(len(rows)), (rows, [col[target[i]] for i in rows])), shape=(N, len(masters)))
+        return sp.csr_matrix(
+            (np.ones(len(rows)), (rows, [col[target[i]] for i in rows])), shape=(N, len(masters))
+        )
 
     def strains(self, u: np.ndarray, eps_bar: np.ndarray) -> np.ndarray:
         """ε̄ + ∇ˢũ at the quadrature points, (E, Q, 2, 2)."""
-        g = self.basis.interpolate(u).grad                         # (2, 2, E, Q): d u_i / d x_j
+        g = self.basis.interpolate(u).grad  # (2, 2, E, Q): d u_i / d x_j
         sym = 0.5 * (g + g.transpose(1, 0, 2, 3))
         return np.moveaxis(sym, (0, 1), (2, 3)) + eps_bar
 
@@ -297,21 +350,25 @@ class _Discretization:
         r""":math:`\int B^\top\sigma` for stresses (E, Q, 2, 2) at the quadrature points."""
         from skfem import LinearForm, asm
         from skfem.helpers import sym_grad
+
         S = np.moveaxis(sig, (2, 3), (0, 1))
 
         @LinearForm
         def internal(v, w):
             return np.einsum("ij...,ij...->...", S, sym_grad(v))
+
         return asm(internal, self.basis)
 
     def _assemble(self, sig, C):
         from skfem import BilinearForm, asm
         from skfem.helpers import sym_grad
-        T = np.moveaxis(C, (2, 3, 4, 5), (0, 1, 2, 3))            # (2, 2, 2, 2, E, Q)
+
+        T = np.moveaxis(C, (2, 3, 4, 5), (0, 1, 2, 3))  # (2, 2, 2, 2, E, Q)
 
         @BilinearForm
         def tangent(u, v, w):
             return np.einsum("ijkl...,kl...,ij...->...", T, sym_grad(u), sym_grad(v))
+
         return asm(tangent, self.basis), self.internal_force(sig)
 
     def average(self, q: np.ndarray) -> np.ndarray:
@@ -348,14 +405,36 @@ class _Discretization:
             du = spla.spsolve((P.T @ K @ P).tocsc(), -r)
             u = u + P @ du
         if norm > rve.tol * scale:
-            raise RuntimeError(f"RVE Newton: residual {norm:.3e} after {it} iterations (strain {voigt(eps_bar)}); "
-                               "lower the strain or raise max_iter")
-        out = {"stress": voigt(self.average(sig)), "u": u, "strain_qp": eps, "stress_qp": sig, "iterations": it,
-               "residual": norm / scale, "macro_strain": voigt(eps_bar) * np.array([1, 1, 2])}
+            raise RuntimeError(
+                f"RVE Newton: residual {norm:.3e} after {it} iterations (strain {voigt(eps_bar)}); "
+                "lower the strain or raise max_iter"
+            )
+        out = {
+            "stress": voigt(self.average(sig)),
+            "u": u,
+            "strain_qp": eps,
+            "stress_qp": sig,
+            "iterations": it,
+            "residual": norm / scale,
+            "macro_strain": voigt(eps_bar) * np.array([1, 1, 2]),
+        }
         if tangent:
             out["tangent"] = self.macro_tangent(C, K)
         return out
 
 
-__all__ = ["RVE", "write_rve", "cell_average", "von_mises", "matrix_stress", "linear_stress", "stress_and_tangent", "o_grid", "voigt", "from_voigt_strain",
-           "MATRIX", "INCLUSION", "LAWS"]
+__all__ = [
+    "RVE",
+    "write_rve",
+    "cell_average",
+    "von_mises",
+    "matrix_stress",
+    "linear_stress",
+    "stress_and_tangent",
+    "o_grid",
+    "voigt",
+    "from_voigt_strain",
+    "MATRIX",
+    "INCLUSION",
+    "LAWS",
+]

@@ -17,7 +17,8 @@ and radius :math:`R_k\sqrt{U_1U_2}` in 2-D (density :math:`4s\ln(1/s)` of :math:
 :math:`R_k\cdot\mathrm{median}(U_1, U_2, U_3)` in 3-D (density :math:`6s(1-s)`).
 
 **Screened Poisson** :math:`-\Delta u + \sigma u = f`: the ball's Poisson kernel has mass
-:math:`p_k < 1` (2-D :math:`1/I_0(\sqrt\sigma R_k)`, 3-D :math:`\sqrt\sigma R_k/\sinh(\sqrt\sigma R_k)`);
+:math:`p_k < 1` (2-D :math:`1/I_0(\sqrt\sigma R_k)`, 3-D :math:`\sqrt\sigma R_k/\sinh(\sqrt\sigma
+R_k)`);
 a walk survives each step with probability :math:`p_k` (Russian roulette: otherwise it ends and
 adds no boundary value, which keeps the estimate unbiased), and the source term uses the
 Yukawa Green's function :math:`G^\sigma` by importance weights :math:`G^\sigma(r)/G(r)` on the
@@ -27,6 +28,7 @@ The walks are advanced in lock step as one batch of tensors (CPU or GPU; every w
 point at once, in chunks), seeded by a ``torch.Generator`` on the CPU so results do not depend
 on the device's generator.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,12 +54,14 @@ def _unit_directions(n: int, d: int, gen, dtype) -> torch.Tensor:
 def _green_radius(n: int, d: int, gen, dtype) -> torch.Tensor:
     """s = r/R drawn with density G/|G| of the ball's Laplace Green's function."""
     if d == 2:
-        return torch.sqrt(torch.rand(n, generator=gen, dtype=dtype) * torch.rand(n, generator=gen, dtype=dtype))
+        return torch.sqrt(
+            torch.rand(n, generator=gen, dtype=dtype) * torch.rand(n, generator=gen, dtype=dtype)
+        )
     return torch.rand(n, 3, generator=gen, dtype=dtype).median(dim=1).values
 
 
 def _green_mass(R: torch.Tensor, d: int) -> torch.Tensor:
-    return R ** 2 / (4.0 if d == 2 else 6.0)
+    return R**2 / (4.0 if d == 2 else 6.0)
 
 
 def _survival(R, d: int, sigma: float):
@@ -72,8 +76,10 @@ def _screened_weight(R, s, d: int, sigma: float):
     kR = k * R
     r = (s * R).clamp_min(tiny)
     if d == 2:
-        g_sigma = (torch.special.modified_bessel_k0(k * r) - torch.special.modified_bessel_k0(kR)
-                   * torch.special.i0(k * r) / torch.special.i0(kR)) / (2 * math.pi)
+        g_sigma = (
+            torch.special.modified_bessel_k0(k * r)
+            - torch.special.modified_bessel_k0(kR) * torch.special.i0(k * r) / torch.special.i0(kR)
+        ) / (2 * math.pi)
         g_laplace = torch.log(1 / s.clamp_min(tiny)) / (2 * math.pi)
     else:
         g_sigma = torch.sinh(k * (R - r)) / (4 * math.pi * r * torch.sinh(kR))
@@ -81,9 +87,19 @@ def _screened_weight(R, s, d: int, sigma: float):
     return g_sigma / g_laplace.clamp_min(tiny)
 
 
-def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None, sigma: float = 0.0,
-         epsilon: float, max_steps: int = 100_000, generator: torch.Generator | None = None,
-         device=None) -> dict:
+def walk(
+    x0: torch.Tensor,
+    walks: int,
+    *,
+    distance,
+    boundary_value,
+    source=None,
+    sigma: float = 0.0,
+    epsilon: float,
+    max_steps: int = 100_000,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> dict:
     """``walks`` walks from each row of ``x0`` (N, d), d = 2 or 3.
 
     Args:
@@ -102,7 +118,12 @@ def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None,
     """
     n, d = x0.shape
     if d not in (2, 3):
-        fail("x", f"points of dimension {d}", "are not 2-D or 3-D (the Green's functions here are)", "pass (N, 2) or (N, 3)")
+        fail(
+            "x",
+            f"points of dimension {d}",
+            "are not 2-D or 3-D (the Green's functions here are)",
+            "pass (N, 2) or (N, 3)",
+        )
     walks, max_steps = positive_int("walks", walks), positive_int("max_steps", max_steps)
     device = x0.device if device is None else device
     dtype = x0.dtype
@@ -134,9 +155,9 @@ def walk(x0: torch.Tensor, walks: int, *, distance, boundary_value, source=None,
         x[alive] = xa + R[:, None] * _unit_directions(m, d, gen, dtype).to(device)
         if sigma > 0:
             survive = torch.rand(m, generator=gen, dtype=dtype).to(device) < _survival(R, d, sigma)
-            alive = alive[survive]                   # the others end: no boundary value (unbiased)
+            alive = alive[survive]  # the others end: no boundary value (unbiased)
     unfinished = len(alive)
-    if unfinished:                                   # stopped by max_steps: read g where they are
+    if unfinished:  # stopped by max_steps: read g where they are
         total[alive] += boundary_value(_closest_boundary(x[alive], distance))
     return summarize(total.reshape(n, walks), steps / (n * walks), unfinished)
 
@@ -146,15 +167,29 @@ def _reduce_walks(parts: list, walks: int, world, samples: bool) -> dict:
     other ranks': the mean over all ``walks`` walks, the standard error from the summed squared
     deviations about it (two passes: no cancellation), the mean steps and the unfinished walks."""
     from pdeml.distributed import all_gather_object, all_sum
-    local = torch.cat([p["samples"] for p in parts]).double().cpu()                 # (N, this rank's walks)
+
+    local = torch.cat([p["samples"] for p in parts]).double().cpu()  # (N, this rank's walks)
     mean = all_sum(local.sum(1), world) / walks
     dev = all_sum(((local - mean[:, None]) ** 2).sum(1), world)
-    std = (dev / (walks - 1)).sqrt() / math.sqrt(walks) if walks > 1 else torch.full_like(mean, float("inf"))
-    n_loc = torch.tensor([sum(p["steps"] * p["samples"].numel() for p in parts), sum(p["unfinished"] for p in parts)],
-                         dtype=torch.float64)
+    std = (
+        (dev / (walks - 1)).sqrt() / math.sqrt(walks)
+        if walks > 1
+        else torch.full_like(mean, float("inf"))
+    )
+    n_loc = torch.tensor(
+        [
+            sum(p["steps"] * p["samples"].numel() for p in parts),
+            sum(p["unfinished"] for p in parts),
+        ],
+        dtype=torch.float64,
+    )
     steps, unfinished = all_sum(n_loc, world).tolist()
-    out = {"mean": mean.numpy(), "std_error": std.numpy(), "steps": steps / (len(local) * walks),
-           "unfinished": int(unfinished)}
+    out = {
+        "mean": mean.numpy(),
+        "std_error": std.numpy(),
+        "steps": steps / (len(local) * walks),
+        "unfinished": int(unfinished),
+    }
     if samples:
         out["samples"] = np.concatenate(all_gather_object(local.numpy(), world), axis=1)
     return out
@@ -184,7 +219,8 @@ class WalkOnSpheres(AbstractMethod):
             numba on the CPU where it applies, else torch.
 
     Example:
-        >>> case = pl.Case(problem, WalkOnSpheres(walks=1024))      # problem.pde = pl.pde.Poisson(...)
+        >>> # problem.pde = pl.pde.Poisson(...): walk-on-spheres reads its source
+        >>> case = pl.Case(problem, WalkOnSpheres(walks=1024))
     """
 
     walks: int = 1024
@@ -195,21 +231,42 @@ class WalkOnSpheres(AbstractMethod):
 
     def __post_init__(self):
         if self.kernel not in ("auto", "torch", "numba"):
-            fail("kernel", self.kernel, "is not a walk-on-spheres kernel", 'pass "auto", "torch" or "numba"')
+            fail(
+                "kernel",
+                self.kernel,
+                "is not a walk-on-spheres kernel",
+                'pass "auto", "torch" or "numba"',
+            )
         for k in ("walks", "max_steps", "chunk"):
             positive_int(k, getattr(self, k))
         eps = finite_scalar("epsilon", self.epsilon)
         if not 0 < eps < 0.5:
-            fail("epsilon", eps, "is not a small positive fraction of the domain size", "pass e.g. 1e-3")
+            fail(
+                "epsilon",
+                eps,
+                "is not a small positive fraction of the domain size",
+                "pass e.g. 1e-3",
+            )
 
     @classmethod
     def cli_options(cls) -> tuple[Option, ...]:
-        return (Option("walks", "walks per point (the standard error falls as walks^-1/2; default: the method's, 1024)",
-                       set_field("walks", flag="--walks"), type=int),
-                Option("epsilon", "stopping shell, relative to the domain size (default: the method's, 1e-3)",
-                       set_field("epsilon", flag="--epsilon"), type=float))
+        return (
+            Option(
+                "walks",
+                "walks per point (the standard error falls as walks^-1/2; default: the method's, "
+                "1024)",
+                set_field("walks", flag="--walks"),
+                type=int,
+            ),
+            Option(
+                "epsilon",
+                "stopping shell, relative to the domain size (default: the method's, 1e-3)",
+                set_field("epsilon", flag="--epsilon"),
+                type=float,
+            ),
+        )
 
-    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> "WoSBackend":
+    def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> WoSBackend:
         return WoSBackend(problem, self, seed=seed, dtype=dtype, device=device)
 
 
@@ -217,21 +274,38 @@ class WoSBackend(AbstractBackend):
     """Walk-on-spheres estimates at any points: ``predict`` the mean, ``exports`` its standard
     error (and the error against the truth where the case has one)."""
 
-    def __init__(self, problem, method: WalkOnSpheres, *, seed=0, dtype=torch.float32, device="cpu"):
+    def __init__(
+        self, problem, method: WalkOnSpheres, *, seed=0, dtype=torch.float32, device="cpu"
+    ):
         super().__init__()
         from pdeml.pde import ScreenedPoisson, structured
+
         self.problem, self.method, self.seed = problem, method, int(seed)
         self.pde = structured(problem.pde, "walk-on-spheres")
         self.sigma = self.pde.sigma if isinstance(self.pde, ScreenedPoisson) else 0.0
         if getattr(problem, "time", None) is not None:
-            fail("problem", "a time-dependent problem", "is not elliptic", "walk-on-spheres solves steady problems")
+            fail(
+                "problem",
+                "a time-dependent problem",
+                "is not elliptic",
+                "walk-on-spheres solves steady problems",
+            )
         others = [c for c in problem.conditions if not isinstance(c, Dirichlet)]
         if others or not problem.conditions:
             what = type(others[0]).__name__ if others else "no condition"
-            fail("conditions", what, "is not a Dirichlet condition (walk-on-spheres handles Dirichlet only so far)",
-                 "give every boundary part a pl.Dirichlet(...)")
+            fail(
+                "conditions",
+                what,
+                "is not a Dirichlet condition (walk-on-spheres handles Dirichlet only so far)",
+                "give every boundary part a pl.Dirichlet(...)",
+            )
         if problem.domain.dim not in (2, 3):
-            fail("geometry", f"{problem.domain.dim}-D", "is not 2-D or 3-D", "use a 2-D or 3-D geometry")
+            fail(
+                "geometry",
+                f"{problem.domain.dim}-D",
+                "is not 2-D or 3-D",
+                "use a 2-D or 3-D geometry",
+            )
         lo, hi = problem.domain.bbox
         self.size = float(np.linalg.norm(np.asarray(hi) - np.asarray(lo)))
         self.register_buffer("_anchor", torch.zeros((), dtype=dtype, device=device))
@@ -240,13 +314,24 @@ class WoSBackend(AbstractBackend):
 
     def _choose_kernel(self, wanted: str, device: torch.device) -> str:
         from . import _wos_numba as nk
+
         spec = nk.geometry_spec(self.problem.domain)
-        usable = nk.available() and spec is not None and device.type == "cpu" and not (
-            self.sigma > 0 and self.problem.domain.dim == 2)
+        usable = (
+            nk.available()
+            and spec is not None
+            and device.type == "cpu"
+            and not (self.sigma > 0 and self.problem.domain.dim == 2)
+        )
         if wanted == "numba" and not usable:
-            why = ("numba is not installed" if not nk.available() else "it runs on the CPU only" if device.type != "cpu"
-                   else "it has no distance for this geometry" if spec is None
-                   else "it has no 2-D screened Green's function")
+            why = (
+                "numba is not installed"
+                if not nk.available()
+                else "it runs on the CPU only"
+                if device.type != "cpu"
+                else "it has no distance for this geometry"
+                if spec is None
+                else "it has no 2-D screened Green's function"
+            )
             fail("kernel", "numba", f"cannot run here: {why}", 'pass kernel="torch" (or "auto")')
         self._spec = spec
         return "numba" if wanted == "numba" or (wanted == "auto" and usable) else "torch"
@@ -260,13 +345,22 @@ class WoSBackend(AbstractBackend):
             return _eval(conds[0].value, x, "Dirichlet(value)").reshape(-1)
         out = torch.full((len(x),), float("nan"), dtype=x.dtype, device=x.device)
         for c in conds:
-            mask = torch.ones(len(x), dtype=torch.bool, device=x.device) if c.on is None else c.on(x).to(x.device)
+            mask = (
+                torch.ones(len(x), dtype=torch.bool, device=x.device)
+                if c.on is None
+                else c.on(x).to(x.device)
+            )
             free = mask & out.isnan()
             if free.any():
                 out[free] = _eval(c.value, x[free], "Dirichlet(value)").reshape(-1)
         if out.isnan().any():
-            fail("conditions", "their on= predicates", f"leave {int(out.isnan().sum())} boundary points without a value",
-                 "cover the whole boundary (points are on it up to epsilon: compare with a tolerance)")
+            fail(
+                "conditions",
+                "their on= predicates",
+                f"leave {int(out.isnan().sum())} boundary points without a value",
+                "cover the whole boundary (points are on it up to epsilon: compare with a "
+                "tolerance)",
+            )
         return out
 
     def estimate(self, x, samples: bool = False) -> dict:
@@ -274,47 +368,92 @@ class WoSBackend(AbstractBackend):
         ``samples``, every walk's estimate too (N, walks)."""
         x = torch.as_tensor(np.asarray(x), dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.problem.domain.dim:
-            fail("x", tuple(x.shape), f"is not (N, {self.problem.domain.dim}) points", "pass one point per row")
+            fail(
+                "x",
+                tuple(x.shape),
+                f"is not (N, {self.problem.domain.dim}) points",
+                "pass one point per row",
+            )
         m, world = self.method, self.world
         source = None
         if not (self.pde.constant_source and self.pde.source == 0):
-            source = lambda y: self.pde.f(y).reshape(-1)                       # noqa: E731
+            source = lambda y: self.pde.f(y).reshape(-1)  # noqa: E731
         walks, first = m.walks, 0
-        if world.active:                 # several processes: each runs its share of every point's walks
+        if world.active:  # several processes: each runs its share of every point's walks
             if m.walks < world.size:
-                fail("walks", m.walks, f"are fewer than the {world.size} processes", f"pass at least {world.size}")
+                fail(
+                    "walks",
+                    m.walks,
+                    f"are fewer than the {world.size} processes",
+                    f"pass at least {world.size}",
+                )
             counts = [len(a) for a in np.array_split(np.arange(m.walks), world.size)]
-            walks, first = counts[world.rank], sum(counts[:world.rank])
+            walks, first = counts[world.rank], sum(counts[: world.rank])
         per = max(1, m.chunk // m.walks)
         if self.kernel == "numba":
             from ._wos_numba import walk_numba
-            per = max(1, per // 4)                   # its recorded source points: 32 per walk, more if one is longer
-            # walk j from point i seeds with seed_base + i * walks + j: no two walks share a stream, and
-            # a rank running walks first..first+walks of each point runs exactly those of one process
-            parts = [walk_numba(x[i:i + per].double().numpy(), walks, self._spec, boundary_value=self._boundary_value,
-                                source=None if self.pde.constant_source else source,
-                                f_const=float(self.pde.source) if self.pde.constant_source else 0.0, sigma=self.sigma,
-                                epsilon=m.epsilon * self.size, max_steps=m.max_steps,
-                                seed=self.seed * 1_000_003 + i * m.walks + first, stride=m.walks)
-                     for i in range(0, len(x), per)]
+
+            per = max(1, per // 4)  # its recorded source points: 32 per walk, more if one is longer
+            # walk j from point i seeds with seed_base + i * walks + j: no two walks share a stream,
+            # and
+            # a rank running walks first..first+walks of each point runs exactly those of one
+            # process
+            parts = [
+                walk_numba(
+                    x[i : i + per].double().numpy(),
+                    walks,
+                    self._spec,
+                    boundary_value=self._boundary_value,
+                    source=None if self.pde.constant_source else source,
+                    f_const=float(self.pde.source) if self.pde.constant_source else 0.0,
+                    sigma=self.sigma,
+                    epsilon=m.epsilon * self.size,
+                    max_steps=m.max_steps,
+                    seed=self.seed * 1_000_003 + i * m.walks + first,
+                    stride=m.walks,
+                )
+                for i in range(0, len(x), per)
+            ]
         else:
-            gen = torch.Generator().manual_seed(self.seed if not world.active else self.seed * 1_000_003 + world.rank)
-            parts = [walk(x[i:i + per].to(self.device), walks, distance=self._distance,
-                          boundary_value=self._boundary_value, source=source, sigma=self.sigma,
-                          epsilon=m.epsilon * self.size, max_steps=m.max_steps, generator=gen)
-                     for i in range(0, len(x), per)]
+            gen = torch.Generator().manual_seed(
+                self.seed if not world.active else self.seed * 1_000_003 + world.rank
+            )
+            parts = [
+                walk(
+                    x[i : i + per].to(self.device),
+                    walks,
+                    distance=self._distance,
+                    boundary_value=self._boundary_value,
+                    source=source,
+                    sigma=self.sigma,
+                    epsilon=m.epsilon * self.size,
+                    max_steps=m.max_steps,
+                    generator=gen,
+                )
+                for i in range(0, len(x), per)
+            ]
         if world.active:
             return _reduce_walks(parts, m.walks, world, samples)
         sizes = [len(p["mean"]) for p in parts]
-        out = {"samples": torch.cat([p["samples"] for p in parts]).double().cpu().numpy()} if samples else {}
-        return out | {"mean": torch.cat([p["mean"] for p in parts]).double().cpu().numpy(),
-                "std_error": torch.cat([p["std_error"] for p in parts]).double().cpu().numpy(),
-                "steps": float(np.average([p["steps"] for p in parts], weights=sizes)),
-                "unfinished": int(sum(p["unfinished"] for p in parts))}
+        out = (
+            {"samples": torch.cat([p["samples"] for p in parts]).double().cpu().numpy()}
+            if samples
+            else {}
+        )
+        return out | {
+            "mean": torch.cat([p["mean"] for p in parts]).double().cpu().numpy(),
+            "std_error": torch.cat([p["std_error"] for p in parts]).double().cpu().numpy(),
+            "steps": float(np.average([p["steps"] for p in parts], weights=sizes)),
+            "unfinished": int(sum(p["unfinished"] for p in parts)),
+        }
 
     def _estimate_cached(self, x):
         key = np.asarray(x)
-        if self._cache is None or self._cache[0].shape != key.shape or not np.array_equal(self._cache[0], key):
+        if (
+            self._cache is None
+            or self._cache[0].shape != key.shape
+            or not np.array_equal(self._cache[0], key)
+        ):
             self._cache = (key.copy(), self.estimate(key))
         return self._cache[1]
 
@@ -335,13 +474,21 @@ class WoSBackend(AbstractBackend):
         est = self.estimate(x)
         wall = time.perf_counter() - t
         v = np.asarray(v, dtype=float)[:, 0]
-        return {**metrics,
-                "l2_relative_error": float(np.linalg.norm(est["mean"] - v) / np.linalg.norm(v)),
-                "std_error_mean": float(est["std_error"].mean()),
-                "within_4_std_errors": float(np.mean(np.abs(est["mean"] - v) <= 4 * est["std_error"])),
-                "points": len(x), "wall_time_s": round(wall, 3),
-                "walks_per_second": round(len(x) * self.method.walks / wall, 1),
-                "steps_per_walk": round(est["steps"], 2), "unfinished_walks": est["unfinished"]}
+        return {
+            **metrics,
+            "l2_relative_error": float(np.linalg.norm(est["mean"] - v) / np.linalg.norm(v)),
+            "std_error_mean": float(est["std_error"].mean()),
+            "within_4_std_errors": float(np.mean(np.abs(est["mean"] - v) <= 4 * est["std_error"])),
+            "points": len(x),
+            "wall_time_s": round(wall, 3),
+            "walks_per_second": round(len(x) * self.method.walks / wall, 1),
+            "steps_per_walk": round(est["steps"], 2),
+            "unfinished_walks": est["unfinished"],
+        }
 
     def resolved(self) -> dict:
-        return {"pde": repr(self.pde), "epsilon_absolute": self.method.epsilon * self.size, "kernel": self.kernel}
+        return {
+            "pde": repr(self.pde),
+            "epsilon_absolute": self.method.epsilon * self.size,
+            "kernel": self.kernel,
+        }

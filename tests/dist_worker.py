@@ -11,6 +11,7 @@ from the checkpoint, and ``--die-once-at K`` resumes (from nothing, at first) an
 at step K on torchrun's first attempt only (``World.restart`` = 0): an elastic
 restart then finishes the run.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-import pdeml as pl  # noqa: E402
-from pdeml.distributed import World, all_gather_object, joined  # noqa: E402
+import pdeml as pl
+from pdeml.distributed import World, all_gather_object, joined
 
 D64 = torch.float64
 
@@ -43,54 +44,70 @@ class DieAt(pl.AbstractCallback):
 
     def on_step(self, state):
         if state.step == self.step:
-            os._exit(3)                                    # a killed rank: no cleanup, no goodbye
+            os._exit(3)  # a killed rank: no cleanup, no goodbye
 
 
 def backend(name=""):
-    if name == "equino":          # an operator: minibatches of items (strains), L-BFGS on all of them
+    if name == "equino":  # an operator: minibatches of items (strains), L-BFGS on all of them
         from pdeml.families.rve import RVEFamily
         from pdeml.operators.equino import EquiNO
-        return EquiNO(modes=6, snapshots=12, strains=40, batch_size=10, test=4).build(RVEFamily(n=1), seed=0)
-    if name == "hard":            # a hard constraint with 2 experts: a joint solve per expert
+
+        return EquiNO(modes=6, snapshots=12, strains=40, batch_size=10, test=4).build(
+            RVEFamily(n=1), seed=0
+        )
+    if name == "hard":  # a hard constraint with 2 experts: a joint solve per expert
         from pdeml.run import apply_overrides, build, load_case
+
         case, _ = load_case("fisher_kpp_1d")
-        return build(apply_overrides(case, {"constraint": "moe:2"}).replace(dtype="float64"), seed=0, device="cpu")
-    if name == "wosno":           # walk-on-spheres targets: each rank walks its own domains of a batch
+        return build(
+            apply_overrides(case, {"constraint": "moe:2"}).replace(dtype="float64"),
+            seed=0,
+            device="cpu",
+        )
+    if name == "wosno":  # walk-on-spheres targets: each rank walks its own domains of a batch
         from pdeml.families.star_poisson import StarFamily
         from pdeml.operators import WoSNO
-        return WoSNO(domains=4, batch_size=2, walks=4, modes=4, width=8, layers=2, test_domains=2).build(
-            StarFamily(16), seed=0, dtype=D64)
-    if name == "fno":             # a dataset read from disk: each rank reads its own samples of a batch
+
+        return WoSNO(
+            domains=4, batch_size=2, walks=4, modes=4, width=8, layers=2, test_domains=2
+        ).build(StarFamily(16), seed=0, dtype=D64)
+    if name == "fno":  # a dataset read from disk: each rank reads its own samples of a batch
         from pdeml.families.navier_stokes import family
         from pdeml.operators import FNO3d
-        return FNO3d(t_in=3, t_out=3, modes=(4, 4, 2), width=4, layers=2, padding=2).build(family(16), seed=0,
-                                                                                             dtype=D64)
+
+        return FNO3d(t_in=3, t_out=3, modes=(4, 4, 2), width=4, layers=2, padding=2).build(
+            family(16), seed=0, dtype=D64
+        )
     from pdeml.cases.poisson_sin_2d import case
     from pdeml.solvers import PINNBackend
+
     return PINNBackend(case.problem, pl.nn.MLP(16, 2), seed=0, dtype=D64)
 
 
 def phases(name):
     adam = pl.FirstOrder(pl.Adam(1e-2))
-    return {"adam": [(6, adam)],
-            "config": [(6, pl.FirstOrder(pl.Adam(1e-2), pl.ConFIG()))],
-            "pcgrad": [(4, pl.FirstOrder(pl.Adam(1e-2), pl.PCGrad()))],
-            "lbfgs": [(3, adam), (5, pl.LBFGS())],
-            "engd": [(4, pl.ENGD())],
-            "engd_cg": [(3, pl.ENGD(solver="cg", damping=1e-3))],
-            "r3": [(8, adam)],
-            "equino": [(4, pl.FirstOrder(pl.Adam(3e-3))), (3, pl.LBFGS())],
-            "hard": [(4, pl.FirstOrder(pl.Adam(1e-3)))],
-            "wosno": [(5, pl.FirstOrder(pl.Adam(3e-3)))],
-            "fno": [(5, pl.FirstOrder(pl.Adam(3e-3))), (2, pl.LBFGS())],
-            "resume": [(6, adam), (4, pl.LBFGS())]}[name]
+    return {
+        "adam": [(6, adam)],
+        "config": [(6, pl.FirstOrder(pl.Adam(1e-2), pl.ConFIG()))],
+        "pcgrad": [(4, pl.FirstOrder(pl.Adam(1e-2), pl.PCGrad()))],
+        "lbfgs": [(3, adam), (5, pl.LBFGS())],
+        "engd": [(4, pl.ENGD())],
+        "engd_cg": [(3, pl.ENGD(solver="cg", damping=1e-3))],
+        "r3": [(8, adam)],
+        "equino": [(4, pl.FirstOrder(pl.Adam(3e-3))), (3, pl.LBFGS())],
+        "hard": [(4, pl.FirstOrder(pl.Adam(1e-3)))],
+        "wosno": [(5, pl.FirstOrder(pl.Adam(3e-3)))],
+        "fno": [(5, pl.FirstOrder(pl.Adam(3e-3))), (2, pl.LBFGS())],
+        "resume": [(6, adam), (4, pl.LBFGS())],
+    }[name]
 
 
 def sampler(name):
     from pdeml.datasets import Minibatches
     from pdeml.samplers import R3, Uniform
+
     if name in ("equino", "hard", "wosno"):
-        return None                                    # the backend's own (StrainDraws, ConstraintPoints, DomainDraws)
+        return None  # the backend's own (StrainDraws, ConstraintPoints, DomainDraws)
     if name == "r3":
         return R3(64, 16, every=2)
     if name == "fno":
@@ -102,25 +119,48 @@ def dataset() -> Path:
     """8 training and 2 test trajectories of 6 random 16 x 16 frames (the same in every process),
     in a directory of this process's own."""
     from pdeml.datasets import write
+
     w = torch.randn(10, 6, 16, 16, generator=torch.Generator().manual_seed(0), dtype=D64).numpy()
     return write(Path(_TMP.name) / "trajectories.h5", {"w": w}, settings={}, n_train=8)
 
 
 _TMP = tempfile.TemporaryDirectory()
-SCENARIOS = ("adam", "config", "pcgrad", "lbfgs", "engd", "engd_cg", "r3", "equino", "hard", "wosno", "fno")
+SCENARIOS = (
+    "adam",
+    "config",
+    "pcgrad",
+    "lbfgs",
+    "engd",
+    "engd_cg",
+    "r3",
+    "equino",
+    "hard",
+    "wosno",
+    "fno",
+)
 
 
 def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
     rec = Record()
-    pl.fit(backend(name), phases(name), sampler=sampler(name), seed=1, world=world, checkpoint=checkpoint,
-           checkpoint_every=2, resume=resume, callbacks=[rec, *callbacks])
+    pl.fit(
+        backend(name),
+        phases(name),
+        sampler=sampler(name),
+        seed=1,
+        world=world,
+        checkpoint=checkpoint,
+        checkpoint_every=2,
+        resume=resume,
+        callbacks=[rec, *callbacks],
+    )
     return rec.losses
 
 
 def counted() -> dict:
     """Count, in this process, the domains walked (WoS-NO) and the samples read from a dataset."""
-    from pdeml.operators.wosno import DomainDraws
     from pdeml.datasets import Dataset
+    from pdeml.operators.wosno import DomainDraws
+
     seen = {"walked": 0, "read": 0}
     walk, read = DomainDraws._walk, Dataset._read
 
@@ -131,34 +171,47 @@ def counted() -> dict:
     def read_counted(data, idx):
         seen["read"] += len(idx)
         return read(data, idx)
+
     DomainDraws._walk, Dataset._read = walk_counted, staticmethod(read_counted)
     return seen
 
 
 def main():
     out = Path(sys.argv[1])
+
     def opt(flag):
         return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else None
+
     die_at = opt("--die-at")
     world = World.from_env(os.environ)
-    if opt("--die-once-at") is not None and world.restart == 0:        # torchrun's first attempt
+    if opt("--die-once-at") is not None and world.restart == 0:  # torchrun's first attempt
         die_at = opt("--die-once-at")
     torch.set_num_threads(1)
     with joined(world, torch.device("cpu")):
         if any(f in sys.argv for f in ("--die-at", "--resume-only", "--die-once-at")):
             cbs = [DieAt(int(die_at))] if die_at is not None and world.rank == 1 else []
-            result = {"resume": run("resume", world, checkpoint=out.with_suffix(".pt"),
-                                    resume="--die-at" not in sys.argv, callbacks=cbs)}
+            result = {
+                "resume": run(
+                    "resume",
+                    world,
+                    checkpoint=out.with_suffix(".pt"),
+                    resume="--die-at" not in sys.argv,
+                    callbacks=cbs,
+                )
+            }
         else:
             names = opt("--scenarios").split(",") if opt("--scenarios") else SCENARIOS
             seen = counted()
             result = {name: run(name, world) for name in names}
         per_rank = all_gather_object(seen, world) if "seen" in locals() else None
         if world.main:
-            out.write_text(json.dumps({"world_size": world.size, "losses": result, "per_rank": per_rank}))
+            out.write_text(
+                json.dumps({"world_size": world.size, "losses": result, "per_rank": per_rank})
+            )
+
 
 if __name__ == "__main__":
     main()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)          # as pdeml's __main__: no interpreter teardown after the process group is gone
+    os._exit(0)  # as pdeml's __main__: no interpreter teardown after the process group is gone

@@ -1,4 +1,5 @@
 """Each built-in case reaches its target relative L2 error on the CPU (default settings)."""
+
 import json
 
 import pytest
@@ -32,6 +33,7 @@ def test_burgers_reaches_5e_2_with_default_settings(tmp_path):
 @pytest.mark.slow
 def test_burgers_reaches_5e_3_with_adam_and_lbfgs(tmp_path):
     from pdeml.cases.burgers_1d import long_case
+
     m = R.train_case(long_case(), tmp_path, progress=False, export=False)
     print("burgers long", m["l2_relative_error"], m["wall_time_s"])
     assert m["l2_relative_error"] <= 5e-3
@@ -39,15 +41,21 @@ def test_burgers_reaches_5e_3_with_adam_and_lbfgs(tmp_path):
 
 @pytest.mark.slow
 def test_allen_cahn_100d_with_stde_reaches_2e_2(tmp_path):
-    m = R.train_case("allen_cahn_highdim", tmp_path, options={"dim": 100}, progress=False, export=False)
+    m = R.train_case(
+        "allen_cahn_highdim", tmp_path, options={"dim": 100}, progress=False, export=False
+    )
     print("allen_cahn_highdim D=100 stde:16", m["l2_relative_error"], m["wall_time_s"])
     assert m["l2_relative_error"] <= 2e-2
 
 
 @pytest.mark.slow
 def test_semilinear_heat_100d_within_2_percent_of_the_reference(tmp_path):
-    m = R.train_case("heat_semilinear_highdim", tmp_path, options={"dim": 100}, progress=False, export=False)
-    print("heat_semilinear_highdim D=100 u(0,0) rel. error", m["l2_relative_error"], m["wall_time_s"])
+    m = R.train_case(
+        "heat_semilinear_highdim", tmp_path, options={"dim": 100}, progress=False, export=False
+    )
+    print(
+        "heat_semilinear_highdim D=100 u(0,0) rel. error", m["l2_relative_error"], m["wall_time_s"]
+    )
     assert m["l2_relative_error"] <= 2e-2
 
 
@@ -57,6 +65,7 @@ def one_thread():
     The convection runs are sensitive to rounding: causal R3 at seed 0 ends at 0.0153-0.0156 on
     one thread (MKL or oneDNN products), 0.0143-0.0228 on two, and 0.024-0.030 at seed 1."""
     import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

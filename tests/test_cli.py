@@ -1,4 +1,5 @@
 """End to end through the CLI: train, files, resume, export, errors."""
+
 import csv
 import json
 
@@ -11,10 +12,33 @@ from pdeml.cli import main
 
 def test_train_writes_the_run_directory_and_resumes(tmp_path, capsys):
     out = tmp_path / "heat"
-    assert main(["train", "heat_1d", "--steps", "60", "--out", str(out), "--no-progress",
-                 "--seed", "1", "--lr", "1e-3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "heat_1d",
+                "--steps",
+                "60",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--seed",
+                "1",
+                "--lr",
+                "1e-3",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("l2_relative_error", "final_losses", "steps", "wall_time_s", "device", "parameters"):
+    for key in (
+        "l2_relative_error",
+        "final_losses",
+        "steps",
+        "wall_time_s",
+        "device",
+        "parameters",
+    ):
         assert key in m
     assert m["steps"] == 60 + 200 and m["device"] == "cpu"
     assert set(m["final_losses"]) == {"pde", "dirichlet", "initial"}
@@ -24,8 +48,25 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path, capsys):
     assert (out / "solution.pvd").exists() and (out / "spacetime.vtu").exists()
     assert (out / "field.png").exists() and (out / "loss.png").exists()
     # resume a finished run with more steps: continues from 260, not from 0
-    assert main(["train", "heat_1d", "--steps", "80", "--out", str(out), "--no-progress",
-                 "--seed", "1", "--lr", "1e-3", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "heat_1d",
+                "--steps",
+                "80",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--seed",
+                "1",
+                "--lr",
+                "1e-3",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "metrics.json").read_text())["steps"] == 280
     # re-export at another resolution
     assert main(["export", str(out), "--resolution", "8"]) == 0
@@ -38,7 +79,8 @@ def test_case_from_a_file_path(tmp_path):
         "import pdeml as pl, torch\n"
         "problem = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: -u.d2('x') - 2.0,\n"
         "                     [pl.Dirichlet(0.0)], exact=lambda x: x * (1 - x))\n"
-        "case = pl.Case(problem, pl.PINN(pl.nn.MLP(16, 2)), steps=400, optimizer=pl.Adam(5e-3))\n")
+        "case = pl.Case(problem, pl.PINN(pl.nn.MLP(16, 2)), steps=400, optimizer=pl.Adam(5e-3))\n"
+    )
     out = tmp_path / "run"
     assert main(["train", str(f), "--out", str(out), "--no-progress"]) == 0
     m = json.loads((out / "metrics.json").read_text())
@@ -49,17 +91,28 @@ def test_case_from_a_file_path(tmp_path):
 def test_cases_lists_the_builtins(capsys):
     assert main(["cases"]) == 0
     text = capsys.readouterr().out
-    for name in ("poisson_lshape", "poisson_manufactured_3d", "heat_1d", "burgers_1d", "inverse_diffusion"):
+    for name in (
+        "poisson_lshape",
+        "poisson_manufactured_3d",
+        "heat_1d",
+        "burgers_1d",
+        "inverse_diffusion",
+    ):
         assert name in text
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["train", "no_such_case"], ["no_such_case", "poisson_lshape"]),
-    (["train", "missing_file.py"], ["missing_file.py"]),
-    (["export", "/nonexistent/run"], ["run.json"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "no_such_case"], ["no_such_case", "poisson_lshape"]),
+        (["train", "missing_file.py"], ["missing_file.py"]),
+        (["export", "/nonexistent/run"], ["run.json"]),
+    ],
+)
 def test_errors_are_messages_not_tracebacks(argv, words, capsys, tmp_path):
-    assert main(argv + (["--no-progress", "--out", str(tmp_path)] if argv[0] == "train" else [])) == 2
+    assert (
+        main(argv + (["--no-progress", "--out", str(tmp_path)] if argv[0] == "train" else [])) == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("pdeml: error:") and "Traceback" not in err
     for w in words:
@@ -69,5 +122,7 @@ def test_errors_are_messages_not_tracebacks(argv, words, capsys, tmp_path):
 def test_cuda_without_gpu_is_a_clear_cli_error(capsys, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert main(["train", "heat_1d", "--device", "cuda", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert (
+        main(["train", "heat_1d", "--device", "cuda", "--out", str(tmp_path), "--no-progress"]) == 2
+    )
     assert "--device cpu" in capsys.readouterr().err

@@ -6,6 +6,7 @@ condition one unbroken stretch of its part of the boundary. For every geometry a
 method, the selected points must spread over the selected part as the geometry's own uniform
 boundary sample does.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -54,13 +55,13 @@ def test_on_predicate_points_cover_the_whole_selected_part(name, method):
     x = cond.sample(problem, n, np.random.default_rng(1), method)["x"]
     assert x.shape == (n, problem.input_dim)
     assert np.all(x[:, 0] < cut)
-    assert float(problem.domain.sdf(torch.as_tensor(x)).abs().max()) < 1e-6      # on the boundary
+    assert float(problem.domain.sdf(torch.as_tensor(x)).abs().max()) < 1e-6  # on the boundary
     ref = problem.domain.sample_boundary(40_000, np.random.default_rng(2), "random")
     ref = ref[ref[:, 0] < cut]
-    for j in range(problem.input_dim):    # per coordinate: the quartiles of the selected part
+    for j in range(problem.input_dim):  # per coordinate: the quartiles of the selected part
         # (a grid-like method puts several quartile edges on one grid line: 0.15, not 0.1)
         edges = np.quantile(ref[:, j], [0.25, 0.5, 0.75])
-        if np.ptp(edges) < 1e-9:                # a coordinate that is (nearly) constant there
+        if np.ptp(edges) < 1e-9:  # a coordinate that is (nearly) constant there
             continue
         ref_frac = np.histogram(ref[:, j], [-np.inf, *edges, np.inf])[0] / len(ref)
         frac = np.histogram(x[:, j], [-np.inf, *edges, np.inf])[0] / n
@@ -73,18 +74,29 @@ def test_trapezoid_with_a_neumann_side_trains_to_its_exact_solution():
     ended at relative L2 0.98 with tiny losses."""
     from pdeml.samplers import Uniform
     from pdeml.solvers import PINN
-    exact = lambda x: x[:, :1] ** 2 - x[:, 1:2] ** 2 + x[:, 1:2]          # noqa: E731  harmonic
-    n = np.array([1.0, 0.5]) / np.sqrt(1.25)                               # outward normal, right side
+
+    exact = lambda x: x[:, :1] ** 2 - x[:, 1:2] ** 2 + x[:, 1:2]
+    n = np.array([1.0, 0.5]) / np.sqrt(1.25)  # outward normal, right side
 
     def flux(x):
         return (2 * x[:, :1] * n[0] + (1 - 2 * x[:, 1:2]) * n[1]).to(x.dtype)
 
-    right = lambda x: (x[:, 0] + 0.5 * x[:, 1] - 2).abs() < 1e-6           # noqa: E731  x + y/2 = 2
+    right = lambda x: (x[:, 0] + 0.5 * x[:, 1] - 2).abs() < 1e-6
     geom = G.Polygon([(0, 0), (2, 0), (1.5, 1), (0.5, 1)])
-    problem = pl.Problem(geom, lambda x, u: -u.laplacian(), exact=exact,
-                         conditions=[pl.Dirichlet(exact, on=lambda x: ~right(x)), pl.Neumann(flux, on=right)])
-    case = pl.Case(problem, PINN(pl.nn.MLP(24, 2), sampler=Uniform(400, 120, every=100)), steps=1500,
-                   optimizer=pl.Adam(5e-3, decay=0.5, decay_every=500))
+    problem = pl.Problem(
+        geom,
+        lambda x, u: -u.laplacian(),
+        exact=exact,
+        conditions=[pl.Dirichlet(exact, on=lambda x: ~right(x)), pl.Neumann(flux, on=right)],
+    )
+    case = pl.Case(
+        problem,
+        PINN(pl.nn.MLP(24, 2), sampler=Uniform(400, 120, every=100)),
+        steps=1500,
+        optimizer=pl.Adam(5e-3, decay=0.5, decay_every=500),
+    )
     backend = case.method.build(problem, seed=0)
-    r = pl.fit(backend, case.phases(), truth=problem.truth(2000, np.random.default_rng(0)), eval_every=1500)
+    r = pl.fit(
+        backend, case.phases(), truth=problem.truth(2000, np.random.default_rng(0)), eval_every=1500
+    )
     assert r.l2_relative_error < 2e-2

@@ -1,19 +1,20 @@
 """The backend contract: phases of steppers resume exactly, settings objects hold no run state,
 overrides land on real fields, and a diverging step never leaves non-finite parameters."""
+
 import json
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from test_training import StopAt
 
 import pdeml as pl
 from pdeml import checkpoint as ckpt
 from pdeml import run as R
-from pdeml.settings import describe, replace
 from pdeml.samplers import R3, Uniform
+from pdeml.settings import describe, replace
 from pdeml.solvers import PINN, PINNBackend
-from test_training import StopAt
 
 D64 = torch.float64
 
@@ -22,8 +23,12 @@ def _problem():
     def exact(x):
         return torch.sin(np.pi * x[:, 0:1]) * torch.sin(np.pi * x[:, 1:2])
 
-    return pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]),
-                      lambda x, u: -u.laplacian() - 2 * np.pi ** 2 * exact(x), [pl.Dirichlet(0.0)], exact=exact)
+    return pl.Problem(
+        pl.geometry.Rectangle([0, 0], [1, 1]),
+        lambda x, u: -u.laplacian() - 2 * np.pi**2 * exact(x),
+        [pl.Dirichlet(0.0)],
+        exact=exact,
+    )
 
 
 STEPPERS = {
@@ -41,16 +46,25 @@ STEPPERS = {
 
 def _run(path, phases, stop=None, resume=False, sampler=None):
     backend = PINNBackend(_problem(), pl.nn.MLP(8, 1), seed=1, dtype=D64)
-    result = pl.fit(backend, phases, sampler=sampler or R3(64, 16, every=4), weights={"dirichlet": 3.0},
-                    seed=2, checkpoint=path / "checkpoint.pt", checkpoint_every=1000, eval_every=1,
-                    callbacks=[StopAt(stop)] if stop else [], resume=resume)
+    result = pl.fit(
+        backend,
+        phases,
+        sampler=sampler or R3(64, 16, every=4),
+        weights={"dirichlet": 3.0},
+        seed=2,
+        checkpoint=path / "checkpoint.pt",
+        checkpoint_every=1000,
+        eval_every=1,
+        callbacks=[StopAt(stop)] if stop else [],
+        resume=resume,
+    )
     return backend, result
 
 
 @pytest.mark.parametrize("name", sorted(STEPPERS))
 def test_every_stepper_and_combiner_resumes_bit_for_bit(tmp_path, name):
     ref, ref_result = _run(tmp_path / "a", STEPPERS[name]())
-    for stop in (3, 8):                      # inside the first phase; inside L-BFGS where there is one
+    for stop in (3, 8):  # inside the first phase; inside L-BFGS where there is one
         d = tmp_path / f"b{stop}"
         _, r1 = _run(d, STEPPERS[name](), stop=stop)
         assert r1.steps == stop and r1.status == "stopped"
@@ -62,20 +76,24 @@ def test_every_stepper_and_combiner_resumes_bit_for_bit(tmp_path, name):
 
 
 def test_a_resume_with_nothing_left_keeps_the_checkpoint_and_a_later_extension_matches(tmp_path):
-    phases = lambda n: [(6, pl.FirstOrder(pl.Adam(1e-2))), (n, pl.LBFGS())]      # noqa: E731
+    phases = lambda n: [(6, pl.FirstOrder(pl.Adam(1e-2))), (n, pl.LBFGS())]
     _run(tmp_path / "a", phases(4))
     before = (tmp_path / "a" / "checkpoint.pt").read_bytes()
-    _, r = _run(tmp_path / "a", phases(4), resume=True)            # nothing left to do
+    _, r = _run(tmp_path / "a", phases(4), resume=True)  # nothing left to do
     assert r.steps == 10 and "nothing left" in r.message
     assert (tmp_path / "a" / "checkpoint.pt").read_bytes() == before
-    _, r = _run(tmp_path / "a", [(6, pl.FirstOrder(pl.Adam(1e-2)))], resume=True)   # --lbfgs-steps 0
+    _, r = _run(tmp_path / "a", [(6, pl.FirstOrder(pl.Adam(1e-2)))], resume=True)  # --lbfgs-steps 0
     assert r.steps == 10 and (tmp_path / "a" / "checkpoint.pt").read_bytes() == before
     extended, _ = _run(tmp_path / "a", phases(7), resume=True)
     straight, _ = _run(tmp_path / "b", phases(7))
     for p, q in zip(extended.state_dict().values(), straight.state_dict().values()):
         assert torch.equal(p, q)
     saved = ckpt.load(tmp_path / "a" / "checkpoint.pt")
-    assert saved["stepper"] == "lbfgs" and int(saved["phase"]) == 1 and saved["stepper_state"]["optimizer"]["state"]
+    assert (
+        saved["stepper"] == "lbfgs"
+        and int(saved["phase"]) == 1
+        and saved["stepper_state"]["optimizer"]["state"]
+    )
 
 
 def test_a_resume_into_a_phase_that_changed_kind_is_a_clear_error(tmp_path):
@@ -86,6 +104,7 @@ def test_a_resume_into_a_phase_that_changed_kind_is_a_clear_error(tmp_path):
 
 def test_cli_resume_of_an_lbfgs_checkpoint_with_lbfgs_steps_0(tmp_path, capsys):
     from pdeml.cli import main
+
     out = tmp_path / "run"
     args = ["train", "heat_1d", "--steps", "10", "--out", str(out), "--no-progress"]
     assert main(args + ["--lbfgs-steps", "5"]) == 0
@@ -113,10 +132,16 @@ def test_engd_divergence_keeps_finite_parameters_in_memory_and_checkpoint(tmp_pa
     prob = pl.Problem(base.geometry, pde, base.conditions, exact=base.exact)
     backend = PINNBackend(prob, pl.nn.MLP(8, 1), seed=0, dtype=D64)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")        # no "Converting a tensor with requires_grad" either
+        warnings.simplefilter("error")  # no "Converting a tensor with requires_grad" either
         with pytest.raises(pl.DivergenceError, match="step 3 \\(engd\\)"):
-            pl.fit(backend, [(10, pl.ENGD(solver=solver, cg_iters=20))], sampler=Uniform(40, 10), callbacks=[Poison()],
-                   checkpoint=tmp_path / "checkpoint.pt", checkpoint_every=1)
+            pl.fit(
+                backend,
+                [(10, pl.ENGD(solver=solver, cg_iters=20))],
+                sampler=Uniform(40, 10),
+                callbacks=[Poison()],
+                checkpoint=tmp_path / "checkpoint.pt",
+                checkpoint_every=1,
+            )
     saved = ckpt.load(tmp_path / "checkpoint.pt")
     assert int(saved["step"]) == 3
     for k, v in backend.state_dict().items():
@@ -127,14 +152,18 @@ def test_engd_divergence_keeps_finite_parameters_in_memory_and_checkpoint(tmp_pa
 def test_one_estimator_object_serves_two_backends_of_different_dimension():
     est = pl.derivatives.Taylor()
     p2 = _problem()
-    p3 = pl.Problem(pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
+    p3 = pl.Problem(
+        pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]),
+        lambda x, u: -u.laplacian() - 1.0,
+        [pl.Dirichlet(0.0)],
+    )
     a = PINN(pl.nn.MLP(8, 1), estimator=est).build(p2)
     b = PINN(pl.nn.MLP(8, 1), estimator=est).build(p3)
     for be, d in ((a, 2), (b, 3), (a, 2)):
         x = torch.rand(5, d)
         batch = {"domain": {"x": x}, "dirichlet": {"x": x}}
         assert all(torch.isfinite(v) for v in be.losses(batch).values())
-    assert est._plans == {}                   # the settings object learned nothing
+    assert est._plans == {}  # the settings object learned nothing
 
 
 def test_settings_objects_are_unchanged_by_a_run_and_serve_two_runs_alike(tmp_path):
@@ -143,7 +172,9 @@ def test_settings_objects_are_unchanged_by_a_run_and_serve_two_runs_alike(tmp_pa
     results = []
     for _ in range(2):
         backend = PINNBackend(_problem(), pl.nn.MLP(8, 1), seed=1, dtype=D64)
-        r = pl.fit(backend, [(5, pl.FirstOrder(pl.Adam(1e-2), combiner)), (3, engd)], sampler=sampler)
+        r = pl.fit(
+            backend, [(5, pl.FirstOrder(pl.Adam(1e-2), combiner)), (3, engd)], sampler=sampler
+        )
         results.append([h["loss"] for h in r.history])
     assert results[0] == results[1]
     assert [json.dumps(describe(o)) for o in (sampler, combiner, engd)] == before
@@ -160,7 +191,9 @@ class Recording(pl.Sum):
 
 def test_loss_weights_reach_every_combiner_and_lbfgs():
     backend = PINNBackend(_problem(), pl.nn.MLP(8, 1), seed=1, dtype=D64)
-    batch = pl.sampling.to_torch(Uniform(32, 8).init(backend.problem, np.random.default_rng(0)).current(), D64, "cpu")
+    batch = pl.sampling.to_torch(
+        Uniform(32, 8).init(backend.problem, np.random.default_rng(0)).current(), D64, "cpu"
+    )
     raw = {k: float(v.detach()) for k, v in backend.losses(batch).items()}
     Recording.seen = []
     pl.FirstOrder(pl.Adam(1e-3), Recording()).init(backend, {"dirichlet": 7.0}).step(batch, 0)
@@ -168,7 +201,9 @@ def test_loss_weights_reach_every_combiner_and_lbfgs():
     assert Recording.seen[0]["pde"] == pytest.approx(raw["pde"])
     backend2 = PINNBackend(_problem(), pl.nn.MLP(8, 1), seed=1, dtype=D64)
     out = pl.LBFGS().init(backend2, {"dirichlet": 7.0}).step(batch, 0)
-    assert float(out.total) == pytest.approx(float(out.losses["pde"] + 7.0 * out.losses["dirichlet"]))
+    assert float(out.total) == pytest.approx(
+        float(out.losses["pde"] + 7.0 * out.losses["dirichlet"])
+    )
     with pytest.raises(ValueError, match="negative"):
         pl.fit(backend, [(1, pl.FirstOrder())], weights={"dirichlet": -1.0})
     with pytest.raises(ValueError, match="unknown loss terms"):
@@ -177,14 +212,33 @@ def test_loss_weights_reach_every_combiner_and_lbfgs():
 
 def test_overrides_land_on_real_fields_or_fail(tmp_path):
     case, _ = R.load_case("poisson_lshape")
-    c = R.apply_overrides(case, {"lr": 1e-5, "steps": 7, "lbfgs_steps": 0, "derivatives": "stde:4",
-                                 "sampler": "r3", "compile": True})
-    assert c.optimizer.lr == 1e-5 and c.optimizer.decay == 0.5 and c.steps == 7 and c.lbfgs_steps == 0
+    c = R.apply_overrides(
+        case,
+        {
+            "lr": 1e-5,
+            "steps": 7,
+            "lbfgs_steps": 0,
+            "derivatives": "stde:4",
+            "sampler": "r3",
+            "compile": True,
+        },
+    )
+    assert (
+        c.optimizer.lr == 1e-5 and c.optimizer.decay == 0.5 and c.steps == 7 and c.lbfgs_steps == 0
+    )
     assert isinstance(c.method.estimator, pl.derivatives.STDE) and c.method.estimator.samples == 4
-    assert isinstance(c.method.sampler, R3) and c.method.sampler.n_boundary == 400 and c.method.sampler.every == 100
+    assert (
+        isinstance(c.method.sampler, R3)
+        and c.method.sampler.n_boundary == 400
+        and c.method.sampler.every == 100
+    )
     assert c.method.compile is True and c.weights == {"dirichlet": 10.0}
     m = R.apply_overrides(case, {"combiner": "mconfig"})
-    assert isinstance(m.combiner, pl.MConFIG) and isinstance(m.optimizer, pl.SGD) and m.optimizer.lr == 2e-3
+    assert (
+        isinstance(m.combiner, pl.MConFIG)
+        and isinstance(m.optimizer, pl.SGD)
+        and m.optimizer.lr == 2e-3
+    )
     e = R.apply_overrides(case, {"optimizer": "engd"})
     assert isinstance(e.phases()[0][1], pl.ENGD)
     with pytest.raises(ValueError, match="--lr.*no learning rate"):
@@ -192,20 +246,45 @@ def test_overrides_land_on_real_fields_or_fail(tmp_path):
     with pytest.raises(ValueError, match="does not apply to ENGD"):
         R.apply_overrides(case, {"optimizer": "engd", "combiner": "config"})
     # the learning rate given is the one the optimizer used (the history's lr column)
-    m = R.train_case("heat_1d", tmp_path / "lr", steps=3, lbfgs_steps=0, lr=1e-5, progress=False, export=False)
+    m = R.train_case(
+        "heat_1d", tmp_path / "lr", steps=3, lbfgs_steps=0, lr=1e-5, progress=False, export=False
+    )
     import csv
+
     last = list(csv.DictReader(open(tmp_path / "lr" / "history.csv")))[-1]
-    assert float(last["lr"]) == pytest.approx(1e-5 * 0.5 ** (2 / 1000), rel=1e-12)   # step 3 used k = 2
+    assert float(last["lr"]) == pytest.approx(
+        1e-5 * 0.5 ** (2 / 1000), rel=1e-12
+    )  # step 3 used k = 2
 
 
 def test_python_overrides_with_objects_are_recorded_by_their_fields(tmp_path):
-    R.train_case("heat_1d", tmp_path, steps=2, lbfgs_steps=0, sampler=Uniform(64, 8), progress=False, export=False)
+    R.train_case(
+        "heat_1d",
+        tmp_path,
+        steps=2,
+        lbfgs_steps=0,
+        sampler=Uniform(64, 8),
+        progress=False,
+        export=False,
+    )
     info = json.loads((tmp_path / "run.json").read_text())
-    assert info["overrides"]["sampler"] == {"type": "Uniform", "n_domain": 64, "n_boundary": 8, "n_initial": 200,
-                                            "every": 0, "method": "random"}
+    assert info["overrides"]["sampler"] == {
+        "type": "Uniform",
+        "n_domain": 64,
+        "n_boundary": 8,
+        "n_initial": 200,
+        "every": 0,
+        "method": "random",
+    }
     assert info["case"]["method"]["sampler"]["n_domain"] == 64
-    assert info["case"]["optimizer"] == {"type": "Adam", "lr": 0.002, "decay": 0.5, "decay_every": 1000,
-                                         "betas": [0.9, 0.999], "schedule": None}
+    assert info["case"]["optimizer"] == {
+        "type": "Adam",
+        "lr": 0.002,
+        "decay": 0.5,
+        "decay_every": 1000,
+        "betas": [0.9, 0.999],
+        "schedule": None,
+    }
 
 
 def test_case_errors_name_the_field_and_the_fix():
@@ -228,12 +307,18 @@ def test_case_errors_name_the_field_and_the_fix():
 
 def test_plots_leave_matplotlib_global_state_alone(tmp_path):
     import matplotlib
+
     from pdeml.export import plot_history
+
     before = matplotlib.get_backend()
-    rows = [{"step": s, "phase": "adam" if s < 3 else "lbfgs", "loss": 1.0 / s, "pde": 1.0 / s} for s in range(1, 6)]
+    rows = [
+        {"step": s, "phase": "adam" if s < 3 else "lbfgs", "loss": 1.0 / s, "pde": 1.0 / s}
+        for s in range(1, 6)
+    ]
     plot_history(rows, ["pde"], tmp_path / "loss.png")
     assert matplotlib.get_backend() == before
     import sys
+
     assert "matplotlib.pyplot" not in sys.modules or matplotlib.pyplot.get_fignums() == []
     assert (tmp_path / "loss.png").stat().st_size > 1000
 
@@ -254,8 +339,9 @@ def test_one_cycle_schedule_spans_the_phase_and_matches_torch():
     total, peak = 50, 1e-2
     w = torch.nn.Parameter(torch.zeros(3))
     opt = torch.optim.SGD([w], lr=peak)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=total, cycle_momentum=False,
-                                                three_phase=False)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=peak, total_steps=total, cycle_momentum=False, three_phase=False
+    )
     ours = pl.Adam(peak, schedule=pl.OneCycle())
     theirs = []
     for _ in range(total):

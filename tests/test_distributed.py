@@ -2,6 +2,7 @@
 (``tests/dist_worker.py``) against one process with the same global batch; a killed rank ends
 the job instead of hanging, and the run resumes exactly from rank 0's checkpoint; under
 ``torchrun -m pdeml train`` only rank 0 writes the run directory."""
+
 import json
 import os
 import re
@@ -21,8 +22,22 @@ def torchrun(*args, timeout=300):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            *map(str, args),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def worst(got: list, ref: list) -> float:
@@ -35,8 +50,16 @@ def test_world_comes_from_the_launcher_environment_and_is_checked():
     assert World.from_env({}) == World() and not World().active and World().main
     w = World.from_env({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
     assert (w.rank, w.size, w.local_rank, w.active, w.main) == (1, 4, 1, True, False)
-    w = World.from_env({"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "29500",
-                        "TORCHELASTIC_RESTART_COUNT": "2", "TORCHELASTIC_USE_AGENT_STORE": "True"})
+    w = World.from_env(
+        {
+            "RANK": "0",
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "h",
+            "MASTER_PORT": "29500",
+            "TORCHELASTIC_RESTART_COUNT": "2",
+            "TORCHELASTIC_USE_AGENT_STORE": "True",
+        }
+    )
     assert w.restart == 2 and w.rendezvous == ("h", 29500, True)
     with pytest.raises(ValueError, match="rank"):
         World.from_env({"RANK": "2", "WORLD_SIZE": "2"})
@@ -46,8 +69,10 @@ def test_world_comes_from_the_launcher_environment_and_is_checked():
 
 def test_rows_split_evenly_or_stay_replicated():
     w = World(rank=1, size=2)
-    assert shard_rows(64, w) == slice(32, 64) and shard_rows(64, World(rank=0, size=2)) == slice(0, 32)
-    assert shard_rows(7, w) is None and shard_rows(1, w) is None      # every rank takes them all
+    assert shard_rows(64, w) == slice(32, 64) and shard_rows(64, World(rank=0, size=2)) == slice(
+        0, 32
+    )
+    assert shard_rows(7, w) is None and shard_rows(1, w) is None  # every rank takes them all
     assert shard_rows(64, World()) is None
 
 
@@ -61,9 +86,22 @@ def two_ranks(tmp_path_factory):
     return data
 
 
-@pytest.mark.parametrize("name, tol", [("adam", 1e-12), ("config", 1e-12), ("pcgrad", 1e-12), ("r3", 1e-12),
-                                       ("lbfgs", 1e-10), ("engd", 1e-5), ("engd_cg", 1e-6), ("equino", 1e-10),
-                                       ("hard", 1e-6), ("wosno", 1e-12), ("fno", 1e-12)])
+@pytest.mark.parametrize(
+    "name, tol",
+    [
+        ("adam", 1e-12),
+        ("config", 1e-12),
+        ("pcgrad", 1e-12),
+        ("r3", 1e-12),
+        ("lbfgs", 1e-10),
+        ("engd", 1e-5),
+        ("engd_cg", 1e-6),
+        ("equino", 1e-10),
+        ("hard", 1e-6),
+        ("wosno", 1e-12),
+        ("fno", 1e-12),
+    ],
+)
 def test_two_ranks_take_the_steps_of_one_process_with_the_global_batch(two_ranks, name, tol):
     """Per-term gradients averaged before the combiner (ConFIG, PCGrad), L-BFGS's loss and
     gradient averaged inside its line search, ENGD's normal equations averaged, R3's residuals
@@ -89,6 +127,7 @@ def reference(name, since=0):
     sys.path.insert(0, str(ROOT / "tests"))
     import dist_worker
     import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -99,20 +138,24 @@ def reference(name, since=0):
 
 def test_a_killed_rank_ends_the_job_and_the_run_resumes_exactly_on_any_world_size(tmp_path):
     import shutil
+
     out = tmp_path / "k.json"
-    died = torchrun(WORKER, out, "--die-at", 5, timeout=120)             # no hang: torchrun ends the job
-    assert died.returncode != 0 and re.search(r"exitcode\s*:\s*3\b", died.stderr), died.stderr[-2000:]
+    died = torchrun(WORKER, out, "--die-at", 5, timeout=120)  # no hang: torchrun ends the job
+    assert died.returncode != 0 and re.search(r"exitcode\s*:\s*3\b", died.stderr), died.stderr[
+        -2000:
+    ]
     assert out.with_suffix(".pt").exists() and not out.exists()
     shutil.copy(out.with_suffix(".pt"), tmp_path / "one.pt")
     proc = torchrun(WORKER, out, "--resume-only")
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = json.loads(out.read_text())["losses"]["resume"]
-    assert resumed[0]["step"] == 5                                        # from the step-4 checkpoint
+    assert resumed[0]["step"] == 5  # from the step-4 checkpoint
     ref = reference("resume", since=5)
     assert worst(resumed, ref) < 1e-12
     # the 2-rank checkpoint resumed on one process: the same steps (the batch is global)
     sys.path.insert(0, str(ROOT / "tests"))
     import dist_worker
+
     alone = dist_worker.run("resume", World(), checkpoint=tmp_path / "one.pt", resume=True)
     assert worst(alone, ref) < 1e-12
 
@@ -122,23 +165,44 @@ def test_an_elastic_restart_resumes_from_the_last_checkpoint(tmp_path):
     proc = torchrun("--max-restarts", 1, WORKER, out, "--die-once-at", 7)
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = json.loads(out.read_text())["losses"]["resume"]
-    assert resumed[0]["step"] == 7                                        # the restart began at step 6
+    assert resumed[0]["step"] == 7  # the restart began at step 6
     assert worst(resumed, reference("resume", since=7)) < 1e-12
 
 
 def test_two_nodes_on_one_machine_rendezvous_and_match_one_process(tmp_path):
     """``--nnodes 2`` with a c10d rendezvous, the multi-node launch, as two launchers here."""
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "n.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pdeml-test",
-           str(WORKER), str(out), "--scenarios", "adam,lbfgs"]
-    nodes = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        "pdeml-test",
+        str(WORKER),
+        str(out),
+        "--scenarios",
+        "adam,lbfgs",
+    ]
+    nodes = [
+        subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     for p in nodes:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
@@ -150,11 +214,22 @@ def test_two_nodes_on_one_machine_rendezvous_and_match_one_process(tmp_path):
 
 def test_pdeml_train_under_torchrun_writes_once_and_matches_one_process(tmp_path, capsys):
     from pdeml.cli import main
-    args = ["poisson_sin_2d", "--optimizer", "adam", "--steps", "12", "--lbfgs-steps", "4", "--no-progress",
-            "--threads", "1"]
+
+    args = [
+        "poisson_sin_2d",
+        "--optimizer",
+        "adam",
+        "--steps",
+        "12",
+        "--lbfgs-steps",
+        "4",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     proc = torchrun("-m", "pdeml", "train", *args, "--out", tmp_path / "two")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("run directory:") == 1                      # rank 0 alone prints
+    assert proc.stdout.count("run directory:") == 1  # rank 0 alone prints
     assert main(["train", *args, "--out", str(tmp_path / "one")]) == 0
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
@@ -162,12 +237,15 @@ def test_pdeml_train_under_torchrun_writes_once_and_matches_one_process(tmp_path
     for k, v in one["final_losses"].items():
         assert two["final_losses"][k] == pytest.approx(v, rel=1e-10)
     assert two["l2_relative_error"] == pytest.approx(one["l2_relative_error"], rel=1e-10)
-    names = lambda d: sorted(p.name for p in d.iterdir())                # noqa: E731
+    names = lambda d: sorted(p.name for p in d.iterdir())
     assert names(tmp_path / "two") == names(tmp_path / "one")
     assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
     # `pdeml train --nproc 2` is the same torchrun job
     assert main(["train", *args, "--nproc", "2", "--out", str(tmp_path / "nproc")]) == 0
-    assert json.loads((tmp_path / "nproc" / "metrics.json").read_text())["final_losses"] == two["final_losses"]
+    assert (
+        json.loads((tmp_path / "nproc" / "metrics.json").read_text())["final_losses"]
+        == two["final_losses"]
+    )
     assert main(["train", *args, "--nproc", "0"]) == 2
     assert "--nproc=0 is not a process count" in capsys.readouterr().err
 
@@ -180,7 +258,18 @@ def test_walk_on_spheres_splits_every_points_walks_over_the_ranks(tmp_path):
     import numpy as np
 
     from pdeml.cli import main
-    args = ["poisson_sin_2d", "--method", "wos", "--walks", "64", "--points", "40", "--resolution", "8"]
+
+    args = [
+        "poisson_sin_2d",
+        "--method",
+        "wos",
+        "--walks",
+        "64",
+        "--points",
+        "40",
+        "--resolution",
+        "8",
+    ]
     proc = torchrun("-m", "pdeml", "solve", *args, "--out", tmp_path / "two")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert main(["solve", *args, "--out", str(tmp_path / "one")]) == 0
@@ -198,7 +287,20 @@ def test_dcdm_training_splits_each_batch_of_right_hand_sides(tmp_path):
     sides; the loss history is one process's (float32: to round-off). The `--` keeps torchrun's
     parser from reading `--n` as an abbreviation of its own options."""
     from pdeml.cli import main
-    args = ["dcdm", "train", "--n", "16", "--epochs", "2", "--count", "32", "--ritz", "50", "--no-progress"]
+
+    args = [
+        "dcdm",
+        "train",
+        "--n",
+        "16",
+        "--epochs",
+        "2",
+        "--count",
+        "32",
+        "--ritz",
+        "50",
+        "--no-progress",
+    ]
     proc = torchrun("-m", "pdeml", "--", *args, "--out", tmp_path / "two")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
@@ -214,31 +316,38 @@ def test_a_rank_solves_only_its_experts():
 
     from pdeml.run import apply_overrides, build, load_case
     from pdeml.sampling import to_torch
+
     case, _ = load_case("fisher_kpp_1d")
     backend = build(apply_overrides(case, {"constraint": "moe:4"}), seed=0, device="cpu")
-    batch = to_torch(backend.batches(None, np.random.default_rng(0)).current(), backend.dtype, backend.device)
+    batch = to_torch(
+        backend.batches(None, np.random.default_rng(0)).current(), backend.dtype, backend.device
+    )
     xc, bc, conds = backend._constraint_bases(batch)
-    backend._rows(backend.omega, xc, bc, conds)                               # the bases' columns, as _solve
+    backend._rows(backend.omega, xc, bc, conds)  # the bases' columns, as _solve
     flat = (bc.detached(), [(c, xb, b.detached(), d) for c, xb, b, d in conds])
-    assert backend._parts(xc, *flat) is None                                  # one process, one device
+    assert backend._parts(xc, *flat) is None  # one process, one device
     parts = backend._parts(xc, *flat, world=World(rank=1, size=2))
     assert [p[0].tolist() for p in parts] == [[1, 3]]
     w = backend.omega.clone()
-    assert parts[0][2](w[parts[0][0]]).shape[0] == 2                          # its rows only
-    assert [p[0].tolist() for p in backend._parts(xc, *flat, world=World(rank=0, size=3))] == [[0, 3]]
+    assert parts[0][2](w[parts[0][0]]).shape[0] == 2  # its rows only
+    assert [p[0].tolist() for p in backend._parts(xc, *flat, world=World(rank=0, size=3))] == [
+        [0, 3]
+    ]
 
 
 def test_a_dataset_run_reads_its_block_of_the_global_batch(tmp_path):
     """Rank 1 of 2 reads the second half of every batch one process reads, through epochs and a
     resume; a batch that does not split evenly is read whole."""
     import numpy as np
+
     from pdeml.datasets import Minibatches, write
+
     w = np.random.default_rng(0).standard_normal((12, 2, 4, 4))
     path = write(tmp_path / "d.h5", {"w": w}, settings={}, n_train=10)
     one = Minibatches(path, 4).init(None, np.random.default_rng(0))
     rank1 = Minibatches(path, 4).init(None, np.random.default_rng(0))
     assert rank1.distribute(World(rank=1, size=2)) == ("data",)
-    for step in range(6):                                        # 2 batches per epoch: 3 epochs
+    for step in range(6):  # 2 batches per epoch: 3 epochs
         whole = one.batch(step)["data"]["w"]
         np.testing.assert_array_equal(rank1.batch(step)["data"]["w"], whole[2:])
     again = Minibatches(path, 4).init(None, np.random.default_rng(5))

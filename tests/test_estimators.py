@@ -1,4 +1,6 @@
-"""Stochastic derivative estimators: unbiased, with the variance theory predicts, over fixed seeds."""
+"""Stochastic derivative estimators: unbiased, with the variance theory predicts, over fixed
+seeds."""
+
 import numpy as np
 import pytest
 import torch
@@ -7,15 +9,17 @@ import pdeml as pl
 from pdeml.derivatives import SDGD, STDE, Autograd, Taylor
 from pdeml.solvers import PINNBackend
 
-D = 10          # dimensions
-R = 300         # independent draws
+D = 10  # dimensions
+R = 300  # independent draws
 D64 = torch.float64
 
 
 def backend(estimator, seed=0):
     geom = pl.geometry.Hypersphere(np.zeros(D), 1.0)
     prob = pl.Problem(geom, lambda x, u: u.laplacian(), [pl.Dirichlet(0.0)])
-    return PINNBackend(prob, pl.nn.MLP(16, 2), estimator=estimator, hard_dirichlet=True, seed=seed, dtype=D64)
+    return PINNBackend(
+        prob, pl.nn.MLP(16, 2), estimator=estimator, hard_dirichlet=True, seed=seed, dtype=D64
+    )
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,9 @@ def points():
 def hessian(be, x):
     x = x.clone().requires_grad_(True)
     g = torch.autograd.grad(be(x).sum(), x, create_graph=True)[0]
-    return torch.stack([torch.autograd.grad(g[:, i].sum(), x, retain_graph=True)[0] for i in range(D)], 1)
+    return torch.stack(
+        [torch.autograd.grad(g[:, i].sum(), x, retain_graph=True)[0] for i in range(D)], 1
+    )
 
 
 def draws(be, x, op, n=R):
@@ -35,7 +41,7 @@ def draws(be, x, op, n=R):
     for _ in range(n):
         u = be.field(x.clone().requires_grad_(True), "pde")[0]
         out.append(op(u).detach()[:, 0])
-    return torch.stack(out)          # (n, N)
+    return torch.stack(out)  # (n, N)
 
 
 def check_mean(samples, exact):
@@ -52,9 +58,9 @@ def test_laplacian_estimators_are_unbiased_with_the_predicted_variance(est, poin
     s = draws(be, points, lambda u: u.laplacian())
     check_mean(s, exact)
     B = 3
-    if getattr(est, "dense", False):     # Hutchinson: 2 sum_{i != j} H_ij^2 / S
+    if getattr(est, "dense", False):  # Hutchinson: 2 sum_{i != j} H_ij^2 / S
         var = 2 * (H.pow(2).sum((1, 2)) - diag.pow(2).sum(1)) / B
-    else:                                # without replacement: d^2/B (d-B)/(d-1) Var_i(H_ii)
+    else:  # without replacement: d^2/B (d-B)/(d-1) Var_i(H_ii)
         var = D**2 / B * (D - B) / (D - 1) * diag.var(1, unbiased=False)
     ratio = s.var(0) / var
     assert ((ratio > 0.7) & (ratio < 1.4)).all(), ratio
@@ -63,7 +69,7 @@ def test_laplacian_estimators_are_unbiased_with_the_predicted_variance(est, poin
 
 def test_exact_estimators_agree(points):
     ref = draws(backend(Autograd()), points, lambda u: u.laplacian(), 1)
-    for est in (Taylor(), STDE(D), SDGD(D)):      # B = d: every dimension, no randomness
+    for est in (Taylor(), STDE(D), SDGD(D)):  # B = d: every dimension, no randomness
         got = draws(backend(est), points, lambda u: u.laplacian(), 2)
         assert torch.allclose(got, ref.expand_as(got), atol=1e-10)
 
@@ -75,14 +81,20 @@ def test_diffusion_operator_is_unbiased(est, points):
     be = backend(est)
     exact = 0.5 * (sigma @ sigma.T * hessian(be, points)).sum((1, 2))
     check_mean(draws(be, points, lambda u: u.diffusion(sigma)), exact)
-    assert torch.allclose(draws(backend(Taylor()), points, lambda u: u.diffusion(sigma), 1)[0], exact)
-    assert torch.allclose(draws(backend(Autograd()), points, lambda u: u.diffusion(sigma), 1)[0], exact)
+    assert torch.allclose(
+        draws(backend(Taylor()), points, lambda u: u.diffusion(sigma), 1)[0], exact
+    )
+    assert torch.allclose(
+        draws(backend(Autograd()), points, lambda u: u.diffusion(sigma), 1)[0], exact
+    )
 
 
 def test_biharmonic_gaussian_4_jets_are_unbiased(points):
     x = points[:3]
     exact = draws(backend(Autograd()), x, lambda u: u.biharmonic(), 1)[0]
-    assert torch.allclose(draws(backend(Taylor()), x, lambda u: u.biharmonic(), 1)[0], exact, atol=1e-9)
+    assert torch.allclose(
+        draws(backend(Taylor()), x, lambda u: u.biharmonic(), 1)[0], exact, atol=1e-9
+    )
     check_mean(draws(backend(STDE(4)), x, lambda u: u.biharmonic(), 200), exact)
 
 
@@ -97,13 +109,15 @@ def test_paired_loss_has_an_unbiased_gradient(points):
     vals, grads = [], []
     for _ in range(R):
         val = be.losses(batch)["pde"]
-        grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(val, list(be.net.parameters()))]))
+        grads.append(
+            torch.cat([g.flatten() for g in torch.autograd.grad(val, list(be.net.parameters()))])
+        )
         vals.append(val.detach())
     vals, grads = torch.stack(vals), torch.stack(grads)
     check_mean(vals[:, None], loss.detach()[None])
     check_mean(grads, g_exact)
-    be = backend(STDE(2, unbiased=False))      # E[R_I^2] = R^2 + Var > R^2: values only, 4R draws
-    with torch.no_grad():                      # (the bias is ~5 standard errors at R draws)
+    be = backend(STDE(2, unbiased=False))  # E[R_I^2] = R^2 + Var > R^2: values only, 4R draws
+    with torch.no_grad():  # (the bias is ~5 standard errors at R draws)
         vals = torch.stack([be.losses(batch)["pde"] for _ in range(4 * R)])
     assert vals.mean() - loss > 5 * vals.std() / (4 * R) ** 0.5
 
@@ -121,8 +135,10 @@ def test_estimator_specs_and_errors():
 def test_stochastic_runs_resume_their_generator(points):
     a, b = backend(STDE(2), seed=3), backend(STDE(2), seed=3)
     draws(a, points, lambda u: u.laplacian(), 5)
-    b.load_state_dict(a.state_dict())              # generator state travels with the weights
-    assert torch.equal(draws(a, points, lambda u: u.laplacian(), 3), draws(b, points, lambda u: u.laplacian(), 3))
+    b.load_state_dict(a.state_dict())  # generator state travels with the weights
+    assert torch.equal(
+        draws(a, points, lambda u: u.laplacian(), 3), draws(b, points, lambda u: u.laplacian(), 3)
+    )
 
 
 @pytest.mark.parametrize("est", [Taylor(), STDE(3), STDE(3, dense=True)], ids=repr)
@@ -133,7 +149,7 @@ def test_first_and_diagonal_derivatives_beside_the_laplacian_are_exact(est, poin
     x = points.clone().requires_grad_(True)
     g = torch.autograd.grad(be(x).sum(), x, create_graph=True)[0]
     h = hessian(be, points)
-    for _ in range(4):                    # several draws of the random directions
+    for _ in range(4):  # several draws of the random directions
         u = be.field(points.clone().requires_grad_(True), "pde")[0]
         lap = u.laplacian()
         for i in (0, 7):

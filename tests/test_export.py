@@ -1,11 +1,11 @@
 """VTK and PNG export: every file is read back and checked against the model."""
+
 import xml.etree.ElementTree as ET
 
 import matplotlib.image as mpimg
 import meshio
 import numpy as np
 import pytest
-import torch
 
 import pdeml as pl
 from pdeml.export import export, mesh, plot_field, plot_history
@@ -32,17 +32,27 @@ def test_lshape_mesh_respects_the_reentrant_corner():
     c = pts[cells].mean(1)
     assert g.inside(c).all()
     assert not ((c[:, 0] > 0) & (c[:, 1] > 0)).any()
-    area = 0.5 * np.abs(np.cross(pts[cells[:, 1]] - pts[cells[:, 0]], pts[cells[:, 2]] - pts[cells[:, 0]])).sum()
-    assert abs(area - 3.0) < 1e-2            # the triangles cover the domain
-    assert (np.abs(pts - [0, 0]).sum(1) < 1e-9).any()   # the corner itself is a node
+    area = (
+        0.5
+        * np.abs(
+            np.cross(pts[cells[:, 1]] - pts[cells[:, 0]], pts[cells[:, 2]] - pts[cells[:, 0]])
+        ).sum()
+    )
+    assert abs(area - 3.0) < 1e-2  # the triangles cover the domain
+    assert (np.abs(pts - [0, 0]).sum(1) < 1e-9).any()  # the corner itself is a node
 
 
 def test_hole_stays_empty_in_2d_and_3d():
     g2 = pl.geometry.Rectangle([0, 0], [1, 1]) - pl.geometry.Disk([0.5, 0.5], 0.3)
     pts, _, cells = mesh(g2, 48)
     c = pts[cells].mean(1)
-    assert (np.linalg.norm(c - 0.5, axis=1) > 0.3 - 1e-3).all()   # up to a chord's sagitta
-    area = 0.5 * np.abs(np.cross(pts[cells[:, 1]] - pts[cells[:, 0]], pts[cells[:, 2]] - pts[cells[:, 0]])).sum()
+    assert (np.linalg.norm(c - 0.5, axis=1) > 0.3 - 1e-3).all()  # up to a chord's sagitta
+    area = (
+        0.5
+        * np.abs(
+            np.cross(pts[cells[:, 1]] - pts[cells[:, 0]], pts[cells[:, 2]] - pts[cells[:, 0]])
+        ).sum()
+    )
     assert abs(area - (1 - np.pi * 0.09)) < 0.02
     g3 = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere([0.5, 0.5, 0.5], 0.25)
     pts, kind, cells = mesh(g3, 12)
@@ -55,7 +65,7 @@ def test_2d_solution_with_reference_error(tmp_path, square_problem):
     (path,) = export(backend, tmp_path, resolution=24)
     m = _check(backend, path)
     x = m.points[:, :2]
-    exact = (np.sin(np.pi * x[:, 0]) * np.sin(np.pi * x[:, 1]))
+    exact = np.sin(np.pi * x[:, 0]) * np.sin(np.pi * x[:, 1])
     np.testing.assert_allclose(m.point_data["exact_u"], exact, atol=1e-6)
     np.testing.assert_allclose(m.point_data["error_u"], m.point_data["u"] - exact, atol=1e-5)
     res = backend.residual_at(np.hstack([x]))[:, 0]
@@ -72,8 +82,12 @@ def test_3d_solution(tmp_path):
 
 
 def test_time_dependent_writes_a_pvd_series_and_spacetime_grid(tmp_path):
-    prob = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: u.dt() - u.d2(0), time=(0, 2),
-                      conditions=[pl.Dirichlet(0.0)])
+    prob = pl.Problem(
+        pl.geometry.Interval(0, 1),
+        lambda x, u: u.dt() - u.d2(0),
+        time=(0, 2),
+        conditions=[pl.Dirichlet(0.0)],
+    )
     backend = PINNBackend(prob, pl.nn.MLP(8, 2))
     files = export(backend, tmp_path, resolution=16, snapshots=5)
     pvd = tmp_path / "solution.pvd"
@@ -83,7 +97,9 @@ def test_time_dependent_writes_a_pvd_series_and_spacetime_grid(tmp_path):
     for s in sets:
         _check(backend, tmp_path / s.get("file"), time=float(s.get("timestep")))
     st = meshio.read(tmp_path / "spacetime.vtu")
-    np.testing.assert_allclose(st.point_data["u"], backend.predict(st.points[:, :2])[:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        st.point_data["u"], backend.predict(st.points[:, :2])[:, 0], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_pictures_are_png(tmp_path, square_problem):
@@ -91,8 +107,16 @@ def test_pictures_are_png(tmp_path, square_problem):
     p = plot_field(backend, tmp_path / "field.png", 32)
     img = mpimg.imread(p)
     assert img.ndim == 3 and img.shape[0] > 100
-    hist = [{"step": s, "loss": 1.0 / s, "pde": 0.5 / s, "dirichlet": 0.5 / s, "l2_relative_error": 1 / s}
-            for s in range(1, 10)]
+    hist = [
+        {
+            "step": s,
+            "loss": 1.0 / s,
+            "pde": 0.5 / s,
+            "dirichlet": 0.5 / s,
+            "l2_relative_error": 1 / s,
+        }
+        for s in range(1, 10)
+    ]
     assert mpimg.imread(plot_history(hist, ["pde", "dirichlet"], tmp_path / "loss.png")).ndim == 3
 
 
@@ -105,21 +129,32 @@ def test_reference_truth_is_interpolated_linearly_and_built_once(layout):
     from scipy.interpolate import griddata
 
     from pdeml.export.vtk import truth_function
+
     rng = np.random.default_rng(0)
     if layout == "grid":
         X, T = np.meshgrid(np.linspace(-1, 1, 17), np.linspace(0, 1, 9), indexing="ij")
         pts = np.stack([X.ravel(), T.ravel()], 1)
     else:
-        pts = np.vstack([[[-1, 0], [1, 0], [-1, 1], [1, 1]], rng.uniform([-1, 0], [1, 1], (300, 2))])
-    f = lambda p: 2 * p[:, :1] + 3 * p[:, 1:2] - 1                   # noqa: E731
-    prob = pl.Problem(pl.geometry.Interval(-1, 1), lambda x, u: u.value, time=(0, 1), reference=(pts, f(pts)))
+        pts = np.vstack(
+            [[[-1, 0], [1, 0], [-1, 1], [1, 1]], rng.uniform([-1, 0], [1, 1], (300, 2))]
+        )
+    f = lambda p: 2 * p[:, :1] + 3 * p[:, 1:2] - 1
+    prob = pl.Problem(
+        pl.geometry.Interval(-1, 1), lambda x, u: u.value, time=(0, 1), reference=(pts, f(pts))
+    )
     truth = truth_function(prob)
     x = rng.uniform([-1, 0], [1, 1], (500, 2))
     np.testing.assert_allclose(truth(x), f(x), atol=1e-12)
     if layout == "grid":
         from pdeml.cases.allen_cahn_1d import reference
+
         ref_pts, ref_vals = reference()
-        ac = pl.Problem(pl.geometry.Interval(-1, 1), lambda x, u: u.value, time=(0, 1), reference=(ref_pts, ref_vals))
+        ac = pl.Problem(
+            pl.geometry.Interval(-1, 1),
+            lambda x, u: u.value,
+            time=(0, 1),
+            reference=(ref_pts, ref_vals),
+        )
         y = rng.uniform([-0.99, 0.0], [0.99, 1.0], (300, 2))
         diff = np.abs(truth_function(ac)(y) - griddata(ref_pts, ref_vals, y, method="linear"))
         assert 0 < diff.max() < 1e-3

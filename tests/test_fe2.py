@@ -2,6 +2,7 @@
 elasticity, the RVE's homogenized tangent against finite differences, FE² with a homogeneous RVE
 against the single-scale solve, quadratic Newton convergence with RVE and EquiNO materials, and
 the plate's VTK read back."""
+
 import json
 import math
 
@@ -19,11 +20,11 @@ SOFT = {"K": MATRIX["K"], "G": MATRIX["c1"] / MATRIX["c2"] / 2}
 def quadratic(res, floor=1e-12):
     """Newton's residuals fall quadratically: r_{k+1} <= r_k² / r_0 until round-off."""
     pairs = [(a, b) for a, b in zip(res[1:], res[2:]) if b > floor]
-    return all(b <= a ** 2 / res[0] for a, b in pairs) and len(res) >= 3
+    return all(b <= a**2 / res[0] for a, b in pairs) and len(res) >= 3
 
 
 def test_plate_mesh_area_converges_and_conditions_select_the_right_dofs():
-    exact = 1.0 - math.pi * 0.3 ** 2 / 4
+    exact = 1.0 - math.pi * 0.3**2 / 4
     err = []
     for m in (4, 8):
         p, t = plate_mesh(m, 4)
@@ -31,23 +32,32 @@ def test_plate_mesh_area_converges_and_conditions_select_the_right_dofs():
         area = 0.5 * ((x * np.roll(y, -1, 0)).sum(0) - (np.roll(x, -1, 0) * y).sum(0))
         assert (area > 0).all()
         err.append(abs(area.sum() - exact))
-    assert err[0] / err[1] > 3.5 and err[1] < 1e-3 * exact, err                  # the polygonal hole, O(h²)
+    assert err[0] / err[1] > 3.5 and err[1] < 1e-3 * exact, err  # the polygonal hole, O(h²)
     plate = Plate(m=2, k=2)
     _, basis, fixed, pulled = plate._fe
     loc = basis.doflocs
     comp = np.zeros(basis.N, int)
     comp[basis.nodal_dofs[1]] = 1
-    assert np.all(loc[0, fixed & (comp == 0)] < 1e-12) and np.all(loc[1, fixed & (comp == 1)] < 1e-12)
-    assert (fixed & (comp == 0)).sum() == 2 + 1 == (fixed & (comp == 1)).sum()          # k + 1 nodes per symmetry edge
-    assert np.all(np.abs(loc[0, pulled] - 1) < 1e-12) and np.all(comp[pulled] == 0) and pulled.sum() == 2 + 1
+    assert np.all(loc[0, fixed & (comp == 0)] < 1e-12) and np.all(
+        loc[1, fixed & (comp == 1)] < 1e-12
+    )
+    assert (
+        (fixed & (comp == 0)).sum() == 2 + 1 == (fixed & (comp == 1)).sum()
+    )  # k + 1 nodes per symmetry edge
+    assert (
+        np.all(np.abs(loc[0, pulled] - 1) < 1e-12)
+        and np.all(comp[pulled] == 0)
+        and pulled.sum() == 2 + 1
+    )
 
 
 def test_linear_plate_matches_scikit_fem_linear_elasticity():
     from skfem import asm, condense, solve
     from skfem.models.elasticity import linear_elasticity
+
     plate = Plate(m=3, k=3)
     out = plate.solve(LawMaterial("linear", SOFT), strain=0.01)
-    assert out["iterations"] == 1 and out["residuals"][-1] < 1e-12          # linear: one Newton step
+    assert out["iterations"] == 1 and out["residuals"][-1] < 1e-12  # linear: one Newton step
     _, basis, fixed, pulled = plate._fe
     A = asm(linear_elasticity(SOFT["K"] - 2 * SOFT["G"] / 3, SOFT["G"]), basis)
     x = np.where(pulled, 0.01, 0.0)
@@ -64,9 +74,15 @@ def test_rve_homogenized_tangent_is_the_derivative_of_the_homogenized_stress():
     e = np.array([0.02, -0.01, 0.015])
     T = rve.solve(e, tangent=True)["tangent"]
     h = 1e-6
-    fd = np.stack([(rve.solve(e + h * d)["stress"] - rve.solve(e - h * d)["stress"]) / (2 * h) for d in np.eye(3)], 1)
+    fd = np.stack(
+        [
+            (rve.solve(e + h * d)["stress"] - rve.solve(e - h * d)["stress"]) / (2 * h)
+            for d in np.eye(3)
+        ],
+        1,
+    )
     np.testing.assert_allclose(T, fd, rtol=1e-7, atol=1e-7 * np.abs(fd).max())
-    assert np.abs(T - T.T).max() < 1e-8 * np.abs(T).max()                    # hyperelastic-like: symmetric here
+    assert np.abs(T - T.T).max() < 1e-8 * np.abs(T).max()  # hyperelastic-like: symmetric here
 
 
 def test_fe2_with_a_homogeneous_rve_is_the_single_scale_solve():
@@ -87,7 +103,7 @@ def test_fe2_with_heterogeneous_rve_converges_quadratically(tmp_path):
     out = plate.solve(RVEMaterial(RVE(n=1)), strain=0.01)
     assert quadratic(out["residuals"]) and out["residuals"][-1] < 1e-9, out["residuals"]
     soft = plate.solve(LawMaterial("nonlinear", MATRIX), strain=0.01)
-    assert out["reaction"] > 1.3 * soft["reaction"]                          # the stiff inclusions carry load
+    assert out["reaction"] > 1.3 * soft["reaction"]  # the stiff inclusions carry load
 
 
 def test_equino_material_in_the_plate_and_its_vtk(tmp_path):
@@ -95,6 +111,7 @@ def test_equino_material_in_the_plate_and_its_vtk(tmp_path):
     the VTK's σ̄ per cell is the cell average of the network's σ̄ at the Gauss-point strains of the
     written displacement. (An untrained one is no material: its tangent need not be positive.)"""
     from pdeml.operators.equino import EquiNOMaterial, EquiNONet, latin_hypercube, snapshots, train
+
     rve = RVE(n=1)
     torch.manual_seed(0)
     net = EquiNONet(rve, snapshots(rve, latin_hypercube(12, seed=0)), modes=6)
@@ -110,17 +127,41 @@ def test_equino_material_in_the_plate_and_its_vtk(tmp_path):
     eps = plate.strains(u)
     with torch.no_grad():
         sig = net(torch.as_tensor(eps.reshape(-1, 3))).numpy().reshape(eps.shape)
-    np.testing.assert_allclose(m.cell_data["stress"][0], plate.cell_average(sig), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(m.cell_data["strain"][0], plate.cell_average(eps), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        m.cell_data["stress"][0], plate.cell_average(sig), rtol=1e-9, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        m.cell_data["strain"][0], plate.cell_average(eps), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_fe2_cli_writes_the_plate_and_refuses_a_run_without_equino(tmp_path, capsys):
     from pdeml.cli import main
-    assert main(["fe2", "--material", "matrix", "--m", "1", "--k", "2", "--strain", "0.012",
-                 "--out", str(tmp_path)]) == 0
+
+    assert (
+        main(
+            [
+                "fe2",
+                "--material",
+                "matrix",
+                "--m",
+                "1",
+                "--k",
+                "2",
+                "--strain",
+                "0.012",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     ref = Plate(m=1, k=2).solve(LawMaterial("nonlinear", MATRIX), strain=0.012)
-    assert metrics["reaction_x"] == pytest.approx(ref["reaction"], rel=1e-12) and metrics["gauss_points"] == 16
+    assert (
+        metrics["reaction_x"] == pytest.approx(ref["reaction"], rel=1e-12)
+        and metrics["gauss_points"] == 16
+    )
     assert meshio.read(tmp_path / "plate.vtu").cell_data["stress"][0].shape == (4, 3)
     assert main(["fe2", "--material", "linear", "--run", "x", "--out", str(tmp_path)]) == 2
     assert "--run" in capsys.readouterr().err
@@ -130,13 +171,39 @@ def test_fe2_cli_with_a_trained_equino_run(tmp_path, capsys):
     """`pdeml train equino_rve` writes the plate with the trained surrogate; `pdeml fe2 --material
     equino --run` loads that run and solves the same plate to the same answer."""
     from pdeml.cli import main
+
     run = tmp_path / "run"
-    assert main(["train", "equino_rve", "--n", "1", "--solves", "12", "--modes", "6", "--steps", "300",
-                 "--lbfgs-steps", "100", "--no-progress", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "equino_rve",
+                "--n",
+                "1",
+                "--solves",
+                "12",
+                "--modes",
+                "6",
+                "--steps",
+                "300",
+                "--lbfgs-steps",
+                "100",
+                "--no-progress",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     exported = meshio.read(run / "plate.vtu")
     assert "outside_training_box" in exported.cell_data
-    assert main(["fe2", "--material", "equino", "--run", str(run), "--out", str(tmp_path / "fe2")]) == 0
+    assert (
+        main(["fe2", "--material", "equino", "--run", str(run), "--out", str(tmp_path / "fe2")])
+        == 0
+    )
     metrics = json.loads((tmp_path / "fe2" / "metrics.json").read_text())
     assert metrics["relative_residuals"][-1] < 1e-9 and metrics["outside_training_box"] < 0.05
     solved = meshio.read(tmp_path / "fe2" / "plate.vtu")
-    np.testing.assert_allclose(solved.cell_data["stress"][0], exported.cell_data["stress"][0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        solved.cell_data["stress"][0], exported.cell_data["stress"][0], rtol=1e-9, atol=1e-9
+    )

@@ -1,4 +1,5 @@
 """Spectral convolution against a direct DFT, and the layer as a map of functions."""
+
 import itertools
 import math
 
@@ -20,9 +21,9 @@ def _direct(x, weight, modes):
     for corner, kxs in ((0, range(0, mx)), (1, range(-mx, 0))):
         for kx, ky in itertools.product(kxs, range(0, my)):
             phase = np.exp(-2j * math.pi * (kx * X + ky * Y))
-            coef = (x * phase).sum(axis=(-2, -1)) / (nx * ny)              # (B, C)
-            col = kx if kx >= 0 else kx + mx                               # index inside the corner block
-            yk = coef @ weight[corner, :, :, col, ky]                      # (B, C_out)
+            coef = (x * phase).sum(axis=(-2, -1)) / (nx * ny)  # (B, C)
+            col = kx if kx >= 0 else kx + mx  # index inside the corner block
+            yk = coef @ weight[corner, :, :, col, ky]  # (B, C_out)
             wave = np.exp(2j * math.pi * (kx * X + ky * Y))
             out += (1 if ky == 0 else 2) * np.real(yk[:, :, None, None] * wave)
     return out
@@ -44,12 +45,14 @@ def test_a_band_limited_function_is_mapped_to_the_same_function_on_any_grid():
     def field(n, nt):
         s, st = torch.arange(n, dtype=torch.float64) / n, torch.arange(nt, dtype=torch.float64) / nt
         x, y, t = torch.meshgrid(s, s, st, indexing="ij")
-        return (torch.sin(2 * math.pi * (x + 2 * y)) * torch.cos(2 * math.pi * t)
-                + torch.cos(2 * math.pi * 3 * y))[None, None]
+        return (
+            torch.sin(2 * math.pi * (x + 2 * y)) * torch.cos(2 * math.pi * t)
+            + torch.cos(2 * math.pi * 3 * y)
+        )[None, None]
 
     coarse = conv(field(16, 8))
     fine = conv(field(32, 16))
-    on_fine = conv(field(16, 8), out_shape=(32, 32, 16))                   # coarse input, fine output
+    on_fine = conv(field(16, 8), out_shape=(32, 32, 16))  # coarse input, fine output
     assert torch.allclose(fine[..., ::2, ::2, ::2], coarse, atol=1e-12)
     assert torch.allclose(on_fine, fine, atol=1e-12)
     with pytest.raises(ValueError, match="modes"):
@@ -61,13 +64,13 @@ def test_a_trained_fno_is_resolution_invariant():
     output matches the coarse one interpolated (1.5% measured) and the truth as well as the
     coarse grid does (4%)."""
     from pdeml.datasets import interpolate, truncate
-    from pdeml.random_fields import gaussian_random_field
     from pdeml.operators.fno import FNO
+    from pdeml.random_fields import gaussian_random_field
 
     def heat(a, t=2e-3):
         n = a.shape[-1]
         m = torch.fft.fftfreq(n, d=1.0 / n, dtype=a.dtype)
-        k2 = 4 * math.pi ** 2 * (m[:, None] ** 2 + m[None, :] ** 2)
+        k2 = 4 * math.pi**2 * (m[:, None] ** 2 + m[None, :] ** 2)
         return torch.fft.ifft2(torch.fft.fft2(a) * torch.exp(-k2 * t)).real
 
     def rel(p, q):
@@ -99,14 +102,14 @@ def test_an_operator_trains_under_fit_on_minibatches_and_resumes_bit_for_bit(tmp
     one vorticity frame to the next) trains under ``fit`` on dataset minibatches, and an
     interrupted run resumed from its checkpoint ends with the uninterrupted run's weights."""
     import numpy as np
+    from test_training import StopAt
 
     import pdeml as pl
+    from pdeml.datasets import Minibatches, write
     from pdeml.families.navier_stokes import kolmogorov_forcing, solve
     from pdeml.operators.fno import FNO
     from pdeml.operators.losses import relative_l2
-    from pdeml.datasets import Minibatches, write
     from pdeml.random_fields import gaussian_random_field
-    from test_training import StopAt
 
     w0 = gaussian_random_field(16, 24, generator=torch.Generator().manual_seed(0))
     traj = solve(w0, nu=1e-3, forcing=kolmogorov_forcing(16), dt=1e-3, steps=40, record_every=20)
@@ -137,9 +140,16 @@ def test_an_operator_trains_under_fit_on_minibatches_and_resumes_bit_for_bit(tmp
 
     def run(out, stop=None, resume=False):
         be = NextFrame(seed=3)
-        r = pl.fit(be, [(12, pl.FirstOrder(pl.Adam(3e-3)))], sampler=Minibatches(path, 4), seed=1,
-                   checkpoint=out / "checkpoint.pt", eval_every=1, resume=resume,
-                   callbacks=[StopAt(stop)] if stop else [])
+        r = pl.fit(
+            be,
+            [(12, pl.FirstOrder(pl.Adam(3e-3)))],
+            sampler=Minibatches(path, 4),
+            seed=1,
+            checkpoint=out / "checkpoint.pt",
+            eval_every=1,
+            resume=resume,
+            callbacks=[StopAt(stop)] if stop else [],
+        )
         return be, r
 
     ref, ref_r = run(tmp_path / "a")

@@ -10,17 +10,19 @@ from torch.fx.experimental.proxy_tensor import make_fx
 import pdeml as pl
 from pdeml import gemm
 
-pytestmark = [pytest.mark.skipif(not gemm.available(), reason="needs oneDNN on an x86-64 CPU"),
-              pytest.mark.filterwarnings("error:compiling the training step failed")]
+pytestmark = [
+    pytest.mark.skipif(not gemm.available(), reason="needs oneDNN on an x86-64 CPU"),
+    pytest.mark.filterwarnings("error:compiling the training step failed"),
+]
 
 
 def _products(x, w, b, acc):
-    y = torch.nn.functional.linear(x, w, b)           # addmm, a row bias
-    z = x @ w.T                                        # mm
-    g = torch.addmm(acc, x.T, z)                       # addmm, a 2-D added term (a gradient's sum)
-    s = torch.addmm(acc, x.T, z, beta=0.5)             # scaled: not rewritten
-    small = x[:20] @ w.T                               # 20*40*30 multiply-adds: not rewritten
-    return y, z, g, s, small, x.double() @ w.double().T    # float64: not rewritten
+    y = torch.nn.functional.linear(x, w, b)  # addmm, a row bias
+    z = x @ w.T  # mm
+    g = torch.addmm(acc, x.T, z)  # addmm, a 2-D added term (a gradient's sum)
+    s = torch.addmm(acc, x.T, z, beta=0.5)  # scaled: not rewritten
+    small = x[:20] @ w.T  # 20*40*30 multiply-adds: not rewritten
+    return y, z, g, s, small, x.double() @ w.double().T  # float64: not rewritten
 
 
 def _targets(gm):
@@ -37,39 +39,49 @@ def test_the_pass_rewrites_large_float32_products_and_computes_the_same():
     gemm.PASS(gm.graph)
     gm.recompile()
     after = _targets(gm)
-    assert after.count(gemm.onednn_linear) == 3                     # y, z and g
-    assert after.count(aten.addmm.default) == 1 and after.count(aten.mm.default) == 2   # s, small, float64
+    assert after.count(gemm.onednn_linear) == 3  # y, z and g
+    assert (
+        after.count(aten.addmm.default) == 1 and after.count(aten.mm.default) == 2
+    )  # s, small, float64
     for got, want in zip(gm(x, w, b, acc), _products(x, w, b, acc)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
 
 
 def test_onednn_linear_takes_transposed_strided_and_offset_factors_and_biases():
     torch.manual_seed(1)
-    a = torch.randn(300, 200)[:, ::2]                # no unit stride in either dimension after .T
-    w = torch.randn(64, 300).T                       # (300, 64), transposed
+    a = torch.randn(300, 200)[:, ::2]  # no unit stride in either dimension after .T
+    w = torch.randn(64, 300).T  # (300, 64), transposed
     for x in (a, a.T.contiguous().T):
-        got = gemm.onednn_linear(x.T, w.T, None)     # (100, 300) @ (300, 64)
+        got = gemm.onednn_linear(x.T, w.T, None)  # (100, 300) @ (300, 64)
         torch.testing.assert_close(got, x.T @ w, rtol=1e-5, atol=1e-4)
     big, bias = torch.randn(400, 300), torch.randn(200)
     wc = w.T[:, :100].contiguous()
-    for x in (big[:, :100], big[5:, 3:103], big[:50, :100].contiguous()):   # padded rows, an offset
-        for b in (bias[::2][:64], bias[:1].expand(64), bias[7:71]):     # strided, expanded, offset
+    for x in (big[:, :100], big[5:, 3:103], big[:50, :100].contiguous()):  # padded rows, an offset
+        for b in (bias[::2][:64], bias[:1].expand(64), bias[7:71]):  # strided, expanded, offset
             for ww in (wc, w.T[:, :100]):
-                torch.testing.assert_close(gemm.onednn_linear(x, ww, b), x @ ww.T + b, rtol=1e-5, atol=1e-4)
+                torch.testing.assert_close(
+                    gemm.onednn_linear(x, ww, b), x @ ww.T + b, rtol=1e-5, atol=1e-4
+                )
 
 
 def _lshape(compile, onednn=True):
     from pdeml.cases.poisson_lshape import VERTICES
     from pdeml.samplers import Uniform
     from pdeml.solvers import PINN
-    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
-    be = PINN(pl.nn.MLP(40, 3), sampler=Uniform(1000, 40, every=5), compile=compile).build(prob, seed=0)
+
+    prob = pl.Problem(
+        pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)]
+    )
+    be = PINN(pl.nn.MLP(40, 3), sampler=Uniform(1000, 40, every=5), compile=compile).build(
+        prob, seed=0
+    )
     be.onednn_gemm = onednn
     return be
 
 
 def _onednn_calls(backend, steps=20):
     from torch.profiler import ProfilerActivity, profile
+
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         r = pl.fit(backend, [(steps, pl.FirstOrder(pl.Adam(3e-3)))], seed=1, eval_every=1)
     calls = sum(e.count for e in prof.key_averages() if e.key == "pdeml::onednn_linear")
@@ -83,7 +95,7 @@ def test_a_compiled_step_runs_its_products_through_onednn_and_trains_as_eager():
     n_on, loss_on = _onednn_calls(_lshape(True))
     n_off, loss_off = _onednn_calls(_lshape(True, onednn=False))
     _, loss_eager = _onednn_calls(_lshape(False))
-    assert n_on >= 20 * 6 and n_off == 0             # >= 2 hidden layers x (forward, 2 backward)
+    assert n_on >= 20 * 6 and n_off == 0  # >= 2 hidden layers x (forward, 2 backward)
     assert loss_eager[-1] < 0.7 * loss_eager[0]
     np.testing.assert_allclose(loss_on, loss_eager, rtol=2e-4)
     np.testing.assert_allclose(loss_off, loss_eager, rtol=2e-4)
@@ -96,11 +108,12 @@ def test_a_compiled_stde_step_at_d_200_trains_as_eager():
     from pdeml.families.highdim import make_case
     from pdeml.run import build
     from pdeml.settings import replace
+
     case = make_case("allen_cahn", 200, 0)
     out = {}
     for mode in (False, True):
         be = build(case.replace(method=replace(case.method, compile=mode)), seed=0)
         calls, out[mode] = _onednn_calls(be, steps=20)
-        assert (calls >= 20 * 9) if mode else calls == 0        # 3 hidden layers x (forward, 2 backward)
+        assert (calls >= 20 * 9) if mode else calls == 0  # 3 hidden layers x (forward, 2 backward)
     assert out[False][-1] < out[False][0]
     np.testing.assert_allclose(out[True], out[False], rtol=1e-3)

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-import pdeml as pl
 from pdeml import geometry as G
 
 LSHAPE = [(0, 0), (1, 0), (1, -1), (-1, -1), (-1, 1), (0, 1)]
@@ -17,9 +16,17 @@ def _true_distance(geom, x, rng, n=20000):
     return np.sqrt(((x[:, None, :] - b[None]) ** 2).sum(-1)).min(1)
 
 
-EXACT = [G.Interval(-1, 2), G.Rectangle([0, 0], [2, 1]), G.Disk([0.3, -0.2], 0.7),
-         G.Polygon(LSHAPE), G.Triangle([0, 0], [1, 0], [0.2, 0.9]), G.Cuboid([0, 0, 0], [1, 2, 1]),
-         G.Sphere([0, 0, 0], 1.0), G.Hypercube([0] * 4, [1] * 4), G.Hypersphere([0] * 4, 1.0)]
+EXACT = [
+    G.Interval(-1, 2),
+    G.Rectangle([0, 0], [2, 1]),
+    G.Disk([0.3, -0.2], 0.7),
+    G.Polygon(LSHAPE),
+    G.Triangle([0, 0], [1, 0], [0.2, 0.9]),
+    G.Cuboid([0, 0, 0], [1, 2, 1]),
+    G.Sphere([0, 0, 0], 1.0),
+    G.Hypercube([0] * 4, [1] * 4),
+    G.Hypersphere([0] * 4, 1.0),
+]
 
 
 @pytest.mark.parametrize("geom", EXACT, ids=lambda g: type(g).__name__)
@@ -35,10 +42,16 @@ def test_exact_sdf_is_the_distance_with_the_right_sign(geom, rng):
         np.testing.assert_allclose(np.abs(sdf), d, atol=tol)
 
 
-@pytest.mark.parametrize("geom", [G.Rectangle([0, 0], [1, 1]) - G.Disk([0.5, 0.5], 0.25),
-                                  G.Disk([0, 0], 1) | G.Rectangle([0, -0.5], [1.5, 0.5]),
-                                  G.Disk([0, 0], 1) & G.Rectangle([0, -2], [2, 2]),
-                                  G.Ellipse([0, 0], 2.0, 0.5, 0.3)], ids=lambda g: type(g).__name__)
+@pytest.mark.parametrize(
+    "geom",
+    [
+        G.Rectangle([0, 0], [1, 1]) - G.Disk([0.5, 0.5], 0.25),
+        G.Disk([0, 0], 1) | G.Rectangle([0, -0.5], [1.5, 0.5]),
+        G.Disk([0, 0], 1) & G.Rectangle([0, -2], [2, 2]),
+        G.Ellipse([0, 0], 2.0, 0.5, 0.3),
+    ],
+    ids=lambda g: type(g).__name__,
+)
 def test_csg_and_ellipse_sdf_is_a_signed_lower_bound(geom, rng):
     lo, hi = geom.bbox
     x = lo - 0.3 + (hi - lo + 0.6) * rng.random((400, 2))
@@ -83,7 +96,7 @@ def test_hypersphere_random_points_are_uniform_in_the_ball_and_seeded():
     D, R, n = 8, 1.5, 40000
     c = np.linspace(-1, 1, D)
     g = G.Hypersphere(c, R)
-    torch.manual_seed(0)                                   # torch's global stream plays no part
+    torch.manual_seed(0)  # torch's global stream plays no part
     a = g.sample_interior(n, np.random.default_rng(3))
     torch.manual_seed(1)
     assert np.array_equal(a, g.sample_interior(n, np.random.default_rng(3)))
@@ -91,36 +104,51 @@ def test_hypersphere_random_points_are_uniform_in_the_ball_and_seeded():
     assert a.dtype == np.float64 and a.shape == (n, D)
     r = np.linalg.norm(a - c, axis=1) / R
     assert r.max() <= 1.0
-    u = r ** D                                             # U(0, 1): mean 1/2, variance 1/12
+    u = r**D  # U(0, 1): mean 1/2, variance 1/12
     se = 1 / np.sqrt(12 * n)
     assert abs(u.mean() - 0.5) < 5 * se and abs((u < 0.25).mean() - 0.25) < 5 * np.sqrt(0.1875 / n)
     cov = np.cov((a - c).T)
-    var = R ** 2 / (D + 2)
+    var = R**2 / (D + 2)
     assert np.abs(a.mean(0) - c).max() < 5 * np.sqrt(var / n)
-    assert np.abs(np.diag(cov) - var).max() < 0.05 * var and np.abs(cov - np.diag(np.diag(cov))).max() < 0.05 * var
-    assert G.Hypersphere(c, R).inside(g.sample_interior(64, np.random.default_rng(0), "sobol")).all()
+    assert (
+        np.abs(np.diag(cov) - var).max() < 0.05 * var
+        and np.abs(cov - np.diag(np.diag(cov))).max() < 0.05 * var
+    )
+    assert (
+        G.Hypersphere(c, R).inside(g.sample_interior(64, np.random.default_rng(0), "sobol")).all()
+    )
 
 
 def test_import_is_quiet_and_ignores_dde_backend_variable():
-    code = ("import torch, pdeml as pl; d = torch.get_default_dtype();"
-            "g = pl.geometry.Disk([0, 0], 1); g.sample_interior(5, __import__('numpy').random.default_rng(0));"
-            "assert torch.get_default_dtype() == d; assert str(torch.get_default_device()) == 'cpu';"
-            "assert torch._C._len_torch_function_stack() == 0;"   # no device mode left behind
-            "print('OK')")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**__import__("os").environ, "DDE_BACKEND": "tensorflow"})
+    code = (
+        "import torch, pdeml as pl; d = torch.get_default_dtype();"
+        "g = pl.geometry.Disk([0, 0], 1); g.sample_interior(5, "
+        "__import__('numpy').random.default_rng(0));"
+        "assert torch.get_default_dtype() == d; assert str(torch.get_default_device()) == 'cpu';"
+        "assert torch._C._len_torch_function_stack() == 0;"  # no device mode left behind
+        "print('OK')"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "DDE_BACKEND": "tensorflow"},
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "OK"
     assert "backend" not in r.stderr.lower()
 
 
-@pytest.mark.parametrize("make, word", [
-    (lambda: G.Rectangle([1, 0], [0, 1]), "xmax"),
-    (lambda: G.Disk([0, 0], -1), "radius"),
-    (lambda: G.Rectangle([0, float("nan")], [1, 1]), "finite"),
-    (lambda: G.Polygon([(0, 0), (1, 1)]), "vertices"),
-    (lambda: G.Disk([0, 0], 1) - G.Sphere([0, 0, 0], 1), "dim"),
-])
+@pytest.mark.parametrize(
+    "make, word",
+    [
+        (lambda: G.Rectangle([1, 0], [0, 1]), "xmax"),
+        (lambda: G.Disk([0, 0], -1), "radius"),
+        (lambda: G.Rectangle([0, float("nan")], [1, 1]), "finite"),
+        (lambda: G.Polygon([(0, 0), (1, 1)]), "vertices"),
+        (lambda: G.Disk([0, 0], 1) - G.Sphere([0, 0, 0], 1), "dim"),
+    ],
+)
 def test_bad_geometry_errors_name_the_argument(make, word):
     with pytest.raises(ValueError, match=word):
         make()

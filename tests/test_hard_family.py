@@ -2,6 +2,7 @@
 derivatives are exact on polynomials, the batched input x expert solve is first-order optimal on
 training and unseen inputs, its implicit-function gradient matches finite differences, the
 constrained operator trains, and the case's choices reach the run."""
+
 import dataclasses
 
 import numpy as np
@@ -16,11 +17,19 @@ from pdeml.operators.hard import HardConstraintFNO, grid_derivatives, parse_cons
 
 def small(constraint="moe:2", smooth_pde=False, **kw):
     fam = SorptionFamily(16, 8)
-    if smooth_pde:                   # a nonlinear PDE with bounded derivatives in u (for the FD check)
-        fam.problem = pl.Problem(geometry=pl.geometry.Interval(0, 1), time=(0, ds.T),
-                                 pde=lambda x, u: ds.T * (u.dt() - 1e-3 / (1 + u.value ** 2) * u.d2("x")),
-                                 conditions=ds.problem().conditions)
-    args = dict(points=12, modes=(4, 3), width=8, layers=2, basis=6, draws=4, batch_size=2, test_draws=3) | kw
+    if smooth_pde:  # a nonlinear PDE with bounded derivatives in u (for the FD check)
+        fam.problem = pl.Problem(
+            geometry=pl.geometry.Interval(0, 1),
+            time=(0, ds.T),
+            pde=lambda x, u: ds.T * (u.dt() - 1e-3 / (1 + u.value**2) * u.d2("x")),
+            conditions=ds.problem().conditions,
+        )
+    args = (
+        dict(
+            points=12, modes=(4, 3), width=8, layers=2, basis=6, draws=4, batch_size=2, test_draws=3
+        )
+        | kw
+    )
     return HardConstraintFNO(constraint, **args).build(fam, seed=0, dtype=torch.float64), fam
 
 
@@ -32,13 +41,18 @@ def batch_of(backend, step=0, seed=0):
 def test_grid_derivatives_are_exact_on_cubics():
     x = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None]
     t = torch.linspace(0, 3, 7, dtype=torch.float64)[None, :]
-    u = (x ** 3 - 2 * x ** 2 * t + t ** 2 + x * t)[None]                         # (1, 9, 7)
+    u = (x**3 - 2 * x**2 * t + t**2 + x * t)[None]  # (1, 9, 7)
     d = grid_derivatives(u, (1 / 8, 0.5))
-    exact = {("d", 0): 3 * x ** 2 - 4 * x * t + t, ("d", 1): -2 * x ** 2 + 2 * t + x,
-             ("d2", 0, 0): 6 * x - 4 * t, ("d2", 1, 1): 2 + 0 * x * t, ("d2", 0, 1): -4 * x + 1 + 0 * t}
-    for k in (("d", 1), ("d2", 0, 0), ("d2", 1, 1), ("d2", 0, 1)):          # degree <= 2 in the axis: exact
+    exact = {
+        ("d", 0): 3 * x**2 - 4 * x * t + t,
+        ("d", 1): -2 * x**2 + 2 * t + x,
+        ("d2", 0, 0): 6 * x - 4 * t,
+        ("d2", 1, 1): 2 + 0 * x * t,
+        ("d2", 0, 1): -4 * x + 1 + 0 * t,
+    }
+    for k in (("d", 1), ("d2", 0, 0), ("d2", 1, 1), ("d2", 0, 1)):  # degree <= 2 in the axis: exact
         torch.testing.assert_close(d[k][0], exact[k].expand(9, 7), atol=1e-10, rtol=0)
-    err = (d[("d", 0)][0] - exact[("d", 0)]).abs().max()                     # cubic in x: O(h^2), not exact
+    err = (d[("d", 0)][0] - exact[("d", 0)]).abs().max()  # cubic in x: O(h^2), not exact
     assert 1e-4 < err < 0.1
 
 
@@ -47,12 +61,20 @@ def test_solve_is_first_order_optimal_on_training_and_unseen_inputs():
     b, _ = batch_of(backend)
     u0 = b["data"]["u0"]
     backend.solve(backend(u0), u0, b["constraint"]["nodes"], differentiable=False)
-    assert backend.last["converged"].all() and float(backend.last["gradient"].max()) <= backend.method.tol
-    unseen = torch.as_tensor(backend.test_set()["u0"])                        # inputs training never draws
+    assert (
+        backend.last["converged"].all()
+        and float(backend.last["gradient"].max()) <= backend.method.tol
+    )
+    unseen = torch.as_tensor(backend.test_set()["u0"])  # inputs training never draws
     assert not any(np.allclose(a, c) for a in unseen.numpy() for c in u0.numpy())
-    w = backend.solve(backend(unseen), unseen, backend.eval_nodes(len(unseen)), differentiable=False)
+    w = backend.solve(
+        backend(unseen), unseen, backend.eval_nodes(len(unseen)), differentiable=False
+    )
     assert w.shape == (3 * 2, 6)
-    assert backend.last["converged"].all() and float(backend.last["gradient"].max()) <= backend.method.tol
+    assert (
+        backend.last["converged"].all()
+        and float(backend.last["gradient"].max()) <= backend.method.tol
+    )
 
 
 @pytest.mark.parametrize("constraint", ["hc", "moe:2"])
@@ -82,7 +104,8 @@ def test_implicit_function_gradient_matches_finite_differences(constraint):
                 for p, d in zip(params, v):
                     p.sub_(eps * d)
             return out
-        return (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)      # fourth order
+
+        return (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)  # fourth order
 
     def derivative(value):
         backend.zero_grad()
@@ -94,12 +117,17 @@ def test_implicit_function_gradient_matches_finite_differences(constraint):
     c = torch.randn(w.shape, dtype=w.dtype, generator=gen)
     star, method = w.detach(), backend.method
     ad = derivative((c * w).sum())
-    backend.method = dataclasses.replace(method, tol=1e-10)      # re-solves tighter than the IFT's tolerance
-    fd = along(lambda: (c * backend.solve(backend(u0), u0, nodes, differentiable=False, w0=star)).sum(), 1e-5)
+    backend.method = dataclasses.replace(
+        method, tol=1e-10
+    )  # re-solves tighter than the IFT's tolerance
+    fd = along(
+        lambda: (c * backend.solve(backend(u0), u0, nodes, differentiable=False, w0=star)).sum(),
+        1e-5,
+    )
     assert abs(fd - ad) <= 2e-5 * abs(fd), (fd, ad)
     backend.method = method
     ad = derivative(sum(backend.losses(b).values()))
-    assert backend.last["converged"].all()          # a row that stalls passes no gradient: not a fair check
+    assert backend.last["converged"].all()  # a row that stalls passes no gradient: not a fair check
     backend.method = dataclasses.replace(method, tol=1e-10)
     fd = along(lambda: sum(backend.losses(b).values()), 1e-5)
     assert abs(fd - ad) <= 1e-3 * abs(fd), (fd, ad)
@@ -110,6 +138,7 @@ def test_constrained_operator_trains_beats_soft_and_its_export_reads_back(tmp_pa
     the soft baseline's untrained output is off by 110%; 60 steps bring the hard one to 4%
     (the 16 x 8 grid's differences limit it) and leave the soft one at 19% (measured)."""
     from pdeml.export.image import read_image_data
+
     errors = {}
     for c in ("moe:2", "soft"):
         backend, _ = small(c, points=24, draws=8, width=16, basis=8)
@@ -123,7 +152,9 @@ def test_constrained_operator_trains_beats_soft_and_its_export_reads_back(tmp_pa
     f = read_image_data(tmp_path / "test_002.vti")
     np.testing.assert_allclose(f["error"], f["prediction"] - f["truth"], atol=1e-12)
     np.testing.assert_allclose(f["truth"], backend.test_set()["truth"][2], atol=1e-6)
-    assert (f["expert"][:8] == 0).all() and (f["expert"][8:] == 1).all()     # x slabs of the 16 x nodes
+    assert (f["expert"][:8] == 0).all() and (
+        f["expert"][8:] == 1
+    ).all()  # x slabs of the 16 x nodes
     assert any(p.name == "field.png" for p in files)
 
 
@@ -134,32 +165,42 @@ def test_soft_baseline_is_the_same_operator_with_one_output():
     terms = backend.losses(b)
     assert list(terms) == backend.term_names == ["pde", "initial", "left", "right"]
     u = backend(b["data"]["u0"])[:, 0]
-    np.testing.assert_allclose(float(terms["left"]), float(((u[:, 0, 1:] - 1) ** 2).mean()), rtol=1e-12)
-    np.testing.assert_allclose(float(terms["initial"]), float(((u[:, :, 0] - b["data"]["u0"]) ** 2).mean()),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        float(terms["left"]), float(((u[:, 0, 1:] - 1) ** 2).mean()), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        float(terms["initial"]), float(((u[:, :, 0] - b["data"]["u0"]) ** 2).mean()), rtol=1e-12
+    )
 
 
 def test_constraint_nodes_lie_in_their_experts_and_resume_rereads_them():
     backend, fam = small("moe:2x2", points=5)
     b, run = batch_of(backend, step=0)
-    nodes = b["constraint"]["nodes"].long()                                   # (B, K, m)
+    nodes = b["constraint"]["nodes"].long()  # (B, K, m)
     assert nodes.shape == (2, 4, 5)
     for k in range(4):
         assert (backend.expert[nodes[:, k]] == k).all()
     ix, it = nodes // 8, nodes % 8
-    assert ((ix > 0) & (ix < 15) & (it > 0)).all()                           # interior, after t0
+    assert ((ix > 0) & (ix < 15) & (it > 0)).all()  # interior, after t0
     run.batch(1)
     state = run.state_dict()
-    again = backend.batches(None, np.random.default_rng(0))         # a resumed run: same seed, fresh start
-    assert not np.array_equal(again.current()["constraint"]["nodes"], run.current()["constraint"]["nodes"])
+    again = backend.batches(None, np.random.default_rng(0))  # a resumed run: same seed, fresh start
+    assert not np.array_equal(
+        again.current()["constraint"]["nodes"], run.current()["constraint"]["nodes"]
+    )
     again.load_state_dict(state)
-    np.testing.assert_array_equal(again.current()["constraint"]["nodes"], run.current()["constraint"]["nodes"])
+    np.testing.assert_array_equal(
+        again.current()["constraint"]["nodes"], run.current()["constraint"]["nodes"]
+    )
     np.testing.assert_array_equal(again.current()["data"]["u0"], run.current()["data"]["u0"])
 
 
 def test_case_options_and_constraint_override_reach_the_run():
     from pdeml.run import apply_overrides, load_case
-    case, _ = load_case("diffusion_sorption_family", {"nx": 16, "nt": 8, "points": 7, "draws": 5, "batch": 2})
+
+    case, _ = load_case(
+        "diffusion_sorption_family", {"nx": 16, "nt": 8, "points": 7, "draws": 5, "batch": 2}
+    )
     case = apply_overrides(case, {"constraint": "moe:2x2", "steps": 3})
     backend = case.method.build(case.problem)
     assert backend.experts == (2, 2) and backend.K == 4 and (backend.nx, backend.nt) == (16, 8)
@@ -186,6 +227,9 @@ def test_family_truth_converges_and_meets_the_conditions():
     p = np.array([5.0, 0.5])
     u5, u10, u20 = (fam.truth(p, refine=r) for r in (5, 10, 20))
     e1, e2 = np.abs(u5 - u20).max(), np.abs(u10 - u20).max()
-    assert 3.5 < e1 / e2 < 6.5 and e2 < 3e-5, (e1, e2)              # second order: (1/25 - 1/400)/(1/100 - 1/400) = 5
+    assert 3.5 < e1 / e2 < 6.5 and e2 < 3e-5, (
+        e1,
+        e2,
+    )  # second order: (1/25 - 1/400)/(1/100 - 1/400) = 5
     np.testing.assert_allclose(u10[:, 0], fam.initial_values(p), atol=1e-12)
     np.testing.assert_allclose(u10[0, :], 1.0)

@@ -1,4 +1,5 @@
 """Taylor-mode jet rules against nested reverse-mode autograd (float64)."""
+
 import math
 
 import numpy as np
@@ -33,7 +34,9 @@ def rel(a, b):
 @pytest.mark.parametrize("fourier", [None, "random", "periodic"])
 def test_jet_rules_match_autograd_orders_1_to_4(act, fourier):
     torch.manual_seed(0)
-    emb = {None: None, "random": FourierFeatures(6, 0.5), "periodic": PeriodicFeatures((0, 2), 2)}[fourier]
+    emb = {None: None, "random": FourierFeatures(6, 0.5), "periodic": PeriodicFeatures((0, 2), 2)}[
+        fourier
+    ]
     net = MLP(12, 3, act, fourier=emb).bind(3, 1).double()
     N, S, d, K = 4, 3, 3, 4
     x = torch.randn(N, d, dtype=D64)
@@ -59,8 +62,8 @@ def test_periodic_features_make_the_network_exactly_periodic():
     net = MLP(16, 2, fourier=PeriodicFeatures((0,), 3)).bind(2, 1).double()
     x = torch.rand(50, 2, dtype=D64) * 2 - 1
     shift = torch.tensor([2.0, 0.0], dtype=D64)
-    assert float((net(x) - net(x + shift)).abs().max()) < 1e-13            # period 2 in x ...
-    assert float((net(x) - net(x + shift.flip(0))).abs().max()) > 1e-3    # ... not in t
+    assert float((net(x) - net(x + shift)).abs().max()) < 1e-13  # period 2 in x ...
+    assert float((net(x) - net(x + shift.flip(0))).abs().max()) > 1e-3  # ... not in t
     with pytest.raises(ValueError, match="PeriodicFeatures"):
         PeriodicFeatures((5,)).bind(2)
 
@@ -74,15 +77,19 @@ def test_one_hot_tangents_are_column_lookups():
     b = net.jet(J.Jet([x, oh.dense(5, D64, "cpu").expand(6, 2, 5), None]))
     assert all(torch.allclose(p, q, atol=1e-14) for p, q in zip(a.c, b.c))
     first = J.linear(J.Jet([x, oh]), net.layers[0].weight, net.layers[0].bias)
-    assert first.c[1].shape == (2, 8)            # shared by all points: no N x d x S tensor
+    assert first.c[1].shape == (2, 8)  # shared by all points: no N x d x S tensor
 
 
 def test_tanh_fast_path_matches_generic_rule():
     torch.manual_seed(2)
-    h = [torch.randn(5, 7, dtype=D64), torch.randn(5, 3, 7, dtype=D64), torch.randn(5, 7, dtype=D64)]
+    h = [
+        torch.randn(5, 7, dtype=D64),
+        torch.randn(5, 3, 7, dtype=D64),
+        torch.randn(5, 7, dtype=D64),
+    ]
     for w in (J.Prefix(2, 1.5), torch.tensor([1.5, 1.5, 0.0], dtype=D64)):
         fast = J.elementwise(J.Jet(h, w), J.tanh_derivatives)
-        slow = J.elementwise(J.Jet(h, w), lambda z, K: J.tanh_derivatives(z, 4)[:K + 1])
+        slow = J.elementwise(J.Jet(h, w), lambda z, K: J.tanh_derivatives(z, 4)[: K + 1])
         assert all(rel(a, b) < 1e-14 for a, b in zip(fast.c, slow.c))
 
 
@@ -98,14 +105,21 @@ def test_seventh_order_jet_gives_a_mixed_third_derivative():
     got = net.jet(J.Jet(c)).c[7][:, 0] / 105
     g = torch.autograd.grad(net(x).sum(), x, create_graph=True)[0][:, i]
     g = torch.autograd.grad(g.sum(), x, create_graph=True)[0][:, i]
-    ref = torch.autograd.grad(g.sum(), x)[0][:, j:j + 1]
+    ref = torch.autograd.grad(g.sum(), x)[0][:, j : j + 1]
     assert rel(got, ref) < 1e-10
 
 
-@pytest.mark.parametrize("geometry", [pl.geometry.Hypersphere([0.1, 0.0, -0.2], 1.3),
-                                      pl.geometry.Polygon([[0, 0], [2, 0], [1, 1], [0, 1]]),
-                                      pl.geometry.Interval(-0.5, 2.0), pl.geometry.Rectangle([0, -1], [2, 0.5]),
-                                      pl.geometry.Cuboid([0, 0, -1], [1, 2, 0.5])], ids=lambda g: type(g).__name__)
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        pl.geometry.Hypersphere([0.1, 0.0, -0.2], 1.3),
+        pl.geometry.Polygon([[0, 0], [2, 0], [1, 1], [0, 1]]),
+        pl.geometry.Interval(-0.5, 2.0),
+        pl.geometry.Rectangle([0, -1], [2, 0.5]),
+        pl.geometry.Cuboid([0, 0, -1], [1, 2, 0.5]),
+    ],
+    ids=lambda g: type(g).__name__,
+)
 def test_hard_constraint_jets_match_autograd(geometry):
     d = geometry.dim
     prob = pl.Problem(geometry, lambda x, u: u.laplacian(), [pl.Dirichlet(lambda x: x[:, :1] ** 2)])
@@ -114,23 +128,28 @@ def test_hard_constraint_jets_match_autograd(geometry):
     V = [torch.randn(5, 2, d, dtype=D64) for _ in range(2)]
     with J.fallbacks_taken() as fallbacks:
         jet = be.jet(x, V)
-    if not isinstance(geometry, pl.geometry.Polygon):         # balls and boxes: exact rules
+    if not isinstance(geometry, pl.geometry.Polygon):  # balls and boxes: exact rules
         assert not [f for f in fallbacks if "smooth_distance" in f]
-        assert fallbacks          # the callable boundary value's fallback was noted: the list is live
+        assert fallbacks  # the callable boundary value's fallback was noted: the list is live
     for s in range(2):
         ref = curve_derivatives(be, x, [v[:, s] for v in V])
         for k in (1, 2):
             assert rel(jet.c[k][:, s], ref[k]) < 1e-10
 
 
-@pytest.mark.parametrize("geometry", [pl.geometry.Rectangle([0, -1], [2, 0.5]), pl.geometry.Cuboid([0, 0, -1], [1, 2, 0.5])],
-                         ids=lambda g: type(g).__name__)
+@pytest.mark.parametrize(
+    "geometry",
+    [pl.geometry.Rectangle([0, -1], [2, 0.5]), pl.geometry.Cuboid([0, 0, -1], [1, 2, 0.5])],
+    ids=lambda g: type(g).__name__,
+)
 def test_box_hard_constraint_laplacian_by_one_hot_jets_is_exact(geometry):
     """Taylor mode's unit directions are one-hot lookups: the box's jet rule takes them as
     they come, and the Laplacian is autograd's."""
     prob = pl.Problem(geometry, lambda x, u: u.laplacian(), [pl.Dirichlet(0.3)])
-    taylor, auto = (PINNBackend(prob, MLP(8, 2), hard_dirichlet=True, dtype=D64, seed=4, estimator=e)
-                    for e in (pl.derivatives.Taylor(), pl.derivatives.Autograd()))
+    taylor, auto = (
+        PINNBackend(prob, MLP(8, 2), hard_dirichlet=True, dtype=D64, seed=4, estimator=e)
+        for e in (pl.derivatives.Taylor(), pl.derivatives.Autograd())
+    )
     x = torch.as_tensor(geometry.sample_interior(6, np.random.default_rng(1))).requires_grad_(True)
     with J.fallbacks_taken() as fallbacks:
         got = taylor.pde_residuals(x)[0]
@@ -140,8 +159,8 @@ def test_box_hard_constraint_laplacian_by_one_hot_jets_is_exact(geometry):
 
 def test_output_transform_falls_back_to_jvp_with_a_warning():
     prob = pl.Problem(pl.geometry.Interval(-1, 1), lambda x, u: u.laplacian(), [pl.Dirichlet(0.0)])
-    be = PINNBackend(prob, MLP(8, 2), transform=lambda x, y: (1 - x ** 2) * y + x, dtype=D64)
-    assert isinstance(be.estimator, pl.derivatives.Autograd)   # no jet rule: default is autograd
+    be = PINNBackend(prob, MLP(8, 2), transform=lambda x, y: (1 - x**2) * y + x, dtype=D64)
+    assert isinstance(be.estimator, pl.derivatives.Autograd)  # no jet rule: default is autograd
     J._WARNED.discard("OutputTransform")
     x = torch.linspace(-0.9, 0.9, 7, dtype=D64)[:, None]
     with pytest.warns(UserWarning, match="OutputTransform has no Taylor-mode jet rule"):

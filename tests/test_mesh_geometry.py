@@ -1,6 +1,7 @@
 """``pl.geometry.Mesh``: the signed distance of a triangle surface against exact distances (a
 box: exact; a subdivided icosahedron: within its distance to the sphere), sampling on and
 inside the surface, files read through meshio, and walk-on-spheres and a PINN running on it."""
+
 import math
 
 import numpy as np
@@ -21,13 +22,44 @@ def box_mesh(lo, hi):
 
 
 def icosphere(level: int):
-    t = (1 + 5 ** 0.5) / 2
-    pts = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
-           (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
+    t = (1 + 5**0.5) / 2
+    pts = [
+        (-1, t, 0),
+        (1, t, 0),
+        (-1, -t, 0),
+        (1, -t, 0),
+        (0, -1, t),
+        (0, 1, t),
+        (0, -1, -t),
+        (0, 1, -t),
+        (t, 0, -1),
+        (t, 0, 1),
+        (-t, 0, -1),
+        (-t, 0, 1),
+    ]
     pts = [np.array(p, float) / np.linalg.norm(p) for p in pts]
-    faces = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
-             (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11),
-             (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+    faces = [
+        (0, 11, 5),
+        (0, 5, 1),
+        (0, 1, 7),
+        (0, 7, 10),
+        (0, 10, 11),
+        (1, 5, 9),
+        (5, 11, 4),
+        (11, 10, 2),
+        (10, 7, 6),
+        (7, 1, 8),
+        (3, 9, 4),
+        (3, 4, 2),
+        (3, 2, 6),
+        (3, 6, 8),
+        (3, 8, 9),
+        (4, 9, 5),
+        (2, 4, 11),
+        (6, 2, 10),
+        (8, 6, 7),
+        (9, 8, 1),
+    ]
     for _ in range(level):
         cache, new = {}, []
 
@@ -38,6 +70,7 @@ def icosphere(level: int):
                 pts.append(m / np.linalg.norm(m))
                 cache[key] = len(pts) - 1
             return cache[key]
+
         for a, b, c in faces:
             ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
             new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
@@ -47,8 +80,15 @@ def icosphere(level: int):
 
 def test_box_mesh_signed_distance_is_the_exact_box_distance_inside_and_out():
     pts, tri = box_mesh([0, 0, 0], [1, 2, 0.5])
-    mesh, box = pl.geometry.Mesh(points=pts, triangles=tri), pl.geometry.Cuboid([0, 0, 0], [1, 2, 0.5])
-    x = torch.rand(3000, 3, generator=torch.Generator().manual_seed(0), dtype=D64) * torch.tensor([1.6, 2.6, 1.1]) - 0.3
+    mesh, box = (
+        pl.geometry.Mesh(points=pts, triangles=tri),
+        pl.geometry.Cuboid([0, 0, 0], [1, 2, 0.5]),
+    )
+    x = (
+        torch.rand(3000, 3, generator=torch.Generator().manual_seed(0), dtype=D64)
+        * torch.tensor([1.6, 2.6, 1.1])
+        - 0.3
+    )
     torch.testing.assert_close(mesh.sdf(x), box.sdf(x), rtol=0, atol=1e-12)
     # the orientation of the file's triangles does not matter
     flipped = pl.geometry.Mesh(points=pts, triangles=tri[:, [0, 2, 1]])
@@ -56,15 +96,19 @@ def test_box_mesh_signed_distance_is_the_exact_box_distance_inside_and_out():
 
 
 def test_icosphere_signed_distance_is_within_the_meshing_error_of_the_sphere():
-    pts, tri = icosphere(3)                                             # 1280 triangles
+    pts, tri = icosphere(3)  # 1280 triangles
     mesh = pl.geometry.Mesh(points=pts, triangles=tri)
     x = torch.randn(2000, 3, generator=torch.Generator().manual_seed(1), dtype=D64)
-    x = x / x.norm(dim=1, keepdim=True) * torch.rand(2000, 1, generator=torch.Generator().manual_seed(2),
-                                                      dtype=D64) * 1.6
+    x = (
+        x
+        / x.norm(dim=1, keepdim=True)
+        * torch.rand(2000, 1, generator=torch.Generator().manual_seed(2), dtype=D64)
+        * 1.6
+    )
     exact = x.norm(dim=1) - 1
     gap = float((mesh.sdf(x) - exact).abs().max())
     edge = float(np.linalg.norm(pts[tri[:, 0]] - pts[tri[:, 1]], axis=1).max())
-    sagitta = 1 - math.sqrt(1 - (edge / math.sqrt(3)) ** 2)                 # the flat faces' largest gap
+    sagitta = 1 - math.sqrt(1 - (edge / math.sqrt(3)) ** 2)  # the flat faces' largest gap
     assert 1e-4 < gap <= sagitta * 1.01, (gap, sagitta)
     assert torch.equal(mesh.sdf(x) < 0, mesh.winding_number(x) > 0.5)
 
@@ -74,9 +118,14 @@ def test_sampling_lies_on_and_inside_the_mesh_with_outward_normals():
     mesh = pl.geometry.Mesh(points=pts, triangles=tri)
     rng = np.random.default_rng(0)
     b = mesh.sample_boundary(2000, rng)
-    assert float(mesh.unsigned_distance(torch.as_tensor(b)).max()) < 1e-12 and mesh.on_boundary(b).all()
+    assert (
+        float(mesh.unsigned_distance(torch.as_tensor(b)).max()) < 1e-12
+        and mesh.on_boundary(b).all()
+    )
     n = mesh.boundary_normal(b)
-    assert np.all(np.einsum("ij,ij->i", n, b / np.linalg.norm(b, axis=1, keepdims=True)) > 0.95)   # radial, outward
+    assert np.all(
+        np.einsum("ij,ij->i", n, b / np.linalg.norm(b, axis=1, keepdims=True)) > 0.95
+    )  # radial, outward
     i = mesh.sample_interior(2000, rng)
     assert i.shape == (2000, 3) and bool((mesh.sdf(torch.as_tensor(i)) < 0).all())
     # uniform in the volume: the fraction within radius 0.5 is about 0.5^3
@@ -87,6 +136,7 @@ def test_sampling_lies_on_and_inside_the_mesh_with_outward_normals():
 
 def test_mesh_files_are_read_through_meshio(tmp_path):
     import meshio
+
     pts, tri = icosphere(1)
     path = tmp_path / "ball.stl"
     meshio.write(path, meshio.Mesh(pts, [("triangle", tri)]), binary=True)
@@ -104,14 +154,16 @@ def test_mesh_files_are_read_through_meshio(tmp_path):
 def test_walk_on_spheres_and_a_pinn_run_on_a_mesh():
     from pdeml.solvers import PINN
     from pdeml.solvers.wos import WalkOnSpheres
+
     pts, tri = box_mesh([0, 0, 0], [1, 1, 1])
     mesh = pl.geometry.Mesh(points=pts, triangles=tri)
-    g = lambda x: x[:, 0] ** 2 - x[:, 1] ** 2                                      # noqa: E731 (harmonic)
+    g = lambda x: x[:, 0] ** 2 - x[:, 1] ** 2
     problem = pl.Problem(geometry=mesh, pde=pl.pde.Poisson(), conditions=[pl.Dirichlet(g)])
     x = np.array([[0.5, 0.5, 0.5], [0.2, 0.7, 0.3]])
     est = WalkOnSpheres(walks=2000).build(problem, dtype=D64).estimate(x)
     assert np.all(np.abs(est["mean"] - (x[:, 0] ** 2 - x[:, 1] ** 2)) < 4 * est["std_error"])
     from pdeml.samplers import Uniform
+
     case = pl.Case(problem, PINN(pl.nn.MLP(width=16, depth=2), sampler=Uniform(256, 128)), steps=5)
     backend = case.method.build(problem, seed=0)
     result = pl.fit(backend, case.phases())
@@ -120,10 +172,11 @@ def test_walk_on_spheres_and_a_pinn_run_on_a_mesh():
 
 def test_a_2d_outline_file_reads_as_a_polygon(tmp_path):
     import meshio
+
     t = 2 * np.pi * np.arange(40) / 40
     r = 1 + 0.2 * np.cos(4 * t)
     pts = np.stack([r * np.cos(t), r * np.sin(t), np.zeros_like(t)], 1)
-    order = np.random.default_rng(0).permutation(40)                    # lines in any order
+    order = np.random.default_rng(0).permutation(40)  # lines in any order
     lines = np.stack([np.arange(40), (np.arange(40) + 1) % 40], 1)[order]
     path = tmp_path / "outline.vtu"
     meshio.write(path, meshio.Mesh(pts, [("line", lines)]))

@@ -1,5 +1,6 @@
 """One import root and plug-ins: what ``pip install`` puts on ``sys.path``, what a user's own
 folders cannot shadow, and a method, a case folder and a subcommand added from outside."""
+
 import json
 import os
 import shutil
@@ -13,15 +14,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the folders the user fixed, and the import names they install under
-FOLDERS = {"pdeml": "pdeml", "solvers": "pdeml.solvers", "operators": "pdeml.operators",
-           "samplers": "pdeml.samplers", "cases": "pdeml.cases"}
+FOLDERS = {
+    "pdeml": "pdeml",
+    "solvers": "pdeml.solvers",
+    "operators": "pdeml.operators",
+    "samplers": "pdeml.samplers",
+    "cases": "pdeml.cases",
+}
 
 
 def _python(args, cwd, env=None, timeout=600):
     full = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     full.update({"MPLBACKEND": "Agg", **(env or {})})
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=full, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _pip(*args, cwd):
@@ -52,7 +59,10 @@ def test_the_wheel_installs_one_top_level_name_and_every_package(wheel):
     for folder, package in FOLDERS.items():
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.relative_to(ROOT / folder).parent
-            assert "/".join([*package.split("."), *rel.parts, "__init__.py"]) in names, (folder, rel)
+            assert "/".join([*package.split("."), *rel.parts, "__init__.py"]) in names, (
+                folder,
+                rel,
+            )
     assert "pdeml/solvers/pinn.py" in names and "pdeml/cases/poisson_lshape.py" in names
     assert "pdeml/families/navier_stokes.py" in names and "pdeml/py.typed" in names
     eps = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -75,12 +85,26 @@ def test_a_users_own_cases_and_solvers_do_not_change_what_runs(tmp_path):
     names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
     assert "poisson_lshape" in names and "my_own" not in names
     assert names == {p.stem for p in (ROOT / "cases").glob("[!_]*.py")}
-    r = _python(["-m", "pdeml", "train", "poisson_lshape", "--steps", "3", "--lbfgs-steps", "0",
-                 "--out", "run", "--no-progress"], tmp_path)
+    r = _python(
+        [
+            "-m",
+            "pdeml",
+            "train",
+            "poisson_lshape",
+            "--steps",
+            "3",
+            "--lbfgs-steps",
+            "0",
+            "--out",
+            "run",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["source"] == "poisson_lshape" and info["method"] == "pinn"
-    assert info["case"]["method"]["sampler"]["n_domain"] == 2000       # pdeml's lshape case, as built
+    assert info["case"]["method"]["sampler"]["n_domain"] == 2000  # pdeml's lshape case, as built
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 3
     assert not marker.exists(), marker.read_text()
 
@@ -88,9 +112,11 @@ def test_a_users_own_cases_and_solvers_do_not_change_what_runs(tmp_path):
 def test_the_old_import_roots_fail_with_the_new_import(tmp_path):
     case = tmp_path / "old.py"
     case.write_text("import pdeml as pl\nfrom solvers import PINN\n")
-    for cwd in (tmp_path, ROOT):     # nothing named solvers; a checkout whose folder is on sys.path
+    for cwd in (tmp_path, ROOT):  # nothing named solvers; a checkout whose folder is on sys.path
         r = _python(["-m", "pdeml", "train", str(case), "--out", str(tmp_path / "run")], cwd)
-        assert r.returncode == 2 and "from pdeml.solvers import" in r.stderr and "pl.PINN" in r.stderr, r.stderr
+        assert (
+            r.returncode == 2 and "from pdeml.solvers import" in r.stderr and "pl.PINN" in r.stderr
+        ), r.stderr
         assert "Traceback" not in r.stderr
     r = _python(["-c", "import samplers"], ROOT)
     assert r.returncode == 1 and "pdeml.samplers" in r.stderr
@@ -161,19 +187,49 @@ def test_a_plugin_adds_a_method_a_case_folder_and_a_command(tmp_path):
     for rel, text in PLUGIN.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(textwrap.dedent(text).lstrip())
-    _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(src), cwd=tmp_path)
+    _pip(
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--target",
+        str(site),
+        str(src),
+        cwd=tmp_path,
+    )
     env = {"PYTHONPATH": str(site)}
     listed = _python(["-m", "pdeml", "cases"], tmp_path, env)
     assert "plugin_parabola" in listed.stdout and "poisson_lshape" in listed.stdout, listed.stderr
     hello = _python(["-m", "pdeml", "hello", "--name", "pdeml"], tmp_path, env)
     assert hello.returncode == 0 and hello.stdout.strip() == "hello pdeml", hello.stderr
-    r = _python(["-m", "pdeml", "train", "plugin_parabola", "--scale", "0.5", "--out", "run", "--no-progress",
-                 "--threads", "1"], tmp_path, env)
+    r = _python(
+        [
+            "-m",
+            "pdeml",
+            "train",
+            "plugin_parabola",
+            "--scale",
+            "0.5",
+            "--out",
+            "run",
+            "--no-progress",
+            "--threads",
+            "1",
+        ],
+        tmp_path,
+        env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["method"] == "scaled-pinn" and info["case"]["method"]["scale"] == 0.5   # the option landed
+    assert (
+        info["method"] == "scaled-pinn" and info["case"]["method"]["scale"] == 0.5
+    )  # the option landed
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 300 and metrics["l2_relative_error"] < 0.05, metrics
     # the plug-in's option is the plug-in method's: on pdeml's own PINN it is an error naming it
-    bad = _python(["-m", "pdeml", "train", "heat_1d", "--scale", "2", "--out", "bad"], tmp_path, env)
-    assert bad.returncode == 2 and "--scale" in bad.stderr and "ScaledPINN" in bad.stderr, bad.stderr
+    bad = _python(
+        ["-m", "pdeml", "train", "heat_1d", "--scale", "2", "--out", "bad"], tmp_path, env
+    )
+    assert bad.returncode == 2 and "--scale" in bad.stderr and "ScaledPINN" in bad.stderr, (
+        bad.stderr
+    )

@@ -1,5 +1,6 @@
 """The run directory against a hostile user: corrupt checkpoints, foreign resumes, two runs at
 once, interrupted writes, a full disk, bad paths and bad values all end in a clear message."""
+
 import errno
 import io
 import json
@@ -11,8 +12,8 @@ import pytest
 import scipy.sparse as sp
 
 import pdeml as pl
-from pdeml import rundir
 from pdeml import run as R
+from pdeml import rundir
 from pdeml.cli import main
 
 FAST = ["--steps", "4", "--lbfgs-steps", "0", "--no-progress"]
@@ -34,21 +35,29 @@ class _Payload:
 
 
 @pytest.mark.parametrize("kind", ["empty", "truncated", "random", "pickle"])
-def test_a_corrupt_checkpoint_is_a_clear_error_on_resume_and_export(tmp_path, capsys, kind, monkeypatch):
+def test_a_corrupt_checkpoint_is_a_clear_error_on_resume_and_export(
+    tmp_path, capsys, kind, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     assert _train(out) == 0
     path = out / "checkpoint.pt"
     good = path.read_bytes()
-    path.write_bytes({"empty": b"", "truncated": good[: len(good) // 2],
-                      "random": np.random.default_rng(0).bytes(4096), "pickle": pickle.dumps(_Payload())}[kind])
+    path.write_bytes(
+        {
+            "empty": b"",
+            "truncated": good[: len(good) // 2],
+            "random": np.random.default_rng(0).bytes(4096),
+            "pickle": pickle.dumps(_Payload()),
+        }[kind]
+    )
     info = (out / "run.json").read_text()
     for argv in (["train", "heat_1d", "--out", str(out), *FAST, "--resume"], ["export", str(out)]):
         assert main(argv) == 2
         err = _error(capsys)
         assert "checkpoint.pt" in err and "cannot be read" in err and "Fix:" in err
-    assert (out / "run.json").read_text() == info            # nothing rewritten
-    assert not (tmp_path / "PWNED").exists()                  # the payload never ran
+    assert (out / "run.json").read_text() == info  # nothing rewritten
+    assert not (tmp_path / "PWNED").exists()  # the payload never ran
 
 
 def test_resume_into_another_cases_run_fails_before_rewriting_it(tmp_path, capsys):
@@ -58,7 +67,7 @@ def test_resume_into_another_cases_run_fails_before_rewriting_it(tmp_path, capsy
     assert main(["train", "inverse_diffusion", "--out", str(out), *FAST, "--resume"]) == 2
     assert "another case" in _error(capsys)
     assert (out / "run.json").read_text() == info
-    assert main(["export", str(out), "--resolution", "8"]) == 0    # the old run still exports
+    assert main(["export", str(out), "--resolution", "8"]) == 0  # the old run still exports
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
@@ -68,10 +77,10 @@ def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
 
 def test_a_second_run_into_a_locked_directory_is_refused(tmp_path, capsys):
     out = rundir.prepare(tmp_path / "run")
-    with rundir.lock(out):                       # another process holds it (flock is per open file)
+    with rundir.lock(out):  # another process holds it (flock is per open file)
         assert _train(out) == 2
         assert "in use by another pdeml run" in _error(capsys)
-    assert _train(out) == 0                      # released
+    assert _train(out) == 0  # released
 
 
 def test_interrupted_checkpoint_writes_are_cleaned_up(tmp_path):
@@ -104,8 +113,23 @@ def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
 def test_a_run_directory_named_like_its_case(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "heat_1d", "--out", "heat_1d", *FAST]) == 0
-    assert main(["train", "heat_1d", "--out", "heat_1d", "--steps", "6", "--lbfgs-steps", "0",
-                 "--no-progress", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "heat_1d",
+                "--out",
+                "heat_1d",
+                "--steps",
+                "6",
+                "--lbfgs-steps",
+                "0",
+                "--no-progress",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert json.loads(open("heat_1d/metrics.json").read())["steps"] == 6
     assert main(["export", "heat_1d", "--resolution", "8"]) == 0
 
@@ -117,22 +141,44 @@ def test_checkpoint_interval_options_reach_the_run(tmp_path):
         def on_checkpoint(self, state):
             saves.append(state.step)
 
-    R.train_case("heat_1d", tmp_path / "a", steps=6, lbfgs_steps=0, checkpoint_every=2, progress=False,
-                 export=False, callbacks=[Count()])
+    R.train_case(
+        "heat_1d",
+        tmp_path / "a",
+        steps=6,
+        lbfgs_steps=0,
+        checkpoint_every=2,
+        progress=False,
+        export=False,
+        callbacks=[Count()],
+    )
     assert saves == [2, 4, 6, 6]
     saves.clear()
-    R.train_case("heat_1d", tmp_path / "b", steps=3, lbfgs_steps=2, checkpoint_minutes=1e-9, progress=False,
-                 export=False, callbacks=[Count()])
-    assert saves == [1, 2, 3, 4, 5, 5]            # every step (L-BFGS too), and at the end
-    assert main(["train", "heat_1d", "--out", str(tmp_path / "c"), *FAST, "--checkpoint-every", "0"]) == 2
+    R.train_case(
+        "heat_1d",
+        tmp_path / "b",
+        steps=3,
+        lbfgs_steps=2,
+        checkpoint_minutes=1e-9,
+        progress=False,
+        export=False,
+        callbacks=[Count()],
+    )
+    assert saves == [1, 2, 3, 4, 5, 5]  # every step (L-BFGS too), and at the end
+    assert (
+        main(["train", "heat_1d", "--out", str(tmp_path / "c"), *FAST, "--checkpoint-every", "0"])
+        == 2
+    )
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["train", "heat_1d", "--seed", "-1"], ["--seed=-1", "non-negative"]),
-    (["train", "heat_1d", "--snapshots", "-1"], ["--snapshots=-1"]),
-    (["train", "heat_1d", "--threads", "0"], ["--threads='0'"]),
-    (["train", "heat_1d", "--lr", "-1"], ["lr=-1.0", "positive"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "heat_1d", "--seed", "-1"], ["--seed=-1", "non-negative"]),
+        (["train", "heat_1d", "--snapshots", "-1"], ["--snapshots=-1"]),
+        (["train", "heat_1d", "--threads", "0"], ["--threads='0'"]),
+        (["train", "heat_1d", "--lr", "-1"], ["lr=-1.0", "positive"]),
+    ],
+)
 def test_bad_values_name_the_option(argv, words, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path / "r"), *FAST]) == 2
     err = _error(capsys)
@@ -162,8 +208,17 @@ def test_log_lines_when_not_on_a_terminal():
     state = type("S", (), {"total_steps": 10, "step": 0, "term_names": ["pde"]})()
     bar.on_start(state)
     for s in (5, 10):
-        bar.on_log(state, {"step": s, "phase": "adam", "loss": 1.0 / s, "pde": 0.5 / s, "wall_time_s": 0.1 * s,
-                           "l2_relative_error": None})
+        bar.on_log(
+            state,
+            {
+                "step": s,
+                "phase": "adam",
+                "loss": 1.0 / s,
+                "pde": 0.5 / s,
+                "wall_time_s": 0.1 * s,
+                "l2_relative_error": None,
+            },
+        )
     bar.on_end(state)
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("[pdeml] step 5/10 (50%) adam loss 2.00e-01 pde 1.00e-01")
@@ -179,6 +234,7 @@ def test_empty_geometry_is_an_error_not_a_hang():
 
 def test_dcdm_bad_systems_and_files_are_clear_errors(tmp_path, capsys):
     from pdeml.solvers.dcdm import MatrixOperator, solve
+
     A = sp.diags([2.0, 2.0, 2.0, 2.0])
     bad = A.tolil()
     bad[1, 1] = np.nan
@@ -196,14 +252,18 @@ def test_dcdm_bad_systems_and_files_are_clear_errors(tmp_path, capsys):
     np.savez(tmp_path / "m.npz", a=np.ones(3))
     assert main(["dcdm", "solve", str(tmp_path / "m.npz"), "--out", str(tmp_path / "s")]) == 2
     assert "cannot be read" in _error(capsys)
-    assert main(["dcdm", "solve", str(tmp_path / "none" / "dcdm.pt"), "--out", str(tmp_path / "s")]) == 2
+    assert (
+        main(["dcdm", "solve", str(tmp_path / "none" / "dcdm.pt"), "--out", str(tmp_path / "s")])
+        == 2
+    )
     assert "pdeml dcdm train --out DIR" in _error(capsys)
 
 
 def test_auto_threads_backs_off_when_the_cores_are_busy():
     from pdeml.threads import auto_threads, busy_elsewhere, resolve_threads
+
     assert auto_threads(load=0.0, cpus=2) == 2
-    assert auto_threads(load=6.0, cpus=2) == 1           # six busy neighbours: one thread
+    assert auto_threads(load=6.0, cpus=2) == 1  # six busy neighbours: one thread
     assert auto_threads(load=1.2, cpus=8) == 7
     assert busy_elsewhere() >= 0 and 1 <= resolve_threads("auto") <= os.cpu_count()
     assert resolve_threads("3") == 3
@@ -216,6 +276,7 @@ def test_threads_are_recorded_in_run_json(tmp_path):
 
 def test_a_checkpoint_of_an_older_layout_is_refused_before_anything_is_rewritten(tmp_path, capsys):
     import torch
+
     out = tmp_path / "run"
     assert _train(out) == 0
     saved = torch.load(out / "checkpoint.pt", weights_only=True)

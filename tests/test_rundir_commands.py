@@ -2,6 +2,7 @@
 ``--out`` that is a file, a directory locked by another run, a full disk and an interrupted
 write end in a clear message, and its JSON files are written atomically; a command that reads a
 checkpoint refuses a corrupt one before it writes anything."""
+
 import errno
 import json
 
@@ -15,30 +16,154 @@ from pdeml.cli import main
 def runs(tmp_path_factory):
     """What the commands read: a DCDM checkpoint and a short ST-FNO run."""
     root = tmp_path_factory.mktemp("inputs")
-    assert main(["dcdm", "train", "--n", "16", "--epochs", "1", "--count", "8", "--ritz", "16", "--no-progress",
-                 "--out", str(root / "dcdm")]) == 0
+    assert (
+        main(
+            [
+                "dcdm",
+                "train",
+                "--n",
+                "16",
+                "--epochs",
+                "1",
+                "--count",
+                "8",
+                "--ritz",
+                "16",
+                "--no-progress",
+                "--out",
+                str(root / "dcdm"),
+            ]
+        )
+        == 0
+    )
     data = root / "nse.h5"
-    assert main(["data", "nse_stfno", "--n", "16", "--samples", "6", "--test", "2", "--out", str(data),
-                 "--no-progress"]) == 0
-    assert main(["train", "nse_stfno", "--n", "16", "--batch", "2", "--data", str(data), "--steps", "2",
-                 "--no-progress", "--out", str(root / "stfno")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "nse_stfno",
+                "--n",
+                "16",
+                "--samples",
+                "6",
+                "--test",
+                "2",
+                "--out",
+                str(data),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "nse_stfno",
+                "--n",
+                "16",
+                "--batch",
+                "2",
+                "--data",
+                str(data),
+                "--steps",
+                "2",
+                "--no-progress",
+                "--out",
+                str(root / "stfno"),
+            ]
+        )
+        == 0
+    )
     return root
 
 
 #: command -> (argv writing into OUT, the JSON file it writes there)
 COMMANDS = {
-    "train": (lambda r, out: ["train", "heat_1d", "--steps", "2", "--lbfgs-steps", "0", "--no-progress",
-                              "--out", out], "metrics.json"),
-    "solve": (lambda r, out: ["solve", "poisson_sin_2d", "--method", "wos", "--walks", "8", "--points", "20",
-                              "--resolution", "6", "--out", out], "metrics.json"),
-    "rve": (lambda r, out: ["rve", "--strain", "0.01", "0", "0", "--n", "1", "--out", out], "metrics.json"),
-    "fe2": (lambda r, out: ["fe2", "--material", "linear", "--m", "2", "--k", "1", "--out", out], "metrics.json"),
-    "dcdm train": (lambda r, out: ["dcdm", "train", "--n", "16", "--epochs", "1", "--count", "8", "--ritz", "16",
-                                   "--no-progress", "--out", out], "train.json"),
-    "dcdm solve": (lambda r, out: ["dcdm", "solve", str(r / "dcdm" / "dcdm.pt"), "--n", "16", "--maxiter", "3",
-                                   "--no-progress", "--out", out], "solve.json"),
-    "finetune": (lambda r, out: ["finetune", str(r / "stfno"), "--iterations", "2", "--no-progress",
-                                 "--out", out], "finetune.json"),
+    "train": (
+        lambda r, out: [
+            "train",
+            "heat_1d",
+            "--steps",
+            "2",
+            "--lbfgs-steps",
+            "0",
+            "--no-progress",
+            "--out",
+            out,
+        ],
+        "metrics.json",
+    ),
+    "solve": (
+        lambda r, out: [
+            "solve",
+            "poisson_sin_2d",
+            "--method",
+            "wos",
+            "--walks",
+            "8",
+            "--points",
+            "20",
+            "--resolution",
+            "6",
+            "--out",
+            out,
+        ],
+        "metrics.json",
+    ),
+    "rve": (
+        lambda r, out: ["rve", "--strain", "0.01", "0", "0", "--n", "1", "--out", out],
+        "metrics.json",
+    ),
+    "fe2": (
+        lambda r, out: ["fe2", "--material", "linear", "--m", "2", "--k", "1", "--out", out],
+        "metrics.json",
+    ),
+    "dcdm train": (
+        lambda r, out: [
+            "dcdm",
+            "train",
+            "--n",
+            "16",
+            "--epochs",
+            "1",
+            "--count",
+            "8",
+            "--ritz",
+            "16",
+            "--no-progress",
+            "--out",
+            out,
+        ],
+        "train.json",
+    ),
+    "dcdm solve": (
+        lambda r, out: [
+            "dcdm",
+            "solve",
+            str(r / "dcdm" / "dcdm.pt"),
+            "--n",
+            "16",
+            "--maxiter",
+            "3",
+            "--no-progress",
+            "--out",
+            out,
+        ],
+        "solve.json",
+    ),
+    "finetune": (
+        lambda r, out: [
+            "finetune",
+            str(r / "stfno"),
+            "--iterations",
+            "2",
+            "--no-progress",
+            "--out",
+            out,
+        ],
+        "finetune.json",
+    ),
 }
 
 
@@ -60,7 +185,7 @@ def test_out_that_is_a_file(command, runs, tmp_path, capsys):
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_a_locked_directory_is_refused(command, runs, tmp_path, capsys):
     out = rundir.prepare(tmp_path / "run")
-    with rundir.lock(out):                    # another run holds it (flock is per open file)
+    with rundir.lock(out):  # another run holds it (flock is per open file)
         assert main(COMMANDS[command][0](runs, str(out))) == 2
         assert "in use by another pdeml run" in _error(capsys)
     assert not (out / COMMANDS[command][1]).exists()
@@ -70,14 +195,16 @@ def test_a_locked_directory_is_refused(command, runs, tmp_path, capsys):
 def test_json_is_written_atomically_and_stale_temp_files_go(command, runs, tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
-    stale = out / f".{COMMANDS[command][1]}-k1ll3d"      # left by a kill during an atomic write
+    stale = out / f".{COMMANDS[command][1]}-k1ll3d"  # left by a kill during an atomic write
     stale.write_text('{"half": ')
     written = []
     real = rundir.write_json
-    monkeypatch.setattr(rundir, "write_json", lambda path, data: (written.append(path.name), real(path, data)))
+    monkeypatch.setattr(
+        rundir, "write_json", lambda path, data: (written.append(path.name), real(path, data))
+    )
     rc = main(COMMANDS[command][0](runs, str(out)))
-    assert rc in (0, 1)                                   # dcdm solve: 1 = not converged in 3 iterations
-    assert COMMANDS[command][1] in written                # through the atomic writer, not write_text
+    assert rc in (0, 1)  # dcdm solve: 1 = not converged in 3 iterations
+    assert COMMANDS[command][1] in written  # through the atomic writer, not write_text
     assert isinstance(json.loads((out / COMMANDS[command][1]).read_text()), dict)
     assert not stale.exists() and not list(out.glob(".*.json-*"))
 
@@ -87,31 +214,59 @@ def test_a_full_disk_is_said_to_be_one(command, runs, tmp_path, monkeypatch, cap
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rundir.tempfile, "mkstemp", full)      # every JSON file of a run goes through it
+    monkeypatch.setattr(
+        rundir.tempfile, "mkstemp", full
+    )  # every JSON file of a run goes through it
     assert main(COMMANDS[command][0](runs, str(tmp_path / "run"))) == 2
     err = _error(capsys)
     assert "disk holding" in err and "is full" in err
 
 
 @pytest.mark.parametrize("command", ["train --resume", "export", "dcdm solve", "finetune"])
-def test_a_corrupt_checkpoint_is_refused_before_anything_is_written(command, runs, tmp_path, capsys):
+def test_a_corrupt_checkpoint_is_refused_before_anything_is_written(
+    command, runs, tmp_path, capsys
+):
     import shutil
+
     if command in ("train --resume", "export"):
         out = tmp_path / "run"
         assert main(COMMANDS["train"][0](runs, str(out))) == 0
-        path, argv = out / "checkpoint.pt", (COMMANDS["train"][0](runs, str(out)) + ["--resume"]
-                                             if command == "train --resume" else ["export", str(out)])
+        path, argv = (
+            out / "checkpoint.pt",
+            (
+                COMMANDS["train"][0](runs, str(out)) + ["--resume"]
+                if command == "train --resume"
+                else ["export", str(out)]
+            ),
+        )
     elif command == "dcdm solve":
         shutil.copytree(runs / "dcdm", tmp_path / "dcdm")
         path = tmp_path / "dcdm" / "dcdm.pt"
-        argv = ["dcdm", "solve", str(path), "--n", "16", "--no-progress", "--out", str(tmp_path / "s")]
+        argv = [
+            "dcdm",
+            "solve",
+            str(path),
+            "--n",
+            "16",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "s"),
+        ]
     else:
         shutil.copytree(runs / "stfno", tmp_path / "stfno")
         path = tmp_path / "stfno" / "checkpoint.pt"
-        argv = ["finetune", str(tmp_path / "stfno"), "--iterations", "2", "--no-progress", "--out",
-                str(tmp_path / "s")]
+        argv = [
+            "finetune",
+            str(tmp_path / "stfno"),
+            "--iterations",
+            "2",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "s"),
+        ]
     path.write_bytes(path.read_bytes()[:100])
-    def files():                               # the lock file records its holder: not a result
+
+    def files():  # the lock file records its holder: not a result
         return {p.name: p.stat().st_mtime_ns for p in path.parent.iterdir() if p.name != ".lock"}
 
     before = files()

@@ -1,4 +1,5 @@
 """The fit loop: L-BFGS keeps going, resume is exact, divergence keeps the last good state."""
+
 import json
 
 import numpy as np
@@ -22,9 +23,16 @@ class StopAt(pl.AbstractCallback):
 
 def _fit(problem, tmp_path, steps=40, lbfgs=15, seed=3, **kw):
     backend = PINNBackend(problem, pl.nn.MLP(16, 2), seed=seed)
-    result = pl.fit(backend, [(steps, pl.FirstOrder(pl.Adam(1e-3))), (lbfgs, pl.LBFGS())],
-                    sampler=Uniform(128, 32, every=10), seed=seed,
-                    checkpoint=tmp_path / "checkpoint.pt", checkpoint_every=7, eval_every=1, **kw)
+    result = pl.fit(
+        backend,
+        [(steps, pl.FirstOrder(pl.Adam(1e-3))), (lbfgs, pl.LBFGS())],
+        sampler=Uniform(128, 32, every=10),
+        seed=seed,
+        checkpoint=tmp_path / "checkpoint.pt",
+        checkpoint_every=7,
+        eval_every=1,
+        **kw,
+    )
     return backend, result
 
 
@@ -33,14 +41,14 @@ def test_lbfgs_runs_every_iteration_and_keeps_lowering_the_loss(square_problem, 
     lb = [r for r in result.history if r["phase"] == "lbfgs"]
     assert len(lb) == 60 and result.steps == 260
     losses = np.array([r["loss"] for r in lb])
-    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1])     # monotone (Wolfe line search)
-    assert losses[-1] < 0.5 * losses[0]                       # and still making real progress
+    assert np.all(np.diff(losses) <= 1e-12 * losses[:-1])  # monotone (Wolfe line search)
+    assert losses[-1] < 0.5 * losses[0]  # and still making real progress
     assert losses[-1] < 0.2 * losses[9]
 
 
 def test_resume_reaches_the_same_parameters(square_problem, tmp_path):
     ref, ref_result = _fit(square_problem, tmp_path / "a")
-    for stop in (23, 47):                                     # inside Adam, inside L-BFGS
+    for stop in (23, 47):  # inside Adam, inside L-BFGS
         d = tmp_path / f"b{stop}"
         _, r1 = _fit(square_problem, d, callbacks=[StopAt(stop)])
         assert r1.status == "stopped" and r1.steps == stop
@@ -74,10 +82,16 @@ def test_divergence_stops_and_keeps_the_last_finite_state(tmp_path):
     prob = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]), pde, [pl.Dirichlet(0.0)])
     backend = PINNBackend(prob, pl.nn.MLP(8, 2))
     with pytest.raises(pl.DivergenceError, match="step 12.*pde.*checkpoint.pt.*--lr"):
-        pl.fit(backend, [(50, pl.FirstOrder())], sampler=Uniform(64, 16), callbacks=[Poison()],
-               checkpoint=tmp_path / "checkpoint.pt", checkpoint_every=5)
+        pl.fit(
+            backend,
+            [(50, pl.FirstOrder())],
+            sampler=Uniform(64, 16),
+            callbacks=[Poison()],
+            checkpoint=tmp_path / "checkpoint.pt",
+            checkpoint_every=5,
+        )
     saved = ckpt.load(tmp_path / "checkpoint.pt")
-    assert saved["step"] == 12                              # nothing lost after the last good step
+    assert saved["step"] == 12  # nothing lost after the last good step
     for k, v in backend.state_dict().items():
         assert torch.isfinite(v).all()
         assert torch.equal(v, saved["model"][k])
@@ -87,11 +101,17 @@ def test_inverse_parameter_is_trained_and_reported(tmp_path):
     # u = exp(-k t) with k unknown: the data pin k
     k_true = 0.7
     t = np.linspace(0, 1, 30)[:, None]
-    prob = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u, p: u.dt() + p["k"] * u.value,
-                      time=(0, 1), parameters={"k": pl.Parameter(0.1)},
-                      conditions=[pl.Data(np.hstack([0.5 * np.ones_like(t), t]), np.exp(-k_true * t))])
+    prob = pl.Problem(
+        pl.geometry.Interval(0, 1),
+        lambda x, u, p: u.dt() + p["k"] * u.value,
+        time=(0, 1),
+        parameters={"k": pl.Parameter(0.1)},
+        conditions=[pl.Data(np.hstack([0.5 * np.ones_like(t), t]), np.exp(-k_true * t))],
+    )
     backend = PINNBackend(prob, pl.nn.MLP(16, 2))
-    r = pl.fit(backend, [(1500, pl.FirstOrder(pl.Adam(5e-3)))], sampler=Uniform(200, 10), eval_every=500)
+    r = pl.fit(
+        backend, [(1500, pl.FirstOrder(pl.Adam(5e-3)))], sampler=Uniform(200, 10), eval_every=500
+    )
     assert abs(backend.parameter_values()["k"] - k_true) < 0.03
     assert "param_k" in r.history[-1]
 
@@ -114,10 +134,17 @@ def test_float64_training_keeps_float64(square_problem):
 def test_lbfgs_stage_ends_when_it_cannot_move(tmp_path):
     """A loss that is exactly zero: L-BFGS never moves, and the stage ends after ``patience``
     such iterations instead of running all of them."""
-    problem = pl.Problem(geometry=pl.geometry.Rectangle([0, 0], [1, 1]), pde=lambda x, u: 0 * u.value)
+    problem = pl.Problem(
+        geometry=pl.geometry.Rectangle([0, 0], [1, 1]), pde=lambda x, u: 0 * u.value
+    )
     backend = PINNBackend(problem, pl.nn.MLP(8, 2), seed=0)
     with pytest.warns(UserWarning, match="unchanged for 5 iterations"):
-        result = pl.fit(backend, [(3, pl.FirstOrder()), (50, pl.LBFGS(patience=5))],
-                        sampler=Uniform(32, 8), checkpoint=tmp_path / "checkpoint.pt", eval_every=1)
+        result = pl.fit(
+            backend,
+            [(3, pl.FirstOrder()), (50, pl.LBFGS(patience=5))],
+            sampler=Uniform(32, 8),
+            checkpoint=tmp_path / "checkpoint.pt",
+            eval_every=1,
+        )
     assert result.status == "finished" and result.steps == 3 + 5
     assert int(ckpt.load(tmp_path / "checkpoint.pt")["step"]) == 8

@@ -5,11 +5,13 @@ component, cached. Second derivatives: Hessian rows :math:`\partial (\partial_i 
 one backward pass each, cached, so ``d2(i, j)``, ``d2(j, i)`` and ``laplacian()`` share work:
 a Laplacian in :math:`d` dimensions costs :math:`d` row passes, and a later ``d2(i, i)`` is free.
 """
+
 from __future__ import annotations
 
 import torch
 
-from .base import AbstractEstimator, grad_of as _grad
+from .base import AbstractEstimator
+from .base import grad_of as _grad
 
 
 class Autograd(AbstractEstimator):
@@ -33,17 +35,17 @@ class Autograd(AbstractEstimator):
         key = ("hrow", field.component, i)
         cache = field._cache
         if key not in cache:
-            cache[key] = _grad(self.grad(field)[:, i:i + 1], field.x)
+            cache[key] = _grad(self.grad(field)[:, i : i + 1], field.x)
         return cache[key]
 
     def d2(self, field, i, j):
         cache = field._cache
         if ("hrow", field.component, i) not in cache and ("hrow", field.component, j) in cache:
             i, j = j, i
-        return self.hessian_row(field, i)[:, j:j + 1]
+        return self.hessian_row(field, i)[:, j : j + 1]
 
     def laplacian(self, field, dims):
-        return sum(self.hessian_row(field, i)[:, i:i + 1] for i in dims)
+        return sum(self.hessian_row(field, i)[:, i : i + 1] for i in dims)
 
     def __repr__(self):
         return "Autograd()"

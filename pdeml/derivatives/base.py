@@ -1,8 +1,10 @@
 """The seam between case files and derivative computation."""
+
 from __future__ import annotations
 
 import abc
 import contextlib
+from typing import cast
 
 import torch
 
@@ -40,7 +42,7 @@ class AbstractEstimator(abc.ABC):
 
     def d(self, field, i: int) -> torch.Tensor:
         """First derivative d u / dx_i, (N, 1)."""
-        return self.grad(field)[:, i:i + 1]
+        return self.grad(field)[:, i : i + 1]
 
     @abc.abstractmethod
     def d2(self, field, i: int, j: int) -> torch.Tensor:
@@ -55,14 +57,18 @@ class AbstractEstimator(abc.ABC):
         exact by default (Hessian rows of the first derivatives)."""
         a = sigma @ sigma.T
         rows = [grad_of(self.d(field, i), field.x)[:, list(dims)] for i in dims]
-        return 0.5 * sum((a[k] * r).sum(1, keepdim=True) for k, r in enumerate(rows))
+        return cast(
+            torch.Tensor, 0.5 * sum((a[k] * r).sum(1, keepdim=True) for k, r in enumerate(rows))
+        )
 
     def biharmonic(self, field, dims: tuple[int, ...]) -> torch.Tensor:
         r""":math:`\Delta^2 u` over ``dims`` (N, 1); by default the Laplacian of
         :meth:`laplacian` by reverse mode (exact for exact estimators)."""
         lap = self.laplacian(field, dims)
         g = grad_of(lap, field.x)
-        return sum(grad_of(g[:, i:i + 1], field.x)[:, i:i + 1] for i in dims)
+        return cast(
+            torch.Tensor, sum(grad_of(g[:, i : i + 1], field.x)[:, i : i + 1] for i in dims)
+        )
 
     def input_grad(self, site) -> bool:
         """Whether the points of call site ``site`` must require grad (reverse-mode estimators:
@@ -82,8 +88,9 @@ class AbstractEstimator(abc.ABC):
 
 def grad_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """:math:`\\partial (\\sum y) / \\partial x` with a graph (zeros where ``y`` ignores ``x``)."""
-    (g,) = torch.autograd.grad(y, x, grad_outputs=torch.ones_like(y), create_graph=True,
-                               allow_unused=True)
+    (g,) = torch.autograd.grad(
+        y, x, grad_outputs=torch.ones_like(y), create_graph=True, allow_unused=True
+    )
     return torch.zeros_like(x) if g is None else g
 
 
@@ -99,7 +106,7 @@ class Seeded:
 
     def __init__(self, seed: int = 0):
         self.gen = torch.Generator().manual_seed(int(seed))
-        self.tape: list | None = None          # tensors drawn ahead, for a compiled step
+        self.tape: list | None = None  # tensors drawn ahead, for a compiled step
         self._notes: list | None = None
 
     def draw(self, kind: str, *args, **kwargs) -> torch.Tensor:
@@ -121,7 +128,10 @@ class Seeded:
 
     def ahead(self, notes: list) -> list:
         """Make the noted draws now, in order: the tensors a compiled step reads."""
-        return [getattr(torch, kind)(*args, generator=self.gen, **kwargs) for kind, args, kwargs in notes]
+        return [
+            getattr(torch, kind)(*args, generator=self.gen, **kwargs)
+            for kind, args, kwargs in notes
+        ]
 
     def reset(self, seed: int) -> None:
         self.gen.manual_seed(int(seed))

@@ -15,7 +15,8 @@ automatic differentiation for higher-order derivatives in JAX", 2019):
 * Elementwise :math:`\sigma`: Faà di Bruno,
   :math:`y_n = \sum_{\pi \in P(n)} c_\pi\, \sigma^{(|\pi|)}(h_0) \prod_{B \in \pi} h_{|B|}`,
   summed over the integer partitions of :math:`n` with
-  :math:`c_\pi = n! / \prod_j m_j!\,(j!)^{m_j}` (tanh: :math:`y_2 = (1-y_0^2) h_2 - 2 y_0 (1-y_0^2) h_1^2`).
+  :math:`c_\pi = n! / \prod_j m_j!\,(j!)^{m_j}` (tanh: :math:`y_2 = (1-y_0^2) h_2 - 2 y_0 (1-y_0^2)
+  h_1^2`).
 * Products: Leibniz, :math:`(ab)_n = \sum_k \binom{n}{k} a_k b_{n-k}`.
 * Collapsed Taylor mode (Dangel, Mucsányi, Siebenborn, Zeinhofer, Kristiadi, "Collapsing
   Taylor mode automatic differentiation", 2025): the top coefficient enters every rule
@@ -27,6 +28,7 @@ Shapes: ``c[0]`` is (N, F); a coefficient ``c[j]`` is (N, S, F), or (S, F) while
 all points (before the first nonlinearity), or ``None`` when it is zero; a collapsed top
 coefficient is (N, F) or (F,).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,6 +36,7 @@ import contextvars
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,11 +44,14 @@ import torch
 
 @dataclass
 class OneHot:
-    """The input tangents :math:`e_{i_s}\\,\\text{scale}_s`, s = 1..S, without materializing them."""
+    """The input tangents :math:`e_{i_s}\\,\\text{scale}_s`, s = 1..S, without materializing
+    them."""
 
-    index: torch.Tensor   # (S,) long
-    scale: torch.Tensor   # (S,)
-    known: tuple | None = None   # the indices as Python ints, all of unit scale, when not drawn at random
+    index: torch.Tensor  # (S,) long
+    scale: torch.Tensor  # (S,)
+    known: tuple | None = (
+        None  # the indices as Python ints, all of unit scale, when not drawn at random
+    )
 
     def dense(self, dim: int, dtype, device) -> torch.Tensor:
         out = torch.zeros(len(self.index), dim, dtype=dtype, device=device)
@@ -67,7 +73,7 @@ class Jet:
     a tensor (S,), or :class:`Prefix` (m, a): weight ``a`` on the first m directions, 0 after."""
 
     c: list
-    weights: "torch.Tensor | Prefix | None" = None
+    weights: torch.Tensor | Prefix | None = None
 
     @property
     def order(self) -> int:
@@ -137,14 +143,14 @@ def _partitions(n: int) -> tuple:
 # ----------------------------------------------------------------------------- rules
 def linear(jet: Jet, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Jet:
     """Jet of ``h @ W.T + b``; a :class:`OneHot` tangent becomes a column lookup."""
-    out = [torch.nn.functional.linear(jet.c[0], weight, bias)]
+    out: list[torch.Tensor | None] = [torch.nn.functional.linear(jet.c[0], weight, bias)]
     for h in jet.c[1:]:
         if h is None:
             out.append(None)
         elif isinstance(h, OneHot):
             out.append(weight[:, h.index].T * h.scale.to(weight.dtype).unsqueeze(-1))
-        elif weight.shape[0] == 1:       # one output: a dot product. As a GEMM, its backward is
-            out.append((h * weight[0]).sum(-1, keepdim=True))   # an outer product, 15x slower
+        elif weight.shape[0] == 1:  # one output: a dot product. As a GEMM, its backward is
+            out.append((h * weight[0]).sum(-1, keepdim=True))  # an outer product, 15x slower
         else:
             out.append(h @ weight.T)
     return Jet(out, jet.weights)
@@ -178,7 +184,7 @@ def elementwise(jet: Jet, derivatives) -> Jet:
             if top and mults == ((n, 1),):
                 term = d[1] * jet.c[n]
             else:
-                prod = None
+                prod: Any = None
                 for j, m in mults:
                     f = jet.c[j] if m == 1 else jet.c[j] ** m
                     prod = f if prod is None else prod * f
@@ -229,7 +235,7 @@ def add(a: Jet, b: Jet) -> Jet:
 
 def concat(jets: list[Jet]) -> Jet:
     """Concatenate along the feature axis (zeros filled in where one jet's coefficient is None)."""
-    out = [torch.cat([j.c[0] for j in jets], -1)]
+    out: list[torch.Tensor | None] = [torch.cat([j.c[0] for j in jets], -1)]
     for n in range(1, jets[0].order + 1):
         parts = [j.c[n] for j in jets]
         if all(p is None for p in parts):
@@ -237,8 +243,12 @@ def concat(jets: list[Jet]) -> Jet:
             continue
         ref = next(p for p in parts if p is not None)
         lead = max((p.shape[:-1] for p in parts if p is not None), key=len)
-        full = [torch.zeros(*lead, j.c[0].shape[-1], dtype=ref.dtype, device=ref.device) if p is None
-                else p.expand(*lead, p.shape[-1]) for p, j in zip(parts, jets)]
+        full = [
+            torch.zeros(*lead, j.c[0].shape[-1], dtype=ref.dtype, device=ref.device)
+            if p is None
+            else p.expand(*lead, p.shape[-1])
+            for p, j in zip(parts, jets)
+        ]
         out.append(torch.cat(full, -1))
     return Jet(out, jets[0].weights)
 
@@ -248,8 +258,11 @@ def _poly_derivatives(base_poly: np.ndarray, chain_poly: np.ndarray, K: int) -> 
     """Polynomials P_k with sigma^(k) = P_k(sigma), for sigma' = chain(sigma) (tanh, sigmoid)."""
     polys = [base_poly]
     for _ in range(K):
-        polys.append(np.polynomial.polynomial.polymul(np.polynomial.polynomial.polyder(polys[-1]),
-                                                      chain_poly))
+        polys.append(
+            np.polynomial.polynomial.polymul(
+                np.polynomial.polynomial.polyder(polys[-1]), chain_poly
+            )
+        )
     return polys
 
 
@@ -264,7 +277,7 @@ def tanh_derivatives(h, K):
     y = torch.tanh(h)
     if K <= 2:
         d1 = 1 - y * y
-        return [y, d1, -2 * y * d1][:K + 1]
+        return [y, d1, -2 * y * d1][: K + 1]
     polys = _poly_derivatives(np.array([0.0, 1.0]), np.array([1.0, 0.0, -1.0]), K)
     return [y] + [_horner(p, y) for p in polys[1:]]
 
@@ -295,10 +308,10 @@ def gelu_derivatives(h, K):
     :math:`\varphi^{(m)} = (-1)^m \mathrm{He}_m(x)\varphi(x)`."""
     phi = torch.exp(-h * h / 2) / math.sqrt(2 * math.pi)
     Phi = 0.5 * (1 + torch.erf(h / math.sqrt(2)))
-    he = [torch.ones_like(h), h]                       # probabilists' Hermite polynomials
+    he = [torch.ones_like(h), h]  # probabilists' Hermite polynomials
     for m in range(1, K):
         he.append(h * he[m] - m * he[m - 1])
-    big = [Phi] + [(-1) ** (k - 1) * he[k - 1] * phi for k in range(1, K + 1)]   # Phi^(k)
+    big = [Phi] + [(-1) ** (k - 1) * he[k - 1] * phi for k in range(1, K + 1)]  # Phi^(k)
     return [h * Phi] + [h * big[k] + k * big[k - 1] for k in range(1, K + 1)]
 
 
@@ -349,12 +362,14 @@ def sq_norm(jet: Jet, center: torch.Tensor) -> Jet:
 
 def select(jet: Jet, i: int) -> Jet:
     """Feature ``i`` of a jet, kept as a column (a one-hot tangent gives its scale or 0)."""
+
     def one(h):
         if h is None:
             return None
         if isinstance(h, OneHot):
             return torch.where(h.index == i, h.scale, torch.zeros_like(h.scale)).unsqueeze(-1)
-        return h[..., i:i + 1]
+        return h[..., i : i + 1]
+
     return Jet([one(h) for h in jet.c], jet.weights)
 
 
@@ -400,27 +415,30 @@ def function_jet(fn, jets: list[Jet], name: str | None = None) -> Jet:
         taken.append(name or getattr(fn, "__qualname__", repr(fn)))
     if name is not None and name not in _WARNED:
         _WARNED.add(name)
-        warnings.warn(f"{name} has no Taylor-mode jet rule; using nested torch.func.jvp "
-                      "(correct, but slower and more memory). Fix: use the layers in pdeml.nn.",
-                      stacklevel=3)
+        warnings.warn(
+            f"{name} has no Taylor-mode jet rule; using nested torch.func.jvp "
+            "(correct, but slower and more memory). Fix: use the layers in pdeml.nn.",
+            stacklevel=3,
+        )
     ref = jets[0]
     K, w = ref.order, ref.weights
     N = ref.c[0].shape[0]
     S = next((_num_dirs(h) for j in jets for h in j.c[1:] if h is not None), 1)
-    free = K - 1 if w is not None else K          # coefficients known per direction
+    free = K - 1 if w is not None else K  # coefficients known per direction
 
     def curve(jet, t):
         x = jet.c[0].unsqueeze(1).expand(N, S, -1)
         for j in range(1, free + 1):
             h = _per_point(jet.c[j], N, S, jet.c[0])
             if h is not None:
-                x = x + h * t ** j / math.factorial(j)
+                x = x + h * t**j / math.factorial(j)
         return x.reshape(N * S, -1)
 
     def f_of_t(t):
         return fn(*[curve(j, t) for j in jets])
 
     t0 = torch.zeros((), dtype=ref.c[0].dtype, device=ref.c[0].device)
+
     def upto(k):
         """t -> (f(t), f'(t), ..., f^(k)(t)): one nested jvp gives every order at once."""
         if k == 0:
@@ -430,6 +448,7 @@ def function_jet(fn, jets: list[Jet], name: str | None = None) -> Jet:
         def g(t):
             prim, tan = torch.func.jvp(lower, (t,), (torch.ones_like(t),))
             return prim + (tan[-1],)
+
         return g
 
     vals = [v.reshape(N, S, -1) for v in upto(K)(t0)]
@@ -438,8 +457,10 @@ def function_jet(fn, jets: list[Jet], name: str | None = None) -> Jet:
         top = collapse(w, vals[K])
         tops = [j.c[K] for j in jets]
         if any(h is not None for h in tops):
-            tangents = tuple(torch.zeros_like(j.c[0]) if h is None else h.expand_as(j.c[0])
-                             for j, h in zip(jets, tops))
+            tangents = tuple(
+                torch.zeros_like(j.c[0]) if h is None else h.expand_as(j.c[0])
+                for j, h in zip(jets, tops)
+            )
             top = top + torch.func.jvp(fn, tuple(j.c[0] for j in jets), tangents)[1]
         out[K] = top
     return Jet(out, w)
@@ -462,6 +483,7 @@ def _per_point(h, N, S, primal):
 # ----------------------------------------------------------------------------- dispatch
 def _elementwise_table():
     from torch import nn
+
     return {nn.Tanh: tanh_derivatives, nn.SiLU: silu_derivatives}
 
 
@@ -469,6 +491,7 @@ def push(module, jet: Jet) -> Jet:
     """Push ``jet`` through ``module``: its own ``jet`` method, a rule for torch's Linear, Tanh,
     SiLU and exact GELU, or the nested-jvp fallback (with a one-time warning)."""
     from torch import nn
+
     if hasattr(module, "jet"):
         return module.jet(jet)
     if isinstance(module, nn.Linear):

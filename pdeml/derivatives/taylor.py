@@ -21,6 +21,7 @@ derivatives each call site ("pde", "conditions") asks for, and then computes the
 pass. ``d2(i, i)`` is exact (per-direction second coefficients); mixed ``d2(i, j)`` falls back
 to autograd on the forward-mode first derivative.
 """
+
 from __future__ import annotations
 
 import abc
@@ -51,7 +52,7 @@ class _TaylorEstimator(AbstractEstimator):
         if key is not None:
             plan.add(key)
         res = cache.get("jet")
-        if res is None or not (plan - {("reverse",)}) <= res["has"]:   # the marker needs no pass
+        if res is None or not (plan - {("reverse",)}) <= res["has"]:  # the marker needs no pass
             res = self._pass(field, frozenset(plan))
             cache["jet"] = res
             cache.setdefault("values", res["values"])
@@ -65,13 +66,27 @@ class _TaylorEstimator(AbstractEstimator):
         lap = next((k[1] for k in plan if k[0] == "lap"), None)
         pos: dict[int, int] = {}
         if lap is None and not diag:
-            tangent, weights = J.OneHot(torch.tensor(first, dtype=torch.long, device=x.device),
-                                        torch.ones(len(first), dtype=x.dtype, device=x.device)), None
+            tangent, weights = (
+                J.OneHot(
+                    torch.tensor(first, dtype=torch.long, device=x.device),
+                    torch.ones(len(first), dtype=x.dtype, device=x.device),
+                ),
+                None,
+            )
             pos = {i: k for k, i in enumerate(first)}
         else:
-            tl, wl = (self._laplacian_directions(lap, d, n, x.dtype, x.device) if lap is not None
-                      else (J.OneHot(torch.zeros(0, dtype=torch.long, device=x.device),
-                                     torch.zeros(0, dtype=x.dtype, device=x.device), ()), 0.0))
+            tl, wl = (
+                self._laplacian_directions(lap, d, n, x.dtype, x.device)
+                if lap is not None
+                else (
+                    J.OneHot(
+                        torch.zeros(0, dtype=torch.long, device=x.device),
+                        torch.zeros(0, dtype=x.dtype, device=x.device),
+                        (),
+                    ),
+                    0.0,
+                )
+            )
             extra = sorted(set(first) | set(diag))
             tangent, pos = _merge(tl, extra, d, n) if extra else (tl, {})
             weights = J.Prefix(_count(tl), wl)
@@ -79,7 +94,7 @@ class _TaylorEstimator(AbstractEstimator):
         out = field.model.jet(x, [tangent] + [None] * (order - 1), weights if not diag else None)
         res = {"has": plan, "values": out.c[0], "pos": pos, "c1": out.c[1]}
         if order == 2:
-            if diag:   # per-direction second coefficients: the weighted sum is taken here
+            if diag:  # per-direction second coefficients: the weighted sum is taken here
                 res["c2"] = out.c[2]
                 res["lap"] = J.collapse(weights, out.c[2])
             else:
@@ -95,8 +110,10 @@ class _TaylorEstimator(AbstractEstimator):
         """Note that this site needs reverse mode through x (mixed d2, the biharmonic)."""
         self._plans.setdefault(field._cache.get("site"), set()).add(("reverse",))
         if not field.x.requires_grad:
-            raise RuntimeError("this derivative needs reverse mode through x, but the points do not "
-                               "require grad. Fix: evaluate once more; the estimator now knows.")
+            raise RuntimeError(
+                "this derivative needs reverse mode through x, but the points do not "
+                "require grad. Fix: evaluate once more; the estimator now knows."
+            )
 
     def biharmonic(self, field, dims):
         self._reverse(field)
@@ -113,7 +130,9 @@ class _TaylorEstimator(AbstractEstimator):
 
     def d(self, field, i):
         res = self._need(field, ("d", i))
-        return _per_point(res["c1"], field.x.shape[0])[:, res["pos"][i], field.component:field.component + 1]
+        return _per_point(res["c1"], field.x.shape[0])[
+            :, res["pos"][i], field.component : field.component + 1
+        ]
 
     def grad(self, field):
         for i in range(field.x.shape[1]):
@@ -123,29 +142,33 @@ class _TaylorEstimator(AbstractEstimator):
     def d2(self, field, i, j):
         if i == j:
             res = self._need(field, ("d2", i))
-            return _per_point(res["c2"], field.x.shape[0])[:, res["pos"][i], field.component:field.component + 1]
+            return _per_point(res["c2"], field.x.shape[0])[
+                :, res["pos"][i], field.component : field.component + 1
+            ]
         key = ("jet-hrow", field.component, i)
         self._reverse(field)
         if key not in field._cache:
             field._cache[key] = grad_of(self.d(field, i), field.x)
-        return field._cache[key][:, j:j + 1]
+        return field._cache[key][:, j : j + 1]
 
     def laplacian(self, field, dims):
         res = self._need(field, ("lap", tuple(dims)))
-        return res["lap"][..., field.component:field.component + 1].expand(field.x.shape[0], 1)
+        return res["lap"][..., field.component : field.component + 1].expand(field.x.shape[0], 1)
 
     def _collapsed(self, field, key, tangent, weight: float, order: int):
         """The collapsed top coefficient of one extra jet pass, cached under ``key``."""
         if key not in field._cache:
             c = [tangent] + [None] * (order - 1)
-            field._cache[key] = field.model.jet(field.x, c, J.Prefix(_count(tangent), weight)).c[order]
+            field._cache[key] = field.model.jet(field.x, c, J.Prefix(_count(tangent), weight)).c[
+                order
+            ]
         top = field._cache[key]
-        return top[..., field.component:field.component + 1].expand(field.x.shape[0], 1)
+        return top[..., field.component : field.component + 1].expand(field.x.shape[0], 1)
 
     def diffusion(self, field, dims, sigma):
         n, d = field.x.shape
         cols = torch.zeros(len(dims), d, dtype=field.x.dtype, device=field.x.device)
-        cols[:, list(dims)] = sigma.T.to(field.x.dtype)          # row k: sigma e_k
+        cols[:, list(dims)] = sigma.T.to(field.x.dtype)  # row k: sigma e_k
         tangent, weight = self._diffusion_directions(cols, n)
         return self._collapsed(field, ("diffusion", tuple(dims)), tangent, weight, 2)
 
@@ -168,8 +191,11 @@ def _unit_one_hot(dims: tuple, dtype, device) -> J.OneHot:
 
 
 def _one_hot(dims: tuple, dtype, device) -> J.OneHot:
-    return J.OneHot(torch.tensor(dims, dtype=torch.long, device=device),
-                    torch.ones(len(dims), dtype=dtype, device=device), tuple(dims))
+    return J.OneHot(
+        torch.tensor(dims, dtype=torch.long, device=device),
+        torch.ones(len(dims), dtype=dtype, device=device),
+        tuple(dims),
+    )
 
 
 _cached_one_hot = functools.lru_cache(maxsize=32)(_one_hot)
@@ -198,8 +224,10 @@ def _merge(tl, extra: list, d: int, n: int):
         return J.OneHot(idx, scale, known), pos
     dev, dt = tl.device, tl.dtype
     pos = {i: tl.shape[-2] + k for k, i in enumerate(extra)}
-    eye = J.OneHot(torch.tensor(extra, dtype=torch.long, device=dev),
-                   torch.ones(len(extra), dtype=dt, device=dev)).dense(d, dt, dev)
+    eye = J.OneHot(
+        torch.tensor(extra, dtype=torch.long, device=dev),
+        torch.ones(len(extra), dtype=dt, device=dev),
+    ).dense(d, dt, dev)
     if tl.ndim == 3:
         eye = eye.expand(n, *eye.shape)
     return torch.cat([tl, eye], dim=-2), pos
@@ -229,14 +257,17 @@ class STDE(_TaylorEstimator, AbstractStochasticEstimator):
             from two independent draws (default: the cheaper, biased :math:`R_I^2`).
         seed: the generator's seed (``reset`` re-seeds it; its state is checkpointed).
 
-    Variance (per point) of the sparse estimator: :math:`\frac{d^2}{B}\frac{d-B}{d-1}\,\mathrm{Var}_i(\partial_i^2 u)`;
+    Variance (per point) of the sparse estimator:
+    :math:`\frac{d^2}{B}\frac{d-B}{d-1}\,\mathrm{Var}_i(\partial_i^2 u)`;
     dense: :math:`\frac{2}{S}\sum_{i\ne j} H_{ij}^2`.
 
     Example:
         >>> est = pl.derivatives.STDE(samples=16)    # --derivatives stde:16
     """
 
-    def __init__(self, samples: int = 16, *, dense: bool = False, unbiased: bool = False, seed: int = 0):
+    def __init__(
+        self, samples: int = 16, *, dense: bool = False, unbiased: bool = False, seed: int = 0
+    ):
         super().__init__()
         self.samples = positive_int("STDE(samples)", samples)
         self.dense, self.paired = bool(dense), bool(unbiased)
@@ -256,8 +287,12 @@ class STDE(_TaylorEstimator, AbstractStochasticEstimator):
 
     def _diffusion_directions(self, cols, n):
         k = cols.shape[0]
-        if self.dense:      # sigma z, z Rademacher: E[(sigma z)^T H (sigma z)] = tr(sigma sigma^T H)
-            z = self._rng.draw("randint", 0, 2, (n, self.samples, k)).to(cols.dtype).to(cols.device) * 2 - 1
+        if self.dense:  # sigma z, z Rademacher: E[(sigma z)^T H (sigma z)] = tr(sigma sigma^T H)
+            z = (
+                self._rng.draw("randint", 0, 2, (n, self.samples, k)).to(cols.dtype).to(cols.device)
+                * 2
+                - 1
+            )
             return z @ cols, 0.5 / self.samples
         b = min(self.samples, k)
         return cols[self._rng.draw("randperm", k)[:b].to(cols.device)], 0.5 * k / b
@@ -267,9 +302,12 @@ class STDE(_TaylorEstimator, AbstractStochasticEstimator):
         with ``samples`` Gaussian 4-jets per point (collapsed)."""
         n, d = field.x.shape
         v = torch.zeros(n, self.samples, d, dtype=field.x.dtype)
-        v[..., list(dims)] = self._rng.draw("randn", n, self.samples, len(dims), dtype=field.x.dtype)
-        return self._collapsed(field, ("biharmonic", tuple(dims)), v.to(field.x.device),
-                               1.0 / (3 * self.samples), 4)
+        v[..., list(dims)] = self._rng.draw(
+            "randn", n, self.samples, len(dims), dtype=field.x.dtype
+        )
+        return self._collapsed(
+            field, ("biharmonic", tuple(dims)), v.to(field.x.device), 1.0 / (3 * self.samples), 4
+        )
 
     def __repr__(self):
         return f"STDE(samples={self.samples}, dense={self.dense}, unbiased={self.paired})"
@@ -289,6 +327,7 @@ class SDGD(AbstractStochasticEstimator):
 
     def __init__(self, samples: int = 16, *, unbiased: bool = False, seed: int = 0):
         from .autograd import Autograd
+
         self.samples = positive_int("SDGD(samples)", samples)
         self.paired = bool(unbiased)
         self._exact = Autograd()
@@ -304,9 +343,15 @@ class SDGD(AbstractStochasticEstimator):
         key = ("sdgd-I", tuple(dims))
         if key not in field._cache:
             b = min(self.samples, len(dims))
-            field._cache[key] = [dims[i] for i in self._rng.draw("randperm", len(dims))[:b].tolist()]
+            field._cache[key] = [
+                dims[i] for i in self._rng.draw("randperm", len(dims))[:b].tolist()
+            ]
         pick = field._cache[key]
-        return len(dims) / len(pick) * sum(self._exact.hessian_row(field, i)[:, i:i + 1] for i in pick)
+        return (
+            len(dims)
+            / len(pick)
+            * sum(self._exact.hessian_row(field, i)[:, i : i + 1] for i in pick)
+        )
 
     def __repr__(self):
         return f"SDGD(samples={self.samples}, unbiased={self.paired})"
@@ -316,6 +361,7 @@ def parse(spec) -> AbstractEstimator:
     """``"autograd"``, ``"taylor"``, ``"sdgd:16"``, ``"stde:16"``, ``"stde-dense:16"``; a suffix
     ``":unbiased"`` selects the paired unbiased gradient. Objects pass through."""
     from .autograd import Autograd
+
     if isinstance(spec, AbstractEstimator):
         return spec
     parts = str(spec).split(":")
@@ -325,7 +371,9 @@ def parse(spec) -> AbstractEstimator:
     try:
         samples = int(nums[0]) if nums else 16
     except ValueError:
-        fail("derivatives", spec, "has a sample count that is not an integer", 'pass e.g. "stde:16"')
+        fail(
+            "derivatives", spec, "has a sample count that is not an integer", 'pass e.g. "stde:16"'
+        )
     if name == "autograd" and not rest:
         return Autograd()
     if name == "taylor" and not rest:
@@ -334,5 +382,9 @@ def parse(spec) -> AbstractEstimator:
         return SDGD(samples, unbiased=unbiased)
     if name in ("stde", "stde-dense"):
         return STDE(samples, dense=name == "stde-dense", unbiased=unbiased)
-    fail("derivatives", spec, "is not a derivative estimator",
-         'use "autograd", "taylor", "sdgd:B", "stde:B" or "stde-dense:S" (optionally ":unbiased")')
+    fail(
+        "derivatives",
+        spec,
+        "is not a derivative estimator",
+        'use "autograd", "taylor", "sdgd:B", "stde:B" or "stde-dense:S" (optionally ":unbiased")',
+    )

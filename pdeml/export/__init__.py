@@ -1,4 +1,5 @@
 """Export: VTK files (meshio) and PNG pictures (matplotlib)."""
+
 from .mesh import mesh
 from .plots import plot_field, plot_history
 from .vtk import export, point_data

@@ -8,6 +8,7 @@
 * more dimensions: the 2-D slice through the bounding-box centre spanned by the first two
   coordinates (quads whose centres lie inside); points keep all coordinates.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,9 @@ def _vertices(geom):
     """Polygon vertices anywhere in a CSG tree (so corners become mesh nodes)."""
     if hasattr(geom, "vertices"):
         return np.asarray(geom.vertices, dtype=float)
-    parts = [_vertices(g) for g in (getattr(geom, "a", None), getattr(geom, "b", None)) if g is not None]
+    parts = [
+        _vertices(g) for g in (getattr(geom, "a", None), getattr(geom, "b", None)) if g is not None
+    ]
     return np.concatenate(parts) if parts else np.zeros((0, geom.dim))
 
 
@@ -44,23 +47,32 @@ def mesh(geom: AbstractGeometry, resolution: int = 128):
         h = float(np.max(hi - lo)) / resolution
         allp = np.unique(np.round(allp / (h * 1e-3)) * (h * 1e-3), axis=0)
         tri = Delaunay(allp).simplices
-        p = allp[tri]                                       # (T, 3, 2)
+        p = allp[tri]  # (T, 3, 2)
         keep = geom.inside(p.mean(axis=1))
-        for i in range(3):   # an edge along the boundary has its midpoint on it, not inside
-            q = (p[:, i] + p[:, (i + 1) % 3]) / 2
+        for e in range(3):  # an edge along the boundary has its midpoint on it, not inside
+            q = (p[:, e] + p[:, (e + 1) % 3]) / 2
             keep &= geom.inside(q) | geom.on_boundary(q)
         edge = np.linalg.norm(p - np.roll(p, 1, axis=1), axis=2).max(axis=1)
-        keep &= edge < 4 * h                                # no slivers across concave gaps
+        keep &= edge < 4 * h  # no slivers across concave gaps
         return allp, "triangle", tri[keep]
     if geom.dim == 3:
         n = resolution
         nodes = _grid(lo, hi, n + 1)
         idx = np.arange((n + 1) ** 3).reshape(n + 1, n + 1, n + 1)
-        i, j, k = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
-        i, j, k = i.ravel(), j.ravel(), k.ravel()
-        hexa = np.stack([idx[i, j, k], idx[i + 1, j, k], idx[i + 1, j + 1, k], idx[i, j + 1, k],
-                         idx[i, j, k + 1], idx[i + 1, j, k + 1], idx[i + 1, j + 1, k + 1],
-                         idx[i, j + 1, k + 1]], axis=1)
+        i, j, k = (c.ravel() for c in np.meshgrid(*[np.arange(n)] * 3, indexing="ij"))
+        hexa = np.stack(
+            [
+                idx[i, j, k],
+                idx[i + 1, j, k],
+                idx[i + 1, j + 1, k],
+                idx[i, j + 1, k],
+                idx[i, j, k + 1],
+                idx[i + 1, j, k + 1],
+                idx[i + 1, j + 1, k + 1],
+                idx[i, j + 1, k + 1],
+            ],
+            axis=1,
+        )
         hexa = hexa[geom.inside(nodes[hexa].mean(axis=1))]
         used, inverse = np.unique(hexa, return_inverse=True)
         return nodes[used], "hexahedron", inverse.reshape(hexa.shape)
@@ -68,9 +80,16 @@ def mesh(geom: AbstractGeometry, resolution: int = 128):
     plane = _grid(lo[:2], hi[:2], n + 1)
     nodes = np.tile(c, (len(plane), 1))
     nodes[:, :2] = plane
-    idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
-    quads = np.stack([idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel(),
-                      idx[:-1, 1:].ravel()], 1)
+    grid = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+    quads = np.stack(
+        [
+            grid[:-1, :-1].ravel(),
+            grid[1:, :-1].ravel(),
+            grid[1:, 1:].ravel(),
+            grid[:-1, 1:].ravel(),
+        ],
+        1,
+    )
     quads = quads[geom.inside(nodes[quads].mean(axis=1))]
     used, inverse = np.unique(quads, return_inverse=True)
     return nodes[used], "quad", inverse.reshape(quads.shape)

@@ -1,4 +1,5 @@
 """PNG pictures: the field (and its error where a truth exists) and the loss history."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,7 @@ def figure(nrows: int, ncols: int, figsize):
     """A matplotlib figure and its axes (2-D array) without pyplot: no backend is selected and
     no global state changes, so a notebook's inline plots keep working."""
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
@@ -26,10 +28,14 @@ def save(fig, path) -> Path:
 def plot_history(history: list[dict], term_names, path) -> Path:
     """Loss terms (and the error against the truth) over the steps; a dotted line where the
     phase changes (Adam -> L-BFGS), labelled with the phase that starts there."""
-    fig, ax = figure(1, 2 if any(r.get("l2_relative_error") is not None for r in history) else 1, (10, 4))
+    fig, ax = figure(
+        1, 2 if any(r.get("l2_relative_error") is not None for r in history) else 1, (10, 4)
+    )
     steps = [r["step"] for r in history]
     for name in ["loss", *term_names]:
-        ax[0, 0].semilogy(steps, [r[name] for r in history], label=name, lw=2 if name == "loss" else 1)
+        ax[0, 0].semilogy(
+            steps, [r[name] for r in history], label=name, lw=2 if name == "loss" else 1
+        )
     ax[0, 0].set(xlabel="step", ylabel="loss", title="loss terms")
     ax[0, 0].legend()
     if ax.shape[1] > 1:
@@ -39,8 +45,16 @@ def plot_history(history: list[dict], term_names, path) -> Path:
         if row.get("phase") != prev.get("phase"):
             for a in ax.ravel():
                 a.axvline(prev["step"], color="0.4", ls=":", lw=1)
-                a.text(prev["step"], 1, f" {row['phase']}", transform=a.get_xaxis_transform(),
-                       va="top", ha="left", fontsize=8, color="0.3")
+                a.text(
+                    prev["step"],
+                    1,
+                    f" {row['phase']}",
+                    transform=a.get_xaxis_transform(),
+                    va="top",
+                    ha="left",
+                    fontsize=8,
+                    color="0.3",
+                )
     for a in ax.ravel():
         a.grid(True, which="both", alpha=0.3)
     return save(fig, path)
@@ -60,9 +74,15 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
 
     def truth_at(x):
         return None if truth_fn is None else truth_fn(x)
+
     if g.dim == 1 and p.time is not None:
         (x0,), (x1,) = g.bbox
-        X, T = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(*p.time, resolution), indexing="ij")
+        t0, t1 = p.time
+        X, T = np.meshgrid(
+            np.linspace(float(x0), float(x1), resolution),
+            np.linspace(t0, t1, resolution),
+            indexing="ij",
+        )
         xt = np.stack([X.ravel(), T.ravel()], 1)
         grids = [("prediction", backend.predict(xt)[:, 0])]
         truth = truth_at(xt)
@@ -70,7 +90,13 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
             grids += [("truth", truth[:, 0]), ("error", backend.predict(xt)[:, 0] - truth[:, 0])]
         fig, ax = _panels(len(grids))
         for a, (title, v) in zip(ax, grids):
-            im = a.pcolormesh(T, X, v.reshape(X.shape), shading="auto", cmap="RdBu_r" if title == "error" else "viridis")
+            im = a.pcolormesh(
+                T,
+                X,
+                v.reshape(X.shape),
+                shading="auto",
+                cmap="RdBu_r" if title == "error" else "viridis",
+            )
             a.set(xlabel="t", ylabel="x", title=f"{name}: {title}")
             fig.colorbar(im, ax=a)
     elif g.dim == 1:
@@ -89,11 +115,15 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
             z = zs[np.argmin(abs(zs - (lo[2] + hi[2]) / 2))]
             pts = pts[pts[:, 2] == z]
             from scipy.spatial import Delaunay
+
             tri = Delaunay(pts[:, :2]).simplices
             keep = g.inside(np.hstack([pts[tri].mean(1)[:, :2], np.full((len(tri), 1), z)]))
             cells, title_extra = tri[keep], f" (z = {z:.3g})"
-        elif kind == "quad":   # the (x0, x1) slice of a high-dimensional domain
-            cells, title_extra = np.concatenate([cells[:, [0, 1, 2]], cells[:, [0, 2, 3]]]), " (slice)"
+        elif kind == "quad":  # the (x0, x1) slice of a high-dimensional domain
+            cells, title_extra = (
+                np.concatenate([cells[:, [0, 1, 2]], cells[:, [0, 2, 3]]]),
+                " (slice)",
+            )
         else:
             title_extra = ""
         x = pts if p.time is None else np.hstack([pts, np.full((len(pts), 1), p.time[1])])
@@ -106,16 +136,27 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
             grids += [("truth", truth[:, 0]), ("error", pred - truth[:, 0])]
         fig, ax = _panels(len(grids))
         for a, (title, v) in zip(ax, grids):
-            im = a.tripcolor(pts[:, 0], pts[:, 1], cells, v, shading="gouraud",
-                             cmap="RdBu_r" if title == "error" else "viridis")
+            im = a.tripcolor(
+                pts[:, 0],
+                pts[:, 1],
+                cells,
+                v,
+                shading="gouraud",
+                cmap="RdBu_r" if title == "error" else "viridis",
+            )
             a.set_aspect("equal")
             a.set(title=f"{name}: {title}{title_extra}", xlabel=p.inputs[0], ylabel=p.inputs[1])
             fig.colorbar(im, ax=a)
     return save(fig, path)
 
 
-def plot_grid_solve(path, x: np.ndarray, fluid: np.ndarray, residuals: dict[str, list[float]],
-                    tol: float | None = None) -> Path:
+def plot_grid_solve(
+    path,
+    x: np.ndarray,
+    fluid: np.ndarray,
+    residuals: dict[str, list[float]],
+    tol: float | None = None,
+) -> Path:
     """A grid solution (2-D, or the middle slice of the last axis in 3-D; solid cells blank)
     beside the relative residual histories of one or more iterative solvers."""
     fig, ax = _panels(2)

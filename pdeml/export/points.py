@@ -5,6 +5,7 @@ point data ``residual``: the Euclidean norm of the PDE residuals at each point) 
 two-dimensional inputs (x, y) or (x, t), ``snapshots/points_<step>.png``: the points drawn over
 |r| on a grid. Open the .vtu series in ParaView with "Points" representation.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,11 +30,14 @@ def _residual_norm(backend, x: np.ndarray) -> np.ndarray:
 def plot_points(backend, points: np.ndarray, path, resolution: int = 96, title: str = "") -> Path:
     """The points over log10 |r| on a grid of the bounding box (inputs of dimension 2 only)."""
     from .plots import figure, save
+
     p = backend.problem
     lo, hi = (np.asarray(b, dtype=np.float64) for b in p.domain.bbox)
     if len(lo) != 2:
-        raise ValueError(f"plot_points needs 2 inputs, the problem has {len(lo)}. Fix: use the .vtu "
-                         "snapshots (write_points), which work in any dimension.")
+        raise ValueError(
+            f"plot_points needs 2 inputs, the problem has {len(lo)}. Fix: use the .vtu "
+            "snapshots (write_points), which work in any dimension."
+        )
     X, Y = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
     grid = np.stack([X.ravel(), Y.ravel()], 1)
     inside = p.domain.inside(grid)
@@ -41,7 +45,9 @@ def plot_points(backend, points: np.ndarray, path, resolution: int = 96, title: 
     r[inside] = _residual_norm(backend, grid[inside])
     fig, axes = figure(1, 1, (5.6, 4.6))
     ax = axes[0, 0]
-    im = ax.pcolormesh(X, Y, np.log10(np.maximum(r, 1e-16)).reshape(X.shape), shading="auto", cmap="magma")
+    im = ax.pcolormesh(
+        X, Y, np.log10(np.maximum(r, 1e-16)).reshape(X.shape), shading="auto", cmap="magma"
+    )
     fig.colorbar(im, ax=ax, label="log10 |residual|")
     ax.scatter(points[:, 0], points[:, 1], s=2, c="cyan", edgecolors="none")
     names = p.inputs
@@ -59,7 +65,9 @@ class PointSnapshots(AbstractCallback):
 
     def __init__(self, backend, directory, every: int = 1000, png: bool = True):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"--snapshots={every!r} must be a positive integer. Fix: pass e.g. --snapshots 500")
+            raise ValueError(
+                f"--snapshots={every!r} must be a positive integer. Fix: pass e.g. --snapshots 500"
+            )
         self.backend, self.every = backend, every
         self.directory, self.png = Path(directory), png
         self.written: list[Path] = []
@@ -68,11 +76,15 @@ class PointSnapshots(AbstractCallback):
         self.directory.mkdir(parents=True, exist_ok=True)
         x = np.asarray(points["domain"]["x"])
         stem = self.directory / f"points_{step:06d}"
-        self.written.append(write_points(stem.with_suffix(".vtu"), x,
-                                         {"residual": _residual_norm(self.backend, x)}))
+        self.written.append(
+            write_points(stem.with_suffix(".vtu"), x, {"residual": _residual_norm(self.backend, x)})
+        )
         if self.png and x.shape[1] == 2:
-            self.written.append(plot_points(self.backend, x, stem.with_suffix(".png"),
-                                            title=f"step {step}: {len(x)} points"))
+            self.written.append(
+                plot_points(
+                    self.backend, x, stem.with_suffix(".png"), title=f"step {step}: {len(x)} points"
+                )
+            )
 
     def on_start(self, state):
         if state.step == 0:

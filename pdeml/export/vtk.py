@@ -5,6 +5,7 @@ Point data: one array per output, what the backend exports (a PINN: each PDE res
 truth exists ``exact_<name>`` and ``error_<name>`` (prediction minus truth; a reference given
 as scattered points is interpolated linearly onto the mesh).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,10 @@ def truth_function(problem):
         return None
     if pts.shape[1] == 1:
         order = np.argsort(pts[:, 0])
-        return lambda x: np.stack([np.interp(x[:, 0], pts[order, 0], vals[order, k])
-                                   for k in range(vals.shape[1])], axis=1)
+        return lambda x: np.stack(
+            [np.interp(x[:, 0], pts[order, 0], vals[order, k]) for k in range(vals.shape[1])],
+            axis=1,
+        )
     axes = [np.unique(pts[:, d]) for d in range(pts.shape[1])]
     if np.prod([len(a) for a in axes]) == len(pts) and all(len(a) > 1 for a in axes):
         grid = np.full(tuple(len(a) for a in axes) + (vals.shape[1],), np.nan)
@@ -47,6 +50,7 @@ def truth_function(problem):
     def scattered(x):
         v = lin(x)
         return np.where(np.isnan(v), near(x), v)
+
     return scattered
 
 
@@ -71,29 +75,41 @@ def point_data(backend, x: np.ndarray, truth=_BUILD) -> dict[str, np.ndarray]:
 
 def write_pvd(path, files: list[tuple[float, str]]) -> Path:
     """A ParaView collection (``.pvd``) of ``(time, file relative to path's folder)`` pairs."""
-    entries = "\n".join(f'    <DataSet timestep="{t:.10g}" part="0" file={quoteattr(name)}/>' for t, name in files)
+    entries = "\n".join(
+        f'    <DataSet timestep="{t:.10g}" part="0" file={quoteattr(name)}/>' for t, name in files
+    )
     path = Path(path)
-    path.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
-                    + entries + "\n  </Collection>\n</VTKFile>\n")
+    path.write_text(
+        '<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n  <Collection>\n'
+        + entries
+        + "\n  </Collection>\n</VTKFile>\n"
+    )
     return path
 
 
 def _pad3(x):
-    if x.shape[1] > 3:                          # a slice of a high-dimensional domain: (x0, x1)
+    if x.shape[1] > 3:  # a slice of a high-dimensional domain: (x0, x1)
         x = x[:, :2]
     return np.hstack([x, np.zeros((len(x), 3 - x.shape[1]))]) if x.shape[1] < 3 else x
 
 
-def write_mesh(path, pts, cell_type: str, cells, point_data: dict | None = None,
-               cell_data: dict | None = None) -> Path:
+def write_mesh(
+    path, pts, cell_type: str, cells, point_data: dict | None = None, cell_data: dict | None = None
+) -> Path:
     """One block of ``cells`` (``"quad"``, ``"vertex"``, ...) on points (N, d; padded to 3-D)
     with ``point_data`` and ``cell_data`` (name -> array over the points / the cells) as a file
     meshio writes (``.vtu``); the folder is created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meshio.write(path, meshio.Mesh(_pad3(np.asarray(pts, dtype=np.float64)), [(cell_type, cells)],
-                                   point_data={k: np.ascontiguousarray(v) for k, v in (point_data or {}).items()},
-                                   cell_data={k: [np.asarray(v)] for k, v in (cell_data or {}).items()}))
+    meshio.write(
+        path,
+        meshio.Mesh(
+            _pad3(np.asarray(pts, dtype=np.float64)),
+            [(cell_type, cells)],
+            point_data={k: np.ascontiguousarray(v) for k, v in (point_data or {}).items()},
+            cell_data={k: [np.asarray(v)] for k, v in (cell_data or {}).items()},
+        ),
+    )
     return path
 
 
@@ -108,7 +124,7 @@ def export(backend, out_dir, resolution: int = 128, snapshots: int = 21) -> list
     p = backend.problem
     res = resolution if p.geometry.dim < 3 else min(resolution, 40)
     pts, cell_type, cells = mesh(p.geometry, res)
-    truth = truth_function(p)                   # built once for every snapshot
+    truth = truth_function(p)  # built once for every snapshot
     if p.time is None:
         path = out / "solution.vtu"
         _write(path, pts, cell_type, cells, point_data(backend, pts, truth))
@@ -129,8 +145,15 @@ def export(backend, out_dir, resolution: int = 128, snapshots: int = 21) -> list
         X, T = np.meshgrid(x, t, indexing="ij")
         xt = np.stack([X.ravel(), T.ravel()], 1)
         idx = np.arange(len(xt)).reshape(res + 1, nt + 1)
-        quads = np.stack([idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel(),
-                          idx[:-1, 1:].ravel()], 1)
+        quads = np.stack(
+            [
+                idx[:-1, :-1].ravel(),
+                idx[1:, :-1].ravel(),
+                idx[1:, 1:].ravel(),
+                idx[:-1, 1:].ravel(),
+            ],
+            1,
+        )
         path = out / "spacetime.vtu"
         _write(path, xt, "quad", quads, point_data(backend, xt, truth))
         written.append(path)

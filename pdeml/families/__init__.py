@@ -2,7 +2,8 @@
 problem builders that several cases share.
 
 - :mod:`pdeml.families.navier_stokes`: 2-D incompressible Navier–Stokes in vorticity form on the
-  periodic unit square, random initial vorticity, a pseudo-spectral reference solver (FNO-3d, ST-FNO).
+  periodic unit square, random initial vorticity, a pseudo-spectral reference solver (FNO-3d,
+  ST-FNO).
 - :mod:`pdeml.families.star_poisson`: Poisson problems on random star-shaped domains, solved by
   walk-on-spheres (WoS-NO).
 - :mod:`pdeml.families.sorption`: diffusion–sorption (PDEBench) over initial conditions, the

@@ -13,13 +13,15 @@ the diffusion and Heun (explicit trapezoid) for advection and forcing,
 .. math:: \hat w^* = \frac{(1 - \tfrac{\Delta t}{2}\nu|k|^2)\hat w^n + \Delta t(\hat f - \hat N^n)}
                           {1 + \tfrac{\Delta t}{2}\nu|k|^2}, \qquad
           \hat w^{n+1} = \frac{(1 - \tfrac{\Delta t}{2}\nu|k|^2)\hat w^n
-                          + \Delta t(\hat f - \tfrac12(\hat N^n + \hat N^*))}{1 + \tfrac{\Delta t}{2}\nu|k|^2},
+                          + \Delta t(\hat f - \tfrac12(\hat N^n + \hat N^*))}{1 + \tfrac{\Delta
+                          t}{2}\nu|k|^2},
 
 second order in time (tested), spectral in space (tested), and exact for the Taylor-Green
 vortex, which has no advection and decays as :math:`e^{-8\pi^2\nu t}` (tested). The same scheme
 generates the Navier-Stokes data of Li et al., "Fourier neural operator for parametric partial
 differential equations", ICLR 2021.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,14 +49,15 @@ def dealias_mask(n: int, device="cpu") -> torch.Tensor:
 
 
 def velocity(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(u, v) = ∇⊥ψ`` with :math:`-\\Delta\\psi = w` (zero-mean ψ), on the grid of ``w`` (..., n, n)."""
+    """``(u, v) = ∇⊥ψ`` with :math:`-\\Delta\\psi = w` (zero-mean ψ), on the grid of ``w`` (...,
+    n, n)."""
     kx, ky = wavenumbers(w.shape[-1], w.dtype, w.device)
     return _velocity_hat(torch.fft.rfft2(w), kx, ky)
 
 
 def _psi_hat(w_hat, kx, ky):
     r"""ψ̂ = ŵ/|k|² with zero mean: the spectral solve of :math:`-\Delta\psi = w`."""
-    k2 = kx ** 2 + ky ** 2
+    k2 = kx**2 + ky**2
     psi = w_hat / torch.where(k2 > 0, k2, torch.ones_like(k2))
     psi[..., 0, 0] = 0
     return psi
@@ -74,7 +77,12 @@ def solve(w0, *, nu: float, forcing=None, dt: float, steps: int, record_every: i
     a multiple of ``record_every``; default: only the end), shape (..., n_records, n, n)."""
     w0 = torch.as_tensor(w0)
     if w0.ndim not in (2, 3) or w0.shape[-1] != w0.shape[-2]:
-        fail("w0", tuple(w0.shape), "is not an n x n grid (or a batch of them)", "pass (n, n) or (B, n, n)")
+        fail(
+            "w0",
+            tuple(w0.shape),
+            "is not an n x n grid (or a batch of them)",
+            "pass (n, n) or (B, n, n)",
+        )
     if not w0.is_floating_point():
         w0 = w0.double()
     nu, dt = finite_scalar("nu", nu), finite_scalar("dt", dt)
@@ -84,9 +92,13 @@ def solve(w0, *, nu: float, forcing=None, dt: float, steps: int, record_every: i
         fail("record_every", every, f"does not divide steps={steps}", "pass a divisor of steps")
     n = w0.shape[-1]
     kx, ky = wavenumbers(n, w0.dtype, w0.device)
-    k2 = kx ** 2 + ky ** 2
+    k2 = kx**2 + ky**2
     mask = dealias_mask(n, w0.device)
-    f_hat = 0 if forcing is None else torch.fft.rfft2(torch.as_tensor(forcing, dtype=w0.dtype, device=w0.device))
+    f_hat = (
+        0
+        if forcing is None
+        else torch.fft.rfft2(torch.as_tensor(forcing, dtype=w0.dtype, device=w0.device))
+    )
     half = 0.5 * dt * nu * k2
     lhs, rhs = 1 + half, 1 - half
 
@@ -100,8 +112,13 @@ def solve(w0, *, nu: float, forcing=None, dt: float, steps: int, record_every: i
     u, v = _velocity_hat(w_hat, kx, ky)
     cfl = float(torch.maximum(u.abs().max(), v.abs().max())) * dt * n
     if cfl > 1:
-        fail("dt", dt, f"gives a CFL number of {cfl:.2f} for the initial velocity (the explicit advection "
-             "step is unstable above 1)", f"pass dt <= {dt / cfl:.3g}")
+        fail(
+            "dt",
+            dt,
+            f"gives a CFL number of {cfl:.2f} for the initial velocity (the explicit advection "
+            "step is unstable above 1)",
+            f"pass dt <= {dt / cfl:.3g}",
+        )
     out = [w0]
     for step in range(1, steps + 1):
         n0 = advection(w_hat)
@@ -112,8 +129,11 @@ def solve(w0, *, nu: float, forcing=None, dt: float, steps: int, record_every: i
     return torch.stack(out, dim=-3)
 
 
-def kolmogorov_forcing(n: int, amplitude: float = 0.1, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    """:math:`f = a(\\sin 2\\pi(x + y) + \\cos 2\\pi(x + y))` on the n x n grid (Li et al.'s forcing)."""
+def kolmogorov_forcing(
+    n: int, amplitude: float = 0.1, dtype=torch.float64, device="cpu"
+) -> torch.Tensor:
+    """:math:`f = a(\\sin 2\\pi(x + y) + \\cos 2\\pi(x + y))` on the n x n grid (Li et al.'s
+    forcing)."""
     x = torch.arange(n, dtype=dtype, device=device) / n
     s = 2 * math.pi * (x[:, None] + x[None, :])
     return amplitude * (torch.sin(s) + torch.cos(s))
@@ -140,14 +160,31 @@ class NavierStokesFamily(AbstractFamily):
     vorticity from :func:`pdeml.random_fields.gaussian_random_field` (``alpha``, ``tau``).
     """
 
-    def __init__(self, n: int = 64, frames: int = 50, frame_dt: float = 0.1, dt: float = 2e-3,
-                 nu: float = 1e-3, alpha: float = 2.5, tau: float = 7.0):
+    def __init__(
+        self,
+        n: int = 64,
+        frames: int = 50,
+        frame_dt: float = 0.1,
+        dt: float = 2e-3,
+        nu: float = 1e-3,
+        alpha: float = 2.5,
+        tau: float = 7.0,
+    ):
         self.n, self.frames = positive_int("n", n), positive_int("frames", frames)
-        self.frame_dt, self.dt, self.nu = finite_scalar("frame_dt", frame_dt), finite_scalar("dt", dt), finite_scalar("nu", nu)
+        self.frame_dt, self.dt, self.nu = (
+            finite_scalar("frame_dt", frame_dt),
+            finite_scalar("dt", dt),
+            finite_scalar("nu", nu),
+        )
         self.alpha, self.tau = finite_scalar("alpha", alpha), finite_scalar("tau", tau)
         ratio = self.frame_dt / self.dt
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            fail("frame_dt", frame_dt, f"is not a multiple of dt={dt}", f"pass e.g. frame_dt={round(max(ratio, 1)) * dt}")
+            fail(
+                "frame_dt",
+                frame_dt,
+                f"is not a multiple of dt={dt}",
+                f"pass e.g. frame_dt={round(max(ratio, 1)) * dt}",
+            )
         self.every = round(ratio)
 
     def shapes(self):
@@ -155,18 +192,34 @@ class NavierStokesFamily(AbstractFamily):
 
     def generate(self, count, generator, device="cpu"):
         from pdeml.random_fields import gaussian_random_field
-        w0 = gaussian_random_field(self.n, count, alpha=self.alpha, tau=self.tau, generator=generator, device=device)
+
+        w0 = gaussian_random_field(
+            self.n, count, alpha=self.alpha, tau=self.tau, generator=generator, device=device
+        )
         return {"w": self.trajectory(w0)}
 
     def trajectory(self, w0: torch.Tensor) -> torch.Tensor:
         """The reference trajectories (B, frames, n, n) from initial vorticities (B, n, n)."""
-        return solve(w0, nu=self.nu, forcing=kolmogorov_forcing(w0.shape[-1], dtype=w0.dtype, device=w0.device),
-                     dt=self.dt, steps=self.every * (self.frames - 1), record_every=self.every)
+        return solve(
+            w0,
+            nu=self.nu,
+            forcing=kolmogorov_forcing(w0.shape[-1], dtype=w0.dtype, device=w0.device),
+            dt=self.dt,
+            steps=self.every * (self.frames - 1),
+            record_every=self.every,
+        )
 
-    def at_resolution(self, m: int) -> "NavierStokesFamily":
+    def at_resolution(self, m: int) -> NavierStokesFamily:
         """The same family on an m x m grid (the time step shrunk with the grid spacing)."""
-        return NavierStokesFamily(n=m, frames=self.frames, frame_dt=self.frame_dt, nu=self.nu, alpha=self.alpha,
-                                  tau=self.tau, dt=self.dt * min(1.0, self.n / m))
+        return NavierStokesFamily(
+            n=m,
+            frames=self.frames,
+            frame_dt=self.frame_dt,
+            nu=self.nu,
+            alpha=self.alpha,
+            tau=self.tau,
+            dt=self.dt * min(1.0, self.n / m),
+        )
 
     @staticmethod
     def forcing(x: torch.Tensor) -> torch.Tensor:
@@ -177,9 +230,11 @@ class NavierStokesFamily(AbstractFamily):
     def pde(self, x, f):
         r"""The vorticity equation, written once for every method of this family:
         :math:`R = \partial_t w + u\,\partial_x w + v\,\partial_y w - \nu\Delta w - f` with
-        :math:`(u, v) = (\partial_y\psi, -\partial_x\psi)`. ``f`` holds the outputs ``w`` and ``psi``:
+        :math:`(u, v) = (\partial_y\psi, -\partial_x\psi)`. ``f`` holds the outputs ``w`` and
+        ``psi``:
         a PINN's :class:`pdeml.Field` (autograd at points ``x`` (N, 3)) or a
-        :class:`pdeml.grid.GridField` (spectral in space, central differences in time on the grid)."""
+        :class:`pdeml.grid.GridField` (spectral in space, central differences in time on the
+        grid)."""
         w, psi = f["w"], f["psi"]
         u, v = psi.d("y"), -psi.d("x")
         return w.dt() + u * w.d("x") + v * w.d("y") - self.nu * w.laplacian() - self.forcing(x)
@@ -195,7 +250,10 @@ class NavierStokesFamily(AbstractFamily):
         at the interior frames (..., T - 2, m, m), dealiased by the 2/3 rule (the advection
         product's aliased modes removed, as the solver removes them)."""
         from pdeml.grid import GridField
-        f = GridField({"w": w, "psi": stream_function(w)}, self.frame_dt if frame_dt is None else frame_dt)
+
+        f = GridField(
+            {"w": w, "psi": stream_function(w)}, self.frame_dt if frame_dt is None else frame_dt
+        )
         return dealias(self.pde(f.x, f)[..., 0])
 
 

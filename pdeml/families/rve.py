@@ -1,5 +1,6 @@
 """The FE² unit cell as a family over macroscopic strains: a draw is a Voigt strain in
 [-0.04, 0.04]³, its truth the RVE solver's σ̄ (:mod:`pdeml.solvers.rve`)."""
+
 from __future__ import annotations
 
 import torch
@@ -20,9 +21,12 @@ class RVEFamily(AbstractFamily):
 
     def generate(self, count, generator, device="cpu"):
         from pdeml.operators.equino import latin_hypercube, snapshots
-        strains = latin_hypercube(count, seed=int(torch.randint(2 ** 31, (1,), generator=generator)))
-        return {"strain": torch.as_tensor(strains, device=device),
-                "stress": torch.as_tensor(snapshots(self.rve, strains)["stress"], device=device)}
+
+        strains = latin_hypercube(count, seed=int(torch.randint(2**31, (1,), generator=generator)))
+        return {
+            "strain": torch.as_tensor(strains, device=device),
+            "stress": torch.as_tensor(snapshots(self.rve, strains)["stress"], device=device),
+        }
 
     def __repr__(self):
         return f"RVEFamily(n={self.n}, fraction={self.fraction})"

@@ -10,6 +10,7 @@ measures the operator, not a corner layer.) Solutions live on an ``nx`` x ``nt``
 over [0, 1] x [0, 500 s], both ends included; the truth is the method of lines on
 10 (nx - 1) + 1 nodes read at the grid's nodes.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -22,12 +23,13 @@ from pdeml._validate import positive_int
 from pdeml.family import AbstractFamily
 
 PHI, RHO_S, K_F, N_F, D, T = 0.29, 2880.0, 3.5e-4, 0.874, 5e-4, 500.0
-C = (1 - PHI) / PHI * RHO_S * K_F * N_F          # R = 1 + C (s(u) + FLOOR)^(n_f - 1)
+C = (1 - PHI) / PHI * RHO_S * K_F * N_F  # R = 1 + C (s(u) + FLOOR)^(n_f - 1)
 FLOOR, SHARPNESS = 1e-2, 100.0
 
 
 def retardation(u):
-    """R(u), for torch tensors and numpy arrays (smooth in u; the case diffusion_sorption_1d explains the floor)."""
+    """R(u), for torch tensors and numpy arrays (smooth in u; the case diffusion_sorption_1d
+    explains the floor)."""
     if isinstance(u, torch.Tensor):
         return 1 + C * (torch.nn.functional.softplus(u, beta=SHARPNESS) + FLOOR) ** (N_F - 1)
     return 1 + C * (np.logaddexp(0, SHARPNESS * u) / SHARPNESS + FLOOR) ** (N_F - 1)
@@ -48,18 +50,26 @@ def solve(u0, n: int, t: np.ndarray) -> np.ndarray:
     method of lines (BDF, rtol 1e-10)."""
     from scipy.integrate import solve_ivp
     from scipy.sparse import diags
+
     h = 1.0 / (n - 1)
 
-    def rhs(_, v):                                   # v = u_1 .. u_{n-1}; u_0 = 1
+    def rhs(_, v):  # v = u_1 .. u_{n-1}; u_0 = 1
         u = np.concatenate([[1.0], v])
-        ghost = u[-2] - 2 * h * u[-1] / D            # (ghost - u_{n-2}) / 2h = u_x(1) = -u(1) / D
+        ghost = u[-2] - 2 * h * u[-1] / D  # (ghost - u_{n-2}) / 2h = u_x(1) = -u(1) / D
         up = np.concatenate([u, [ghost]])
-        return D / retardation(v) * (up[2:] - 2 * v + up[:-2]) / h ** 2
+        return D / retardation(v) * (up[2:] - 2 * v + up[:-2]) / h**2
 
     m = n - 1
-    sol = solve_ivp(rhs, (0, float(t[-1])), np.asarray(u0, float)[1:], method="BDF", t_eval=t, rtol=1e-10,
-                    atol=1e-12, jac_sparsity=diags([np.ones(m - 1), np.ones(m), np.ones(m - 1)], [-1, 0, 1],
-                                                   shape=(m, m)))
+    sol = solve_ivp(
+        rhs,
+        (0, float(t[-1])),
+        np.asarray(u0, float)[1:],
+        method="BDF",
+        t_eval=t,
+        rtol=1e-10,
+        atol=1e-12,
+        jac_sparsity=diags([np.ones(m - 1), np.ones(m), np.ones(m - 1)], [-1, 0, 1], shape=(m, m)),
+    )
     if not sol.success:
         raise RuntimeError(f"diffusion-sorption truth: {sol.message}")
     return np.concatenate([np.ones((len(t), 1)), sol.y.T], 1)
@@ -86,22 +96,25 @@ def _right(x):
     return x[:, 0] > 0.5
 
 
-def problem(reference=None) -> "pl.Problem":
+def problem(reference=None) -> pl.Problem:
     """The one diffusion–sorption problem: the equation, u(0, t) = 1 ("left"), the outflow condition
     u(1, t) = -D u_x(1, t) ("right") and the initial condition :func:`initial`; ``reference``
     (points, values) gives its error metric (:func:`reference` computes it)."""
     return pl.Problem(
-        geometry=pl.geometry.Interval(0, 1), time=(0, T), pde=pde,
-        conditions=[pl.Dirichlet(1.0, on=_left, name="left"),
-                    pl.Operator(_outflow, on=_right, name="right"),
-                    pl.Initial(initial)],
-        reference=reference)
+        geometry=pl.geometry.Interval(0, 1),
+        time=(0, T),
+        pde=pde,
+        conditions=[
+            pl.Dirichlet(1.0, on=_left, name="left"),
+            pl.Operator(_outflow, on=_right, name="right"),
+            pl.Initial(initial),
+        ],
+        reference=reference,
+    )
 
 
 def _outflow(x, u):
     return u.value + D * u.d("x")
-
-
 
 
 class SorptionFamily(AbstractFamily):
@@ -109,7 +122,9 @@ class SorptionFamily(AbstractFamily):
 
     def __init__(self, nx: int = 64, nt: int = 32):
         self.nx, self.nt = positive_int("nx", nx), positive_int("nt", nt)
-        self.problem = problem()           # the equation and the boundary conditions (its Initial is replaced)
+        self.problem = (
+            problem()
+        )  # the equation and the boundary conditions (its Initial is replaced)
         self.extent = ((0.0, 1.0), (0.0, T))
 
     def shapes(self):
@@ -140,10 +155,14 @@ class SorptionFamily(AbstractFamily):
         return u[:, ::refine].T
 
     def generate(self, count, generator, device="cpu"):
-        rng = np.random.default_rng(int(torch.randint(2 ** 62, (1,), generator=generator)))
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
         params = [self.draw(rng) for _ in range(count)]
-        return {"u0": torch.as_tensor(np.stack([self.initial_values(p) for p in params]), device=device),
-                "u": torch.as_tensor(np.stack([self.truth(p) for p in params]), device=device)}
+        return {
+            "u0": torch.as_tensor(
+                np.stack([self.initial_values(p) for p in params]), device=device
+            ),
+            "u": torch.as_tensor(np.stack([self.truth(p) for p in params]), device=device),
+        }
 
     def __repr__(self):
         return f"SorptionFamily(nx={self.nx}, nt={self.nt})"

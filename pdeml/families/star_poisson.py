@@ -5,7 +5,8 @@ r"""WoS-NO's family: Poisson problems on random star-shaped domains.
 with :math:`\partial\Omega_c = \{r(\theta)(\cos\theta, \sin\theta)\}`,
 :math:`r(\theta) = 1 + c_1\cos 4\theta + c_2\cos 8\theta`, :math:`c \sim U(-0.2, 0.2)^2`;
 :math:`f(x) = \sum_{i=1}^2 \beta_i e^{-|x - \mu_i|^2}`, :math:`\mu_i, \beta_i \sim N(0, 1)`;
-:math:`g(\theta) = b_0 + \tfrac14(b_1\cos\theta + b_2\sin\theta + b_3\cos 2\theta + b_4\sin 2\theta)`,
+:math:`g(\theta) = b_0 + \tfrac14(b_1\cos\theta + b_2\sin\theta + b_3\cos 2\theta + b_4\sin
+2\theta)`,
 :math:`b \sim U(-1, 1)^5` (the setting of the WoS-NO paper).
 
 Each draw is a :class:`StarProblem`: its polygon geometry (the boundary sampled at ``vertices``
@@ -13,6 +14,7 @@ angles), its structured PDE (``pl.pde.Poisson``), its Dirichlet data, and a refe
 that is not walk-on-spheres: P2 finite elements (scikit-fem) on the unit disk's mesh mapped
 radially onto the star, whose own error is measured by refinement (tested).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,7 +51,9 @@ class StarProblem:
         lib = torch if isinstance(x, torch.Tensor) else np
         t = lib.arctan2(x[:, 1], x[:, 0])
         b = self.b
-        return b[0] + 0.25 * (b[1] * lib.cos(t) + b[2] * lib.sin(t) + b[3] * lib.cos(2 * t) + b[4] * lib.sin(2 * t))
+        return b[0] + 0.25 * (
+            b[1] * lib.cos(t) + b[2] * lib.sin(t) + b[3] * lib.cos(2 * t) + b[4] * lib.sin(2 * t)
+        )
 
     def geometry(self, vertices: int = 512) -> pl.geometry.Polygon:
         t = 2 * np.pi * np.arange(vertices) / vertices
@@ -57,35 +61,43 @@ class StarProblem:
         return pl.geometry.Polygon(np.stack([r * np.cos(t), r * np.sin(t)], 1))
 
     def problem(self, vertices: int = 512) -> pl.Problem:
-        return pl.Problem(geometry=self.geometry(vertices), pde=pl.pde.Poisson(source=self.source),
-                          conditions=[pl.Dirichlet(self.boundary)])
+        return pl.Problem(
+            geometry=self.geometry(vertices),
+            pde=pl.pde.Poisson(source=self.source),
+            conditions=[pl.Dirichlet(self.boundary)],
+        )
 
     def fem(self, refinements: int = 5):
         """The P2 finite-element solution: a function of points (N, 2) -> (N,) (numpy)."""
         from skfem import Basis, ElementTriP2, LinearForm, MeshTri, condense, solve
         from skfem.models.poisson import laplace
+
         refinements = positive_int("refinements", refinements)
         disk = MeshTri.init_circle(refinements)
         p = disk.p
         theta = np.arctan2(p[1], p[0])
-        mesh = MeshTri(p * self.radius(theta)[None], disk.t)          # radial map onto the star
+        mesh = MeshTri(p * self.radius(theta)[None], disk.t)  # radial map onto the star
         basis = Basis(mesh, ElementTriP2())
         A = laplace.assemble(basis)
 
         @LinearForm
         def load(v, w):
-            return self.source(np.stack([w.x[0], w.x[1]], -1).reshape(-1, 2)).reshape(w.x[0].shape) * v
+            return (
+                self.source(np.stack([w.x[0], w.x[1]], -1).reshape(-1, 2)).reshape(w.x[0].shape) * v
+            )
 
         rhs = load.assemble(basis)
         dofs = basis.get_dofs().all()
         locs = basis.doflocs[:, dofs].T
-        # the P2 edge-midpoint dofs of the boundary sit on chords: evaluate g by angle (exact on the star)
+        # the P2 edge-midpoint dofs of the boundary sit on chords: evaluate g by angle (exact on the
+        # star)
         u = np.zeros(basis.N)
         u[dofs] = self.boundary(locs)
         u = solve(*condense(A, rhs, x=u, D=dofs))
 
         # the mesh's boundary is the star's chords: a point of the star outside them (within the
-        # chords' sagitta, about 1e-4 here) is read where its ray meets the chord, an O(sagitta) move
+        # chords' sagitta, about 1e-4 here) is read where its ray meets the chord, an O(sagitta)
+        # move
         ring = np.unique(mesh.boundary_nodes())
         ring = ring[np.argsort(np.arctan2(mesh.p[1, ring], mesh.p[0, ring]))]
         va, vb = mesh.p[:, ring].T, np.roll(mesh.p[:, ring].T, -1, axis=0)
@@ -96,28 +108,39 @@ class StarProblem:
             t = np.arctan2(x[:, 1], x[:, 0])
             outside = np.linalg.norm(x, axis=1) > self.radius(t) * (1 + 1e-9)
             if outside.any():
-                fail("x", f"{int(outside.sum())} points outside the star (first {x[outside][0]})",
-                     "have no finite-element value", "pass points inside the domain")
-            k = (np.searchsorted(angles, t, side="right") - 1) % len(va)      # the chord below angle t
+                fail(
+                    "x",
+                    f"{int(outside.sum())} points outside the star (first {x[outside][0]})",
+                    "have no finite-element value",
+                    "pass points inside the domain",
+                )
+            k = (np.searchsorted(angles, t, side="right") - 1) % len(va)  # the chord below angle t
             a, b = va[k], vb[k]
             d = np.stack([np.cos(t), np.sin(t)], 1)
-            chord = (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) / (d[:, 0] * (b - a)[:, 1] - d[:, 1] * (b - a)[:, 0])
+            chord = (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) / (
+                d[:, 0] * (b - a)[:, 1] - d[:, 1] * (b - a)[:, 0]
+            )
             r = np.linalg.norm(x, axis=1)
             x = np.where((r > chord * (1 - 1e-9))[:, None], d * chord[:, None] * (1 - 1e-9), x)
             return basis.probes(x.T) @ u
+
         at.mesh = mesh
         return at
-
 
     def vector(self) -> np.ndarray:
         """The draw as 13 numbers (c, mu, beta, b), as a dataset stores it."""
         return np.concatenate([self.c, self.mu.ravel(), self.beta, self.b])
 
     @classmethod
-    def from_vector(cls, v) -> "StarProblem":
+    def from_vector(cls, v) -> StarProblem:
         v = np.asarray(v, dtype=float)
         if v.shape != (13,):
-            fail("v", v.shape, "is not a star draw's 13 numbers (c, mu, beta, b)", "pass StarProblem.vector()")
+            fail(
+                "v",
+                v.shape,
+                "is not a star draw's 13 numbers (c, mu, beta, b)",
+                "pass StarProblem.vector()",
+            )
         return cls(c=v[:2], mu=v[2:6].reshape(2, 2), beta=v[6:8], b=v[8:])
 
     def inside(self, x) -> np.ndarray:
@@ -129,7 +152,9 @@ class StarProblem:
 def draw(rng: np.random.Generator) -> StarProblem:
     """One draw of the family; its numbers are rounded to float32 (as a dataset stores them), so a
     draw and its stored copy are the same problem."""
-    v = np.concatenate([rng.uniform(-0.2, 0.2, 2), rng.normal(size=4), rng.normal(size=2), rng.uniform(-1, 1, 5)])
+    v = np.concatenate(
+        [rng.uniform(-0.2, 0.2, 2), rng.normal(size=4), rng.normal(size=2), rng.uniform(-1, 1, 5)]
+    )
     return StarProblem.from_vector(v.astype(np.float32).astype(float))
 
 
@@ -147,12 +172,15 @@ def grid_features(star: StarProblem, n: int, vertices: int = 1024) -> tuple[np.n
     """WoS-NO's per-point inputs on the grid, ``(3, n, n)``: g at the nearest boundary point, the
     signed distance to the boundary (positive inside), and f; and the inside mask ``(n, n)``."""
     from pdeml.solvers.wos import _closest_boundary
+
     x = torch.as_tensor(grid(n).reshape(-1, 2))
     geom = star.geometry(vertices)
     dist = -geom.sdf(x).reshape(-1)
     near = _closest_boundary(x, lambda y: -geom.sdf(y).reshape(-1))
     inside = star.inside(x.numpy())
-    dist = torch.where(torch.as_tensor(inside), dist.detach().abs(), -dist.detach().abs())  # the exact star's side
+    dist = torch.where(
+        torch.as_tensor(inside), dist.detach().abs(), -dist.detach().abs()
+    )  # the exact star's side
     feats = torch.stack([star.boundary(near), dist, star.source(x)])
     return feats.reshape(3, n, n).numpy(), inside.reshape(n, n)
 
@@ -164,7 +192,10 @@ class StarFamily(AbstractFamily):
     test draws' truth."""
 
     def __init__(self, n: int = 32, fem_refinements: int = 5):
-        self.n, self.fem_refinements = positive_int("n", n), positive_int("fem_refinements", fem_refinements)
+        self.n, self.fem_refinements = (
+            positive_int("n", n),
+            positive_int("fem_refinements", fem_refinements),
+        )
 
     def shapes(self):
         n = self.n
@@ -201,17 +232,25 @@ class StarFamily(AbstractFamily):
         c, b = params[:, :2, None], params[:, 8:, None]
         r = 1 + c[:, 0] * torch.cos(4 * t) + c[:, 1] * torch.cos(8 * t)
         x = torch.stack([r * torch.cos(t), r * torch.sin(t)], -1)
-        g = b[:, 0] + 0.25 * (b[:, 1] * torch.cos(t) + b[:, 2] * torch.sin(t) + b[:, 3] * torch.cos(2 * t)
-                              + b[:, 4] * torch.sin(2 * t))
+        g = b[:, 0] + 0.25 * (
+            b[:, 1] * torch.cos(t)
+            + b[:, 2] * torch.sin(t)
+            + b[:, 3] * torch.cos(2 * t)
+            + b[:, 4] * torch.sin(2 * t)
+        )
         return x, g
 
     def sample(self, star: StarProblem) -> dict[str, np.ndarray]:
         feats, inside = self.features(star)
-        return {"features": feats, "inside": inside.astype(float), "u": self.truth(star, inside),
-                "params": star.vector()}
+        return {
+            "features": feats,
+            "inside": inside.astype(float),
+            "u": self.truth(star, inside),
+            "params": star.vector(),
+        }
 
     def generate(self, count, generator, device="cpu"):
-        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
         samples = [self.sample(draw(rng)) for _ in range(positive_int("count", count))]
         return {k: torch.as_tensor(np.stack([s[k] for s in samples])) for k in self.shapes()}
 
@@ -219,7 +258,9 @@ class StarFamily(AbstractFamily):
         return f"StarFamily(n={self.n}, fem_refinements={self.fem_refinements})"
 
 
-def interior_points(star: StarProblem, n: int, rng: np.random.Generator, margin: float = 0.02) -> np.ndarray:
+def interior_points(
+    star: StarProblem, n: int, rng: np.random.Generator, margin: float = 0.02
+) -> np.ndarray:
     """``n`` points uniform in the star, at least ``margin`` (relative radius) from the boundary."""
     out = []
     while sum(len(o) for o in out) < n:

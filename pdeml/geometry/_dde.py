@@ -7,6 +7,7 @@ the import, swallow the banner, and restore the caller's environment and torch d
 Sampling uses numpy's global RNG inside deepxde; :func:`seeded` confines that to a block
 seeded from a caller-owned ``numpy.random.Generator`` and restores the global state after.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,10 @@ def dde():
         os.environ["DDE_BACKEND"] = "pytorch"
         os.environ.pop("DDEBACKEND", None)
         try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
                 mod = importlib.import_module("deepxde.geometry")
         finally:
             for k, v in saved.items():

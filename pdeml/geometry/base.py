@@ -1,7 +1,9 @@
 """The geometry contract: inside tests, normals, sampling (from deepxde) and a torch SDF."""
+
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,8 +13,14 @@ from ._dde import seeded
 
 #: Sampling methods for interior and boundary points. ``random`` is pseudo-random, ``uniform``
 #: an (approximately) equispaced set, the others quasi-random sequences.
-METHODS = {"random": "pseudo", "uniform": "uniform", "sobol": "Sobol", "halton": "Halton",
-           "lhs": "LHS", "hammersley": "Hammersley"}
+METHODS = {
+    "random": "pseudo",
+    "uniform": "uniform",
+    "sobol": "Sobol",
+    "halton": "Halton",
+    "lhs": "LHS",
+    "hammersley": "Hammersley",
+}
 
 
 def _np(x) -> np.ndarray:
@@ -33,7 +41,7 @@ class AbstractGeometry(abc.ABC):
 
     dim: int
     sdf_exact: bool = True
-    _dde: object
+    _dde: Any  # the deepxde geometry behind the queries
 
     @abc.abstractmethod
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,7 +51,9 @@ class AbstractGeometry(abc.ABC):
     @property
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self._dde.bbox
-        return np.asarray(lo, dtype=float).reshape(self.dim), np.asarray(hi, dtype=float).reshape(self.dim)
+        return np.asarray(lo, dtype=float).reshape(self.dim), np.asarray(hi, dtype=float).reshape(
+            self.dim
+        )
 
     def inside(self, x) -> np.ndarray:
         """Bool mask (N,): points inside or on the boundary."""
@@ -63,17 +73,21 @@ class AbstractGeometry(abc.ABC):
     def smooth_distance(self, x: torch.Tensor) -> torch.Tensor:
         """A distance-like factor (N, 1), zero on the boundary and positive inside, for hard
         constraints. Default ``-sdf`` (CSG, ellipses); boxes, balls and polygons override it with
-        smooth approximate distance functions, because the kinks of ``min``-based SDFs along the medial axis put
+        smooth approximate distance functions, because the kinks of ``min``-based SDFs along the
+        medial axis put
         spurious jumps into the second derivatives a PDE residual sees."""
         return self.distance(x)
 
     def smooth_distance_jet(self, jet):
         """Taylor-mode jet of :meth:`smooth_distance` (generic nested-jvp rule; balls are exact)."""
         from ..derivatives import jets as J
+
         return J.function_jet(self.smooth_distance, [jet])
 
     # ---------------------------------------------------------------- sampling
-    def sample_interior(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
+    def sample_interior(
+        self, n: int, rng: np.random.Generator, method: str = "random"
+    ) -> np.ndarray:
         """``n`` points inside the domain, shape (n, dim), float64."""
         n = positive_int("n", n)
         m = self._method(method)
@@ -84,7 +98,9 @@ class AbstractGeometry(abc.ABC):
                 x = self._dde.random_points(n, random=m)
         return np.asarray(x, dtype=float)
 
-    def sample_boundary(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
+    def sample_boundary(
+        self, n: int, rng: np.random.Generator, method: str = "random"
+    ) -> np.ndarray:
         """``n`` points on the boundary, shape (n, dim), float64."""
         n = positive_int("n", n)
         m = self._method(method)
@@ -98,14 +114,17 @@ class AbstractGeometry(abc.ABC):
     # --------------------------------------------------------------------- CSG
     def __or__(self, other):
         from .csg import Union
+
         return Union(self, other)
 
     def __and__(self, other):
         from .csg import Intersection
+
         return Intersection(self, other)
 
     def __sub__(self, other):
         from .csg import Difference
+
         return Difference(self, other)
 
     # ----------------------------------------------------------------- helpers
@@ -117,8 +136,12 @@ class AbstractGeometry(abc.ABC):
     def _check_points(self, x) -> np.ndarray:
         x = _np(x)
         if x.ndim != 2 or x.shape[1] != self.dim:
-            fail("x", f"array of shape {x.shape}", f"does not hold {self.dim}-D points",
-                 f"pass an array of shape (N, {self.dim})")
+            fail(
+                "x",
+                f"array of shape {x.shape}",
+                f"does not hold {self.dim}-D points",
+                f"pass an array of shape (N, {self.dim})",
+            )
         return x
 
     def __repr__(self):

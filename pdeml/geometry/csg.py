@@ -7,6 +7,7 @@ zero set and sign, and :math:`|{\rm sdf}|` is a **lower bound** of the true dist
 CSG tree of pdeml primitives gives a conservative distance: safe for walk-on-spheres steps and
 a valid (if not unit-gradient) factor for hard constraints.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,19 @@ from .base import AbstractGeometry
 def _pair(a, b, op):
     for name, g in (("a", a), ("b", b)):
         if not isinstance(g, AbstractGeometry):
-            fail(name, g, f"is not a pdeml geometry (needed by {op})", "build both from pdeml.geometry")
+            fail(
+                name,
+                g,
+                f"is not a pdeml geometry (needed by {op})",
+                "build both from pdeml.geometry",
+            )
     if a.dim != b.dim:
-        fail("b.dim", b.dim, f"differs from a.dim={a.dim} in {op}", "combine geometries of one dimension")
+        fail(
+            "b.dim",
+            b.dim,
+            f"differs from a.dim={a.dim} in {op}",
+            "combine geometries of one dimension",
+        )
 
 
 class _Binary(AbstractGeometry):
@@ -45,13 +56,20 @@ def _check_not_empty(g, probes: int = 20_000):
     inside = 0
     if np.all(hi > lo):
         from scipy.stats import qmc
+
         x = lo + (hi - lo) * qmc.Halton(g.dim, scramble=False).random(probes)
         inside = int(g.inside(x).sum())
     if inside == 0:
-        fail(type(g).__name__, f"of a {type(g.a).__name__} and a {type(g.b).__name__}",
-             "is empty (or thinner than 1/20000 of its bounding box: no point could be sampled in it)",
-             "check the operands' positions: an intersection of disjoint shapes, or a difference that "
-             "removes everything, has no points", ValueError)
+        fail(
+            type(g).__name__,
+            f"of a {type(g.a).__name__} and a {type(g.b).__name__}",
+            "is empty (or thinner than 1/20000 of its bounding box: no point could be sampled in "
+            "it)",
+            "check the operands' positions: an intersection of disjoint shapes, or a difference "
+            "that "
+            "removes everything, has no points",
+            ValueError,
+        )
 
 
 class Union(_Binary):

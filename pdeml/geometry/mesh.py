@@ -14,6 +14,7 @@ Example:
     >>> geom = pl.geometry.Mesh("part.stl")
     >>> geom.sdf(torch.zeros(1, 3))             # < 0 inside
 """
+
 from __future__ import annotations
 
 import math
@@ -25,23 +26,29 @@ import torch
 from .._validate import fail, positive_int
 from .base import AbstractGeometry
 
-_CHUNK = 2 ** 22          # point-triangle pairs per chunk
+_CHUNK = 2**22  # point-triangle pairs per chunk
 
 
 def read_cells(path, cell_type: str, fix: str):
     """``(points (V, 3), cells (F, k))`` of every ``cell_type`` cell in a mesh file meshio reads;
     a missing or unreadable file, or one without such cells, is an error that says ``fix``."""
     import meshio
+
     path = Path(path)
     if not path.is_file():
         fail("path", str(path), "does not exist", fix, FileNotFoundError)
     try:
         m = meshio.read(path)
-    except Exception as e:               # meshio raises many kinds for unreadable files
+    except Exception as e:  # meshio raises many kinds for unreadable files
         fail("path", str(path), f"is not a mesh meshio can read ({e})", fix)
     cells = [c.data for c in m.cells if c.type == cell_type]
     if not cells:
-        fail("path", str(path), f"has no {cell_type}s (cells: {sorted({c.type for c in m.cells})})", fix)
+        fail(
+            "path",
+            str(path),
+            f"has no {cell_type}s (cells: {sorted({c.type for c in m.cells})})",
+            fix,
+        )
     return np.asarray(m.points, dtype=float)[:, :3], np.concatenate(cells).astype(np.int64)
 
 
@@ -50,8 +57,8 @@ def _point_triangle_distance(p, a, b, c):
     ab, ac = b - a, c - a
     n = torch.cross(ab, ac, dim=-1)
     nn = (n * n).sum(-1).clamp_min(torch.finfo(p.dtype).tiny)
-    ap = p[:, None, :] - a[None]                                           # (N, M, 3)
-    height = (ap * n[None]).sum(-1) / nn.sqrt()                            # signed distance to the plane
+    ap = p[:, None, :] - a[None]  # (N, M, 3)
+    height = (ap * n[None]).sum(-1) / nn.sqrt()  # signed distance to the plane
     # barycentric coordinates of the projection
     foot = ap - (height / nn.sqrt())[..., None] * n[None]
     v = (torch.cross(foot, ac[None].expand_as(foot), dim=-1) * n[None]).sum(-1) / nn
@@ -60,7 +67,9 @@ def _point_triangle_distance(p, a, b, c):
 
     def segment(q0, q1):
         d = q1 - q0
-        t = ((p[:, None, :] - q0[None]) * d[None]).sum(-1) / (d * d).sum(-1).clamp_min(torch.finfo(p.dtype).tiny)
+        t = ((p[:, None, :] - q0[None]) * d[None]).sum(-1) / (d * d).sum(-1).clamp_min(
+            torch.finfo(p.dtype).tiny
+        )
         closest = q0[None] + t.clamp(0, 1)[..., None] * d[None]
         return (p[:, None, :] - closest).norm(dim=-1)
 
@@ -69,7 +78,8 @@ def _point_triangle_distance(p, a, b, c):
 
 
 def _winding(p, a, b, c):
-    """Generalized winding number (N,) of points p about the triangles (sum of solid angles / 4π)."""
+    """Generalized winding number (N,) of points p about the triangles (sum of solid angles /
+    4π)."""
     ra, rb, rc = a[None] - p[:, None], b[None] - p[:, None], c[None] - p[:, None]
     la, lb, lc = ra.norm(dim=-1), rb.norm(dim=-1), rc.norm(dim=-1)
     det = (ra * torch.cross(rb, rc, dim=-1)).sum(-1)
@@ -89,24 +99,40 @@ class Mesh(AbstractGeometry):
 
     def __init__(self, path=None, *, points=None, triangles=None):
         if path is not None:
-            points, triangles = read_cells(path, "triangle", "pass a triangulated closed surface (STL, OBJ, VTK); "
-                                           "2-D outlines: pl.geometry.Polygon.read(path)")
+            points, triangles = read_cells(
+                path,
+                "triangle",
+                "pass a triangulated closed surface (STL, OBJ, VTK); "
+                "2-D outlines: pl.geometry.Polygon.read(path)",
+            )
         elif points is None or triangles is None:
-            fail("path", None, "is missing (and points/triangles are not both given)",
-                 'pass pl.geometry.Mesh("part.stl") or Mesh(points=..., triangles=...)')
+            fail(
+                "path",
+                None,
+                "is missing (and points/triangles are not both given)",
+                'pass pl.geometry.Mesh("part.stl") or Mesh(points=..., triangles=...)',
+            )
         pts, tri = np.asarray(points, dtype=float), np.asarray(triangles, dtype=np.int64)
         if pts.ndim != 2 or pts.shape[1] != 3 or tri.ndim != 2 or tri.shape[1] != 3 or len(tri) < 4:
-            fail("mesh", f"points {pts.shape}, triangles {tri.shape}", "is not a closed 3-D triangle surface",
-                 "pass (V, 3) points and (F >= 4, 3) triangles")
+            fail(
+                "mesh",
+                f"points {pts.shape}, triangles {tri.shape}",
+                "is not a closed 3-D triangle surface",
+                "pass (V, 3) points and (F >= 4, 3) triangles",
+            )
         if tri.min() < 0 or tri.max() >= len(pts):
-            fail("triangles", f"indices {tri.min()}..{tri.max()}", f"address points outside 0..{len(pts) - 1}",
-                 "index the points array")
+            fail(
+                "triangles",
+                f"indices {tri.min()}..{tri.max()}",
+                f"address points outside 0..{len(pts) - 1}",
+                "index the points array",
+            )
         a, b, c = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
         cross = np.cross(b - a, c - a)
         volume = float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6)
         if abs(volume) < 1e-14:
             fail("mesh", f"{len(tri)} triangles", "enclose no volume", "pass a closed surface")
-        if volume < 0:                                   # make the normals point outward
+        if volume < 0:  # make the normals point outward
             tri, cross = tri[:, [0, 2, 1]], -cross
         self.points, self.triangles = pts, tri
         self.areas = 0.5 * np.linalg.norm(cross, axis=1)
@@ -122,7 +148,11 @@ class Mesh(AbstractGeometry):
 
     def _chunks(self, x, fn):
         per = max(1, _CHUNK // len(self.triangles))
-        return torch.cat([fn(x[i:i + per]) for i in range(0, len(x), per)]) if len(x) else x.new_zeros(0)
+        return (
+            torch.cat([fn(x[i : i + per]) for i in range(0, len(x), per)])
+            if len(x)
+            else x.new_zeros(0)
+        )
 
     def unsigned_distance(self, x: torch.Tensor) -> torch.Tensor:
         """Exact distance (N,) from each row of ``x`` to the surface."""
@@ -152,7 +182,9 @@ class Mesh(AbstractGeometry):
 
     def inside(self, x) -> np.ndarray:
         x = torch.as_tensor(self._check_points(x), dtype=torch.float64)
-        return ((self.winding_number(x) > 0.5) | (self.unsigned_distance(x) <= 1e-9 * self._scale())).numpy()
+        return (
+            (self.winding_number(x) > 0.5) | (self.unsigned_distance(x) <= 1e-9 * self._scale())
+        ).numpy()
 
     def on_boundary(self, x) -> np.ndarray:
         x = torch.as_tensor(self._check_points(x), dtype=torch.float64)
@@ -166,7 +198,9 @@ class Mesh(AbstractGeometry):
         return self.normals[nearest.numpy()]
 
     # ------------------------------------------------------------------ sampling
-    def sample_boundary(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
+    def sample_boundary(
+        self, n: int, rng: np.random.Generator, method: str = "random"
+    ) -> np.ndarray:
         """Points uniform on the surface: a triangle by area, then uniform in it."""
         n = positive_int("n", n)
         self._random_only(method)
@@ -175,7 +209,9 @@ class Mesh(AbstractGeometry):
         a, b, c = (self.points[self.triangles[t, k]] for k in range(3))
         return (1 - r1)[:, None] * a + (r1 * (1 - r2))[:, None] * b + (r1 * r2)[:, None] * c
 
-    def sample_interior(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
+    def sample_interior(
+        self, n: int, rng: np.random.Generator, method: str = "random"
+    ) -> np.ndarray:
         """Points uniform inside: rejection from the bounding box."""
         n = positive_int("n", n)
         self._random_only(method)
@@ -192,8 +228,12 @@ class Mesh(AbstractGeometry):
 
     def _random_only(self, method):
         if method != "random":
-            fail("method", method, "is not available on a mesh geometry (random sampling only so far)",
-                 'use method="random" (pass --sampler uniform)')
+            fail(
+                "method",
+                method,
+                "is not available on a mesh geometry (random sampling only so far)",
+                'use method="random" (pass --sampler uniform)',
+            )
 
     def __repr__(self):
         src = self.path or "arrays"

@@ -1,4 +1,5 @@
 """Geometric primitives: deepxde objects for sampling, exact (or bounding) SDFs in torch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,14 +21,15 @@ def _tensor(geom, name: str, like: torch.Tensor) -> torch.Tensor:
     before any eager evaluation builds the tensor from a list: a numpy array converted inside
     the graph trips torch.func's gradient transform (a guard failure in torch 2.13)."""
     key = (name, like.dtype, like.device)
-    out = geom.__dict__.get("_tensors", {}).get(key)     # a read: no mutation for Dynamo to replay
+    out = geom.__dict__.get("_tensors", {}).get(key)  # a read: no mutation for Dynamo to replay
     if out is not None:
         return out
     if torch.compiler.is_compiling():
         return torch.tensor(getattr(geom, name).tolist(), dtype=like.dtype, device=like.device)
     with torch._C._DisableFuncTorch():
         out = geom.__dict__.setdefault("_tensors", {})[key] = torch.as_tensor(
-            getattr(geom, name), dtype=like.dtype, device=like.device)
+            getattr(geom, name), dtype=like.dtype, device=like.device
+        )
     return out
 
 
@@ -48,19 +50,21 @@ def _box_adf(x, lo, hi):
 
 def _ball_adf(x, c, radius):
     """Smooth distance of a ball, (R^2 - |x-c|^2) / 2R: unit normal derivative on the sphere."""
-    return ((radius**2 - (x - c).pow(2).sum(dim=1, keepdim=True)) / (2 * radius))
+    return (radius**2 - (x - c).pow(2).sum(dim=1, keepdim=True)) / (2 * radius)
 
 
 def _polygon_sdf(x, v):
     """Exact SDF of a simple polygon: distance to the nearest edge, sign from crossings."""
-    a, b = v, torch.roll(v, -1, dims=0)                      # edges a -> b, (M, 2)
+    a, b = v, torch.roll(v, -1, dims=0)  # edges a -> b, (M, 2)
     e = b - a
-    w = x[:, None, :] - a[None]                               # (N, M, 2)
+    w = x[:, None, :] - a[None]  # (N, M, 2)
     t = ((w * e).sum(-1) / (e * e).sum(-1)).clamp(0, 1)
     dist = (w - t[..., None] * e).norm(dim=-1).min(dim=1).values
     py = x[:, 1:2]
     crosses = (a[:, 1] > py) != (b[:, 1] > py)
-    x_at = a[:, 0] + (py - a[:, 1]) * e[:, 0] / torch.where(e[:, 1] == 0, torch.ones_like(e[:, 1]), e[:, 1])
+    x_at = a[:, 0] + (py - a[:, 1]) * e[:, 0] / torch.where(
+        e[:, 1] == 0, torch.ones_like(e[:, 1]), e[:, 1]
+    )
     inside = ((crosses & (x[:, 0:1] < x_at)).sum(dim=1) % 2) == 1
     return torch.where(inside, -dist, dist)
 
@@ -88,11 +92,19 @@ def _polygon_adf(x, v, m: float = 1.0):
 def _box_args(name_lo, lo, name_hi, hi, dim=None):
     lo, hi = finite_array(name_lo, lo).reshape(-1), finite_array(name_hi, hi).reshape(-1)
     if lo.shape != hi.shape or (dim is not None and lo.size != dim):
-        fail(f"({name_lo}, {name_hi})", (lo.tolist(), hi.tolist()), "have mismatched lengths",
-             f"give both as sequences of {dim or lo.size} numbers")
+        fail(
+            f"({name_lo}, {name_hi})",
+            (lo.tolist(), hi.tolist()),
+            "have mismatched lengths",
+            f"give both as sequences of {dim or lo.size} numbers",
+        )
     if not np.all(hi > lo):
-        fail(name_hi, hi.tolist(), f"must be greater than {name_lo}={lo.tolist()} in every coordinate",
-             "swap the corners or widen the box")
+        fail(
+            name_hi,
+            hi.tolist(),
+            f"must be greater than {name_lo}={lo.tolist()} in every coordinate",
+            "swap the corners or widen the box",
+        )
     return lo, hi
 
 
@@ -101,10 +113,10 @@ class _Box(AbstractGeometry):
     smooth distance."""
 
     def sdf(self, x):
-        return _box_sdf(x, _tensor(self, 'lo', x), _tensor(self, 'hi', x))
+        return _box_sdf(x, _tensor(self, "lo", x), _tensor(self, "hi", x))
 
     def smooth_distance(self, x):
-        return _box_adf(x, _tensor(self, 'lo', x), _tensor(self, 'hi', x))
+        return _box_adf(x, _tensor(self, "lo", x), _tensor(self, "hi", x))
 
     def smooth_distance_jet(self, jet):
         r"""Exact jet of :math:`\prod_i (x_i - l_i)(h_i - x_i)/(h_i - l_i)`: each factor the
@@ -112,11 +124,15 @@ class _Box(AbstractGeometry):
         tangents stay lookups). Without it the hard constraint took the nested-jvp fallback,
         which torch.compile cannot trace."""
         from ..derivatives import jets as J
-        lo, hi = _tensor(self, 'lo', jet.c[0]), _tensor(self, 'hi', jet.c[0])
+
+        lo, hi = _tensor(self, "lo", jet.c[0]), _tensor(self, "hi", jet.c[0])
         out = None
         for i in range(self.dim):
             t = J.select(jet, i)
-            q = J.scale(J.multiply(J.shift(t, -lo[i]), J.shift(J.scale(t, -1.0), hi[i])), 1 / (hi[i] - lo[i]))
+            q = J.scale(
+                J.multiply(J.shift(t, -lo[i]), J.shift(J.scale(t, -1.0), hi[i])),
+                1 / (hi[i] - lo[i]),
+            )
             out = q if out is None else J.multiply(out, q)
         return out
 
@@ -171,19 +187,23 @@ class _Ball(AbstractGeometry):
     """Shared by the balls: exact SDF, the quadratic smooth distance and its exact jet."""
 
     def sdf(self, x):
-        return _ball_sdf(x, _tensor(self, 'center', x), self.radius)
+        return _ball_sdf(x, _tensor(self, "center", x), self.radius)
 
     def smooth_distance(self, x):
-        return _ball_adf(x, _tensor(self, 'center', x), self.radius)
+        return _ball_adf(x, _tensor(self, "center", x), self.radius)
 
     def smooth_distance_jet(self, jet):
-        r"""Exact jet of :math:`(R^2 - \lVert x - c\rVert^2) / 2R` (one-hot tangents stay lookups)."""
+        r"""Exact jet of :math:`(R^2 - \lVert x - c\rVert^2) / 2R` (one-hot tangents stay
+        lookups)."""
         from ..derivatives import jets as J
-        c = _tensor(self, 'center', jet.c[0])
+
+        c = _tensor(self, "center", jet.c[0])
         q = J.sq_norm(jet, c)
         R = self.radius
-        return J.Jet([(R * R - q.c[0]) / (2 * R)] + [None if h is None else -h / (2 * R) for h in q.c[1:]],
-                     jet.weights)
+        return J.Jet(
+            [(R * R - q.c[0]) / (2 * R)] + [None if h is None else -h / (2 * R) for h in q.c[1:]],
+            jet.weights,
+        )
 
 
 class Disk(_Ball):
@@ -212,12 +232,15 @@ class Hypersphere(_Ball):
         self.dim = self.center.size
         self._dde = dde().Hypersphere(self.center.tolist(), self.radius)
 
-    def sample_interior(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
+    def sample_interior(
+        self, n: int, rng: np.random.Generator, method: str = "random"
+    ) -> np.ndarray:
         r"""``n`` points inside the ball, shape (n, dim), float64. ``"random"`` is drawn here, the
         other methods by deepxde.
 
         Uniform in the ball: a direction :math:`g/\lVert g\rVert` with :math:`g \sim N(0, I_D)`, at
-        radius :math:`R\,u^{1/D}` with :math:`u \sim U(0, 1)`, so that :math:`P(\lVert x - c\rVert \le r) = (r/R)^D`
+        radius :math:`R\,u^{1/D}` with :math:`u \sim U(0, 1)`, so that :math:`P(\lVert x - c\rVert
+        \le r) = (r/R)^D`
         (deepxde's algorithm). The normals come from torch's float32 generator, seeded from
         ``rng``: deepxde draws them with numpy's legacy polar method, 1.2 ms for 100 points at
         D = 1000, most of a compiled STDE step's sampling (0.3 ms here). A direction needs no
@@ -225,10 +248,12 @@ class Hypersphere(_Ball):
         if self._method(method) != "pseudo":
             return super().sample_interior(n, rng, method)
         n = positive_int("n", n)
-        gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 63 - 1)))
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
         g = torch.randn(n, self.dim, generator=gen).double()
         u = torch.rand(n, 1, generator=gen, dtype=torch.float64)
-        x = g * (self.radius * u ** (1 / self.dim) / torch.linalg.vector_norm(g, dim=1, keepdim=True))
+        x = g * (
+            self.radius * u ** (1 / self.dim) / torch.linalg.vector_norm(g, dim=1, keepdim=True)
+        )
         return x.numpy() + self.center
 
 
@@ -246,16 +271,20 @@ class Ellipse(AbstractGeometry):
         self.center = finite_array("center", center).reshape(2)
         a, b = finite_scalar("semimajor", semimajor), finite_scalar("semiminor", semiminor)
         if not a >= b > 0:
-            fail("(semimajor, semiminor)", (a, b), "must satisfy semimajor >= semiminor > 0",
-                 "pass positive semi-axes, the larger first")
+            fail(
+                "(semimajor, semiminor)",
+                (a, b),
+                "must satisfy semimajor >= semiminor > 0",
+                "pass positive semi-axes, the larger first",
+            )
         self.a, self.b, self.angle, self.dim = a, b, finite_scalar("angle", angle), 2
         self._dde = dde().Ellipse(self.center.tolist(), a, b, self.angle)
 
     def sdf(self, x):
-        c = _tensor(self, 'center', x)
+        c = _tensor(self, "center", x)
         cs, sn = float(np.cos(self.angle)), float(np.sin(self.angle))
         d = x - c
-        u = (cs * d[:, 0] - sn * d[:, 1]) / self.a   # deepxde: positive angle turns clockwise
+        u = (cs * d[:, 0] - sn * d[:, 1]) / self.a  # deepxde: positive angle turns clockwise
         v = (sn * d[:, 0] + cs * d[:, 1]) / self.b
         return self.b * (torch.sqrt(u * u + v * v) - 1)
 
@@ -266,31 +295,42 @@ class Polygon(AbstractGeometry):
     def __init__(self, vertices):
         v = finite_array("vertices", vertices)
         if v.ndim != 2 or v.shape[1] != 2 or v.shape[0] < 3:
-            fail("vertices", vertices, "must be a list of at least 3 (x, y) pairs",
-                 "pass e.g. [(0, 0), (1, 0), (0, 1)]")
+            fail(
+                "vertices",
+                vertices,
+                "must be a list of at least 3 (x, y) pairs",
+                "pass e.g. [(0, 0), (1, 0), (0, 1)]",
+            )
         self.vertices, self.dim = v, 2
         self._dde = dde().Polygon(v.tolist()) if v.shape[0] > 3 else dde().Triangle(*v.tolist())
 
     def sdf(self, x):
-        return _polygon_sdf(x, _tensor(self, 'vertices', x))
+        return _polygon_sdf(x, _tensor(self, "vertices", x))
 
     def smooth_distance(self, x):
-        return _polygon_adf(x, _tensor(self, 'vertices', x))
+        return _polygon_adf(x, _tensor(self, "vertices", x))
 
     @classmethod
-    def read(cls, path) -> "Polygon":
+    def read(cls, path) -> Polygon:
         """The polygon bounded by the closed loop of line cells in a mesh file (VTK, VTU, ...
         via meshio; z is dropped): a 2-D domain from a file, as :class:`pdeml.geometry.Mesh` is
         a 3-D one."""
         from .mesh import read_cells
-        points, edges = read_cells(path, "line", "pass a closed polyline (3-D surfaces: pl.geometry.Mesh(path))")
-        nxt = {}
+
+        points, edges = read_cells(
+            path, "line", "pass a closed polyline (3-D surfaces: pl.geometry.Mesh(path))"
+        )
+        nxt: dict[int, list[int]] = {}
         for a, b in edges:
             nxt.setdefault(int(a), []).append(int(b))
             nxt.setdefault(int(b), []).append(int(a))
         if any(len(v) != 2 for v in nxt.values()):
-            fail("path", str(path), "is not one closed loop (a vertex has other than two lines)",
-                 "pass a single closed polyline")
+            fail(
+                "path",
+                str(path),
+                "is not one closed loop (a vertex has other than two lines)",
+                "pass a single closed polyline",
+            )
         start = int(edges[0, 0])
         loop, prev, cur = [start], None, start
         while True:
@@ -301,8 +341,12 @@ class Polygon(AbstractGeometry):
             loop.append(step)
             prev, cur = cur, step
         if len(loop) != len(nxt):
-            fail("path", str(path), f"holds {len(nxt) - len(loop)} vertices outside the first loop",
-                 "pass one closed loop (holes: subtract polygons)")
+            fail(
+                "path",
+                str(path),
+                f"holds {len(nxt) - len(loop)} vertices outside the first loop",
+                "pass one closed loop (holes: subtract polygons)",
+            )
         return cls(points[loop, :2])
 
 
@@ -320,7 +364,7 @@ class Triangle(AbstractGeometry):
         self._dde = dde().Triangle(*v.tolist())
 
     def sdf(self, x):
-        return _polygon_sdf(x, _tensor(self, 'vertices', x))
+        return _polygon_sdf(x, _tensor(self, "vertices", x))
 
     def smooth_distance(self, x):
-        return _polygon_adf(x, _tensor(self, 'vertices', x))
+        return _polygon_adf(x, _tensor(self, "vertices", x))

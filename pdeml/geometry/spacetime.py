@@ -1,4 +1,5 @@
 """Space x time cylinders ``geometry x [t0, t1]``; inputs are (space..., t)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,7 +44,9 @@ class SpaceTime(AbstractGeometry):
     def smooth_distance(self, x: torch.Tensor) -> torch.Tensor:
         return self.space.smooth_distance(x[:, :-1])
 
-    def sample_initial(self, n: int, rng: np.random.Generator, method: str = "random") -> np.ndarray:
+    def sample_initial(
+        self, n: int, rng: np.random.Generator, method: str = "random"
+    ) -> np.ndarray:
         """``n`` points of the spatial domain at ``t = t0``."""
         n = positive_int("n", n)
         x = self.space.sample_interior(n, rng, method)

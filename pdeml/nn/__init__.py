@@ -1,5 +1,14 @@
 """Network building blocks."""
+
 from .constraints import HardDirichlet, OutputTransform
 from .mlp import ACTIVATIONS, MLP, FourierFeatures, PeriodicFeatures, Sin
 
-__all__ = ["MLP", "FourierFeatures", "PeriodicFeatures", "Sin", "ACTIVATIONS", "HardDirichlet", "OutputTransform"]
+__all__ = [
+    "MLP",
+    "FourierFeatures",
+    "PeriodicFeatures",
+    "Sin",
+    "ACTIVATIONS",
+    "HardDirichlet",
+    "OutputTransform",
+]

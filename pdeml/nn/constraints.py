@@ -2,10 +2,12 @@ r"""Hard constraints as output transforms.
 
 Hard Dirichlet: :math:`u(x) = g(x) + \frac{\phi(x)}{\phi_{\max}}\, N(x)` with
 :math:`\phi \ge 0` the geometry's ``smooth_distance`` (``-sdf``, or for polygons a smooth
-approximate distance function): zero exactly on the boundary, so :math:`u = g` there whatever the network :math:`N` does. See Sukumar &
+approximate distance function): zero exactly on the boundary, so :math:`u = g` there whatever the
+network :math:`N` does. See Sukumar &
 Srivastava, "Exact imposition of boundary conditions with distance functions in
 physics-informed deep neural networks", CMAME 2022. ``g`` must be defined in the whole domain.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,21 +27,27 @@ class HardDirichlet(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         phi = self.domain.smooth_distance(x) / self.scale
         if callable(self.value):
-            g = column("Dirichlet(value) (hard)", self.value(x), x.shape[0], finite=False).to(y.dtype)
+            g = column("Dirichlet(value) (hard)", self.value(x), x.shape[0], finite=False).to(
+                y.dtype
+            )
         else:
             g = self.value
         c = self.component
-        col = g + phi * y[:, c:c + 1]
+        col = g + phi * y[:, c : c + 1]
         if y.shape[1] == 1:
             return col
-        return torch.cat([y[:, :c], col, y[:, c + 1:]], dim=1)
+        return torch.cat([y[:, :c], col, y[:, c + 1 :]], dim=1)
 
     def jet(self, x: J.Jet, y: J.Jet) -> J.Jet:
         """Taylor-mode rule: Leibniz on phi * N plus the jet of g."""
         phi = J.scale(self.domain.smooth_distance_jet(x), 1.0 / self.scale)
         if callable(self.value):
-            g = J.function_jet(lambda p: column("Dirichlet(value) (hard)", self.value(p), p.shape[0],
-                                                finite=False).to(p.dtype), [x])
+            g = J.function_jet(
+                lambda p: column(
+                    "Dirichlet(value) (hard)", self.value(p), p.shape[0], finite=False
+                ).to(p.dtype),
+                [x],
+            )
         else:
             g = J.constant(torch.full_like(y.c[0][:, :1], float(self.value)), y)
         c = self.component
@@ -67,9 +75,13 @@ class OutputTransform(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self.fn(x, y)
         if not isinstance(out, torch.Tensor) or out.shape != y.shape:
-            fail("transform", getattr(self.fn, "__name__", self.fn),
-                 f"returned {getattr(out, 'shape', type(out).__name__)}, not the network's shape "
-                 f"{tuple(y.shape)}", "return a tensor shaped like y, e.g. g(x) + phi(x) * y")
+            fail(
+                "transform",
+                getattr(self.fn, "__name__", self.fn),
+                f"returned {getattr(out, 'shape', type(out).__name__)}, not the network's shape "
+                f"{tuple(y.shape)}",
+                "return a tensor shaped like y, e.g. g(x) + phi(x) * y",
+            )
         return out
 
     def jet(self, x: J.Jet, y: J.Jet) -> J.Jet:

@@ -1,4 +1,5 @@
 """Multilayer perceptrons for PINNs, with optional random Fourier-feature inputs."""
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,8 @@ ACTIVATIONS = {"tanh": nn.Tanh, "sin": Sin, "silu": nn.SiLU, "gelu": nn.GELU}
 
 
 class FourierFeatures(nn.Module):
-    r"""Random Fourier features :math:`[\sin(2\pi Bx), \cos(2\pi Bx)]`, :math:`B_{ij}\sim N(0,\sigma^2)`
+    r"""Random Fourier features :math:`[\sin(2\pi Bx), \cos(2\pi Bx)]`, :math:`B_{ij}\sim
+    N(0,\sigma^2)`
     fixed (a buffer). Tancik et al., "Fourier features let networks learn high frequency
     functions in low dimensional domains", NeurIPS 2020.
 
@@ -46,7 +48,7 @@ class FourierFeatures(nn.Module):
         if self.in_features is not None:
             nn.init.normal_(self.B, std=self.scale)
 
-    def bind(self, in_features: int) -> "FourierFeatures":
+    def bind(self, in_features: int) -> FourierFeatures:
         return FourierFeatures(self.features, self.scale, in_features)
 
     @property
@@ -63,7 +65,8 @@ class FourierFeatures(nn.Module):
 
 
 class PeriodicFeatures(nn.Module):
-    r"""Exact periodicity in chosen input dimensions: :math:`x_i \mapsto [\sin(\pi k x_i), \cos(\pi k x_i)]_{k=1..K}`,
+    r"""Exact periodicity in chosen input dimensions: :math:`x_i \mapsto [\sin(\pi k x_i), \cos(\pi
+    k x_i)]_{k=1..K}`,
     the other inputs passed through. The network sees inputs normalized to [-1, 1] on the
     domain's bounding box, so period 2 there is the box width: a network built on it is periodic
     across the box in those dimensions, derivatives included (the soft ``Periodic`` loss term
@@ -79,25 +82,36 @@ class PeriodicFeatures(nn.Module):
         super().__init__()
         dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
         if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in dims):
-            fail("PeriodicFeatures(dims)", dims, "must be non-negative input indices", "pass e.g. (0,)")
+            fail(
+                "PeriodicFeatures(dims)",
+                dims,
+                "must be non-negative input indices",
+                "pass e.g. (0,)",
+            )
         self.dims, self.harmonics = dims, positive_int("PeriodicFeatures(harmonics)", harmonics)
         self.in_features = in_features
         if in_features is not None:
             if max(dims) >= in_features:
-                fail("PeriodicFeatures(dims)", dims, f"names an input beyond the {in_features} there are",
-                     f"use indices below {in_features}")
+                fail(
+                    "PeriodicFeatures(dims)",
+                    dims,
+                    f"names an input beyond the {in_features} there are",
+                    f"use indices below {in_features}",
+                )
             keep = [i for i in range(in_features) if i not in dims]
             eye = torch.eye(in_features)
             self.register_buffer("P", eye[keep])
             # integer frequencies (exact in any dtype); π is applied in the input's dtype
-            self.register_buffer("B", torch.cat([k * eye[list(dims)] for k in range(1, self.harmonics + 1)]))
+            self.register_buffer(
+                "B", torch.cat([k * eye[list(dims)] for k in range(1, self.harmonics + 1)])
+            )
 
-    def bind(self, in_features: int) -> "PeriodicFeatures":
+    def bind(self, in_features: int) -> PeriodicFeatures:
         return PeriodicFeatures(self.dims, self.harmonics, in_features)
 
     @property
     def out_features(self) -> int:
-        return self.P.shape[0] + 2 * self.B.shape[0]
+        return int(self.P.shape[0]) + 2 * int(self.B.shape[0])  # type: ignore[index]
 
     def forward(self, x):
         z = math.pi * (x @ self.B.T)
@@ -105,8 +119,13 @@ class PeriodicFeatures(nn.Module):
 
     def jet(self, jet):
         z = J.scale(J.linear(jet, self.B), math.pi)
-        return J.concat([J.linear(jet, self.P), J.elementwise(z, J.sin_derivatives),
-                         J.elementwise(z, J.cos_derivatives)])
+        return J.concat(
+            [
+                J.linear(jet, self.P),
+                J.elementwise(z, J.sin_derivatives),
+                J.elementwise(z, J.cos_derivatives),
+            ]
+        )
 
 
 EMBEDDINGS = (FourierFeatures, PeriodicFeatures)
@@ -131,27 +150,49 @@ class MLP(nn.Module):
         torch.Size([10, 1])
     """
 
-    def __init__(self, width: int = 50, depth: int = 4, activation: str = "tanh", *,
-                 fourier: FourierFeatures | None = None, in_features: int | None = None,
-                 out_features: int | None = None):
+    def __init__(
+        self,
+        width: int = 50,
+        depth: int = 4,
+        activation: str = "tanh",
+        *,
+        fourier: FourierFeatures | None = None,
+        in_features: int | None = None,
+        out_features: int | None = None,
+    ):
         super().__init__()
         self.width = positive_int("MLP(width)", width)
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            fail("MLP(depth)", depth, "must be a non-negative integer",
-                 "pass e.g. 4 (0 gives a linear model of the input features)")
+            fail(
+                "MLP(depth)",
+                depth,
+                "must be a non-negative integer",
+                "pass e.g. 4 (0 gives a linear model of the input features)",
+            )
         self.depth = depth
         if activation not in ACTIVATIONS:
-            fail("MLP(activation)", activation, "is not supported", f"use one of {sorted(ACTIVATIONS)}")
+            fail(
+                "MLP(activation)",
+                activation,
+                "is not supported",
+                f"use one of {sorted(ACTIVATIONS)}",
+            )
         if fourier is not None and not isinstance(fourier, EMBEDDINGS):
-            fail("MLP(fourier)", fourier, "is not an input embedding",
-                 "pass FourierFeatures(64, 1.0) or PeriodicFeatures(dims=(0,))")
+            fail(
+                "MLP(fourier)",
+                fourier,
+                "is not an input embedding",
+                "pass FourierFeatures(64, 1.0) or PeriodicFeatures(dims=(0,))",
+            )
         self.activation = activation
         self.in_features, self.out_features = in_features, out_features
         self.fourier = fourier
         self.layers = nn.ModuleList()
         if in_features is not None and out_features is not None:
             if fourier is not None:
-                self.fourier = fourier if fourier.in_features == in_features else fourier.bind(in_features)
+                self.fourier = (
+                    fourier if fourier.in_features == in_features else fourier.bind(in_features)
+                )
             n = self.fourier.out_features if self.fourier is not None else in_features
             sizes = [n] + [width] * depth + [out_features]
             self.layers.extend(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
@@ -162,16 +203,25 @@ class MLP(nn.Module):
     def built(self) -> bool:
         return len(self.layers) > 0
 
-    def bind(self, in_features: int, out_features: int) -> "MLP":
+    def bind(self, in_features: int, out_features: int) -> MLP:
         """A new network with these sizes (``self`` if it already has them)."""
         if self.built and (self.in_features, self.out_features) == (in_features, out_features):
             return self
         if self.built:
-            fail("model", f"MLP({self.in_features} -> {self.out_features})",
-                 f"does not fit a problem with {in_features} inputs and {out_features} outputs",
-                 "leave in_features/out_features unset so the problem decides")
-        return MLP(self.width, self.depth, self.activation, fourier=self.fourier,
-                   in_features=in_features, out_features=out_features)
+            fail(
+                "model",
+                f"MLP({self.in_features} -> {self.out_features})",
+                f"does not fit a problem with {in_features} inputs and {out_features} outputs",
+                "leave in_features/out_features unset so the problem decides",
+            )
+        return MLP(
+            self.width,
+            self.depth,
+            self.activation,
+            fourier=self.fourier,
+            in_features=in_features,
+            out_features=out_features,
+        )
 
     def reset_parameters(self):
         for layer in self.layers:
@@ -180,8 +230,10 @@ class MLP(nn.Module):
 
     def forward(self, x):
         if not self.built:
-            raise RuntimeError("MLP has no layers yet. Fix: call .bind(in_features, out_features) "
-                               "or pass it to a backend, which does.")
+            raise RuntimeError(
+                "MLP has no layers yet. Fix: call .bind(in_features, out_features) "
+                "or pass it to a backend, which does."
+            )
         if self.fourier is not None:
             x = self.fourier(x)
         for layer in self.layers[:-1]:

@@ -1,4 +1,5 @@
-r"""Multilevel DCDM directions: the network as the coarse solver of a multigrid cycle (ours, not the paper's).
+r"""Multilevel DCDM directions: the network as the coarse solver of a multigrid cycle (ours, not the
+paper's).
 
 A network trained on an :math:`n^d` grid and run on a finer one keeps the receptive field it
 learned in cells, so it sees a piece of the finer domain as if it were the whole one. Run
@@ -39,6 +40,7 @@ Benchmark (tests/benchmarks/bench_dcdm.py, bump to 1e-4): the 64² network in th
 9 → 8 → 9 → 9 iterations at 64² → 128² → 256² → 512² (CG 161 → 326 → 662 → 1344); the 16³
 network 7 → 7 → 8 → 8 at 16³ → 128³.
 """
+
 from __future__ import annotations
 
 import torch
@@ -86,15 +88,25 @@ class Cycle:
         corrections: coarse corrections per level (1: V-cycle, 2: W-cycle).
     """
 
-    def __init__(self, A: GridPoisson, net, coarsest: int | str, sweeps: int = 2, corrections: int = 2):
+    def __init__(
+        self, A: GridPoisson, net, coarsest: int | str, sweeps: int = 2, corrections: int = 2
+    ):
         if net is None:
-            fail("net", None, "is required by the multilevel cycle (it is the coarse solver)",
-                 "pass a trained DirectionNet, or multilevel=None")
+            fail(
+                "net",
+                None,
+                "is required by the multilevel cycle (it is the coarse solver)",
+                "pass a trained DirectionNet, or multilevel=None",
+            )
         if coarsest == "auto":
             grid = getattr(net, "trained_on", None)
             if not grid:
-                fail("multilevel", "auto", "needs the network's training grid, which this network does not carry",
-                     "pass the training grid's side, e.g. multilevel=64")
+                fail(
+                    "multilevel",
+                    "auto",
+                    "needs the network's training grid, which this network does not carry",
+                    "pass the training grid's side, e.g. multilevel=64",
+                )
             coarsest = max(grid)
         self.coarsest = positive_int("multilevel", coarsest)
         self.sweeps = positive_int("sweeps", sweeps)
@@ -124,8 +136,15 @@ class Cycle:
         coarse = self.levels[level + 1]
         for _ in range(self.corrections):
             res = r - A(x)
-            rc = block_mean(res, A.fluid.ndim) * coarse.fluid      # no host sync: a zero rc gives alpha 0
-            p = F.interpolate(self._cycle(level + 1, rc)[:, None], size=A.shape, mode="nearest")[:, 0] * A.fluid
+            rc = (
+                block_mean(res, A.fluid.ndim) * coarse.fluid
+            )  # no host sync: a zero rc gives alpha 0
+            p = (
+                F.interpolate(self._cycle(level + 1, rc)[:, None], size=A.shape, mode="nearest")[
+                    :, 0
+                ]
+                * A.fluid
+            )
             Ap = A(p)
             pAp = batch_dot(p, Ap)
             alpha = torch.where(pAp > 0, batch_dot(p, res) / torch.where(pAp > 0, pAp, 1), 0)

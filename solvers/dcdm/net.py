@@ -8,6 +8,7 @@ two conv+ELU layers; upsample back, add the full-resolution skip, two conv+ELU l
 entries are O(1)). Being convolutional, a network trained on one grid runs on any other. The
 output is multiplied by the fluid mask (directions live on fluid cells).
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,15 +32,20 @@ class DirectionNet(nn.Module):
         self.dim = dim
         self.channels = positive_int("channels", channels)
         self.levels = positive_int("levels", levels)
-        self.trained_on: tuple | None = None     # the training grid's shape (set by train / load)
+        self.trained_on: tuple | None = None  # the training grid's shape (set by train / load)
         conv = nn.Conv2d if dim == 2 else nn.Conv3d
         c = self.channels
-        def layer(a, b, k=3):          # no biases: a constant field would swamp a unit residual
+
+        def layer(a, b, k=3):  # no biases: a constant field would swamp a unit residual
             return conv(a, b, k, padding=k // 2, bias=False)
 
         self.first = layer(1, c)
-        self.down = nn.ModuleList(nn.ModuleList([layer(c, c), layer(c, c)]) for _ in range(self.levels + 1))
-        self.up = nn.ModuleList(nn.ModuleList([layer(c, c), layer(c, c)]) for _ in range(self.levels))
+        self.down = nn.ModuleList(
+            nn.ModuleList([layer(c, c), layer(c, c)]) for _ in range(self.levels + 1)
+        )
+        self.up = nn.ModuleList(
+            nn.ModuleList([layer(c, c), layer(c, c)]) for _ in range(self.levels)
+        )
         self.head = layer(c, 1, 1)
         self.act = nn.ELU()
         self.pool = nn.AvgPool2d(2, ceil_mode=True) if dim == 2 else nn.AvgPool3d(2, ceil_mode=True)
@@ -52,9 +58,14 @@ class DirectionNet(nn.Module):
         side = min(fluid.shape)
         for _ in range(self.levels):
             if side < 2:
-                fail("fluid", f"grid {tuple(fluid.shape)}", f"is too small for the network's {self.levels} "
-                     "pooling levels", f"use sides of at least {2 ** (self.levels - 1) + 1}, a network with "
-                     "fewer levels, or solve(..., multilevel=...) no smaller than the training grid's side")
+                fail(
+                    "fluid",
+                    f"grid {tuple(fluid.shape)}",
+                    f"is too small for the network's {self.levels} pooling levels",
+                    f"use sides of at least {2 ** (self.levels - 1) + 1}, a network with "
+                    "fewer levels, or solve(..., multilevel=...) no smaller than the training "
+                    "grid's side",
+                )
             side = (side + 1) // 2
         scale = fluid.sum().to(r.dtype).sqrt()
         h = self.first((r * scale).unsqueeze(1))

@@ -3,7 +3,8 @@ r"""Pressure-Poisson matrices on a grid with solid obstacles: scipy sparse and m
 Cells of an n^d grid are fluid or solid (``fluid`` boolean array). Unknowns live on fluid
 cells. For a fluid cell :math:`i` with neighbours :math:`N(i)` (4 in 2-D, 6 in 3-D):
 
-.. math:: (Ax)_i = \Big(2d - \#\{j \in N(i) \text{ solid}\}\Big) x_i - \sum_{j\in N(i)\text{ fluid}} x_j
+.. math:: (Ax)_i = \Big(2d - \#\{j \in N(i) \text{ solid}\}\Big) x_i - \sum_{j\in N(i)\text{ fluid}}
+          x_j
 
 A neighbour outside the grid is a Dirichlet wall (x = 0 there: it stays in the diagonal); a
 solid neighbour is a Neumann face (no flux: it leaves the diagonal). A is symmetric positive
@@ -11,6 +12,7 @@ definite on the fluid cells whenever every fluid region touches the outer wall. 
 kept on the whole grid with zeros in solid cells; the scipy matrix acts on the fluid cells only
 (:func:`restrict` / :func:`prolong` move between the two).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,21 +25,30 @@ from pdeml._validate import fail
 def check_fluid(fluid) -> np.ndarray:
     fluid = np.asarray(fluid)
     if fluid.ndim not in (2, 3) or fluid.dtype != bool:
-        fail("fluid", f"array {fluid.shape} {fluid.dtype}", "must be a 2-D or 3-D boolean grid",
-             "pass e.g. np.ones((64, 64), bool) (True = fluid cell)")
+        fail(
+            "fluid",
+            f"array {fluid.shape} {fluid.dtype}",
+            "must be a 2-D or 3-D boolean grid",
+            "pass e.g. np.ones((64, 64), bool) (True = fluid cell)",
+        )
     if not fluid.any():
         fail("fluid", f"array {fluid.shape}", "has no fluid cell", "mark some cells True")
     enclosed = int((fluid & ~wall_connected(fluid)).sum())
     if enclosed:
-        fail("fluid", f"array {fluid.shape}", f"has {enclosed} fluid cells enclosed by solid cells, "
-             "where the pure-Neumann problem is singular",
-             "mark them solid, e.g. fluid = wall_connected(fluid) (obstacles() does so)")
+        fail(
+            "fluid",
+            f"array {fluid.shape}",
+            f"has {enclosed} fluid cells enclosed by solid cells, "
+            "where the pure-Neumann problem is singular",
+            "mark them solid, e.g. fluid = wall_connected(fluid) (obstacles() does so)",
+        )
     return fluid
 
 
 def wall_connected(fluid: np.ndarray) -> np.ndarray:
     """The fluid cells whose region touches the outer (Dirichlet) wall."""
     from scipy import ndimage
+
     labels, _ = ndimage.label(fluid)
     border = np.zeros_like(fluid)
     for axis in range(fluid.ndim):
@@ -83,7 +94,9 @@ def assemble(fluid) -> sp.csr_matrix:
         ok = fluid & (nb >= 0)
         rows.append(index[ok]), cols.append(nb[ok]), vals.append(-np.ones(ok.sum()))
     n = int(fluid.sum())
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
 
 
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -116,9 +129,13 @@ class GridOperator(torch.nn.Module):
         return tuple(self.fluid.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-self.fluid.ndim:] != self.fluid.shape:
-            fail("x", f"tensor {tuple(x.shape)}", f"does not end in the grid shape {self.shape}",
-                 "pass (B, *grid) vectors")
+        if x.shape[-self.fluid.ndim :] != self.fluid.shape:
+            fail(
+                "x",
+                f"tensor {tuple(x.shape)}",
+                f"does not end in the grid shape {self.shape}",
+                "pass (B, *grid) vectors",
+            )
         return self.matvec(x)
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,8 +150,12 @@ class GridOperator(torch.nn.Module):
             grid[0][self.fluid] = v
             return grid
         if v.numel() != self.fluid.numel():
-            fail(name, f"array {tuple(v.shape)}", f"fits neither the grid {self.shape} nor its "
-                 f"{int(self.fluid.sum())} unknowns", "pass a grid array or a vector over the unknown cells")
+            fail(
+                name,
+                f"array {tuple(v.shape)}",
+                f"fits neither the grid {self.shape} nor its {int(self.fluid.sum())} unknowns",
+                "pass a grid array or a vector over the unknown cells",
+            )
         return v.reshape(1, *self.shape) * self.fluid
 
 
@@ -156,7 +177,7 @@ class GridPoisson(GridOperator):
         m = self.fluid.to(x.dtype)
         xm = x * m
         d = self.fluid.ndim
-        xp = torch.nn.functional.pad(xm, [1, 1] * d)                 # Dirichlet: zeros outside
+        xp = torch.nn.functional.pad(xm, [1, 1] * d)  # Dirichlet: zeros outside
         nb = _neighbour_sum(xp, x.ndim, d)
         return m * (self.diag.to(x.dtype) * xm - nb)
 
@@ -174,7 +195,9 @@ def _neighbour_sum(xp: torch.Tensor, ndim: int, d: int) -> torch.Tensor:
     return total
 
 
-def obstacles(n: int, dim: int = 2, count: int = 6, size: float = 0.12, seed: int = 0) -> np.ndarray:
+def obstacles(
+    n: int, dim: int = 2, count: int = 6, size: float = 0.12, seed: int = 0
+) -> np.ndarray:
     """A fluid mask (n,)*dim with ``count`` random solid boxes of about ``size`` x n cells per side;
     fluid pockets that the boxes cut off from the outer wall are made solid too."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 4:

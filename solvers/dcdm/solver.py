@@ -11,7 +11,8 @@ Iteration (:func:`solve`): :math:`r_0 = b - Ax_0`; each step
 :math:`f_\theta = \text{identity}` and k = 1 this is conjugate gradients in exact arithmetic.
 
 Loss (:func:`loss`), unsupervised and scale invariant:
-:math:`L(\theta) = \mathrm{mean}_b \lVert b - \frac{q^\top b}{q^\top Aq} Aq\rVert^2`, :math:`q = f_\theta(b)`:
+:math:`L(\theta) = \mathrm{mean}_b \lVert b - \frac{q^\top b}{q^\top Aq} Aq\rVert^2`, :math:`q =
+f_\theta(b)`:
 the residual left after an exact line search along the network's direction.
 
 Training right-hand sides (:func:`training_rhs`): the Ritz vectors of ``m`` Lanczos steps on A
@@ -19,6 +20,7 @@ from a random start, :math:`b = \sum_i c_i v_i`, :math:`c_i \sim N(0, 1)`, the l
 x9, normalized. The Ritz values of a partial Lanczos run spread over the whole spectrum
 (densest at its ends), so the training residuals contain every frequency band.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,12 +43,12 @@ from .poisson import GridPoisson, assemble, batch_dot, check_fluid, prolong
 @dataclass
 class SolveResult:
     x: torch.Tensor
-    residuals: list = field(default_factory=list)   # ||r_k|| / ||b||, k = 0, 1, ...
+    residuals: list = field(default_factory=list)  # ||r_k|| / ||b||, k = 0, 1, ...
     iterations: int = 0
     converged: bool = False
     seconds: float = 0.0
     directions: list = field(default_factory=list)  # the p_k, with keep_directions=True
-    fallbacks: int = 0                               # steps that used q = r (see ``stall``)
+    fallbacks: int = 0  # steps that used q = r (see ``stall``)
 
 
 def _direction(A, r, proposer, dirs):
@@ -59,11 +61,23 @@ def _direction(A, r, proposer, dirs):
     return q, Aq, batch_dot(q, Aq)
 
 
-def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
-          maxiter: int = 1000, k: int = 2, x0=None, progress: bool = False,
-          keep_directions: bool = False, stall: float | None = 0.9,
-          multilevel: int | str | None = None, sweeps: int = 2, corrections: int = 2,
-          grid=None) -> SolveResult:
+def solve(
+    A,
+    b,
+    net: DirectionNet | None = None,
+    *,
+    tol: float = 1e-6,
+    maxiter: int = 1000,
+    k: int = 2,
+    x0=None,
+    progress: bool = False,
+    keep_directions: bool = False,
+    stall: float | None = 0.9,
+    multilevel: int | str | None = None,
+    sweeps: int = 2,
+    corrections: int = 2,
+    grid=None,
+) -> SolveResult:
     """Solve A x = b on the grid of ``A`` (float64 iteration).
 
     ``A``: a grid operator (:class:`GridPoisson`, :class:`~solvers.dcdm.operator.MatrixOperator`),
@@ -97,10 +111,15 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
     out = (lambda v: v[0][A.fluid]) if flat else (lambda v: v[0])
     nb = float(b.norm())
     if not np.isfinite(nb):
-        fail("b", "a right-hand side with NaN/inf", "must have finite values", "check how b was built")
+        fail(
+            "b",
+            "a right-hand side with NaN/inf",
+            "must have finite values",
+            "check how b was built",
+        )
     if nb == 0:
         return SolveResult(x=out(x), residuals=[0.0], converged=True)
-    if multilevel is not None:            # on a grid no finer than ``multilevel``: just the net
+    if multilevel is not None:  # on a grid no finer than ``multilevel``: just the net
         proposer = Cycle(A, net, multilevel, sweeps, corrections)
     else:
         proposer = None if net is None else (lambda v: propose(net, v, A.fluid))
@@ -112,6 +131,7 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=maxiter, desc="dcdm", leave=False)
     it = fallbacks = 0
     used_net = False
@@ -121,15 +141,20 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
             used_net = net is not None and not stuck
             q, Aq, qAq = _direction(A, r, proposer if used_net else None, dirs)
             if stall is not None and used_net and not float(qAq) > 1e-14 * float(batch_dot(q, q)):
-                q, Aq, qAq = _direction(A, r, None, dirs)   # the net repeated a recent direction
+                q, Aq, qAq = _direction(A, r, None, dirs)  # the net repeated a recent direction
                 used_net = False
             fallbacks += int(net is not None and not used_net)
             if float(qAq) < 0 or not np.isfinite(float(qAq)):
-                fail("A", f"q^T A q = {float(qAq):.3g} at iteration {it}", "shows the matrix is not "
-                     "symmetric positive definite", "DCDM and CG need an SPD matrix: negate a negative "
-                     "definite one, or use a direct or indefinite solver (scipy.sparse.linalg.minres)")
+                fail(
+                    "A",
+                    f"q^T A q = {float(qAq):.3g} at iteration {it}",
+                    "shows the matrix is not symmetric positive definite",
+                    "DCDM and CG need an SPD matrix: negate a negative "
+                    "definite one, or use a direct or indefinite solver "
+                    "(scipy.sparse.linalg.minres)",
+                )
             if not float(qAq) > 0:
-                break                                   # direction lost (numerically zero)
+                break  # direction lost (numerically zero)
             alpha = batch_dot(q, r) / qAq
             x = x + alpha.view(-1, *[1] * A.fluid.ndim) * q
             r = b - A(x)
@@ -143,8 +168,15 @@ def solve(A, b, net: DirectionNet | None = None, *, tol: float = 1e-6,
                 bar.set_postfix(residual=f"{res[-1]:.2e}")
     if bar is not None:
         bar.close()
-    return SolveResult(x=out(x), residuals=res, iterations=it, converged=res[-1] <= tol,
-                       seconds=time.perf_counter() - t0, directions=kept, fallbacks=fallbacks)
+    return SolveResult(
+        x=out(x),
+        residuals=res,
+        iterations=it,
+        converged=res[-1] <= tol,
+        seconds=time.perf_counter() - t0,
+        directions=kept,
+        fallbacks=fallbacks,
+    )
 
 
 def loss(net: DirectionNet, A: GridPoisson, b: torch.Tensor) -> torch.Tensor:
@@ -158,12 +190,15 @@ def loss(net: DirectionNet, A: GridPoisson, b: torch.Tensor) -> torch.Tensor:
 def lanczos_ritz(A, m: int, rng) -> tuple[np.ndarray, np.ndarray]:
     r"""Ritz pairs of ``m`` Lanczos steps on the symmetric matrix ``A`` from a random start.
 
-    :math:`AQ_m = Q_mT_m + \beta_m q_{m+1}e_m^\top`; the Ritz pairs are :math:`(\theta_i, Q_ms_i)` for the
-    eigenpairs :math:`(\theta_i, s_i)` of the tridiagonal :math:`T_m` (``scipy.linalg.eigh_tridiagonal``).
+    :math:`AQ_m = Q_mT_m + \beta_m q_{m+1}e_m^\top`; the Ritz pairs are :math:`(\theta_i, Q_ms_i)`
+    for the
+    eigenpairs :math:`(\theta_i, s_i)` of the tridiagonal :math:`T_m`
+    (``scipy.linalg.eigh_tridiagonal``).
     The basis is re-orthogonalized in full (twice) each step, so it stays orthonormal in floating
     point; the run stops early if the Krylov space is exhausted. Returns ascending values (k,)
     and vectors (n, k). Memory and time grow as n·m (1000 steps on 64³ cells: 2 GB)."""
     from scipy.linalg import eigh_tridiagonal
+
     n = A.shape[0]
     m = min(positive_int("ritz", m), n)
     Q = np.zeros((n, m))
@@ -176,13 +211,13 @@ def lanczos_ritz(A, m: int, rng) -> tuple[np.ndarray, np.ndarray]:
         w = A @ q
         alpha[j] = q @ w
         for _ in range(2):
-            w -= Q[:, :j + 1] @ (Q[:, :j + 1].T @ w)
+            w -= Q[:, : j + 1] @ (Q[:, : j + 1].T @ w)
         beta[j] = np.linalg.norm(w)
         if beta[j] <= 1e-10 * abs(alpha[j]):
-            k = j + 1                                      # invariant subspace: exact eigenpairs
+            k = j + 1  # invariant subspace: exact eigenpairs
             break
         q = w / beta[j]
-    vals, S = eigh_tridiagonal(alpha[:k], beta[:k - 1])
+    vals, S = eigh_tridiagonal(alpha[:k], beta[: k - 1])
     return vals, Q[:, :k] @ S
 
 
@@ -195,9 +230,12 @@ def _training_system(system):
     return fluid, assemble(fluid)
 
 
-def training_rhs(system, count: int, *, ritz: int = 1000, smooth: float = 0.5, seed: int = 0) -> np.ndarray:
+def training_rhs(
+    system, count: int, *, ritz: int = 1000, smooth: float = 0.5, seed: int = 0
+) -> np.ndarray:
     """(count, *grid) unit right-hand sides from Lanczos Ritz vectors (see the module docstring).
-    ``system``: a fluid mask (its Poisson matrix) or a :class:`~solvers.dcdm.operator.MatrixOperator`.
+    ``system``: a fluid mask (its Poisson matrix) or a
+    :class:`~solvers.dcdm.operator.MatrixOperator`.
     ``smooth``: the fraction of them drawn from the lowest 5% of the Ritz pairs only (not in
     the paper: without them a network stalls on smooth residuals, see docs/dcdm.md)."""
     return _ritz_rhs(*_training_system(system), count, ritz, smooth, seed)
@@ -208,21 +246,35 @@ def _ritz_rhs(fluid, A, count, ritz, smooth, seed) -> np.ndarray:
         fail("smooth", smooth, "is not a fraction", "pass a value in [0, 1], e.g. 0.5")
     rng = np.random.default_rng(seed)
     vals, vecs = lanczos_ritz(A, ritz, rng)
-    keep = vals > 1e-8 * vals.max()                       # drop Ritz values ~ 0
+    keep = vals > 1e-8 * vals.max()  # drop Ritz values ~ 0
     vals, vecs = vals[keep], vecs[:, keep]
-    weight = np.where(np.arange(len(vals)) < len(vals) // 2, 9.0, 1.0)   # ascending: low half x9
+    weight = np.where(np.arange(len(vals)) < len(vals) // 2, 9.0, 1.0)  # ascending: low half x9
     c = rng.standard_normal((count, len(vals))) * weight
     n_smooth = int(round(smooth * count))
-    c[:n_smooth, max(1, len(vals) // 20):] = 0.0
+    c[:n_smooth, max(1, len(vals) // 20) :] = 0.0
     b = c @ vecs.T
     b /= np.linalg.norm(b, axis=1, keepdims=True)
     return prolong(fluid, b)
 
 
-def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: float = 3e-3,
-          channels: int = 16, levels: int = 4, seed: int = 0, device="cpu", checkpoint=None,
-          progress: bool = True, init: DirectionNet | None = None,
-          ritz: int = 1000, smooth: float = 0.5, world: World | None = None) -> tuple[DirectionNet, dict]:
+def train(
+    system,
+    *,
+    epochs: int = 40,
+    count: int = 800,
+    batch: int = 16,
+    lr: float = 3e-3,
+    channels: int = 16,
+    levels: int = 4,
+    seed: int = 0,
+    device="cpu",
+    checkpoint=None,
+    progress: bool = True,
+    init: DirectionNet | None = None,
+    ritz: int = 1000,
+    smooth: float = 0.5,
+    world: World | None = None,
+) -> tuple[DirectionNet, dict]:
     """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe).
     ``system``: a fluid mask (the Poisson matrix of that obstacle layout) or a
     :class:`~solvers.dcdm.operator.MatrixOperator` (your own matrix on its grid).
@@ -233,10 +285,16 @@ def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: fl
     steps as one process), and rank 0 alone shows progress and writes ``checkpoint``."""
     world = world if world is not None else World()
     fluid, matrix = _training_system(system)
-    epochs, count, batch = positive_int("epochs", epochs), positive_int("count", count), positive_int("batch", batch)
+    epochs, count, batch = (
+        positive_int("epochs", epochs),
+        positive_int("count", count),
+        positive_int("batch", batch),
+    )
     dev = torch.device(device)
     A = (system if isinstance(system, MatrixOperator) else GridPoisson(fluid)).to(dev)
-    data = torch.as_tensor(_ritz_rhs(fluid, matrix, count, ritz, smooth, seed), dtype=torch.float32, device=dev)
+    data = torch.as_tensor(
+        _ritz_rhs(fluid, matrix, count, ritz, smooth, seed), dtype=torch.float32, device=dev
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DirectionNet(fluid.ndim, channels, levels).to(dev)
@@ -249,18 +307,20 @@ def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: fl
     bar = None
     if progress and world.main:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=epochs, desc="dcdm train")
     for e in range(epochs):
         total = 0.0
         for i in range(0, count, batch):
-            idx = order[e][i:i + batch]
-            rows = shard_rows(len(idx), world)                  # this rank's block of the batch
+            idx = order[e][i : i + batch]
+            rows = shard_rows(len(idx), world)  # this rank's block of the batch
             value = loss(net, A, data[(idx if rows is None else idx[rows]).to(dev)])
             mean = value.detach().reshape(1).clone()
-            all_mean_([mean], world)                            # the batch's loss, on every rank
+            all_mean_([mean], world)  # the batch's loss, on every rank
             if not torch.isfinite(mean):
-                raise FloatingPointError(f"DCDM training diverged in epoch {e}: loss {float(mean)}. "
-                                         "Fix: lower lr.")
+                raise FloatingPointError(
+                    f"DCDM training diverged in epoch {e}: loss {float(mean)}. Fix: lower lr."
+                )
             opt.zero_grad()
             value.backward()
             all_mean_([p.grad for p in net.parameters() if p.grad is not None], world)
@@ -272,8 +332,12 @@ def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: fl
             bar.set_postfix(loss=f"{history[-1]:.3e}")
     if bar is not None:
         bar.close()
-    info = {"epochs": epochs, "loss": history, "wall_time_s": time.perf_counter() - t0,
-            "grid": list(fluid.shape)}
+    info = {
+        "epochs": epochs,
+        "loss": history,
+        "wall_time_s": time.perf_counter() - t0,
+        "grid": list(fluid.shape),
+    }
     net.trained_on = tuple(fluid.shape)
     if checkpoint is not None and world.main:
         save(net, checkpoint, info)
@@ -282,18 +346,34 @@ def train(system, *, epochs: int = 40, count: int = 800, batch: int = 16, lr: fl
 
 def save(net: DirectionNet, path, info: dict | None = None):
     import json
-    ckpt.save(Path(path), {"format": 1, "kind": "dcdm", "net": net.state_dict(),
-                           "config": json.dumps({"dim": net.dim, "channels": net.channels,
-                                                 "levels": net.levels}),
-                           "info": json.dumps(info or {})})
+
+    ckpt.save(
+        Path(path),
+        {
+            "format": 1,
+            "kind": "dcdm",
+            "net": net.state_dict(),
+            "config": json.dumps({"dim": net.dim, "channels": net.channels, "levels": net.levels}),
+            "info": json.dumps(info or {}),
+        },
+    )
 
 
 def load(path, device="cpu") -> DirectionNet:
     import json
-    saved = ckpt.load(Path(path), map_location=device,
-                      missing="train a network with `pdeml dcdm train --out DIR`, then pass DIR/dcdm.pt")
+
+    saved = ckpt.load(
+        Path(path),
+        map_location=device,
+        missing="train a network with `pdeml dcdm train --out DIR`, then pass DIR/dcdm.pt",
+    )
     if saved.get("kind") != "dcdm":
-        fail("checkpoint", str(path), "is not a DCDM checkpoint", "pass a file written by `pdeml dcdm train`")
+        fail(
+            "checkpoint",
+            str(path),
+            "is not a DCDM checkpoint",
+            "pass a file written by `pdeml dcdm train`",
+        )
     net = DirectionNet(**json.loads(saved["config"])).to(device)
     net.load_state_dict(saved["net"])
     grid = json.loads(saved.get("info", "{}")).get("grid")

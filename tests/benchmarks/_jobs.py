@@ -4,6 +4,7 @@ Each configuration is a tuple of strings; ``command(cfg)`` gives its argv. Outpu
 file per configuration (never a pipe, which a chatty run could fill and block on); the last
 line of a successful run's log is its JSON result.
 """
+
 import argparse
 import json
 import os
@@ -22,8 +23,15 @@ def run_jobs(configs, command, out: Path, jobs: int = 1) -> dict:
         while queue and len(running) < jobs:
             cfg = queue.pop(0)
             log = out / ("-".join(cfg) + ".log")
-            running.append((cfg, log, subprocess.Popen(command(cfg), stdout=log.open("w"),
-                                                       stderr=subprocess.STDOUT, env=env)))
+            running.append(
+                (
+                    cfg,
+                    log,
+                    subprocess.Popen(
+                        command(cfg), stdout=log.open("w"), stderr=subprocess.STDOUT, env=env
+                    ),
+                )
+            )
         done = [item for item in running if item[2].poll() is not None]
         if not done:
             time.sleep(1.0)
@@ -39,7 +47,9 @@ def run_jobs(configs, command, out: Path, jobs: int = 1) -> dict:
 
 def add_job_arguments(ap, out_default: Path) -> None:
     """The options every subprocess benchmark shares (the hidden --one runs a single config)."""
-    ap.add_argument("--jobs", type=int, default=1, help="configurations run at once (one thread each)")
+    ap.add_argument(
+        "--jobs", type=int, default=1, help="configurations run at once (one thread each)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(out_default))
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)

@@ -9,12 +9,14 @@ collapsed) and dense (B Rademacher 2-jets), and sparse STDE with the loss under 
 reported and not counted per step; SDGD cannot be compiled, torch.compile has no double
 backward). Every (estimator, D) runs in its own subprocess so
 the peak resident memory (Linux VmHWM after resetting it, minus the resident memory before the
-first step; on CUDA ``max_memory_allocated``) is its own. A configuration that would take longer than the budget
+first step; on CUDA ``max_memory_allocated``) is its own. A configuration that would take longer
+than the budget
 per step is skipped ("-"). Ratios are to exact autograd at the same D.
 
     python tests/benchmarks/bench_derivatives.py                 # CPU, D = 10 100 1000 10000
     python tests/benchmarks/bench_derivatives.py --device cuda --dims 100 1000 10000 100000
 """
+
 import argparse
 import json
 import resource
@@ -42,6 +44,7 @@ def _trim_heap() -> None:
     a heap large enough to serve them without growing."""
     try:
         import ctypes
+
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
@@ -73,8 +76,14 @@ def one(spec: str, dim: int, device: str, steps: int, budget: float) -> dict:
     case = make_case("allen_cahn", dim, 0)
     spec, _, flag = spec.partition("+")
     compiled = flag == "compile"
-    be = PINNBackend(case.problem, case.method.model, estimator=spec, hard_dirichlet=True, seed=0,
-                     compile_losses=compiled).to(dev)
+    be = PINNBackend(
+        case.problem,
+        case.method.model,
+        estimator=spec,
+        hard_dirichlet=True,
+        seed=0,
+        compile_losses=compiled,
+    ).to(dev)
     opt = torch.optim.Adam(be.parameters(), 1e-3, fused=True)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(100, dim, generator=gen)
@@ -92,7 +101,7 @@ def one(spec: str, dim: int, device: str, steps: int, budget: float) -> dict:
             torch.cuda.synchronize()
 
     compile_s = None
-    if compiled:       # the first call learns the plan, the second compiles: before the peak reset
+    if compiled:  # the first call learns the plan, the second compiles: before the peak reset
         t = time.perf_counter()
         step()
         step()
@@ -103,7 +112,7 @@ def one(spec: str, dim: int, device: str, steps: int, budget: float) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base_cuda = torch.cuda.memory_allocated()
     t = time.perf_counter()
-    step()                                    # warm-up; also the budget probe
+    step()  # warm-up; also the budget probe
     sync()
     first = time.perf_counter() - t
     if first > budget:
@@ -129,8 +138,12 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--budget", type=float, default=20.0, help="seconds per configuration")
-    ap.add_argument("--exact-max-dim", type=int, default=1000,
-                    help="skip the exact estimators (d directions / d backward passes) above this D")
+    ap.add_argument(
+        "--exact-max-dim",
+        type=int,
+        default=1000,
+        help="skip the exact estimators (d directions / d backward passes) above this D",
+    )
     ap.add_argument("--one", nargs=2, metavar=("SPEC", "DIM"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -141,19 +154,45 @@ def main():
     for dim in args.dims:
         for spec in specs:
             if spec in ("autograd", "taylor") and dim > args.exact_max_dim:
-                results[spec, dim] = {"s_per_step": None, "skipped": f"exact, D > {args.exact_max_dim}"}
+                results[spec, dim] = {
+                    "s_per_step": None,
+                    "skipped": f"exact, D > {args.exact_max_dim}",
+                }
                 continue
             try:
-                r = subprocess.run([sys.executable, __file__, "--one", spec, str(dim), "--device", args.device,
-                                    "--steps", str(args.steps), "--budget", str(args.budget)],
-                                   capture_output=True, text=True, timeout=10 * args.budget)
-                results[spec, dim] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else \
-                    {"s_per_step": None, "error": r.stderr.strip().splitlines()[-1:]}
+                r = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        spec,
+                        str(dim),
+                        "--device",
+                        args.device,
+                        "--steps",
+                        str(args.steps),
+                        "--budget",
+                        str(args.budget),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=10 * args.budget,
+                )
+                results[spec, dim] = (
+                    json.loads(r.stdout.strip().splitlines()[-1])
+                    if r.returncode == 0
+                    else {"s_per_step": None, "error": r.stderr.strip().splitlines()[-1:]}
+                )
             except subprocess.TimeoutExpired:
                 results[spec, dim] = {"s_per_step": None, "error": f"> {10 * args.budget} s"}
             print(f"# {spec:16s} D={dim:<6d} {results[spec, dim]}", file=sys.stderr, flush=True)
-    print(f"device {args.device}, B = {args.samples}, 100 points, MLP 128x4 tanh, Allen-Cahn two-body")
-    head = f"{'estimator':16s} {'D':>6s} {'s/step':>9s} {'it/s':>8s} {'x autograd':>10s} {'peak MB':>8s} {'mem x':>6s}"
+    print(
+        f"device {args.device}, B = {args.samples}, 100 points, MLP 128x4 tanh, Allen-Cahn two-body"
+    )
+    head = (
+        f"{'estimator':16s} {'D':>6s} {'s/step':>9s} {'it/s':>8s} {'x autograd':>10s} "
+        f"{'peak MB':>8s} {'mem x':>6s}"
+    )
     print(head)
     print("-" * len(head))
     for dim in args.dims:
@@ -163,20 +202,31 @@ def main():
             if r.get("s_per_step") is None:
                 print(f"{spec:16s} {dim:6d} {'-':>9s} {'-':>8s} {'-':>10s} {'-':>8s} {'-':>6s}")
                 continue
-            speed = f"{ref['s_per_step'] / r['s_per_step']:10.1f}" if ref.get("s_per_step") else f"{'-':>10s}"
-            mem = (f"{r['peak_mb'] / ref['peak_mb']:6.3f}" if ref.get("s_per_step") and ref["peak_mb"] > 0
-                   else f"{'-':>6s}")
-            print(f"{spec:16s} {dim:6d} {r['s_per_step']:9.4f} {1 / r['s_per_step']:8.1f} {speed} "
-                  f"{r['peak_mb']:8.1f} {mem}")
+            speed = (
+                f"{ref['s_per_step'] / r['s_per_step']:10.1f}"
+                if ref.get("s_per_step")
+                else f"{'-':>10s}"
+            )
+            mem = (
+                f"{r['peak_mb'] / ref['peak_mb']:6.3f}"
+                if ref.get("s_per_step") and ref["peak_mb"] > 0
+                else f"{'-':>6s}"
+            )
+            print(
+                f"{spec:16s} {dim:6d} {r['s_per_step']:9.4f} {1 / r['s_per_step']:8.1f} {speed} "
+                f"{r['peak_mb']:8.1f} {mem}"
+            )
     for dim in args.dims:
         sdgd = results[f"sdgd:{args.samples}", dim]
         for spec in (f"stde:{args.samples}", f"stde:{args.samples}+compile"):
             stde = results[spec, dim]
             if sdgd.get("s_per_step") and stde.get("s_per_step"):
                 extra = f" (compile {stde['compile_s']:.0f} s once)" if "compile_s" in stde else ""
-                print(f"{spec} vs SDGD (double backward) at D = {dim}: "
-                      f"{sdgd['s_per_step'] / stde['s_per_step']:.1f}x faster per step, "
-                      f"{sdgd['peak_mb'] / max(stde['peak_mb'], 1e-9):.1f}x less peak memory{extra}")
+                print(
+                    f"{spec} vs SDGD (double backward) at D = {dim}: "
+                    f"{sdgd['s_per_step'] / stde['s_per_step']:.1f}x faster per step, "
+                    f"{sdgd['peak_mb'] / max(stde['peak_mb'], 1e-9):.1f}x less peak memory{extra}"
+                )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Reported per rank count: the median step time after warm-up, the weak-scaling ef
 processes, as a share of the step. On a GPU machine, pass ``--device cuda --ranks 1 N`` with N
 its GPU count.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,13 @@ def worker(args):
     from pdeml.samplers import Uniform
     from pdeml.solvers import PINNBackend
 
-    world = World.from_env(os.environ)                     # this script is its own CLI edge
+    world = World.from_env(os.environ)  # this script is its own CLI edge
     device = start(world, torch.device(args.device))
     torch.set_num_threads(1)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
-    backend = PINNBackend(problem, pl.nn.MLP(args.width, args.depth), seed=0, dtype=dtype).to(device)
+    backend = PINNBackend(problem, pl.nn.MLP(args.width, args.depth), seed=0, dtype=dtype).to(
+        device
+    )
     n = args.points * world.size
     stepper = pl.LBFGS() if args.optimizer == "lbfgs" else pl.FirstOrder(pl.Adam(1e-3))
 
@@ -60,8 +63,15 @@ def worker(args):
             self.t = now
 
     clock = Clock()
-    pl.fit(backend, [(args.steps, stepper)], sampler=Uniform(n, 64 * world.size), seed=0, world=world,
-           callbacks=[clock], eval_every=10 ** 9)
+    pl.fit(
+        backend,
+        [(args.steps, stepper)],
+        sampler=Uniform(n, 64 * world.size),
+        seed=0,
+        world=world,
+        callbacks=[clock],
+        eval_every=10**9,
+    )
     grad = torch.zeros(sum(p.numel() for p in backend.parameters()), dtype=dtype, device=device)
     reps, t_red = 100, []
     for _ in range(reps):
@@ -74,9 +84,16 @@ def worker(args):
         t_red.append(time.perf_counter() - t0)
     if world.main:
         step = statistics.median(clock.times[5:] or clock.times)
-        Path(args.result).write_text(json.dumps({"ranks": world.size, "step_s": step,
-                                                 "allreduce_s": float(np.median(t_red)),
-                                                 "parameters": int(grad.numel())}))
+        Path(args.result).write_text(
+            json.dumps(
+                {
+                    "ranks": world.size,
+                    "step_s": step,
+                    "allreduce_s": float(np.median(t_red)),
+                    "parameters": int(grad.numel()),
+                }
+            )
+        )
     stop(world)
 
 
@@ -99,23 +116,52 @@ def main():
         for k in args.ranks:
             result = Path(tmp) / f"r{k}.json"
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(k),
-                   __file__, "--worker", "--result", str(result), "--points", str(args.points), "--steps",
-                   str(args.steps), "--width", str(args.width), "--depth", str(args.depth), "--device", args.device,
-                   "--optimizer", args.optimizer]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc-per-node",
+                str(k),
+                __file__,
+                "--worker",
+                "--result",
+                str(result),
+                "--points",
+                str(args.points),
+                "--steps",
+                str(args.steps),
+                "--width",
+                str(args.width),
+                "--depth",
+                str(args.depth),
+                "--device",
+                args.device,
+                "--optimizer",
+                args.optimizer,
+            ]
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(f"{k} ranks failed:\n{proc.stderr[-3000:]}")
             rows.append(json.loads(result.read_text()))
     base = rows[0]["step_s"]
-    print(f"\nPINN {args.depth} x {args.width} ({rows[0]['parameters']} parameters), {args.points} interior points "
-          f"per rank, {args.optimizer}, {args.device}, {args.steps} steps (median after 5)\n")
-    print("| ranks | global points | step | weak-scaling efficiency | gradient all-reduce | its share of the step |")
+    print(
+        f"\nPINN {args.depth} x {args.width} ({rows[0]['parameters']} parameters), {args.points} "
+        "interior points "
+        f"per rank, {args.optimizer}, {args.device}, {args.steps} steps (median after 5)\n"
+    )
+    print(
+        "| ranks | global points | step | weak-scaling efficiency | gradient all-reduce | its "
+        "share of the step |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
         share = r["allreduce_s"] / r["step_s"] if r["ranks"] > 1 else 0.0
-        print(f"| {r['ranks']} | {args.points * r['ranks']} | {r['step_s'] * 1e3:.2f} ms | {base / r['step_s']:.2f} | "
-              f"{r['allreduce_s'] * 1e3:.3f} ms | {share:.1%} |")
+        print(
+            f"| {r['ranks']} | {args.points * r['ranks']} | {r['step_s'] * 1e3:.2f} ms | "
+            f"{base / r['step_s']:.2f} | "
+            f"{r['allreduce_s'] * 1e3:.3f} ms | {share:.1%} |"
+        )
 
 
 if __name__ == "__main__":

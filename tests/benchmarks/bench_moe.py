@@ -8,6 +8,7 @@ A variant is a ``--constraint`` value; ``moe:4@250`` also sets 250 constraint po
 (equal total points with ``hc``'s 1000). Each run trains in its own process through
 ``pdeml.run.train_case`` (peak memory: resident on the CPU, ``max_memory_allocated`` on a GPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ def one(args) -> dict:
 
     import pdeml.run as R
     from pdeml import settings
+
     torch.set_num_threads(args.threads)
     constraint, _, points = args.one.partition("@")
     case, _ = R.load_case(args.case)
@@ -41,12 +43,24 @@ def one(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        m = R.train_case(case, out, seed=args.seed, device=args.device, progress=False, export=False)
+        m = R.train_case(
+            case, out, seed=args.seed, device=args.device, progress=False, export=False
+        )
     wall = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() if args.device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"case": args.case, "variant": args.one, "seed": args.seed, "error": m["l2_relative_error"],
-            "s_per_step": m["wall_time_s"] / max(m["steps"], 1), "wall_s": wall, "peak_bytes": int(peak)}
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if args.device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "case": args.case,
+        "variant": args.one,
+        "seed": args.seed,
+        "error": m["l2_relative_error"],
+        "s_per_step": m["wall_time_s"] / max(m["steps"], 1),
+        "wall_s": wall,
+        "peak_bytes": int(peak),
+    }
 
 
 def main():
@@ -69,16 +83,36 @@ def main():
     for case in args.cases:
         for v in args.variants:
             for seed in args.seeds:
-                cmd = [sys.executable, __file__, "--one", v, "--case", case, "--seed", str(seed), "--steps",
-                       str(args.steps), "--device", args.device, "--threads", str(args.threads)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    v,
+                    "--case",
+                    case,
+                    "--seed",
+                    str(seed),
+                    "--steps",
+                    str(args.steps),
+                    "--device",
+                    args.device,
+                    "--threads",
+                    str(args.threads),
+                ]
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 if out.returncode:
-                    print(f"# {case} {v} seed {seed} failed:\n{out.stderr[-1500:]}", file=sys.stderr)
+                    print(
+                        f"# {case} {v} seed {seed} failed:\n{out.stderr[-1500:]}", file=sys.stderr
+                    )
                     continue
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 r = rows[-1]
-                print(f"# {case} {v} seed {seed}: error {r['error']:.3e}, {r['s_per_step']:.3f} s/step, "
-                      f"peak {r['peak_bytes'] / 2**20:.0f} MiB", flush=True)
+                print(
+                    f"# {case} {v} seed {seed}: error {r['error']:.3e}, {r['s_per_step']:.3f} "
+                    "s/step, "
+                    f"peak {r['peak_bytes'] / 2**20:.0f} MiB",
+                    flush=True,
+                )
     print(f"\n{args.steps} steps, seeds {args.seeds}, {args.device}, {args.threads} threads\n")
     print("| case | variant | error mean | error min-max | s/step | peak MiB |")
     print("|---|---|---|---|---|---|")
@@ -88,8 +122,11 @@ def main():
             if not rs:
                 continue
             e = np.array([r["error"] for r in rs])
-            print(f"| {case} | {v} | {e.mean():.2e} | {e.min():.2e}-{e.max():.2e} | "
-                  f"{np.mean([r['s_per_step'] for r in rs]):.3f} | {max(r['peak_bytes'] for r in rs) / 2**20:.0f} |")
+            print(
+                f"| {case} | {v} | {e.mean():.2e} | {e.min():.2e}-{e.max():.2e} | "
+                f"{np.mean([r['s_per_step'] for r in rs]):.3f} | "
+                f"{max(r['peak_bytes'] for r in rs) / 2**20:.0f} |"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

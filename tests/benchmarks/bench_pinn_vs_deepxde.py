@@ -8,6 +8,7 @@ reference for both, and the ratio pdeml / DeepXDE; pdeml is timed with its defau
 
     python tests/benchmarks/bench_pinn_vs_deepxde.py --steps 2000
 """
+
 import argparse
 import os
 import time
@@ -22,8 +23,12 @@ from pdeml.solvers import PINN
 
 
 def run_pdeml(steps, seed, ref, derivatives=None):
-    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0,
-                      [pl.Dirichlet(0.0)], reference=ref)
+    prob = pl.Problem(
+        pl.geometry.Polygon(VERTICES),
+        lambda x, u: -u.laplacian() - 1.0,
+        [pl.Dirichlet(0.0)],
+        reference=ref,
+    )
     estimator = pl.derivatives.parse(derivatives) if derivatives else None
     method = PINN(pl.nn.MLP(50, 4), estimator=estimator, sampler=Uniform(1200, 120))
     backend = method.build(prob, seed=seed)
@@ -38,6 +43,7 @@ def run_pdeml(steps, seed, ref, derivatives=None):
 def run_deepxde(steps, seed, ref):
     os.environ["DDE_BACKEND"] = "pytorch"
     import deepxde as dde
+
     dde.config.set_default_float("float32")
     dde.config.set_random_seed(seed)
     geom = dde.geometry.Polygon(VERTICES)
@@ -55,7 +61,7 @@ def run_deepxde(steps, seed, ref):
     net = dde.nn.FNN([2] + [50] * 4 + [1], "tanh", "Glorot normal")
     model = dde.Model(data, net)
     model.compile("adam", lr=1e-3)
-    model.train(iterations=20, display_every=10**9, verbose=0)      # warm-up
+    model.train(iterations=20, display_every=10**9, verbose=0)  # warm-up
     net = dde.nn.FNN([2] + [50] * 4 + [1], "tanh", "Glorot normal")
     model = dde.Model(data, net)
     model.compile("adam", lr=1e-3)
@@ -69,14 +75,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--derivatives", nargs="*", default=["default", "autograd"],
-                    help="pdeml estimators to time (default: the default one and exact autograd)")
+    ap.add_argument(
+        "--derivatives",
+        nargs="*",
+        default=["default", "autograd"],
+        help="pdeml estimators to time (default: the default one and exact autograd)",
+    )
     args = ap.parse_args()
     ref = fd_reference()
-    rows = [(f"pdeml {d}", *run_pdeml(args.steps, args.seed, ref, None if d == "default" else d))
-            for d in args.derivatives]
+    rows = [
+        (f"pdeml {d}", *run_pdeml(args.steps, args.seed, ref, None if d == "default" else d))
+        for d in args.derivatives
+    ]
     d_dt, d_err = run_deepxde(args.steps, args.seed, ref)
-    print(f"device cpu, torch {torch.__version__}, threads {torch.get_num_threads()}, steps {args.steps}")
+    print(
+        f"device cpu, torch {torch.__version__}, threads {torch.get_num_threads()}, steps "
+        f"{args.steps}"
+    )
     print(f"{'':20s} {'s/step':>10s} {'rel L2':>10s} {'ratio':>7s}")
     for name, dt, err in rows + [("DeepXDE", d_dt, d_err)]:
         print(f"{name:20s} {dt:10.5f} {err:10.3e} {dt / d_dt:7.3f}")

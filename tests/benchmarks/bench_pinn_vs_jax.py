@@ -30,12 +30,18 @@ Needs ``pip install jax optax`` (the benchmark's own dependencies, not pdeml's):
 
     python tests/benchmarks/bench_pinn_vs_jax.py                       # both problems
     python tests/benchmarks/bench_pinn_vs_jax.py --problems lshape --blocks 9
-    python tests/benchmarks/bench_pinn_vs_jax.py --device cuda --problems lshape   # GPU: + CUDA graphs
-    python tests/benchmarks/bench_pinn_vs_jax.py --problems options     # the ways of compiling the step
-    python tests/benchmarks/bench_pinn_vs_jax.py --problems calibrate   # compile="auto"'s measured sizes
-    python tests/benchmarks/bench_pinn_vs_jax.py --problems gemm        # MKL against oneDNN, per product
-    python tests/benchmarks/bench_pinn_vs_jax.py --problems stde --stde-official ~/stde-env/bin/python ~/stde
+    python tests/benchmarks/bench_pinn_vs_jax.py --device cuda --problems lshape   # GPU: + CUDA
+    graphs
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems options     # the ways of compiling the
+    step
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems calibrate   # compile="auto"'s measured
+    sizes
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems gemm        # MKL against oneDNN, per
+    product
+    python tests/benchmarks/bench_pinn_vs_jax.py --problems stde --stde-official
+    ~/stde-env/bin/python ~/stde
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +59,12 @@ def pin_to_one_core():
     """Re-run this script under ``taskset -c 0`` (once), with single-threaded XLA."""
     if os.environ.get("PDEML_BENCH_PINNED") or shutil.which("taskset") is None:
         return
-    env = {**os.environ, "PDEML_BENCH_PINNED": "1", "OMP_NUM_THREADS": "1",
-           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+    env = {
+        **os.environ,
+        "PDEML_BENCH_PINNED": "1",
+        "OMP_NUM_THREADS": "1",
+        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    }
     os.execvpe("taskset", ["taskset", "-c", "0", sys.executable, *sys.argv], env)
 
 
@@ -68,10 +78,16 @@ class PdemlRun:
 
     def block(self, steps: int) -> float:
         import pdeml as pl
+
         self.seed += 1
         t = time.perf_counter()
-        r = pl.fit(self.backend, [(steps, self.make_phase())], sampler=self.sampler, seed=self.seed,
-                   eval_every=10 ** 9)
+        r = pl.fit(
+            self.backend,
+            [(steps, self.make_phase())],
+            sampler=self.sampler,
+            seed=self.seed,
+            eval_every=10**9,
+        )
         dt = time.perf_counter() - t
         self.loss = r.history[-1]["loss"]
         return dt / steps
@@ -82,8 +98,13 @@ def lshape_pdeml(mode, device, cuda_graphs=True, onednn=True):
     from pdeml.cases.poisson_lshape import VERTICES
     from pdeml.samplers import Uniform
     from pdeml.solvers import PINN
-    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
-    be = PINN(pl.nn.MLP(50, 4), sampler=Uniform(1200, 120), compile=mode).build(prob, seed=0, device=device)
+
+    prob = pl.Problem(
+        pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)]
+    )
+    be = PINN(pl.nn.MLP(50, 4), sampler=Uniform(1200, 120), compile=mode).build(
+        prob, seed=0, device=device
+    )
     be.cuda_graphs, be.onednn_gemm = cuda_graphs, onednn
     tail = "" if cuda_graphs or not str(device).startswith("cuda") else ", no CUDA graphs"
     tail += "" if onednn or mode is False or str(device).startswith("cuda") else ", MKL products"
@@ -94,13 +115,18 @@ def stde_pdeml(mode, device, dim, onednn=True):
     from pdeml.families.highdim import make_case
     from pdeml.run import build
     from pdeml.settings import replace
+
     case = make_case("allen_cahn", dim, 0)
     case = case.replace(method=replace(case.method, compile=mode))
     be = build(case, seed=0, device=device)
     be.onednn_gemm = onednn
     import pdeml as pl
-    return PdemlRun(f"pdeml STDE compile={mode}" + ("" if onednn or mode is False else ", MKL products"), be,
-                    lambda: pl.FirstOrder(pl.Adam(1e-3)))
+
+    return PdemlRun(
+        f"pdeml STDE compile={mode}" + ("" if onednn or mode is False else ", MKL products"),
+        be,
+        lambda: pl.FirstOrder(pl.Adam(1e-3)),
+    )
 
 
 # ----------------------------------------------------------- the compile options, measured
@@ -134,7 +160,11 @@ def option_runs(device):
     def backend(mode):
         be = lshape_pdeml(mode, device).backend
         raw = be.batches(None, np.random.default_rng(0)).current()
-        return be, to_torch(raw, be.dtype, be.device), torch.optim.Adam(be.parameters(), lr=1e-3, fused=True)
+        return (
+            be,
+            to_torch(raw, be.dtype, be.device),
+            torch.optim.Adam(be.parameters(), lr=1e-3, fused=True),
+        )
 
     def loop(losses, step_opt, opt):
         def step():
@@ -143,6 +173,7 @@ def option_runs(device):
             total.backward()
             step_opt()
             return total.detach()
+
         return step
 
     runs = []
@@ -153,24 +184,39 @@ def option_runs(device):
     runs.append(StepRun("compiled losses", loop(lambda: compiled(batch2), opt2.step, opt2)))
     be3, batch3, opt3 = backend(False)
     compiled3 = torch.compile(be3._losses, **compile_options(be3, be3.device))
-    runs.append(StepRun("compiled losses + compiled opt.step", loop(lambda: compiled3(batch3),
-                                                                     torch.compile(opt3.step), opt3)))
+    runs.append(
+        StepRun(
+            "compiled losses + compiled opt.step",
+            loop(lambda: compiled3(batch3), torch.compile(opt3.step), opt3),
+        )
+    )
     be4, batch4, opt4 = backend(False)
-    torch._dynamo.config.compiled_autograd = True     # torch.compile keeps the config it was made
-    try:                                              # under: on for this step only
-        inner = torch.compile(loop(lambda: be4._losses(batch4), opt4.step, opt4), **compile_options(be4, be4.device))
+    torch._dynamo.config.compiled_autograd = True  # torch.compile keeps the config it was made
+    try:  # under: on for this step only
+        inner = torch.compile(
+            loop(lambda: be4._losses(batch4), opt4.step, opt4), **compile_options(be4, be4.device)
+        )
     finally:
         torch._dynamo.config.compiled_autograd = False
     runs.append(StepRun("step under torch.compile, compiled autograd", inner))
     be5, batch5, _ = backend(True)
-    whole = pl.FirstOrder(pl.Adam(1e-3)).init(be5, {}, 10 ** 6)
-    counter = iter(range(10 ** 9))
-    runs.append(StepRun("whole step (grad_and_value + Adam in one graph)",
-                        lambda: whole.step(batch5, next(counter)).total))
-    for mode in (False, True):                  # ConFIG, the one per-term combiner in the graph
+    whole = pl.FirstOrder(pl.Adam(1e-3)).init(be5, {}, 10**6)
+    counter = iter(range(10**9))
+    runs.append(
+        StepRun(
+            "whole step (grad_and_value + Adam in one graph)",
+            lambda: whole.step(batch5, next(counter)).total,
+        )
+    )
+    for mode in (False, True):  # ConFIG, the one per-term combiner in the graph
         run = lshape_pdeml(mode, device)
-        runs.append(PdemlRun(f"ConFIG, fit, compile={mode}", run.backend,
-                             lambda: pl.FirstOrder(pl.Adam(1e-3), pl.ConFIG())))
+        runs.append(
+            PdemlRun(
+                f"ConFIG, fit, compile={mode}",
+                run.backend,
+                lambda: pl.FirstOrder(pl.Adam(1e-3), pl.ConFIG()),
+            )
+        )
     return runs
 
 
@@ -182,23 +228,52 @@ def calibrate(device, blocks: int, block_steps: int):
     from pdeml.samplers import Uniform
     from pdeml.solvers import PINN
     from pdeml.solvers.pinn import AUTO_SAVING_S, hidden_units
-    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
-    print("\n| N, network | eager | compiled | saved per step | bound a + bNH | warm-up (compile) |")
+
+    prob = pl.Problem(
+        pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)]
+    )
+    print(
+        "\n| N, network | eager | compiled | saved per step | bound a + bNH | warm-up (compile) |"
+    )
     print("|---|---|---|---|---|---|")
-    for nd, nb, w, d in [(200, 40, 20, 3), (1200, 120, 50, 4), (4000, 400, 50, 4), (1000, 100, 128, 4),
-                         (4000, 400, 100, 4)]:
-        runs = [PdemlRun(f"compile={m}", PINN(pl.nn.MLP(w, d), sampler=Uniform(nd, nb), compile=m).build(
-            prob, seed=0, device=device), lambda: pl.FirstOrder(pl.Adam(1e-3))) for m in (False, True)]
+    for nd, nb, w, d in [
+        (200, 40, 20, 3),
+        (1200, 120, 50, 4),
+        (4000, 400, 50, 4),
+        (1000, 100, 128, 4),
+        (4000, 400, 100, 4),
+    ]:
+        runs = [
+            PdemlRun(
+                f"compile={m}",
+                PINN(pl.nn.MLP(w, d), sampler=Uniform(nd, nb), compile=m).build(
+                    prob, seed=0, device=device
+                ),
+                lambda: pl.FirstOrder(pl.Adam(1e-3)),
+            )
+            for m in (False, True)
+        ]
         rows = measure(runs, blocks, block_steps, 3)
         a, b = AUTO_SAVING_S
         bound = a + b * (nd + nb) * hidden_units(runs[0].backend.net)
         e, c = rows[0]["median"], rows[1]["median"]
-        print(f"| {nd + nb}, {w}x{d} | {e * 1e3:.2f} ms | {c * 1e3:.2f} ms | {(e - c) * 1e3:.2f} ms "
-              f"| {bound * 1e3:.2f} ms | {rows[1]['warm_s']:.1f} s |")
+        print(
+            f"| {nd + nb}, {w}x{d} | {e * 1e3:.2f} ms | {c * 1e3:.2f} ms | {(e - c) * 1e3:.2f} ms "
+            f"| {bound * 1e3:.2f} ms | {rows[1]['warm_s']:.1f} s |"
+        )
 
 
-def gemm_table(shapes=((1600, 128, 128), (100, 1000, 128), (100, 128, 128), (1320, 50, 50), (2640, 50, 50),
-                        (100, 50, 50), (1024, 1024, 1024))):
+def gemm_table(
+    shapes=(
+        (1600, 128, 128),
+        (100, 1000, 128),
+        (100, 128, 128),
+        (1320, 50, 50),
+        (2640, 50, 50),
+        (100, 50, 50),
+        (1024, 1024, 1024),
+    ),
+):
     """float32 products on one thread: torch's BLAS (MKL) against oneDNN (``pdeml.gemm``), for
     ``y = x @ w.T`` (x: M x K, w: N x K) and a weight gradient ``g.T @ x`` (both factors
     transposed), the two forms of a training step."""
@@ -215,7 +290,10 @@ def gemm_table(shapes=((1600, 128, 128), (100, 1000, 128), (100, 128, 128), (132
             f()
         return (time.perf_counter() - t) / reps
 
-    print(f"\nfloat32 products, one thread (oneDNN takes those of >= {MIN_MACS:.0e} multiply-adds in compiled graphs)")
+    print(
+        f"\nfloat32 products, one thread (oneDNN takes those of >= {MIN_MACS:.0e} multiply-adds in "
+        "compiled graphs)"
+    )
     print("| M x K x N | x @ w.T: MKL | oneDNN | GFLOP/s MKL / oneDNN | g.T @ x: MKL | oneDNN |")
     print("|---|---|---|---|---|---|")
     for M, K, N in shapes:
@@ -223,8 +301,11 @@ def gemm_table(shapes=((1600, 128, 128), (100, 1000, 128), (100, 128, 128), (132
         f_mkl, f_dnn = timed(lambda: x @ w.T), timed(lambda: onednn_linear(x, w, None))
         b_mkl, b_dnn = timed(lambda: g.T @ x), timed(lambda: onednn_linear(g.T, x.T, None))
         gf = 2 * M * K * N / 1e9
-        print(f"| {M}x{K}x{N} | {f_mkl * 1e6:.0f} us | {f_dnn * 1e6:.0f} us ({f_mkl / f_dnn:.2f}x) "
-              f"| {gf / f_mkl:.0f} / {gf / f_dnn:.0f} | {b_mkl * 1e6:.0f} us | {b_dnn * 1e6:.0f} us ({b_mkl / b_dnn:.2f}x) |")
+        print(
+            f"| {M}x{K}x{N} | {f_mkl * 1e6:.0f} us | {f_dnn * 1e6:.0f} us ({f_mkl / f_dnn:.2f}x) "
+            f"| {gf / f_mkl:.0f} / {gf / f_dnn:.0f} | {b_mkl * 1e6:.0f} us | {b_dnn * 1e6:.0f} us "
+            f"({b_mkl / b_dnn:.2f}x) |"
+        )
 
 
 class OfficialStde:
@@ -240,27 +321,58 @@ class OfficialStde:
 
     def __init__(self, python: str, root: str, dim: int, epochs: int = 600):
         self.python, self.root, self.dim, self.epochs = python, root, dim, epochs
-        self.name, self.warm, self.loss = "the STDE paper's code (JAX), same setup", False, float("nan")
+        self.name, self.warm, self.loss = (
+            "the STDE paper's code (JAX), same setup",
+            False,
+            float("nan"),
+        )
 
     def block(self, steps: int) -> float:
         import re
         import subprocess
+
         if not self.warm:
             self.warm = True
             return float("nan")
         e = self.epochs
-        args = ["--config.eqn_cfg.name", "AllenCahnTwobody", "--config.eqn_cfg.dim", str(self.dim),
-                "--config.eqn_cfg.hess_diag_method", "sparse_stde", "--config.eqn_cfg.rand_batch_size", "16",
-                "--config.eqn_cfg.batch_size", "100", "--config.eqn_cfg.enforce_boundary=True",
-                "--config.eqn_cfg.boundary_weight", "0.0", "--config.test_cfg.show_stats=False",
-                "--config.gd_cfg.epochs", str(e), "--config.test_cfg.eval_every", str(e), "--n_runs", "1"]
-        out = subprocess.run([self.python, "main.py", *args], cwd=self.root, capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": self.root})
-        marks = [(3600 * int(h) + 60 * int(m) + float(sec), int(n))
-                 for h, m, sec, n, _ in re.findall(self.LINE, out.stdout + out.stderr)]
+        args = [
+            "--config.eqn_cfg.name",
+            "AllenCahnTwobody",
+            "--config.eqn_cfg.dim",
+            str(self.dim),
+            "--config.eqn_cfg.hess_diag_method",
+            "sparse_stde",
+            "--config.eqn_cfg.rand_batch_size",
+            "16",
+            "--config.eqn_cfg.batch_size",
+            "100",
+            "--config.eqn_cfg.enforce_boundary=True",
+            "--config.eqn_cfg.boundary_weight",
+            "0.0",
+            "--config.test_cfg.show_stats=False",
+            "--config.gd_cfg.epochs",
+            str(e),
+            "--config.test_cfg.eval_every",
+            str(e),
+            "--n_runs",
+            "1",
+        ]
+        out = subprocess.run(
+            [self.python, "main.py", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": self.root},
+        )
+        marks = [
+            (3600 * int(h) + 60 * int(m) + float(sec), int(n))
+            for h, m, sec, n, _ in re.findall(self.LINE, out.stdout + out.stderr)
+        ]
         marks = [(t, n) for t, n in marks if 0.2 * e <= n <= 0.95 * e]
         if len(marks) < 2 or marks[-1][1] == marks[0][1]:
-            raise RuntimeError(f"the STDE paper's code logged no progress:\n{(out.stdout + out.stderr)[-2000:]}")
+            raise RuntimeError(
+                f"the STDE paper's code logged no progress:\n{(out.stdout + out.stderr)[-2000:]}"
+            )
         (t0, n0), (t1, n1) = marks[0], marks[-1]
         return (t1 - t0) / (n1 - n0)
 
@@ -284,6 +396,7 @@ class JaxRun:
 def _glorot_mlp(key, sizes):
     import jax
     import numpy as np
+
     params = []
     for i, o in zip(sizes[:-1], sizes[1:]):
         key, k = jax.random.split(key)
@@ -301,19 +414,26 @@ def lshape_jax():
     import pdeml as pl
     from pdeml.cases.poisson_lshape import VERTICES
     from pdeml.samplers import Uniform
-    prob = pl.Problem(pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
+
+    prob = pl.Problem(
+        pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)]
+    )
     batch = Uniform(1200, 120).init(prob, np.random.default_rng(0)).current()
     xd = jnp.asarray(batch["domain"]["x"], jnp.float32)
     xb = jnp.asarray(batch[prob.condition_names[0]]["x"], jnp.float32)
     params = _glorot_mlp(jax.random.PRNGKey(0), [2, 50, 50, 50, 50, 1])
 
     def laplacian(p, x):
-        h, g, lap = x, jnp.broadcast_to(jnp.eye(2)[:, None, :], (2, x.shape[0], 2)), jnp.zeros_like(x)
+        h, g, lap = (
+            x,
+            jnp.broadcast_to(jnp.eye(2)[:, None, :], (2, x.shape[0], 2)),
+            jnp.zeros_like(x),
+        )
         for W, c in p[:-1]:
             z, gz, lz = h @ W + c, g @ W, lap @ W
             t = jnp.tanh(z)
             d1 = 1 - t * t
-            h, lap, g = t, d1 * lz - 2 * t * d1 * (gz ** 2).sum(0), d1 * gz
+            h, lap, g = t, d1 * lz - 2 * t * d1 * (gz**2).sum(0), d1 * gz
         return lap @ p[-1][0]
 
     def mlp(p, x):
@@ -343,16 +463,17 @@ def stde_jax(dim: int, width=128, depth=4, points=100, sampled=16):
     from jax.experimental.jet import jet
 
     from pdeml.families.highdim import coefficients
+
     c = jnp.asarray(coefficients(dim, 0).numpy(), jnp.float32)
     params = _glorot_mlp(jax.random.PRNGKey(0), [dim] + [width] * depth + [1])
 
-    def u(p, x):                                   # one point (D,) -> scalar, (1 - |x|^2) MLP(x)
+    def u(p, x):  # one point (D,) -> scalar, (1 - |x|^2) MLP(x)
         h = x
         for W, b in p[:-1]:
             h = jnp.tanh(h @ W + b)
         return (1 - x @ x) * (h @ p[-1][0] + p[-1][1])[0]
 
-    def forcing(x):                                # Δu* + u* - u*^3 of the two-body solution
+    def forcing(x):  # Δu* + u* - u*^3 of the two-body solution
         a, b_ = x[:-1], x[1:]
         ca, cb, sa, sb = jnp.cos(a), jnp.cos(b_), jnp.sin(a), jnp.sin(b_)
         th = a + cb + b_ * ca
@@ -360,12 +481,12 @@ def stde_jax(dim: int, width=128, depth=4, points=100, sampled=16):
         da, db, daa, dbb = 1 - b_ * sa, ca - sb, -b_ * ca, -cb
         g = (c * s).sum()
         xg = (c * co * (a * da + b_ * db)).sum()
-        lg = (c * (co * (daa + dbb) - s * (da ** 2 + db ** 2))).sum()
+        lg = (c * (co * (daa + dbb) - s * (da**2 + db**2))).sum()
         bb = 1 - x @ x
         us = bb * g
-        return -2 * dim * g - 4 * xg + bb * lg + us - us ** 3
+        return -2 * dim * g - 4 * xg + bb * lg + us - us**3
 
-    def second(p, x, v):                           # v^T H v by a 2-jet along v
+    def second(p, x, v):  # v^T H v by a 2-jet along v
         _, (_, u2) = jet(lambda y: u(p, y), (x,), ((v, jnp.zeros_like(v)),))
         return u2
 
@@ -378,8 +499,8 @@ def stde_jax(dim: int, width=128, depth=4, points=100, sampled=16):
         vs = jax.nn.one_hot(idx, dim)
         lap = jax.vmap(lambda xi: jax.vmap(lambda v: second(p, xi, v))(vs).sum() * dim / sampled)(x)
         val = jax.vmap(lambda xi: u(p, xi))(x)
-        res = lap + val - val ** 3 - jax.vmap(forcing)(x)
-        return (res ** 2).mean()
+        res = lap + val - val**3 - jax.vmap(forcing)(x)
+        return (res**2).mean()
 
     opt = optax.adam(1e-3)
 
@@ -390,13 +511,17 @@ def stde_jax(dim: int, width=128, depth=4, points=100, sampled=16):
         upd, s = opt.update(g, s, p)
         return optax.apply_updates(p, upd), s, key, value
 
-    return JaxRun(f"JAX jit STDE (jet), D={dim}", step, (params, opt.init(params), jax.random.PRNGKey(1), jnp.zeros(())))
+    return JaxRun(
+        f"JAX jit STDE (jet), D={dim}",
+        step,
+        (params, opt.init(params), jax.random.PRNGKey(1), jnp.zeros(())),
+    )
 
 
 # ----------------------------------------------------------------------------------- main
 def measure(runs, blocks: int, block_steps: int, warmup: int) -> list[dict]:
     rows = []
-    for r in runs:                                  # warm-up: compiles and caches
+    for r in runs:  # warm-up: compiles and caches
         t = time.perf_counter()
         r.block(warmup)
         r.warm_s = time.perf_counter() - t
@@ -406,41 +531,64 @@ def measure(runs, blocks: int, block_steps: int, warmup: int) -> list[dict]:
             times[r.name].append(r.block(block_steps))
     for r in runs:
         t = times[r.name]
-        rows.append({"name": r.name, "median": statistics.median(t), "min": min(t), "max": max(t),
-                     "warm_s": r.warm_s, "loss": r.loss})
+        rows.append(
+            {
+                "name": r.name,
+                "median": statistics.median(t),
+                "min": min(t),
+                "max": max(t),
+                "warm_s": r.warm_s,
+                "loss": r.loss,
+            }
+        )
     return rows
 
 
 def table(title, rows, ref_name):
     ref = next((r["median"] for r in rows if r["name"] == ref_name), None)
     print(f"\n{title}")
-    print(f"| implementation | s/step (median) | spread (min-max) | vs {ref_name} | warm-up (incl. compile) |")
+    print(
+        f"| implementation | s/step (median) | spread (min-max) | vs {ref_name} | warm-up (incl. "
+        "compile) |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
         ratio = f"{r['median'] / ref:.2f}x" if ref else "-"
-        print(f"| {r['name']} | {r['median'] * 1e3:.2f} ms | {r['min'] * 1e3:.2f}-{r['max'] * 1e3:.2f} ms | {ratio} "
-              f"| {r['warm_s']:.1f} s |")
+        print(
+            f"| {r['name']} | {r['median'] * 1e3:.2f} ms | "
+            f"{r['min'] * 1e3:.2f}-{r['max'] * 1e3:.2f} ms | {ratio} "
+            f"| {r['warm_s']:.1f} s |"
+        )
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--problems", nargs="+", default=["lshape", "stde"],
-                    choices=["lshape", "stde", "options", "calibrate", "gemm"],
-                    help="options: the ways of compiling the L-shape step; calibrate: the auto rule's sizes; "
-                         "gemm: float32 products through MKL and oneDNN")
+    ap.add_argument(
+        "--problems",
+        nargs="+",
+        default=["lshape", "stde"],
+        choices=["lshape", "stde", "options", "calibrate", "gemm"],
+        help="options: the ways of compiling the L-shape step; calibrate: the auto rule's sizes; "
+        "gemm: float32 products through MKL and oneDNN",
+    )
     ap.add_argument("--blocks", type=int, default=9)
     ap.add_argument("--block-steps", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--dim", type=int, default=1000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-pin", action="store_true", help="do not pin to one core (GPU runs)")
-    ap.add_argument("--stde-official", nargs=2, metavar=("PYTHON", "CHECKOUT"),
-                    help="also run the STDE paper's code: its environment's python and its checkout")
+    ap.add_argument(
+        "--stde-official",
+        nargs=2,
+        metavar=("PYTHON", "CHECKOUT"),
+        help="also run the STDE paper's code: its environment's python and its checkout",
+    )
     args = ap.parse_args()
     if args.device == "cpu" and not args.no_pin:
         pin_to_one_core()
     sys.path.insert(0, str(ROOT))
     import torch
+
     if args.device == "cpu":
         torch.set_num_threads(1)
     try:
@@ -449,8 +597,10 @@ def main():
         jax = None
         print("JAX is not installed (pip install jax optax): pdeml rows only")
     modes = [False, "losses", True]
-    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}"
-          + (f", jax {jax.__version__} on {jax.devices()[0].platform}" if jax else ""))
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}"
+        + (f", jax {jax.__version__} on {jax.devices()[0].platform}" if jax else "")
+    )
     same = jax is not None and jax.devices()[0].platform == args.device.split(":")[0]
     if jax is not None and not same:
         print(f"JAX runs on {jax.devices()[0].platform}, not {args.device}: pdeml rows only")
@@ -464,11 +614,18 @@ def main():
         if jax is not None:
             runs.append(lshape_jax())
         rows = measure(runs, args.blocks, args.block_steps, args.warmup)
-        table("L-shape Poisson, 2-50x4-1 tanh, 1200 + 120 points, Adam, float32", rows,
-              "JAX jit (forward Laplacian)" if jax else "pdeml compile=False")
+        table(
+            "L-shape Poisson, 2-50x4-1 tanh, 1200 + 120 points, Adam, float32",
+            rows,
+            "JAX jit (forward Laplacian)" if jax else "pdeml compile=False",
+        )
     if "options" in args.problems:
         rows = measure(option_runs(args.device), args.blocks, args.block_steps, args.warmup)
-        table("L-shape Poisson: the ways of compiling the step (the first five without fit)", rows, "eager")
+        table(
+            "L-shape Poisson: the ways of compiling the step (the first five without fit)",
+            rows,
+            "eager",
+        )
     if "gemm" in args.problems:
         gemm_table()
     if "calibrate" in args.problems:
@@ -482,9 +639,19 @@ def main():
         if args.stde_official:
             runs.append(OfficialStde(*args.stde_official, args.dim))
         rows = measure(runs, max(3, args.blocks // 3), max(10, args.block_steps // 4), 5)
-        ref = (runs[-1].name if args.stde_official else f"JAX jit STDE (jet), D={args.dim}" if jax
-               else "pdeml STDE compile=False")
-        table(f"Allen-Cahn, D = {args.dim}, STDE 16 sampled dims, 128x4 tanh, 100 points, Adam, float32", rows, ref)
+        ref = (
+            runs[-1].name
+            if args.stde_official
+            else f"JAX jit STDE (jet), D={args.dim}"
+            if jax
+            else "pdeml STDE compile=False"
+        )
+        table(
+            f"Allen-Cahn, D = {args.dim}, STDE 16 sampled dims, 128x4 tanh, 100 points, Adam, "
+            "float32",
+            rows,
+            ref,
+        )
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ step (bytes autograd saves: device-independent) and the process's peak memory (p
 memory on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU). Also the physics-informed
 loss's own floor on this grid (its exact minimizer's error, :func:`operators.wosno.physics_floor`).
 
-    python tests/benchmarks/bench_wosno.py [--n 32] [--steps 1000] [--domains 64] [--batch 8] [--device cuda]
+    python tests/benchmarks/bench_wosno.py [--n 32] [--steps 1000] [--domains 64] [--batch 8]
+    [--device cuda]
     python tests/benchmarks/bench_wosno.py --variants wos residual --lr 1e-3 3e-3
 
 Each variant trains in its own process (its peak memory is its own), through ``pdeml.fit``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +24,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = {"wos": dict(targets="wos"), "wos-weighted": dict(targets="wos", weighting="std_error"),
-            "residual": dict(targets="residual"), "truth": dict(targets="truth")}
+VARIANTS = {
+    "wos": dict(targets="wos"),
+    "wos-weighted": dict(targets="wos", weighting="std_error"),
+    "residual": dict(targets="residual"),
+    "truth": dict(targets="truth"),
+}
 
 
 def one(args) -> dict:
@@ -37,8 +43,11 @@ def one(args) -> dict:
 
     torch.set_num_threads(args.threads)
     from pdeml.run import apply_overrides
-    case = apply_overrides(make(n=args.n, domains=args.domains, batch=args.batch, **VARIANTS[args.one]),
-                           {"steps": args.steps, "lr": args.lr})
+
+    case = apply_overrides(
+        make(n=args.n, domains=args.domains, batch=args.batch, **VARIANTS[args.one]),
+        {"steps": args.steps, "lr": args.lr},
+    )
     backend = case.method.build(case.problem, seed=args.seed, device=args.device)
     walk_s = [0.0]
     walk = DomainDraws._walk
@@ -47,6 +56,7 @@ def one(args) -> dict:
         t0 = time.perf_counter()
         walk(self, k)
         walk_s[0] += time.perf_counter() - t0
+
     DomainDraws._walk = timed
 
     # activation memory of one step: the bytes autograd saves for the backward pass
@@ -57,6 +67,7 @@ def one(args) -> dict:
     def pack(t):
         saved[0] += t.numel() * t.element_size()
         return t
+
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         sum(backend.losses(batch).values()).backward()
     backend.zero_grad()
@@ -65,16 +76,32 @@ def one(args) -> dict:
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    result = pl.fit(backend, case.phases(), weights=case.weights, seed=args.seed, truth=truth,
-                    eval_every=max(1, args.steps // 10))
+    result = pl.fit(
+        backend,
+        case.phases(),
+        weights=case.weights,
+        seed=args.seed,
+        truth=truth,
+        eval_every=max(1, args.steps // 10),
+    )
     wall = time.perf_counter() - t0
     errors = backend.errors()
-    peak = (torch.cuda.max_memory_allocated() if args.device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"variant": args.one, "lr": args.lr, "error_mean": float(errors.mean()),
-            "error_median": float(np.median(errors)), "s_per_step": (wall - walk_s[0]) / args.steps,
-            "walk_s_per_step": walk_s[0] / args.steps, "saved_bytes": saved[0], "peak_bytes": int(peak),
-            "curve": [(r["step"], r["l2_relative_error"]) for r in result.history]}
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if args.device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "variant": args.one,
+        "lr": args.lr,
+        "error_mean": float(errors.mean()),
+        "error_median": float(np.median(errors)),
+        "s_per_step": (wall - walk_s[0]) / args.steps,
+        "walk_s_per_step": walk_s[0] / args.steps,
+        "saved_bytes": saved[0],
+        "peak_bytes": int(peak),
+        "curve": [(r["step"], r["l2_relative_error"]) for r in result.history],
+    }
 
 
 def floor(args) -> dict:
@@ -85,6 +112,7 @@ def floor(args) -> dict:
     from pdeml.families.star_poisson import StarFamily
     from pdeml.operators.backend import TEST_SEED
     from pdeml.operators.wosno import physics_floor
+
     fam, rng = StarFamily(args.n), np.random.default_rng(TEST_SEED)
     errs, deficient = [], 0
     for _ in range(16):
@@ -94,7 +122,11 @@ def floor(args) -> dict:
         u, rank, unknowns = physics_floor(fam, star)
         errs.append(np.linalg.norm(u - truth) / np.linalg.norm(truth))
         deficient += rank < unknowns
-    return {"floor_mean": float(np.mean(errs)), "floor_median": float(np.median(errs)), "rank_deficient": deficient}
+    return {
+        "floor_mean": float(np.mean(errs)),
+        "floor_median": float(np.median(errs)),
+        "rank_deficient": deficient,
+    }
 
 
 def main():
@@ -118,34 +150,67 @@ def main():
     rows = []
     for v in args.variants:
         for lr in args.lr:
-            cmd = [sys.executable, __file__, "--one", v, "--lr", str(lr), "--n", str(args.n), "--steps",
-                   str(args.steps), "--domains", str(args.domains), "--batch", str(args.batch), "--device", args.device,
-                   "--threads", str(args.threads), "--seed", str(args.seed)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                v,
+                "--lr",
+                str(lr),
+                "--n",
+                str(args.n),
+                "--steps",
+                str(args.steps),
+                "--domains",
+                str(args.domains),
+                "--batch",
+                str(args.batch),
+                "--device",
+                args.device,
+                "--threads",
+                str(args.threads),
+                "--seed",
+                str(args.seed),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)
                 continue
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = rows[-1]
-            print(f"# {v} lr {lr:g}: error {r['error_mean']:.3e} (median {r['error_median']:.3e}), "
-                  f"{r['s_per_step']:.3f} s/step + walks {r['walk_s_per_step']:.3f}, "
-                  f"saved {r['saved_bytes'] / 2**20:.1f} MiB, peak {r['peak_bytes'] / 2**20:.0f} MiB", flush=True)
+            print(
+                f"# {v} lr {lr:g}: error {r['error_mean']:.3e} (median {r['error_median']:.3e}), "
+                f"{r['s_per_step']:.3f} s/step + walks {r['walk_s_per_step']:.3f}, "
+                f"saved {r['saved_bytes'] / 2**20:.1f} MiB, peak {r['peak_bytes'] / 2**20:.0f} MiB",
+                flush=True,
+            )
     fl = floor(args) if "residual" in args.variants else {}
     marks = sorted({s for r in rows for s, _ in r["curve"]})
     print("\ntest error (mean over the test domains' relative L2 of the whole set) at steps", marks)
     for r in rows:
         print(f"  {r['variant']} lr {r['lr']:g}: " + " ".join(f"{e:.3g}" for _, e in r["curve"]))
-    print(f"\n{args.n}² grid, {args.domains} training domains, {args.steps} steps, batch {args.batch}, {args.device}\n")
-    print("| variant | peak lr | test error mean | median | s/step (network) | walks s/step | "
-          "activations MiB | peak MiB |")
+    print(
+        f"\n{args.n}² grid, {args.domains} training domains, {args.steps} steps, batch "
+        f"{args.batch}, {args.device}\n"
+    )
+    print(
+        "| variant | peak lr | test error mean | median | s/step (network) | walks s/step | "
+        "activations MiB | peak MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['lr']:g} | {r['error_mean']:.2e} | {r['error_median']:.2e} | "
-              f"{r['s_per_step']:.3f} | {r['walk_s_per_step']:.3f} | {r['saved_bytes'] / 2**20:.1f} | "
-              f"{r['peak_bytes'] / 2**20:.0f} |")
+        print(
+            f"| {r['variant']} | {r['lr']:g} | {r['error_mean']:.2e} | {r['error_median']:.2e} | "
+            f"{r['s_per_step']:.3f} | {r['walk_s_per_step']:.3f} | {r['saved_bytes'] / 2**20:.1f} "
+            "| "
+            f"{r['peak_bytes'] / 2**20:.0f} |"
+        )
     if fl:
-        print(f"\nphysics-informed loss's exact minimizer on the test domains: error mean {fl['floor_mean']:.2e}, "
-              f"median {fl['floor_median']:.2e}, rank-deficient systems: {fl['rank_deficient']}/16")
+        print(
+            "\nphysics-informed loss's exact minimizer on the test domains: error mean "
+            f"{fl['floor_mean']:.2e}, "
+            f"median {fl['floor_median']:.2e}, rank-deficient systems: {fl['rank_deficient']}/16"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "floor": fl}, indent=1))
 
