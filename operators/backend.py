@@ -166,7 +166,7 @@ class FNO3d(AbstractTrajectoryMethod):
             FILE``).
         test_samples: test samples the error is measured on during training.
         physics: add the equation's residual to the loss, a term ``"physics"``
-            (:func:`operators.losses.relative_residual`; weigh it with ``Case(weights=...)``).
+            (:func:`pdeml.operators.losses.relative_residual`; weigh it with ``Case(weights=...)``).
 
     Example:
         >>> method = FNO3d(t_in=10, t_out=40, data=Minibatches("data/nse.h5", 20))
@@ -205,7 +205,8 @@ class FNO3d(AbstractTrajectoryMethod):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class STFNO(AbstractTrajectoryMethod):
-    """The spatiotemporal FNO of Spectral-Refiner (:class:`operators.stfno.STFNONet`): time is a
+    """The spatiotemporal FNO of Spectral-Refiner (:class:`pdeml.operators.stfno.STFNONet`): time is
+    a
     Fourier axis, any number of output frames.
 
     Args:

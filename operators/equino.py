@@ -1,6 +1,6 @@
 r"""EquiNO: an equilibrium-preserving surrogate of the RVE map ε̄ ↦ (σ field, σ̄) for FE²
 (Eivazi, Tröger, Wittek, Hartmann, Rausch, arXiv 2504.07976; J. Comput. Phys. 2026). The RVE
-and its laws are :mod:`solvers.rve`.
+and its laws are :mod:`pdeml.solvers.rve`.
 
 **Bases from snapshots.** RVE solves at macro strains :math:`\bar\varepsilon_s` give fluctuation
 displacements :math:`\tilde u_s` and stresses :math:`\sigma_s` at the quadrature points. POD
@@ -337,7 +337,7 @@ def weak_form_operator(rve: RVE):
 
 class EquiNOMaterial:
     """A trained EquiNO (or any net with ``stress_and_tangent``) as a macroscopic FE² material
-    (:mod:`solvers.fe2`): σ̄ and ∂σ̄/∂ε̄ at all macro Gauss points in one batched pass.
+    (:mod:`pdeml.solvers.fe2`): σ̄ and ∂σ̄/∂ε̄ at all macro Gauss points in one batched pass.
     ``outside`` is the largest fraction of points seen outside the training box [-0.04, 0.04]³,
     where the surrogate extrapolates."""
 
@@ -461,7 +461,10 @@ class EquiNO(AbstractMethod):
             ``"euclidean"`` (see the module docstring).
 
     Example:
+        >>> from pdeml.families.rve import RVEFamily
         >>> case = pl.Case(RVEFamily(n=4), EquiNO(), steps=2000, lbfgs_steps=2000, dtype="float64")
+        >>> case.method.modes
+        16
     """
 
     modes: int = 16
@@ -606,7 +609,7 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         return files + [self.export_plate(Path(out) / "plate.vtu")]
 
     def export_plate(self, path, strain: float = 0.01, plate=None):
-        """The macroscopic FE² plate with a hole (:class:`solvers.fe2.Plate`) pulled to a mean
+        """The macroscopic FE² plate with a hole (:class:`pdeml.solvers.fe2.Plate`) pulled to a mean
         ``strain`` with this surrogate at every Gauss point, as ``.vtu``: displacement; σ̄, ε̄ and
         von Mises per cell, and ``outside_training_box``, the fraction of the cell's Gauss points
         whose strain leaves [-0.04, 0.04]³ (where the surrogate extrapolates)."""

@@ -137,7 +137,8 @@ class FNO(nn.Module):
 
     Example:
         >>> model = FNO(10, 1, modes=(12, 12, 12), width=20, padding=(0, 0, 6))   # FNO-3d
-        >>> u = model(a)                       # a: (B, 10, 64, 64, 40) -> (B, 1, 64, 64, 40)
+        >>> model(torch.randn(2, 10, 32, 32, 20)).shape      # (B, 10, x, y, t) -> (B, 1, x, y, t)
+        torch.Size([2, 1, 32, 32, 20])
     """
 
     def __init__(

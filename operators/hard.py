@@ -1,8 +1,8 @@
 r"""PI-HC-MoE in the operator setting: one network for a family of initial conditions, its output
 constrained per input (Chalapathi, Du, Krishnapriyan, ICLR 2024, the family setting; the single
-problem is :mod:`solvers.hard`).
+problem is :mod:`pdeml.solvers.hard`).
 
-An FNO (:mod:`operators.fno`) maps the initial condition :math:`u_0(x)`, broadcast over an
+An FNO (:mod:`pdeml.operators.fno`) maps the initial condition :math:`u_0(x)`, broadcast over an
 ``nx`` x ``nt`` node grid of (x, t), to N basis functions on that grid. For each input and each
 expert k (a box of a fixed partition of the grid),
 :math:`u = b^\top\omega_k` with :math:`\omega_k` minimizing
@@ -16,7 +16,7 @@ every boundary condition's rows at its boundary nodes (all experts get every ini
 boundary row). Derivatives of the bases are finite differences on the grid (second order:
 central inside, one-sided at the edges), as in the paper's reference code, computed once per
 step; the solver only recombines them. The solve and its implicit-function gradient are
-:func:`solvers.hard.constrained_weights`, batched over inputs x experts.
+:func:`pdeml.solvers.hard.constrained_weights`, batched over inputs x experts.
 
 ``constraint="soft"`` is the physics-informed baseline (PI-SC): the same FNO with one output,
 trained on the same residual and condition terms. Training uses no solution data; the error is
@@ -161,13 +161,16 @@ class HardConstraintFNO(AbstractMethod):
         constraint: ``"soft"``, ``"hc"`` (one expert) or ``"moe:K"`` / ``"moe:AxB"`` (experts
             per grid axis: K slabs in x, or A x B boxes in (x, t)).
         basis: N. points: constraint nodes per expert and input (m).
-        ridge, tol, max_iter: the solve (as :class:`solvers.hard.HardConstraint`).
+        ridge, tol, max_iter: the solve (as :class:`pdeml.solvers.hard.HardConstraint`).
         draws, batch_size: training inputs and inputs per step. test_draws: fixed test inputs.
         modes, width, layers: the FNO (modes per axis (x, t)).
         condition_loss: add the initial and boundary misfits to the loss (always on for soft).
 
     Example:
+        >>> from pdeml.families.sorption import SorptionFamily
         >>> case = pl.Case(SorptionFamily(64, 32), HardConstraintFNO("moe:4"), steps=500)
+        >>> case.method.constraint             # --constraint hc | moe:K | soft sets it
+        'moe:4'
     """
 
     constraint: str = "moe:4"

@@ -2,11 +2,12 @@ r"""Spectral-Refiner fine-tuning (Cao, Brarda, Li, Xi, ICLR 2025): at test time,
 trajectory, with no data, refine a trained ST-FNO's output by the equation's residual.
 
 1. Freeze the trained network and cache its latent state before the output layer
-   (:meth:`operators.stfno.STFNONet.latent`), on the input frames at the (finer) resolution.
+   (:meth:`pdeml.operators.stfno.STFNONet.latent`), on the input frames at the (finer) resolution.
 2. Replace the output spectral convolution by one with more modes (:func:`grow`): the trained
    weights go into the low modes, the new ones start near zero (uniform with gain 1e-6).
 3. Optimize only that layer (Adam, a larger learning rate for its spectral bias than for its
-   weights) on :math:`\|R\|^2_{L^2(0,T;H^{-1})}` (:func:`operators.losses.h_minus_one_squared`)
+   weights) on :math:`\|R\|^2_{L^2(0,T;H^{-1})}`
+   (:func:`pdeml.operators.losses.h_minus_one_squared`)
    of the predicted trajectory with the last input frame in front (so the first output frame
    has a time derivative).
 """

@@ -39,7 +39,9 @@ class STFNONet(nn.Module):
 
     Example:
         >>> net = STFNONet(12, 5, width=20, layers=4, latent_steps=10, out_steps=40)
-        >>> net(w[:, :10]).shape          # (B, 40, n, n); net(w, out_steps=80) gives 80 frames
+        >>> w = torch.randn(2, 10, 32, 32)               # (B, T_in, n, n)
+        >>> net(w).shape                                 # net(w, out_steps=80) gives 80 frames
+        torch.Size([2, 40, 32, 32])
     """
 
     def __init__(

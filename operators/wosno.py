@@ -1,6 +1,7 @@
 r"""WoS-NO: a neural operator for a family of domains trained on walk-on-spheres estimates, not on
 solver data and not on the PDE residual (after "Neural operators meet walk-on-spheres", the
-WoS-NO paper and its reference code neuraloperator/WoS-NO; walk-on-spheres: :mod:`solvers.wos`).
+WoS-NO paper and its reference code neuraloperator/WoS-NO; walk-on-spheres:
+:mod:`pdeml.solvers.wos`).
 
 For a family of Dirichlet problems :math:`-\Delta u = f` in :math:`\Omega_a`, :math:`u = g` on
 :math:`\partial\Omega_a`, the operator maps per-point inputs to :math:`u`. Training keeps, for
@@ -20,7 +21,7 @@ which the running mean shrinks as :math:`1/k`.
 
 **Operator.** The paper's backbone is GINO (a graph-kernel encoder onto a latent grid, an FNO,
 a decoder back to the points). Here the points are the cell centres of an ``n x n`` grid over
-the family's box, and the operator is the FNO of :mod:`operators.fno` (zero-padded: the box is
+the family's box, and the operator is the FNO of :mod:`pdeml.operators.fno` (zero-padded: the box is
 not periodic), with the paper's per-point inputs as channels: :math:`g` at the nearest boundary
 point, the signed distance to the boundary and :math:`f`. On a grid the encoder and decoder of
 GINO are the identity, so this is GINO without its graph kernels; what it loses is meshes with
@@ -214,7 +215,10 @@ class WoSNO(AbstractMethod):
         epsilon: walk-on-spheres' stopping shell (relative to the domain size).
 
     Example:
+        >>> from pdeml.families.star_poisson import StarFamily
         >>> case = pl.Case(StarFamily(n=32), WoSNO(targets="wos", domains=64), steps=2000)
+        >>> case.method.targets                # "residual": the physics-informed baseline
+        'wos'
     """
 
     targets: str = "wos"
@@ -288,7 +292,8 @@ class WoSNO(AbstractMethod):
 
 
 def relative_l2_masked(pred, target, mask, weight=None) -> torch.Tensor:
-    r""":func:`operators.losses.relative_l2` on the ``mask`` points, each weighted by ``weight``:
+    r""":func:`pdeml.operators.losses.relative_l2` on the ``mask`` points, each weighted by
+    ``weight``:
     mean over the batch of :math:`\|w^{1/2}(p - t)\|/\|w^{1/2}t\|`."""
     s = (mask if weight is None else mask * weight).sqrt()
     return relative_l2(pred * s, target * s)

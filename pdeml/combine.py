@@ -59,7 +59,8 @@ class Sum(AbstractCombiner):
     r"""The sum :math:`L = \sum_k L_k` of the (weighted) loss terms, back-propagated at once.
 
     Example:
-        >>> Sum()          # the default; loss weights are the case's ``weights``
+        >>> pl.Sum()          # the default; loss weights are the case's ``weights``
+        Sum()
     """
 
     in_graph = True  # the compiled step differentiates the sum itself
@@ -159,7 +160,8 @@ class ConFIG(_PerTerm):
     """Conflict-free inverse gradients (:func:`config_direction`): ``--combiner config``.
 
     Example:
-        >>> fit(backend, steps=5000, sampler=s, combiner=ConFIG())
+        >>> pl.FirstOrder(pl.Adam(1e-3), pl.ConFIG())       # a phase's stepper; --combiner config
+        FirstOrder(Adam(0.001, decay=1.0, decay_every=1000), ConFIG())
     """
 
     #: the direction is tensor operations without state: a compiled step can build it in its

@@ -251,8 +251,10 @@ class Initial(AbstractCondition):
     Residual :math:`\partial_t^k u - g`.
 
     Example:
-        >>> pl.Initial(lambda x: torch.sin(pi * x[:, :1]))                 # u(x, 0)
+        >>> pl.Initial(lambda x: torch.sin(torch.pi * x[:, :1]))           # u(x, 0)
+        Initial(name=None, component=0)
         >>> pl.Initial(lambda x: 0 * x[:, :1], order=1, name="velocity")   # u_t(x, 0)
+        Initial(name='velocity', component=0)
     """
 
     kind = "initial"
@@ -313,6 +315,7 @@ class Operator(AbstractCondition):
     Example:
         >>> # u_x(0, t) + u(0, t) = 0 on the left end only
         >>> pl.Operator(lambda x, u: u.d("x") + u.value, on=lambda x: x[:, 0] < 1e-6, name="left")
+        Operator(name='left', component=0)
     """
 
     kind = "operator"

@@ -46,9 +46,13 @@ class Writer:
     name renamed on :meth:`close`: a file that has the final name is complete.
 
     Example:
-        >>> with Writer("d.h5", {"w": (T, n, n)}, samples=512, settings=..., n_train=448) as wr:
-        ...     for batch in batches:
-        ...         wr.append(batch)                  # {"w": (b, T, n, n)}
+        >>> rng = np.random.default_rng(0)             # 10 samples of w (T = 5, 8 x 8), two batches
+        >>> with Writer("d.h5", {"w": (5, 8, 8)}, samples=10, settings={"family": "demo"},
+        ...             n_train=8) as wr:
+        ...     for _ in range(2):
+        ...         wr.append({"w": rng.standard_normal((5, 5, 8, 8))})   # {"w": (b, T, n, n)}
+        >>> Dataset("d.h5").fields["w"].shape
+        (10, 5, 8, 8)
     """
 
     def __init__(
@@ -157,9 +161,13 @@ class Dataset:
     ``resolution`` by spectral truncation of the last two axes if given.
 
     Example:
-        >>> ds = Dataset("data/nse.h5", resolution=64)
-        >>> sample = ds[3]                  # {"w": tensor (T, 64, 64)}
+        >>> w = np.zeros((10, 5, 8, 8))                # 10 samples of (T, n, n)
+        >>> _ = write("d.h5", {"w": w}, settings={"family": "demo"}, n_train=8)
+        >>> ds = Dataset("d.h5", resolution=4)
+        >>> ds[3]["w"].shape                # (T, 4, 4): read at resolution 4
+        torch.Size([5, 4, 4])
         >>> ds.train, ds.test               # index ranges of the recorded split
+        (range(0, 8), range(8, 10))
     """
 
     def __init__(self, path, resolution: int | None = None):
@@ -231,8 +239,11 @@ class Minibatches(EpochSampler):
         resolution: read at this grid size by spectral truncation (default: as stored).
 
     Example:
-        >>> run = Minibatches("data/nse.h5", 20).init(None, np.random.default_rng(0))
-        >>> run.batch(0)["data"]["w"].shape        # (20, T, n, n)
+        >>> w = np.zeros((10, 5, 8, 8))                # 10 samples of (T, n, n)
+        >>> _ = write("d.h5", {"w": w}, settings={"family": "demo"}, n_train=8)
+        >>> run = Minibatches("d.h5", 4).init(None, np.random.default_rng(0))
+        >>> run.batch(0)["data"]["w"].shape        # (batch_size, T, n, n)
+        (4, 5, 8, 8)
     """
 
     def __init__(self, path, batch_size: int = 20, *, resolution: int | None = None):

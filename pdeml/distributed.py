@@ -1,4 +1,4 @@
-r"""Training on several processes (issue 19): one value, :class:`World`, says which process this
+r"""Training on several processes: one value, :class:`World`, says which process this
 is, and a few collectives act on it.
 
 The launcher (``torchrun``) describes the job in environment variables. :meth:`World.from_env`
@@ -19,9 +19,12 @@ What is sharded and what is reduced (the collectives below):
 - the NaN check: any rank's non-finite step stops every rank, in the same step.
 
 Example:
-    >>> world = World.from_env(os.environ)       # at the CLI edge only
-    >>> with joined(world, device) as device:     # the process group (nothing to join for one)
-    ...     fit(backend, phases, world=world)
+    >>> world = World()             # one process; the CLI reads World.from_env(os.environ)
+    >>> world.rank, world.size, world.active
+    (0, 1, False)
+    >>> with joined(world, torch.device("cpu")) as device:   # the process group (none for one)
+    ...     device                                           # then fit(..., world=world)
+    device(type='cpu')
 """
 
 from __future__ import annotations

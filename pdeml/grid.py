@@ -11,8 +11,14 @@ coordinates ``x`` given to ``pde`` are ``(T - 2, n, n, d + 1)`` (space, then tim
 written with ``x[..., :1]`` for the first coordinate reads the same in both settings.
 
 Example:
-    >>> f = GridField({"w": w, "psi": psi}, dt=0.1)          # w, psi: (B, T, n, n)
-    >>> r = pde(f.x, f)                                     # (B, T - 2, n, n, 1)
+    >>> n = 16
+    >>> X, _ = torch.meshgrid(torch.arange(n) / n, torch.arange(n) / n, indexing="ij")
+    >>> w = torch.sin(2 * torch.pi * X.double()).expand(1, 5, n, n)    # (B, T, n, n)
+    >>> f = GridField({"w": w}, dt=0.1)
+    >>> f.value.shape, f.x.shape                       # interior frames; (space, time) coordinates
+    (torch.Size([1, 3, 16, 16, 1]), torch.Size([3, 16, 16, 3]))
+    >>> bool(torch.allclose(f.laplacian(), -4 * torch.pi**2 * f.value))   # spectral: exact
+    True
 """
 
 from __future__ import annotations

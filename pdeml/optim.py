@@ -24,6 +24,7 @@ class OneCycle:
 
     Example:
         >>> pl.Adam(1e-2, schedule=pl.OneCycle())
+        Adam(0.01, schedule=OneCycle(0.3, 25.0, 10000.0))
     """
 
     def __init__(self, warmup: float = 0.3, div: float = 25.0, final_div: float = 1e4):
@@ -116,7 +117,8 @@ class Adam(AbstractOptimizer):
     r"""Adam (Kingma & Ba 2015) with step decay :math:`\eta_k = \eta\,\gamma^{k/K}`.
 
     Example:
-        >>> Adam(1e-3, decay=0.9, decay_every=1000)
+        >>> pl.Adam(1e-3, decay=0.9, decay_every=1000)
+        Adam(0.001, decay=0.9, decay_every=1000)
     """
 
     def __init__(
@@ -189,7 +191,8 @@ class SGD(AbstractOptimizer):
     partner of combiners that keep their own moments (M-ConFIG).
 
     Example:
-        >>> SGD(1e-3)
+        >>> pl.SGD(1e-3)
+        SGD(0.001, decay=1.0, decay_every=1000)
     """
 
     compiles = True

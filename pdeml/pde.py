@@ -10,8 +10,11 @@ A plain function stays the general case; a method that needs the structure says 
 given a plain function (:func:`structured`).
 
 Example:
-    >>> problem = pl.Problem(geometry=pl.geometry.Polygon(VERTICES), pde=pl.pde.Poisson(source=1.0),
+    >>> lshape = pl.geometry.Polygon([(0, 0), (1, 0), (1, -1), (-1, -1), (-1, 1), (0, 1)])
+    >>> problem = pl.Problem(geometry=lshape, pde=pl.pde.Poisson(source=1.0),
     ...                      conditions=[pl.Dirichlet(0.0)])
+    >>> problem.pde.source                       # what walk-on-spheres reads
+    1.0
 """
 
 from __future__ import annotations

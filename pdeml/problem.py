@@ -23,8 +23,12 @@ class Parameter:
     """An unknown scalar of the PDE, trained with the network (inverse problems).
 
     Example:
-        >>> problem = Problem(..., parameters={"k": Parameter(1.0)})
-        >>> def pde(x, u, p): return u.dt() - p["k"] * u.laplacian()
+        >>> def pde(x, u, p):                     # a third argument: the parameters
+        ...     return u.dt() - p["k"] * u.laplacian()
+        >>> problem = pl.Problem(pl.geometry.Interval(0, 1), pde, [pl.Dirichlet(0.0)], time=(0, 1),
+        ...                      parameters={"k": pl.Parameter(1.0)})
+        >>> problem.parameters
+        {'k': Parameter(1.0)}
     """
 
     def __init__(self, initial: float):
@@ -225,7 +229,8 @@ class Case:
 
     Attributes:
         problem: the :class:`Problem`.
-        method: how to solve it, e.g. ``solvers.PINN(pl.nn.MLP(50, 4), sampler=Uniform(2000))``.
+        method: how to solve it, e.g. ``pl.PINN(pl.nn.MLP(50, 4),
+            sampler=pl.samplers.Uniform(2000))``.
         steps: steps of the first phase. ``optimizer``: its optimizer (``pl.Adam(1e-3)`` by
             default, ``pl.SGD``), or a stepper of its own (``pl.ENGD()``).
         combiner: how the weighted loss terms become one first-order update (``pl.Sum()`` by
@@ -241,8 +246,12 @@ class Case:
         options: the values a case file's ``make()`` was called with (reported in ``run.json``).
 
     Example:
-        >>> case = pl.Case(problem, PINN(pl.nn.MLP(50, 4)), steps=3000, optimizer=pl.Adam(2e-3),
+        >>> problem = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: -u.d2("x") - 2.0,
+        ...                      [pl.Dirichlet(0.0)])
+        >>> case = pl.Case(problem, pl.PINN(pl.nn.MLP(50, 4)), steps=3000, optimizer=pl.Adam(2e-3),
         ...                lbfgs_steps=2500, weights={"dirichlet": 10.0})
+        >>> [(steps, type(stepper).__name__) for steps, stepper in case.phases()]
+        [(3000, 'FirstOrder'), (2500, 'LBFGS')]
     """
 
     problem: Problem
@@ -269,7 +278,7 @@ class Case:
                     v,
                     "is no longer a Case field (settings of the method and the optimizer live "
                     "in those objects)",
-                    f"pass {_MOVED[k]} (from solvers import PINN; from samplers import Uniform)",
+                    f"pass {_MOVED[k]} (pl.PINN(...), pl.samplers.Uniform(...))",
                     TypeError,
                 )
             if k not in known:
@@ -286,7 +295,7 @@ class Case:
                     name,
                     None,
                     "is missing",
-                    "pass pl.Case(problem=pl.Problem(...), method=solvers.PINN(...), ...)",
+                    "pass pl.Case(problem=pl.Problem(...), method=pl.PINN(...), ...)",
                     TypeError,
                 )
         for f in fields(Case):
@@ -315,7 +324,7 @@ class Case:
                 "method",
                 self.method,
                 "is not a method",
-                "pass e.g. method=solvers.PINN(pl.nn.MLP(50, 4))",
+                "pass e.g. method=pl.PINN(pl.nn.MLP(50, 4))",
             )
         for k in ("steps", "lbfgs_steps"):
             v = getattr(self, k)

@@ -9,7 +9,7 @@ The objective is :math:`\min_u \max_\alpha J(u, \alpha)`,
 .. math:: J = \mathbb{E}_{x\sim p_\alpha}\big[\hat r^2(x; u)\big] - \beta \int |\nabla_y p_\alpha|^2
           dy,
 
-:math:`p_\alpha` a normalizing flow on the (box) domain (:class:`samplers.flow.BoxFlow`),
+:math:`p_\alpha` a normalizing flow on the (box) domain (:class:`pdeml.samplers.flow.BoxFlow`),
 :math:`\hat r^2 = r^2 / \overline{r^2}` the squared residual normalized by its mean (so that
 :math:`\beta` is scale-free), and the penalty the Dirichlet energy of the density in unit-cube
 coordinates. For fixed :math:`u` the maximizer solves :math:`-2\beta\Delta p = \hat r^2 - \lambda`:
@@ -25,7 +25,7 @@ domain covered); the residuals of its last step (no extra forward pass) then dri
 ``flow_steps`` Adam steps that *ascend* J. Their gradient uses the score-function (likelihood
 ratio) estimator with importance ratios :math:`p_\alpha/q` to the sampling density, with
 baseline 1: :math:`\nabla_\alpha\,\mathbb{E}_q[(p_\alpha/q)(\hat r^2 - 1)]` (no derivative of the
-residual in x is needed), and the penalty by :func:`samplers.flow.dirichlet_energy`. Then new
+residual in x is needed), and the penalty by :func:`pdeml.samplers.flow.dirichlet_energy`. Then new
 points are drawn. ``importance=True`` weights the PINN's residuals by
 :math:`w = (|\Omega| q)^{-1/2}` so its loss is an unbiased estimate of the uniform mean
 :math:`|\Omega|^{-1}\int r^2`; by default (as in the min-max) it minimizes

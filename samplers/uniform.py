@@ -15,7 +15,7 @@ class Uniform(AbstractSampler):
         every: redraw all (non-data) points every ``every`` steps; 0 keeps them fixed.
         method: "random" (i.i.d. uniform), "uniform" (equispaced grid-like set) or a
             quasi-random sequence ("sobol", "halton", "lhs", "hammersley"; see
-            :func:`samplers.QuasiRandom`).
+            :func:`pdeml.samplers.QuasiRandom`).
 
     Example:
         >>> sampler = Uniform(2000, 200, every=100)

@@ -1,5 +1,5 @@
 r"""The walk-on-spheres kernel in numba: CPU, parallel over walks, one walk per loop iteration
-(no lock step, so a long walk holds up nobody). The same estimator as :func:`solvers.wos.walk`
+(no lock step, so a long walk holds up nobody). The same estimator as :func:`pdeml.solvers.wos.walk`
 (see its module docstring); the two are tested against each other in distribution.
 
 Numba cannot call the case's torch functions, so the split is:
@@ -268,7 +268,7 @@ def walk_numba(
     offset by K, and so runs exactly those walks of the single-process solve.
     Source points are recorded for the first ``record_steps`` steps of each walk; if a walk took
     more, the walks are run again with room for all (same seeds, so the same walks).
-    Returns what :func:`solvers.wos.walk` returns."""
+    Returns what :func:`pdeml.solvers.wos.walk` returns."""
     stride = walks if stride is None else stride
     import torch
 

@@ -1,7 +1,7 @@
 r"""The macroscopic half of FE² (issue 18): a plate with a hole, in plane strain and small strain,
 whose stress at every Gauss point comes from a *material*: a constitutive law, an RVE solve per
-point (:mod:`solvers.rve`, classical FE²) or a surrogate such as EquiNO
-(:mod:`operators.equino`).
+point (:mod:`pdeml.solvers.rve`, classical FE²) or a surrogate such as EquiNO
+(:mod:`pdeml.operators.equino`).
 
 **The problem.** A quarter of a square plate of side 2L with a central hole of radius a, by
 symmetry: :math:`u_x = 0` on x = 0, :math:`u_y = 0` on y = 0, :math:`u_x = \bar\varepsilon_0 L` on
@@ -14,7 +14,7 @@ elsewhere. The weak equilibrium
 is solved by Newton's method, :math:`K\,\delta u = -r` with
 :math:`K = \int B^\top \bar C B`, :math:`\bar C = \partial\bar\sigma/\partial\bar\varepsilon` the
 material's (consistent) tangent at each Gauss point. Strains and stresses are Voigt vectors
-(xx, yy, xy; engineering shear in the strain), as :mod:`solvers.rve` returns them.
+(xx, yy, xy; engineering shear in the strain), as :mod:`pdeml.solvers.rve` returns them.
 
 **Discretization** (scikit-fem): bilinear quadrilaterals with 2 x 2 Gauss points on a structured
 grid that follows the hole (:func:`plate_mesh`), so every macro Gauss point is one material call;
@@ -24,15 +24,17 @@ with an RVE material, one RVE solve.
 over all P Gauss points of the mesh at once, in a fixed order (an RVE material keeps each point's
 fluctuation to warm-start the next Newton iteration):
 
-- :class:`LawMaterial`: a pointwise law of :mod:`solvers.rve` (linear or the nonlinear matrix);
+- :class:`LawMaterial`: a pointwise law of :mod:`pdeml.solvers.rve` (linear or the nonlinear
+  matrix);
 - :class:`RVEMaterial`: one periodic RVE solve per point with its homogenized consistent tangent;
 - ``operators.equino.EquiNOMaterial``: σ̄ and its tangent from a trained EquiNO.
 
 Example:
-    >>> from solvers.fe2 import LawMaterial, Plate
-    >>> plate = Plate(m=4, k=4)
+    >>> from pdeml.solvers.fe2 import LawMaterial, Plate
+    >>> plate = Plate(m=2, k=1)
     >>> out = plate.solve(LawMaterial("linear", {"K": 4780.0, "G": 416.7}), strain=0.01)
-    >>> out["u"], out["stress_qp"], out["iterations"]
+    >>> out["iterations"], round(out["reaction"], 3)     # one Newton step for a linear law
+    (1, 13.567)
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def voigt_tangent(C: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class LawMaterial:
-    """A pointwise constitutive law of :mod:`solvers.rve`: ``("linear", {"K", "G"})`` or
+    """A pointwise constitutive law of :mod:`pdeml.solvers.rve`: ``("linear", {"K", "G"})`` or
     ``("nonlinear", {"K", "c1", "c2"})``; the tangent by autodiff."""
 
     kind: str
@@ -111,7 +113,8 @@ class LawMaterial:
 
 class RVEMaterial:
     """Classical FE²: one periodic RVE solve per macro Gauss point, σ̄ and the homogenized
-    consistent tangent (:meth:`solvers.rve.RVE.solve`). Each point's fluctuation warm-starts its
+    consistent tangent (:meth:`pdeml.solvers.rve.RVE.solve`). Each point's fluctuation warm-starts
+    its
     next solve. ``solves`` counts the RVE solves so far."""
 
     def __init__(self, rve: RVE, progress: bool = False):

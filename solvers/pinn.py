@@ -73,9 +73,13 @@ class PINN(AbstractMethod):
             torch.compile does not support double backward.
 
     Example:
-        >>> method = PINN(pl.nn.MLP(50, 4), sampler=Uniform(2000, 400, every=100))
+        >>> problem = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]),
+        ...                      lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)])
+        >>> method = pl.PINN(pl.nn.MLP(50, 4), sampler=pl.samplers.Uniform(2000, 400, every=100))
         >>> backend = method.build(problem, seed=0)
-        >>> backend.losses(batch)                 # {"pde": ..., "dirichlet": ...}
+        >>> batch = backend.batches(None, np.random.default_rng(0)).current()
+        >>> list(backend.losses(pl.sampling.to_torch(batch, backend.dtype, backend.device)))
+        ['pde', 'dirichlet']
     """
 
     model: Any = None
@@ -263,8 +267,11 @@ class PINNBackend(AbstractLeastSquares):
     :meth:`PINN.build`; the arguments are the method's).
 
     Example:
-        >>> backend = PINN(pl.nn.MLP(50, 4)).build(problem)
-        >>> losses = backend.losses(batch)        # {"pde": ..., "dirichlet": ...}
+        >>> problem = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: -u.d2("x") - 2.0,
+        ...                      [pl.Dirichlet(0.0)])
+        >>> backend = pl.PINN(pl.nn.MLP(50, 4)).build(problem)
+        >>> backend.term_names
+        ['pde', 'dirichlet']
     """
 
     def __init__(

@@ -215,12 +215,17 @@ class WalkOnSpheres(AbstractMethod):
         max_steps: a cap on each walk's steps.
         chunk: walks advanced at once (memory: a few vectors of this length).
         kernel: ``"torch"`` (lock-step batches, CPU or GPU), ``"numba"`` (CPU, parallel over
-            walks; boxes, balls, polygons and meshes: :mod:`solvers._wos_numba`), or ``"auto"``:
+            walks; boxes, balls, polygons and meshes: :mod:`pdeml.solvers._wos_numba`), or
+            ``"auto"``:
             numba on the CPU where it applies, else torch.
 
     Example:
-        >>> # problem.pde = pl.pde.Poisson(...): walk-on-spheres reads its source
-        >>> case = pl.Case(problem, WalkOnSpheres(walks=1024))
+        >>> disk = pl.geometry.Disk([0, 0], 1.0)      # -Δu = 1, u = 0: u = (1 - r²)/4
+        >>> problem = pl.Problem(disk, pl.pde.Poisson(source=1.0), [pl.Dirichlet(0.0)])
+        >>> backend = WalkOnSpheres(walks=4096).build(problem, dtype=torch.float64)
+        >>> est = backend.estimate(np.array([[0.5, 0.0]]))    # the mean and its standard error
+        >>> bool(abs(est["mean"][0] - 0.1875) < 4 * est["std_error"][0] < 0.01)
+        True
     """
 
     walks: int = 1024

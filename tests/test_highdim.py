@@ -80,7 +80,7 @@ def test_biharmonic_forcing_and_normal_derivative_are_exact():
 def test_case_ansatz_jets_match_the_nested_jvp_rule(module):
     import importlib
 
-    ansatz = importlib.import_module(f"cases.{module}").case.method.transform
+    ansatz = importlib.import_module(f"pdeml.cases.{module}").case.method.transform
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 6, dtype=D64, generator=g)
     y = torch.randn(4, 1, dtype=D64, generator=g)

@@ -237,7 +237,8 @@ class Taylor(_TaylorEstimator):
     """Exact derivatives in collapsed Taylor mode (the forward Laplacian).
 
     Example:
-        >>> case = case.replace(estimator=pl.derivatives.Taylor())    # or --derivatives taylor
+        >>> pl.PINN(pl.nn.MLP(50, 4), estimator=pl.derivatives.Taylor())   # or --derivatives taylor
+        PINN(...)
     """
 
     def _laplacian_directions(self, dims, n_inputs, n_points, dtype, device):
@@ -262,7 +263,8 @@ class STDE(_TaylorEstimator, AbstractStochasticEstimator):
     dense: :math:`\frac{2}{S}\sum_{i\ne j} H_{ij}^2`.
 
     Example:
-        >>> est = pl.derivatives.STDE(samples=16)    # --derivatives stde:16
+        >>> pl.derivatives.STDE(samples=16)    # --derivatives stde:16
+        STDE(samples=16, dense=False, unbiased=False)
     """
 
     def __init__(

@@ -60,7 +60,13 @@ class PointSnapshots(AbstractCallback):
     (VTK, and a PNG for 2-input problems) into ``directory``.
 
     Example:
-        >>> fit(backend, phases, callbacks=[PointSnapshots(backend, "run/snapshots", 500)])
+        >>> problem = pl.Problem(pl.geometry.Interval(0, 1), lambda x, u: -u.d2("x") - 2.0,
+        ...                      [pl.Dirichlet(0.0)], exact=lambda x: x * (1 - x))
+        >>> backend = pl.PINN(pl.nn.MLP(16, 2), sampler=pl.samplers.Uniform(64, 2)).build(problem)
+        >>> snaps = PointSnapshots(backend, "snapshots", every=5, png=False)
+        >>> _ = pl.fit(backend, [(10, pl.FirstOrder())], callbacks=[snaps])
+        >>> sorted(p.name for p in Path("snapshots").iterdir())
+        ['points_000000.vtu', 'points_000005.vtu', 'points_000010.vtu']
     """
 
     def __init__(self, backend, directory, every: int = 1000, png: bool = True):

@@ -11,8 +11,12 @@ VTK/VTU surfaces, anything meshio reads) or given as arrays.
   outward normals; interior points by rejection from the bounding box.
 
 Example:
-    >>> geom = pl.geometry.Mesh("part.stl")
-    >>> geom.sdf(torch.zeros(1, 3))             # < 0 inside
+    >>> points = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]   # a tetrahedron; or Mesh("a.stl")
+    >>> geom = pl.geometry.Mesh(points=np.array(points, float),
+    ...                         triangles=np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]))
+    >>> x = torch.tensor([[0.1, 0.1, 0.1], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    >>> geom.sdf(x)                                  # < 0 inside
+    tensor([-0.1000,  1.1547], dtype=torch.float64)
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ W-cycle. In 2-D a W-cycle costs at most twice the finest level's smoothing; the 
 2^L times per cycle on its own grid, L levels below.
 
 The result x (an approximation of :math:`A^{-1}r`) is the search direction q of the DCDM
-iteration in :func:`solvers.dcdm.solve`, which A-orthogonalizes it and line-searches as usual.
+iteration in :func:`pdeml.solvers.dcdm.solve`, which A-orthogonalizes it and line-searches as usual.
 Coarse operators are the same Poisson stencil rediscretized on the coarse fluid mask (a coarse
 cell is fluid when at least half of its children are; pockets cut off from the wall are made
 solid). Coarsening stops once every side is at most ``coarsest`` (the training grid's side).
@@ -80,10 +80,10 @@ class Cycle:
 
     Args:
         A: the operator on the finest grid.
-        net: a :class:`~solvers.dcdm.net.DirectionNet` (or any ``net(r, fluid)`` callable).
+        net: a :class:`~pdeml.solvers.dcdm.net.DirectionNet` (or any ``net(r, fluid)`` callable).
         coarsest: coarsen while a side is longer than this (the side the net was trained on;
-            ``"auto"`` reads it from ``net.trained_on``, which :func:`~solvers.dcdm.train` and
-            :func:`~solvers.dcdm.load` set).
+            ``"auto"`` reads it from ``net.trained_on``, which :func:`~pdeml.solvers.dcdm.train` and
+            :func:`~pdeml.solvers.dcdm.load` set).
         sweeps: damped-Jacobi sweeps before and after the coarse corrections.
         corrections: coarse corrections per level (1: V-cycle, 2: W-cycle).
     """

@@ -3,7 +3,8 @@ assemble.
 
 Unknown i of the matrix lives on the i-th ``True`` cell of ``fluid`` in C order (all cells when a
 grid shape is given). Vectors travel as (B, *grid) tensors with zeros off the unknowns, as they do
-for :class:`~solvers.dcdm.poisson.GridPoisson`, so the network, the iteration and the multigrid
+for :class:`~pdeml.solvers.dcdm.poisson.GridPoisson`, so the network, the iteration and the
+multigrid
 cycle run unchanged. The product gathers the unknowns, multiplies each stored entry by its
 column's value and sums them into their rows (``index_add``), on any device.
 """
@@ -29,8 +30,13 @@ class MatrixOperator(GridOperator):
             cells (the unknowns, in C order; the others are solid and stay zero).
 
     Example:
-        >>> A = MatrixOperator(scipy_matrix, (64, 64))
-        >>> result = dcdm.solve(A, b, net)
+        >>> from pdeml.solvers import dcdm
+        >>> fluid = dcdm.obstacles(16, 2, seed=0)            # a layout's mask, and its matrix
+        >>> A = MatrixOperator(dcdm.assemble(fluid), fluid)  # any scipy SPD matrix on the grid
+        >>> b = np.random.default_rng(0).standard_normal(int(fluid.sum()))    # one per unknown
+        >>> result = dcdm.solve(A, b, None, tol=1e-8)         # None: plain CG; a trained net: DCDM
+        >>> result.converged
+        True
     """
 
     def __init__(self, matrix, grid):

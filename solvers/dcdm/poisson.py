@@ -163,8 +163,9 @@ class GridPoisson(GridOperator):
     """Matrix-free A on batches of grid vectors (B, *grid), any device and dtype.
 
     Example:
-        >>> A = GridPoisson(fluid)             # fluid: (n, n) bool
-        >>> y = A(x)                           # x: (B, n, n), zeros in solid cells
+        >>> A = GridPoisson(obstacles(16, 2, seed=0))            # fluid: (n, n) bool
+        >>> A(torch.zeros(2, 16, 16, dtype=torch.float64)).shape   # x: (B, n, n), zeros in solids
+        torch.Size([2, 16, 16])
     """
 
     def __init__(self, fluid):

@@ -80,7 +80,8 @@ def solve(
 ) -> SolveResult:
     """Solve A x = b on the grid of ``A`` (float64 iteration).
 
-    ``A``: a grid operator (:class:`GridPoisson`, :class:`~solvers.dcdm.operator.MatrixOperator`),
+    ``A``: a grid operator (:class:`GridPoisson`,
+    :class:`~pdeml.solvers.dcdm.operator.MatrixOperator`),
     or a scipy sparse SPD matrix with ``grid`` = its grid shape, or a boolean mask whose ``True``
     cells (C order) carry the unknowns. ``b``: (*grid) or (1, *grid), then ``SolveResult.x`` is on
     the grid; or a vector over the unknowns, then x is one too.
@@ -99,7 +100,7 @@ def solve(
     side of the network's training grid, or ``"auto"`` to read it from ``net.trained_on``), q
     comes from a multigrid cycle (``corrections`` 2: a W-cycle; 1: a V-cycle) that smooths with
     ``sweeps`` damped-Jacobi steps per level and runs the network on the coarsest level, no
-    finer than ``multilevel`` (:class:`~solvers.dcdm.multilevel.Cycle`). The iteration count
+    finer than ``multilevel`` (:class:`~pdeml.solvers.dcdm.multilevel.Cycle`). The iteration count
     then stays at the training grid's at 2x to 8x its resolution."""
     if not tol > 0:
         fail("tol", tol, "must be positive", "pass e.g. 1e-6")
@@ -223,7 +224,7 @@ def lanczos_ritz(A, m: int, rng) -> tuple[np.ndarray, np.ndarray]:
 
 def _training_system(system):
     """(fluid mask, scipy matrix) of an obstacle layout (its Poisson matrix) or of a
-    :class:`~solvers.dcdm.operator.MatrixOperator` (the user's matrix)."""
+    :class:`~pdeml.solvers.dcdm.operator.MatrixOperator` (the user's matrix)."""
     if isinstance(system, MatrixOperator):
         return system.fluid.cpu().numpy(), system.matrix
     fluid = check_fluid(system)
@@ -235,7 +236,7 @@ def training_rhs(
 ) -> np.ndarray:
     """(count, *grid) unit right-hand sides from Lanczos Ritz vectors (see the module docstring).
     ``system``: a fluid mask (its Poisson matrix) or a
-    :class:`~solvers.dcdm.operator.MatrixOperator`.
+    :class:`~pdeml.solvers.dcdm.operator.MatrixOperator`.
     ``smooth``: the fraction of them drawn from the lowest 5% of the Ritz pairs only (not in
     the paper: without them a network stalls on smooth residuals, see docs/dcdm.md)."""
     return _ritz_rhs(*_training_system(system), count, ritz, smooth, seed)
@@ -277,7 +278,7 @@ def train(
 ) -> tuple[DirectionNet, dict]:
     """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe).
     ``system``: a fluid mask (the Poisson matrix of that obstacle layout) or a
-    :class:`~solvers.dcdm.operator.MatrixOperator` (your own matrix on its grid).
+    :class:`~pdeml.solvers.dcdm.operator.MatrixOperator` (your own matrix on its grid).
     ``init``: start from this network's weights (e.g. one trained on a coarser grid, which
     is cheaper per epoch: the network is resolution-free).
     ``world`` (:class:`pdeml.distributed.World`): under torchrun each rank takes its block of

@@ -4,7 +4,8 @@ the test error against the finite-element truth (mean and median over 16 fixed t
 seconds per step (the network's step, and the walks' share apart), the activation memory of one
 step (bytes autograd saves: device-independent) and the process's peak memory (peak resident
 memory on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU). Also the physics-informed
-loss's own floor on this grid (its exact minimizer's error, :func:`operators.wosno.physics_floor`).
+loss's own floor on this grid (its exact minimizer's error,
+:func:`pdeml.operators.wosno.physics_floor`).
 
     python tests/benchmarks/bench_wosno.py [--n 32] [--steps 1000] [--domains 64] [--batch 8]
     [--device cuda]
