@@ -363,55 +363,23 @@ def _tensor(strain: torch.Tensor) -> torch.Tensor:
     )
 
 
-def train(
-    net: EquiNONet,
-    strains: np.ndarray,
-    *,
-    steps: int = 1000,
-    batch: int = 10,
-    lr: float = 1e-3,
-    lbfgs: int = 200,
-    seed: int = 0,
-) -> list[float]:
-    """Adam on random batches of ``strains`` (S, 3), then L-BFGS on all of them; returns the loss
-    history (one value per Adam step, then per L-BFGS iteration)."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.as_tensor(strains, dtype=torch.float64)
-    opt = torch.optim.Adam(net.parameters(), lr)
-    hist = []
-    for _ in range(steps):
-        idx = torch.randperm(len(x), generator=gen)[:batch]
-        loss = net.loss(x[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        hist.append(float(loss.detach()))
-    if lbfgs:
-        opt = torch.optim.LBFGS(
-            net.parameters(),
-            max_iter=lbfgs,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=1e-12,
-            tolerance_change=1e-15,
-        )
-
-        def closure():
-            opt.zero_grad()
-            loss = net.loss(x)
-            loss.backward()
-            hist.append(float(loss.detach()))
-            return loss
-
-        opt.step(closure)
-    return hist
-
-
 class StrainDraws(EpochSampler):
-    """Training macro strains (a Latin hypercube of ``count`` from the run's generator),
-    ``batch_size`` per Adam step in a fresh order every epoch; L-BFGS (a fixed objective) gets
-    all of them. A batch is ``{"data": {"strain": (B, 3)}}``."""
+    """Training macro strains (a Latin hypercube of ``count`` from the run's generator, or the
+    given ``strains`` (S, 3)), ``batch_size`` per Adam step in a fresh order every epoch; L-BFGS
+    (a fixed objective) gets all of them. A batch is ``{"data": {"strain": (B, 3)}}``."""
 
-    def __init__(self, count: int = 200, batch_size: int = 10):
+    def __init__(self, count: int = 200, batch_size: int = 10, *, strains=None):
+        if strains is not None:
+            strains = np.asarray(strains, dtype=float)
+            if strains.ndim != 2 or strains.shape[1] != 3 or not np.isfinite(strains).all():
+                fail(
+                    "strains",
+                    strains.shape,
+                    "are not finite Voigt strains (S, 3)",
+                    "pass an (S, 3) array",
+                )
+            count = len(strains)
+        self.strains = strains
         self.count, self.batch_size = (
             positive_int("count", count),
             positive_int("batch_size", batch_size),
@@ -425,27 +393,101 @@ class StrainDraws(EpochSampler):
             )
 
     def _start(self):
-        self._set(latin_hypercube(self.count, seed=int(self.rng.integers(2**31))))
+        if self.strains is not None:
+            self._set(self.strains)
+        else:
+            self._set(latin_hypercube(self.count, seed=int(self.rng.integers(2**31))))
         self._start_order()
 
     def _set(self, strains):
-        self.strains = strains
+        self.pool = strains  # this run's training strains
         self._all = {"data": {"strain": strains}}  # one object: fit converts it once per phase
 
     def _items(self):
         return self.count
 
     def _read(self, idx, fresh):
-        return {"data": {"strain": self.strains[idx]}}
+        return {"data": {"strain": self.pool[idx]}}
 
     def fixed_batch(self):
         return self._all
 
     def _extra_state(self):
-        return {"strains": torch.as_tensor(self.strains)}
+        return {"strains": torch.as_tensor(self.pool)}
 
     def _load_extra_state(self, state):
         self._set(state.pop("strains").numpy())
+
+
+class StrainLoss(AbstractTrainable):
+    """Any strain-to-stress network with a physics loss (``net.loss(strain)``, ``net(strain)``:
+    :class:`EquiNONet`, :class:`WeakFormNet`) as a trainable backend, so that it trains under
+    :func:`pdeml.fit` on :class:`StrainDraws` (the benchmark's networks and the tests' use it;
+    the EquiNO method builds :class:`EquiNOBackend`, which adds its family and test set).
+
+    Example:
+        >>> from pdeml.solvers.rve import RVE
+        >>> rve = RVE(n=1)
+        >>> net = EquiNONet(rve, snapshots(rve, latin_hypercube(12, seed=0)), modes=4)
+        >>> draws = StrainDraws(batch_size=5, strains=latin_hypercube(20, seed=1))
+        >>> phases = [(20, pl.FirstOrder(pl.Adam(1e-3))), (5, pl.LBFGS())]
+        >>> result = pl.fit(StrainLoss(net), phases, sampler=draws, eval_every=1)  # = fit_strains
+        >>> first, last = result.history[0]["constitutive"], result.losses["constitutive"]
+        >>> result.steps, last < first / 2
+        (25, True)
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    @property
+    def term_names(self):
+        return ["constitutive"]
+
+    def losses(self, batch, residuals=None):
+        return {"constitutive": self.net.loss(batch["data"]["strain"])}
+
+    def batches(self, sampler, rng):
+        if not isinstance(sampler, StrainDraws):
+            fail(
+                "sampler",
+                sampler,
+                "is not a StrainDraws",
+                "pass fit(..., sampler=StrainDraws(...))",
+            )
+        return sampler.init(None, rng)
+
+    def reference(self, rng):
+        return None
+
+    @torch.no_grad()
+    def predict(self, x) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+        return self.net(x).cpu().numpy()
+
+
+def fit_strains(
+    net: nn.Module,
+    strains,
+    *,
+    steps: int,
+    lbfgs: int,
+    lr: float = 1e-3,
+    batch: int = 10,
+    seed: int = 0,
+):
+    """``net`` (:class:`StrainLoss`) trained by :func:`pdeml.fit` on its physics loss at
+    ``strains`` (S, 3): ``steps`` Adam steps on ``batch`` strains each, then ``lbfgs`` L-BFGS
+    iterations on all of them. Returns the :class:`pdeml.fit.FitResult`; its history has the
+    loss after every step."""
+    from pdeml.fit import fit
+    from pdeml.optim import Adam
+    from pdeml.steppers import LBFGS, FirstOrder
+
+    phases = [(steps, FirstOrder(Adam(lr))), (lbfgs, LBFGS())]
+    draws = StrainDraws(batch_size=batch, strains=strains)
+    return fit(StrainLoss(net), phases, sampler=draws, eval_every=1, seed=seed)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -489,7 +531,7 @@ class EquiNO(AbstractMethod):
                 "problem",
                 type(problem).__name__,
                 "is not an RVE family",
-                "pass cases/_rve_family.RVEFamily",
+                "pass pdeml.families.rve.RVEFamily",
             )
         if dtype != torch.float64:
             fail(
@@ -632,7 +674,8 @@ __all__ = [
     "latin_hypercube",
     "pod",
     "snapshots",
-    "train",
+    "StrainLoss",
+    "fit_strains",
     "STRAIN_RANGE",
     "forward_jacobian",
 ]

@@ -110,12 +110,18 @@ def test_equino_material_in_the_plate_and_its_vtk(tmp_path):
     """A briefly trained EquiNO as the material: its tangent is consistent (quadratic Newton), and
     the VTK's σ̄ per cell is the cell average of the network's σ̄ at the Gauss-point strains of the
     written displacement. (An untrained one is no material: its tangent need not be positive.)"""
-    from pdeml.operators.equino import EquiNOMaterial, EquiNONet, latin_hypercube, snapshots, train
+    from pdeml.operators.equino import (
+        EquiNOMaterial,
+        EquiNONet,
+        fit_strains,
+        latin_hypercube,
+        snapshots,
+    )
 
     rve = RVE(n=1)
     torch.manual_seed(0)
     net = EquiNONet(rve, snapshots(rve, latin_hypercube(12, seed=0)), modes=6)
-    train(net, latin_hypercube(40, seed=1), steps=300, lbfgs=100)
+    fit_strains(net, latin_hypercube(40, seed=1), steps=300, lbfgs=100)
     plate = Plate(m=2, k=2)
     mat = EquiNOMaterial(net)
     out = plate.solve(mat, strain=0.01)

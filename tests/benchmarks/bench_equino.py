@@ -33,10 +33,10 @@ from pdeml.operators.equino import (
     EquiNOMaterial,
     EquiNONet,
     WeakFormNet,
+    fit_strains,
     forward_jacobian,
     latin_hypercube,
     snapshots,
-    train,
 )
 from pdeml.solvers.fe2 import Plate, RVEMaterial, outside_box
 from pdeml.solvers.rve import RVE
@@ -189,7 +189,12 @@ def main():
         torch.manual_seed(0)
         net = nets[name] = EquiNONet(rve, snaps, modes=args.modes, norm=norm)
         t0 = time.perf_counter()
-        hist = train(net, latin_hypercube(args.train, seed=1), steps=args.steps, lbfgs=args.lbfgs)
+        hist = [
+            r["constitutive"]
+            for r in fit_strains(
+                net, latin_hypercube(args.train, seed=1), steps=args.steps, lbfgs=args.lbfgs
+            ).history
+        ]
         train_log.append(
             f"{name} {time.perf_counter() - t0:.1f} s, loss {hist[0]:.3g} -> {hist[-1]:.3g}"
         )
@@ -207,7 +212,12 @@ def main():
     torch.manual_seed(0)
     pi = WeakFormNet(rve, snaps, modes=args.modes)
     t0 = time.perf_counter()
-    hist_pi = train(pi, latin_hypercube(args.train, seed=1), steps=args.steps, lbfgs=args.lbfgs)
+    hist_pi = [
+        r["constitutive"]
+        for r in fit_strains(
+            pi, latin_hypercube(args.train, seed=1), steps=args.steps, lbfgs=args.lbfgs
+        ).history
+    ]
     train_log.append(
         f"PI {time.perf_counter() - t0:.1f} s, loss {hist_pi[0]:.3g} -> {hist_pi[-1]:.3g}"
     )
