@@ -19,6 +19,8 @@ import copy
 import torch
 
 from pdeml._validate import fail, positive_int
+from pdeml.backend import AbstractTrainable
+from pdeml.sampling import NoPoints
 
 from .fno import SpectralConv
 from .losses import h_minus_one_squared
@@ -53,6 +55,64 @@ def grow(conv: SpectralConv, modes, gain: float = 1e-6) -> SpectralConv:
     return new
 
 
+class Refinement(AbstractTrainable):
+    """One Spectral-Refiner fine-tuning as a trainable backend: the trained network frozen (its
+    latent state cached on ``inputs``), a grown copy of its output layer the only parameters,
+    the H⁻¹ residual of the prediction the one loss term. Trained by :func:`pdeml.fit`
+    (:func:`refine` sets up the phase); the spectral bias learns at ``bias_lr / lr`` times the
+    weights' rate (:meth:`lr_scales`)."""
+
+    def __init__(
+        self,
+        net,
+        inputs,
+        residual,
+        *,
+        frame_dt: float,
+        modes,
+        out_steps: int,
+        substeps: int = 1,
+        bias_scale: float = 10.0,
+    ):
+        super().__init__()
+        self.substeps = positive_int("substeps", substeps)
+        self.frozen = [net]  # a list: not a submodule, so its parameters stay out of training
+        self.residual, self.frame_dt, self.out_steps = residual, frame_dt, out_steps
+        self.register_buffer("inputs", inputs)  # buffers: the run's dtype and device are theirs
+        with torch.no_grad():
+            self.register_buffer("latent", net.latent(inputs))
+        self.conv = grow(net.out_conv, modes)
+        self.bias_scale = bias_scale
+
+    @property
+    def term_names(self):
+        return ["h_minus_one"]
+
+    def lr_scales(self) -> dict[str, float]:
+        return {"conv.bias": self.bias_scale} if self.conv.bias is not None else {}
+
+    def batches(self, sampler, rng):
+        return NoPoints().init(None, rng)
+
+    def reference(self, rng):
+        return None
+
+    def prediction_and_loss(self):
+        """The refined prediction (B, out_steps, n, n) and its squared H⁻¹ residual norm."""
+        s = self.substeps
+        pred = self.frozen[0].head(self.latent, self.inputs, self.out_steps, self.conv, substeps=s)
+        traj = torch.cat([self.inputs[:, -1:], pred], dim=1)
+        dt = self.frame_dt / s
+        return pred[:, s - 1 :: s], h_minus_one_squared(self.residual(traj, dt), dt).mean()
+
+    def losses(self, batch, residuals=None):
+        return {"h_minus_one": self.prediction_and_loss()[1]}
+
+    @torch.no_grad()
+    def predict(self, x):
+        return self.prediction_and_loss()[0].cpu().numpy()
+
+
 def refine(
     net,
     inputs: torch.Tensor,
@@ -65,45 +125,41 @@ def refine(
     lr: float = 1e-3,
     bias_lr: float = 1e-2,
     substeps: int = 1,
-    callback=None,
+    callbacks=(),
 ):
     """Fine-tune ``net``'s output layer on the H⁻¹ residual of its prediction from ``inputs``
-    (B, T_in, n, n). ``residual(trajectory, dt)`` is the equation's residual of (B, T, n, n)
-    frames ``dt`` apart. ``substeps`` > 1 evaluates the residual on the prediction sampled that
-    many times per frame (:meth:`STFNONet.head`): its central time differences are then
-    ``substeps²`` times more accurate. Returns ``(refined prediction (B, out_steps, n, n), the
-    grown layer, [loss per iteration])``; ``net`` itself is left unchanged."""
+    (B, T_in, n, n): ``iterations`` Adam steps under :func:`pdeml.fit`, the rate cosine-annealed
+    from ``lr`` (``bias_lr`` for the spectral bias) to zero. ``residual(trajectory, dt)`` is the
+    equation's residual of (B, T, n, n) frames ``dt`` apart. ``substeps`` > 1 evaluates the
+    residual on the prediction sampled that many times per frame (:meth:`STFNONet.head`): its
+    central time differences are then ``substeps²`` times more accurate. ``callbacks`` go to
+    ``fit`` (a progress bar). Returns ``(refined prediction (B, out_steps, n, n), the grown
+    layer, [loss per iteration, then after the last])``; ``net`` itself is left unchanged."""
+    from pdeml.fit import fit
+    from pdeml.optim import Adam, Cosine
+    from pdeml.steppers import FirstOrder
+
     iterations = positive_int("iterations", iterations)
-    substeps = positive_int("substeps", substeps)
+    run = Refinement(
+        net,
+        inputs,
+        residual,
+        frame_dt=frame_dt,
+        modes=modes,
+        out_steps=out_steps,
+        substeps=substeps,
+        bias_scale=bias_lr / lr,
+    )
+    result = fit(
+        run,
+        [(iterations, FirstOrder(Adam(lr, schedule=Cosine())))],
+        eval_every=1,
+        callbacks=callbacks,
+    )
     with torch.no_grad():
-        latent = net.latent(inputs)
-    conv = grow(net.out_conv, modes)
-    groups = [{"params": [conv.weight], "lr": lr}]
-    if conv.bias is not None:
-        groups.append({"params": [conv.bias], "lr": bias_lr})
-    opt = torch.optim.Adam(groups)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)  # settles at the end
-    history = []
-
-    def loss_of(conv):
-        pred = net.head(latent, inputs, out_steps, conv, substeps=substeps)
-        traj = torch.cat([inputs[:, -1:], pred], dim=1)
-        dt = frame_dt / substeps
-        return pred[:, substeps - 1 :: substeps], h_minus_one_squared(residual(traj, dt), dt).mean()
-
-    for it in range(iterations):
-        opt.zero_grad(set_to_none=True)
-        _, loss = loss_of(conv)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        history.append(float(loss.detach()))
-        if callback is not None:
-            callback(it, history[-1])
-    with torch.no_grad():
-        pred, loss = loss_of(conv)
-    history.append(float(loss))
-    return pred, copy.deepcopy(conv), history
+        pred, loss = run.prediction_and_loss()
+    history = [row["h_minus_one"] for row in result.history] + [float(loss)]
+    return pred, copy.deepcopy(run.conv), history
 
 
 def finetune_run(
@@ -168,9 +224,8 @@ def finetune_run(
     inputs, truth = fine[:, :t_in], fine[:, t_in : t_in + t_out]
     net = backend.net
     old = net.out_conv.modes
-    limit_t = (
-        1 + net.latent_steps
-    )  # the cached latent's time grid (twice that, padded) holds 2 more
+    # the cached latent's time grid (twice that, padded) holds 2 more
+    limit_t = 1 + net.latent_steps
     grown = ((modes or max(old[0], resolution // 3)),) * 2 + (
         (modes_t or max(old[2], min(2 * old[2], limit_t))),
     )
@@ -190,17 +245,9 @@ def finetune_run(
     with torch.no_grad():
         first = net(inputs, out_steps=t_out)
     out = Path(out) if out is not None else Path(run_dir) / f"finetune_{sample:03d}"
-    from tqdm.auto import tqdm
+    from pdeml.callbacks import ProgressBar
 
-    with (
-        rundir.session(out) as out,
-        tqdm(total=iterations, desc="refine", disable=not progress, unit="it") as bar,
-    ):
-
-        def tick(it, loss):
-            bar.update(1)
-            bar.set_postfix_str(f"H-1^2 {loss:.2e}", refresh=False)
-
+    with rundir.session(out) as out:
         pred, _, history = refine(
             net,
             inputs,
@@ -212,7 +259,7 @@ def finetune_run(
             lr=lr,
             bias_lr=bias_lr,
             substeps=substeps,
-            callback=tick,
+            callbacks=[ProgressBar(progress)],
         )
         report = {
             "sample": sample,

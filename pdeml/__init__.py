@@ -93,6 +93,7 @@ __all__ = [
     "Sum",
     "FirstOrder",
     "OneCycle",
+    "Cosine",
     "AbstractStepper",
     "AbstractMethod",
     "AbstractBackend",

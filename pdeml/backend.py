@@ -143,6 +143,12 @@ class AbstractTrainable(AbstractBackend):
     #: hand a compiled CPU graph's large float32 matrix products to oneDNN (:mod:`pdeml.gemm`)
     onednn_gemm: bool = True
 
+    def lr_scales(self) -> dict[str, float]:
+        """Factors of a first-order phase's learning rate per parameter name
+        (``named_parameters``); unnamed parameters take the rate itself. Default none.
+        Spectral-Refiner's spectral bias learns at 10x its weights' rate."""
+        return {}
+
     def whole_step(self, batch: dict, steps: int | None = None) -> bool:
         """Whether a first-order phase of ``steps`` steps may be compiled whole, forward,
         backward and update in one graph (:class:`pdeml.steppers.WholeStep`). Default: no."""

@@ -13,10 +13,38 @@ from ._validate import fail, finite_scalar, positive_int
 #: torch's Adam epsilon (its default), which :meth:`Adam.update_` uses too
 ADAM_EPS = 1e-8
 
-__all__ = ["AbstractOptimizer", "Adam", "SGD", "OneCycle"]
+__all__ = ["AbstractOptimizer", "AbstractSchedule", "Adam", "SGD", "OneCycle", "Cosine"]
 
 
-class OneCycle:
+class AbstractSchedule(abc.ABC):
+    """A learning-rate schedule over a phase of K steps: the rate of step k is ``lr`` times
+    :meth:`factor` (k, K)."""
+
+    @abc.abstractmethod
+    def factor(self, step: int, total: int) -> float:
+        """The rate's factor at the phase's step ``step`` (from 0) of ``total``."""
+
+
+class Cosine(AbstractSchedule):
+    r"""Cosine annealing to zero over a phase of K steps (Loshchilov & Hutter 2017, torch's
+    ``CosineAnnealingLR`` with ``T_max = K``, ``eta_min = 0``):
+    :math:`\eta_k = \eta\,(1 + \cos(\pi k / K)) / 2`. Spectral-Refiner fine-tunes with it.
+
+    Example:
+        >>> [round(pl.Cosine().factor(k, 4), 3) for k in range(4)]
+        [1.0, 0.854, 0.5, 0.146]
+    """
+
+    def factor(self, step: int, total: int) -> float:
+        import math
+
+        return (1 + math.cos(math.pi * step / total)) / 2
+
+    def __repr__(self):
+        return "Cosine()"
+
+
+class OneCycle(AbstractSchedule):
     r"""The one-cycle schedule (Smith & Topin 2019) over a phase of K steps: from
     :math:`\eta/d` up to the peak :math:`\eta` in the first ``warmup`` fraction (cosine), then down
     to :math:`\eta/(d\,d_f)` (cosine). Defaults as torch's ``OneCycleLR``: d = 25, d_f = 1e4,
@@ -57,7 +85,8 @@ class OneCycle:
 class AbstractOptimizer(abc.ABC):
     r"""A first-order optimizer's settings: a learning rate with step decay
     :math:`\eta_k = \eta\,\gamma^{k/K}` (k counts the phase's steps), or a ``schedule`` over the
-    whole phase (:class:`OneCycle`) instead."""
+    whole phase (:class:`OneCycle`, :class:`Cosine`) instead. A backend may scale the rate per
+    parameter (:meth:`pdeml.backend.AbstractTrainable.lr_scales`)."""
 
     def __init__(
         self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000, schedule=None
@@ -69,9 +98,12 @@ class AbstractOptimizer(abc.ABC):
         if not 0 < self.decay <= 1:
             fail("decay", decay, "must be in (0, 1]", "pass e.g. 0.9 (or 1 for a constant rate)")
         self.decay_every = positive_int("decay_every", decay_every)
-        if schedule is not None and not isinstance(schedule, OneCycle):
+        if schedule is not None and not isinstance(schedule, AbstractSchedule):
             fail(
-                "schedule", schedule, "is not a schedule", "pass pl.OneCycle() or None (step decay)"
+                "schedule",
+                schedule,
+                "is not a schedule",
+                "pass pl.OneCycle(), pl.Cosine() or None (step decay)",
             )
         if schedule is not None and self.decay != 1:
             fail("decay", decay, "and a schedule would both set the rate", "use one of them")
@@ -137,7 +169,12 @@ class Adam(AbstractOptimizer):
         """torch's Adam, fused into one kernel per step where torch supports it (CPU and CUDA
         floating-point parameters): the same update, a third of the optimizer's time."""
         params = list(params)
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        flat = (
+            [p for g in params for p in g["params"]]
+            if params and isinstance(params[0], dict)
+            else params
+        )
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in flat)
         return torch.optim.Adam(
             params, lr=self.lr, betas=self.betas, eps=ADAM_EPS, fused=fused or None
         )

@@ -116,6 +116,25 @@ class AbstractSampler(abc.ABC):
         """Pop this sampler's own entries (written by :meth:`_extra_state`) from ``state``."""
 
 
+class NoPoints(AbstractSampler):
+    """The batches of a backend whose loss needs no sampled data (its objective is fixed when it
+    is built, as a Spectral-Refiner fine-tuning's is): an empty batch every step, nothing drawn.
+
+    Example:
+        >>> NoPoints().init(None, np.random.default_rng(0)).batch(5)
+        {}
+    """
+
+    def _start(self):
+        self.points = {}
+
+    def batch(self, step: int) -> dict:
+        return self.points
+
+    def __repr__(self):
+        return "NoPoints()"
+
+
 class EpochSampler(AbstractSampler):
     """A run over ``n`` items (dataset samples, training domains), ``batch_size`` of them per step
     in a fresh random order every epoch. Subclasses say how many items there are

@@ -165,7 +165,17 @@ class FirstOrder(AbstractStepper):
         self.name = type(self.optimizer).__name__.lower()
 
     def _start(self):
-        self.opt = self.optimizer.build(self.params)
+        scales = self.backend.lr_scales()
+        if scales:  # a parameter group per factor; the rate of each is set every step
+            factor = {id(p): scales.get(n, 1.0) for n, p in self.backend.named_parameters()}
+            groups: dict[float, list] = {}
+            for p in self.params:
+                groups.setdefault(factor.get(id(p), 1.0), []).append(p)
+            self.opt = self.optimizer.build(
+                [{"params": ps, "lr_scale": f} for f, ps in groups.items()]
+            )
+        else:
+            self.opt = self.optimizer.build(self.params)
         self.comb = self.combiner.init(self.backend.term_names, self.world)
         self.whole = None  # the compiled whole step (WholeStep), False, or undecided
 
@@ -176,6 +186,7 @@ class FirstOrder(AbstractStepper):
         update (Adam, SGD). False otherwise."""
         if (
             not self.comb.in_graph
+            or self.backend.lr_scales()  # one rate in the compiled update
             or not self.optimizer.compiles
             or self.world.active
             or not self.backend.whole_step(batch, self.steps)
@@ -215,7 +226,7 @@ class FirstOrder(AbstractStepper):
             raise step_failed(losses, gnorm)
         lr = self.optimizer.lr_at(k, self.steps)
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         self.opt.step()
         return StepResult({n: v.detach() for n, v in losses.items()}, total.detach(), lr)
 
