@@ -117,6 +117,7 @@ def add_parser(sub):
             help="with --matrix: a .npy boolean mask whose True cells (C order) carry the unknowns",
         )
     t = dsub.choices["train"]
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--epochs", type=int, default=120)
     t.add_argument("--count", type=int, default=800, help="training right-hand sides")
     t.add_argument("--seed", type=int, default=0)
@@ -184,6 +185,7 @@ def main(args) -> int:
                 ritz=args.ritz,
                 smooth=args.smooth,
                 checkpoint=out / "dcdm.pt",
+                resume=args.resume,
                 progress=not args.no_progress,
                 world=world,
             )

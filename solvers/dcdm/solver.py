@@ -32,7 +32,9 @@ import torch
 
 from pdeml import checkpoint as ckpt
 from pdeml._validate import fail, positive_int
-from pdeml.distributed import World, all_mean_, broadcast_, shard_rows
+from pdeml.backend import AbstractTrainable
+from pdeml.distributed import World, broadcast_
+from pdeml.sampling import EpochSampler
 
 from .multilevel import Cycle, propose
 from .net import DirectionNet
@@ -258,6 +260,67 @@ def _ritz_rhs(fluid, A, count, ritz, smooth, seed) -> np.ndarray:
     return prolong(fluid, b)
 
 
+class RightHandSides(EpochSampler):
+    """The training right-hand sides ``data`` (count, *grid), ``batch_size`` of them per step in
+    a fresh order every epoch (the run's generator). A batch is ``{"data": {"b": (B, *grid)}}``;
+    under torchrun each rank trains on its block of the rows."""
+
+    def __init__(self, data, batch_size: int = 16):
+        self.data = np.asarray(data)
+        self.batch_size = positive_int("batch", batch_size)
+        if self.batch_size > len(self.data):
+            fail(
+                "batch",
+                batch_size,
+                f"exceeds the {len(self.data)} right-hand sides",
+                f"pass at most {len(self.data)}",
+            )
+
+    def _start(self):
+        self._start_order()
+
+    def _items(self):
+        return len(self.data)
+
+    def _read(self, idx, fresh):
+        return {"data": {"b": self.data[idx]}}
+
+
+class DirectionTraining(AbstractTrainable):
+    """A :class:`DirectionNet` and its training data as a trainable backend: one loss term,
+    :func:`loss` on a batch of right-hand sides, trained by :func:`pdeml.fit` (:func:`train`)."""
+
+    def __init__(self, net: DirectionNet, A, rhs: np.ndarray, batch: int):
+        super().__init__()
+        self.net, self.rhs, self.batch = net, rhs, batch
+        self.operator = [A]  # a list: the matrix's buffers are not the run's state
+
+    @property
+    def term_names(self):
+        return ["dcdm"]
+
+    def losses(self, batch, residuals=None):
+        return {"dcdm": loss(self.net, self.operator[0], batch["data"]["b"])}
+
+    def batches(self, sampler, rng):
+        return (sampler if sampler is not None else RightHandSides(self.rhs, self.batch)).init(
+            None, rng
+        )
+
+    def reference(self, rng):
+        return None
+
+    @torch.no_grad()
+    def predict(self, x):
+        """The network's direction for right-hand sides ``x`` (B, *grid)."""
+        A = self.operator[0]
+        return (
+            self.net(torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device), A.fluid)
+            .cpu()
+            .numpy()
+        )
+
+
 def train(
     system,
     *,
@@ -270,20 +333,30 @@ def train(
     seed: int = 0,
     device="cpu",
     checkpoint=None,
+    resume: bool = False,
     progress: bool = True,
     init: DirectionNet | None = None,
     ritz: int = 1000,
     smooth: float = 0.5,
     world: World | None = None,
 ) -> tuple[DirectionNet, dict]:
-    """Train a :class:`DirectionNet` on one matrix; saves ``checkpoint`` (weights_only-safe).
-    ``system``: a fluid mask (the Poisson matrix of that obstacle layout) or a
+    """Train a :class:`DirectionNet` on one matrix under :func:`pdeml.fit`: Adam at ``lr`` for
+    ``epochs`` passes over ``count`` right-hand sides, ``batch`` per step. ``system``: a fluid
+    mask (the Poisson matrix of that obstacle layout) or a
     :class:`~pdeml.solvers.dcdm.operator.MatrixOperator` (your own matrix on its grid).
-    ``init``: start from this network's weights (e.g. one trained on a coarser grid, which
-    is cheaper per epoch: the network is resolution-free).
-    ``world`` (:class:`pdeml.distributed.World`): under torchrun each rank takes its block of
-    every batch of right-hand sides, gradients and losses are averaged over the ranks (the same
-    steps as one process), and rank 0 alone shows progress and writes ``checkpoint``."""
+    ``checkpoint``: the network file to write (``dcdm.pt``, weights_only-safe, what
+    :func:`load` reads); fit's resumable ``checkpoint.pt`` goes beside it, and ``resume``
+    continues from that. ``init``: start from this network's weights (e.g. one trained on a
+    coarser grid, which is cheaper per epoch: the network is resolution-free). ``world``
+    (:class:`pdeml.distributed.World`): under torchrun each rank takes its block of every batch
+    of right-hand sides, gradients and losses are averaged over the ranks (the same steps as one
+    process), and rank 0 alone shows progress and writes the files. Returns the network and
+    ``{"epochs", "loss" (the mean loss of each epoch), "wall_time_s", "grid"}``."""
+    from pdeml.callbacks import ProgressBar
+    from pdeml.fit import fit
+    from pdeml.optim import Adam
+    from pdeml.steppers import FirstOrder
+
     world = world if world is not None else World()
     fluid, matrix = _training_system(system)
     epochs, count, batch = (
@@ -293,50 +366,35 @@ def train(
     )
     dev = torch.device(device)
     A = (system if isinstance(system, MatrixOperator) else GridPoisson(fluid)).to(dev)
-    data = torch.as_tensor(
-        _ritz_rhs(fluid, matrix, count, ritz, smooth, seed), dtype=torch.float32, device=dev
-    )
+    rhs = _ritz_rhs(fluid, matrix, count, ritz, smooth, seed).astype(np.float32)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DirectionNet(fluid.ndim, channels, levels).to(dev)
         if init is not None:
             net.load_state_dict(init.state_dict())
-        order = [torch.randperm(count) for _ in range(epochs)]
     broadcast_(list(net.parameters()), world)
-    opt = torch.optim.Adam(net.parameters(), lr)
-    history, t0 = [], time.perf_counter()
-    bar = None
-    if progress and world.main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs, desc="dcdm train")
-    for e in range(epochs):
-        total = 0.0
-        for i in range(0, count, batch):
-            idx = order[e][i : i + batch]
-            rows = shard_rows(len(idx), world)  # this rank's block of the batch
-            value = loss(net, A, data[(idx if rows is None else idx[rows]).to(dev)])
-            mean = value.detach().reshape(1).clone()
-            all_mean_([mean], world)  # the batch's loss, on every rank
-            if not torch.isfinite(mean):
-                raise FloatingPointError(
-                    f"DCDM training diverged in epoch {e}: loss {float(mean)}. Fix: lower lr."
-                )
-            opt.zero_grad()
-            value.backward()
-            all_mean_([p.grad for p in net.parameters() if p.grad is not None], world)
-            opt.step()
-            total += float(mean) * len(idx)
-        history.append(total / count)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{history[-1]:.3e}")
-    if bar is not None:
-        bar.close()
+    backend = DirectionTraining(net, A, rhs, batch)
+    per_epoch = count // batch
+    state = None if checkpoint is None else Path(checkpoint).with_name("checkpoint.pt")
+    result = fit(
+        backend,
+        [(epochs * per_epoch, FirstOrder(Adam(lr)))],
+        seed=seed,
+        eval_every=1,
+        checkpoint=state,
+        resume=resume,
+        world=world,
+        callbacks=[ProgressBar(progress)] if world.main else [],
+    )
+    steps = [row["dcdm"] for row in result.history]
     info = {
         "epochs": epochs,
-        "loss": history,
-        "wall_time_s": time.perf_counter() - t0,
+        "loss": [
+            float(np.mean(steps[e * per_epoch : (e + 1) * per_epoch]))
+            for e in range(epochs)
+            if steps[e * per_epoch : (e + 1) * per_epoch]
+        ],
+        "wall_time_s": result.wall_time_s,
         "grid": list(fluid.shape),
     }
     net.trained_on = tuple(fluid.shape)
