@@ -35,8 +35,8 @@ from .device import resolve_device
 from .field import Field
 from .fit import DivergenceError, FitResult, fit, relative_l2
 from .gauss_newton import ENGD
-from .optim import SGD, Adam, OneCycle
-from .problem import Case, Parameter, Problem
+from .optim import SGD, Adam, Cosine, OneCycle
+from .problem import Case, Parameter, Phase, Problem
 from .sampling import AbstractSampler
 from .steppers import LBFGS, AbstractStepper, FirstOrder
 
@@ -72,6 +72,7 @@ __all__ = [
     "pde",
     "Problem",
     "Case",
+    "Phase",
     "Parameter",
     "Field",
     "AbstractCondition",

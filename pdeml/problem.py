@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -220,23 +220,80 @@ _MOVED = {
 }
 
 
+class Phase(NamedTuple):
+    """One phase of training: ``steps`` of ``stepper`` (:mod:`pdeml.steppers`, :class:`pdeml.ENGD`).
+    A tuple, so ``fit`` takes a list of phases as it takes ``[(steps, stepper), ...]``.
+
+    Example:
+        >>> pl.Phase(2000, pl.LBFGS())
+        Phase(steps=2000, stepper=LBFGS(...))
+    """
+
+    steps: int
+    stepper: AbstractStepper
+
+
+#: the shortcut keywords of :class:`Case`: they build (and, in ``replace``, change) its phases
+SHORTCUT = ("steps", "optimizer", "combiner", "lbfgs_steps", "lbfgs")
+
+
+def _shortcut_phases(steps=5000, optimizer=None, combiner=None, lbfgs_steps=0, lbfgs=None) -> tuple:
+    """``steps`` of ``optimizer`` (with ``combiner``), then ``lbfgs_steps`` of ``lbfgs``."""
+    optimizer = optimizer if optimizer is not None else Adam()
+    combiner = combiner if combiner is not None else Sum()
+    lbfgs = lbfgs if lbfgs is not None else LBFGS()
+    for k, v in (("steps", steps), ("lbfgs_steps", lbfgs_steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            fail(k, v, "must be a non-negative integer", f"pass e.g. {k}=1000")
+    if not isinstance(combiner, AbstractCombiner):
+        fail(
+            "combiner",
+            combiner,
+            "is not a combiner object",
+            "pass e.g. pl.ConFIG() (the names are for --combiner)",
+        )
+    if not isinstance(lbfgs, LBFGS):
+        fail("lbfgs", lbfgs, "is not an L-BFGS stepper", "pass pl.LBFGS(...)")
+    if isinstance(optimizer, AbstractStepper):
+        if not isinstance(combiner, Sum):
+            fail(
+                "combiner",
+                combiner,
+                f"does not apply to {optimizer!r}, which takes whole "
+                "Gauss-Newton steps on the weighted residuals",
+                "use the default pl.Sum() (loss weights still apply), or a first-order optimizer",
+            )
+        first = optimizer
+    else:
+        first = FirstOrder(optimizer, combiner)  # validates the optimizer
+        if isinstance(combiner, MConFIG) and not isinstance(optimizer, SGD):
+            fail(
+                "optimizer",
+                optimizer,
+                "would add a second set of moments to M-ConFIG's own",
+                "pass optimizer=pl.SGD(lr) with combiner=pl.MConFIG() (--optimizer sgd)",
+            )
+    return (Phase(steps, first), Phase(lbfgs_steps, lbfgs))
+
+
 @dataclass(init=False, eq=False)
 class Case:
-    """A problem, the method that solves it, and how long and how to train it. Each setting has
-    exactly one place: the method's (model, estimator, sampler, ...) live in ``method``; the
-    training phases are ``steps`` of ``optimizer`` (with ``combiner``) then ``lbfgs_steps`` of
-    ``lbfgs``. The CLI's overrides land on these fields (``pdeml.run``).
+    """A problem, the method that solves it, and how to train it. Each setting has exactly one
+    place: the method's (model, estimator, sampler, ...) live in ``method``; training is a list
+    of ``phases`` (:class:`Phase`: steps of a stepper), in order. The shortcut keywords
+    ``steps`` of ``optimizer`` (with ``combiner``), then ``lbfgs_steps`` of ``lbfgs``, build the
+    usual two phases, and read back from them (``case.steps``, ``case.optimizer``, ...). The
+    CLI's overrides land on one of these each (:mod:`pdeml.overrides`).
 
     Attributes:
         problem: the :class:`Problem`.
         method: how to solve it, e.g. ``pl.PINN(pl.nn.MLP(50, 4),
             sampler=pl.samplers.Uniform(2000))``.
-        steps: steps of the first phase. ``optimizer``: its optimizer (``pl.Adam(1e-3)`` by
-            default, ``pl.SGD``), or a stepper of its own (``pl.ENGD()``).
-        combiner: how the weighted loss terms become one first-order update (``pl.Sum()`` by
-            default, ``pl.ConFIG()``, ``pl.MConFIG()`` with ``pl.SGD``, ``pl.PCGrad()``,
-            ``pl.GradNorm()``).
-        lbfgs_steps: L-BFGS iterations after the first phase (0: none); ``lbfgs`` its settings.
+        phases: ``[Phase(steps, stepper), ...]`` (:mod:`pdeml.steppers`, :class:`pdeml.ENGD`);
+            or the shortcut: ``steps`` of ``optimizer`` (``pl.Adam(1e-3)`` by default,
+            ``pl.SGD``, or a stepper of its own, ``pl.ENGD()``) with ``combiner`` (``pl.Sum()``
+            by default, ``pl.ConFIG()``, ``pl.MConFIG()`` with ``pl.SGD``, ``pl.PCGrad()``,
+            ``pl.GradNorm()``), then ``lbfgs_steps`` of ``lbfgs`` (0: none).
         weights: ``{term: weight}`` for the loss terms, in every phase (default 1 each).
         dtype: "float32" or "float64".
         checkpoint_every, checkpoint_minutes: checkpoint every that many steps, and at least
@@ -250,17 +307,17 @@ class Case:
         ...                      [pl.Dirichlet(0.0)])
         >>> case = pl.Case(problem, pl.PINN(pl.nn.MLP(50, 4)), steps=3000, optimizer=pl.Adam(2e-3),
         ...                lbfgs_steps=2500, weights={"dirichlet": 10.0})
-        >>> [(steps, type(stepper).__name__) for steps, stepper in case.phases()]
+        >>> [(steps, type(stepper).__name__) for steps, stepper in case.phases]
         [(3000, 'FirstOrder'), (2500, 'LBFGS')]
+        >>> adam_engd = pl.Case(problem, pl.PINN(), phases=[pl.Phase(1000, pl.FirstOrder()),
+        ...                                                  pl.Phase(200, pl.ENGD())])
+        >>> adam_engd.replace(steps=500).phases[0].steps      # --steps: the first phase's
+        500
     """
 
     problem: Problem
     method: Any
-    steps: int = 5000
-    optimizer: Any = field(default_factory=Adam)
-    combiner: Any = field(default_factory=Sum)
-    lbfgs_steps: int = 0
-    lbfgs: Any = field(default_factory=LBFGS)
+    phases: tuple
     weights: dict = field(default_factory=dict)
     dtype: str = "float32"
     checkpoint_every: int = 1000
@@ -270,7 +327,7 @@ class Case:
     options: dict = field(default_factory=dict)
 
     def __init__(self, problem=_MISSING, method=_MISSING, **settings):
-        known = [f.name for f in fields(Case)]
+        known = [f.name for f in fields(Case)] + list(SHORTCUT)
         for k, v in settings.items():
             if k in _MOVED:
                 fail(
@@ -298,6 +355,17 @@ class Case:
                     "pass pl.Case(problem=pl.Problem(...), method=pl.PINN(...), ...)",
                     TypeError,
                 )
+        shortcut = {k: settings.pop(k) for k in SHORTCUT if k in settings}
+        if "phases" in settings and shortcut:
+            first = sorted(shortcut)[0]
+            fail(
+                first,
+                shortcut[first],
+                "and phases= both say how to train",
+                "give phases=[pl.Phase(steps, stepper), ...], or the shortcut, not both",
+            )
+        if "phases" not in settings:
+            settings["phases"] = _shortcut_phases(**shortcut)
         for f in fields(Case):
             if f.name in ("problem", "method"):
                 value = problem if f.name == "problem" else method
@@ -326,44 +394,13 @@ class Case:
                 "is not a method",
                 "pass e.g. method=pl.PINN(pl.nn.MLP(50, 4))",
             )
-        for k in ("steps", "lbfgs_steps"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                fail(k, v, "must be a non-negative integer", f"pass e.g. {k}=1000")
+        self.phases = _checked_phases(self.phases)
         for k in ("checkpoint_every", "eval_every", "export_resolution"):
             positive_int(k, getattr(self, k))
         if not finite_scalar("checkpoint_minutes", self.checkpoint_minutes) > 0:
             fail("checkpoint_minutes", self.checkpoint_minutes, "must be positive", "pass e.g. 10")
         if self.dtype not in ("float32", "float64"):
             fail("dtype", self.dtype, "is not supported", 'pass "float32" or "float64"')
-        if not isinstance(self.combiner, AbstractCombiner):
-            fail(
-                "combiner",
-                self.combiner,
-                "is not a combiner object",
-                "pass e.g. pl.ConFIG() (the names are for --combiner)",
-            )
-        if not isinstance(self.lbfgs, LBFGS):
-            fail("lbfgs", self.lbfgs, "is not an L-BFGS stepper", "pass pl.LBFGS(...)")
-        if isinstance(self.optimizer, AbstractStepper):
-            if not isinstance(self.combiner, Sum):
-                fail(
-                    "combiner",
-                    self.combiner,
-                    f"does not apply to {self.optimizer!r}, which takes whole "
-                    "Gauss-Newton steps on the weighted residuals",
-                    "use the default pl.Sum() (loss "
-                    "weights still apply), or a first-order optimizer",
-                )
-        else:
-            FirstOrder(self.optimizer, self.combiner)  # validates the optimizer
-            if isinstance(self.combiner, MConFIG) and not isinstance(self.optimizer, SGD):
-                fail(
-                    "optimizer",
-                    self.optimizer,
-                    "would add a second set of moments to M-ConFIG's own",
-                    "pass optimizer=pl.SGD(lr) with combiner=pl.MConFIG() (--optimizer sgd)",
-                )
         from .fit import check_weights
 
         check_weights(self.weights)  # the term names are checked when a backend exists
@@ -372,19 +409,105 @@ class Case:
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
 
-    def phases(self) -> list:
-        """``[(steps, stepper), ...]`` for :func:`pdeml.fit`: the first phase, then L-BFGS."""
-        first = (
-            self.optimizer
-            if isinstance(self.optimizer, AbstractStepper)
-            else FirstOrder(self.optimizer, self.combiner)
-        )
-        return [(self.steps, first), (self.lbfgs_steps, self.lbfgs)]
+    # ------------------------------------------------ the shortcut, read from the phases
+    @property
+    def steps(self) -> int:
+        """The first phase's steps."""
+        return self.phases[0].steps
+
+    @property
+    def optimizer(self):
+        """The first phase's optimizer (its stepper itself when that is not first-order: ENGD)."""
+        first = self.phases[0].stepper
+        return first.optimizer if isinstance(first, FirstOrder) else first
+
+    @property
+    def combiner(self):
+        """The first phase's combiner (``Sum()`` for a stepper of its own)."""
+        first = self.phases[0].stepper
+        return first.combiner if isinstance(first, FirstOrder) else Sum()
+
+    def _lbfgs_index(self, key: str, value) -> int | None:
+        found = [i for i, p in enumerate(self.phases) if isinstance(p.stepper, LBFGS)]
+        if len(found) > 1:
+            fail(
+                key,
+                value,
+                f"is ambiguous: the case has {len(found)} L-BFGS phases",
+                "set the phases in the case file",
+            )
+        return found[0] if found else None
+
+    @property
+    def lbfgs_steps(self) -> int:
+        """The L-BFGS phase's steps (0 without one)."""
+        i = self._lbfgs_index("lbfgs_steps", None)
+        return 0 if i is None else self.phases[i].steps
+
+    @property
+    def lbfgs(self) -> LBFGS:
+        """The L-BFGS phase's stepper (the default one without such a phase)."""
+        i = self._lbfgs_index("lbfgs", None)
+        return LBFGS() if i is None else self.phases[i].stepper
 
     def replace(self, **changes) -> Case:
-        """A new Case with some fields changed (validated again)."""
-        known = {f.name for f in fields(self)}
+        """A new Case with some fields changed (validated again). The shortcut keywords change
+        the phases they name: ``steps`` the first phase's steps, ``optimizer`` / ``combiner``
+        its first-order settings (an ``optimizer`` that is a stepper, ENGD, replaces it),
+        ``lbfgs_steps`` / ``lbfgs`` the L-BFGS phase (appended if there is none)."""
+        known = {f.name for f in fields(self)} | set(SHORTCUT)
         for k in changes:
             if k not in known:
                 fail(k, changes[k], "is not a Case field", f"use one of {sorted(known)}")
+        shortcut = {k: changes.pop(k) for k in SHORTCUT if k in changes}
+        if shortcut and "phases" in changes:
+            fail(
+                "phases",
+                changes["phases"],
+                "and the shortcut keywords both change the phases",
+                "pass one of them",
+            )
+        if shortcut:
+            phases = list(self.phases)
+            if {"optimizer", "combiner"} & set(shortcut):
+                optimizer = shortcut.get("optimizer", self.optimizer)
+                combiner = shortcut.get("combiner", self.combiner)
+                phases[0] = _shortcut_phases(phases[0].steps, optimizer, combiner)[0]
+            if "steps" in shortcut:
+                phases[0] = Phase(shortcut["steps"], phases[0].stepper)
+            if {"lbfgs_steps", "lbfgs"} & set(shortcut):
+                key = "lbfgs_steps" if "lbfgs_steps" in shortcut else "lbfgs"
+                i = self._lbfgs_index(key, shortcut[key])
+                steps = shortcut.get("lbfgs_steps", 0 if i is None else phases[i].steps)
+                stepper = shortcut.get("lbfgs", LBFGS() if i is None else phases[i].stepper)
+                last = _shortcut_phases(0, None, None, steps, stepper)[1]
+                if i is None:
+                    phases.append(last)
+                else:
+                    phases[i] = last
+            changes["phases"] = tuple(phases)
         return replace(self, **changes)
+
+
+def _checked_phases(phases) -> tuple:
+    """``phases`` as a tuple of :class:`Phase`, or an error naming the bad one."""
+    if isinstance(phases, (str, bytes)) or not hasattr(phases, "__iter__"):
+        fail("phases", phases, "is not a list of phases", "pass [pl.Phase(steps, stepper), ...]")
+    out = []
+    for i, item in enumerate(phases):
+        if not isinstance(item, tuple) or len(item) != 2:
+            fail(f"phases[{i}]", item, "is not a Phase", "pass pl.Phase(steps, stepper)")
+        n, stepper = item
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            fail(f"phases[{i}] steps", n, "must be a non-negative integer", "pass e.g. 1000")
+        if not isinstance(stepper, AbstractStepper):
+            fail(
+                f"phases[{i}] stepper",
+                stepper,
+                "is not a stepper",
+                "pass pl.FirstOrder(pl.Adam(1e-3)), pl.LBFGS() or pl.ENGD()",
+            )
+        out.append(Phase(n, stepper))
+    if not out:
+        fail("phases", phases, "is empty", "pass at least one pl.Phase(steps, stepper)")
+    return tuple(out)

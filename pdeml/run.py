@@ -424,7 +424,7 @@ def _train(
     try:
         result = fit(
             backend,
-            case.phases(),
+            case.phases,
             weights=case.weights,
             seed=seed,
             checkpoint=out / "checkpoint.pt",

@@ -97,6 +97,6 @@ def test_trapezoid_with_a_neumann_side_trains_to_its_exact_solution():
     )
     backend = case.method.build(problem, seed=0)
     r = pl.fit(
-        backend, case.phases(), truth=problem.truth(2000, np.random.default_rng(0)), eval_every=1500
+        backend, case.phases, truth=problem.truth(2000, np.random.default_rng(0)), eval_every=1500
     )
     assert r.l2_relative_error < 2e-2

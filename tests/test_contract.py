@@ -240,7 +240,7 @@ def test_overrides_land_on_real_fields_or_fail(tmp_path):
         and m.optimizer.lr == 2e-3
     )
     e = R.apply_overrides(case, {"optimizer": "engd"})
-    assert isinstance(e.phases()[0][1], pl.ENGD)
+    assert isinstance(e.phases[0][1], pl.ENGD)
     with pytest.raises(ValueError, match="--lr.*no learning rate"):
         R.apply_overrides(case, {"optimizer": "engd", "lr": 1e-3})
     with pytest.raises(ValueError, match="does not apply to ENGD"):
@@ -277,7 +277,9 @@ def test_python_overrides_with_objects_are_recorded_by_their_fields(tmp_path):
         "method": "random",
     }
     assert info["case"]["method"]["sampler"]["n_domain"] == 64
-    assert info["case"]["optimizer"] == {
+    first = info["case"]["phases"][0]  # {"type": "Phase", "steps": 2, "stepper": FirstOrder(...)}
+    assert first["type"] == "Phase" and first["stepper"]["type"] == "FirstOrder"
+    assert first["stepper"]["optimizer"] == {
         "type": "Adam",
         "lr": 0.002,
         "decay": 0.5,
@@ -351,3 +353,36 @@ def test_one_cycle_schedule_spans_the_phase_and_matches_torch():
     assert np.allclose([ours.lr_at(k, total) for k in range(total)], theirs, rtol=1e-6, atol=0)
     with pytest.raises(ValueError, match="schedule"):
         pl.Adam(1e-3, decay=0.5, schedule=pl.OneCycle())
+
+
+def test_a_case_takes_any_schedule_of_phases_and_the_overrides_land_on_them(tmp_path):
+    """Case(phases=[...]) trains exactly those phases; the shortcut's overrides change the phase
+    they name; giving both, or an ambiguous L-BFGS phase, is an error."""
+    import pdeml as pl
+
+    problem = pl.Problem(
+        pl.geometry.Interval(0, 1), lambda x, u: -u.d2("x") - 2.0, [pl.Dirichlet(0.0)]
+    )
+    method = pl.PINN(pl.nn.MLP(8, 2), sampler=pl.samplers.Uniform(32, 2))
+    phases = [pl.Phase(3, pl.FirstOrder(pl.Adam(1e-2))), pl.Phase(2, pl.ENGD()), (4, pl.LBFGS())]
+    case = pl.Case(problem, method, phases=phases, eval_every=1)
+    assert [p.steps for p in case.phases] == [3, 2, 4] and isinstance(case.phases[2], pl.Phase)
+    m = R.train_case(case, tmp_path / "run", progress=False, export=False)
+    rows = json.loads((tmp_path / "run" / "run.json").read_text())["case"]["phases"]
+    assert m["steps"] == 9 and [r["stepper"]["type"] for r in rows] == [
+        "FirstOrder",
+        "ENGD",
+        "LBFGS",
+    ]
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1] for row in history] == ["adam"] * 3 + ["engd"] * 2 + ["lbfgs"] * 4
+    o = R.apply_overrides(case, {"steps": 7, "lbfgs_steps": 1, "lr": 5e-3})
+    assert [p.steps for p in o.phases] == [7, 2, 1] and o.optimizer.lr == 5e-3
+    assert isinstance(o.phases[1].stepper, pl.ENGD)  # the other phase untouched
+    with pytest.raises(ValueError, match="phases= both"):
+        pl.Case(problem, method, phases=phases, steps=5)
+    twice = pl.Case(problem, method, phases=[(2, pl.LBFGS()), (2, pl.LBFGS())])
+    with pytest.raises(ValueError, match="2 L-BFGS phases"):
+        R.apply_overrides(twice, {"lbfgs_steps": 5})
+    with pytest.raises(ValueError, match=r"phases\[0\] stepper"):
+        pl.Case(problem, method, phases=[(2, pl.Adam())])

@@ -166,7 +166,7 @@ def test_walk_on_spheres_and_a_pinn_run_on_a_mesh():
 
     case = pl.Case(problem, PINN(pl.nn.MLP(width=16, depth=2), sampler=Uniform(256, 128)), steps=5)
     backend = case.method.build(problem, seed=0)
-    result = pl.fit(backend, case.phases())
+    result = pl.fit(backend, case.phases)
     assert result.steps == 5 and all(np.isfinite(v) for v in result.losses.values())
 
 

@@ -74,7 +74,7 @@ def one(case_name: str, config: str, budget: float, seed: int) -> dict:
 
     res = pl.fit(
         backend,
-        case.phases(),
+        case.phases,
         weights=case.weights,
         seed=seed,
         truth=truth,

@@ -79,7 +79,7 @@ def main():
         torch.manual_seed(0)
         backend = run.method.build(run.problem, seed=0, dtype=run.torch_dtype, device=args.device)
         t = time.perf_counter()
-        pl.fit(backend, run.phases(), weights=run.weights, seed=0)
+        pl.fit(backend, run.phases, weights=run.weights, seed=0)
         train = time.perf_counter() - t
         for n, keep in sets.items():
             t = time.perf_counter()

@@ -79,7 +79,7 @@ def one(args) -> dict:
     t0 = time.perf_counter()
     result = pl.fit(
         backend,
-        case.phases(),
+        case.phases,
         weights=case.weights,
         seed=args.seed,
         truth=truth,
