@@ -277,14 +277,12 @@ def fit(
                 run, run_phase = start_phase(i), i
             state.phase = run.name
             k = state.step - starts[i]
-            if run.redraws:
-                res: dict | None = {} if batches.wants_residuals else None
-                state.points = batches.batch(state.step)
-            else:  # a fixed objective (L-BFGS): the sampler's fixed batch
-                res, state.points = None, batches.fixed_batch()
+            want = run.redraws and batches.wants_residuals
+            # a fixed objective (L-BFGS) trains on the sampler's fixed batch
+            state.points = batches.batch(state.step) if run.redraws else batches.fixed_batch()
             batch = tensors(state.points)
             try:
-                out = run.step(batch, k, res)
+                out = run.step(batch, k, want)
             except NonFinite as e:
                 save()
                 where = (
@@ -296,8 +294,8 @@ def fit(
                     "PDE "
                     "for divisions by zero; then resume with --resume."
                 ) from None
-            if res is not None:
-                batches.observe(state.step, res)
+            if out.residuals is not None:
+                batches.observe(state.step, out.residuals)
             state.step += 1
             state.losses = {n: float(v) for n, v in out.losses.items()}
             state.wall_time_s = time.perf_counter() - t_start

@@ -302,7 +302,7 @@ class ENGD(AbstractStepper):
             p, rr = res + rr_new / rr * p, rr_new
         return x.detach()
 
-    def step(self, batch, k, residuals=None):
+    def step(self, batch, k, want_residuals=False):
         """One ENGD step: the best of the line search (or no move if none lowers the loss).
         A non-finite residual or direction leaves the parameters exactly where they were."""
         backend, params = self.backend, self.params
@@ -341,8 +341,10 @@ class ENGD(AbstractStepper):
                 self.lam = max(self.lam / 3, 1e-15)
             elif best_eta < 2.0**-4:
                 self.lam = min(self.lam * 5, 1.0)
+        residuals: dict | None = {} if want_residuals else None
         losses = global_losses(backend.losses(batch, residuals), self.world)
-        return StepResult(losses, sum(weigh(losses, self.weights).values()), best_eta)
+        total = sum(weigh(losses, self.weights).values())
+        return StepResult(losses, total, best_eta, residuals=residuals)
 
     def state_dict(self):
         return {"damping": torch.tensor(self.lam, dtype=torch.float64)}

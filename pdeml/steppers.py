@@ -57,6 +57,8 @@ class StepResult:
     total: torch.Tensor
     lr: float
     done: bool = False
+    #: the PDE residuals the step computed, when asked (``want_residuals``), for adaptive samplers
+    residuals: dict | None = None
 
 
 def weigh(losses: dict, weights: dict) -> dict:
@@ -127,9 +129,9 @@ class AbstractStepper(abc.ABC):
         """Create the run state (``self.backend``, ``self.params``, ``self.weights`` are set)."""
 
     @abc.abstractmethod
-    def step(self, batch: dict, k: int, residuals: dict | None = None) -> StepResult:
-        """One step on the tensor ``batch``; ``residuals`` (a dict, or None) receives the PDE
-        residuals the step computed, for adaptive samplers."""
+    def step(self, batch: dict, k: int, want_residuals: bool = False) -> StepResult:
+        """One step on the tensor ``batch``; with ``want_residuals`` its result carries the PDE
+        residuals the step computed (for adaptive samplers)."""
 
     def state_dict(self) -> dict:
         return {}
@@ -201,12 +203,12 @@ class FirstOrder(AbstractStepper):
             None if isinstance(self.comb, Sum) else self.comb,
         )
 
-    def step(self, batch, k, residuals=None):
+    def step(self, batch, k, want_residuals=False):
         if self.whole is None:
             self.whole = self._whole_step(batch)
         if self.whole:
             try:
-                return self.whole(batch, self.optimizer.lr_at(k, self.steps), residuals)
+                return self.whole(batch, self.optimizer.lr_at(k, self.steps), want_residuals)
             except CompileFailed as e:  # nothing was changed: take the step eagerly
                 warnings.warn(
                     f"compiling the training step failed ({e}); training eager instead. "
@@ -216,6 +218,7 @@ class FirstOrder(AbstractStepper):
                 )
                 self.whole = False
         self.opt.zero_grad(set_to_none=True)
+        residuals: dict | None = {} if want_residuals else None
         losses = self.backend.losses(batch, residuals)
         total = self.comb.backward(weigh(losses, self.weights), self.params)
         if self.world.active:
@@ -228,7 +231,9 @@ class FirstOrder(AbstractStepper):
         for g in self.opt.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         self.opt.step()
-        return StepResult({n: v.detach() for n, v in losses.items()}, total.detach(), lr)
+        return StepResult(
+            {n: v.detach() for n, v in losses.items()}, total.detach(), lr, residuals=residuals
+        )
 
     def state_dict(self):
         return {"optimizer": self.opt.state_dict(), "combiner": self.comb.state_dict()}
@@ -370,10 +375,10 @@ class WholeStep:
             residuals,
         )
 
-    def __call__(self, batch: dict, lr: float, residuals: dict | None = None) -> StepResult:
+    def __call__(self, batch: dict, lr: float, want_residuals: bool = False) -> StepResult:
         self.lr.fill_(lr)
         draws = self.backend.draw_ahead()
-        args = (self.params, self.states, batch, self.lr, draws, residuals is not None)
+        args = (self.params, self.states, batch, self.lr, draws, want_residuals)
         if self.first:  # the first call compiles: timed, and a failure is caught
             t = time.perf_counter()
             try:
@@ -387,11 +392,9 @@ class WholeStep:
         else:
             out = self.compiled(*args)
         losses, total, ok, squares, res = out
-        if residuals is not None:
-            residuals.update(res)
         if not bool(ok):
             raise step_failed(losses, squares.sqrt())
-        return StepResult(losses, total, lr)
+        return StepResult(losses, total, lr, residuals=dict(res) if want_residuals else None)
 
 
 class _StepLosses(torch.nn.Module):
@@ -449,7 +452,7 @@ class LBFGS(AbstractStepper):
         )
         self.stalled = 0
 
-    def step(self, batch, k, residuals=None):
+    def step(self, batch, k, want_residuals=False):  # a fixed objective: no residuals
         last = {}
 
         def closure():
