@@ -183,26 +183,60 @@ def fit(
                 "pdeml.callbacks.AbstractCallback."
             )
     world = world if world is not None else World()
-    dtype, device = backend.dtype, backend.device
     batches = backend.batches(sampler, np.random.default_rng(seed))
     if world.active:
         batches = Sharded(batches, world, backend.whole_terms)
         backend.distribute(world)
         broadcast_(list(backend.parameters()) + list(backend.buffers()), world)
-    state = TrainState(total_steps=sum(n for n, _ in phases), term_names=list(backend.term_names))
-    starts = np.cumsum([0] + [n for n, _ in phases]).tolist()
-    run: Any = None  # the current phase's stepper run
-    run_phase = -1  # and its index
-
-    def start_phase(i):
-        return phases[i][1].init(backend, weights, phases[i][0], world)
-
+    run = _Run(
+        backend,
+        phases,
+        weights,
+        batches,
+        callbacks,
+        world,
+        checkpoint,
+        eval_every,
+        None if truth is None else (np.asarray(truth[0]), np.asarray(truth[1])),
+    )
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        saved = ckpt.load(checkpoint, map_location=device)
-        ckpt.check_format(saved, checkpoint, FORMAT)
-        step = int(saved["step"])
-        if step >= state.total_steps:  # nothing left to do: leave the checkpoint alone
-            backend.load_state_dict(saved["model"])
+        done = run.resume(ckpt.load(checkpoint, map_location=backend.device))
+        if done is not None:
+            return done
+    run.train(checkpoint_every, checkpoint_minutes)
+    return run.result()
+
+
+class _Run:
+    """One ``fit``: the phases' stepper runs, the batches, the state callbacks see, and the
+    checkpoint. ``fit`` validates, then ``resume`` (optional), ``train``, ``result``."""
+
+    def __init__(
+        self, backend, phases, weights, batches, callbacks, world, checkpoint, eval_every, truth
+    ):
+        self.backend, self.phases, self.weights, self.batches = backend, phases, weights, batches
+        self.callbacks, self.world, self.checkpoint = callbacks, world, checkpoint
+        self.eval_every, self.truth = eval_every, truth
+        self.state = TrainState(
+            total_steps=sum(n for n, _ in phases), term_names=list(backend.term_names)
+        )
+        self.starts = np.cumsum([0] + [n for n, _ in phases]).tolist()
+        self.stepper: Any = None  # the current phase's stepper run
+        self.phase = -1  # and its index
+        self.dtype, self.device = backend.dtype, backend.device
+        self._cached: tuple = (None, None)
+
+    def start_phase(self, i: int) -> None:
+        steps, stepper = self.phases[i]
+        self.stepper, self.phase = stepper.init(self.backend, self.weights, steps, self.world), i
+
+    def resume(self, saved: dict) -> FitResult | None:
+        """Restore a checkpoint; a run already past the phases' end returns its result as it
+        was (the checkpoint is left alone)."""
+        ckpt.check_format(saved, self.checkpoint, FORMAT)
+        state, step = self.state, int(saved["step"])
+        self.backend.load_state_dict(saved["model"])
+        if step >= state.total_steps:  # nothing left to do
             history = json.loads(saved["history"])
             msg = (
                 f"the checkpoint is at step {step}, the phases end at {state.total_steps}: "
@@ -211,144 +245,174 @@ def fit(
             return FitResult(
                 step,
                 "finished",
-                _last_losses(history, backend.term_names),
+                _last_losses(history, self.backend.term_names),
                 history,
                 float(saved["wall_time_s"]),
                 _last_error(history),
                 msg,
             )
-        backend.load_state_dict(saved["model"])
-        batches.load_state_dict(saved["batches"])
+        self.batches.load_state_dict(saved["batches"])
         state.step, state.history = step, json.loads(saved["history"])
         state.wall_time_s = float(saved["wall_time_s"])
-        i = _phase_at(starts, step)
-        if step > starts[i]:  # inside a phase: it must be the saved one
-            if saved["stepper"] != phases[i][1].name or int(saved["phase"]) != i:
+        i = _phase_at(self.starts, step)
+        if step > self.starts[i]:  # inside a phase: it must be the saved one
+            if saved["stepper"] != self.phases[i][1].name or int(saved["phase"]) != i:
                 fail(
                     "resume",
-                    str(checkpoint),
+                    str(self.checkpoint),
                     f"was written in phase {int(saved['phase'])} ({saved['stepper']}) at step "
                     f"{step}, "
-                    f"but with these settings step {step} falls in phase {i} ({phases[i][1].name})",
+                    f"but with these settings step {step} falls in phase {i} "
+                    f"({self.phases[i][1].name})",
                     "resume with the phase lengths of the original run (--steps, --lbfgs-steps), "
                     "or start a new run directory",
                 )
-            run, run_phase = start_phase(i), i
-            run.load_state_dict(saved["stepper_state"])
-    truth_t = None if truth is None else (np.asarray(truth[0]), np.asarray(truth[1]))
-    cached = {"version": None, "batch": None}
+            self.start_phase(i)
+            self.stepper.load_state_dict(saved["stepper_state"])
+        return None
 
-    def tensors(raw):
-        key = (batches.version, id(raw))  # the fixed batch may be another object than current()
-        if cached["version"] != key:
-            cached["batch"], cached["version"] = to_torch(raw, dtype, device), key
-        return cached["batch"]
+    def tensors(self, raw: dict) -> dict:
+        """The batch as tensors, converted once per batch (the fixed batch may be another
+        object than current())."""
+        key = (self.batches.version, id(raw))
+        if self._cached[0] != key:
+            self._cached = (key, to_torch(raw, self.dtype, self.device))
+        return self._cached[1]
 
-    def save():
-        if checkpoint is None or run is None or not world.main:  # rank 0 holds the whole state
-            return
+    def save(self) -> None:
+        if self.checkpoint is None or self.stepper is None or not self.world.main:
+            return  # rank 0 holds the whole state
+        state = self.state
         ckpt.save(
-            checkpoint,
+            self.checkpoint,
             {
                 "format": FORMAT,
                 "step": state.step,
-                "phase": run_phase,
-                "stepper": run.name,
-                "stepper_state": run.state_dict(),
-                "model": backend.state_dict(),
-                "batches": batches.state_dict(),
+                "phase": self.phase,
+                "stepper": self.stepper.name,
+                "stepper_state": self.stepper.state_dict(),
+                "model": self.backend.state_dict(),
+                "batches": self.batches.state_dict(),
                 "history": json.dumps(state.history),
                 "wall_time_s": state.wall_time_s,
                 "term_names": json.dumps(state.term_names),
             },
         )
-        for cb in callbacks:
+        for cb in self.callbacks:
             cb.on_checkpoint(state)
 
-    state.points = batches.current()
-    for cb in callbacks:
-        cb.on_start(state)
-    t_start = time.perf_counter() - state.wall_time_s
-    last_save = time.perf_counter()
-    try:
-        while state.step < state.total_steps and not state.stop:
-            i = _phase_at(starts, state.step)
-            if i != run_phase:
-                run, run_phase = start_phase(i), i
-            state.phase = run.name
-            k = state.step - starts[i]
-            want = run.redraws and batches.wants_residuals
-            # a fixed objective (L-BFGS) trains on the sampler's fixed batch
-            state.points = batches.batch(state.step) if run.redraws else batches.fixed_batch()
-            batch = tensors(state.points)
-            try:
-                out = run.step(batch, k, want)
-            except NonFinite as e:
-                save()
-                where = (
-                    f" The last finite state is in {checkpoint}." if checkpoint is not None else ""
-                )
-                raise DivergenceError(
-                    f"training diverged at step {state.step} ({run.name}): {e.what} became NaN/inf."
-                    f"{where} Fix: lower the learning rate (--lr), add loss weights, or check the "
-                    "PDE "
-                    "for divisions by zero; then resume with --resume."
-                ) from None
-            if out.residuals is not None:
-                batches.observe(state.step, out.residuals)
-            state.step += 1
-            state.losses = {n: float(v) for n, v in out.losses.items()}
-            state.wall_time_s = time.perf_counter() - t_start
-            for cb in callbacks:
-                cb.on_step(state)
-            if out.done and state.step < starts[i + 1]:  # the stepper can make no more progress
-                if i == len(phases) - 1:
-                    state.stop, state.status = True, "finished"
-                else:  # on to the next phase, same numbering
-                    state.step = starts[i + 1]
-            if state.step % eval_every == 0 or state.step == state.total_steps or out.done:
-                row = {
-                    "step": state.step,
-                    "phase": run.name,
-                    "loss": float(out.total),
-                    **state.losses,
-                    "lr": out.lr,
-                    "wall_time_s": round(state.wall_time_s, 4),
-                }
-                row.update({f"param_{k}": v for k, v in backend.parameter_values().items()})
-                row["l2_relative_error"] = (
-                    relative_l2(split_predict(backend, truth_t[0], world), truth_t[1])
-                    if truth_t is not None
-                    else None
-                )
-                state.history.append(row)
-                for cb in callbacks:
-                    cb.on_log(state, row)
-            minutes_up = (
-                checkpoint_minutes is not None
-                and time.perf_counter() - last_save >= 60 * checkpoint_minutes
+    def step(self) -> tuple:
+        """One training step of the phase the step falls in; ``(result, phase index)``."""
+        state = self.state
+        i = _phase_at(self.starts, state.step)
+        if i != self.phase:
+            self.start_phase(i)
+        run = self.stepper
+        state.phase = run.name
+        want = run.redraws and self.batches.wants_residuals
+        # a fixed objective (L-BFGS) trains on the sampler's fixed batch
+        state.points = self.batches.batch(state.step) if run.redraws else self.batches.fixed_batch()
+        try:
+            out = run.step(self.tensors(state.points), state.step - self.starts[i], want)
+        except NonFinite as e:
+            self.save()
+            where = (
+                f" The last finite state is in {self.checkpoint}."
+                if self.checkpoint is not None
+                else ""
             )
-            if state.step % checkpoint_every == 0 or minutes_up:
-                save()
-                last_save = time.perf_counter()
-    finally:
-        state.wall_time_s = time.perf_counter() - t_start
-        if state.status == "running":
-            state.status = "finished" if state.step >= state.total_steps else "stopped"
-        for cb in callbacks:
-            cb.on_end(state)
-    save()
-    err = _last_error(state.history)
-    if truth_t is not None and (not state.history or state.history[-1]["step"] != state.step):
-        err = relative_l2(split_predict(backend, truth_t[0], world), truth_t[1])
-    return FitResult(
-        steps=state.step,
-        status=state.status,
-        losses=state.losses,
-        history=state.history,
-        wall_time_s=state.wall_time_s,
-        l2_relative_error=err,
-    )
+            raise DivergenceError(
+                f"training diverged at step {state.step} ({run.name}): {e.what} became NaN/inf."
+                f"{where} Fix: lower the learning rate (--lr), add loss weights, or check the "
+                "PDE for divisions by zero; then resume with --resume."
+            ) from None
+        if out.residuals is not None:
+            self.batches.observe(state.step, out.residuals)
+        state.step += 1
+        state.losses = {n: float(v) for n, v in out.losses.items()}
+        return out, i
+
+    def end_phase_if_done(self, out, i: int) -> None:
+        """A stepper that can make no more progress (L-BFGS at its floor) ends its phase: the
+        next one starts at its own first step, or the run is finished."""
+        state = self.state
+        if out.done and state.step < self.starts[i + 1]:
+            if i == len(self.phases) - 1:
+                state.stop, state.status = True, "finished"
+            else:
+                state.step = self.starts[i + 1]
+
+    def error(self) -> float | None:
+        if self.truth is None:
+            return None
+        return relative_l2(split_predict(self.backend, self.truth[0], self.world), self.truth[1])
+
+    def log(self, out) -> None:
+        """A history row (with the error against the truth) every ``eval_every`` steps, at the
+        end and when a phase stops early."""
+        state = self.state
+        if not (state.step % self.eval_every == 0 or state.step == state.total_steps or out.done):
+            return
+        row = {
+            "step": state.step,
+            "phase": self.stepper.name,
+            "loss": float(out.total),
+            **state.losses,
+            "lr": out.lr,
+            "wall_time_s": round(state.wall_time_s, 4),
+        }
+        row.update({f"param_{k}": v for k, v in self.backend.parameter_values().items()})
+        row["l2_relative_error"] = self.error()
+        state.history.append(row)
+        for cb in self.callbacks:
+            cb.on_log(state, row)
+
+    def train(self, checkpoint_every: int, checkpoint_minutes: float | None) -> None:
+        """Step through the phases, logging and checkpointing, then checkpoint the end."""
+        state = self.state
+        state.points = self.batches.current()
+        for cb in self.callbacks:
+            cb.on_start(state)
+        t_start = time.perf_counter() - state.wall_time_s
+        last_save = time.perf_counter()
+        try:
+            while state.step < state.total_steps and not state.stop:
+                out, i = self.step()
+                state.wall_time_s = time.perf_counter() - t_start
+                for cb in self.callbacks:
+                    cb.on_step(state)
+                self.end_phase_if_done(out, i)
+                self.log(out)
+                minutes_up = (
+                    checkpoint_minutes is not None
+                    and time.perf_counter() - last_save >= 60 * checkpoint_minutes
+                )
+                if state.step % checkpoint_every == 0 or minutes_up:
+                    self.save()
+                    last_save = time.perf_counter()
+        finally:
+            state.wall_time_s = time.perf_counter() - t_start
+            if state.status == "running":
+                state.status = "finished" if state.step >= state.total_steps else "stopped"
+            for cb in self.callbacks:
+                cb.on_end(state)
+        self.save()
+
+    def result(self) -> FitResult:
+        state = self.state
+        err = _last_error(state.history)
+        if self.truth is not None and (
+            not state.history or state.history[-1]["step"] != state.step
+        ):
+            err = self.error()
+        return FitResult(
+            steps=state.step,
+            status=state.status,
+            losses=state.losses,
+            history=state.history,
+            wall_time_s=state.wall_time_s,
+            l2_relative_error=err,
+        )
 
 
 def _last_error(history):
