@@ -36,9 +36,9 @@ from .field import Field
 from .fit import DivergenceError, FitResult, fit, relative_l2
 from .gauss_newton import ENGD
 from .optim import SGD, Adam, Cosine, OneCycle
-from .problem import Case, Parameter, Phase, Problem
+from .problem import Case, Parameter, Problem
 from .sampling import AbstractSampler
-from .steppers import LBFGS, AbstractStepper, FirstOrder
+from .steppers import LBFGS, AbstractStepper, FirstOrder, Phase
 
 __version__ = "0.1.0"
 

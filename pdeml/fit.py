@@ -26,7 +26,7 @@ from .backend import AbstractTrainable
 from .callbacks import AbstractCallback
 from .distributed import Sharded, World, broadcast_, split_predict
 from .sampling import to_torch
-from .steppers import AbstractStepper, NonFinite
+from .steppers import AbstractStepper, NonFinite, Phase
 
 FORMAT = 2  # checkpoint layout; 1 was the single-optimizer loop before phases
 
@@ -65,8 +65,9 @@ def relative_l2(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(pred - ref) / max(np.linalg.norm(ref), 1e-300))
 
 
-def check_phases(phases) -> list[tuple[int, AbstractStepper]]:
-    """``phases`` as a validated list of ``(steps, stepper)``; a 0-step phase is dropped."""
+def check_phases(phases, keep_empty: bool = False) -> list[Phase]:
+    """``phases`` as a validated list of :class:`~pdeml.steppers.Phase` ``(steps, stepper)``;
+    a 0-step phase is dropped unless ``keep_empty``."""
     out = []
     for i, item in enumerate(phases):
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
@@ -74,7 +75,7 @@ def check_phases(phases) -> list[tuple[int, AbstractStepper]]:
                 f"phases[{i}]",
                 item,
                 "is not a (steps, stepper) pair",
-                "pass e.g. [(5000, pl.FirstOrder(pl.Adam(1e-3))), (2000, pl.LBFGS())]",
+                "pass e.g. [pl.Phase(5000, pl.FirstOrder()), pl.Phase(2000, pl.LBFGS())]",
             )
         n, stepper = item
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -86,8 +87,8 @@ def check_phases(phases) -> list[tuple[int, AbstractStepper]]:
                 "is not a stepper",
                 "pass pl.FirstOrder(pl.Adam(...)), pl.LBFGS() or pl.ENGD()",
             )
-        if n:
-            out.append((int(n), stepper))
+        if n or keep_empty:
+            out.append(Phase(int(n), stepper))
     return out
 
 

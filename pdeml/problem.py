@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from .conditions import AbstractCondition
 from .geometry import AbstractGeometry
 from .geometry.spacetime import SpaceTime
 from .optim import SGD, Adam
-from .steppers import LBFGS, AbstractStepper, FirstOrder
+from .steppers import LBFGS, AbstractStepper, FirstOrder, Phase
 
 
 class Parameter:
@@ -218,19 +218,6 @@ _MOVED = {
         for k in ("lr", "lr_decay", "lr_decay_every")
     },
 }
-
-
-class Phase(NamedTuple):
-    """One phase of training: ``steps`` of ``stepper`` (:mod:`pdeml.steppers`, :class:`pdeml.ENGD`).
-    A tuple, so ``fit`` takes a list of phases as it takes ``[(steps, stepper), ...]``.
-
-    Example:
-        >>> pl.Phase(2000, pl.LBFGS())
-        Phase(steps=2000, stepper=LBFGS(...))
-    """
-
-    steps: int
-    stepper: AbstractStepper
 
 
 #: the shortcut keywords of :class:`Case`: they build (and, in ``replace``, change) its phases
@@ -490,24 +477,13 @@ class Case:
 
 
 def _checked_phases(phases) -> tuple:
-    """``phases`` as a tuple of :class:`Phase`, or an error naming the bad one."""
+    """``phases`` as a tuple of :class:`Phase` (0-step ones kept: the shortcut's L-BFGS phase
+    may be empty), or an error naming the bad one."""
+    from .fit import check_phases
+
     if isinstance(phases, (str, bytes)) or not hasattr(phases, "__iter__"):
         fail("phases", phases, "is not a list of phases", "pass [pl.Phase(steps, stepper), ...]")
-    out = []
-    for i, item in enumerate(phases):
-        if not isinstance(item, tuple) or len(item) != 2:
-            fail(f"phases[{i}]", item, "is not a Phase", "pass pl.Phase(steps, stepper)")
-        n, stepper = item
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            fail(f"phases[{i}] steps", n, "must be a non-negative integer", "pass e.g. 1000")
-        if not isinstance(stepper, AbstractStepper):
-            fail(
-                f"phases[{i}] stepper",
-                stepper,
-                "is not a stepper",
-                "pass pl.FirstOrder(pl.Adam(1e-3)), pl.LBFGS() or pl.ENGD()",
-            )
-        out.append(Phase(n, stepper))
+    out = tuple(check_phases(phases, keep_empty=True))
     if not out:
         fail("phases", phases, "is empty", "pass at least one pl.Phase(steps, stepper)")
-    return tuple(out)
+    return out

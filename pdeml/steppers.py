@@ -30,7 +30,7 @@ import time
 import types
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -90,6 +90,19 @@ def global_losses(losses: dict, world: World) -> dict:
     out = {n: v.detach().clone() for n, v in losses.items()}  # averaged in place: not the graph's
     all_mean_(list(out.values()), world)
     return out
+
+
+class Phase(NamedTuple):
+    """One phase of training: ``steps`` of ``stepper`` (:mod:`pdeml.steppers`, :class:`pdeml.ENGD`).
+    A tuple, so ``fit`` takes a list of phases as it takes ``[(steps, stepper), ...]``.
+
+    Example:
+        >>> pl.Phase(2000, pl.LBFGS())
+        Phase(steps=2000, stepper=LBFGS(...))
+    """
+
+    steps: int
+    stepper: AbstractStepper
 
 
 class AbstractStepper(abc.ABC):

@@ -11,84 +11,11 @@ import pytest
 from pdeml import rundir
 from pdeml.cli import main
 
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """What the commands read: a DCDM checkpoint and a short ST-FNO run."""
-    root = tmp_path_factory.mktemp("inputs")
-    assert (
-        main(
-            [
-                "dcdm",
-                "train",
-                "--n",
-                "16",
-                "--epochs",
-                "1",
-                "--count",
-                "8",
-                "--ritz",
-                "16",
-                "--no-progress",
-                "--out",
-                str(root / "dcdm"),
-            ]
-        )
-        == 0
-    )
-    data = root / "nse.h5"
-    assert (
-        main(
-            [
-                "data",
-                "nse_stfno",
-                "--n",
-                "16",
-                "--samples",
-                "6",
-                "--test",
-                "2",
-                "--out",
-                str(data),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "train",
-                "nse_stfno",
-                "--n",
-                "16",
-                "--batch",
-                "2",
-                "--data",
-                str(data),
-                "--steps",
-                "2",
-                "--no-progress",
-                "--out",
-                str(root / "stfno"),
-            ]
-        )
-        == 0
-    )
-    return root
-
-
-#: command -> (argv writing into OUT, the JSON file it writes there)
+#: command -> (argv writing into OUT, given the inputs' folder; the JSON file it writes there)
 COMMANDS = {
     "train": (
         lambda r, out: [
-            "train",
-            "heat_1d",
-            "--steps",
-            "2",
-            "--lbfgs-steps",
-            "0",
-            "--no-progress",
+            *"train heat_1d --steps 2 --lbfgs-steps 0 --no-progress".split(),
             "--out",
             out,
         ],
@@ -96,41 +23,20 @@ COMMANDS = {
     ),
     "solve": (
         lambda r, out: [
-            "solve",
-            "poisson_sin_2d",
-            "--method",
-            "wos",
-            "--walks",
-            "8",
-            "--points",
-            "20",
-            "--resolution",
-            "6",
-            "--out",
+            *"solve poisson_sin_2d --method wos --walks 8 --points 20".split(),
+            *"--resolution 6 --out".split(),
             out,
         ],
         "metrics.json",
     ),
-    "rve": (
-        lambda r, out: ["rve", "--strain", "0.01", "0", "0", "--n", "1", "--out", out],
-        "metrics.json",
-    ),
+    "rve": (lambda r, out: [*"rve --strain 0.01 0 0 --n 1 --out".split(), out], "metrics.json"),
     "fe2": (
-        lambda r, out: ["fe2", "--material", "linear", "--m", "2", "--k", "1", "--out", out],
+        lambda r, out: [*"fe2 --material linear --m 2 --k 1 --out".split(), out],
         "metrics.json",
     ),
     "dcdm train": (
         lambda r, out: [
-            "dcdm",
-            "train",
-            "--n",
-            "16",
-            "--epochs",
-            "1",
-            "--count",
-            "8",
-            "--ritz",
-            "16",
+            *"dcdm train --n 16 --epochs 1 --count 8 --ritz 16".split(),
             "--no-progress",
             "--out",
             out,
@@ -142,12 +48,7 @@ COMMANDS = {
             "dcdm",
             "solve",
             str(r / "dcdm" / "dcdm.pt"),
-            "--n",
-            "16",
-            "--maxiter",
-            "3",
-            "--no-progress",
-            "--out",
+            *"--n 16 --maxiter 3 --no-progress --out".split(),
             out,
         ],
         "solve.json",
@@ -156,15 +57,36 @@ COMMANDS = {
         lambda r, out: [
             "finetune",
             str(r / "stfno"),
-            "--iterations",
-            "2",
-            "--no-progress",
-            "--out",
+            *"--iterations 2 --no-progress --out".split(),
             out,
         ],
         "finetune.json",
     ),
 }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """What the commands read: a DCDM checkpoint and a short ST-FNO run."""
+    root = tmp_path_factory.mktemp("inputs")
+    assert main(COMMANDS["dcdm train"][0](root, str(root / "dcdm"))) == 0
+    data = root / "nse.h5"
+    assert (
+        main([*"data nse_stfno --n 16 --samples 6 --test 2 --no-progress --out".split(), str(data)])
+        == 0
+    )
+    assert (
+        main(
+            [
+                *"train nse_stfno --n 16 --batch 2 --steps 2 --no-progress --data".split(),
+                str(data),
+                "--out",
+                str(root / "stfno"),
+            ]
+        )
+        == 0
+    )
+    return root
 
 
 def _error(capsys):
