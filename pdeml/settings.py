@@ -72,10 +72,11 @@ def describe(obj, depth: int = 0):
         return obj.item()
     if isinstance(obj, dict):
         return {str(k): describe(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a named tuple (pl.Phase): by field
+    names = getattr(obj, "_fields", None)
+    if isinstance(obj, tuple) and names:  # a named tuple (pl.Phase): by field
         return {
             "type": type(obj).__name__,
-            **{k: describe(v, depth + 1) for k, v in obj._asdict().items()},
+            **{k: describe(v, depth + 1) for k, v in zip(names, obj)},
         }
     if isinstance(obj, (list, tuple)):
         return [describe(v, depth + 1) for v in obj]

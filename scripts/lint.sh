@@ -4,7 +4,7 @@
 # on any violation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${PDEML_VENV:-.venv}
+VENV=$(cd "${PDEML_VENV:-.venv}" && pwd)  # absolute: the checks below run from other folders
 root=$PWD
 # The import tree as it installs (pdeml.solvers is solvers/, ...; pyproject.toml's package-dir),
 # made of links so that every report names the real file. Static tools walk pdeml/ and would not
@@ -20,6 +20,6 @@ echo "[lint] ruff check"
 echo "[lint] ruff format --check"
 "$VENV/bin/ruff" format --check .
 echo "[lint] import-linter"
-(cd "$stage" && PYTHONPATH="$stage" "$root/$VENV/bin/lint-imports" --no-cache "$root/pyproject.toml")
+(cd "$stage" && PYTHONPATH="$stage" "$VENV/bin/lint-imports" --no-cache "$root/pyproject.toml")
 echo "[lint] mypy (the core)"
 (cd "$root" && MYPYPATH="$stage" "$VENV/bin/mypy" --config-file pyproject.toml)
