@@ -341,7 +341,8 @@ def train(
     world: World | None = None,
 ) -> tuple[DirectionNet, dict]:
     """Train a :class:`DirectionNet` on one matrix under :func:`pdeml.fit`: Adam at ``lr`` for
-    ``epochs`` passes over ``count`` right-hand sides, ``batch`` per step. ``system``: a fluid
+    ``epochs`` passes over ``count`` right-hand sides, ``batch`` per step (a remainder of
+    ``count`` short of a batch is left out of each epoch's order). ``system``: a fluid
     mask (the Poisson matrix of that obstacle layout) or a
     :class:`~pdeml.solvers.dcdm.operator.MatrixOperator` (your own matrix on its grid).
     ``checkpoint``: the network file to write (``dcdm.pt``, weights_only-safe, what
@@ -373,6 +374,7 @@ def train(
         if init is not None:
             net.load_state_dict(init.state_dict())
     broadcast_(list(net.parameters()), world)
+    batch = min(batch, count)  # fewer right-hand sides than a batch: one batch of all of them
     backend = DirectionTraining(net, A, rhs, batch)
     per_epoch = count // batch
     state = None if checkpoint is None else Path(checkpoint).with_name("checkpoint.pt")
