@@ -9,10 +9,7 @@ This is the layer the CLI calls; it is also the simplest Python entry point::
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,150 +17,14 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import registry, rundir, settings
-from ._roots import OLD_ROOTS, moved
 from ._validate import fail
 from .callbacks import HistoryCSV, ProgressBar
 from .device import resolve_device
 from .distributed import World, joined
 from .fit import DivergenceError, fit
+from .loading import builtin_cases, load_case, typed_option  # noqa: F401  (pdeml.run's API)
 from .overrides import CASE_OVERRIDES, apply_overrides  # noqa: F401  (pdeml.run's API)
 from .problem import Case
-
-
-def builtin_cases() -> dict[str, str]:
-    """Case names (over every registered case folder, :func:`pdeml.registry.case_modules`) -> first
-    docstring line and the case's options (``--dim 100``). Reads the sources: builds nothing."""
-    import ast
-
-    out = {}
-    for name, module in registry.case_modules().items():
-        spec = importlib.util.find_spec(module)
-        if spec is None or spec.origin is None:
-            continue
-        tree = ast.parse(Path(spec.origin).read_text())
-        doc = ast.get_docstring(tree)
-        line = " ".join(doc.strip().split("\n\n")[0].split()) if doc else ""  # the first paragraph
-        make = next(
-            (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "make"), None
-        )
-        if make is not None:
-            args = make.args.args[-len(make.args.defaults) :] if make.args.defaults else []
-            opts = [f"--{a.arg} {ast.unparse(d)}" for a, d in zip(args, make.args.defaults)]
-            opts += [
-                f"--{a.arg} {ast.unparse(d)}"
-                for a, d in zip(make.args.kwonlyargs, make.args.kw_defaults)
-                if d is not None
-            ]
-            line += f"  [{' '.join(opts)}]"
-        out[name] = line
-    return out
-
-
-def typed_option(flag: str, value, default):
-    """``value`` (a command-line string) converted to the type of ``default`` (str if None);
-    booleans are true/false/1/0. A bad value is an error that names ``flag``."""
-    kind = type(default) if default is not None else str
-    try:
-        if kind is bool and isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1")
-        return kind(value)
-    except (TypeError, ValueError):
-        fail(flag, value, f"is not a valid {kind.__name__}", f"pass e.g. {flag} {default}")
-
-
-def _apply_options(mod, spec: str, options: dict) -> Case:
-    """``mod.make(**options)`` with each value converted to the type of the option's default."""
-    import inspect
-
-    make = getattr(mod, "make", None)
-    if make is None:
-        fail(
-            "case options",
-            options,
-            f"were given but case {spec!r} takes none (it defines no make())",
-            "drop them, or define `def make(name=default, ...) -> pl.Case` in the case file",
-        )
-    params = inspect.signature(make).parameters
-    kwargs = {}
-    for key, value in options.items():
-        name = key.replace("-", "_")
-        if name not in params:
-            fail(
-                f"--{key}",
-                value,
-                f"is not an option of case {spec!r}",
-                f"use one of {['--' + k for k in params]}",
-            )
-        default = params[name].default
-        kwargs[name] = typed_option(
-            f"--{key}", value, None if default is inspect.Parameter.empty else default
-        )
-    case = make(**kwargs)
-    return case.replace(options={**case.options, **kwargs})
-
-
-def _import_file(path: Path):
-    name = f"_pdeml_case_{abs(hash(str(path.resolve())))}"
-    mod_spec = importlib.util.spec_from_file_location(name, path)
-    if mod_spec is None or mod_spec.loader is None:
-        fail("case", str(path), "cannot be imported as a Python file", "pass a .py case file")
-    mod = importlib.util.module_from_spec(mod_spec)
-    sys.modules[name] = mod
-    try:
-        mod_spec.loader.exec_module(mod)
-    except SyntaxError as e:
-        sys.modules.pop(name, None)
-        fail(
-            "case",
-            str(path),
-            f"has a syntax error at line {e.lineno}: {e.msg}",
-            "correct the file (python -m py_compile FILE shows the line)",
-        )
-    except ImportError as e:  # `from solvers import PINN`: the old import roots
-        sys.modules.pop(name, None)
-        if (e.name or "").split(".")[0] not in OLD_ROOTS and "one import root" not in str(e):
-            raise
-        raise ImportError(f"case={str(path)!r}: {moved(e.name) if e.name else e}") from None
-    return mod
-
-
-def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:
-    """A case from a file path or a built-in name; returns ``(case, source)``. A spec is a file
-    when it ends in ``.py`` or names an existing file (a directory never is, so a run directory
-    named like its case does not shadow the case). ``options`` are passed to the case file's
-    ``make(**options)`` (``pdeml train CASE --dim 1000``); without them the module-level ``case``
-    is used."""
-    path = Path(spec)
-    if spec.endswith(".py") or path.is_file():
-        if not path.is_file():
-            fail(
-                "case",
-                spec,
-                "is not a file",
-                "pass the path of a case file or a built-in name (`pdeml cases` lists them)",
-                FileNotFoundError,
-            )
-        mod = _import_file(path)
-        source = str(path.resolve())
-    else:
-        modules = registry.case_modules()
-        if spec not in modules:
-            fail(
-                "case",
-                spec,
-                "is neither a file nor a built-in case",
-                f"use one of {sorted(modules)} or a path",
-            )
-        mod = importlib.import_module(modules[spec])
-        source = spec
-    case = getattr(mod, "case", None)
-    if not isinstance(case, Case):
-        fail("case", spec, "defines no module-level `case = pl.Case(...)`", "add one to the file")
-    if options:
-        case = _apply_options(mod, spec, options)
-    return case, source
 
 
 def build(case: Case, *, seed: int = 0, device="auto"):
