@@ -15,7 +15,7 @@ from .rad import RAD, RARD
 from .uniform import Uniform
 
 
-def _named(value, method=None):
+def _named(value, method):
     """``--sampler NAME``: a sampler made from the method's current one (keeping its point counts);
     a sampler object is taken as it is."""
     if not isinstance(value, str):

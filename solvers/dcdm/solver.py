@@ -33,7 +33,7 @@ import torch
 from pdeml import checkpoint as ckpt
 from pdeml._validate import fail, positive_int
 from pdeml.backend import AbstractTrainable
-from pdeml.distributed import World, broadcast_
+from pdeml.distributed import World
 from pdeml.sampling import EpochSampler
 
 from .multilevel import Cycle, propose
@@ -373,7 +373,6 @@ def train(
         net = DirectionNet(fluid.ndim, channels, levels).to(dev)
         if init is not None:
             net.load_state_dict(init.state_dict())
-    broadcast_(list(net.parameters()), world)
     batch = min(batch, count)  # fewer right-hand sides than a batch: one batch of all of them
     backend = DirectionTraining(net, A, rhs, batch)
     per_epoch = count // batch
