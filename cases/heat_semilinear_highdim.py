@@ -9,6 +9,7 @@ Collocation points follow the Brownian paths that carry u(0, 0) (Feynman-Kac):
 :math:`t \sim U(0, T)`, :math:`x \sim N(0, 2tI)`, redrawn every step.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -48,26 +49,26 @@ class TerminalAnsatz(nn.Module):
         return J.add(g, J.multiply(rest, y))
 
 
+@dataclasses.dataclass(frozen=True)
 class BrownianPaths(AbstractSampler):
     r"""``n`` points :math:`t \sim U(0, T)`, :math:`x = \sqrt{2t}\,z`, :math:`z \sim N(0, I)`,
-    redrawn every step."""
+    redrawn every step. Settings (``n``) are frozen; the run keeps the points and generator."""
 
-    def __init__(self, n: int = 100):
-        self.n = n
+    n: int = 100
 
-    def _draw(self):
-        t = self.rng.uniform(0, T, (self.n, 1))
-        x = np.sqrt(2 * t) * self.rng.standard_normal((self.n, self.problem.geometry.dim))
-        self.points = {"domain": {"x": np.hstack([x, t])}}
+    def _draw(self, run):
+        t = run.rng.uniform(0, T, (self.n, 1))
+        x = np.sqrt(2 * t) * run.rng.standard_normal((self.n, run.problem.geometry.dim))
+        run.points = {"domain": {"x": np.hstack([x, t])}}
 
-    def _start(self):
-        self._draw()
+    def _start(self, run):
+        self._draw(run)
 
-    def batch(self, step):
+    def batch(self, run, step):
         if step > 0:
-            self._draw()
-            self.version += 1
-        return self.points
+            self._draw(run)
+            run.version += 1
+        return run.points
 
 
 def pde(x, u):

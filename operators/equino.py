@@ -51,6 +51,7 @@ from pdeml._validate import fail, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
 from pdeml.sampling import EpochSampler
+from pdeml.settings import frozen_set
 from pdeml.solvers.rve import LAWS, RVE, from_voigt_strain, voigt
 
 from .backend import FixedTestSet, parameter_count
@@ -363,14 +364,20 @@ def _tensor(strain: torch.Tensor) -> torch.Tensor:
     )
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
 class StrainDraws(EpochSampler):
     """Training macro strains (a Latin hypercube of ``count`` from the run's generator, or the
     given ``strains`` (S, 3)), ``batch_size`` per Adam step in a fresh order every epoch; L-BFGS
     (a fixed objective) gets all of them. A batch is ``{"data": {"strain": (B, 3)}}``."""
 
-    def __init__(self, count: int = 200, batch_size: int = 10, *, strains=None):
-        if strains is not None:
-            strains = np.asarray(strains, dtype=float)
+    count: int = 200
+    batch_size: int = 10
+    _: dataclasses.KW_ONLY
+    strains: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.strains is not None:
+            strains = np.asarray(self.strains, dtype=float)
             if strains.ndim != 2 or strains.shape[1] != 3 or not np.isfinite(strains).all():
                 fail(
                     "strains",
@@ -378,45 +385,42 @@ class StrainDraws(EpochSampler):
                     "are not finite Voigt strains (S, 3)",
                     "pass an (S, 3) array",
                 )
-            count = len(strains)
-        self.strains = strains
-        self.count, self.batch_size = (
-            positive_int("count", count),
-            positive_int("batch_size", batch_size),
-        )
+            frozen_set(self, strains=strains, count=len(strains))
+        positive_int("count", self.count)
+        positive_int("batch_size", self.batch_size)
         if self.batch_size > self.count:
             fail(
                 "batch_size",
-                batch_size,
-                f"exceeds the {count} training strains",
-                f"pass at most {count}",
+                self.batch_size,
+                f"exceeds the {self.count} training strains",
+                f"pass at most {self.count}",
             )
 
-    def _start(self):
+    def _start(self, run):
         if self.strains is not None:
-            self._set(self.strains)
+            self._set(run, self.strains)
         else:
-            self._set(latin_hypercube(self.count, seed=int(self.rng.integers(2**31))))
-        self._start_order()
+            self._set(run, latin_hypercube(self.count, seed=int(run.rng.integers(2**31))))
+        self._start_order(run)
 
-    def _set(self, strains):
-        self.pool = strains  # this run's training strains
-        self._all = {"data": {"strain": strains}}  # one object: fit converts it once per phase
+    def _set(self, run, strains):
+        run.pool = strains  # this run's training strains
+        run._all = {"data": {"strain": strains}}  # one object: fit converts it once per phase
 
-    def _items(self):
+    def _items(self, run):
         return self.count
 
-    def _read(self, idx, fresh):
-        return {"data": {"strain": self.pool[idx]}}
+    def _read(self, run, idx, fresh):
+        return {"data": {"strain": run.pool[idx]}}
 
-    def fixed_batch(self):
-        return self._all
+    def fixed_batch(self, run):
+        return run._all
 
-    def _extra_state(self):
-        return {"strains": torch.as_tensor(self.pool)}
+    def _extra_state(self, run):
+        return {"strains": torch.as_tensor(run.pool)}
 
-    def _load_extra_state(self, state):
-        self._set(state.pop("strains").numpy())
+    def _load_extra_state(self, run, state):
+        self._set(run, state.pop("strains").numpy())
 
 
 class StrainLoss(AbstractTrainable):

@@ -37,6 +37,7 @@ from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
 from pdeml.field import Field
 from pdeml.sampling import EpochSampler
+from pdeml.settings import frozen_set
 from pdeml.solvers.hard import (
     Basis,
     CombinedEstimator,
@@ -75,6 +76,7 @@ def grid_derivatives(b: torch.Tensor, spacing: tuple[float, ...]) -> dict:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
 class InitialDraws(EpochSampler):
     """Training inputs of a family, ``batch_size`` per step in a fresh order every epoch, and each
     step's constraint nodes: ``points`` random interior nodes of every expert's box per input
@@ -83,50 +85,55 @@ class InitialDraws(EpochSampler):
     A batch is ``{"data": {"u0", "params"}, "constraint": {"nodes"}}`` (nodes: (B, K, m) flat
     grid indices, stored as floats like every batch entry)."""
 
-    def __init__(self, draws: int = 64, batch_size: int = 4, *, points: int = 256, experts=(1,)):
-        self.draws, self.batch_size = (
-            positive_int("draws", draws),
-            positive_int("batch_size", batch_size),
-        )
+    draws: int = 64
+    batch_size: int = 4
+    _: dataclasses.KW_ONLY
+    points: int = 256
+    experts: tuple = (1,)
+
+    def __post_init__(self):
+        positive_int("draws", self.draws)
+        positive_int("batch_size", self.batch_size)
         if self.batch_size > self.draws:
             fail(
                 "batch_size",
-                batch_size,
-                f"exceeds the {draws} training draws",
-                f"pass at most {draws}",
+                self.batch_size,
+                f"exceeds the {self.draws} training draws",
+                f"pass at most {self.draws}",
             )
-        self.m, self.experts = positive_int("points", points), tuple(experts)
+        positive_int("points", self.points)
+        frozen_set(self, experts=tuple(self.experts))
 
-    def _start(self):
-        fam = self.problem
-        self.params = np.stack([fam.draw(self.rng) for _ in range(self.draws)])
-        self.u0 = np.stack([fam.initial_values(p) for p in self.params])
-        self.pools = expert_pools(fam, self.experts, self.m)
-        self.base = int(self.rng.integers(2**62))
-        self._start_order()
+    def _start(self, run):
+        fam = run.problem
+        run.params = np.stack([fam.draw(run.rng) for _ in range(self.draws)])
+        run.u0 = np.stack([fam.initial_values(p) for p in run.params])
+        run.pools = expert_pools(fam, self.experts, self.points)
+        run.base = int(run.rng.integers(2**62))
+        self._start_order(run)
 
-    def _items(self):
+    def _items(self, run):
         return self.draws
 
-    def _read(self, idx, fresh):
-        rng = np.random.default_rng([self.base, self.epoch, self.position])
+    def _read(self, run, idx, fresh):
+        rng = np.random.default_rng([run.base, run.epoch, run.position])
         nodes = np.stack(
-            [np.stack([rng.choice(p, self.m, replace=False) for p in self.pools]) for _ in idx]
+            [np.stack([rng.choice(p, self.points, replace=False) for p in run.pools]) for _ in idx]
         )
         return {
-            "data": {"u0": self.u0[idx], "params": self.params[idx]},
+            "data": {"u0": run.u0[idx], "params": run.params[idx]},
             "constraint": {"nodes": nodes},
         }
 
-    def _extra_state(self):
-        return {"base": self.base}
+    def _extra_state(self, run):
+        return {"base": run.base}
 
-    def _load_extra_state(self, state):
-        self.base = int(state["base"])
+    def _load_extra_state(self, run, state):
+        run.base = int(state["base"])
 
     def __repr__(self):
         return (
-            f"InitialDraws({self.draws}, {self.batch_size}, points={self.m}, "
+            f"InitialDraws({self.draws}, {self.batch_size}, points={self.points}, "
             f"experts={self.experts})"
         )
 

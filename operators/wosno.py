@@ -41,6 +41,7 @@ neither can beat). The error is measured against the family's finite-element tru
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
 from pdeml.family import AbstractFamily
 from pdeml.sampling import EpochSampler
+from pdeml.settings import frozen_set
 
 from .backend import FixedTestSet, _cast, parameter_count
 from .fno import FNO
@@ -60,6 +62,7 @@ TARGETS = ("wos", "residual", "truth")
 BOUNDARY_POINTS = 16
 
 
+@dataclasses.dataclass(frozen=True)
 class DomainDraws(EpochSampler):
     """Training domains of a family and their targets: ``domains`` draws, ``batch_size`` of them
     per step in a fresh order every epoch. For WoS targets each drawn domain first gets ``walks``
@@ -70,48 +73,47 @@ class DomainDraws(EpochSampler):
     (``"target"``: the running means, or the truth; ``"std_error"``: the means' standard errors).
     """
 
-    def __init__(
-        self,
-        domains: int = 64,
-        batch_size: int = 8,
-        *,
-        targets: str = "wos",
-        walks: int = 10,
-        epsilon: float = 1e-3,
-        progress: bool = False,
-    ):
-        self.domains, self.batch_size = (
-            positive_int("domains", domains),
-            positive_int("batch_size", batch_size),
-        )
+    domains: int = 64
+    batch_size: int = 8
+    _: dataclasses.KW_ONLY
+    targets: str = "wos"
+    walks: int = 10
+    epsilon: float = 1e-3
+    progress: bool = False
+
+    def __post_init__(self):
+        positive_int("domains", self.domains)
+        positive_int("batch_size", self.batch_size)
         if self.batch_size > self.domains:
             fail(
                 "batch_size",
-                batch_size,
-                f"exceeds the {domains} training domains",
-                f"pass at most {domains}",
+                self.batch_size,
+                f"exceeds the {self.domains} training domains",
+                f"pass at most {self.domains}",
             )
-        if targets not in TARGETS:
-            fail("targets", targets, "is not a WoS-NO target", f"pass one of {TARGETS}")
-        self.targets, self.walks = targets, positive_int("walks", walks)
-        self.epsilon, self.progress = finite_scalar("epsilon", epsilon), bool(progress)
+        if self.targets not in TARGETS:
+            fail("targets", self.targets, "is not a WoS-NO target", f"pass one of {TARGETS}")
+        positive_int("walks", self.walks)
+        frozen_set(
+            self, epsilon=finite_scalar("epsilon", self.epsilon), progress=bool(self.progress)
+        )
 
-    def _start(self):
+    def _start(self, run):
         from tqdm.auto import tqdm
 
-        fam = self.problem
-        self.draws = [fam.draw(self.rng) for _ in range(self.domains)]
-        feats = [fam.features(d) for d in self.draws]
-        self.features = np.stack([f for f, _ in feats])
-        self.inside = np.stack([m for _, m in feats])
-        self.params = np.stack([d.vector() for d in self.draws])
-        n = self.inside.shape[1:]
+        fam = run.problem
+        run.draws = [fam.draw(run.rng) for _ in range(self.domains)]
+        feats = [fam.features(d) for d in run.draws]
+        run.features = np.stack([f for f, _ in feats])
+        run.inside = np.stack([m for _, m in feats])
+        run.params = np.stack([d.vector() for d in run.draws])
+        n = run.inside.shape[1:]
         if self.targets == "truth":
-            self.truth = np.stack(
+            run.truth = np.stack(
                 [
                     fam.truth(d, m)
                     for d, m in tqdm(
-                        zip(self.draws, self.inside),
+                        zip(run.draws, run.inside),
                         total=self.domains,
                         desc="truth",
                         disable=not self.progress,
@@ -119,80 +121,81 @@ class DomainDraws(EpochSampler):
                 ]
             )
         if self.targets == "wos":
-            self.sums = np.zeros((self.domains, 2, *n))  # sum and sum of squares of the walks
-            self.count = np.zeros(self.domains, dtype=np.int64)
-            self._points = fam.grid()
-        self._start_order()
+            run.sums = np.zeros((self.domains, 2, *n))  # sum and sum of squares of the walks
+            run.count = np.zeros(self.domains, dtype=np.int64)
+            run._points = fam.grid()
+        self._start_order(run)
 
-    sharded_terms = ("data",)  # under torchrun each rank walks and reads its own domains
+    #: under torchrun each rank walks and reads its own domains
+    sharded_terms: ClassVar[tuple] = ("data",)
 
-    def _items(self):
+    def _items(self, run):
         return self.domains
 
-    def _walk(self, k: int, seed: int) -> np.ndarray:
+    def _walk(self, run, k: int, seed: int) -> np.ndarray:
         """``walks`` fresh walks (stream ``seed``) from every inside point of domain ``k``: their
         sum and sum of squares, (2, n, n), 0 outside."""
         from pdeml.solvers.wos import WalkOnSpheres
 
-        inside = self.inside[k]
+        inside = run.inside[k]
         solver = WalkOnSpheres(walks=self.walks, epsilon=self.epsilon).build(
-            self.problem.wos_problem(self.draws[k]), seed=seed, dtype=torch.float64
+            run.problem.wos_problem(run.draws[k]), seed=seed, dtype=torch.float64
         )
-        s = solver.estimate(self._points[inside], samples=True)["samples"]
+        s = solver.estimate(run._points[inside], samples=True)["samples"]
         out = np.zeros((2, *inside.shape))
         out[0][inside], out[1][inside] = s.sum(1), (s**2).sum(1)
         return out
 
-    def _fold(self, idx: np.ndarray) -> None:
+    def _fold(self, run, idx: np.ndarray) -> None:
         """Fold fresh walks into the sums of domains ``idx``. Every rank draws every domain's seed
         (one generator, the same on all ranks); under torchrun each walks only its own domains
         (:meth:`_own`) and the ranks gather the new sums, so every rank holds all of them: the
         walks, and so the targets, of one process."""
-        seeds = {int(k): int(self.rng.integers(2**31)) for k in idx}
-        own = self._own(idx)
-        new = np.stack([self._walk(int(k), seeds[int(k)]) for k in own])
+        seeds = {int(k): int(run.rng.integers(2**31)) for k in idx}
+        own = self._own(run, idx)
+        new = np.stack([self._walk(run, int(k), seeds[int(k)]) for k in own])
         if len(own) < len(idx):
             from pdeml.distributed import all_gather_rows
 
-            new = all_gather_rows(torch.as_tensor(new), self.world).numpy()
-        self.sums[idx] += new
-        self.count[idx] += self.walks
+            new = all_gather_rows(torch.as_tensor(new), run.world).numpy()
+        run.sums[idx] += new
+        run.count[idx] += self.walks
 
-    def statistics(self, idx) -> tuple[np.ndarray, np.ndarray]:
+    def statistics(self, run, idx) -> tuple[np.ndarray, np.ndarray]:
         """The running means and their standard errors of domains ``idx`` (0 outside)."""
-        m = self.count[idx].reshape(-1, 1, 1).astype(float)
-        mean = self.sums[idx, 0] / m
-        var = np.maximum(self.sums[idx, 1] - m * mean**2, 0) / np.maximum(m - 1, 1)
+        m = run.count[idx].reshape(-1, 1, 1).astype(float)
+        mean = run.sums[idx, 0] / m
+        var = np.maximum(run.sums[idx, 1] - m * mean**2, 0) / np.maximum(m - 1, 1)
         return mean, np.sqrt(var / m)
 
-    def _read(self, idx, fresh) -> dict:
+    def _read(self, run, idx, fresh) -> dict:
         """The batch of domains ``idx`` (this rank's share of them under torchrun); for WoS targets
         a fresh read first folds in new walks (a resumed run's re-read does not: no walk is folded
         in twice)."""
         if self.targets == "wos" and fresh:
-            self._fold(idx)
-        idx = self._own(idx)
+            self._fold(run, idx)
+        idx = self._own(run, idx)
         out = {
-            "features": self.features[idx],
-            "inside": self.inside[idx].astype(float),
-            "params": self.params[idx],
+            "features": run.features[idx],
+            "inside": run.inside[idx].astype(float),
+            "params": run.params[idx],
         }
         if self.targets == "wos":
-            out["target"], out["std_error"] = self.statistics(idx)
+            out["target"], out["std_error"] = self.statistics(run, idx)
         elif self.targets == "truth":
-            out["target"] = self.truth[idx]
+            out["target"] = run.truth[idx]
         return {"data": out}
 
-    def _extra_state(self):
+    def _extra_state(self, run):
         return (
-            {"sums": torch.as_tensor(self.sums), "count": torch.as_tensor(self.count)}
+            {"sums": torch.as_tensor(run.sums), "count": torch.as_tensor(run.count)}
             if self.targets == "wos"
             else {}
         )
 
-    def _load_extra_state(self, state):
+    def _load_extra_state(self, run, state):
         if self.targets == "wos":
-            self.sums, self.count = state["sums"].numpy().copy(), state["count"].numpy().copy()
+            run.sums, run.count = state["sums"].numpy().copy(), state["count"].numpy().copy()
 
     def __repr__(self):
         return (

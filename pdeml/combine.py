@@ -8,53 +8,89 @@ the combined gradient in ``p.grad``. ``total`` gives the scalar objective for li
 from __future__ import annotations
 
 import abc
-import copy
+import dataclasses
+from typing import ClassVar, cast
 
 import torch
 
 from ._validate import fail, finite_scalar
 from .distributed import World, all_mean_
+from .settings import Run, frozen_set
 
 
-class AbstractCombiner(abc.ABC):
-    """Settings of a combination rule. :meth:`init` returns a run of it (a new object of the same
-    class) that keeps whatever state the rule needs (momenta, smoothed weights, a generator), so
-    one settings object can serve two runs. The losses it receives are already weighted by the
-    case's loss weights (``fit(weights=...)``)."""
+class CombinerRun(Run):
+    """A run of a combiner (what :meth:`AbstractCombiner.init` returns): the loss-term ``names``,
+    the ``world`` it averages over, and the rule's own state (momenta, smoothed weights, a
+    generator). Its methods are the rule's, applied to this state."""
 
-    world: World = World()
-    #: a compiled step can build this rule's direction in its graph: tensor operations on the
-    #: per-term gradients, no state that changes (:class:`pdeml.steppers.WholeStep`)
-    in_graph: bool = False
+    names: list
+    world: World
 
-    def init(self, names, world: World | None = None) -> AbstractCombiner:
-        """A run of this rule for the loss terms ``names`` (in the backend's order). On several
-        processes (``world``) every gradient it builds from is first averaged over the ranks, so
-        the rule sees the global per-term gradients (:mod:`pdeml.distributed`)."""
-        run = copy.copy(self)
-        run.world = world if world is not None else World()
-        run._start(list(names))
-        return run
-
-    def _start(self, names: list) -> None:
-        """Set up the run state for the terms ``names`` (default: none)."""
-
-    @abc.abstractmethod
     def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar objective (used by L-BFGS and for reporting)."""
+        return self.settings.total(losses)
 
-    @abc.abstractmethod
     def backward(self, losses: dict[str, torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
         """Fill ``p.grad`` for ``params``; return the scalar objective."""
+        return self.settings.backward(self, losses, params)
+
+    def direction(self, G: torch.Tensor, losses: dict) -> torch.Tensor:
+        """The direction built from per-term gradients ``G`` (m, P) (per-term rules)."""
+        return self.settings.direction(self, G, losses)
 
     def state_dict(self) -> dict:
         """Tensors that restore the run on resume (momenta, smoothed weights)."""
-        return {}
+        return self.settings.state_dict(self)
 
     def load_state_dict(self, state: dict) -> None:
+        self.settings.load_state_dict(self, state)
+
+
+class AbstractCombiner(abc.ABC):
+    """Settings of a combination rule (a frozen dataclass). :meth:`init` returns a separate
+    :class:`CombinerRun` that keeps whatever state the rule needs (momenta, smoothed weights, a
+    generator), so one settings object can serve two runs; every method past ``init`` takes that
+    run first. The losses it receives are already weighted by the case's loss weights
+    (``fit(weights=...)``)."""
+
+    #: a compiled step can build this rule's direction in its graph: tensor operations on the
+    #: per-term gradients, no state that changes (:class:`pdeml.steppers.WholeStep`)
+    in_graph: ClassVar[bool] = False
+
+    def init(self, names, world: World | None = None) -> CombinerRun:
+        """A run of this rule for the loss terms ``names`` (in the backend's order). On several
+        processes (``world``) every gradient it builds from is first averaged over the ranks, so
+        the rule sees the global per-term gradients (:mod:`pdeml.distributed`)."""
+        run = CombinerRun(settings=self, names=list(names), world=world or World())
+        self._start(run)
+        return run
+
+    def _start(self, run) -> None:
+        """Set up the run state (default: none)."""
+
+    def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar objective (used by L-BFGS and for reporting): the sum of the terms."""
+        return cast(torch.Tensor, sum(losses.values()))
+
+    @abc.abstractmethod
+    def backward(
+        self, run, losses: dict[str, torch.Tensor], params: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Fill ``p.grad`` for ``params``; return the scalar objective."""
+
+    def direction(self, run, G: torch.Tensor, losses: dict) -> torch.Tensor:
+        """The direction from per-term gradients ``G`` (m, P) (per-term rules)."""
+        raise NotImplementedError(f"{type(self).__name__} builds no per-term direction")
+
+    def state_dict(self, run) -> dict:
+        """Tensors that restore the run on resume (momenta, smoothed weights)."""
+        return {}
+
+    def load_state_dict(self, run, state: dict) -> None:
         """Restore :meth:`state_dict`."""
 
 
+@dataclasses.dataclass(frozen=True)
 class Sum(AbstractCombiner):
     r"""The sum :math:`L = \sum_k L_k` of the (weighted) loss terms, back-propagated at once.
 
@@ -63,20 +99,14 @@ class Sum(AbstractCombiner):
         Sum()
     """
 
-    in_graph = True  # the compiled step differentiates the sum itself
+    in_graph: ClassVar[bool] = True  # the compiled step differentiates the sum itself
 
-    def total(self, losses):
-        return sum(losses.values())
-
-    def backward(self, losses, params):
+    def backward(self, run, losses, params):
         total = self.total(losses)
         total.backward()
-        if self.world.active:
-            all_mean_([p.grad for p in params if p.grad is not None], self.world)
+        if run.world.active:
+            all_mean_([p.grad for p in params if p.grad is not None], run.world)
         return total
-
-    def __repr__(self):
-        return "Sum()"
 
 
 # ----------------------------------------------------------------- per-term gradient combiners
@@ -143,19 +173,14 @@ class _PerTerm(AbstractCombiner):
     line searches); ``backward`` builds the direction from every term's gradient (M-ConFIG
     overrides it: one term per step)."""
 
-    def total(self, losses):
-        return sum(losses.values())
-
-    def direction(self, G: torch.Tensor, losses: dict) -> torch.Tensor:
-        raise NotImplementedError
-
-    def backward(self, losses, params):
+    def backward(self, run, losses, params):
         G = term_gradients(losses, params)
-        all_mean_([G], self.world)
-        set_gradient(params, self.direction(G, losses))
+        all_mean_([G], run.world)
+        set_gradient(params, self.direction(run, G, losses))
         return self.total(losses).detach()
 
 
+@dataclasses.dataclass(frozen=True)
 class ConFIG(_PerTerm):
     """Conflict-free inverse gradients (:func:`config_direction`): ``--combiner config``.
 
@@ -166,76 +191,76 @@ class ConFIG(_PerTerm):
 
     #: the direction is tensor operations without state: a compiled step can build it in its
     #: graph (:class:`pdeml.steppers.WholeStep`)
-    in_graph = True
+    in_graph: ClassVar[bool] = True
 
-    def direction(self, G, losses):
+    def direction(self, run, G, losses):
         return config_direction(G)
 
-    def __repr__(self):
-        return "ConFIG()"
 
-
+@dataclasses.dataclass(frozen=True)
 class PCGrad(_PerTerm):
     """Projecting conflicting gradients (:func:`pcgrad_direction`), a fresh random term order
     each step from ``seed`` (as in the paper): ``--combiner pcgrad``."""
 
-    def __init__(self, seed: int = 0):
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            fail("seed", seed, "must be an integer", "pass e.g. PCGrad(seed=0)")
-        self.seed = seed
+    seed: int = 0
 
-    def _start(self, names):
-        self.gen = torch.Generator().manual_seed(self.seed)
+    def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            fail("seed", self.seed, "must be an integer", "pass e.g. PCGrad(seed=0)")
 
-    def direction(self, G, losses):
-        return pcgrad_direction(G, torch.randperm(len(G), generator=self.gen).tolist())
+    def _start(self, run):
+        run.gen = torch.Generator().manual_seed(self.seed)
 
-    def state_dict(self):
-        return {"gen": self.gen.get_state()}
+    def direction(self, run, G, losses):
+        return pcgrad_direction(G, torch.randperm(len(G), generator=run.gen).tolist())
 
-    def load_state_dict(self, state):
+    def state_dict(self, run):
+        return {"gen": run.gen.get_state()}
+
+    def load_state_dict(self, run, state):
         if "gen" in state:  # checkpoints from before combiners had state have none
-            self.gen.set_state(state["gen"])
+            run.gen.set_state(state["gen"])
 
     def __repr__(self):
-        return "PCGrad()"
+        return "PCGrad()" if self.seed == 0 else f"PCGrad(seed={self.seed})"
 
 
+@dataclasses.dataclass(frozen=True)
 class GradNorm(_PerTerm):
     r"""Magnitude balancing by learning-rate annealing (Wang, Teng, Perdikaris, "Understanding
     and mitigating gradient flow pathologies in PINNs", SIAM J. Sci. Comput. 2021): weights
-    :math:`\hat\lambda_i = \sum_j\lVert g_j\rVert / \lVert g_i\rVert` (every weighted term gets the
-    same gradient norm), smoothed :math:`\lambda \leftarrow \alpha\lambda + (1-\alpha)\hat\lambda`;
-    the update is :math:`\sum_i \lambda_i g_i` (``--combiner gradnorm``)."""
+    :math:`\hat\lambda_i = \sum_j\lVert g_j\rVert / \lVert g_i\rVert` (every weighted term
+    gets the same gradient norm), smoothed
+    :math:`\lambda \leftarrow \alpha\lambda + (1-\alpha)\hat\lambda`; the update is
+    :math:`\sum_i \lambda_i g_i` (``--combiner gradnorm``). The run keeps the smoothed
+    weights (``run.weights``)."""
 
-    def __init__(self, alpha: float = 0.9):
-        self.alpha = finite_scalar("alpha", alpha)
+    alpha: float = 0.9
+
+    def __post_init__(self):
+        frozen_set(self, alpha=finite_scalar("alpha", self.alpha))
         if not 0 <= self.alpha < 1:
-            fail("alpha", alpha, "must be in [0, 1)", "pass e.g. 0.9")
+            fail("alpha", self.alpha, "must be in [0, 1)", "pass e.g. 0.9")
 
-    def _start(self, names):
-        self.weights = None
+    def _start(self, run):
+        run.weights = None
 
-    def direction(self, G, losses):
+    def direction(self, run, G, losses):
         norms = G.norm(dim=1).clamp_min(torch.finfo(G.dtype).tiny)
         target = norms.sum() / norms
-        self.weights = (
-            target
-            if self.weights is None
-            else self.alpha * self.weights + (1 - self.alpha) * target
+        run.weights = (
+            target if run.weights is None else self.alpha * run.weights + (1 - self.alpha) * target
         )
-        return self.weights @ G
+        return run.weights @ G
 
-    def state_dict(self):
-        return {} if self.weights is None else {"weights": self.weights.detach().clone()}
+    def state_dict(self, run):
+        return {} if run.weights is None else {"weights": run.weights.detach().clone()}
 
-    def load_state_dict(self, state):
-        self.weights = state.get("weights")
-
-    def __repr__(self):
-        return f"GradNorm(alpha={self.alpha})"
+    def load_state_dict(self, run, state):
+        run.weights = state.get("weights")
 
 
+@dataclasses.dataclass(frozen=True)
 class MConFIG(_PerTerm):
     r"""Momentum ConFIG: one back-propagated term per step (cycling), ConFIG of the momenta.
 
@@ -246,22 +271,31 @@ class MConFIG(_PerTerm):
     :math:`\tilde g_k = (\tilde m_k - \beta_1\tilde m_{k-1})/(1-\beta_1)` with
     :math:`\tilde m_k = d_k(1-\beta_1^k)`: :math:`d / (\sqrt{\hat s} + \epsilon)`. Because the
     moments live here, pair it with plain SGD (``pl.optim.SGD``), not Adam. The backward pass
-    costs one term's gradient instead of m. Liu, Chu, Thuerey, ICLR 2025 (M-ConFIG).
+    costs one term's gradient instead of m. Liu, Chu, Thuerey, ICLR 2025 (M-ConFIG). The run
+    keeps the moments in ``run.state``.
     """
 
-    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        self.beta1, self.beta2 = finite_scalar("beta1", beta1), finite_scalar("beta2", beta2)
-        self.eps = finite_scalar("eps", eps)
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
 
-    def _start(self, names):
-        self.names, self.state = names, {}
+    def __post_init__(self):
+        frozen_set(
+            self,
+            beta1=finite_scalar("beta1", self.beta1),
+            beta2=finite_scalar("beta2", self.beta2),
+            eps=finite_scalar("eps", self.eps),
+        )
 
-    def backward(self, losses, params):
-        names = self.names
-        st = self.state
+    def _start(self, run):
+        run.state = {}
+
+    def backward(self, run, losses, params):
+        names = run.names
+        st = run.state
         i = int(st["seen"].sum()) % len(names) if "seen" in st else 0  # terms in turn
         g = term_gradients(losses, params, [names[i]])[0]
-        all_mean_([g], self.world)
+        all_mean_([g], run.world)
         if "m" not in st:
             st.update(
                 m=torch.zeros(len(names), len(g), dtype=g.dtype, device=g.device),
@@ -287,11 +321,11 @@ class MConFIG(_PerTerm):
         set_gradient(params, d / ((st["s"] / (1 - b2**t)).sqrt() + self.eps))
         return self.total(losses).detach()
 
-    def state_dict(self):
-        return {k: v.detach().clone() for k, v in self.state.items()}
+    def state_dict(self, run):
+        return {k: v.detach().clone() for k, v in run.state.items()}
 
-    def load_state_dict(self, state):
-        self.state = dict(state)
+    def load_state_dict(self, run, state):
+        run.state = dict(state)
 
     def __repr__(self):
         return f"MConFIG(beta1={self.beta1}, beta2={self.beta2})"

@@ -8,14 +8,17 @@ so reading sample i reads only its chunk. Its attributes record the generator's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ._validate import fail, positive_int
 from .sampling import EpochSampler
+from .settings import frozen_set
 
 
 def truncate(w: torch.Tensor, m: int) -> torch.Tensor:
@@ -225,6 +228,7 @@ class Dataset:
         self.close()
 
 
+@dataclasses.dataclass(frozen=True)
 class Minibatches(EpochSampler):
     """Training batches from a dataset file: ``batch_size`` samples of its train split per step,
     in a fresh random order every epoch (the dataset's counterpart of a collocation sampler:
@@ -246,31 +250,38 @@ class Minibatches(EpochSampler):
         (4, 5, 8, 8)
     """
 
-    def __init__(self, path, batch_size: int = 20, *, resolution: int | None = None):
-        self.path = str(path)
-        self.batch_size = positive_int("batch_size", batch_size)
-        self.resolution = resolution
+    path: str
+    batch_size: int = 20
+    _: dataclasses.KW_ONLY
+    resolution: int | None = None
 
-    def _start(self):
-        self.dataset = Dataset(self.path, self.resolution)
-        if self.batch_size > len(self.dataset.train):
+    def __post_init__(self):
+        frozen_set(self, path=str(self.path))
+        positive_int("batch_size", self.batch_size)
+
+    def _start(self, run):
+        run.dataset = Dataset(self.path, self.resolution)
+        if self.batch_size > len(run.dataset.train):
             fail(
                 "batch_size",
                 self.batch_size,
-                f"exceeds the {len(self.dataset.train)} training samples of {self.path}",
-                f"pass at most {len(self.dataset.train)}",
+                f"exceeds the {len(run.dataset.train)} training samples of {self.path}",
+                f"pass at most {len(run.dataset.train)}",
             )
-        self._start_order()
+        self._start_order(run)
 
-    def _items(self):
-        return len(self.dataset.train)
+    def _items(self, run):
+        return len(run.dataset.train)
 
-    sharded_terms = ("data",)  # under torchrun each rank reads its own samples only
+    #: under torchrun each rank reads its own samples only
+    sharded_terms: ClassVar[tuple] = ("data",)
 
-    def _read(self, idx, fresh):
-        start = self.dataset.train.start  # h5py reads sorted indices
+    def _read(self, run, idx, fresh):
+        start = run.dataset.train.start  # h5py reads sorted indices
         return {
-            "data": {k: v.numpy() for k, v in self.dataset[list(start + self._own(idx))].items()}
+            "data": {
+                k: v.numpy() for k, v in run.dataset[list(start + self._own(run, idx))].items()
+            }
         }
 
     def __repr__(self):

@@ -35,7 +35,12 @@ class Field:
     ):
         self.x = x
         self.model = model
-        self._estimator = estimator
+        from .derivatives.base import AbstractEstimator
+
+        # estimator settings start a run here; a run (the backend's) is used as it is
+        self._estimator = (
+            estimator.init() if isinstance(estimator, AbstractEstimator) else estimator
+        )
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
         self._spatial = tuple(spatial_dims)

@@ -27,7 +27,9 @@ automatic differentiation, for networks too large for a P x P matrix.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
+from typing import ClassVar
 
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
@@ -35,6 +37,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from ._validate import fail, finite_scalar, positive_int
 from .backend import AbstractLeastSquares
 from .distributed import all_mean_
+from .settings import frozen_set
 from .steppers import AbstractStepper, NonFinite, StepResult, global_losses, weigh
 
 
@@ -184,6 +187,7 @@ def conditioning(backend, batch: dict, terms=None, rtol: float = 1e-12) -> dict:
     return {"kappa": k, "kappa_jacobi": kj, "eigenvalues": ev.cpu().numpy()}
 
 
+@dataclasses.dataclass(frozen=True)
 class ENGD(AbstractStepper):
     r"""Energy natural gradient / Gauss-Newton steps with a grid line search (see the module).
 
@@ -208,62 +212,57 @@ class ENGD(AbstractStepper):
         True
     """
 
-    name = "engd"
+    damping: float = 1e-8
+    line_search: int = 20
+    solver: str = "dense"
+    cg_iters: int = 200
+    cg_tol: float = 1e-10
+    adaptive: bool = True
 
-    def __init__(
-        self,
-        damping: float = 1e-8,
-        line_search: int = 20,
-        solver: str = "dense",
-        cg_iters: int = 200,
-        cg_tol: float = 1e-10,
-        adaptive: bool = True,
-    ):
-        self.damping = finite_scalar("damping", damping)
+    name: ClassVar[str] = "engd"
+
+    def __post_init__(self):
+        frozen_set(self, damping=finite_scalar("damping", self.damping))
         if self.damping < 0:
-            fail("damping", damping, "must be non-negative", "pass e.g. 1e-12")
-        self.line_search = positive_int("line_search", line_search)
-        if solver not in ("dense", "cg"):
-            fail("solver", solver, "is not an ENGD solver", 'pass "dense" or "cg"')
-        self.solver = solver
-        self.cg_iters, self.cg_tol = (
-            positive_int("cg_iters", cg_iters),
-            finite_scalar("cg_tol", cg_tol),
-        )
-        self.adaptive = bool(adaptive)
+            fail("damping", self.damping, "must be non-negative", "pass e.g. 1e-12")
+        positive_int("line_search", self.line_search)
+        if self.solver not in ("dense", "cg"):
+            fail("solver", self.solver, "is not an ENGD solver", 'pass "dense" or "cg"')
+        positive_int("cg_iters", self.cg_iters)
+        frozen_set(self, cg_tol=finite_scalar("cg_tol", self.cg_tol), adaptive=bool(self.adaptive))
 
-    def _start(self):
-        _check(self.backend)
-        self.lam, self.last_step = self.damping, None
+    def _start(self, run):
+        _check(run.backend)
+        run.lam, run.last_step = self.damping, None
 
-    def direction(self, batch):
+    def direction(self, run, batch):
         """``(r~, d)``: the residual vector and the damped Gauss-Newton direction."""
         if self.solver == "cg":
-            r = residual_vector(self.backend, batch, self.weights)
-            return r.detach(), self._cg(r, self.params)
-        r, J = weighted_jacobian(self.backend, batch, self.weights)
-        if self.world.active:
+            r = residual_vector(run.backend, batch, run.weights)
+            return r.detach(), self._cg(run, r, run.params)
+        r, J = weighted_jacobian(run.backend, batch, run.weights)
+        if run.world.active:
             # several processes: the rows of J are spread over the ranks, so average the normal
             # equations instead, (J^T J + λ s²) d = J^T r; the same direction as the SVD filter
             J = J.detach()
             G, b = J.T @ J, J.T @ r
-            all_mean_([G, b], self.world)
+            all_mean_([G, b], run.world)
             e, V = torch.linalg.eigh(G)
-            lam = self.lam * float(e.max())
+            lam = run.lam * float(e.max())
             filt = torch.where(e > 0, 1 / (e + lam), torch.zeros_like(e))
             return r, V @ (filt * (V.T @ b))
         U, S, Vh = torch.linalg.svd(J.detach(), full_matrices=False)
-        lam = self.lam * float(S.max()) ** 2
+        lam = run.lam * float(S.max()) ** 2
         filt = torch.where(S > 0, S / (S**2 + lam), torch.zeros_like(S))
         return r, Vh.T @ (filt * (U.T @ r))
 
-    def _squares(self, r: torch.Tensor) -> float:
+    def _squares(self, run, r: torch.Tensor) -> float:
         """Σ r², the loss, averaged over the ranks (each holds its share of the rows)."""
         v = (r.detach() ** 2).sum().reshape(1)
-        all_mean_([v], self.world)
+        all_mean_([v], run.world)
         return float(v)
 
-    def _cg(self, r, params):
+    def _cg(self, run, r, params):
         """Matrix-free CG on (J^T J + λ) d = J^T r: J^T u by a reverse pass, J v by the
         transpose trick (the derivative of J^T u · v in u)."""
         u = torch.zeros_like(r, requires_grad=True)
@@ -284,11 +283,11 @@ class ENGD(AbstractStepper):
 
         def op(v):
             out = jt(jv(v))
-            all_mean_([out], self.world)
-            return out + self.lam * v
+            all_mean_([out], run.world)
+            return out + run.lam * v
 
         b = jt(r.detach())
-        all_mean_([b], self.world)
+        all_mean_([b], run.world)
         x = torch.zeros_like(b)
         res, p = b.clone(), b.clone()
         rr = res @ res
@@ -302,13 +301,13 @@ class ENGD(AbstractStepper):
             p, rr = res + rr_new / rr * p, rr_new
         return x.detach()
 
-    def step(self, batch, k, want_residuals=False):
+    def step(self, run, batch, k, want_residuals=False):
         """One ENGD step: the best of the line search (or no move if none lowers the loss).
         A non-finite residual or direction leaves the parameters exactly where they were."""
-        backend, params = self.backend, self.params
+        backend, params = run.backend, run.params
         start = parameters_to_vector(params).detach().clone()
         try:
-            r, d = self.direction(batch)
+            r, d = self.direction(run, batch)
         except torch.linalg.LinAlgError as e:  # the SVD of a non-finite Jacobian
             raise NonFinite(backend.losses(batch), f"the Gauss-Newton system ({e})") from None
         if not bool(torch.isfinite(r).all() & torch.isfinite(d).all()):
@@ -327,30 +326,30 @@ class ENGD(AbstractStepper):
         def loss_at(eta):
             move(eta)
             with quiet:
-                return self._squares(residual_vector(backend, batch, self.weights))
+                return self._squares(run, residual_vector(backend, batch, run.weights))
 
-        best_eta, best = 0.0, self._squares(r)
+        best_eta, best = 0.0, self._squares(run, r)
         for i in range(self.line_search + 1):
             val = loss_at(2.0**-i)
             if val < best:  # NaN never wins
                 best_eta, best = 2.0**-i, val
         move(best_eta)
-        self.last_step = best_eta
+        run.last_step = best_eta
         if self.adaptive:  # Levenberg-Marquardt style: trust the model more when it works
             if best_eta >= 0.5:
-                self.lam = max(self.lam / 3, 1e-15)
+                run.lam = max(run.lam / 3, 1e-15)
             elif best_eta < 2.0**-4:
-                self.lam = min(self.lam * 5, 1.0)
+                run.lam = min(run.lam * 5, 1.0)
         residuals: dict | None = {} if want_residuals else None
-        losses = global_losses(backend.losses(batch, residuals), self.world)
-        total = sum(weigh(losses, self.weights).values())
+        losses = global_losses(backend.losses(batch, residuals), run.world)
+        total = sum(weigh(losses, run.weights).values())
         return StepResult(losses, total, best_eta, residuals=residuals)
 
-    def state_dict(self):
-        return {"damping": torch.tensor(self.lam, dtype=torch.float64)}
+    def state_dict(self, run):
+        return {"damping": torch.tensor(run.lam, dtype=torch.float64)}
 
-    def load_state_dict(self, state):
-        self.lam = float(state.get("damping", self.lam))
+    def load_state_dict(self, run, state):
+        run.lam = float(state.get("damping", run.lam))
 
     def __repr__(self):
         return f"ENGD(damping={self.damping}, solver={self.solver!r})"

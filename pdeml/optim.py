@@ -5,10 +5,13 @@ ENGD are steppers of their own (:mod:`pdeml.steppers`, :mod:`pdeml.gauss_newton`
 from __future__ import annotations
 
 import abc
+import dataclasses
+from typing import ClassVar
 
 import torch
 
 from ._validate import fail, finite_scalar, positive_int
+from .settings import frozen_set
 
 #: torch's Adam epsilon (its default), which :meth:`Adam.update_` uses too
 ADAM_EPS = 1e-8
@@ -25,6 +28,7 @@ class AbstractSchedule(abc.ABC):
         """The rate's factor at the phase's step ``step`` (from 0) of ``total``."""
 
 
+@dataclasses.dataclass(frozen=True)
 class Cosine(AbstractSchedule):
     r"""Cosine annealing to zero over a phase of K steps (Loshchilov & Hutter 2017, torch's
     ``CosineAnnealingLR`` with ``T_max = K``, ``eta_min = 0``):
@@ -40,10 +44,8 @@ class Cosine(AbstractSchedule):
 
         return (1 + math.cos(math.pi * step / total)) / 2
 
-    def __repr__(self):
-        return "Cosine()"
 
-
+@dataclasses.dataclass(frozen=True)
 class OneCycle(AbstractSchedule):
     r"""The one-cycle schedule (Smith & Topin 2019) over a phase of K steps: from
     :math:`\eta/d` up to the peak :math:`\eta` in the first ``warmup`` fraction (cosine), then down
@@ -55,15 +57,21 @@ class OneCycle(AbstractSchedule):
         Adam(0.01, schedule=OneCycle(0.3, 25.0, 10000.0))
     """
 
-    def __init__(self, warmup: float = 0.3, div: float = 25.0, final_div: float = 1e4):
-        self.warmup, self.div, self.final_div = (
-            finite_scalar(k, v)
-            for k, v in (("warmup", warmup), ("div", div), ("final_div", final_div))
+    warmup: float = 0.3
+    div: float = 25.0
+    final_div: float = 1e4
+
+    def __post_init__(self):
+        frozen_set(
+            self,
+            warmup=finite_scalar("warmup", self.warmup),
+            div=finite_scalar("div", self.div),
+            final_div=finite_scalar("final_div", self.final_div),
         )
         if not 0 < self.warmup < 1 or self.div < 1 or self.final_div < 1:
             fail(
                 "OneCycle",
-                (warmup, div, final_div),
+                (self.warmup, self.div, self.final_div),
                 "needs 0 < warmup < 1 and div, final_div >= 1",
                 "pass e.g. OneCycle(0.3, 25, 1e4)",
             )
@@ -82,32 +90,42 @@ class OneCycle(AbstractSchedule):
         return f"OneCycle({self.warmup}, {self.div}, {self.final_div})"
 
 
+@dataclasses.dataclass(frozen=True)
 class AbstractOptimizer(abc.ABC):
     r"""A first-order optimizer's settings: a learning rate with step decay
     :math:`\eta_k = \eta\,\gamma^{k/K}` (k counts the phase's steps), or a ``schedule`` over the
     whole phase (:class:`OneCycle`, :class:`Cosine`) instead. A backend may scale the rate per
-    parameter (:meth:`pdeml.backend.AbstractTrainable.lr_scales`)."""
+    parameter (:meth:`pdeml.backend.AbstractTrainable.lr_scales`). The settings are frozen;
+    :meth:`build` makes the torch optimizer that holds a run's state."""
 
-    def __init__(
-        self, lr: float = 1e-3, *, decay: float = 1.0, decay_every: int = 1000, schedule=None
-    ):
-        self.lr = finite_scalar("lr", lr)
+    lr: float = 1e-3
+    _: dataclasses.KW_ONLY
+    decay: float = 1.0
+    decay_every: int = 1000
+    schedule: AbstractSchedule | None = None
+
+    def __post_init__(self):
+        frozen_set(self, lr=finite_scalar("lr", self.lr))
         if self.lr <= 0:
-            fail("lr", lr, "must be positive", "pass e.g. 1e-3")
-        self.decay = finite_scalar("decay", decay)
+            fail("lr", self.lr, "must be positive", "pass e.g. 1e-3")
+        frozen_set(self, decay=finite_scalar("decay", self.decay))
         if not 0 < self.decay <= 1:
-            fail("decay", decay, "must be in (0, 1]", "pass e.g. 0.9 (or 1 for a constant rate)")
-        self.decay_every = positive_int("decay_every", decay_every)
-        if schedule is not None and not isinstance(schedule, AbstractSchedule):
+            fail(
+                "decay",
+                self.decay,
+                "must be in (0, 1]",
+                "pass e.g. 0.9 (or 1 for a constant rate)",
+            )
+        positive_int("decay_every", self.decay_every)
+        if self.schedule is not None and not isinstance(self.schedule, AbstractSchedule):
             fail(
                 "schedule",
-                schedule,
+                self.schedule,
                 "is not a schedule",
                 "pass pl.OneCycle(), pl.Cosine() or None (step decay)",
             )
-        if schedule is not None and self.decay != 1:
-            fail("decay", decay, "and a schedule would both set the rate", "use one of them")
-        self.schedule = schedule
+        if self.schedule is not None and self.decay != 1:
+            fail("decay", self.decay, "and a schedule would both set the rate", "use one of them")
 
     def lr_at(self, step: int, total: int | None = None) -> float:
         """The rate of the phase's step ``step`` of ``total`` (needed by a schedule)."""
@@ -120,7 +138,7 @@ class AbstractOptimizer(abc.ABC):
         return self.lr * self.decay ** (step / self.decay_every)
 
     #: the update is tensor operations a compiled step can take in its graph (:meth:`update_`)
-    compiles: bool = False
+    compiles: ClassVar[bool] = False
 
     @abc.abstractmethod
     def build(self, params) -> torch.optim.Optimizer:
@@ -145,6 +163,7 @@ class AbstractOptimizer(abc.ABC):
         return f"{type(self).__name__}({self.lr}, {tail})"
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
 class Adam(AbstractOptimizer):
     r"""Adam (Kingma & Ba 2015) with step decay :math:`\eta_k = \eta\,\gamma^{k/K}`.
 
@@ -153,17 +172,12 @@ class Adam(AbstractOptimizer):
         Adam(0.001, decay=0.9, decay_every=1000)
     """
 
-    def __init__(
-        self,
-        lr: float = 1e-3,
-        *,
-        decay: float = 1.0,
-        decay_every: int = 1000,
-        betas=(0.9, 0.999),
-        schedule=None,
-    ):
-        super().__init__(lr, decay=decay, decay_every=decay_every, schedule=schedule)
-        self.betas = tuple(finite_scalar("betas", b) for b in betas)
+    _: dataclasses.KW_ONLY
+    betas: tuple = (0.9, 0.999)
+
+    def __post_init__(self):
+        super().__post_init__()
+        frozen_set(self, betas=tuple(finite_scalar("betas", b) for b in self.betas))
 
     def build(self, params):
         """torch's Adam, fused into one kernel per step where torch supports it (CPU and CUDA
@@ -179,7 +193,7 @@ class Adam(AbstractOptimizer):
             params, lr=self.lr, betas=self.betas, eps=ADAM_EPS, fused=fused or None
         )
 
-    compiles = True
+    compiles: ClassVar[bool] = True
 
     def state_tensors(self, opt: torch.optim.Optimizer) -> list:
         """Per parameter ``[step, m, v]``: the torch optimizer's own state tensors (created as
@@ -223,6 +237,7 @@ class Adam(AbstractOptimizer):
             step.copy_(torch.where(ok, s, step))
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
 class SGD(AbstractOptimizer):
     r"""Plain gradient descent :math:`\theta \leftarrow \theta - \eta_k d` with step decay; the
     partner of combiners that keep their own moments (M-ConFIG).
@@ -232,7 +247,7 @@ class SGD(AbstractOptimizer):
         SGD(0.001, decay=1.0, decay_every=1000)
     """
 
-    compiles = True
+    compiles: ClassVar[bool] = True
 
     def build(self, params):
         return torch.optim.SGD(list(params), lr=self.lr)

@@ -1,9 +1,9 @@
 """The sampler contract: where the collocation points of each loss term come from.
 
-A sampler object holds *settings* only (point counts, redraw period, method); ``init(problem,
-rng, residual_at)`` returns a new object of the same class that carries the run state (the
-points, the generator, adaptive state), so one settings object can serve two runs. The run
-returns a *batch*: ``{term: {"x": points, ...}}`` with one entry ``"domain"`` for the PDE
+A sampler is a frozen dataclass of *settings* only (point counts, redraw period, method);
+``init(problem, rng, residual_at)`` returns a separate :class:`SamplerRun` that carries the run
+state (the points, the generator, adaptive state), so one settings object can serve two runs.
+The run returns a *batch*: ``{term: {"x": points, ...}}`` with one entry ``"domain"`` for the PDE
 residual and one per condition (keyed by the problem's condition names), as float64 numpy
 arrays. ``fit`` converts a batch to tensors once per ``version``. Adaptive samplers set
 ``wants_residuals`` and receive the last step's detached PDE residuals through :meth:`observe`;
@@ -15,107 +15,132 @@ Concrete samplers live in the top-level ``samplers`` package.
 from __future__ import annotations
 
 import abc
-import copy
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ._validate import fail, positive_int
 from .checkpoint import rng_state, set_rng_state
+from .settings import Run
+
+
+class SamplerRun(Run):
+    """A run of a sampler (what :meth:`AbstractSampler.init` returns): ``problem``, ``rng``,
+    ``residual_at``, the current batch ``points``, its ``version``, and the sampler's own state
+    (an epoch's order, R3's gate position, AAS's flow). Its methods are the sampler's, applied
+    to this state."""
+
+    problem: Any
+    rng: np.random.Generator
+    residual_at: Any
+    version: int
+    points: Any
+
+    def batch(self, step: int) -> dict:
+        """The points for training step ``step`` (may redraw, bumping ``version``)."""
+        return self.settings.batch(self, step)
+
+    def current(self) -> dict:
+        """The points in use now, without redrawing."""
+        return self.settings.current(self)
+
+    def fixed_batch(self) -> dict:
+        """The batch a fixed-objective stepper (L-BFGS) minimizes."""
+        return self.settings.fixed_batch(self)
+
+    def observe(self, step: int, residuals: dict) -> None:
+        """See the PDE residuals of the last step (adaptive samplers)."""
+        self.settings.observe(self, step, residuals)
+
+    def distribute(self, world) -> tuple:
+        """Told the ranks of a distributed run; returns the terms now read per rank."""
+        return self.settings.distribute(self, world)
+
+    def state_dict(self) -> dict:
+        """Tensors and plain values that restore the run exactly (for resume)."""
+        return self.settings.state_dict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.settings.load_state_dict(self, state)
 
 
 class AbstractSampler(abc.ABC):
-    """Settings of a collocation strategy; :meth:`init` starts a run of it.
+    """Settings of a collocation strategy (a frozen dataclass); :meth:`init` starts a run of it.
 
-    A run keeps its current batch in ``self.points`` and its generator in ``self.rng``;
-    ``current``, ``state_dict`` and ``load_state_dict`` work from them unless a sampler has more
-    state to save (:meth:`_extra_state`)."""
+    Every method past ``init`` takes the run (a :class:`SamplerRun`) as its first argument and
+    changes only the run. A run keeps its current batch in ``run.points`` and its generator in
+    ``run.rng``; ``current``, ``state_dict`` and ``load_state_dict`` work from them unless a
+    sampler has more state to save (:meth:`_extra_state`)."""
 
-    wants_residuals: bool = False
-    version: int = 0
-    points: Any = None  # a run's current batch (None on settings)
-    problem = None
-    rng: np.random.Generator | None = None
-    residual_at = None
-
-    counts: dict = {}
+    wants_residuals: ClassVar[bool] = False
 
     @property
-    def n_domain(self) -> int:
-        return self.counts["domain"]
+    def counts(self) -> dict:
+        """The points drawn per term kind (samplers with ``n_domain``, ``n_boundary`` and
+        ``n_initial`` fields)."""
+        s: Any = self
+        return {"domain": s.n_domain, "boundary": s.n_boundary, "initial": s.n_initial}
 
-    @property
-    def n_boundary(self) -> int:
-        return self.counts["boundary"]
-
-    @property
-    def n_initial(self) -> int:
-        return self.counts["initial"]
-
-    def init(self, problem, rng: np.random.Generator, residual_at=None) -> AbstractSampler:
+    def init(self, problem, rng: np.random.Generator, residual_at=None) -> SamplerRun:
         """A new run of these settings on ``problem``: draws the initial points from ``rng`` (the
         run keeps it); ``residual_at(points) -> (N, m)`` gives the PDE residuals of the model
         being trained, for samplers that look at points of their own choosing."""
-        run = copy.copy(self)
-        run.problem, run.rng, run.residual_at, run.version = problem, rng, residual_at, 0
-        run._start()
+        run = SamplerRun(
+            settings=self, problem=problem, rng=rng, residual_at=residual_at, version=0, points=None
+        )
+        self._start(run)
         run.version += 1
         return run
 
     @abc.abstractmethod
-    def _start(self) -> None:
-        """Draw the initial ``self.points`` (and any adaptive state) of a run."""
+    def _start(self, run) -> None:
+        """Draw the initial ``run.points`` (and any adaptive state) of a run."""
 
     @abc.abstractmethod
-    def batch(self, step: int) -> dict:
-        """The points for training step ``step`` (may redraw, bumping ``version``)."""
+    def batch(self, run, step: int) -> dict:
+        """The points for training step ``step`` (may redraw, bumping ``run.version``)."""
 
-    def current(self) -> dict:
+    def current(self, run) -> dict:
         """The points in use now, without redrawing."""
-        return self.points
+        return run.points
 
-    def fixed_batch(self) -> dict:
+    def fixed_batch(self, run) -> dict:
         """The batch a fixed-objective stepper (L-BFGS, which takes no new batch per step)
         minimizes: by default the points in use now; a minibatch sampler may give all its items
         (EquiNO's L-BFGS phase runs on every training strain)."""
-        return self.current()
+        return self.current(run)
 
-    def observe(self, step: int, residuals: dict) -> None:
+    def observe(self, run, step: int, residuals: dict) -> None:
         """See the PDE residuals of the last step (adaptive samplers)."""
 
-    def distribute(self, world) -> tuple:
+    def distribute(self, run, world) -> tuple:
         """Told the ranks of a distributed run (:class:`~pdeml.distributed.Sharded`); returns the
         batch terms the run now reads per rank itself, which ``Sharded`` leaves alone. Default:
         none, every rank draws the whole batch and ``Sharded`` takes its rows."""
         return ()
 
-    def state_dict(self) -> dict:
+    def state_dict(self, run) -> dict:
         """Tensors and plain values that restore the run exactly (for resume)."""
-        if self.points is None:
-            fail(
-                type(self).__name__,
-                "state_dict()",
-                "was called on settings, not on a run",
-                "call it on the object that init(problem, rng) returned",
-            )
-        return {**batch_state(self.points), "rng": rng_state(self.rng), **self._extra_state()}
+        return {**batch_state(run.points), "rng": rng_state(run.rng), **self._extra_state(run)}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, run, state: dict) -> None:
         state = dict(state)
         if "rng" in state:
-            set_rng_state(self.rng, state.pop("rng"))
-        self._load_extra_state(state)
-        self.points = batch_from_state(state)
-        self.version += 1
+            set_rng_state(run.rng, state.pop("rng"))
+        self._load_extra_state(run, state)
+        run.points = batch_from_state(state)
+        run.version += 1
 
-    def _extra_state(self) -> dict:
+    def _extra_state(self, run) -> dict:
         return {}
 
-    def _load_extra_state(self, state: dict) -> None:
+    def _load_extra_state(self, run, state: dict) -> None:
         """Pop this sampler's own entries (written by :meth:`_extra_state`) from ``state``."""
 
 
+@dataclasses.dataclass(frozen=True)
 class NoPoints(AbstractSampler):
     """The batches of a backend whose loss needs no sampled data (its objective is fixed when it
     is built, as a Spectral-Refiner fine-tuning's is): an empty batch every step, nothing drawn.
@@ -125,14 +150,11 @@ class NoPoints(AbstractSampler):
         {}
     """
 
-    def _start(self):
-        self.points = {}
+    def _start(self, run):
+        run.points = {}
 
-    def batch(self, step: int) -> dict:
-        return self.points
-
-    def __repr__(self):
-        return "NoPoints()"
+    def batch(self, run, step: int) -> dict:
+        return run.points
 
 
 class EpochSampler(AbstractSampler):
@@ -146,72 +168,76 @@ class EpochSampler(AbstractSampler):
     #: :meth:`_own` of the items), when :meth:`distribute` hands it the job's world: a dataset
     #: read from disk, targets that cost walks. Empty: every rank reads the whole batch, and
     #: :class:`~pdeml.distributed.Sharded` slices it.
-    sharded_terms: tuple = ()
-    world = None
+    sharded_terms: ClassVar[tuple] = ()
 
-    def distribute(self, world) -> tuple:
+    def distribute(self, run, world) -> tuple:
         """Read only this rank's block of every batch from now on (re-reading the current one,
         which ``init`` read whole); returns the terms now read per rank, which
         :class:`~pdeml.distributed.Sharded` leaves alone."""
         if not self.sharded_terms:
             return ()
-        self.world = world
-        self.points = self._read(self._indices(), False)
-        self.version += 1
+        run.world = world
+        run.points = self._read(run, self._indices(run), False)
+        run.version += 1
         return self.sharded_terms
 
-    def _own(self, idx: np.ndarray) -> np.ndarray:
+    def _own(self, run, idx: np.ndarray) -> np.ndarray:
         """The items of a batch ``idx`` this rank reads: its contiguous block
         (:func:`~pdeml.distributed.shard_rows`), or all of them on one process or when the batch
         does not split evenly. Blocks in rank order are ``idx`` again."""
         from .distributed import shard_rows
 
-        s = None if self.world is None else shard_rows(len(idx), self.world)
+        world = getattr(run, "world", None)
+        s = None if world is None else shard_rows(len(idx), world)
         return idx if s is None else idx[s]
 
     @abc.abstractmethod
-    def _items(self) -> int:
+    def _items(self, run) -> int:
         """How many items an epoch runs over."""
 
     @abc.abstractmethod
-    def _read(self, idx: np.ndarray, fresh: bool) -> dict:
+    def _read(self, run, idx: np.ndarray, fresh: bool) -> dict:
         """The batch of items ``idx`` (sorted); ``fresh`` is False when a resumed run re-reads the
         batch it had (nothing new may be drawn)."""
 
-    def _start_order(self):
-        self.order, self.position, self.epoch = self.rng.permutation(self._items()), 0, 0
-        self.points = self._read(self._indices(), True)
+    def _start(self, run):
+        self._start_order(run)
 
-    def _indices(self) -> np.ndarray:
-        return np.sort(self.order[self.position : self.position + self.batch_size])
+    def _start_order(self, run):
+        run.world = None
+        run.order, run.position, run.epoch = run.rng.permutation(self._items(run)), 0, 0
+        run.points = self._read(run, self._indices(run), True)
 
-    def batch(self, step):
+    def _indices(self, run) -> np.ndarray:
+        return np.sort(run.order[run.position : run.position + self.batch_size])
+
+    def batch(self, run, step):
         if step > 0:
-            self.position += self.batch_size
-            if self.position + self.batch_size > len(self.order):  # next epoch, new order
-                self.order, self.position = self.rng.permutation(self._items()), 0
-                self.epoch += 1
-            self.points = self._read(self._indices(), True)
-            self.version += 1
-        return self.points
+            run.position += self.batch_size
+            if run.position + self.batch_size > len(run.order):  # next epoch, new order
+                run.order, run.position = run.rng.permutation(self._items(run)), 0
+                run.epoch += 1
+            run.points = self._read(run, self._indices(run), True)
+            run.version += 1
+        return run.points
 
-    def state_dict(self):
+    def state_dict(self, run):
         return {
-            "order": torch.as_tensor(self.order),
-            "position": self.position,
-            "epoch": self.epoch,
-            "rng": rng_state(self.rng),
-            **self._extra_state(),
+            "order": torch.as_tensor(run.order),
+            "position": run.position,
+            "epoch": run.epoch,
+            "rng": rng_state(run.rng),
+            **self._extra_state(run),
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, run, state):
         state = dict(state)
-        self.order = state.pop("order").numpy()
-        self.position, self.epoch = int(state.pop("position")), int(state.pop("epoch"))
-        set_rng_state(self.rng, state.pop("rng"))
-        self._load_extra_state(state)
-        self.points = self._read(self._indices(), False)
-        self.version += 1
+        run.order = state.pop("order").numpy()
+        run.position, run.epoch = int(state.pop("position")), int(state.pop("epoch"))
+        set_rng_state(run.rng, state.pop("rng"))
+        self._load_extra_state(run, state)
+        run.points = self._read(run, self._indices(run), False)
+        run.version += 1
 
 
 def point_counts(n_domain, n_boundary, n_initial) -> dict:

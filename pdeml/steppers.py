@@ -24,13 +24,13 @@ Example:
 from __future__ import annotations
 
 import abc
-import copy
+import dataclasses
 import math
 import time
 import types
 import warnings
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -38,6 +38,7 @@ from ._validate import fail, finite_scalar, positive_int
 from .combine import AbstractCombiner, Sum
 from .distributed import World, all_mean_
 from .optim import AbstractOptimizer, Adam
+from .settings import Run, frozen_set
 
 
 class NonFinite(FloatingPointError):
@@ -105,54 +106,74 @@ class Phase(NamedTuple):
     stepper: AbstractStepper
 
 
-class AbstractStepper(abc.ABC):
-    """Settings of one kind of training step. ``name`` labels the phase in the history;
-    ``redraws`` says whether it takes a new batch each step (False: it needs a fixed objective,
-    and trains on the batch in use when its phase starts)."""
+class StepperRun(Run):
+    """A run of a stepper (what :meth:`AbstractStepper.init` returns): the ``backend``, its
+    trainable ``params``, the loss ``weights``, the phase's ``steps``, the ``world``, and the
+    stepper's own state (a torch optimizer, a combiner's run, a damping). Its methods are the
+    stepper's, applied to this state."""
 
-    name: str = "step"
-    redraws: bool = True
-    # the run's state, set by init() on its copy (settings objects never hold them)
     backend: Any
     params: list
     weights: dict
     steps: int | None
     world: World
 
+    def step(self, batch: dict, k: int, want_residuals: bool = False) -> StepResult:
+        """One step on the tensor ``batch``; with ``want_residuals`` its result carries the PDE
+        residuals the step computed (for adaptive samplers)."""
+        return self.settings.step(self, batch, k, want_residuals)
+
+    def state_dict(self) -> dict:
+        return self.settings.state_dict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.settings.load_state_dict(self, state)
+
+
+class AbstractStepper(abc.ABC):
+    """Settings of one kind of training step (a frozen dataclass). ``name`` labels the phase in
+    the history; ``redraws`` says whether it takes a new batch each step (False: it needs a
+    fixed objective, and trains on the batch in use when its phase starts). :meth:`init`
+    returns a separate :class:`StepperRun`; every method past it takes that run first."""
+
+    name: ClassVar[str] = "step"
+    redraws: ClassVar[bool] = True
+
     def init(
         self, backend, weights: dict, steps: int | None = None, world: World | None = None
-    ) -> AbstractStepper:
+    ) -> StepperRun:
         """A run of this stepper on ``backend``'s trainable parameters, for a phase of ``steps``
         steps (schedules that span the phase, such as one-cycle, need it). On several processes
         (``world``, :mod:`pdeml.distributed`) each rank holds its share of the batch and the
         run averages gradients and losses over the ranks, so every rank takes the same step."""
-        run = copy.copy(self)
-        run.backend, run.params, run.weights, run.steps = (
-            backend,
-            trainable(backend),
-            dict(weights),
-            steps,
+        run = StepperRun(
+            settings=self,
+            backend=backend,
+            params=trainable(backend),
+            weights=dict(weights),
+            steps=steps,
+            world=world if world is not None else World(),
         )
-        run.world = world if world is not None else World()
-        run._start()
+        self._start(run)
         return run
 
     @abc.abstractmethod
-    def _start(self) -> None:
-        """Create the run state (``self.backend``, ``self.params``, ``self.weights`` are set)."""
+    def _start(self, run) -> None:
+        """Create the run state (``run.backend``, ``run.params``, ``run.weights`` are set)."""
 
     @abc.abstractmethod
-    def step(self, batch: dict, k: int, want_residuals: bool = False) -> StepResult:
+    def step(self, run, batch: dict, k: int, want_residuals: bool = False) -> StepResult:
         """One step on the tensor ``batch``; with ``want_residuals`` its result carries the PDE
         residuals the step computed (for adaptive samplers)."""
 
-    def state_dict(self) -> dict:
+    def state_dict(self, run) -> dict:
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, run, state: dict) -> None:
         """Restore :meth:`state_dict`."""
 
 
+@dataclasses.dataclass(frozen=True)
 class FirstOrder(AbstractStepper):
     r"""A first-order optimizer (:class:`pdeml.Adam`, :class:`pdeml.SGD`) on the direction a
     combiner builds from the weighted loss terms (:class:`pdeml.Sum` by default, or ConFIG,
@@ -163,8 +184,15 @@ class FirstOrder(AbstractStepper):
         FirstOrder(Adam(0.001, decay=0.9, decay_every=1000), ConFIG())
     """
 
-    def __init__(self, optimizer=None, combiner: AbstractCombiner | None = None):
-        self.optimizer = optimizer if optimizer is not None else Adam()
+    optimizer: AbstractOptimizer = dataclasses.field(default_factory=Adam)  # None: Adam()
+    combiner: AbstractCombiner = dataclasses.field(default_factory=Sum)  # None: Sum()
+
+    def __post_init__(self):
+        frozen_set(
+            self,
+            optimizer=self.optimizer if self.optimizer is not None else Adam(),
+            combiner=self.combiner if self.combiner is not None else Sum(),
+        )
         if not isinstance(self.optimizer, AbstractOptimizer):
             fail(
                 "optimizer",
@@ -172,56 +200,59 @@ class FirstOrder(AbstractStepper):
                 "is not a first-order optimizer",
                 "pass pl.Adam(...) or pl.SGD(...) (ENGD and LBFGS are steppers of their own)",
             )
-        self.combiner = combiner if combiner is not None else Sum()
         if not isinstance(self.combiner, AbstractCombiner):
             fail(
                 "combiner", self.combiner, "is not a combiner", "pass e.g. pl.Sum() or pl.ConFIG()"
             )
-        self.name = type(self.optimizer).__name__.lower()
 
-    def _start(self):
-        scales = self.backend.lr_scales()
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The phase's label: the optimizer's name (``adam``, ``sgd``)."""
+        return type(self.optimizer).__name__.lower()
+
+    def _start(self, run):
+        scales = run.backend.lr_scales()
         if scales:  # a parameter group per factor; the rate of each is set every step
-            factor = {id(p): scales.get(n, 1.0) for n, p in self.backend.named_parameters()}
+            factor = {id(p): scales.get(n, 1.0) for n, p in run.backend.named_parameters()}
             groups: dict[float, list] = {}
-            for p in self.params:
+            for p in run.params:
                 groups.setdefault(factor.get(id(p), 1.0), []).append(p)
-            self.opt = self.optimizer.build(
+            run.opt = self.optimizer.build(
                 [{"params": ps, "lr_scale": f} for f, ps in groups.items()]
             )
         else:
-            self.opt = self.optimizer.build(self.params)
-        self.comb = self.combiner.init(self.backend.term_names, self.world)
-        self.whole = None  # the compiled whole step (WholeStep), False, or undecided
+            run.opt = self.optimizer.build(run.params)
+        run.comb = self.combiner.init(run.backend.term_names, run.world)
+        run.whole = None  # the compiled whole step (WholeStep), False, or undecided
 
-    def _whole_step(self, batch) -> WholeStep | bool:
+    def _whole_step(self, run, batch) -> WholeStep | bool:
         """A :class:`WholeStep` when the backend asks for compiled steps and the step allows it:
         the plain sum of the terms, or a per-term combiner whose direction is tensor operations
         without state (``in_graph``: ConFIG); one process; an optimizer with a tensor-operation
         update (Adam, SGD). False otherwise."""
         if (
-            not self.comb.in_graph
-            or self.backend.lr_scales()  # one rate in the compiled update
+            not run.comb.in_graph
+            or run.backend.lr_scales()  # one rate in the compiled update
             or not self.optimizer.compiles
-            or self.world.active
-            or not self.backend.whole_step(batch, self.steps)
+            or run.world.active
+            or not run.backend.whole_step(batch, run.steps)
         ):
             return False
         return WholeStep(
-            self.backend,
-            self.params,
-            self.opt,
+            run.backend,
+            run.params,
+            run.opt,
             self.optimizer,
-            self.weights,
-            None if isinstance(self.comb, Sum) else self.comb,
+            run.weights,
+            None if isinstance(self.combiner, Sum) else run.comb,
         )
 
-    def step(self, batch, k, want_residuals=False):
-        if self.whole is None:
-            self.whole = self._whole_step(batch)
-        if self.whole:
+    def step(self, run, batch, k, want_residuals=False):
+        if run.whole is None:
+            run.whole = self._whole_step(run, batch)
+        if run.whole:
             try:
-                return self.whole(batch, self.optimizer.lr_at(k, self.steps), want_residuals)
+                return run.whole(batch, self.optimizer.lr_at(k, run.steps), want_residuals)
             except CompileFailed as e:  # nothing was changed: take the step eagerly
                 warnings.warn(
                     f"compiling the training step failed ({e}); training eager instead. "
@@ -229,33 +260,33 @@ class FirstOrder(AbstractStepper):
                     "backend needs one), or pass compile=False.",
                     stacklevel=2,
                 )
-                self.whole = False
-        self.opt.zero_grad(set_to_none=True)
+                run.whole = False
+        run.opt.zero_grad(set_to_none=True)
         residuals: dict | None = {} if want_residuals else None
-        losses = self.backend.losses(batch, residuals)
-        total = self.comb.backward(weigh(losses, self.weights), self.params)
-        if self.world.active:
-            losses = global_losses(losses, self.world)
-            total = sum(weigh(losses, self.weights).values())
-        gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        losses = run.backend.losses(batch, residuals)
+        total = run.comb.backward(weigh(losses, run.weights), run.params)
+        if run.world.active:
+            losses = global_losses(losses, run.world)
+            total = sum(weigh(losses, run.weights).values())
+        gnorm = torch.nn.utils.get_total_norm([p.grad for p in run.params if p.grad is not None])
         if not bool(torch.isfinite(total.detach()) & torch.isfinite(gnorm)):
             raise step_failed(losses, gnorm)
-        lr = self.optimizer.lr_at(k, self.steps)
-        for g in self.opt.param_groups:
+        lr = self.optimizer.lr_at(k, run.steps)
+        for g in run.opt.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
-        self.opt.step()
+        run.opt.step()
         return StepResult(
             {n: v.detach() for n, v in losses.items()}, total.detach(), lr, residuals=residuals
         )
 
-    def state_dict(self):
-        return {"optimizer": self.opt.state_dict(), "combiner": self.comb.state_dict()}
+    def state_dict(self, run):
+        return {"optimizer": run.opt.state_dict(), "combiner": run.comb.state_dict()}
 
-    def load_state_dict(self, state):
-        self.opt.load_state_dict(state["optimizer"])
-        self.comb.load_state_dict(state.get("combiner", {}))
-        if self.whole:
-            self.whole.states = self.optimizer.state_tensors(self.opt)  # the loaded tensors
+    def load_state_dict(self, run, state):
+        run.opt.load_state_dict(state["optimizer"])
+        run.comb.load_state_dict(state.get("combiner", {}))
+        if run.whole:
+            run.whole.states = self.optimizer.state_tensors(run.opt)  # the loaded tensors
 
     def __repr__(self):
         return f"FirstOrder({self.optimizer!r}, {self.combiner!r})"
@@ -425,6 +456,7 @@ class _StepLosses(torch.nn.Module):
         return losses, residuals or {}
 
 
+@dataclasses.dataclass(frozen=True)
 class LBFGS(AbstractStepper):
     """L-BFGS with strong-Wolfe line search, one iteration per training step, on the weighted sum.
 
@@ -442,19 +474,24 @@ class LBFGS(AbstractStepper):
         >>> phases = [(3000, pl.FirstOrder(pl.Adam(1e-3))), (2500, pl.LBFGS())]  # then L-BFGS
     """
 
-    name = "lbfgs"
-    redraws = False
+    _: dataclasses.KW_ONLY
+    lr: float = 1.0
+    history_size: int = 50
+    patience: int = 20
 
-    def __init__(self, *, lr: float = 1.0, history_size: int = 50, patience: int = 20):
-        self.lr = finite_scalar("lr", lr)
+    name: ClassVar[str] = "lbfgs"
+    redraws: ClassVar[bool] = False
+
+    def __post_init__(self):
+        frozen_set(self, lr=finite_scalar("lr", self.lr))
         if self.lr <= 0:
-            fail("lr", lr, "must be positive", "pass e.g. LBFGS(lr=1.0)")
-        self.history_size = positive_int("history_size", history_size)
-        self.patience = positive_int("patience", patience)
+            fail("lr", self.lr, "must be positive", "pass e.g. LBFGS(lr=1.0)")
+        positive_int("history_size", self.history_size)
+        positive_int("patience", self.patience)
 
-    def _start(self):
-        self.opt = torch.optim.LBFGS(
-            self.params,
+    def _start(self, run):
+        run.opt = torch.optim.LBFGS(
+            run.params,
             lr=self.lr,
             max_iter=1,
             max_eval=25,
@@ -463,51 +500,51 @@ class LBFGS(AbstractStepper):
             tolerance_change=0.0,
             line_search_fn="strong_wolfe",
         )
-        self.stalled = 0
+        run.stalled = 0
 
-    def step(self, batch, k, want_residuals=False):  # a fixed objective: no residuals
+    def step(self, run, batch, k, want_residuals=False):  # a fixed objective: no residuals
         last = {}
 
         def closure():
-            self.opt.zero_grad(set_to_none=True)
-            losses = self.backend.losses(batch)
-            total = sum(weigh(losses, self.weights).values())
+            run.opt.zero_grad(set_to_none=True)
+            losses = run.backend.losses(batch)
+            total = sum(weigh(losses, run.weights).values())
             total.backward()
-            if self.world.active:  # the global loss and gradient: every rank searches alike
-                losses = global_losses(losses, self.world)
-                total = sum(weigh(losses, self.weights).values())
-                all_mean_([p.grad for p in self.params if p.grad is not None], self.world)
+            if run.world.active:  # the global loss and gradient: every rank searches alike
+                losses = global_losses(losses, run.world)
+                total = sum(weigh(losses, run.weights).values())
+                all_mean_([p.grad for p in run.params if p.grad is not None], run.world)
             last["losses"] = losses
             return total
 
-        snapshot = [p.detach().clone() for p in self.params]
-        self.opt.step(closure)
+        snapshot = [p.detach().clone() for p in run.params]
+        run.opt.step(closure)
         losses = {n: v.detach() for n, v in last["losses"].items()}
-        total = sum(weigh(losses, self.weights).values())
+        total = sum(weigh(losses, run.weights).values())
         if not bool(torch.isfinite(total)):
             with torch.no_grad():
-                for p, s in zip(self.params, snapshot):
+                for p, s in zip(run.params, snapshot):
                     p.copy_(s)
-            self._start()  # its curvature pairs may hold NaN: start afresh
+            self._start(run)  # its curvature pairs may hold NaN: start afresh
             raise NonFinite(losses, f"loss terms {non_finite_terms(losses)}")
-        moved = any(not torch.equal(p, s) for p, s in zip(self.params, snapshot))
-        self.stalled = 0 if moved else self.stalled + 1
-        done = self.stalled >= self.patience
+        moved = any(not torch.equal(p, s) for p, s in zip(run.params, snapshot))
+        run.stalled = 0 if moved else run.stalled + 1
+        done = run.stalled >= self.patience
         if done:
             warnings.warn(
-                f"L-BFGS left the parameters unchanged for {self.stalled} iterations in a row "
+                f"L-BFGS left the parameters unchanged for {run.stalled} iterations in a row "
                 f"(the loss {float(total):.3e} is at its floating-point floor or the gradient is "
                 f"zero); ending its phase after {k + 1} of its steps.",
                 stacklevel=3,
             )
         return StepResult(losses, total, self.lr, done=done)
 
-    def state_dict(self):
-        return {"optimizer": self.opt.state_dict(), "stalled": self.stalled}
+    def state_dict(self, run):
+        return {"optimizer": run.opt.state_dict(), "stalled": run.stalled}
 
-    def load_state_dict(self, state):
-        self.opt.load_state_dict(state["optimizer"])
-        self.stalled = int(state.get("stalled", 0))
+    def load_state_dict(self, run, state):
+        run.opt.load_state_dict(state["optimizer"])
+        run.stalled = int(state.get("stalled", 0))
 
     def __repr__(self):
         return f"LBFGS(lr={self.lr}, history_size={self.history_size}, patience={self.patience})"

@@ -39,14 +39,14 @@ def _apply(case, value):
 def _keep(current, redraw: bool = True) -> dict:
     """The point counts and drawing method of the sampler a name replaces (and its condition-point
     redraw period, where both samplers have that meaning)."""
-    c = current.counts
-    if not c:
+    if not all(hasattr(current, f) for f in ("n_domain", "n_boundary", "n_initial")):
         fail(
             "--sampler",
             type(current).__name__,
             "is the case's own sampler, with no point counts for a named sampler to keep",
             "set the sampler in the case file (PINN(sampler=...))",
         )
+    c = current.counts
     out = {"n_domain": c["domain"], "n_boundary": c["boundary"], "n_initial": c["initial"]}
     if redraw and isinstance(current, (Uniform, R3)):
         out["every"] = current.every

@@ -34,15 +34,20 @@ points are drawn. ``importance=True`` weights the PINN's residuals by
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 import torch
 
 from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.sampling import AbstractSampler, draw, point_counts, stacked_residuals
+from pdeml.settings import frozen_set
 
 from .flow import BoxFlow, dirichlet_energy
 
 
+@dataclasses.dataclass(frozen=True)
 class AAS(AbstractSampler):
     """Adversarial adaptive sampling with a coupling flow (``--sampler aas``).
 
@@ -60,43 +65,43 @@ class AAS(AbstractSampler):
         >>> sampler = AAS(500, every=200)
     """
 
-    wants_residuals = True
+    n_domain: int = 2000
+    n_boundary: int = 200
+    n_initial: int = 200
+    _: dataclasses.KW_ONLY
+    every: int = 200
+    flow_steps: int = 50
+    flow_lr: float = 2e-3
+    smoothness: float = 1e-3
+    uniform: float = 0.2
+    importance: bool = False
+    layers: int = 6
+    width: int = 32
+    energy_points: int = 512
+    method: str = "random"
 
-    def __init__(
-        self,
-        n_domain=2000,
-        n_boundary=200,
-        n_initial=200,
-        *,
-        every=200,
-        flow_steps=50,
-        flow_lr=2e-3,
-        smoothness=1e-3,
-        uniform=0.2,
-        importance=False,
-        layers=6,
-        width=32,
-        energy_points=512,
-        method="random",
-    ):
-        self.counts = point_counts(n_domain, n_boundary, n_initial)
-        self.every, self.flow_steps = (
-            positive_int("every", every),
-            positive_int("flow_steps", flow_steps),
+    wants_residuals: ClassVar[bool] = True
+
+    def __post_init__(self):
+        point_counts(self.n_domain, self.n_boundary, self.n_initial)
+        positive_int("every", self.every)
+        positive_int("flow_steps", self.flow_steps)
+        frozen_set(
+            self,
+            flow_lr=finite_scalar("flow_lr", self.flow_lr),
+            smoothness=finite_scalar("smoothness", self.smoothness),
+            uniform=finite_scalar("uniform", self.uniform),
+            importance=bool(self.importance),
         )
-        self.flow_lr = finite_scalar("flow_lr", flow_lr)
-        self.smoothness = finite_scalar("smoothness", smoothness)
-        self.uniform = finite_scalar("uniform", uniform)
         if not 0 <= self.uniform < 1:
-            fail("uniform", uniform, "must be in [0, 1)", "pass e.g. 0.2")
-        self.importance = bool(importance)
-        self.layers, self.width = positive_int("layers", layers), positive_int("width", width)
-        self.energy_points = positive_int("energy_points", energy_points)
-        self.method = method
+            fail("uniform", self.uniform, "must be in [0, 1)", "pass e.g. 0.2")
+        positive_int("layers", self.layers)
+        positive_int("width", self.width)
+        positive_int("energy_points", self.energy_points)
 
     # ------------------------------------------------------------------ set-up
-    def _start(self):
-        problem, rng = self.problem, self.rng
+    def _start(self, run):
+        problem, rng = run.problem, run.rng
         lo, hi = (np.asarray(b, dtype=np.float64) for b in problem.domain.bbox)
         probe = lo + (hi - lo) * rng.random((4096, len(lo)))
         if not problem.domain.inside(probe).all():
@@ -107,83 +112,85 @@ class AAS(AbstractSampler):
                 "use a box (Interval, Rectangle, Cuboid, Hypercube, optionally with time) or "
                 "another sampler",
             )
-        self.history = []  # (step, mean r^2, objective, energy)
+        run.history = []  # (step, mean r^2, objective, energy)
         seed = int(rng.integers(2**62))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.flow = BoxFlow(lo, hi, layers=self.layers, width=self.width)
-        self.gen = torch.Generator().manual_seed(seed + 1)
-        self.opt = torch.optim.Adam(self.flow.parameters(), lr=self.flow_lr)
-        self.points = draw(problem, self.counts, rng, self.method)
-        self._set_density(self.points["domain"]["x"])
+            run.flow = BoxFlow(lo, hi, layers=self.layers, width=self.width)
+        run.gen = torch.Generator().manual_seed(seed + 1)
+        run.opt = torch.optim.Adam(run.flow.parameters(), lr=self.flow_lr)
+        run.points = draw(problem, self.counts, rng, self.method)
+        self._set_density(run, run.points["domain"]["x"])
 
-    def mixture_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def mixture_log_prob(self, run, x: torch.Tensor) -> torch.Tensor:
         """log q at points (N, d): q = (1 - ε) p_flow + ε / |Ω|."""
-        lp = self.flow.log_prob(x)
+        lp = run.flow.log_prob(x)
         if self.uniform == 0:
             return lp
-        lu = torch.full_like(lp, -self.flow.log_volume())
+        lu = torch.full_like(lp, -run.flow.log_volume())
         return torch.logaddexp(np.log1p(-self.uniform) + lp, np.log(self.uniform) + lu)
 
-    def _set_density(self, x: np.ndarray):
+    def _set_density(self, run, x: np.ndarray):
         with torch.no_grad():
-            lq = self.mixture_log_prob(torch.as_tensor(x, dtype=torch.float64)).numpy()
-        self.points["domain"]["log_q"] = lq
+            lq = self.mixture_log_prob(run, torch.as_tensor(x, dtype=torch.float64)).numpy()
+        run.points["domain"]["log_q"] = lq
         if self.importance:
-            self.points["domain"]["w"] = np.exp(-0.5 * (lq + self.flow.log_volume()))
+            run.points["domain"]["w"] = np.exp(-0.5 * (lq + run.flow.log_volume()))
 
-    def draw_domain(self, n: int) -> np.ndarray:
+    def draw_domain(self, run, n: int) -> np.ndarray:
         """``n`` points from the mixture: ⌊εn⌋ uniform, the rest from the flow."""
         n_u = int(np.floor(self.uniform * n))
         with torch.no_grad():
-            x_flow, _ = self.flow.sample(n - n_u, self.gen)
+            x_flow, _ = run.flow.sample(n - n_u, run.gen)
         parts = [x_flow.numpy()]
         if n_u:
-            parts.append(self.problem.domain.sample_interior(n_u, self.rng, self.method))
+            parts.append(run.problem.domain.sample_interior(n_u, run.rng, self.method))
         return np.concatenate(parts)
 
     # ---------------------------------------------------------------- contract
-    def batch(self, step):
+    def batch(self, run, step):
         if step > 0 and step % self.every == 0:
-            self.points = draw(
-                self.problem, self.counts, self.rng, self.method, keep=self.points, domain=False
+            run.points = draw(
+                run.problem, self.counts, run.rng, self.method, keep=run.points, domain=False
             )
-            x = self.draw_domain(self.counts["domain"])
-            self.points["domain"] = {"x": x}
-            self._set_density(x)
-            self.version += 1
-        return self.points
+            x = self.draw_domain(run, self.counts["domain"])
+            run.points["domain"] = {"x": x}
+            self._set_density(run, x)
+            run.version += 1
+        return run.points
 
-    def observe(self, step, residuals):
+    def observe(self, run, step, residuals):
         if (step + 1) % self.every:
             return
-        dom = self.points["domain"]
+        dom = run.points["domain"]
         r = stacked_residuals(residuals, len(dom["x"])).double().cpu()
         r2 = (r**2).sum(1, keepdim=True)
-        self.update_flow(torch.as_tensor(dom["x"]), torch.as_tensor(dom["log_q"]), r2, step)
+        self.update_flow(run, torch.as_tensor(dom["x"]), torch.as_tensor(dom["log_q"]), r2, step)
 
-    def update_flow(self, x: torch.Tensor, log_q: torch.Tensor, r2: torch.Tensor, step: int = -1):
+    def update_flow(
+        self, run, x: torch.Tensor, log_q: torch.Tensor, r2: torch.Tensor, step: int = -1
+    ):
         """``flow_steps`` ascent steps on J from points ``x`` drawn with density ``exp(log_q)``."""
         adv = r2 / r2.mean().clamp_min(1e-300) - 1.0
         for _ in range(self.flow_steps):
-            ratio = torch.exp(self.flow.log_prob(x) - log_q)
+            ratio = torch.exp(run.flow.log_prob(x) - log_q)
             gain = (ratio * adv).mean()
-            energy = dirichlet_energy(self.flow, self.energy_points, self.gen)
+            energy = dirichlet_energy(run.flow, self.energy_points, run.gen)
             loss = -gain + self.smoothness * energy
-            self.opt.zero_grad(set_to_none=True)
+            run.opt.zero_grad(set_to_none=True)
             loss.backward()
-            self.opt.step()
-        self.history.append((step, float(r2.mean()), float(gain.detach()), float(energy.detach())))
+            run.opt.step()
+        run.history.append((step, float(r2.mean()), float(gain.detach()), float(energy.detach())))
 
     # ------------------------------------------------------------------ resume
-    def _extra_state(self):
-        state = {f"aas/flow/{k}": v.detach().clone() for k, v in self.flow.state_dict().items()}
-        for i, st in self.opt.state_dict()["state"].items():
+    def _extra_state(self, run):
+        state = {f"aas/flow/{k}": v.detach().clone() for k, v in run.flow.state_dict().items()}
+        for i, st in run.opt.state_dict()["state"].items():
             state.update({f"aas/opt/{i}/{k}": torch.as_tensor(v).clone() for k, v in st.items()})
-        state["aas/gen"] = self.gen.get_state()
+        state["aas/gen"] = run.gen.get_state()
         return state
 
-    def _load_extra_state(self, state):
+    def _load_extra_state(self, run, state):
         flow = {
             k[len("aas/flow/") :]: state.pop(k) for k in list(state) if k.startswith("aas/flow/")
         }
@@ -193,16 +200,16 @@ class AAS(AbstractSampler):
             opt.setdefault(int(i), {})[name] = state.pop(k)
         gen = state.pop("aas/gen", None)
         if flow:
-            self.flow.load_state_dict(flow)
+            run.flow.load_state_dict(flow)
         if opt:
-            sd = self.opt.state_dict()
+            sd = run.opt.state_dict()
             sd["state"] = opt
-            self.opt.load_state_dict(sd)
+            run.opt.load_state_dict(sd)
         if gen is not None:
-            self.gen.set_state(gen)
+            run.gen.set_state(gen)
 
     def __repr__(self):
         return (
-            f"AAS({self.counts['domain']}, every={self.every}, smoothness={self.smoothness}, "
+            f"AAS({self.n_domain}, every={self.every}, smoothness={self.smoothness}, "
             f"uniform={self.uniform})"
         )

@@ -19,15 +19,19 @@ towards later times as the early ones are learned. Defaults α = 5, β₀ = −0
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from pdeml._validate import fail, finite_scalar
 from pdeml.sampling import AbstractSampler, draw, point_counts, redraw_period, stacked_residuals
+from pdeml.settings import frozen_set
 
 
+@dataclasses.dataclass(frozen=True)
 class R3(AbstractSampler):
     """Retain-resample-release collocation points (``causal=True``: with the causal gate).
 
@@ -42,80 +46,86 @@ class R3(AbstractSampler):
         >>> sampler = R3(2000, causal=True)      # --sampler r3-causal
     """
 
-    wants_residuals = True
+    n_domain: int = 2000
+    n_boundary: int = 200
+    n_initial: int = 200
+    _: dataclasses.KW_ONLY
+    causal: bool = False
+    alpha: float = 5.0
+    beta: float = -0.5
+    eta: float = 1e-3
+    eps: float = 20.0
+    every: int = 0
+    method: str = "random"
 
-    def __init__(
-        self,
-        n_domain=2000,
-        n_boundary=200,
-        n_initial=200,
-        *,
-        causal=False,
-        alpha=5.0,
-        beta=-0.5,
-        eta=1e-3,
-        eps=20.0,
-        every=0,
-        method="random",
-    ):
-        self.counts = point_counts(n_domain, n_boundary, n_initial)
-        self.causal = bool(causal)
-        self.alpha, self.beta = finite_scalar("alpha", alpha), finite_scalar("beta", beta)
-        self.eta, self.eps = finite_scalar("eta", eta), finite_scalar("eps", eps)
-        self.every, self.method = redraw_period(every), method
+    wants_residuals: ClassVar[bool] = True
+
+    def __post_init__(self):
+        point_counts(self.n_domain, self.n_boundary, self.n_initial)
+        frozen_set(
+            self,
+            causal=bool(self.causal),
+            alpha=finite_scalar("alpha", self.alpha),
+            beta=finite_scalar("beta", self.beta),
+            eta=finite_scalar("eta", self.eta),
+            eps=finite_scalar("eps", self.eps),
+            every=redraw_period(self.every),
+        )
 
     # ----------------------------------------------------------------- gate
-    def gate(self, x: np.ndarray) -> np.ndarray:
-        """:math:`g(\\tilde t)` at points ``x`` (time last), shape (N,)."""
-        t0, t1 = self.problem.time
+    def gate(self, run, x: np.ndarray) -> np.ndarray:
+        """:math:`g(\\tilde t)` at points ``x`` (time last) for the run's gate position
+        ``run.beta``, shape (N,)."""
+        t0, t1 = run.problem.time
         tt = (x[:, -1] - t0) / (t1 - t0)
-        return 0.5 * (1 - np.tanh(self.alpha * (tt - self.beta)))
+        return 0.5 * (1 - np.tanh(self.alpha * (tt - run.beta)))
 
-    def _with_gate(self):
+    def _with_gate(self, run):
         if self.causal:
-            self.points["domain"]["w"] = self.gate(self.points["domain"]["x"])[:, None]
+            run.points["domain"]["w"] = self.gate(run, run.points["domain"]["x"])[:, None]
 
     # ------------------------------------------------------------ contract
-    def _start(self):
-        if self.causal and self.problem.time is None:
+    def _start(self, run):
+        if self.causal and run.problem.time is None:
             fail(
                 "R3(causal)",
                 True,
                 "needs a time-dependent problem",
                 "pass causal=False, or add time=(t0, t1)",
             )
-        self.history = []  # (step, retained fraction, beta)
-        self.points = draw(self.problem, self.counts, self.rng, self.method)
-        self._with_gate()
+        run.beta = self.beta  # the gate's position moves as the run learns
+        run.history = []  # (step, retained fraction, beta)
+        run.points = draw(run.problem, self.counts, run.rng, self.method)
+        self._with_gate(run)
 
-    def batch(self, step):
+    def batch(self, run, step):
         if self.every and step > 0 and step % self.every == 0:
-            self.points = draw(
-                self.problem, self.counts, self.rng, self.method, keep=self.points, domain=False
+            run.points = draw(
+                run.problem, self.counts, run.rng, self.method, keep=run.points, domain=False
             )  # R3 owns the PDE points
-            self.version += 1
-        return self.points
+            run.version += 1
+        return run.points
 
-    def observe(self, step, residuals):
-        x = self.points["domain"]["x"]
+    def observe(self, run, step, residuals):
+        x = run.points["domain"]["x"]
         r = stacked_residuals(residuals, len(x))
         fitness = r.double().norm(dim=1).cpu().numpy()
         if self.causal:
-            g = self.gate(x)
+            g = self.gate(run, x)
             fitness = fitness * g
-            self.beta += self.eta * min(math.exp(-self.eps * float(np.mean(fitness**2))), 0.1)
+            run.beta += self.eta * min(math.exp(-self.eps * float(np.mean(fitness**2))), 0.1)
         keep = fitness > fitness.mean()
-        new = self.problem.domain.sample_interior(len(x) - int(keep.sum()), self.rng, self.method)
-        self.points["domain"] = {"x": np.concatenate([x[keep], new])}
-        self._with_gate()
-        self.version += 1
-        self.history.append((step, float(keep.mean()), self.beta))
+        new = run.problem.domain.sample_interior(len(x) - int(keep.sum()), run.rng, self.method)
+        run.points["domain"] = {"x": np.concatenate([x[keep], new])}
+        self._with_gate(run)
+        run.version += 1
+        run.history.append((step, float(keep.mean()), run.beta))
 
-    def _extra_state(self):
-        return {"r3/beta": torch.tensor(self.beta, dtype=torch.float64)}
+    def _extra_state(self, run):
+        return {"r3/beta": torch.tensor(run.beta, dtype=torch.float64)}
 
-    def _load_extra_state(self, state):
-        self.beta = float(state.pop("r3/beta", torch.tensor(self.beta)))
+    def _load_extra_state(self, run, state):
+        run.beta = float(state.pop("r3/beta", torch.tensor(run.beta)))
 
     def __repr__(self):
-        return f"R3({self.counts['domain']}, causal={self.causal})"
+        return f"R3({self.n_domain}, causal={self.causal})"

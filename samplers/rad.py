@@ -20,10 +20,14 @@ backend's ``residual_at`` through :meth:`pdeml.sampling.AbstractSampler.init`.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 
 from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.sampling import AbstractSampler, draw, point_counts
+from pdeml.settings import frozen_set
 
 
 def residual_probabilities(r: np.ndarray, k: float, c: float) -> np.ndarray:
@@ -41,6 +45,7 @@ def residual_probabilities(r: np.ndarray, k: float, c: float) -> np.ndarray:
     return w / w.sum()
 
 
+@dataclasses.dataclass(frozen=True)
 class RAD(AbstractSampler):
     """Resample all PDE points from the residual-weighted density every ``every`` steps.
 
@@ -55,36 +60,41 @@ class RAD(AbstractSampler):
         >>> sampler = RAD(2000, every=1000)          # --sampler rad
     """
 
-    grows = False
+    n_domain: int = 2000
+    n_boundary: int = 200
+    n_initial: int = 200
+    _: dataclasses.KW_ONLY
+    every: int = 1000
+    k: float = 1.0
+    c: float = 1.0
+    candidates: int = 20
+    add: int | None = None
+    method: str = "random"
 
-    def __init__(
-        self,
-        n_domain=2000,
-        n_boundary=200,
-        n_initial=200,
-        *,
-        every=1000,
-        k=1.0,
-        c=1.0,
-        candidates=20,
-        add=None,
-        method="random",
-    ):
-        self.counts = point_counts(n_domain, n_boundary, n_initial)
-        self.every = positive_int("every", every)
-        self.k, self.c = finite_scalar("k", k), finite_scalar("c", c)
+    grows: ClassVar[bool] = False
+
+    def __post_init__(self):
+        point_counts(self.n_domain, self.n_boundary, self.n_initial)
+        positive_int("every", self.every)
+        frozen_set(self, k=finite_scalar("k", self.k), c=finite_scalar("c", self.c))
         if self.k < 0 or self.c < 0:
             fail(
-                "k, c", (k, c), "must be non-negative", "pass e.g. k=1, c=1 (the paper's defaults)"
+                "k, c",
+                (self.k, self.c),
+                "must be non-negative",
+                "pass e.g. k=1, c=1 (the paper's defaults)",
             )
-        self.candidates = positive_int("candidates", candidates)
-        self.add = (
-            positive_int("add", add) if add is not None else max(1, self.counts["domain"] // 10)
-        )
-        self.method = method
+        positive_int("candidates", self.candidates)
+        if self.add is not None:
+            positive_int("add", self.add)
 
-    def _start(self):
-        if self.residual_at is None:
+    @property
+    def added(self) -> int:
+        """Points RAR-D adds per resampling: ``add``, or 10% of ``n_domain``."""
+        return self.add if self.add is not None else max(1, self.n_domain // 10)
+
+    def _start(self, run):
+        if run.residual_at is None:
             fail(
                 type(self).__name__,
                 "residual_at",
@@ -92,39 +102,41 @@ class RAD(AbstractSampler):
                 "train a backend that evaluates residuals (the PINN), or pass "
                 "init(problem, rng, residual_at=...)",
             )
-        self.points = draw(self.problem, self.counts, self.rng, self.method)
+        run.points = draw(run.problem, self.counts, run.rng, self.method)
 
-    def draw_weighted(self, n: int) -> np.ndarray:
+    def draw_weighted(self, run, n: int) -> np.ndarray:
         """``n`` points from the residual-weighted density on a fresh candidate set."""
-        size = max(self.candidates * self.counts["domain"], n)
-        cand = self.problem.domain.sample_interior(size, self.rng, self.method)
-        p = residual_probabilities(self.residual_at(cand), self.k, self.c)
-        return cand[self.rng.choice(len(cand), size=n, replace=False, p=p)]
+        size = max(self.candidates * self.n_domain, n)
+        cand = run.problem.domain.sample_interior(size, run.rng, self.method)
+        p = residual_probabilities(run.residual_at(cand), self.k, self.c)
+        return cand[run.rng.choice(len(cand), size=n, replace=False, p=p)]
 
-    def batch(self, step):
+    def batch(self, run, step):
         if step > 0 and step % self.every == 0:
-            self.points = draw(
-                self.problem, self.counts, self.rng, self.method, keep=self.points, domain=False
+            run.points = draw(
+                run.problem, self.counts, run.rng, self.method, keep=run.points, domain=False
             )
             if self.grows:
-                new = self.draw_weighted(self.add)
-                self.points["domain"] = {"x": np.concatenate([self.points["domain"]["x"], new])}
+                new = self.draw_weighted(run, self.added)
+                run.points["domain"] = {"x": np.concatenate([run.points["domain"]["x"], new])}
             else:
-                self.points["domain"] = {"x": self.draw_weighted(self.counts["domain"])}
-            self.version += 1
-        return self.points
+                run.points["domain"] = {"x": self.draw_weighted(run, self.n_domain)}
+            run.version += 1
+        return run.points
 
     def __repr__(self):
-        n = self.counts["domain"]
+        n = self.n_domain
         return f"{type(self).__name__}({n}, every={self.every}, k={self.k}, c={self.c})"
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
 class RARD(RAD):
     """RAR-D: every ``every`` steps *add* ``add`` points (default 10% of ``n_domain``) drawn from
     the residual-weighted density; the population grows. Arguments as :class:`RAD`, with the
     paper's RAR-D defaults k = 2, c = 0."""
 
-    grows = True
+    _: dataclasses.KW_ONLY
+    k: float = 2.0
+    c: float = 0.0
 
-    def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, k=2.0, c=0.0, **kwargs):
-        super().__init__(n_domain, n_boundary, n_initial, k=k, c=c, **kwargs)
+    grows: ClassVar[bool] = True

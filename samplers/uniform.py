@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 from pdeml._validate import fail
 from pdeml.sampling import AbstractSampler, draw, point_counts, redraw_period
 
 
+@dataclasses.dataclass(frozen=True)
 class Uniform(AbstractSampler):
     """Points uniformly distributed in the domain, on the boundary and on the initial slice.
 
@@ -21,31 +25,37 @@ class Uniform(AbstractSampler):
         >>> sampler = Uniform(2000, 200, every=100)
     """
 
-    methods = ("random", "uniform", "sobol", "halton", "lhs", "hammersley")
+    n_domain: int = 2000
+    n_boundary: int = 200
+    n_initial: int = 200
+    _: dataclasses.KW_ONLY
+    every: int = 0
+    method: str = "random"
 
-    def __init__(self, n_domain=2000, n_boundary=200, n_initial=200, *, every=0, method="random"):
-        self.counts = point_counts(n_domain, n_boundary, n_initial)
-        if method not in self.methods:
+    methods: ClassVar[tuple] = ("random", "uniform", "sobol", "halton", "lhs", "hammersley")
+
+    def __post_init__(self):
+        point_counts(self.n_domain, self.n_boundary, self.n_initial)
+        if self.method not in self.methods:
             fail(
                 "method",
-                method,
+                self.method,
                 f"is not a method of {type(self).__name__}",
                 f"use one of {self.methods}",
             )
-        self.every, self.method = redraw_period(every), method
+        redraw_period(self.every)
 
-    def _start(self):
-        self.points = draw(self.problem, self.counts, self.rng, self.method)
+    def _start(self, run):
+        run.points = draw(run.problem, self.counts, run.rng, self.method)
 
-    def batch(self, step):
+    def batch(self, run, step):
         if self.every and step > 0 and step % self.every == 0:
-            self.points = draw(self.problem, self.counts, self.rng, self.method, keep=self.points)
-            self.version += 1
-        return self.points
+            run.points = draw(run.problem, self.counts, run.rng, self.method, keep=run.points)
+            run.version += 1
+        return run.points
 
     def __repr__(self):
-        c = self.counts
         return (
-            f"{type(self).__name__}({c['domain']}, {c['boundary']}, {c['initial']}, "
+            f"{type(self).__name__}({self.n_domain}, {self.n_boundary}, {self.n_initial}, "
             f"every={self.every}, method={self.method!r})"
         )

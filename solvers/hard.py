@@ -56,7 +56,7 @@ from torch import nn
 
 from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractMethod, AbstractTrainable
-from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
+from pdeml.derivatives import Autograd, Taylor, jets
 from pdeml.field import Field
 from pdeml.nn import MLP
 from pdeml.problem import Problem
@@ -108,9 +108,10 @@ class _Tiled:
         return v.repeat(self.k, *[1] * (v.ndim - 1))
 
 
-class CombinedEstimator(AbstractEstimator):
-    """The estimator of :math:`u = \\sum_i w_i b_i` with weights per row ``w`` (M, N), from the
-    bases' cached columns: derivatives are the same combination of the bases' derivatives."""
+class CombinedEstimator:
+    """The estimator run of :math:`u = \\sum_i w_i b_i` with weights per row ``w`` (M, N), from the
+    bases' cached columns: derivatives are the same combination of the bases' derivatives. (It
+    is what a :class:`~pdeml.field.Field` asks, as an estimator's run is; it has no settings.)"""
 
     def __init__(self, basis: Basis, w: torch.Tensor):
         self.basis, self.w = basis, w
@@ -458,23 +459,25 @@ class HardConstraint(AbstractMethod):
         return HardConstraintBackend(problem, self, seed=seed, dtype=dtype).to(device)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
 class ConstraintPoints(AbstractSampler):
     """The hard constraint's batches: the inner sampler's (loss and condition points) plus
     ``"constraint"``: m points in each expert's box (K * m rows, expert by expert), redrawn
     whenever the inner sampler redraws."""
 
-    def __init__(self, inner: AbstractSampler, m: int, experts: tuple[int, ...]):
-        self.inner, self.m, self.experts = inner, m, experts
+    inner: AbstractSampler
+    m: int
+    experts: tuple[int, ...]
 
-    def _start(self):
-        self.run = self.inner.init(
-            self.problem, np.random.default_rng(int(self.rng.integers(2**63))), self.residual_at
+    def _start(self, run):
+        run.inner = self.inner.init(
+            run.problem, np.random.default_rng(int(run.rng.integers(2**63))), run.residual_at
         )
-        self.seen = self.run.version
-        self.points = {**self.run.current(), "constraint": {"x": self._draw()}}
+        run.seen = run.inner.version
+        run.points = {**run.inner.current(), "constraint": {"x": self._draw(run)}}
 
-    def _draw(self) -> np.ndarray:
-        lo, hi = (np.asarray(b, float) for b in self.problem.domain.bbox)
+    def _draw(self, run) -> np.ndarray:
+        lo, hi = (np.asarray(b, float) for b in run.problem.domain.bbox)
         out = []
         for k in range(math.prod(self.experts)):
             idx = np.unravel_index(k, self.experts)
@@ -482,8 +485,8 @@ class ConstraintPoints(AbstractSampler):
             b = lo + (hi - lo) * (np.asarray(idx) + 1) / np.asarray(self.experts)
             got, tries = [], 0
             while sum(len(g) for g in got) < self.m:
-                x = self.rng.uniform(a, b, (2 * self.m, len(lo)))
-                got.append(x[self.problem.domain.inside(x)])
+                x = run.rng.uniform(a, b, (2 * self.m, len(lo)))
+                got.append(x[run.problem.domain.inside(x)])
                 tries += 1
                 if tries > 200:
                     fail(
@@ -495,33 +498,33 @@ class ConstraintPoints(AbstractSampler):
             out.append(np.concatenate(got)[: self.m])
         return np.concatenate(out)
 
-    def batch(self, step):
-        p = self.run.batch(step)
-        if self.run.version != self.seen:
-            self.seen = self.run.version
-            self.points = {**p, "constraint": {"x": self._draw()}}
-            self.version += 1
-        return self.points
+    def batch(self, run, step):
+        p = run.inner.batch(step)
+        if run.inner.version != run.seen:
+            run.seen = run.inner.version
+            run.points = {**p, "constraint": {"x": self._draw(run)}}
+            run.version += 1
+        return run.points
 
-    def observe(self, step, residuals):
-        self.run.observe(step, residuals)
+    def observe(self, run, step, residuals):
+        run.inner.observe(step, residuals)
 
-    def state_dict(self):
+    def state_dict(self, run):
         return {
-            "inner": self.run.state_dict(),
-            "constraint/x": torch.as_tensor(self.points["constraint"]["x"]),
-            "rng": rng_state(self.rng),
+            "inner": run.inner.state_dict(),
+            "constraint/x": torch.as_tensor(run.points["constraint"]["x"]),
+            "rng": rng_state(run.rng),
         }
 
-    def load_state_dict(self, state):
-        self.run.load_state_dict(state["inner"])
-        set_rng_state(self.rng, state["rng"])
-        self.seen = self.run.version
-        self.points = {
-            **self.run.current(),
+    def load_state_dict(self, run, state):
+        run.inner.load_state_dict(state["inner"])
+        set_rng_state(run.rng, state["rng"])
+        run.seen = run.inner.version
+        run.points = {
+            **run.inner.current(),
             **batch_from_state({"constraint/x": state["constraint/x"]}),
         }
-        self.version += 1
+        run.version += 1
 
 
 class HardConstraintBackend(AbstractTrainable):
@@ -578,10 +581,10 @@ class HardConstraintBackend(AbstractTrainable):
         from pdeml.derivatives import parse as parse_estimator
 
         self.estimator = (
-            copy.deepcopy(parse_estimator(method.estimator))
+            parse_estimator(method.estimator)
             if method.estimator is not None
             else (Taylor() if hasattr(net, "jet") else Autograd())
-        )
+        ).init()  # a stochastic estimator draws from its own seed
         self.bases.to(dtype)
         self.last, self._taught = {}, set()
 
@@ -832,7 +835,7 @@ class HardConstraintBackend(AbstractTrainable):
         return {"expert": self.expert_of(x).double().numpy(), "residual": self.residual_at(x)[:, 0]}
 
     def resolved(self):
-        return {"estimator": repr(self.estimator), "experts": list(self.experts)}
+        return {"estimator": repr(self.estimator.settings), "experts": list(self.experts)}
 
 
 def _moved(basis: Basis, device) -> Basis:

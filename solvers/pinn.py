@@ -320,11 +320,8 @@ class PINNBackend(AbstractLeastSquares):
             )
         # the estimator learns per call site and may sample: this backend's own copy
         self.estimator = (
-            copy.deepcopy(parse_estimator(estimator))
-            if estimator is not None
-            else self._default_estimator()
-        )
-        self.estimator.reset(seed)
+            parse_estimator(estimator) if estimator is not None else self._default_estimator()
+        ).init(seed)
         self.to(dtype)
         self.pde_names = self._probe()
         if not isinstance(compile_losses, bool):
@@ -394,7 +391,7 @@ class PINNBackend(AbstractLeastSquares):
         )
 
     def resolved(self) -> dict:
-        return {"estimator": repr(self.estimator)}
+        return {"estimator": repr(self.estimator.settings)}
 
     @property
     def exact_residuals(self) -> bool:
@@ -582,7 +579,7 @@ class PINNBackend(AbstractLeastSquares):
     def _seeded(self):
         """The stochastic estimator's generator (:class:`pdeml.derivatives.base.Seeded`), or
         None."""
-        return getattr(self.estimator, "_rng", None)
+        return self.estimator.rng
 
     def draw_ahead(self) -> list[torch.Tensor]:
         """The random draws one evaluation of the losses makes (a stochastic estimator's

@@ -164,9 +164,9 @@ def counted() -> dict:
     seen = {"walked": 0, "read": 0}
     walk, read = DomainDraws._walk, Dataset._read
 
-    def walk_counted(self, k, seed):
+    def walk_counted(self, run, k, seed):
         seen["walked"] += 1
-        return walk(self, k, seed)
+        return walk(self, run, k, seed)
 
     def read_counted(data, idx):
         seen["read"] += len(idx)

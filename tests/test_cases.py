@@ -99,7 +99,7 @@ def test_allen_cahn_model_is_exactly_periodic_and_uses_taylor_mode():
     kw = dict(seed=0, dtype=torch.float64)
     taylor = PINNBackend(case.problem, case.method.model, **kw)
     auto = PINNBackend(case.problem, case.method.model, estimator=pl.derivatives.Autograd(), **kw)
-    assert type(taylor.estimator).__name__ == "Taylor"
+    assert type(taylor.estimator.settings).__name__ == "Taylor"
     x = torch.rand(40, 2, dtype=torch.float64) * torch.tensor([2.0, 1.0]) - torch.tensor([1.0, 0.0])
     x.requires_grad_(True)
     assert float((taylor.pde_residuals(x)[0] - auto.pde_residuals(x)[0]).abs().max()) < 1e-11

@@ -3,6 +3,7 @@ overrides land on real fields, and a diverging step never leaves non-finite para
 
 import json
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -163,7 +164,7 @@ def test_one_estimator_object_serves_two_backends_of_different_dimension():
         x = torch.rand(5, d)
         batch = {"domain": {"x": x}, "dirichlet": {"x": x}}
         assert all(torch.isfinite(v) for v in be.losses(batch).values())
-    assert est._plans == {}  # the settings object learned nothing
+    assert not hasattr(est, "plans") and a.estimator.plans and a.estimator is not b.estimator
 
 
 def test_settings_objects_are_unchanged_by_a_run_and_serve_two_runs_alike(tmp_path):
@@ -178,15 +179,16 @@ def test_settings_objects_are_unchanged_by_a_run_and_serve_two_runs_alike(tmp_pa
         results.append([h["loss"] for h in r.history])
     assert results[0] == results[1]
     assert [json.dumps(describe(o)) for o in (sampler, combiner, engd)] == before
-    assert sampler.points is None and not hasattr(combiner, "gen") and not hasattr(engd, "lam")
+    assert not hasattr(sampler, "points") and not hasattr(combiner, "gen")
+    assert not hasattr(engd, "lam")  # the run state lives in the runs, not the settings
 
 
 class Recording(pl.Sum):
-    seen: list = []
+    seen: ClassVar[list] = []
 
-    def backward(self, losses, params):
+    def backward(self, run, losses, params):
         Recording.seen.append({k: float(v.detach()) for k, v in losses.items()})
-        return super().backward(losses, params)
+        return super().backward(run, losses, params)
 
 
 def test_loss_weights_reach_every_combiner_and_lbfgs():
@@ -326,13 +328,14 @@ def test_plots_leave_matplotlib_global_state_alone(tmp_path):
 
 
 def test_describe_never_records_a_class_flag_as_a_setting():
-    """STDE's ``unbiased`` argument is kept as ``paired``; the class attribute ``unbiased`` is the
-    estimator's theory (its Laplacian is unbiased). run.json must not confuse the two."""
+    """STDE's ``unbiased`` setting asks for the paired gradient; the class flag
+    ``unbiased_laplacian`` is the estimator's theory. run.json records the setting only, and a
+    changed copy keeps it."""
     d = describe(pl.derivatives.STDE(4, unbiased=True))
-    assert d["type"] == "STDE" and "unbiased=True" in d["repr"]
-    assert "unbiased=False" in describe(pl.derivatives.STDE(4))["repr"]
-    with pytest.raises(ValueError, match="cannot be copied"):
-        replace(pl.derivatives.STDE(4, unbiased=True), samples=8)
+    assert d["type"] == "STDE" and d["unbiased"] is True and "unbiased_laplacian" not in d
+    assert describe(pl.derivatives.STDE(4))["unbiased"] is False
+    copy = replace(pl.derivatives.STDE(4, unbiased=True), samples=8)
+    assert copy.samples == 8 and copy.unbiased and copy.paired
 
 
 def test_one_cycle_schedule_spans_the_phase_and_matches_torch():
@@ -386,3 +389,83 @@ def test_a_case_takes_any_schedule_of_phases_and_the_overrides_land_on_them(tmp_
         R.apply_overrides(twice, {"lbfgs_steps": 5})
     with pytest.raises(ValueError, match=r"phases\[0\] stepper"):
         pl.Case(problem, method, phases=[(2, pl.Adam())])
+
+
+def _settings_classes():
+    """Every public settings class pdeml ships: the concrete subclasses of the settings bases."""
+    import inspect as _inspect
+
+    from pdeml import backend, combine, family, optim, sampling, steppers
+    from pdeml.derivatives import base
+
+    for name in ("samplers", "solvers", "operators", "families"):
+        getattr(pl, name)  # import the packages that define them
+    import importlib
+
+    for module in ("navier_stokes", "rve", "sorption", "star_poisson"):
+        importlib.import_module(f"pdeml.families.{module}")
+    importlib.import_module("pdeml.solvers.dcdm.solver")
+
+    roots = (
+        sampling.AbstractSampler,
+        combine.AbstractCombiner,
+        steppers.AbstractStepper,
+        optim.AbstractOptimizer,
+        optim.AbstractSchedule,
+        base.AbstractEstimator,
+        backend.AbstractMethod,
+        family.AbstractFamily,
+    )
+    seen, todo = set(), list(roots)
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                todo.append(sub)
+    return sorted(
+        (
+            c
+            for c in seen
+            if c.__module__.startswith("pdeml")
+            and not c.__name__.startswith("_")
+            and not _inspect.isabstract(c)
+        ),
+        key=lambda c: c.__qualname__,
+    )
+
+
+def test_every_settings_class_is_a_frozen_dataclass():
+    """Methods, samplers, optimizers, schedules, combiners, steppers, estimators and families
+    are frozen dataclasses: a run cannot change what the user chose (its state is the object
+    ``init`` returns)."""
+    import dataclasses
+
+    classes = _settings_classes()
+    names = {c.__name__ for c in classes}
+    assert {"R3", "AAS", "ConFIG", "MConFIG", "LBFGS", "ENGD", "Adam", "STDE", "PINN"} <= names
+    loose = [c.__name__ for c in classes if not dataclasses.is_dataclass(c)]
+    thawed = [
+        c.__name__
+        for c in classes
+        if dataclasses.is_dataclass(c) and not c.__dataclass_params__.frozen
+    ]
+    assert loose == [] and thawed == []
+    for obj in (R3(64), pl.MConFIG(), pl.LBFGS(), pl.Adam(), pl.derivatives.STDE(4)):
+        field = dataclasses.fields(obj)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field, getattr(obj, field))
+
+
+def test_a_run_holds_its_state_and_reads_its_settings():
+    """``init`` returns a run object separate from the settings: two runs of one sampler differ
+    in state, share the settings, and a settings method that takes the run comes bound to it."""
+    problem = _problem()
+    settings = R3(64, 8, causal=False)
+    a = settings.init(problem, np.random.default_rng(0))
+    b = settings.init(problem, np.random.default_rng(1))
+    assert a.settings is settings and b.settings is settings and a is not settings
+    assert not np.array_equal(a.points["domain"]["x"], b.points["domain"]["x"])
+    assert a.n_domain == 64  # a setting, read through the run
+    batch = {k: v for k, v in a.current().items()}
+    assert a.batch(0) is a.points and batch.keys() == a.points.keys()

@@ -160,7 +160,9 @@ def test_box_hard_constraint_laplacian_by_one_hot_jets_is_exact(geometry):
 def test_output_transform_falls_back_to_jvp_with_a_warning():
     prob = pl.Problem(pl.geometry.Interval(-1, 1), lambda x, u: u.laplacian(), [pl.Dirichlet(0.0)])
     be = PINNBackend(prob, MLP(8, 2), transform=lambda x, y: (1 - x**2) * y + x, dtype=D64)
-    assert isinstance(be.estimator, pl.derivatives.Autograd)  # no jet rule: default is autograd
+    assert isinstance(
+        be.estimator.settings, pl.derivatives.Autograd
+    )  # no jet rule: default is autograd
     J._WARNED.discard("OutputTransform")
     x = torch.linspace(-0.9, 0.9, 7, dtype=D64)[:, None]
     with pytest.warns(UserWarning, match="OutputTransform has no Taylor-mode jet rule"):

@@ -8,12 +8,15 @@ a Laplacian in :math:`d` dimensions costs :math:`d` row passes, and a later ``d2
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .base import AbstractEstimator
 from .base import grad_of as _grad
 
 
+@dataclasses.dataclass(frozen=True)
 class Autograd(AbstractEstimator):
     """Exact autograd derivatives with cached gradients and Hessian rows.
 
@@ -21,31 +24,25 @@ class Autograd(AbstractEstimator):
         >>> est = Autograd()   # the default of every backend
     """
 
-    exact = True
-    unbiased = True
-
-    def grad(self, field):
+    def grad(self, run, field):
         key = ("grad", field.component)
         cache = field._cache
         if key not in cache:
             cache[key] = _grad(field._full_value, field.x)
         return cache[key]
 
-    def hessian_row(self, field, i: int) -> torch.Tensor:
+    def hessian_row(self, run, field, i: int) -> torch.Tensor:
         key = ("hrow", field.component, i)
         cache = field._cache
         if key not in cache:
-            cache[key] = _grad(self.grad(field)[:, i : i + 1], field.x)
+            cache[key] = _grad(self.grad(run, field)[:, i : i + 1], field.x)
         return cache[key]
 
-    def d2(self, field, i, j):
+    def d2(self, run, field, i, j):
         cache = field._cache
         if ("hrow", field.component, i) not in cache and ("hrow", field.component, j) in cache:
             i, j = j, i
-        return self.hessian_row(field, i)[:, j : j + 1]
+        return self.hessian_row(run, field, i)[:, j : j + 1]
 
-    def laplacian(self, field, dims):
-        return sum(self.hessian_row(field, i)[:, i : i + 1] for i in dims)
-
-    def __repr__(self):
-        return "Autograd()"
+    def laplacian(self, run, field, dims):
+        return sum(self.hessian_row(run, field, i)[:, i : i + 1] for i in dims)

@@ -4,17 +4,65 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 
+from ..settings import Run
+
+
+class EstimatorRun(Run):
+    """A run of an estimator (what :meth:`AbstractEstimator.init` returns), the object a
+    :class:`~pdeml.field.Field` asks for derivatives: ``rng`` (a stochastic estimator's
+    :class:`Seeded` generator, else None) and ``plans`` (what each call site asked for, which
+    Taylor-mode estimators learn). ``run.grad(field)`` is ``run.settings.grad(run, field)``."""
+
+    rng: Seeded | None
+    plans: dict
+
+    # the Field's questions, delegated explicitly (a compiled step traces these)
+    def values(self, field) -> torch.Tensor:
+        return self.settings.values(self, field)
+
+    def grad(self, field) -> torch.Tensor:
+        return self.settings.grad(self, field)
+
+    def d(self, field, i: int) -> torch.Tensor:
+        return self.settings.d(self, field, i)
+
+    def d2(self, field, i: int, j: int) -> torch.Tensor:
+        return self.settings.d2(self, field, i, j)
+
+    def laplacian(self, field, dims: tuple[int, ...]) -> torch.Tensor:
+        return self.settings.laplacian(self, field, dims)
+
+    def diffusion(self, field, dims: tuple[int, ...], sigma: torch.Tensor) -> torch.Tensor:
+        return self.settings.diffusion(self, field, dims, sigma)
+
+    def biharmonic(self, field, dims: tuple[int, ...]) -> torch.Tensor:
+        return self.settings.biharmonic(self, field, dims)
+
+    def input_grad(self, site) -> bool:
+        return self.settings.input_grad(self, site)
+
+    def reset(self, seed: int) -> None:
+        self.settings.reset(self, seed)
+
+    def state_dict(self) -> dict:
+        return self.settings.state_dict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.settings.load_state_dict(self, state)
+
 
 class AbstractEstimator(abc.ABC):
-    """Computes the values and derivatives a :class:`~pdeml.field.Field` is asked for.
+    """Settings of how the values and derivatives a :class:`~pdeml.field.Field` is asked for are
+    computed (a frozen dataclass); :meth:`init` returns the :class:`EstimatorRun` that computes
+    them, and every method past it takes that run first.
 
     Case files only talk to ``Field``; swapping the estimator (exact autograd, Taylor mode,
     SDGD, STDE) never changes them. Estimators declare their theory as data so tests can
-    measure it: ``exact`` (no sampling at all), ``unbiased`` (the Laplacian estimate's
+    measure it: ``exact`` (no sampling at all), ``unbiased_laplacian`` (the Laplacian estimate's
     expectation is the exact operator) and ``paired`` (the backend should form the unbiased
     gradient :math:`2 R_J^{\\text{detach}} \\nabla R_I` from two independent draws).
 
@@ -25,11 +73,24 @@ class AbstractEstimator(abc.ABC):
     may learn what a site asks for and compute it in one pass next time.
     """
 
-    exact: bool = True
-    unbiased: bool = True
-    paired: bool = False
+    exact: ClassVar[bool] = True
+    unbiased_laplacian: ClassVar[bool] = True
+    #: a stochastic estimator keeps a generator in its run
+    stochastic: ClassVar[bool] = False
 
-    def values(self, field) -> torch.Tensor:
+    @property
+    def paired(self) -> bool:
+        """Whether the backend should form the paired unbiased gradient (two draws)."""
+        return False
+
+    def init(self, seed: int | None = None) -> EstimatorRun:
+        """A run of this estimator; a stochastic one draws from a generator seeded by ``seed``
+        (default: its own ``seed`` setting)."""
+        if seed is None:
+            seed = getattr(self, "seed", 0)
+        return EstimatorRun(settings=self, rng=Seeded(seed) if self.stochastic else None, plans={})
+
+    def values(self, run, field) -> torch.Tensor:
         """The network outputs (N, n_outputs) at ``field.x`` (default: one plain forward pass)."""
         cache = field._cache
         if "values" not in cache:
@@ -37,53 +98,57 @@ class AbstractEstimator(abc.ABC):
         return cache["values"]
 
     @abc.abstractmethod
-    def grad(self, field) -> torch.Tensor:
+    def grad(self, run, field) -> torch.Tensor:
         """Full input gradient (N, n_inputs)."""
 
-    def d(self, field, i: int) -> torch.Tensor:
+    def d(self, run, field, i: int) -> torch.Tensor:
         """First derivative d u / dx_i, (N, 1)."""
-        return self.grad(field)[:, i : i + 1]
+        return self.grad(run, field)[:, i : i + 1]
 
     @abc.abstractmethod
-    def d2(self, field, i: int, j: int) -> torch.Tensor:
+    def d2(self, run, field, i: int, j: int) -> torch.Tensor:
         """Second derivative d^2 u / dx_i dx_j, (N, 1)."""
 
     @abc.abstractmethod
-    def laplacian(self, field, dims: tuple[int, ...]) -> torch.Tensor:
+    def laplacian(self, run, field, dims: tuple[int, ...]) -> torch.Tensor:
         """Sum of d^2 u / dx_i^2 over ``dims`` (the spatial inputs), (N, 1)."""
 
-    def diffusion(self, field, dims: tuple[int, ...], sigma: torch.Tensor) -> torch.Tensor:
+    def diffusion(self, run, field, dims: tuple[int, ...], sigma: torch.Tensor) -> torch.Tensor:
         r""":math:`\tfrac12 \operatorname{tr}(\sigma\sigma^\top \nabla^2 u)` over ``dims`` (N, 1);
         exact by default (Hessian rows of the first derivatives)."""
         a = sigma @ sigma.T
-        rows = [grad_of(self.d(field, i), field.x)[:, list(dims)] for i in dims]
+        rows = [grad_of(self.d(run, field, i), field.x)[:, list(dims)] for i in dims]
         return cast(
             torch.Tensor, 0.5 * sum((a[k] * r).sum(1, keepdim=True) for k, r in enumerate(rows))
         )
 
-    def biharmonic(self, field, dims: tuple[int, ...]) -> torch.Tensor:
+    def biharmonic(self, run, field, dims: tuple[int, ...]) -> torch.Tensor:
         r""":math:`\Delta^2 u` over ``dims`` (N, 1); by default the Laplacian of
         :meth:`laplacian` by reverse mode (exact for exact estimators)."""
-        lap = self.laplacian(field, dims)
+        lap = self.laplacian(run, field, dims)
         g = grad_of(lap, field.x)
         return cast(
             torch.Tensor, sum(grad_of(g[:, i : i + 1], field.x)[:, i : i + 1] for i in dims)
         )
 
-    def input_grad(self, site) -> bool:
+    def input_grad(self, run, site) -> bool:
         """Whether the points of call site ``site`` must require grad (reverse-mode estimators:
         always). Forward-mode estimators say no once they know the site needs no reverse pass,
         which saves building the graph of the forcing terms and a backward pass into x."""
         return True
 
-    def reset(self, seed: int) -> None:
-        """Seed the estimator's own random generator (stochastic estimators)."""
+    def reset(self, run, seed: int) -> None:
+        """Seed the run's random generator (stochastic estimators)."""
+        if run.rng is not None:
+            run.rng.reset(seed)
 
-    def state_dict(self) -> dict:
-        return {}
+    def state_dict(self, run) -> dict:
+        return {} if run.rng is None else run.rng.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, run, state: dict) -> None:
         """Restore :meth:`state_dict` (resumable runs)."""
+        if run.rng is not None:
+            run.rng.load_state_dict(state)
 
 
 def grad_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -145,17 +210,14 @@ class Seeded:
 
 
 class AbstractStochasticEstimator(AbstractEstimator):
-    """An estimator that samples: it owns a :class:`Seeded` generator (``self._rng``), which
-    ``reset(seed)`` re-seeds and the checkpoint carries."""
+    """An estimator that samples: its run owns a :class:`Seeded` generator (``run.rng``), which
+    ``reset(seed)`` re-seeds and the checkpoint carries. Its settings ``unbiased`` asks for the
+    paired gradient."""
 
-    exact = False
-    _rng: Seeded
+    exact: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = True
+    unbiased: bool
 
-    def reset(self, seed):
-        self._rng.reset(seed)
-
-    def state_dict(self):
-        return self._rng.state_dict()
-
-    def load_state_dict(self, state):
-        self._rng.load_state_dict(state)
+    @property
+    def paired(self) -> bool:
+        return self.unbiased

@@ -25,40 +25,41 @@ to autograd on the forward-mode first derivative.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
+from typing import ClassVar
 
 import torch
 
 from .._validate import fail, positive_int
+from ..settings import frozen_set
 from . import jets as J
-from .base import AbstractEstimator, AbstractStochasticEstimator, Seeded, grad_of
+from .autograd import Autograd
+from .base import AbstractEstimator, AbstractStochasticEstimator, grad_of
 
 
 class _TaylorEstimator(AbstractEstimator):
     """One collapsed 2-jet pass per evaluation; subclasses choose the Laplacian directions."""
 
-    def __init__(self):
-        self._plans: dict = {}
-
     @abc.abstractmethod
-    def _laplacian_directions(self, dims: tuple, n_inputs: int, n_points: int, dtype, device):
+    def _laplacian_directions(self, run, dims: tuple, n_inputs: int, n_points: int, dtype, device):
         """``(tangents, weight)``: a :class:`~pdeml.derivatives.jets.OneHot` or a dense (S, d)
         or (N, S, d) tensor, and the weight (a float) shared by the S directions."""
 
     # ----------------------------------------------------------------- the pass
-    def _need(self, field, key):
+    def _need(self, run, field, key):
         cache = field._cache
-        plan = self._plans.setdefault(cache.get("site"), set())
+        plan = run.plans.setdefault(cache.get("site"), set())
         if key is not None:
             plan.add(key)
         res = cache.get("jet")
         if res is None or not (plan - {("reverse",)}) <= res["has"]:  # the marker needs no pass
-            res = self._pass(field, frozenset(plan))
+            res = self._pass(run, field, frozenset(plan))
             cache["jet"] = res
             cache.setdefault("values", res["values"])
         return res
 
-    def _pass(self, field, plan):
+    def _pass(self, run, field, plan):
         x = field.x
         n, d = x.shape
         first = sorted(k[1] for k in plan if k[0] == "d")
@@ -76,7 +77,7 @@ class _TaylorEstimator(AbstractEstimator):
             pos = {i: k for k, i in enumerate(first)}
         else:
             tl, wl = (
-                self._laplacian_directions(lap, d, n, x.dtype, x.device)
+                self._laplacian_directions(run, lap, d, n, x.dtype, x.device)
                 if lap is not None
                 else (
                     J.OneHot(
@@ -102,60 +103,60 @@ class _TaylorEstimator(AbstractEstimator):
         return res
 
     # --------------------------------------------------------------- interface
-    def input_grad(self, site):
-        plan = self._plans.get(site)
+    def input_grad(self, run, site):
+        plan = run.plans.get(site)
         return plan is None or ("reverse",) in plan
 
-    def _reverse(self, field):
+    def _reverse(self, run, field):
         """Note that this site needs reverse mode through x (mixed d2, the biharmonic)."""
-        self._plans.setdefault(field._cache.get("site"), set()).add(("reverse",))
+        run.plans.setdefault(field._cache.get("site"), set()).add(("reverse",))
         if not field.x.requires_grad:
             raise RuntimeError(
                 "this derivative needs reverse mode through x, but the points do not "
                 "require grad. Fix: evaluate once more; the estimator now knows."
             )
 
-    def biharmonic(self, field, dims):
-        self._reverse(field)
-        return super().biharmonic(field, dims)
+    def biharmonic(self, run, field, dims):
+        self._reverse(run, field)
+        return super().biharmonic(run, field, dims)
 
-    def values(self, field):
+    def values(self, run, field):
         cache = field._cache
         if "values" not in cache:
-            if self._plans.get(cache.get("site")):
-                self._need(field, None)
+            if run.plans.get(cache.get("site")):
+                self._need(run, field, None)
             else:
                 cache["values"] = field.model(field.x)
         return cache["values"]
 
-    def d(self, field, i):
-        res = self._need(field, ("d", i))
+    def d(self, run, field, i):
+        res = self._need(run, field, ("d", i))
         return _per_point(res["c1"], field.x.shape[0])[
             :, res["pos"][i], field.component : field.component + 1
         ]
 
-    def grad(self, field):
+    def grad(self, run, field):
         for i in range(field.x.shape[1]):
-            self._plans.setdefault(field._cache.get("site"), set()).add(("d", i))
-        return torch.cat([self.d(field, i) for i in range(field.x.shape[1])], dim=1)
+            run.plans.setdefault(field._cache.get("site"), set()).add(("d", i))
+        return torch.cat([self.d(run, field, i) for i in range(field.x.shape[1])], dim=1)
 
-    def d2(self, field, i, j):
+    def d2(self, run, field, i, j):
         if i == j:
-            res = self._need(field, ("d2", i))
+            res = self._need(run, field, ("d2", i))
             return _per_point(res["c2"], field.x.shape[0])[
                 :, res["pos"][i], field.component : field.component + 1
             ]
         key = ("jet-hrow", field.component, i)
-        self._reverse(field)
+        self._reverse(run, field)
         if key not in field._cache:
-            field._cache[key] = grad_of(self.d(field, i), field.x)
+            field._cache[key] = grad_of(self.d(run, field, i), field.x)
         return field._cache[key][:, j : j + 1]
 
-    def laplacian(self, field, dims):
-        res = self._need(field, ("lap", tuple(dims)))
+    def laplacian(self, run, field, dims):
+        res = self._need(run, field, ("lap", tuple(dims)))
         return res["lap"][..., field.component : field.component + 1].expand(field.x.shape[0], 1)
 
-    def _collapsed(self, field, key, tangent, weight: float, order: int):
+    def _collapsed(self, run, field, key, tangent, weight: float, order: int):
         """The collapsed top coefficient of one extra jet pass, cached under ``key``."""
         if key not in field._cache:
             c = [tangent] + [None] * (order - 1)
@@ -165,14 +166,14 @@ class _TaylorEstimator(AbstractEstimator):
         top = field._cache[key]
         return top[..., field.component : field.component + 1].expand(field.x.shape[0], 1)
 
-    def diffusion(self, field, dims, sigma):
+    def diffusion(self, run, field, dims, sigma):
         n, d = field.x.shape
         cols = torch.zeros(len(dims), d, dtype=field.x.dtype, device=field.x.device)
         cols[:, list(dims)] = sigma.T.to(field.x.dtype)  # row k: sigma e_k
-        tangent, weight = self._diffusion_directions(cols, n)
-        return self._collapsed(field, ("diffusion", tuple(dims)), tangent, weight, 2)
+        tangent, weight = self._diffusion_directions(run, cols, n)
+        return self._collapsed(run, field, ("diffusion", tuple(dims)), tangent, weight, 2)
 
-    def _diffusion_directions(self, cols, n):
+    def _diffusion_directions(self, run, cols, n):
         """All columns of sigma, weight 1/2 (exact)."""
         return cols, 0.5
 
@@ -233,6 +234,7 @@ def _merge(tl, extra: list, d: int, n: int):
     return torch.cat([tl, eye], dim=-2), pos
 
 
+@dataclasses.dataclass(frozen=True)
 class Taylor(_TaylorEstimator):
     """Exact derivatives in collapsed Taylor mode (the forward Laplacian).
 
@@ -241,13 +243,11 @@ class Taylor(_TaylorEstimator):
         PINN(...)
     """
 
-    def _laplacian_directions(self, dims, n_inputs, n_points, dtype, device):
+    def _laplacian_directions(self, run, dims, n_inputs, n_points, dtype, device):
         return _unit_one_hot(dims, dtype, device), 1.0
 
-    def __repr__(self):
-        return "Taylor()"
 
-
+@dataclasses.dataclass(frozen=True)
 class STDE(_TaylorEstimator, AbstractStochasticEstimator):
     r"""Stochastic Taylor derivative estimator of the Laplacian.
 
@@ -267,54 +267,60 @@ class STDE(_TaylorEstimator, AbstractStochasticEstimator):
         STDE(samples=16, dense=False, unbiased=False)
     """
 
-    def __init__(
-        self, samples: int = 16, *, dense: bool = False, unbiased: bool = False, seed: int = 0
-    ):
-        super().__init__()
-        self.samples = positive_int("STDE(samples)", samples)
-        self.dense, self.paired = bool(dense), bool(unbiased)
-        self._rng = Seeded(seed)
+    samples: int = 16
+    _: dataclasses.KW_ONLY
+    dense: bool = False
+    unbiased: bool = False
+    seed: int = 0
 
-    def _laplacian_directions(self, dims, n_inputs, n_points, dtype, device):
+    def __post_init__(self):
+        positive_int("STDE(samples)", self.samples)
+        frozen_set(self, dense=bool(self.dense), unbiased=bool(self.unbiased))
+
+    def _laplacian_directions(self, run, dims, n_inputs, n_points, dtype, device):
         k = len(dims)
         if self.dense:
-            signs = self._rng.draw("randint", 0, 2, (n_points, self.samples, k)).to(dtype) * 2 - 1
+            signs = run.rng.draw("randint", 0, 2, (n_points, self.samples, k)).to(dtype) * 2 - 1
             v = torch.zeros(n_points, self.samples, n_inputs, dtype=dtype)
             v[..., list(dims)] = signs
             return v.to(device), 1.0 / self.samples
         b = min(self.samples, k)
         every = _unit_one_hot(dims, dtype, device)
-        pick = self._rng.draw("randperm", k)[:b].to(device)
+        pick = run.rng.draw("randperm", k)[:b].to(device)
         return J.OneHot(every.index[pick], every.scale[:b]), k / b
 
-    def _diffusion_directions(self, cols, n):
+    def _diffusion_directions(self, run, cols, n):
         k = cols.shape[0]
         if self.dense:  # sigma z, z Rademacher: E[(sigma z)^T H (sigma z)] = tr(sigma sigma^T H)
             z = (
-                self._rng.draw("randint", 0, 2, (n, self.samples, k)).to(cols.dtype).to(cols.device)
+                run.rng.draw("randint", 0, 2, (n, self.samples, k)).to(cols.dtype).to(cols.device)
                 * 2
                 - 1
             )
             return z @ cols, 0.5 / self.samples
         b = min(self.samples, k)
-        return cols[self._rng.draw("randperm", k)[:b].to(cols.device)], 0.5 * k / b
+        return cols[run.rng.draw("randperm", k)[:b].to(cols.device)], 0.5 * k / b
 
-    def biharmonic(self, field, dims):
+    def biharmonic(self, run, field, dims):
         r""":math:`\Delta^2 u = \tfrac13 \mathbb{E}_{v\sim N(0, I)}[\partial^4 u(v, 0, 0, 0)]`
         with ``samples`` Gaussian 4-jets per point (collapsed)."""
         n, d = field.x.shape
         v = torch.zeros(n, self.samples, d, dtype=field.x.dtype)
-        v[..., list(dims)] = self._rng.draw(
-            "randn", n, self.samples, len(dims), dtype=field.x.dtype
-        )
+        v[..., list(dims)] = run.rng.draw("randn", n, self.samples, len(dims), dtype=field.x.dtype)
         return self._collapsed(
-            field, ("biharmonic", tuple(dims)), v.to(field.x.device), 1.0 / (3 * self.samples), 4
+            run,
+            field,
+            ("biharmonic", tuple(dims)),
+            v.to(field.x.device),
+            1.0 / (3 * self.samples),
+            4,
         )
 
     def __repr__(self):
-        return f"STDE(samples={self.samples}, dense={self.dense}, unbiased={self.paired})"
+        return f"STDE(samples={self.samples}, dense={self.dense}, unbiased={self.unbiased})"
 
 
+@dataclasses.dataclass(frozen=True)
 class SDGD(AbstractStochasticEstimator):
     r"""Stochastic dimension gradient descent's Laplacian by reverse mode (double backward).
 
@@ -327,43 +333,43 @@ class SDGD(AbstractStochasticEstimator):
     Args: as :class:`STDE` (``samples`` is :math:`B`).
     """
 
-    def __init__(self, samples: int = 16, *, unbiased: bool = False, seed: int = 0):
-        from .autograd import Autograd
+    samples: int = 16
+    _: dataclasses.KW_ONLY
+    unbiased: bool = False
+    seed: int = 0
 
-        self.samples = positive_int("SDGD(samples)", samples)
-        self.paired = bool(unbiased)
-        self._exact = Autograd()
-        self._rng = Seeded(seed)
+    #: u, its gradient and d2 stay exact: the autograd estimator's rules, on this run's cache
+    _exact: ClassVar[AbstractEstimator] = Autograd()
 
-    def grad(self, field):
-        return self._exact.grad(field)
+    def __post_init__(self):
+        positive_int("SDGD(samples)", self.samples)
+        frozen_set(self, unbiased=bool(self.unbiased))
 
-    def d2(self, field, i, j):
-        return self._exact.d2(field, i, j)
+    def grad(self, run, field):
+        return self._exact.grad(run, field)
 
-    def laplacian(self, field, dims):
+    def d2(self, run, field, i, j):
+        return self._exact.d2(run, field, i, j)
+
+    def laplacian(self, run, field, dims):
         key = ("sdgd-I", tuple(dims))
         if key not in field._cache:
             b = min(self.samples, len(dims))
-            field._cache[key] = [
-                dims[i] for i in self._rng.draw("randperm", len(dims))[:b].tolist()
-            ]
+            field._cache[key] = [dims[i] for i in run.rng.draw("randperm", len(dims))[:b].tolist()]
         pick = field._cache[key]
         return (
             len(dims)
             / len(pick)
-            * sum(self._exact.hessian_row(field, i)[:, i : i + 1] for i in pick)
+            * sum(self._exact.hessian_row(run, field, i)[:, i : i + 1] for i in pick)
         )
 
     def __repr__(self):
-        return f"SDGD(samples={self.samples}, unbiased={self.paired})"
+        return f"SDGD(samples={self.samples}, unbiased={self.unbiased})"
 
 
 def parse(spec) -> AbstractEstimator:
     """``"autograd"``, ``"taylor"``, ``"sdgd:16"``, ``"stde:16"``, ``"stde-dense:16"``; a suffix
     ``":unbiased"`` selects the paired unbiased gradient. Objects pass through."""
-    from .autograd import Autograd
-
     if isinstance(spec, AbstractEstimator):
         return spec
     parts = str(spec).split(":")

@@ -24,12 +24,14 @@ differential equations", ICLR 2021.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.family import AbstractFamily
+from pdeml.settings import frozen_set
 
 
 def wavenumbers(n: int, dtype=torch.float64, device="cpu"):
@@ -151,6 +153,7 @@ def dealias(r: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(r) * dealias_mask(n, r.device), s=(n, n))
 
 
+@dataclasses.dataclass(frozen=True)
 class NavierStokesFamily(AbstractFamily):
     r"""Trajectories of the forced vorticity equation from Gaussian random initial vorticities.
 
@@ -160,32 +163,37 @@ class NavierStokesFamily(AbstractFamily):
     vorticity from :func:`pdeml.random_fields.gaussian_random_field` (``alpha``, ``tau``).
     """
 
-    def __init__(
-        self,
-        n: int = 64,
-        frames: int = 50,
-        frame_dt: float = 0.1,
-        dt: float = 2e-3,
-        nu: float = 1e-3,
-        alpha: float = 2.5,
-        tau: float = 7.0,
-    ):
-        self.n, self.frames = positive_int("n", n), positive_int("frames", frames)
-        self.frame_dt, self.dt, self.nu = (
-            finite_scalar("frame_dt", frame_dt),
-            finite_scalar("dt", dt),
-            finite_scalar("nu", nu),
+    n: int = 64
+    frames: int = 50
+    frame_dt: float = 0.1
+    dt: float = 2e-3
+    nu: float = 1e-3
+    alpha: float = 2.5
+    tau: float = 7.0
+
+    def __post_init__(self):
+        positive_int("n", self.n)
+        positive_int("frames", self.frames)
+        frozen_set(
+            self,
+            **{
+                k: finite_scalar(k, getattr(self, k))
+                for k in ("frame_dt", "dt", "nu", "alpha", "tau")
+            },
         )
-        self.alpha, self.tau = finite_scalar("alpha", alpha), finite_scalar("tau", tau)
         ratio = self.frame_dt / self.dt
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
             fail(
                 "frame_dt",
-                frame_dt,
-                f"is not a multiple of dt={dt}",
-                f"pass e.g. frame_dt={round(max(ratio, 1)) * dt}",
+                self.frame_dt,
+                f"is not a multiple of dt={self.dt}",
+                f"pass e.g. frame_dt={round(max(ratio, 1)) * self.dt}",
             )
-        self.every = round(ratio)
+
+    @property
+    def every(self) -> int:
+        """Solver steps per saved frame."""
+        return round(self.frame_dt / self.dt)
 
     def shapes(self):
         return {"w": (self.frames, self.n, self.n)}

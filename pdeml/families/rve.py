@@ -3,18 +3,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import torch
 
 from pdeml.family import AbstractFamily
 from pdeml.solvers.rve import RVE
 
 
+@dataclasses.dataclass(frozen=True)
 class RVEFamily(AbstractFamily):
     """Macro strains and their homogenized stresses on an ``RVE(n, fraction)``."""
 
-    def __init__(self, n: int = 4, fraction: float = 0.3):
-        self.n, self.fraction = n, fraction
-        self.rve = RVE(n=n, fraction=fraction)
+    n: int = 4
+    fraction: float = 0.3
+
+    @functools.cached_property
+    def rve(self) -> RVE:
+        """The cell (built once, on first use)."""
+        return RVE(n=self.n, fraction=self.fraction)
 
     def shapes(self):
         return {"strain": (3,), "stress": (3,)}

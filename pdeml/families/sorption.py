@@ -13,7 +13,10 @@ over [0, 1] x [0, 500 s], both ends included; the truth is the method of lines o
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -117,15 +120,24 @@ def _outflow(x, u):
     return u.value + D * u.d("x")
 
 
+@dataclasses.dataclass(frozen=True)
 class SorptionFamily(AbstractFamily):
     """Diffusion–sorption over initial conditions on an ``nx`` x ``nt`` node grid."""
 
-    def __init__(self, nx: int = 64, nt: int = 32):
-        self.nx, self.nt = positive_int("nx", nx), positive_int("nt", nt)
-        self.problem = (
-            problem()
-        )  # the equation and the boundary conditions (its Initial is replaced)
-        self.extent = ((0.0, 1.0), (0.0, T))
+    nx: int = 64
+    nt: int = 32
+
+    #: the (x, t) box the grids span
+    extent: ClassVar[tuple] = ((0.0, 1.0), (0.0, T))
+
+    def __post_init__(self):
+        positive_int("nx", self.nx)
+        positive_int("nt", self.nt)
+
+    @functools.cached_property
+    def problem(self):
+        """The equation and the boundary conditions (its Initial is replaced per draw)."""
+        return problem()
 
     def shapes(self):
         return {"u0": (self.nx,), "u": (self.nx, self.nt)}

@@ -185,17 +185,19 @@ def grid_features(star: StarProblem, n: int, vertices: int = 1024) -> tuple[np.n
     return feats.reshape(3, n, n).numpy(), inside.reshape(n, n)
 
 
+@dataclass(frozen=True)
 class StarFamily(AbstractFamily):
     """The star family on an n x n grid: per sample the features (:func:`grid_features`), the
     inside mask, the finite-element truth at the inside cell centres (0 outside) and the draw's
     13 numbers. ``pdeml data`` writes it; WoS-NO itself trains on walks and needs only the
     test draws' truth."""
 
-    def __init__(self, n: int = 32, fem_refinements: int = 5):
-        self.n, self.fem_refinements = (
-            positive_int("n", n),
-            positive_int("fem_refinements", fem_refinements),
-        )
+    n: int = 32
+    fem_refinements: int = 5
+
+    def __post_init__(self):
+        positive_int("n", self.n)
+        positive_int("fem_refinements", self.fem_refinements)
 
     def shapes(self):
         n = self.n

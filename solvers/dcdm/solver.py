@@ -35,6 +35,7 @@ from pdeml._validate import fail, positive_int
 from pdeml.backend import AbstractTrainable
 from pdeml.distributed import World
 from pdeml.sampling import EpochSampler
+from pdeml.settings import frozen_set
 
 from .multilevel import Cycle, propose
 from .net import DirectionNet
@@ -260,29 +261,30 @@ def _ritz_rhs(fluid, A, count, ritz, smooth, seed) -> np.ndarray:
     return prolong(fluid, b)
 
 
+@dataclass(frozen=True, eq=False)
 class RightHandSides(EpochSampler):
     """The training right-hand sides ``data`` (count, *grid), ``batch_size`` of them per step in
     a fresh order every epoch (the run's generator). A batch is ``{"data": {"b": (B, *grid)}}``;
     under torchrun each rank trains on its block of the rows."""
 
-    def __init__(self, data, batch_size: int = 16):
-        self.data = np.asarray(data)
-        self.batch_size = positive_int("batch", batch_size)
+    data: np.ndarray
+    batch_size: int = 16
+
+    def __post_init__(self):
+        frozen_set(self, data=np.asarray(self.data))
+        positive_int("batch", self.batch_size)
         if self.batch_size > len(self.data):
             fail(
                 "batch",
-                batch_size,
+                self.batch_size,
                 f"exceeds the {len(self.data)} right-hand sides",
                 f"pass at most {len(self.data)}",
             )
 
-    def _start(self):
-        self._start_order()
-
-    def _items(self):
+    def _items(self, run):
         return len(self.data)
 
-    def _read(self, idx, fresh):
+    def _read(self, run, idx, fresh):
         return {"data": {"b": self.data[idx]}}
 
 
