@@ -7,9 +7,14 @@ import pytest
 import pdeml.run as R
 
 TARGETS = {"heat_1d": 1e-2, "poisson_manufactured_3d": 1e-2, "poisson_lshape": 2e-2}
+#: over 90 s each on CI's two cores: they run with ``-m slow`` (``make bench``), so that CI stays
+#: under 15 minutes; ``make demo`` trains poisson_lshape and prints the error to hold to 2e-2
+LONG = {"poisson_manufactured_3d", "poisson_lshape"}
 
 
-@pytest.mark.parametrize("name", sorted(TARGETS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in LONG else n for n in sorted(TARGETS)]
+)
 def test_case_reaches_its_target(name, tmp_path):
     m = R.train_case(name, tmp_path, progress=False, export=False)
     print(name, json.dumps({k: m[k] for k in ("l2_relative_error", "wall_time_s", "steps")}))

@@ -298,6 +298,25 @@ def test_cli_trains_and_solves(tmp_path, capsys):
     assert cli.main(["dcdm", "solve", str(tmp_path / "nope.pt"), "--no-progress"]) == 2
 
 
+def test_resume_continues_with_more_epochs_and_refuses_other_training_data(tmp_path, capsys):
+    """``dcdm train --resume`` trains on: more epochs continue the run (one more epoch's loss in
+    train.json), while other data settings (--seed, --count, --n) would train the saved network
+    on other right-hand sides and are refused, naming what differs; nothing is written then."""
+    out = tmp_path / "dcdm"
+    base = [*"dcdm train --n 16 --count 16 --ritz 16 --no-progress --out".split(), str(out)]
+    assert cli.main([*base, "--epochs", "1"]) == 0
+    assert json.loads((out / "run.json").read_text())["settings"]["count"] == 16
+    assert cli.main([*base, "--epochs", "2", "--resume"]) == 0
+    assert len(json.loads((out / "train.json").read_text())["loss"]) == 2
+    before = (out / "dcdm.pt").read_bytes()
+    capsys.readouterr()
+    for change in (["--seed", "3"], ["--count", "32"]):
+        assert cli.main([*base, "--epochs", "3", "--resume", *change]) == 2
+        err = capsys.readouterr().err
+        assert f"'{change[0][2:]}': {{'saved'" in err and "other settings" in err
+    assert (out / "dcdm.pt").read_bytes() == before
+
+
 def test_ic0_matches_a_on_its_pattern_and_is_exact_cholesky_without_fill():
     from pdeml.solvers.dcdm.baselines import ic0, ic0_preconditioner, pcg
 

@@ -87,6 +87,33 @@ def _system(args):
     return system, fluid, b
 
 
+#: the ``dcdm train`` options that decide what is trained (the matrix, its data, the network's
+#: start): a ``--resume`` must name the same ones; ``--epochs`` may grow
+TRAINING_SETTINGS = (
+    "n", "dim", "obstacles", "layout_seed", "matrix", "grid", "fluid", "count", "seed", "ritz",
+    "smooth",
+)  # fmt: skip
+
+
+def _check_resume(out: Path, settings: dict) -> None:
+    """A ``--resume`` of ``out`` with other training settings than its run.json records would
+    train the saved network on other data: an error naming what differs."""
+    path = out / "run.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text()).get("settings", {})
+    differ = {
+        k: {"saved": saved.get(k), "now": v} for k, v in settings.items() if saved.get(k) != v
+    }
+    if differ:
+        fail(
+            "--resume",
+            str(out),
+            f"was trained with other settings ({differ})",
+            "pass the options it was trained with (see its run.json), or another --out",
+        )
+
+
 def add_parser(sub):
     d = sub.add_parser("dcdm", help="deep conjugate-direction solver for grid Poisson systems")
     dsub = d.add_subparsers(dest="dcdm_command", required=True)
@@ -176,6 +203,15 @@ def main(args) -> int:
             joined(world, dev) as dev,
             rundir.session(out) if world.main else contextlib.nullcontext(out),
         ):
+            settings = {
+                k: (str(v) if k in ("matrix", "fluid") and v is not None else v)
+                for k, v in vars(args).items()
+                if k in TRAINING_SETTINGS
+            }
+            if args.resume:
+                _check_resume(out, settings)
+            if world.main:
+                rundir.write_json(out / "run.json", {"command": "dcdm train", "settings": settings})
             _, info = solver.train(
                 _operator(args),
                 epochs=args.epochs,

@@ -330,6 +330,7 @@ def train(
     count: int = 800,
     batch: int = 16,
     lr: float = 3e-3,
+    schedule=None,
     channels: int = 16,
     levels: int = 4,
     seed: int = 0,
@@ -342,7 +343,8 @@ def train(
     smooth: float = 0.5,
     world: World | None = None,
 ) -> tuple[DirectionNet, dict]:
-    """Train a :class:`DirectionNet` on one matrix under :func:`pdeml.fit`: Adam at ``lr`` for
+    """Train a :class:`DirectionNet` on one matrix under :func:`pdeml.fit`: Adam at ``lr`` (or
+    ``lr`` times a ``schedule`` over the whole training, e.g. :class:`pdeml.Cosine`) for
     ``epochs`` passes over ``count`` right-hand sides, ``batch`` per step (a remainder of
     ``count`` short of a batch is left out of each epoch's order). ``system``: a fluid
     mask (the Poisson matrix of that obstacle layout) or a
@@ -381,7 +383,7 @@ def train(
     state = None if checkpoint is None else Path(checkpoint).with_name("checkpoint.pt")
     result = fit(
         backend,
-        [(epochs * per_epoch, FirstOrder(Adam(lr)))],
+        [(epochs * per_epoch, FirstOrder(Adam(lr, schedule=schedule)))],
         seed=seed,
         eval_every=1,
         checkpoint=state,
