@@ -469,6 +469,12 @@ class ConstraintPoints(AbstractSampler):
     m: int
     experts: tuple[int, ...]
 
+    @property
+    def wants_residuals(self) -> bool:  # type: ignore[override]
+        """An adaptive inner sampler (R3, AAS) gets the PDE residuals of each step: the hard
+        constraint's loss reports them at the inner sampler's domain points."""
+        return self.inner.wants_residuals
+
     def _start(self, run):
         run.inner = self.inner.init(
             run.problem, np.random.default_rng(int(run.rng.integers(2**63))), run.residual_at

@@ -306,3 +306,26 @@ def test_training_resumes_bit_for_bit(tmp_path):
     np.testing.assert_allclose(
         [h["loss"] for h in result.history], [h["loss"] for h in ref_result.history], rtol=1e-9
     )
+
+
+def test_an_adaptive_sampler_inside_the_constraint_sees_the_residuals():
+    """R3 as the hard constraint's sampler: fit hands it each step's PDE residuals (through the
+    constraint's batches), so it retains the high-residual points and redraws the rest, and the
+    constraint points are redrawn with it. (Before, it was silently a fixed uniform set.)"""
+    method = HardConstraint(
+        pl.nn.MLP(width=8, depth=2), basis=4, points=24, sampler=pl.samplers.R3(40, 8, 8)
+    )
+    backend = method.build(heat(), seed=0, dtype=torch.float64)
+    run = backend.batches(None, np.random.default_rng(0))
+    assert run.wants_residuals
+    x0, c0 = run.current()["domain"]["x"].copy(), run.current()["constraint"]["x"].copy()
+    residuals: dict = {}
+    backend.losses(pl.sampling.to_torch(run.current(), torch.float64, "cpu"), residuals)
+    r = residuals["pde"].reshape(-1).abs().numpy()
+    run.observe(0, residuals)
+    x1 = run.batch(1)["domain"]["x"]
+    keep = r > r.mean()
+    assert 0 < keep.sum() < len(r) and np.array_equal(x1[: keep.sum()], x0[keep])
+    assert not np.array_equal(run.current()["constraint"]["x"], c0)  # redrawn with the inner
+    result = pl.fit(backend, [(3, pl.FirstOrder(pl.Adam(1e-3)))], seed=0)
+    assert result.steps == 3 and np.isfinite(result.losses["pde"])  # trains with it
