@@ -25,6 +25,9 @@ def add_parser(sub):
         "Gauss point; equino: the surrogate of --run",
     )
     s.add_argument("--run", help="an equino_rve run directory (with --material equino)")
+    from pdeml.options import add_case_file
+
+    add_case_file(s)
     s.add_argument(
         "--strain", type=float, default=0.01, help="mean strain the plate is pulled to in x"
     )
@@ -61,7 +64,7 @@ def material(args):
     from pdeml.operators.equino import EquiNOMaterial
     from pdeml.run import load_run
 
-    _, backend = load_run(args.run, args.device)
+    _, backend = load_run(args.run, args.device, args.case_file)
     mat = EquiNOMaterial(backend.net)
     return mat, {"outside_training_box": lambda: mat.outside}
 

@@ -176,6 +176,7 @@ def finetune_run(
     out=None,
     device="auto",
     progress: bool = True,
+    case_file=None,
 ) -> dict:
     """``pdeml finetune``: Spectral-Refiner on test trajectory ``sample`` of an ST-FNO run, at
     ``resolution`` (default: twice the data's). The truth at that resolution is our solver's,
@@ -195,7 +196,7 @@ def finetune_run(
 
     from .stfno import STFNONet
 
-    case, backend = load_run(run_dir, device)
+    case, backend = load_run(run_dir, device, case_file)
     if not isinstance(backend.net, STFNONet):
         fail(
             "RUN",

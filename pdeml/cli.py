@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import registry
+from .options import add_case_file
 
 
 def _parser():
@@ -110,6 +111,7 @@ def _parser():
         help="operator runs: the test trajectory to export (default: the first three)",
     )
     e.add_argument("--device", default="auto")
+    add_case_file(e)
     sub.add_parser("cases", help="list the built-in cases")
     dd = sub.add_parser(
         "data",
@@ -133,6 +135,7 @@ def _parser():
     k.add_argument("--points", type=int, help="PDE points (default: the case's)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--device", default="auto")
+    add_case_file(k)
     for command in registry.commands().values():  # registered subcommands (entry points)
         command.add_parser(sub)
     return ap
@@ -211,6 +214,7 @@ def main(argv=None) -> int:
                 seed=args.seed,
                 device=args.device,
                 points=args.points,
+                case_file=args.case_file,
             )
             print(json.dumps(report, indent=2))
             return 0
@@ -233,7 +237,9 @@ def main(argv=None) -> int:
                 print(f"{name:28s} {doc}")
             return 0
         if args.command == "export":
-            for p in run.export_run(args.dir, args.resolution, args.device, args.sample):
+            for p in run.export_run(
+                args.dir, args.resolution, args.device, args.sample, args.case_file
+            ):
                 print(p)
             return 0
         from .distributed import World

@@ -158,3 +158,64 @@ def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:
     if options:
         case = _apply_options(mod, spec, options)
     return case, source
+
+
+def source_hash(source: str | None) -> str | None:
+    """The sha256 of a case file (what run.json records beside its path), or None for a
+    built-in name or a case object."""
+    if source is None or source in registry.case_modules():
+        return None
+    import hashlib
+
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+
+
+def run_case(out, info: dict, case_file=None, options: dict | None = None) -> tuple[Case, str]:
+    """The case of the run directory ``out`` (whose run.json is ``info``), loaded without ever
+    importing code the directory names: a run directory is data, and can be handed to you.
+
+    A built-in case (recorded by name) loads by its name. A case file loads only when the user
+    names it (``case_file``: ``--case FILE``): it must lie outside the run directory, and its
+    sha256 must match the one run.json recorded. run.json's path is shown, never imported."""
+    out = Path(out).resolve()
+    source = info.get("source")
+    if case_file is not None:
+        path = Path(case_file).resolve()
+        if path == out or out in path.parents:
+            fail(
+                "--case",
+                str(case_file),
+                f"lies inside the run directory {out}, which anyone who handed you the run "
+                "could have written",
+                "pass the case file you trained from, kept outside the run directory",
+            )
+        if not path.is_file():
+            fail("--case", str(case_file), "is not a file", "pass the case's .py file")
+        want = info.get("source_sha256")
+        got = source_hash(str(path))
+        if want is not None and got != want:
+            fail(
+                "--case",
+                str(case_file),
+                f"is not the file this run was trained from (sha256 {got[:12]}..., run.json "
+                f"records {want[:12]}... for {source})",
+                "pass the unchanged file the run was trained from",
+            )
+        return load_case(str(path), options)
+    if source is None:
+        fail(
+            "DIR",
+            str(out),
+            "was trained from a Python Case object, not a file or name",
+            "call pdeml.run.export_backend from Python instead",
+        )
+    if source in registry.case_modules():
+        return load_case(source, options)
+    fail(
+        "DIR",
+        str(out),
+        f"was trained from the case file {source!r}; pdeml does not import code that a run "
+        "directory names (a run directory is data)",
+        f"pass --case FILE naming that file (its sha256 is checked against run.json), e.g. "
+        f"--case {source}",
+    )

@@ -82,3 +82,15 @@ def set_field(field: str, convert: Callable[[Any], Any] | None = None, flag: str
         return case.replace(method=settings.replace(case.method, **{field: new}))
 
     return apply
+
+
+def add_case_file(parser) -> None:
+    """``--case FILE``: the case file a run directory was trained from. A command that reads a
+    run directory imports no code that the directory names (:func:`pdeml.loading.run_case`)."""
+    parser.add_argument(
+        "--case",
+        dest="case_file",
+        metavar="FILE",
+        help="for a run trained from a case file: that file (a run directory's own case file is "
+        "never imported; its sha256 is checked against run.json)",
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import registry, rundir, settings
+from . import loading, registry, rundir, settings
 from ._validate import fail
 from .callbacks import HistoryCSV, ProgressBar
 from .device import resolve_device
@@ -212,6 +212,7 @@ def execute(
             )
         info = {
             "source": source,
+            "source_sha256": loading.source_hash(source),
             "method": registry.method_name(case.method),
             "seed": seed,
             "device": str(dev),
@@ -390,19 +391,14 @@ def export_backend(backend, out, resolution: int, sample: int | None = None) -> 
     return files
 
 
-def load_run(out, device="auto"):
+def load_run(out, device="auto", case_file=None):
     """``(case, backend)`` of a run directory written by ``pdeml train``, with its trained
-    weights."""
+    weights. Imports no code the directory names: a built-in case loads by name, a case file
+    only when the caller names it (``case_file``, ``--case FILE``; checked against the sha256
+    run.json recorded), see :func:`pdeml.loading.run_case`."""
     out = Path(out)
     info = rundir.read_info(out)
-    if info.get("source") is None:
-        fail(
-            "DIR",
-            str(out),
-            "was trained from a Python Case object, not a file or name",
-            "call pdeml.run.export_backend from Python instead",
-        )
-    case, _ = load_case(info["source"], info.get("case_options") or None)
+    case, _ = loading.run_case(out, info, case_file, info.get("case_options") or None)
     changes = info.get("overrides", {})
     objects = sorted(k for k, v in changes.items() if isinstance(v, dict))
     if objects:
@@ -419,14 +415,18 @@ def load_run(out, device="auto"):
 
 
 def export_run(
-    out, resolution: int | None = None, device="auto", sample: int | None = None
+    out,
+    resolution: int | None = None,
+    device="auto",
+    sample: int | None = None,
+    case_file=None,
 ) -> list[Path]:
     """Re-export a finished run directory at another resolution."""
     if resolution is not None and (
         isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2
     ):
         fail("--resolution", resolution, "must be an integer >= 2", "pass e.g. --resolution 128")
-    case, backend = load_run(out, device)
+    case, backend = load_run(out, device, case_file)
     return export_backend(backend, Path(out), resolution or case.export_resolution, sample)
 
 
@@ -438,6 +438,7 @@ def condition_report(
     device="auto",
     points: int | None = None,
     max_parameters: int = 5000,
+    case_file=None,
 ) -> dict:
     """κ of the linearized PDE operator (:func:`pdeml.gauss_newton.conditioning`) for a case's
     model at initialization, or for a trained run directory; on the case's collocation points
@@ -446,7 +447,7 @@ def condition_report(
     from .sampling import to_torch
 
     if (Path(target) / "run.json").is_file():
-        case, backend = load_run(target, device)
+        case, backend = load_run(target, device, case_file)
     else:
         case, _ = load_case(target, options)
         backend = build(case, seed=seed, device=device)
