@@ -44,6 +44,9 @@ def add_parser(sub):
     f.add_argument("--no-progress", action="store_true")
     f.add_argument("--out", help="output directory (default RUN/finetune_<sample>)")
     f.add_argument("--device", default="auto")
+    f.add_argument(
+        "--overwrite", action="store_true", help="replace a fine-tuning already in --out"
+    )
     from pdeml.options import add_case_file
 
     add_case_file(f)
@@ -66,6 +69,7 @@ def main(args) -> int:
         device=args.device,
         progress=not args.no_progress,
         case_file=args.case_file,
+        overwrite=args.overwrite,
     )
     print(json.dumps({k: v for k, v in report.items() if k != "loss"}, indent=2))
     return 0

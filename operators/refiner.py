@@ -18,7 +18,7 @@ import copy
 
 import torch
 
-from pdeml._validate import fail, positive_int
+from pdeml._validate import fail, finite_scalar, positive_int
 from pdeml.backend import AbstractTrainable
 from pdeml.sampling import NoPoints
 
@@ -177,12 +177,14 @@ def finetune_run(
     device="auto",
     progress: bool = True,
     case_file=None,
+    overwrite: bool = False,
 ) -> dict:
     """``pdeml finetune``: Spectral-Refiner on test trajectory ``sample`` of an ST-FNO run, at
     ``resolution`` (default: twice the data's). The truth at that resolution is our solver's,
     from the sample's initial vorticity interpolated to the finer grid (exact: it is
     band-limited). Writes ``finetune.json`` (H⁻¹ residual and error before and after),
-    ``refined.pvd`` and ``finetune.png`` into ``out`` (default ``RUN/finetune_<sample>``).
+    ``refined.pvd`` and ``finetune.png`` into ``out`` (default ``RUN/finetune_<sample>``); an
+    ``out`` that holds a fine-tuning already is refused before any work unless ``overwrite``.
 
     The grown layer's default modes: ``resolution // 3`` in space (the band the dealiased
     residual sees) and twice the trained temporal modes (at most what the latent time grid
@@ -196,6 +198,25 @@ def finetune_run(
 
     from .stfno import STFNONet
 
+    # every argument checked before any work (a bad one used to fail after minutes, or not at all)
+    iterations = positive_int("--iterations", iterations)
+    for name, value in (("--lr", lr), ("--bias-lr", bias_lr)):
+        if not finite_scalar(name, value) > 0:
+            fail(name, value, "must be positive", f"pass e.g. {name} 1e-3")
+    for name, value in (("--modes", modes), ("--modes-t", modes_t), ("--substeps", substeps)):
+        if value is not None:
+            positive_int(name, value)
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+        fail("--sample", sample, "is not a test-sample index", "pass 0 or more")
+    out = Path(out) if out is not None else Path(run_dir) / f"finetune_{sample:03d}"
+    if (out / "finetune.json").exists() and not overwrite:
+        fail(
+            "--out",
+            str(out),
+            "holds a fine-tuning already",
+            "pass --overwrite to replace it, or another --out",
+            FileExistsError,
+        )
     case, backend = load_run(run_dir, device, case_file)
     if not isinstance(backend.net, STFNONet):
         fail(
@@ -245,7 +266,6 @@ def finetune_run(
 
     with torch.no_grad():
         first = net(inputs, out_steps=t_out)
-    out = Path(out) if out is not None else Path(run_dir) / f"finetune_{sample:03d}"
     from pdeml.callbacks import ProgressBar
 
     with rundir.session(out) as out:

@@ -111,6 +111,10 @@ def _parser():
         help="operator runs: the test trajectory to export (default: the first three)",
     )
     e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="write the export into this directory (default: the run's)")
+    e.add_argument(
+        "--overwrite", action="store_true", help="replace the files of an earlier export"
+    )
     add_case_file(e)
     sub.add_parser("cases", help="list the built-in cases")
     dd = sub.add_parser(
@@ -126,6 +130,7 @@ def _parser():
     dd.add_argument("--batch", type=int, default=32, help="trajectories solved at once")
     dd.add_argument("--device", default="auto")
     dd.add_argument("--no-progress", action="store_true")
+    dd.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     k = sub.add_parser(
         "condition",
         help="report kappa of the linearized PDE operator (why training stalls)",
@@ -196,6 +201,13 @@ def _case_options(extra: list[str]) -> dict:
 
 
 def main(argv=None) -> int:
+    from .interrupts import terminate_as_interrupt
+
+    with terminate_as_interrupt():  # SIGTERM (a scheduler's stop) unwinds like Ctrl-C
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("train", "solve", "condition", "data"):
@@ -229,6 +241,7 @@ def main(argv=None) -> int:
                 device=args.device,
                 progress=not args.no_progress,
                 options=_case_options(extra),
+                overwrite=args.overwrite,
             )
             print(f"dataset: {path}")
             return 0
@@ -238,7 +251,13 @@ def main(argv=None) -> int:
             return 0
         if args.command == "export":
             for p in run.export_run(
-                args.dir, args.resolution, args.device, args.sample, args.case_file
+                args.dir,
+                args.resolution,
+                args.device,
+                args.sample,
+                args.case_file,
+                to=args.out,
+                overwrite=args.overwrite,
             ):
                 print(p)
             return 0
@@ -290,12 +309,18 @@ def main(argv=None) -> int:
     except DivergenceError as e:
         print(f"pdeml: {e}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from .interrupts import Interrupted
+
+        if isinstance(e, Interrupted) and e.message:  # fit stopped at a step boundary
+            print(f"pdeml: interrupted: {e.message}", file=sys.stderr)
+            return e.exit_code
         print(
-            "pdeml: interrupted; the last periodic checkpoint is kept: continue with --resume",
+            "pdeml: interrupted; the last periodic checkpoint is kept (runs that train write "
+            "one at the step they were stopped at): continue with --resume",
             file=sys.stderr,
         )
-        return 130
+        return e.exit_code if isinstance(e, Interrupted) else 130
     except (ValueError, TypeError, KeyError, RuntimeError, OSError, ImportError) as e:
         print(f"pdeml: error: {e}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from ._validate import fail, finite_scalar, positive_int
 from .backend import AbstractTrainable
 from .callbacks import AbstractCallback
 from .distributed import Sharded, World, broadcast_, split_predict
+from .interrupts import Interrupted, deferred
 from .sampling import to_torch
 from .steppers import AbstractStepper, NonFinite, Phase
 
@@ -376,8 +377,23 @@ class _Run:
             cb.on_start(state)
         t_start = time.perf_counter() - state.wall_time_s
         last_save = time.perf_counter()
+        with deferred() as noted:
+            self._loop(t_start, last_save, checkpoint_every, checkpoint_minutes, noted)
+        self.save()
+
+    def _loop(self, t_start, last_save, checkpoint_every, checkpoint_minutes, noted) -> None:
+        state = self.state
         try:
             while state.step < state.total_steps and not state.stop:
+                if noted.signum is not None:  # Ctrl-C or SIGTERM: stop at this step boundary
+                    state.status = "interrupted"
+                    self.save()
+                    where = (
+                        f"the checkpoint {self.checkpoint} holds it: continue with --resume"
+                        if self.checkpoint is not None and self.world.main
+                        else "nothing was saved (no checkpoint path)"
+                    )
+                    raise Interrupted(noted.signum, f"stopped at step {state.step}; {where}")
                 out, i = self.step()
                 state.wall_time_s = time.perf_counter() - t_start
                 for cb in self.callbacks:
@@ -397,7 +413,6 @@ class _Run:
                 state.status = "finished" if state.step >= state.total_steps else "stopped"
             for cb in self.callbacks:
                 cb.on_end(state)
-        self.save()
 
     def result(self) -> FitResult:
         state = self.state

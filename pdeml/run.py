@@ -345,9 +345,20 @@ def make_data(
     device="auto",
     progress: bool = True,
     options=None,
+    overwrite: bool = False,
 ) -> Path:
-    """Generate the dataset of a case whose problem is a family (``pdeml data CASE``)."""
+    """Generate the dataset of a case whose problem is a family (``pdeml data CASE``). An
+    existing ``out`` is refused before any work unless ``overwrite``."""
     from .family import AbstractFamily
+
+    if Path(out).is_file() and not overwrite:
+        fail(
+            "--out",
+            str(out),
+            "exists (a dataset may have taken hours to generate)",
+            "pass --overwrite to replace it, or another --out",
+            FileExistsError,
+        )
 
     if isinstance(case, str):
         case, _ = load_case(case, dict(options or {}))
@@ -366,6 +377,8 @@ def make_data(
             "pass a file path such as data/nse.h5",
             IsADirectoryError,
         )
+    tmp = Path(out).with_name(Path(out).name + ".tmp")
+    tmp.unlink(missing_ok=True)  # left by a run that was killed (SIGKILL cannot be caught)
     return case.problem.write(
         out,
         samples,
@@ -377,13 +390,16 @@ def make_data(
     )
 
 
-def export_backend(backend, out, resolution: int, sample: int | None = None) -> list[Path]:
-    """The backend's own files (:meth:`pdeml.backend.AbstractBackend.export`) and ``loss.png``."""
+def export_backend(
+    backend, out, resolution: int, sample: int | None = None, run=None
+) -> list[Path]:
+    """The backend's own files (:meth:`pdeml.backend.AbstractBackend.export`) and ``loss.png``
+    (from the history in ``run``'s checkpoint, default ``out``'s) into ``out``."""
     from .export import plot_history
 
     out = Path(out)
     files = backend.export(out, resolution, sample=sample)
-    saved = out / "checkpoint.pt"
+    saved = Path(run if run is not None else out) / "checkpoint.pt"
     if saved.exists():
         hist = json.loads(ckpt.load(saved)["history"])
         if hist:
@@ -420,14 +436,43 @@ def export_run(
     device="auto",
     sample: int | None = None,
     case_file=None,
+    *,
+    to=None,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Re-export a finished run directory at another resolution."""
+    """Re-export a finished run directory (at another resolution, or another test sample) into
+    ``to`` (default: the run directory). Files of an earlier export there are not replaced
+    unless ``overwrite``: the check comes before any work."""
     if resolution is not None and (
         isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2
     ):
         fail("--resolution", resolution, "must be an integer >= 2", "pass e.g. --resolution 128")
+    target = Path(to) if to is not None else Path(out)
+    if not overwrite:
+        _refuse_overwrite(Path(out), target)
     case, backend = load_run(out, device, case_file)
-    return export_backend(backend, Path(out), resolution or case.export_resolution, sample)
+    with rundir.session(target) if to is not None else contextlib.nullcontext(target):
+        return export_backend(
+            backend, target, resolution or case.export_resolution, sample, run=Path(out)
+        )
+
+
+def _refuse_overwrite(run: Path, target: Path) -> None:
+    """Fail if ``target`` holds files of an export (those the run's metrics.json lists, and the
+    pictures every export draws)."""
+    try:
+        recorded = json.loads((run / "metrics.json").read_text()).get("files", [])
+    except (OSError, ValueError):
+        recorded = []
+    there = [f for f in [*recorded, "field.png", "loss.png"] if (target / f).exists()]
+    if there:
+        fail(
+            "--out" if target != run else "DIR",
+            str(target),
+            f"holds an export already ({', '.join(sorted(set(there))[:4])}...)",
+            "pass --out NEW_DIR to write this export elsewhere, or --overwrite to replace it",
+            FileExistsError,
+        )
 
 
 def condition_report(

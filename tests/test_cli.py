@@ -69,7 +69,8 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path, capsys):
     )
     assert json.loads((out / "metrics.json").read_text())["steps"] == 280
     # re-export at another resolution
-    assert main(["export", str(out), "--resolution", "8"]) == 0
+    assert main(["export", str(out), "--resolution", "8"]) == 2  # it would replace the export
+    assert main(["export", str(out), "--resolution", "8", "--overwrite"]) == 0
     assert len(meshio.read(out / "spacetime.vtu").points) == 9 * 9
 
 

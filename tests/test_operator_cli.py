@@ -71,9 +71,9 @@ def test_train_resume_and_export_an_operator(dataset, tmp_path, capsys, case):
     assert set(frame) == {"prediction", "truth", "error"} and frame["truth"].shape == (16, 16)
     assert abs(frame["error"] - (frame["prediction"] - frame["truth"])).max() < 1e-12
     assert (out / "field.png").exists() and (out / "loss.png").exists()
-    assert main(["export", str(out), "--sample", "3"]) == 0
+    assert main(["export", str(out), "--sample", "3", "--overwrite"]) == 0
     assert (out / "test_003.pvd").exists()
-    assert main(["export", str(out), "--sample", "7"]) == 2
+    assert main(["export", str(out), "--sample", "7", "--overwrite"]) == 2
     assert "--sample=7 is not a test sample" in capsys.readouterr().err
 
 

@@ -67,8 +67,8 @@ def _evil(trained, tmp_path, how):
 
 
 COMMANDS = {
-    "export": lambda d: ["export", d],
-    "export --sample": lambda d: ["export", d, "--sample", "0"],
+    "export": lambda d: ["export", d, "--overwrite"],
+    "export --sample": lambda d: ["export", d, "--sample", "0", "--overwrite"],
     "condition": lambda d: ["condition", d],
     "finetune": lambda d: ["finetune", d, "--no-progress"],
     "fe2": lambda d: ["fe2", "--material", "equino", "--run", d, "--out", d + "-fe2"],
@@ -93,7 +93,7 @@ def test_a_case_file_inside_the_run_directory_is_refused_even_when_named(
 ):
     evil = _evil(trained, tmp_path, "relative")
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["export", "evil_run", "--case", "evil_run/case.py"]) == 2
+    assert cli.main(["export", "evil_run", "--case", "evil_run/case.py", "--overwrite"]) == 2
     assert "inside the run directory" in capsys.readouterr().err
     assert not (evil / "PWNED").exists()
 
@@ -103,13 +103,13 @@ def test_the_named_case_file_exports_and_a_changed_one_is_refused(trained, tmp_p
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     before = (copy / "solution.vtu").stat().st_mtime_ns
-    assert cli.main(["export", str(copy)]) == 2  # a case file is never imported unnamed
-    assert cli.main(["export", str(copy), "--case", str(source)]) == 0
+    assert cli.main(["export", str(copy), "--overwrite"]) == 2  # never imported unnamed
+    assert cli.main(["export", str(copy), "--case", str(source), "--overwrite"]) == 0
     assert (copy / "solution.vtu").stat().st_mtime_ns >= before
     changed = tmp_path / "changed.py"
     changed.write_text(CASE.replace("MLP(8, 2)", "MLP(8, 3)"))
     capsys.readouterr()
-    assert cli.main(["export", str(copy), "--case", str(changed)]) == 2
+    assert cli.main(["export", str(copy), "--case", str(changed), "--overwrite"]) == 2
     assert "is not the file this run was trained from" in capsys.readouterr().err
 
 
@@ -122,6 +122,6 @@ def test_a_built_in_case_loads_by_name(tmp_path):
     cwd = os.getcwd()
     try:
         os.chdir(tmp_path)
-        assert cli.main(["export", "heat", "--resolution", "8"]) == 0
+        assert cli.main(["export", "heat", "--resolution", "8", "--overwrite"]) == 0
     finally:
         os.chdir(cwd)

@@ -52,7 +52,10 @@ def test_a_corrupt_checkpoint_is_a_clear_error_on_resume_and_export(
         }[kind]
     )
     info = (out / "run.json").read_text()
-    for argv in (["train", "heat_1d", "--out", str(out), *FAST, "--resume"], ["export", str(out)]):
+    for argv in (
+        ["train", "heat_1d", "--out", str(out), *FAST, "--resume"],
+        ["export", str(out), "--overwrite"],
+    ):
         assert main(argv) == 2
         err = _error(capsys)
         assert "checkpoint.pt" in err and "cannot be read" in err and "Fix:" in err
@@ -67,7 +70,7 @@ def test_resume_into_another_cases_run_fails_before_rewriting_it(tmp_path, capsy
     assert main(["train", "inverse_diffusion", "--out", str(out), *FAST, "--resume"]) == 2
     assert "another case" in _error(capsys)
     assert (out / "run.json").read_text() == info
-    assert main(["export", str(out), "--resolution", "8"]) == 0  # the old run still exports
+    assert main(["export", str(out), "--resolution", "8", "--overwrite"]) == 0  # still exports
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
@@ -131,7 +134,7 @@ def test_a_run_directory_named_like_its_case(tmp_path, monkeypatch):
         == 0
     )
     assert json.loads(open("heat_1d/metrics.json").read())["steps"] == 6
-    assert main(["export", "heat_1d", "--resolution", "8"]) == 0
+    assert main(["export", "heat_1d", "--resolution", "8", "--overwrite"]) == 0
 
 
 def test_checkpoint_interval_options_reach_the_run(tmp_path):
@@ -289,5 +292,5 @@ def test_a_checkpoint_of_an_older_layout_is_refused_before_anything_is_rewritten
 
 def test_export_sample_is_for_operator_runs_only(tmp_path, capsys):
     assert _train(tmp_path / "run") == 0
-    assert main(["export", str(tmp_path / "run"), "--sample", "1"]) == 2
+    assert main(["export", str(tmp_path / "run"), "--sample", "1", "--overwrite"]) == 2
     assert "--sample=1 applies to operator runs" in _error(capsys)

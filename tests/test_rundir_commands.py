@@ -158,7 +158,7 @@ def test_a_corrupt_checkpoint_is_refused_before_anything_is_written(
             (
                 COMMANDS["train"][0](runs, str(out)) + ["--resume"]
                 if command == "train --resume"
-                else ["export", str(out)]
+                else ["export", str(out), "--overwrite"]
             ),
         )
     elif command == "dcdm solve":
@@ -196,3 +196,43 @@ def test_a_corrupt_checkpoint_is_refused_before_anything_is_written(
     assert "cannot be read" in _error(capsys)
     assert files() == before
     assert not (tmp_path / "s").exists()
+
+
+def test_an_existing_dataset_is_refused_before_any_work_and_kept(runs, tmp_path, capsys):
+    import shutil
+    import time
+
+    path = tmp_path / "nse.h5"
+    shutil.copy(runs / "nse.h5", path)
+    before = path.read_bytes()
+    t = time.perf_counter()
+    argv = [*"data nse_stfno --n 16 --samples 4 --test 1 --no-progress --out".split(), str(path)]
+    assert main(argv) == 2
+    assert time.perf_counter() - t < 5  # refused before solving anything
+    err = _error(capsys)
+    assert "exists" in err and "--overwrite" in err
+    assert path.read_bytes() == before
+    assert main([*argv, "--overwrite"]) == 0
+    assert path.read_bytes() != before
+
+
+def test_a_second_finetune_or_export_does_not_replace_the_first(runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "stfno"
+    shutil.copytree(runs / "stfno", run)
+    tune = ["finetune", str(run), *"--iterations 2 --no-progress".split()]
+    assert main(tune) == 0
+    first = (run / "finetune_000" / "finetune.json").read_bytes()
+    assert main(tune) == 2
+    assert "holds a fine-tuning already" in _error(capsys)
+    assert (run / "finetune_000" / "finetune.json").read_bytes() == first
+    assert main([*tune, "--overwrite"]) == 0
+    picture = (run / "field.png").read_bytes()
+    assert main(["export", str(run), "--sample", "1"]) == 2
+    assert "holds an export already" in _error(capsys)
+    assert (run / "field.png").read_bytes() == picture
+    assert main(["export", str(run), "--sample", "1", "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "test_001.pvd").exists()
+    assert (tmp_path / "again" / "loss.png").exists()  # from the run's own history
+    assert (run / "field.png").read_bytes() == picture
