@@ -21,6 +21,7 @@ def test_case_reaches_its_target(name, tmp_path):
     assert m["l2_relative_error"] <= TARGETS[name]
 
 
+@pytest.mark.slow  # 37 s on CI's two cores (CI stays under 15 minutes)
 def test_inverse_diffusion_recovers_kappa(tmp_path):
     m = R.train_case("inverse_diffusion", tmp_path, progress=False, export=False)
     kappa = m["parameters"]["kappa"]
