@@ -26,6 +26,8 @@ def finite_array(name: str, value, fix: str = "pass finite numbers only") -> np.
 
 
 def finite_scalar(name: str, value, fix: str = "pass a finite number") -> float:
+    if isinstance(value, (str, bytes)):  # float("0") would pass: a string is not a number
+        fail(name, value, "is a string, not a number", fix, TypeError)
     try:
         v = float(value)
     except (TypeError, ValueError):

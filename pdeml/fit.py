@@ -30,6 +30,8 @@ from .sampling import to_torch
 from .steppers import AbstractStepper, NonFinite, Phase
 
 FORMAT = 2  # checkpoint layout; 1 was the single-optimizer loop before phases
+#: a run whose loss ends more than this many times above its first step's is warned about
+WORSE = 10.0
 
 
 class DivergenceError(RuntimeError):
@@ -48,6 +50,7 @@ class TrainState:
     stop: bool = False
     status: str = "running"
     wall_time_s: float = 0.0
+    first_loss: float | None = None  # the total loss of step 0 (a run started here)
 
 
 @dataclass
@@ -330,6 +333,8 @@ class _Run:
             ) from None
         if out.residuals is not None:
             self.batches.observe(state.step, out.residuals)
+        if state.step == 0:
+            state.first_loss = float(out.total)
         state.step += 1
         state.losses = {n: float(v) for n, v in out.losses.items()}
         return out, i
@@ -414,8 +419,28 @@ class _Run:
             for cb in self.callbacks:
                 cb.on_end(state)
 
+    def warn_if_worse(self) -> None:
+        """A run whose loss ended far above where it started (a step size too large, a loss
+        weight too large) says so: small steps of a diverging run look like training."""
+        state = self.state
+        start = state.first_loss
+        if start is None and state.history:
+            start = state.history[0].get("loss")
+        end = state.history[-1].get("loss") if state.history else None
+        if start is None or end is None or not start > 0 or not end > WORSE * start:
+            return
+        import warnings
+
+        warnings.warn(
+            f"the loss ended at {end:.3g}, {end / start:.0f}x where it started ({start:.3g}): "
+            "training made it worse. Fix: lower the learning rate (--lr), or check the loss "
+            "weights and the case's scaling.",
+            stacklevel=4,
+        )
+
     def result(self) -> FitResult:
         state = self.state
+        self.warn_if_worse()
         err = _last_error(state.history)
         if self.truth is not None and (
             not state.history or state.history[-1]["step"] != state.step

@@ -228,3 +228,19 @@ class _Scaled(torch.nn.Module):
 
     def forward(self, xn):
         return self.fn(self.c + self.h * xn) + 0 * self.dummy
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pl.Dirichlet,
+        pl.Neumann,
+        lambda v: pl.Adam(v),
+        lambda v: pl.samplers.R3(10, alpha=v),
+    ],
+)
+def test_a_number_given_as_a_string_is_an_error_that_names_it(make):
+    """``Dirichlet("0")`` used to be taken as 0: a string where a number belongs is a mistake
+    (a quoted value, a CLI string passed through), named with its argument."""
+    with pytest.raises(TypeError, match="'0.5' is a string, not a number"):
+        make("0.5")

@@ -148,3 +148,22 @@ def test_lbfgs_stage_ends_when_it_cannot_move(tmp_path):
         )
     assert result.status == "finished" and result.steps == 3 + 5
     assert int(ckpt.load(tmp_path / "checkpoint.pt")["step"]) == 8
+
+
+def test_a_loss_that_ends_far_above_its_start_is_warned_about(square_problem):
+    """``pl.Adam(1e3)`` used to finish quietly with a loss 1e4x its start: the run now warns,
+    naming both losses and the fix; a run that learns does not."""
+    import warnings
+
+    def run(lr):
+        backend = pl.PINN(pl.nn.MLP(8, 2), sampler=pl.samplers.Uniform(64, 16)).build(
+            square_problem, seed=0, dtype=torch.float64
+        )
+        return pl.fit(backend, [(30, pl.FirstOrder(pl.Adam(lr)))], eval_every=10)
+
+    with pytest.warns(UserWarning, match=r"the loss ended at .*x where it started .*--lr"):
+        run(1e3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        good = run(1e-2)
+    assert good.history[-1]["loss"] < good.history[0]["loss"]
