@@ -48,6 +48,12 @@ class ProgressBar(AbstractCallback):
         return self.enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def on_start(self, state):
+        if state.step > 0:  # say where a resumed run continues from
+            print(
+                f"[pdeml] resuming at step {state.step}/{state.total_steps}",
+                file=self.stream,
+                flush=True,
+            )
         if self._terminal():
             self.bar = tqdm(
                 total=state.total_steps,
@@ -62,6 +68,16 @@ class ProgressBar(AbstractCallback):
     def on_step(self, state):
         if self.bar is not None:
             self.bar.update(1)
+        elif time.perf_counter() - self.last_log >= self.log_every_s:
+            # between history rows too (L-BFGS steps can be slow): the step's own losses
+            row = {
+                "step": state.step,
+                "phase": state.phase,
+                "loss": sum(state.losses.values()),
+                **state.losses,
+                "wall_time_s": state.wall_time_s,
+            }
+            self._line(state, row)
 
     def _show(self, state, row):
         show = {"loss": row["loss"]}

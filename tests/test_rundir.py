@@ -294,3 +294,31 @@ def test_export_sample_is_for_operator_runs_only(tmp_path, capsys):
     assert _train(tmp_path / "run") == 0
     assert main(["export", str(tmp_path / "run"), "--sample", "1", "--overwrite"]) == 2
     assert "--sample=1 applies to operator runs" in _error(capsys)
+
+
+def test_log_lines_come_between_history_rows_and_a_resume_says_its_step(tmp_path):
+    """Off a terminal a line comes every ``log_every_s`` of training even when history rows are
+    rare (L-BFGS phases logged only every 100 steps used to be silent for minutes), and a resumed
+    run says from which step it continues."""
+    problem = pl.Problem(
+        pl.geometry.Interval(0, 1), lambda x, u: -u.d2("x") - 1.0, [pl.Dirichlet(0.0)]
+    )
+
+    def run(steps, resume):
+        stream = io.StringIO()
+        backend = pl.PINN(pl.nn.MLP(4, 1), sampler=pl.samplers.Uniform(16, 2)).build(problem)
+        pl.fit(
+            backend,
+            [(steps, pl.FirstOrder(pl.Adam(1e-3)))],
+            eval_every=1000,  # no history row inside the run
+            checkpoint=tmp_path / "checkpoint.pt",
+            resume=resume,
+            callbacks=[pl.ProgressBar(False, log_every_s=0.0, stream=stream)],
+        )
+        return stream.getvalue().splitlines()
+
+    lines = run(5, False)
+    assert [ln.split()[2] for ln in lines[:5]] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+    assert "adam" in lines[0] and "pde" in lines[0]
+    lines = run(8, True)
+    assert lines[0] == "[pdeml] resuming at step 5/8"
