@@ -73,7 +73,8 @@ def snapshots(rve: RVE, strains: np.ndarray, progress: bool = False) -> dict:
     from tqdm.auto import tqdm
 
     out = {"strain": np.asarray(strains, float), "u": [], "stress_qp": [], "stress": []}
-    for e in tqdm(out["strain"], desc="RVE snapshots", disable=not progress):
+    # disable=None: off on anything but a terminal (a log file, a pipe)
+    for e in tqdm(out["strain"], desc="RVE snapshots", disable=None if progress else True):
         r = rve.solve(e)
         out["u"].append(r["u"])
         out["stress_qp"].append(r["stress_qp"])

@@ -38,6 +38,7 @@ def add_parser(sub):
         "--fraction", type=float, default=0.3, help="RVE inclusion fraction (with --material rve)"
     )
     s.add_argument("--device", default="auto")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.add_argument("--out", required=True)
 
 
@@ -59,7 +60,7 @@ def material(args):
     if args.material == "matrix":
         return LawMaterial("nonlinear", MATRIX), {}
     if args.material == "rve":
-        mat = RVEMaterial(RVE(n=args.n, fraction=args.fraction), progress=True)
+        mat = RVEMaterial(RVE(n=args.n, fraction=args.fraction), progress=not args.no_progress)
         return mat, {"rve_solves": lambda: mat.solves}
     from pdeml.operators.equino import EquiNOMaterial
     from pdeml.run import load_run
@@ -76,7 +77,7 @@ def main(args) -> int:
     with rundir.session(args.out) as out:
         mat, extra = material(args)
         plate = Plate(m=args.m, k=args.k)
-        r = plate.solve(mat, args.strain, progress=True)
+        r = plate.solve(mat, args.strain, progress=not args.no_progress)
         metrics = {
             "material": args.material,
             "strain": args.strain,

@@ -70,7 +70,9 @@ class AbstractFamily(abc.ABC):
             Writer(
                 path, self.shapes(), samples=samples, settings=settings, n_train=samples - test
             ) as wr,
-            tqdm(total=samples, desc="data", disable=not progress, unit="sample") as bar,
+            tqdm(
+                total=samples, desc="data", disable=None if progress else True, unit="sample"
+            ) as bar,
         ):
             while wr.count < samples:
                 n = min(batch, samples - wr.count)

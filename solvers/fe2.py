@@ -127,7 +127,12 @@ class RVEMaterial:
 
         sig, C = np.empty((len(strain), 3)), np.empty((len(strain), 3, 3))
         for i, e in enumerate(
-            tqdm(strain, desc="RVE solves", leave=False, disable=not self.progress)
+            tqdm(
+                strain,
+                desc="RVE solves",
+                leave=False,
+                disable=None if self.progress else True,  # None: off a terminal
+            )
         ):
             r = self.rve.solve(e, u0=self._u.get(i), tangent=True)
             self._u[i] = r["u"]

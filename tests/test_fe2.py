@@ -213,3 +213,16 @@ def test_fe2_cli_with_a_trained_equino_run(tmp_path, capsys):
     np.testing.assert_allclose(
         solved.cell_data["stress"][0], exported.cell_data["stress"][0], rtol=1e-9, atol=1e-9
     )
+
+
+def test_fe2_draws_no_progress_bars_into_a_log(tmp_path, capsys):
+    """Off a terminal (a log file, a pipe) and under --no-progress, the RVE solves and the
+    snapshots draw no tqdm bars: a log stays lines, not carriage-return bars."""
+    from pdeml.cli import main
+
+    argv = [*"fe2 --material rve --m 2 --k 1 --n 1 --strain 0.002 --out".split(), str(tmp_path)]
+    assert main(argv) == 0  # stderr is captured: not a terminal
+    err = capsys.readouterr().err
+    assert "RVE solves" not in err and "\r" not in err
+    assert main([*argv[:-2], "--no-progress", "--out", str(tmp_path / "b")]) == 0
+    assert "RVE solves" not in capsys.readouterr().err
