@@ -341,15 +341,27 @@ class EquiNOMaterial:
     """A trained EquiNO (or any net with ``stress_and_tangent``) as a macroscopic FE² material
     (:mod:`pdeml.solvers.fe2`): σ̄ and ∂σ̄/∂ε̄ at all macro Gauss points in one batched pass.
     ``outside`` is the largest fraction of points seen outside the training box [-0.04, 0.04]³,
-    where the surrogate extrapolates."""
+    where the surrogate extrapolates: that is an error unless ``allow_extrapolation`` (then it is
+    only recorded)."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, allow_extrapolation: bool = False):
         self.net, self.outside = net, 0.0
+        self.allow_extrapolation = bool(allow_extrapolation)
 
     def __call__(self, strain: np.ndarray):
         from pdeml.solvers.fe2 import outside_box
 
-        self.outside = max(self.outside, outside_box(strain, STRAIN_RANGE))
+        frac = outside_box(strain, STRAIN_RANGE)
+        if frac > 0 and not self.allow_extrapolation:
+            big = float(np.abs(np.asarray(strain)).max())
+            fail(
+                "strain",
+                f"{big:.4g} at {100 * frac:.0f}% of the Gauss points",
+                f"leaves EquiNO's training box [-{STRAIN_RANGE}, {STRAIN_RANGE}]³, where the "
+                "surrogate extrapolates",
+                "lower --strain, train EquiNO on a larger box, or pass --allow-extrapolation",
+            )
+        self.outside = max(self.outside, frac)
         p = next(self.net.parameters())
         x = torch.as_tensor(np.asarray(strain), dtype=torch.float64, device=p.device)
         with torch.no_grad():
@@ -663,7 +675,8 @@ class EquiNOBackend(FixedTestSet, AbstractTrainable):
         from pdeml.solvers.fe2 import Plate
 
         plate = plate or Plate()
-        r = plate.solve(EquiNOMaterial(self.net), strain)
+        # the picture records where the surrogate extrapolates (a cell field), it does not refuse
+        r = plate.solve(EquiNOMaterial(self.net, allow_extrapolation=True), strain)
         box = (np.abs(r["strain_qp"]) > STRAIN_RANGE).any(-1).mean(1)
         return plate.write(r, path, extra_cells={"outside_training_box": box})
 

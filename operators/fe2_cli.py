@@ -39,6 +39,11 @@ def add_parser(sub):
     )
     s.add_argument("--device", default="auto")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.add_argument(
+        "--allow-extrapolation",
+        action="store_true",
+        help="let EquiNO answer at strains outside its training box (recorded, not refused)",
+    )
     s.add_argument("--out", required=True)
 
 
@@ -66,7 +71,7 @@ def material(args):
     from pdeml.run import load_run
 
     _, backend = load_run(args.run, args.device, args.case_file)
-    mat = EquiNOMaterial(backend.net)
+    mat = EquiNOMaterial(backend.net, allow_extrapolation=args.allow_extrapolation)
     return mat, {"outside_training_box": lambda: mat.outside}
 
 

@@ -222,6 +222,9 @@ class Plate:
         "strain_qp", "stress_qp" (E, Q, 3), "tangent_qp", "iterations", "residuals" (relative,
         per iteration), "reaction" (the x-force on x = L per unit thickness), "wall_s",
         "material_s" (time inside the material)}``. Raises if Newton does not converge."""
+        from .rve import warn_large_strain
+
+        warn_large_strain("strain", [strain, 0.0, 0.0])
         strain = finite_scalar("strain", strain)
         mesh, basis, fixed, pulled = self._fe
         free = ~fixed & ~pulled

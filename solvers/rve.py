@@ -243,7 +243,27 @@ class RVE:
                 "is not a finite Voigt strain (xx, yy, γ_xy)",
                 "pass e.g. [0.01, 0, 0.002]",
             )
+        warn_large_strain("strain", strain)
         return self._fe.newton(from_voigt_strain(strain), u0, tangent)
+
+
+#: the largest strain component the small-strain cell model is meant for (10%)
+SMALL_STRAIN = 0.1
+
+
+def warn_large_strain(name: str, strain) -> None:
+    """Warn when a strain leaves the small-strain model's range (|component| > 10%): the usual
+    cause is a percentage typed as a fraction (``10`` for 10%)."""
+    big = float(np.abs(np.asarray(strain, float)).max())
+    if big > SMALL_STRAIN:
+        import warnings
+
+        warnings.warn(
+            f"{name}={np.asarray(strain).tolist()} reaches {big:g} ({100 * big:g}% strain), "
+            f"beyond the small-strain model's range ({100 * SMALL_STRAIN:g}%): the answer is "
+            f"not physical there. Fix: give strains as fractions (0.1 for 10%).",
+            stacklevel=3,
+        )
 
 
 def cell_average(basis, q: np.ndarray) -> np.ndarray:

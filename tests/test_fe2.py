@@ -213,6 +213,14 @@ def test_fe2_cli_with_a_trained_equino_run(tmp_path, capsys):
     np.testing.assert_allclose(
         solved.cell_data["stress"][0], exported.cell_data["stress"][0], rtol=1e-9, atol=1e-9
     )
+    # pulled to 8%, the plate's strains leave the surrogate's training box: refused, unless asked
+    far = ["fe2", "--material", "equino", "--run", str(run), "--strain", "0.08"]
+    capsys.readouterr()
+    assert main([*far, "--out", str(tmp_path / "far")]) == 2
+    assert "training box" in capsys.readouterr().err
+    argv = [*far, "--allow-extrapolation", "--out", str(tmp_path / "far2")]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "far2" / "metrics.json").read_text())["outside_training_box"] > 0
 
 
 def test_fe2_draws_no_progress_bars_into_a_log(tmp_path, capsys):
@@ -226,3 +234,18 @@ def test_fe2_draws_no_progress_bars_into_a_log(tmp_path, capsys):
     assert "RVE solves" not in err and "\r" not in err
     assert main([*argv[:-2], "--no-progress", "--out", str(tmp_path / "b")]) == 0
     assert "RVE solves" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["rve", "plate"])
+def test_a_strain_beyond_the_small_strain_range_warns(which):
+    """``pdeml rve --strain 10 10 10`` (1000%: the user meant 10%) and ``fe2 --strain 5`` solved
+    without a word; a strain over 10% now warns, naming the value and the fix."""
+    from pdeml.solvers.fe2 import LawMaterial, Plate
+    from pdeml.solvers.rve import MATRIX, RVE
+
+    with pytest.warns(UserWarning, match=r"strain=.*500% strain.*as fractions"):
+        if which == "rve":
+            RVE(n=1).solve([5.0, 0.0, 0.0])
+        else:
+            material = LawMaterial("linear", {"K": MATRIX["K"], "G": 1.0})
+            Plate(m=2, k=1).solve(material, strain=5.0)

@@ -259,9 +259,9 @@ def main():
     results = {}
     mats = {
         "RVE": RVEMaterial(rve, progress=True),
-        **{k: EquiNOMaterial(v) for k, v in nets.items()},
-        "plain MLP": EquiNOMaterial(mlp),
-        "PI, no stress basis": EquiNOMaterial(pi),
+        **{k: EquiNOMaterial(v, allow_extrapolation=True) for k, v in nets.items()},
+        "plain MLP": EquiNOMaterial(mlp, allow_extrapolation=True),  # recorded in the table
+        "PI, no stress basis": EquiNOMaterial(pi, allow_extrapolation=True),
     }
     for name, mat in mats.items():
         try:
