@@ -85,9 +85,25 @@ def lock(out: Path):
         for pattern in (".ckpt-*", ".*.json-*"):  # left by a kill during an atomic write
             for tmp in out.glob(pattern):
                 tmp.unlink(missing_ok=True)
-        yield
+        try:
+            yield
+        except BaseException:
+            f.close()
+            _drop_if_empty(out, path)
+            raise
     finally:
         f.close()
+
+
+def _drop_if_empty(out: Path, lock_path: Path) -> None:
+    """After a failure that wrote nothing, remove the lock file and the directory it leaves
+    empty (a failed ``pdeml solve`` used to leave a directory holding only ``.lock``)."""
+    try:
+        if [p.name for p in out.iterdir()] == [lock_path.name]:
+            lock_path.unlink()
+            out.rmdir()
+    except OSError:
+        pass
 
 
 def read_info(out: Path) -> dict:

@@ -322,3 +322,18 @@ def test_log_lines_come_between_history_rows_and_a_resume_says_its_step(tmp_path
     assert "adam" in lines[0] and "pde" in lines[0]
     lines = run(8, True)
     assert lines[0] == "[pdeml] resuming at step 5/8"
+
+
+def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path, capsys):
+    """A run that stops with an error before it wrote anything (here ``pdeml solve`` of a case
+    whose method trains, found once the directory is locked) leaves no directory holding only a
+    ``.lock``; a directory that holds the user's files keeps them."""
+    out = tmp_path / "solve"
+    argv = ["solve", "heat_1d", "--out", str(out)]
+    assert main(argv) == 2
+    assert not out.exists()
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    assert main([*argv[:-1], str(keep)]) == 2
+    assert sorted(p.name for p in keep.iterdir()) in (["notes.txt"], [".lock", "notes.txt"])
