@@ -99,6 +99,13 @@ def _apply_options(mod, spec: str, options: dict) -> Case:
 
 
 def _import_file(path: Path):
+    if path.suffix != ".py":
+        fail(
+            "case",
+            str(path),
+            "is not a Python file (a case file ends in .py)",
+            "pass the case's .py file, or a built-in name (`pdeml cases` lists them)",
+        )
     name = f"_pdeml_case_{abs(hash(str(path.resolve())))}"
     mod_spec = importlib.util.spec_from_file_location(name, path)
     if mod_spec is None or mod_spec.loader is None:
@@ -120,6 +127,18 @@ def _import_file(path: Path):
         if (e.name or "").split(".")[0] not in OLD_ROOTS and "one import root" not in str(e):
             raise
         raise ImportError(f"case={str(path)!r}: {moved(e.name) if e.name else e}") from None
+    except Exception as e:  # the case's own code raised: say where, not only what
+        sys.modules.pop(name, None)
+        import traceback
+
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
+        line = f" at line {frames[-1].lineno}" if frames else ""
+        fail(
+            "case",
+            str(path),
+            f"raised {type(e).__name__}{line} while it was imported: {e}",
+            "correct the case file (run `python FILE` to see the whole traceback)",
+        )
     return mod
 
 

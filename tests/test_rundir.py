@@ -337,3 +337,15 @@ def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path, capsys):
     (keep / "notes.txt").write_text("mine")
     assert main([*argv[:-1], str(keep)]) == 2
     assert sorted(p.name for p in keep.iterdir()) in (["notes.txt"], [".lock", "notes.txt"])
+
+
+def test_a_case_file_that_raises_or_is_not_python_is_named_with_its_line(tmp_path, capsys):
+    boom = tmp_path / "boom.py"
+    boom.write_text("import pdeml as pl\n\n\nraise RuntimeError('boom at import')\n")
+    assert main(["train", str(boom), "--out", str(tmp_path / "r"), *FAST]) == 2
+    err = _error(capsys)
+    assert "boom.py" in err and "raised RuntimeError at line 4" in err and "boom at import" in err
+    text = tmp_path / "case.txt"
+    text.write_text("case = 1\n")
+    assert main(["train", str(text), "--out", str(tmp_path / "r2"), *FAST]) == 2
+    assert "is not a Python file" in _error(capsys)
