@@ -64,7 +64,21 @@ class AbstractGeometry(abc.ABC):
 
     def boundary_normal(self, x) -> np.ndarray:
         """Outward unit normals (N, dim) at boundary points."""
-        return np.asarray(self._dde.boundary_normal(self._check_points(x)), dtype=float)
+        x = self._check_points(x)
+        try:
+            return np.asarray(self._dde.boundary_normal(x), dtype=float)
+        except NotImplementedError:  # deepxde has none for this shape (an ellipse inside CSG)
+            return self._normal_fallback(x)
+
+    def _normal_fallback(self, x: np.ndarray) -> np.ndarray:
+        fail(
+            "geometry",
+            type(self).__name__,
+            "has no outward normal (Neumann and Robin conditions need one)",
+            "use Dirichlet conditions on it, or a shape with normals (boxes, balls, ellipses, "
+            "polygons, meshes and their CSG)",
+            NotImplementedError,
+        )
 
     def distance(self, x: torch.Tensor) -> torch.Tensor:
         """Distance to the boundary inside the domain (``-sdf``), shape (N, 1)."""

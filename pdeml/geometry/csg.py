@@ -48,6 +48,21 @@ class _Binary(AbstractGeometry):
         self._dde = getattr(dde().csg, self._dde_class)(a._dde, b._dde)
         _check_not_empty(self)
 
+    #: the sign of ``b``'s outward normal on this node's boundary (a difference's hole: -1)
+    _b_sign = 1.0
+
+    def _normal_fallback(self, x: np.ndarray) -> np.ndarray:
+        """Each point's normal from the operand whose boundary it lies on (the smaller |SDF|),
+        used where deepxde has none for an operand (an ellipse)."""
+        t = torch.as_tensor(x, dtype=torch.float64)
+        on_b = (self.b.sdf(t).abs() < self.a.sdf(t).abs()).numpy()
+        out = np.empty_like(x, dtype=float)
+        if (~on_b).any():
+            out[~on_b] = self.a.boundary_normal(x[~on_b])
+        if on_b.any():
+            out[on_b] = self._b_sign * self.b.boundary_normal(x[on_b])
+        return out
+
 
 def _check_not_empty(g, probes: int = 20_000):
     """Sampling an empty domain would loop forever (deepxde redraws until it has enough points):
@@ -94,6 +109,7 @@ class Difference(_Binary):
     """Points in ``a`` and not in ``b`` (``a - b``)."""
 
     _dde_class = "CSGDifference"
+    _b_sign = -1.0  # on the hole's rim the domain's outward normal points into the hole
 
     def sdf(self, x):
         return torch.maximum(self.a.sdf(x), -self.b.sdf(x))

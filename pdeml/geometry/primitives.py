@@ -288,6 +288,16 @@ class Ellipse(AbstractGeometry):
         v = (sn * d[:, 0] + cs * d[:, 1]) / self.b
         return self.b * (torch.sqrt(u * u + v * v) - 1)
 
+    def boundary_normal(self, x) -> np.ndarray:
+        r"""The outward unit normal: the gradient of :math:`u^2 + v^2` (the rotated frame's
+        :math:`u = x'/a, v = y'/b`), normalized (deepxde has none for ellipses)."""
+        d = self._check_points(x) - self.center
+        cs, sn = np.cos(self.angle), np.sin(self.angle)
+        u = (cs * d[:, 0] - sn * d[:, 1]) / self.a
+        v = (sn * d[:, 0] + cs * d[:, 1]) / self.b
+        g = np.stack([u / self.a * cs + v / self.b * sn, -u / self.a * sn + v / self.b * cs], 1)
+        return g / np.linalg.norm(g, axis=1, keepdims=True)
+
 
 class Polygon(AbstractGeometry):
     """Simple polygon from its vertices (either orientation); exact SDF."""
