@@ -44,6 +44,15 @@ def truncate(w: torch.Tensor, m: int) -> torch.Tensor:
     return torch.fft.irfft2(low, s=(m, m)) * (m * m) / (n * n)
 
 
+#: the layout of dataset files (fields, ``settings``, ``n_train``)
+FORMAT = 1
+
+
+def _plain(value):
+    """An HDF5 attribute as a plain Python value (numpy scalars read back as such)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class Writer:
     """Write a dataset sample batch by sample batch (memory stays one batch), to a temporary
     name renamed on :meth:`close`: a file that has the final name is complete.
@@ -79,7 +88,7 @@ class Writer:
             self.file.create_dataset(name, shape=(samples, *shape), chunks=(1, *shape), dtype=dtype)
         self.file.attrs["settings"] = json.dumps(settings)
         self.file.attrs["n_train"] = int(n_train)
-        self.file.attrs["format"] = 1
+        self.file.attrs["format"] = FORMAT
         self.count = 0
 
     def append(self, arrays: dict) -> None:
@@ -177,6 +186,14 @@ class Dataset:
         import h5py
 
         self.path = Path(path)
+        if self.path.is_dir():
+            fail(
+                "data",
+                str(path),
+                "is a directory, not a dataset file",
+                "pass the .h5 file written by `pdeml data CASE --out FILE`",
+                IsADirectoryError,
+            )
         if not self.path.is_file():
             fail(
                 "data",
@@ -189,12 +206,74 @@ class Dataset:
             self._file = h5py.File(self.path, "r")
         except OSError as e:
             fail("data", str(path), f"is not a readable HDF5 dataset ({e})", "write it again")
-        self.fields = {k: self._file[k] for k in self._file.keys()}
-        self.settings = json.loads(self._file.attrs["settings"])
-        n_train = int(self._file.attrs["n_train"])
-        self.samples = len(next(iter(self.fields.values())))
-        self.train, self.test = range(0, n_train), range(n_train, self.samples)
+        try:
+            self._check()
+        except BaseException:
+            self._file.close()
+            raise
         self.resolution = resolution
+
+    def _check(self) -> None:
+        """The file is a pdeml dataset of this format with a valid split, or a clear error."""
+        attrs, path = self._file.attrs, str(self.path)
+        redo = "write it again with `pdeml data CASE --out FILE`"
+        missing = [k for k in ("format", "settings", "n_train") if k not in attrs]
+        if missing:
+            fail("data", path, f"lacks the attributes {missing}: not a pdeml dataset", redo)
+        if attrs["format"] != FORMAT:
+            fail(
+                "data",
+                path,
+                f"has format {_plain(attrs['format'])!r}; this pdeml reads format {FORMAT}",
+                redo,
+            )
+        try:
+            self.settings = json.loads(attrs["settings"])
+        except (TypeError, ValueError):
+            fail("data", path, "has unreadable generator settings", redo)
+        self.fields = {k: self._file[k] for k in self._file.keys()}
+        sizes = {len(v) for v in self.fields.values()}
+        if len(sizes) != 1:
+            fail("data", path, f"holds fields of different sample counts {sorted(sizes)}", redo)
+        self.samples = sizes.pop()
+        n_train = _plain(attrs["n_train"])
+        if (
+            isinstance(n_train, bool)
+            or not isinstance(n_train, int)
+            or not 0 < n_train < self.samples
+        ):
+            fail(
+                "data",
+                path,
+                f"records n_train={n_train!r}, not a split of its {self.samples} samples",
+                f"the train split must be 1..{self.samples - 1}; {redo}",
+            )
+        self.train, self.test = range(0, int(n_train)), range(int(n_train), self.samples)
+
+    def check_origin(self, family) -> None:
+        """The file was generated for ``family`` with these settings: an error naming each
+        setting that differs (data of another family, viscosity or grid trains silently wrong)."""
+        from .settings import describe
+
+        want, got = describe(family), self.settings.get("family")
+        if not isinstance(got, dict) or got.get("type") != want.get("type"):
+            kind = got.get("type") if isinstance(got, dict) else got
+            fail(
+                "data",
+                str(self.path),
+                f"was generated for {kind!r}, not this case's {want.get('type')!r}",
+                "generate the case's own data: pdeml data CASE --out FILE",
+            )
+        differ = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+        if differ:
+            said = ", ".join(f"{k}: file {a!r}, case {b!r}" for k, (a, b) in differ.items())
+            fail(
+                "data",
+                str(self.path),
+                f"was generated with other family settings ({said})",
+                "pass the case options the data was written with (e.g. --n), or regenerate it "
+                "with `pdeml data CASE` and this case's options",
+            )
 
     def __len__(self):
         return self.samples
@@ -261,6 +340,8 @@ class Minibatches(EpochSampler):
 
     def _start(self, run):
         run.dataset = Dataset(self.path, self.resolution)
+        if run.problem is not None:  # the case's family: the file must have been made for it
+            run.dataset.check_origin(run.problem)
         if self.batch_size > len(run.dataset.train):
             fail(
                 "batch_size",

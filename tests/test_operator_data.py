@@ -293,3 +293,59 @@ def test_the_physics_term_is_small_on_the_solvers_trajectories_and_grows_with_er
     )  # linear in the error
     frozen = float(relative_residual(fam, a, a[:, -1:].expand_as(y), y))  # "nothing moves" is wrong
     assert frozen > 0.5
+
+
+def _dataset(tmp_path, family, samples=6, n_train=4, name="d.h5"):
+    from pdeml.datasets import write
+    from pdeml.settings import describe
+
+    w = np.zeros((samples, 3, family.n, family.n))
+    return write(tmp_path / name, {"w": w}, settings={"family": describe(family)}, n_train=n_train)
+
+
+@pytest.mark.parametrize(
+    "attr, value, says",
+    [
+        ("format", 99, "has format 99"),
+        ("n_train", 100, "n_train=100, not a split of its 6 samples"),
+        ("n_train", 0, "n_train=0"),
+        ("n_train", -1, "n_train=-1"),
+        ("n_train", 6, "n_train=6"),
+        ("settings", "{not json", "unreadable generator settings"),
+    ],
+)
+def test_an_edited_dataset_is_refused_naming_what_is_wrong(tmp_path, attr, value, says):
+    import h5py
+
+    from pdeml.datasets import Dataset
+    from pdeml.families.navier_stokes import NavierStokesFamily
+
+    path = _dataset(tmp_path, NavierStokesFamily(n=8, frames=3))
+    with h5py.File(path, "r+") as f:
+        f.attrs[attr] = value
+    with pytest.raises(ValueError, match=says):
+        Dataset(path)
+
+
+def test_data_of_another_family_or_other_settings_is_refused_before_training(tmp_path):
+    """A file generated for another family, or with another viscosity or grid, used to train
+    silently (or crash obscurely): the run's batches check the file's recorded generator
+    settings against the case's family and name each one that differs."""
+    from pdeml.datasets import Minibatches
+    from pdeml.families.navier_stokes import NavierStokesFamily
+
+    case = NavierStokesFamily(n=8, frames=3)
+    ok = _dataset(tmp_path, case)
+    run = Minibatches(str(ok), 2).init(case, np.random.default_rng(0))
+    assert run.batch(0)["data"]["w"].shape == (2, 3, 8, 8)
+    other = _dataset(tmp_path, NavierStokesFamily(n=8, frames=3, nu=1e-4), name="nu.h5")
+    with pytest.raises(ValueError, match=r"nu: file 0.0001, case 0.001"):
+        Minibatches(str(other), 2).init(case, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"n: file 8, case 16"):
+        Minibatches(str(ok), 2).init(NavierStokesFamily(n=16, frames=3), np.random.default_rng(0))
+    from pdeml.families.star_poisson import StarFamily
+
+    with pytest.raises(ValueError, match="generated for 'NavierStokesFamily', not .*'StarFamily'"):
+        Minibatches(str(ok), 2).init(StarFamily(n=8), np.random.default_rng(0))
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        Minibatches(str(tmp_path), 2).init(case, np.random.default_rng(0))
