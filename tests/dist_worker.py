@@ -119,9 +119,12 @@ def dataset() -> Path:
     """8 training and 2 test trajectories of 6 random 16 x 16 frames (the same in every process),
     in a directory of this process's own."""
     from pdeml.datasets import write
+    from pdeml.families.navier_stokes import family
+    from pdeml.settings import describe
 
     w = torch.randn(10, 6, 16, 16, generator=torch.Generator().manual_seed(0), dtype=D64).numpy()
-    return write(Path(_TMP.name) / "trajectories.h5", {"w": w}, settings={}, n_train=8)
+    settings = {"family": describe(family(16))}  # random frames, recorded as that family's
+    return write(Path(_TMP.name) / "trajectories.h5", {"w": w}, settings=settings, n_train=8)
 
 
 _TMP = tempfile.TemporaryDirectory()
