@@ -57,6 +57,7 @@ def plot_trajectory(
     frames = np.linspace(0, len(truth) - 1, slices).round().astype(int)
     fig, ax = figure(3, slices, (3.2 * slices, 8.4))
     lim = float(np.abs(truth).max())
+    err = float(np.abs(pred[frames] - truth[frames]).max()) or 1.0  # centred on zero, one scale
     for c, j in enumerate(frames):
         for r, (title, v, cmap) in enumerate(
             (
@@ -70,10 +71,11 @@ def plot_trajectory(
                 origin="lower",
                 extent=(0, 1, 0, 1),
                 cmap=cmap,
-                vmin=-lim if r < 2 else None,
-                vmax=lim if r < 2 else None,
+                vmin=-lim if r < 2 else -err,
+                vmax=lim if r < 2 else err,
             )
-            ax[r, c].set(title=f"{title}, t = {(t_in + j) * dt:.3g}", xticks=[], yticks=[])
+            label = "error (prediction - truth)" if title == "error" else title
+            ax[r, c].set(title=f"{label}, t = {(t_in + j) * dt:.3g}", xticks=[], yticks=[])
             fig.colorbar(im, ax=ax[r, c], shrink=0.8)
     return save(fig, path)
 

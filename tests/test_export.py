@@ -158,3 +158,15 @@ def test_reference_truth_is_interpolated_linearly_and_built_once(layout):
         y = rng.uniform([-0.99, 0.0], [0.99, 1.0], (300, 2))
         diff = np.abs(truth_function(ac)(y) - griddata(ref_pts, ref_vals, y, method="linear"))
         assert 0 < diff.max() < 1e-3
+
+
+def test_error_pictures_are_centred_on_zero():
+    """The error panel's colours are symmetric about zero (its sign reads off the colour, white
+    is no error); other panels keep their own range."""
+    from pdeml.export.plots import colors
+
+    e = np.array([-0.1, 0.02, 0.3])
+    c = colors("error", e)
+    assert c["cmap"] == "RdBu_r" and c["vmin"] == -0.3 and c["vmax"] == 0.3
+    assert colors("error", np.zeros(3))["vmax"] == 1.0  # an exact field still draws
+    assert colors("prediction", e) == {"cmap": "viridis"}

@@ -25,6 +25,20 @@ def save(fig, path) -> Path:
     return Path(path)
 
 
+def colors(title: str, values) -> dict:
+    """Colormap keywords for a panel: an error (prediction - truth) gets a diverging map centred
+    on zero, so its sign reads off the colour; anything else viridis."""
+    if title != "error":
+        return {"cmap": "viridis"}
+    m = float(np.nanmax(np.abs(values))) if np.size(values) else 0.0
+    m = m if m > 0 else 1.0
+    return {"cmap": "RdBu_r", "vmin": -m, "vmax": m}
+
+
+def _label(title: str) -> str:
+    return "error (prediction - truth)" if title == "error" else title
+
+
 def plot_history(history: list[dict], term_names, path) -> Path:
     """Loss terms (and the error against the truth) over the steps; a dotted line where the
     phase changes (Adam -> L-BFGS), labelled with the phase that starts there."""
@@ -95,9 +109,9 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
                 X,
                 v.reshape(X.shape),
                 shading="auto",
-                cmap="RdBu_r" if title == "error" else "viridis",
+                **colors(title, v),
             )
-            a.set(xlabel="t", ylabel="x", title=f"{name}: {title}")
+            a.set(xlabel="t", ylabel="x", title=f"{name}: {_label(title)}")
             fig.colorbar(im, ax=a)
     elif g.dim == 1:
         x = np.linspace(g.bbox[0][0], g.bbox[1][0], resolution)[:, None]
@@ -142,10 +156,14 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
                 cells,
                 v,
                 shading="gouraud",
-                cmap="RdBu_r" if title == "error" else "viridis",
+                **colors(title, v),
             )
             a.set_aspect("equal")
-            a.set(title=f"{name}: {title}{title_extra}", xlabel=p.inputs[0], ylabel=p.inputs[1])
+            a.set(
+                title=f"{name}: {_label(title)}{title_extra}",
+                xlabel=p.inputs[0],
+                ylabel=p.inputs[1],
+            )
             fig.colorbar(im, ax=a)
     return save(fig, path)
 
