@@ -236,3 +236,18 @@ def test_a_second_finetune_or_export_does_not_replace_the_first(runs, tmp_path, 
     assert (tmp_path / "again" / "test_001.pvd").exists()
     assert (tmp_path / "again" / "loss.png").exists()  # from the run's own history
     assert (run / "field.png").read_bytes() == picture
+
+
+def test_data_takes_threads(tmp_path, capsys):
+    """``pdeml data`` follows ``--threads`` (the free-core rule by default), as train does."""
+    import torch
+
+    before = torch.get_num_threads()
+    argv = [*"data nse_stfno --n 16 --samples 3 --test 1 --no-progress --out".split()]
+    try:
+        assert main([*argv, str(tmp_path / "a.h5"), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main([*argv, str(tmp_path / "b.h5"), "--threads", "0"]) == 2
+        assert "--threads" in _error(capsys)
+    finally:
+        torch.set_num_threads(before)
