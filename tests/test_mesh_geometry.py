@@ -189,3 +189,49 @@ def test_a_2d_outline_file_reads_as_a_polygon(tmp_path):
     meshio.write(tmp_path / "open.vtu", meshio.Mesh(pts, [("line", lines[1:])]))
     with pytest.raises(ValueError, match="not one closed loop"):
         pl.geometry.Polygon.read(tmp_path / "open.vtu")
+
+
+def _broken(kind):
+    """A closed box surface broken one way."""
+    pts, tri = box_mesh([0, 0, 0], [1, 1, 1])
+    pts, tri = pts.copy(), tri.copy()
+    if kind == "nan vertex":
+        pts[3, 1] = np.nan
+    elif kind == "degenerate":
+        tri = np.vstack([tri, [[0, 1, 1]]])
+    elif kind == "collinear":
+        pts = np.vstack([pts, [0.5, 0, 0]])  # a zero-area sliver on the box's edge
+        tri = np.vstack([tri, [[0, 8, 4]]])
+    elif kind == "open":
+        tri = tri[1:]
+    elif kind == "flipped":
+        tri[5] = tri[5][[0, 2, 1]]
+    elif kind == "non-manifold":
+        pts = np.vstack([pts, [0.5, 0.5, 2.0]])
+        tri = np.vstack([tri, [[1, 3, 8]], [[3, 1, 8]]])
+    return pts, tri
+
+
+@pytest.mark.parametrize(
+    "kind, says",
+    [
+        ("nan vertex", r"vertex 3 = .*of triangle .*is not finite"),
+        ("degenerate", r"triangle 12 \[0, 1, 1\].*is degenerate"),
+        ("collinear", r"triangle 12 \[0, 8, 4\].*is degenerate"),
+        ("open", r"triangle .*is open"),
+        ("flipped", r"triangle .*oriented against its neighbour"),
+        ("non-manifold", r"is not manifold \(an edge belongs to [34] triangles\)"),
+    ],
+)
+def test_a_broken_surface_is_refused_naming_the_first_bad_triangle(kind, says):
+    pts, tri = _broken(kind)
+    with pytest.raises(ValueError, match=says):
+        pl.geometry.Mesh(points=pts, triangles=tri)
+
+
+def test_a_surface_with_repeated_vertices_per_facet_is_closed():
+    """STL repeats each vertex per facet: the topology is checked on merged vertices."""
+    pts, tri = box_mesh([0, 0, 0], [1, 1, 1])
+    soup = pts[tri.reshape(-1)]
+    mesh = pl.geometry.Mesh(points=soup, triangles=np.arange(len(soup)).reshape(-1, 3))
+    assert mesh.volume == pytest.approx(1.0)

@@ -91,6 +91,66 @@ def _winding(p, a, b, c):
     return (2 * torch.atan2(det, den)).sum(-1) / (4 * math.pi)
 
 
+def _check_surface(pts: np.ndarray, tri: np.ndarray) -> None:
+    """A closed, manifold, consistently oriented surface of finite, non-degenerate triangles, or
+    an error naming the first triangle that is not (a degenerate triangle made every point
+    "inside" at distance 0, a NaN vertex gave NaN distances, and a solve then crashed minutes
+    later in the walk kernel)."""
+    bad = ~np.isfinite(pts).all(1)
+    if bad.any():
+        v = int(np.flatnonzero(bad)[0])
+        t = int(np.flatnonzero((tri == v).any(1))[0]) if (tri == v).any() else None
+        fail(
+            "mesh",
+            f"vertex {v} = {pts[v].tolist()}" + (f" (of triangle {t})" if t is not None else ""),
+            "is not finite",
+            "repair the surface (every vertex needs finite coordinates)",
+        )
+    # topology on merged vertices (STL repeats a vertex per facet)
+    _, ids = np.unique(pts, axis=0, return_inverse=True)
+    t = ids.reshape(-1)[tri]
+    a, b, c = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
+    area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    flat = (area <= 1e-12 * area.max()) | (t[:, 0] == t[:, 1]) | (t[:, 1] == t[:, 2])
+    flat |= t[:, 0] == t[:, 2]
+    if flat.any():
+        k = int(np.flatnonzero(flat)[0])
+        fail(
+            "mesh",
+            f"triangle {k} {tri[k].tolist()} at {pts[tri[k]].round(6).tolist()}",
+            "is degenerate (zero area: collinear or repeated vertices)",
+            "remove or repair degenerate triangles (e.g. trimesh's remove_degenerate_faces)",
+        )
+    directed = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+    owner = np.tile(np.arange(len(t)), 3)
+    undirected = np.sort(directed, axis=1)
+    _, inv, count = np.unique(undirected, axis=0, return_inverse=True, return_counts=True)
+    per_edge = count[inv.reshape(-1)]
+    if (per_edge != 2).any():
+        j = int(np.flatnonzero(per_edge != 2)[0])
+        what = (
+            "is open (an edge belongs to one triangle)"
+            if per_edge[j] == 1
+            else (f"is not manifold (an edge belongs to {per_edge[j]} triangles)")
+        )
+        fail(
+            "mesh",
+            f"triangle {int(owner[j])} {tri[owner[j]].tolist()}",
+            f"{what}: the surface must be closed and manifold",
+            "close the holes and split non-manifold edges (trimesh, MeshLab)",
+        )
+    _, dcount = np.unique(directed, axis=0, return_counts=True)
+    if (dcount > 1).any():
+        _, dinv, dcount = np.unique(directed, axis=0, return_inverse=True, return_counts=True)
+        j = int(np.flatnonzero(dcount[dinv.reshape(-1)] > 1)[0])
+        fail(
+            "mesh",
+            f"triangle {int(owner[j])} {tri[owner[j]].tolist()}",
+            "is oriented against its neighbour (they run a shared edge the same way)",
+            "orient the triangles consistently (trimesh's fix_normals)",
+        )
+
+
 class Mesh(AbstractGeometry):
     """The solid bounded by a closed triangle surface (3-D).
 
@@ -131,6 +191,7 @@ class Mesh(AbstractGeometry):
                 f"address points outside 0..{len(pts) - 1}",
                 "index the points array",
             )
+        _check_surface(pts, tri)
         a, b, c = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
         cross = np.cross(b - a, c - a)
         volume = float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6)
