@@ -349,6 +349,16 @@ def _launch(args, argv: list, world) -> int:
             f"--nproc={n} was given under a launcher that already started {world.size} processes. "
             "Fix: leave --nproc out under torchrun."
         )
+    if not str(args.device).startswith("cuda"):
+        from .threads import available_cpus
+
+        cpus = available_cpus()
+        if n > cpus:
+            print(
+                f"pdeml: warning: --nproc={n} processes on {cpus} CPU cores: they will take turns "
+                f"and run slower than one. Fix: pass --nproc {cpus} or fewer.",
+                file=sys.stderr,
+            )
     rest, skip = [], False
     for a in argv:  # drop --nproc N / --nproc=N, keep the rest as typed
         if skip:

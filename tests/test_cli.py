@@ -127,3 +127,24 @@ def test_cuda_without_gpu_is_a_clear_cli_error(capsys, tmp_path):
         main(["train", "heat_1d", "--device", "cuda", "--out", str(tmp_path), "--no-progress"]) == 2
     )
     assert "--device cpu" in capsys.readouterr().err
+
+
+def test_more_processes_than_cores_warns(monkeypatch, capsys, tmp_path):
+    """``--nproc 3`` on 2 cores oversubscribes them: said before the job starts."""
+    import subprocess
+
+    import pdeml.threads
+
+    launched = []
+    monkeypatch.setattr(pdeml.threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(
+        subprocess,
+        "run",
+        lambda cmd, **kw: launched.append(cmd) or subprocess.CompletedProcess(cmd, 0),
+    )
+    argv = ["train", "heat_1d", "--out", str(tmp_path / "r"), "--nproc"]
+    assert main([*argv, "3"]) == 0
+    assert "--nproc=3 processes on 2 CPU cores" in capsys.readouterr().err
+    assert launched and launched[-1][launched[-1].index("--nproc-per-node") + 1] == "3"
+    assert main([*argv, "2"]) == 0
+    assert "CPU cores" not in capsys.readouterr().err
