@@ -71,6 +71,14 @@ def material(args):
     from pdeml.run import load_run
 
     _, backend = load_run(args.run, args.device, args.case_file)
+    if not hasattr(getattr(backend, "net", None), "stress_and_tangent"):
+        fail(
+            "--run",
+            args.run,
+            f"holds a {type(backend).__name__} run, not an EquiNO one (no macroscopic stress to "
+            "use as a material)",
+            "pass a run of `pdeml train equino_rve`",
+        )
     mat = EquiNOMaterial(backend.net, allow_extrapolation=args.allow_extrapolation)
     return mat, {"outside_training_box": lambda: mat.outside}
 

@@ -249,3 +249,22 @@ def test_a_strain_beyond_the_small_strain_range_warns(which):
         else:
             material = LawMaterial("linear", {"K": MATRIX["K"], "G": 1.0})
             Plate(m=2, k=1).solve(material, strain=5.0)
+
+
+def test_fe2_with_a_run_that_is_not_equino_says_so(tmp_path, capsys):
+    """``fe2 --material equino --run`` given another method's run (here a PINN's) used to end in
+    an AttributeError; now it names the run and what it holds."""
+    from pdeml.cli import main
+
+    run = tmp_path / "heat"
+    assert (
+        main(
+            ["train", "heat_1d", *"--steps 2 --lbfgs-steps 0 --no-progress --out".split(), str(run)]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    argv = ["fe2", "--material", "equino", "--run", str(run), "--out", str(tmp_path / "p")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not an EquiNO one" in err and "Traceback" not in err
