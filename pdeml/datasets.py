@@ -265,6 +265,16 @@ class Dataset:
                 "generate the case's own data: pdeml data CASE --out FILE",
             )
         differ = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+        if not differ and hasattr(family, "shapes"):  # the fields it must hold, per sample
+            need = {k: tuple(v) for k, v in family.shapes().items()}
+            have = {k: tuple(v.shape[1:]) for k, v in self.fields.items()}
+            if any(have.get(k) != v for k, v in need.items()):
+                fail(
+                    "data",
+                    str(self.path),
+                    f"holds the fields {have}, not the family's {need} (per sample)",
+                    "regenerate it with `pdeml data CASE`",
+                )
         if differ:
             said = ", ".join(f"{k}: file {a!r}, case {b!r}" for k, (a, b) in differ.items())
             fail(
@@ -359,11 +369,22 @@ class Minibatches(EpochSampler):
 
     def _read(self, run, idx, fresh):
         start = run.dataset.train.start  # h5py reads sorted indices
-        return {
+        out = {
             "data": {
                 k: v.numpy() for k, v in run.dataset[list(start + self._own(run, idx))].items()
             }
         }
+        for name, v in out["data"].items():
+            if not np.isfinite(v).all():  # else training diverges and the message blames --lr
+                rows = sorted({int(i) for i in np.argwhere(~np.isfinite(v))[:, 0]})
+                fail(
+                    "data",
+                    self.path,
+                    f"holds NaN/inf in field {name!r} (samples {[int(idx[r]) for r in rows][:5]} "
+                    "of the training split)",
+                    "regenerate the dataset (`pdeml data CASE --overwrite`)",
+                )
+        return out
 
     def __repr__(self):
         return f"Minibatches({self.path!r}, {self.batch_size})"

@@ -349,3 +349,25 @@ def test_data_of_another_family_or_other_settings_is_refused_before_training(tmp
         Minibatches(str(ok), 2).init(StarFamily(n=8), np.random.default_rng(0))
     with pytest.raises(IsADirectoryError, match="is a directory"):
         Minibatches(str(tmp_path), 2).init(case, np.random.default_rng(0))
+
+
+def test_a_dataset_with_nan_or_missing_fields_is_named_not_blamed_on_the_learning_rate(tmp_path):
+    import h5py
+
+    from pdeml.datasets import Minibatches
+    from pdeml.families.navier_stokes import NavierStokesFamily
+
+    fam = NavierStokesFamily(n=8, frames=3)
+    path = _dataset(tmp_path, fam)
+    with h5py.File(path, "r+") as f:
+        f["w"][2, 1, 3, 3] = np.nan
+    with pytest.raises(ValueError, match=r"holds NaN/inf in field 'w' \(samples \[2\]"):
+        Minibatches(str(path), 4).init(fam, np.random.default_rng(0))  # all 4 training samples
+    other = _dataset(tmp_path, NavierStokesFamily(n=8, frames=3), name="v.h5")
+    with h5py.File(other, "r+") as f:
+        f["v"] = f["w"][()]
+        del f["w"]
+    with pytest.raises(
+        ValueError, match=r"holds the fields \{'v': \(3, 8, 8\)\}, not the family's"
+    ):
+        Minibatches(str(other), 2).init(fam, np.random.default_rng(0))
