@@ -41,6 +41,8 @@ def load(
     path,
     map_location="cpu",
     missing: str = "train first, or point --out at the run directory that holds checkpoint.pt",
+    unreadable: str = "if pdeml wrote it, it was cut short: train again without --resume (or "
+    "restore a copy); if it is another file, pass the checkpoint itself",
 ) -> dict:
     """A checkpoint's dict (``weights_only=True``); a missing, empty, truncated or foreign file is
     a clear error naming the file (``missing``: the fix to suggest when it does not exist)."""
@@ -53,12 +55,12 @@ def load(
         raise ValueError(
             f"checkpoint={str(path)!r} cannot be read: it is empty, truncated or not a pdeml "
             f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}). "
-            "Fix: delete it and train again without --resume (or restore a copy)"
+            f"Fix: {unreadable}"
         ) from None
     if not isinstance(saved, dict):
         raise ValueError(
             f"checkpoint={str(path)!r} holds a {type(saved).__name__}, not a pdeml checkpoint. "
-            "Fix: delete it and train again without --resume"
+            f"Fix: {unreadable}"
         )
     return saved
 

@@ -378,3 +378,29 @@ def test_smooth_training_rhs_live_in_the_low_spectrum_and_bad_fractions_are_refu
     assert (mixed[:, : len(vals) // 10] ** 2).sum(1).mean() < 0.5
     with pytest.raises(ValueError, match="smooth"):
         dcdm.training_rhs(layout, 4, smooth=1.5)
+
+
+def test_bad_matrix_files_and_a_matrix_given_as_the_checkpoint_are_named(tmp_path, capsys):
+    """A missing --matrix (was a raw errno), an object array as --b (needs pickle), and a matrix
+    passed where the checkpoint goes (the fix said "delete it and train again": the user's
+    matrix) all name the flag, the file and what it should hold."""
+    import scipy.sparse as sp
+
+    A = tmp_path / "A.npz"
+    sp.save_npz(A, sp.identity(16, format="csr"))
+    solve = ["dcdm", "solve"]
+    common = ["--grid", "4", "4", "--no-progress", "--out", str(tmp_path / "s")]
+    assert cli.main([*solve, str(A), "--matrix", str(A), *common]) == 2
+    err = capsys.readouterr().err
+    assert "not one; a matrix goes to --matrix" in err and "delete" not in err
+    net = tmp_path / "net"
+    args = ["dcdm", "train", "--n", "16", "--epochs", "1", "--count", "8", "--ritz", "8"]
+    assert cli.main([*args, "--no-progress", "--out", str(net)]) == 0
+    ckpt_file = str(net / "dcdm.pt")
+    assert cli.main([*solve, ckpt_file, "--matrix", str(tmp_path / "none.npz"), *common]) == 2
+    assert "--matrix=" in capsys.readouterr().err
+    obj = tmp_path / "b.npy"
+    np.save(obj, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    assert cli.main([*solve, ckpt_file, "--matrix", str(A), "--b", str(obj), *common]) == 2
+    err = capsys.readouterr().err
+    assert "--b=" in err and "cannot be read as a .npy vector" in err and "Traceback" not in err

@@ -66,9 +66,23 @@ def _operator(args):
             "exactly one is needed with --matrix",
             "pass --grid NX NY [NZ] or --fluid mask.npy",
         )
-    return MatrixOperator(
-        sp.load_npz(args.matrix), args.grid if args.fluid is None else np.load(args.fluid)
+    matrix = _load("--matrix", args.matrix, sp.load_npz, "a scipy sparse matrix .npz")
+    fluid = (
+        args.grid if args.fluid is None else _load("--fluid", args.fluid, np.load, "a .npy mask")
     )
+    return MatrixOperator(matrix, fluid)
+
+
+def _load(flag: str, path, reader, what: str):
+    """``reader(path)``, or an error naming the flag, the file and what it should hold (a missing
+    file, an unreadable one, an object array that would need pickle)."""
+    p = Path(path)
+    if not p.is_file():
+        fail(flag, str(path), "does not exist", f"pass {what}", FileNotFoundError)
+    try:
+        return reader(p)
+    except Exception as e:  # numpy and scipy raise many kinds (zip, pickle, format, ...)
+        fail(flag, str(path), f"cannot be read as {what} ({type(e).__name__}: {e})", f"pass {what}")
 
 
 def _system(args):
@@ -82,7 +96,7 @@ def _system(args):
     b = (
         rhs(args.rhs, fluid)
         if args.b is None
-        else system.on_grid(np.load(args.b), "--b")[0].numpy()
+        else system.on_grid(_load("--b", args.b, np.load, "a .npy vector"), "--b")[0].numpy()
     )
     return system, fluid, b
 

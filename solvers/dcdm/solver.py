@@ -430,6 +430,8 @@ def load(path, device="cpu") -> DirectionNet:
         Path(path),
         map_location=device,
         missing="train a network with `pdeml dcdm train --out DIR`, then pass DIR/dcdm.pt",
+        unreadable="pass the dcdm.pt that `pdeml dcdm train` wrote (this file is not one; a "
+        "matrix goes to --matrix)",
     )
     if saved.get("kind") != "dcdm":
         fail(
