@@ -81,9 +81,21 @@ class Writer:
                 f"must leave train and test samples of {samples}",
                 f"pass 1..{samples - 1}",
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self.file = h5py.File(self.tmp, "w")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = h5py.File(self.tmp, "w")
+        except OSError as e:  # read-only, a name too long, no space: errno alone said little
+            reason = (
+                getattr(e, "strerror", None) or str(e).split("(")[0].strip() or type(e).__name__
+            )
+            fail(
+                "--out",
+                str(self.path),
+                f"cannot be written ({reason})",
+                "pass a file in a directory you can write to, with a name under 255 characters",
+                PermissionError if isinstance(e, PermissionError) else OSError,
+            )
         for name, shape in shapes.items():
             self.file.create_dataset(name, shape=(samples, *shape), chunks=(1, *shape), dtype=dtype)
         self.file.attrs["settings"] = json.dumps(settings)

@@ -351,7 +351,18 @@ def make_data(
     existing ``out`` is refused before any work unless ``overwrite``."""
     from .family import AbstractFamily
 
-    if Path(out).is_file() and not overwrite:
+    try:
+        exists = Path(out).is_file()
+        Path(out).is_dir()
+    except OSError as e:  # a name too long for the file system
+        fail(
+            "--out",
+            str(out),
+            f"cannot be used as a file name ({e.strerror})",
+            "pass a path whose file name is under 255 characters",
+            OSError,
+        )
+    if exists and not overwrite:
         fail(
             "--out",
             str(out),
@@ -378,7 +389,8 @@ def make_data(
             IsADirectoryError,
         )
     tmp = Path(out).with_name(Path(out).name + ".tmp")
-    tmp.unlink(missing_ok=True)  # left by a run that was killed (SIGKILL cannot be caught)
+    with contextlib.suppress(OSError):  # left by a run that was killed (SIGKILL is not caught)
+        tmp.unlink(missing_ok=True)
     return case.problem.write(
         out,
         samples,

@@ -251,3 +251,18 @@ def test_data_takes_threads(tmp_path, capsys):
         assert "--threads" in _error(capsys)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("where", ["under a file", "long name"])
+def test_data_into_an_unwritable_out_says_why(where, tmp_path, capsys):
+    """A --out that cannot be written (its folder is a file; a name the file system refuses)
+    gave a raw errno; now the flag, the path and the reason."""
+    if where == "under a file":
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "x.h5"
+    else:
+        out = tmp_path / ("x" * 300 + ".h5")
+    argv = [*"data nse_stfno --n 16 --samples 3 --test 1 --no-progress --out".split(), str(out)]
+    assert main(argv) == 2
+    err = _error(capsys)
+    assert "--out=" in err and ("cannot be written" in err or "cannot be used" in err)
