@@ -9,7 +9,7 @@ the macroscopic plate with a hole solved with the trained surrogate (``plate.vtu
     pdeml train equino_rve --out runs/equino
     pdeml train equino_rve --n 2 --solves 40 --steps 300 --lbfgs-steps 100 --out runs/equino-small
 
-``--n`` sets the RVE mesh (12 n² Q8 elements), ``--solves`` the RVE snapshot solves for the bases
+``--n`` sets the RVE mesh (20 n² Q8 elements), ``--solves`` the RVE snapshot solves for the bases
 (``--snapshots`` is the CLI's point-cloud option), ``--norm energy|euclidean`` the loss's mismatch
 norm (``euclidean`` is the paper's; see ``operators/equino.py``).
 """

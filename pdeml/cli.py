@@ -120,6 +120,8 @@ def _parser():
     dd = sub.add_parser(
         "data",
         help="generate the dataset of an operator case (a family of problems)",
+        epilog="Any other --OPTION VALUE goes to the case's make() (e.g. --n 64 for nse_stfno); "
+        "`pdeml cases` lists each case's options.",
         allow_abbrev=False,
     )
     dd.add_argument("case", help="an operator case (file or built-in name)")

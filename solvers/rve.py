@@ -155,7 +155,7 @@ class RVE:
     """The periodic unit cell with a circular inclusion (see the module docstring).
 
     Args:
-        n: mesh density (every cell side has 2n Q8 elements; 12 n² elements in all).
+        n: mesh density (every cell side has 2n Q8 elements; 20 n² elements in all).
         fraction: the inclusion's area fraction.
         matrix, inclusion: ``("nonlinear", {K, c1, c2})`` or ``("linear", {K, G})`` laws.
         tol: Newton's stopping rule on the residual relative to max|σ|·√|Ω| (1e-12: stress snapshots

@@ -22,7 +22,7 @@ def add_parser(sub):
         metavar=("EXX", "EYY", "GXY"),
         help="macroscopic Voigt strain (engineering shear)",
     )
-    s.add_argument("--n", type=int, default=4, help="mesh density (12 n² Q8 elements)")
+    s.add_argument("--n", type=int, default=4, help="mesh density (20 n² Q8 elements)")
     s.add_argument("--fraction", type=float, default=0.3, help="inclusion area fraction")
     s.add_argument("--out", required=True)
 

@@ -184,3 +184,18 @@ def test_rve_vtk_reads_back_and_the_cli_writes_it(tmp_path):
     got = json.loads((tmp_path / "run" / "metrics.json").read_text())
     np.testing.assert_allclose(got["stress"], r["stress"], rtol=1e-12)
     assert (tmp_path / "run" / "rve.vtu").exists()
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_the_mesh_has_the_element_count_the_help_states(n):
+    """``pdeml rve --help`` and the docs say 20 n² Q8 elements (they said 12 n²)."""
+    import argparse
+
+    from pdeml.solvers.rve import RVE
+    from pdeml.solvers.rve_cli import add_parser
+
+    assert RVE(n=n)._fe.basis.mesh.t.shape[1] == 20 * n * n
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_parser(sub)
+    helps = [a.help for a in sub.choices["rve"]._actions if "--n" in a.option_strings]
+    assert helps == ["mesh density (20 n² Q8 elements)"]

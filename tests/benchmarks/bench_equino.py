@@ -150,7 +150,7 @@ def picture(plate, results, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=4, help="RVE mesh density (12 n² Q8 elements)")
+    ap.add_argument("--n", type=int, default=4, help="RVE mesh density (20 n² Q8 elements)")
     ap.add_argument("--snapshots", type=int, default=100)
     ap.add_argument("--train", type=int, default=200, help="training strains (unsupervised)")
     ap.add_argument("--test", type=int, default=50)
