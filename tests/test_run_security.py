@@ -10,29 +10,11 @@ import os
 import shutil
 
 import pytest
+from case_text import tiny_case
 
 from pdeml import cli
 
-CASE = '''"""-u'' = pi^2 sin(pi x) on [0, 1], u = 0 at both ends."""
-import math
-
-import torch
-
-import pdeml as pl
-
-problem = pl.Problem(
-    pl.geometry.Interval(0, 1),
-    lambda x, u: -u.d2("x") - math.pi**2 * torch.sin(math.pi * x),
-    [pl.Dirichlet(0.0)],
-    exact=lambda x: torch.sin(math.pi * x),
-)
-case = pl.Case(
-    problem,
-    pl.PINN(pl.nn.MLP(8, 2), sampler=pl.samplers.Uniform(32, 2)),
-    steps=3,
-    export_resolution=8,
-)
-'''
+CASE = tiny_case()
 
 #: a case that also writes a marker file when imported
 PAYLOAD = CASE + '\nimport pathlib\npathlib.Path(__file__).with_name("PWNED").write_text("ran")\n'
