@@ -211,13 +211,13 @@ def run_case(out, info: dict, case_file=None, options: dict | None = None) -> tu
         if not path.is_file():
             fail("--case", str(case_file), "is not a file", "pass the case's .py file")
         want = info.get("source_sha256")
-        got = source_hash(str(path))
+        got = str(source_hash(str(path)))  # a file outside the case folders: always hashed
         if want is not None and got != want:
             fail(
                 "--case",
                 str(case_file),
                 f"is not the file this run was trained from (sha256 {got[:12]}..., run.json "
-                f"records {want[:12]}... for {source})",
+                f"records {str(want)[:12]}... for {source})",
                 "pass the unchanged file the run was trained from",
             )
         return load_case(str(path), options)
