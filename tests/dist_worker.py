@@ -72,11 +72,10 @@ def backend(name=""):
             domains=4, batch_size=2, walks=4, modes=4, width=8, layers=2, test_domains=2
         ).build(StarFamily(16), seed=0, dtype=D64)
     if name == "fno":  # a dataset read from disk: each rank reads its own samples of a batch
-        from pdeml.families.navier_stokes import family
         from pdeml.operators import FNO3d
 
         return FNO3d(t_in=3, t_out=3, modes=(4, 4, 2), width=4, layers=2, padding=2).build(
-            family(16), seed=0, dtype=D64
+            six_frames(), seed=0, dtype=D64
         )
     from pdeml.cases.poisson_sin_2d import case
     from pdeml.solvers import PINNBackend
@@ -115,15 +114,21 @@ def sampler(name):
     return Uniform(64, 16, every=3)
 
 
+def six_frames():
+    """The Navier-Stokes family of the dataset below: 6 frames at 16 x 16."""
+    from pdeml.families.navier_stokes import NavierStokesFamily
+
+    return NavierStokesFamily(n=16, frames=6)
+
+
 def dataset() -> Path:
     """8 training and 2 test trajectories of 6 random 16 x 16 frames (the same in every process),
     in a directory of this process's own."""
     from pdeml.datasets import write
-    from pdeml.families.navier_stokes import family
     from pdeml.settings import describe
 
     w = torch.randn(10, 6, 16, 16, generator=torch.Generator().manual_seed(0), dtype=D64).numpy()
-    settings = {"family": describe(family(16))}  # random frames, recorded as that family's
+    settings = {"family": describe(six_frames())}  # random frames, recorded as that family's
     return write(Path(_TMP.name) / "trajectories.h5", {"w": w}, settings=settings, n_train=8)
 
 

@@ -126,7 +126,7 @@ def test_cli_passes_case_options_and_estimator(tmp_path, capsys):
     assert info["resolved"]["estimator"].startswith("STDE(samples=2,")  # what ran
     assert json.loads((out / "metrics.json").read_text())["l2_relative_error"] is not None
     assert (out / "solution.vtu").exists()  # a 2-D slice of the 5-D ball
-    R.export_run(out, resolution=16)  # rebuilt with the same options
+    R.export_run(out, resolution=16, overwrite=True)  # rebuilt with the same options
 
 
 @pytest.mark.parametrize(
