@@ -136,10 +136,35 @@ def _import_file(path: Path):
         fail(
             "case",
             str(path),
-            f"raised {type(e).__name__}{line} while it was imported: {e}",
+            f"raised {type(e).__name__}{line} while it was imported: {e}{_did_you_mean(e)}",
             "correct the case file (run `python FILE` to see the whole traceback)",
         )
     return mod
+
+
+def _did_you_mean(e: Exception) -> str:
+    """For ``X.__init__() got an unexpected keyword argument 'n_boundry'``: the closest argument
+    ``X`` takes (``n_boundary``), found among the classes pdeml exports."""
+    import difflib
+    import inspect
+    import re
+
+    m = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(e))
+    if not isinstance(e, TypeError) or m is None:
+        return ""
+    import pdeml
+
+    found = [
+        obj
+        for mod in (pdeml, pdeml.samplers, pdeml.solvers, pdeml.operators, pdeml.derivatives)
+        for obj in vars(mod).values()
+        if inspect.isclass(obj) and obj.__name__ == m.group(1)
+    ]
+    if not found:
+        return ""
+    names = list(inspect.signature(found[0]).parameters)
+    close = difflib.get_close_matches(m.group(2), names, n=1)
+    return f" (did you mean {close[0]}=?)" if close else f" (it takes {names})"
 
 
 def load_case(spec: str, options: dict | None = None) -> tuple[Case, str]:

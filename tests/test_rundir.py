@@ -349,3 +349,11 @@ def test_a_case_file_that_raises_or_is_not_python_is_named_with_its_line(tmp_pat
     text.write_text("case = 1\n")
     assert main(["train", str(text), "--out", str(tmp_path / "r2"), *FAST]) == 2
     assert "is not a Python file" in _error(capsys)
+
+
+def test_a_misspelt_argument_in_a_case_file_gets_the_closest_name(tmp_path, capsys):
+    case = tmp_path / "typo.py"
+    case.write_text("import pdeml as pl\n\nsampler = pl.samplers.Uniform(100, n_boundry=10)\n")
+    assert main(["train", str(case), "--out", str(tmp_path / "r"), *FAST]) == 2
+    err = _error(capsys)
+    assert "unexpected keyword argument 'n_boundry'" in err and "did you mean n_boundary=?" in err
