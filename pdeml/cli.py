@@ -91,7 +91,18 @@ def _parser():
         "(walk-on-spheres; the case's pde must be pl.pde.Poisson or ScreenedPoisson)",
     )
     s.add_argument("--points", type=int, default=1000, help="truth points the error is measured on")
-    s.add_argument("--resolution", type=int, default=64, help="export mesh resolution")
+    s.add_argument(
+        "--resolution",
+        type=int,
+        default=64,
+        help="export mesh resolution (walk-on-spheres walks every mesh node: the export can "
+        "cost more than the error's --points; see --no-export)",
+    )
+    s.add_argument(
+        "--no-export",
+        action="store_true",
+        help="write metrics.json only (export later with pdeml export)",
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True, help="run directory")
@@ -286,6 +297,7 @@ def _main(argv=None) -> int:
                 options=_case_options(extra),
                 threads=threads,
                 world=world,
+                export=not args.no_export,
                 **_given_options(args),
             )
             return _report(metrics, args.out, world)

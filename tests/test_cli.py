@@ -148,3 +148,13 @@ def test_more_processes_than_cores_warns(monkeypatch, capsys, tmp_path):
     assert launched and launched[-1][launched[-1].index("--nproc-per-node") + 1] == "3"
     assert main([*argv, "2"]) == 0
     assert "CPU cores" not in capsys.readouterr().err
+
+
+def test_solve_without_export_writes_the_metrics_only(tmp_path):
+    """``pdeml solve --no-export``: the error on the truth's points, no mesh export (whose
+    walks on every node could cost far more than the solve)."""
+    out = tmp_path / "wos"
+    argv = [*"solve poisson_sin_2d --method wos --walks 8 --points 20 --no-export --out".split()]
+    assert main([*argv, str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["l2_relative_error"] is not None
+    assert not (out / "solution.vtu").exists() and not (out / "field.png").exists()
