@@ -394,9 +394,10 @@ class _Run:
                     state.status = "interrupted"
                     self.save()
                     where = (
-                        f"the checkpoint {self.checkpoint} holds it: continue with --resume"
-                        if self.checkpoint is not None and self.world.main
-                        else "nothing was saved (no checkpoint path)"
+                        "nothing was saved (no checkpoint path)"
+                        if self.checkpoint is None
+                        else f"the checkpoint {self.checkpoint} (rank 0 writes it) holds it: "
+                        "continue with --resume"
                     )
                     raise Interrupted(noted.signum, f"stopped at step {state.step}; {where}")
                 out, i = self.step()

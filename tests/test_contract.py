@@ -467,5 +467,7 @@ def test_a_run_holds_its_state_and_reads_its_settings():
     assert a.settings is settings and b.settings is settings and a is not settings
     assert not np.array_equal(a.points["domain"]["x"], b.points["domain"]["x"])
     assert a.n_domain == 64  # a setting, read through the run
-    batch = {k: v for k, v in a.current().items()}
-    assert a.batch(0) is a.points and batch.keys() == a.points.keys()
+    assert a.batch(0) is a.points  # step 0 keeps the drawn points
+    a.observe(0, {"pde": torch.ones(64, 1)})  # R3 on flat residuals: releases every point
+    assert not np.array_equal(a.points["domain"]["x"], b.points["domain"]["x"])
+    assert a.version == 2 and b.version == 1  # only the observed run moved
