@@ -126,6 +126,13 @@ class AbstractTrainable(AbstractBackend):
         """``{term: scalar loss}`` on a tensor batch; ``residuals`` (a dict, or None) receives the
         detached residuals adaptive samplers look at."""
 
+    def term_keys(self) -> dict[str, str]:
+        """Loss term -> the batch key whose rows the term is a mean over. A distributed run
+        weights each rank's term by that key's share of rows on the rank
+        (:meth:`pdeml.distributed.Sharded.shares`), so uneven shards still give the global mean.
+        Default: every term is a mean over the ``"data"`` rows (an operator's samples)."""
+        return {name: "data" for name in self.term_names}
+
     @abc.abstractmethod
     def batches(self, sampler, rng: np.random.Generator):
         """A run of ``sampler`` (None: the method's own) drawing this backend's batches."""
@@ -181,6 +188,9 @@ class AbstractLeastSquares(AbstractTrainable):
     @abc.abstractmethod
     def residual_keys(self) -> dict[str, list[str]]:
         """Batch key -> the terms whose residuals live at its points, in term order."""
+
+    def term_keys(self) -> dict[str, str]:
+        return {name: key for key, names in self.residual_keys().items() for name in names}
 
     @property
     def residuals_need_grad(self) -> bool:

@@ -9,7 +9,9 @@ every collective is then the identity: a one-process run does exactly what it di
 What is sharded and what is reduced (the collectives below):
 
 - collocation points: every rank draws the same global batch and trains on its block of rows
-  (:class:`Sharded`);
+  (:class:`Sharded`); a term of N rows that does not split evenly gives the first N mod size
+  ranks one row more, and each rank's mean over its n_r rows is weighted by its share
+  n_r size / N (:meth:`Sharded.shares`), so the mean over the ranks is the global batch's mean;
 - gradients: every loss term's gradient is averaged over the ranks *before* the combiner, so
   ConFIG or PCGrad see the global per-term gradients, exactly as one process with the global
   batch would (plain DDP wrapping would not cover the second-order autograd of PDE residuals
@@ -219,15 +221,23 @@ def all_gather_object(obj, world: World) -> list:
 
 
 def all_gather_rows(t: torch.Tensor, world: World) -> torch.Tensor:
-    """The rows of ``t`` (n, ...) of every rank, concatenated in rank order (equal n per rank)."""
+    """The rows of ``t`` (n, ...) of every rank, concatenated in rank order; n may differ from
+    rank to rank (each block is padded to the longest for the collective, then trimmed)."""
     if not world.active:
         return t
     import torch.distributed as dist
 
     c = t.detach().to(_comm_device(t)).contiguous()
+    n = torch.tensor([len(c)], device=c.device)
+    counts = [torch.empty_like(n) for _ in range(world.size)]
+    dist.all_gather(counts, n)
+    sizes = [int(k) for k in counts]
+    longest = max(sizes)
+    if len(c) < longest:
+        c = torch.cat([c, c.new_zeros((longest - len(c), *c.shape[1:]))])
     parts = [torch.empty_like(c) for _ in range(world.size)]
     dist.all_gather(parts, c)
-    return torch.cat(parts).to(t.device)
+    return torch.cat([p[:k] for p, k in zip(parts, sizes)]).to(t.device)
 
 
 def split_predict(backend, x, world: World):
@@ -246,13 +256,16 @@ def split_predict(backend, x, world: World):
 
 # ------------------------------------------------------------------------------------ sharding
 def shard_rows(n: int, world: World) -> slice | None:
-    """The rows of an n-row array that ``world.rank`` trains on: a contiguous block of n/size, or
-    None (every rank takes all n) when n does not split evenly. A replicated term is exact too:
-    the mean over the ranks of identical gradients is that gradient."""
-    if not world.active or n < world.size or n % world.size:
+    """The rows of an n-row array that ``world.rank`` trains on: a contiguous block, n // size
+    rows, one more on the first n mod size ranks (301 rows on 2 ranks: 151 and 150); or None
+    (every rank takes all n) on one process or when there are fewer rows than ranks. A replicated
+    term is exact too: the mean over the ranks of identical gradients is that gradient. Uneven
+    blocks are exact through :meth:`Sharded.shares`."""
+    if not world.active or n < world.size:
         return None
-    k = n // world.size
-    return slice(world.rank * k, (world.rank + 1) * k)
+    k, extra = divmod(n, world.size)
+    start = world.rank * k + min(world.rank, extra)
+    return slice(start, start + k + (world.rank < extra))
 
 
 class Sharded:
@@ -272,13 +285,35 @@ class Sharded:
         # terms the run reads per rank itself (a dataset's samples, walk-on-spheres targets)
         self.whole |= frozenset(run.distribute(world))
         self._cache: dict = {}
+        self._shares: tuple = (None, {})
+
+    def shares(self, batch: dict) -> dict:
+        """``{term: n_r size / N}`` for this rank's ``batch`` (one that :meth:`batch`,
+        :meth:`current` or :meth:`fixed_batch` returned): its n_r rows of the N rows all ranks
+        hold together. A loss that is a mean over a term's rows, times this factor, averages over
+        the ranks to the mean over all N rows, however unevenly they split (a replicated or
+        whole term: 1). One small collective per new batch: every rank must call it alike."""
+        if self._shares[0] is not batch:
+            rows = [
+                next((len(v) for v in arrays.values() if getattr(v, "ndim", 0) >= 1), 0)
+                for arrays in batch.values()
+            ]
+            total = all_sum(torch.tensor(rows, dtype=torch.float64), self.world).tolist()
+            self._shares = (
+                batch,
+                {
+                    term: n * self.world.size / t if t else 1.0
+                    for term, n, t in zip(batch, rows, total)
+                },
+            )
+        return self._shares[1]
 
     def __getattr__(self, name):  # version, wants_residuals, state_dict, ...
         return getattr(self.run, name)
 
     def _slice(self, batch: dict) -> dict:
         key = (self.run.version, id(batch))
-        if key not in self._cache:
+        if key not in self._cache:  # one batch at a time: the shares key on its identity
             self._cache = {
                 key: {
                     term: arrays

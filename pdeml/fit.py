@@ -317,6 +317,9 @@ class _Run:
         want = run.redraws and self.batches.wants_residuals
         # a fixed objective (L-BFGS) trains on the sampler's fixed batch
         state.points = self.batches.batch(state.step) if run.redraws else self.batches.fixed_batch()
+        if self.world.active:  # this rank's share of each term's rows (uneven shards are exact)
+            by_key = self.batches.shares(state.points)
+            run.shares = {t: by_key.get(k, 1.0) for t, k in self.backend.term_keys().items()}
         try:
             out = run.step(self.tensors(state.points), state.step - self.starts[i], want)
         except NonFinite as e:

@@ -238,9 +238,9 @@ class ENGD(AbstractStepper):
     def direction(self, run, batch):
         """``(r~, d)``: the residual vector and the damped Gauss-Newton direction."""
         if self.solver == "cg":
-            r = residual_vector(run.backend, batch, run.weights)
+            r = residual_vector(run.backend, batch, run.local_weights())
             return r.detach(), self._cg(run, r, run.params)
-        r, J = weighted_jacobian(run.backend, batch, run.weights)
+        r, J = weighted_jacobian(run.backend, batch, run.local_weights())
         if run.world.active:
             # several processes: the rows of J are spread over the ranks, so average the normal
             # equations instead, (J^T J + λ s²) d = J^T r; the same direction as the SVD filter
@@ -326,7 +326,7 @@ class ENGD(AbstractStepper):
         def loss_at(eta):
             move(eta)
             with quiet:
-                return self._squares(run, residual_vector(backend, batch, run.weights))
+                return self._squares(run, residual_vector(backend, batch, run.local_weights()))
 
         best_eta, best = 0.0, self._squares(run, r)
         for i in range(self.line_search + 1):
@@ -341,7 +341,7 @@ class ENGD(AbstractStepper):
             elif best_eta < 2.0**-4:
                 run.lam = min(run.lam * 5, 1.0)
         residuals: dict | None = {} if want_residuals else None
-        losses = global_losses(backend.losses(batch, residuals), run.world)
+        losses = global_losses(run.local_losses(batch, residuals), run.world)
         total = sum(weigh(losses, run.weights).values())
         return StepResult(losses, total, best_eta, residuals=residuals)
 

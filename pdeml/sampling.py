@@ -183,8 +183,9 @@ class EpochSampler(AbstractSampler):
 
     def _own(self, run, idx: np.ndarray) -> np.ndarray:
         """The items of a batch ``idx`` this rank reads: its contiguous block
-        (:func:`~pdeml.distributed.shard_rows`), or all of them on one process or when the batch
-        does not split evenly. Blocks in rank order are ``idx`` again."""
+        (:func:`~pdeml.distributed.shard_rows`, uneven when the batch does not split evenly), or
+        all of them on one process or when there are fewer items than ranks. Blocks in rank order
+        are ``idx`` again."""
         from .distributed import shard_rows
 
         world = getattr(run, "world", None)

@@ -84,7 +84,8 @@ def step_failed(losses: dict, gnorm: torch.Tensor) -> NonFinite:
 
 def global_losses(losses: dict, world: World) -> dict:
     """The per-term losses (detached) averaged over the ranks: the global batch's means (each
-    rank's term is the mean over its equal share). A NaN on any rank reaches every rank, so the
+    rank's term is the mean over its share, times its share factor: ``StepperRun.local_losses``).
+    A NaN on any rank reaches every rank, so the
     NaN check that follows stops them all in the same step."""
     if not world.active:
         return {n: v.detach() for n, v in losses.items()}
@@ -117,6 +118,21 @@ class StepperRun(Run):
     weights: dict
     steps: int | None
     world: World
+    #: on several processes, each loss term's factor for this rank's share of the batch's rows
+    #: (``fit`` sets it per batch from :meth:`pdeml.distributed.Sharded.shares`); empty: 1
+    shares: dict
+
+    def local_losses(self, batch: dict, residuals: dict | None = None) -> dict:
+        """The backend's losses on this rank's ``batch``, each times its share factor: the mean
+        over the ranks of these is the global batch's loss, even on uneven shards."""
+        return weigh(self.backend.losses(batch, residuals), self.shares)
+
+    def local_weights(self) -> dict:
+        """The loss weights times the share factors (for the residual rows of Gauss-Newton)."""
+        if not self.shares:
+            return self.weights
+        names = set(self.weights) | set(self.shares)
+        return {n: self.weights.get(n, 1.0) * self.shares.get(n, 1.0) for n in names}
 
     def step(self, batch: dict, k: int, want_residuals: bool = False) -> StepResult:
         """One step on the tensor ``batch``; with ``want_residuals`` its result carries the PDE
@@ -153,6 +169,7 @@ class AbstractStepper(abc.ABC):
             weights=dict(weights),
             steps=steps,
             world=world if world is not None else World(),
+            shares={},
         )
         self._start(run)
         return run
@@ -263,7 +280,7 @@ class FirstOrder(AbstractStepper):
                 run.whole = False
         run.opt.zero_grad(set_to_none=True)
         residuals: dict | None = {} if want_residuals else None
-        losses = run.backend.losses(batch, residuals)
+        losses = run.local_losses(batch, residuals)
         total = run.comb.backward(weigh(losses, run.weights), run.params)
         if run.world.active:
             losses = global_losses(losses, run.world)
@@ -507,7 +524,7 @@ class LBFGS(AbstractStepper):
 
         def closure():
             run.opt.zero_grad(set_to_none=True)
-            losses = run.backend.losses(batch)
+            losses = run.local_losses(batch)
             total = sum(weigh(losses, run.weights).values())
             total.backward()
             if run.world.active:  # the global loss and gradient: every rank searches alike

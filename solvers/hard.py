@@ -604,6 +604,9 @@ class HardConstraintBackend(AbstractTrainable):
     def term_names(self):
         return ["pde"] + (list(self.problem.condition_names) if self.method.condition_loss else [])
 
+    def term_keys(self):
+        return {"pde": "domain", **{n: n for n in self.problem.condition_names}}
+
     @property
     def whole_terms(self):
         """The constraint's points and the conditions' enter one solve per expert: on several

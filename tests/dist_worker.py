@@ -32,10 +32,16 @@ D64 = torch.float64
 
 class Record(pl.AbstractCallback):
     def __init__(self):
-        self.losses = []
+        self.losses, self.rows = [], []
 
     def on_step(self, state):
         self.losses.append({"step": state.step, **state.losses})
+        # the rows of each term this rank trained on (its shard)
+        self.rows.append({k: len(next(iter(v.values()))) for k, v in state.points.items() if v})
+
+
+#: each scenario's rows per step on this process (Record.rows), for the test
+ROWS: dict = {}
 
 
 class DieAt(pl.AbstractCallback):
@@ -71,7 +77,7 @@ def backend(name=""):
         return WoSNO(
             domains=4, batch_size=2, walks=4, modes=4, width=8, layers=2, test_domains=2
         ).build(StarFamily(16), seed=0, dtype=D64)
-    if name == "fno":  # a dataset read from disk: each rank reads its own samples of a batch
+    if name in ("fno", "odd_fno"):  # a dataset read from disk: each rank reads its own samples
         from pdeml.operators import FNO3d
 
         return FNO3d(t_in=3, t_out=3, modes=(4, 4, 2), width=4, layers=2, padding=2).build(
@@ -98,6 +104,12 @@ def phases(name):
         "wosno": [(5, pl.FirstOrder(pl.Adam(3e-3)))],
         "fno": [(5, pl.FirstOrder(pl.Adam(3e-3))), (2, pl.LBFGS())],
         "resume": [(6, adam), (4, pl.LBFGS())],
+        # 301 domain and 15 boundary points: uneven shards (151/150 and 8/7 rows on 2 ranks)
+        "odd_config": [(4, pl.FirstOrder(pl.Adam(1e-2), pl.ConFIG()))],
+        "odd_lbfgs": [(2, adam), (3, pl.LBFGS())],
+        "odd_engd": [(2, pl.ENGD())],
+        "odd_r3": [(6, adam)],
+        "odd_fno": [(3, pl.FirstOrder(pl.Adam(3e-3)))],  # minibatches of 3 samples
     }[name]
 
 
@@ -111,6 +123,12 @@ def sampler(name):
         return R3(64, 16, every=2)
     if name == "fno":
         return Minibatches(dataset(), 4)
+    if name == "odd_r3":
+        return R3(301, 15, every=2)
+    if name == "odd_fno":
+        return Minibatches(dataset(), 3)
+    if name.startswith("odd"):
+        return Uniform(301, 15, every=2)
     return Uniform(64, 16, every=3)
 
 
@@ -145,6 +163,11 @@ SCENARIOS = (
     "hard",
     "wosno",
     "fno",
+    "odd_config",
+    "odd_lbfgs",
+    "odd_engd",
+    "odd_r3",
+    "odd_fno",
 )
 
 
@@ -161,6 +184,7 @@ def run(name, world: World, checkpoint=None, resume=False, callbacks=()):
         resume=resume,
         callbacks=[rec, *callbacks],
     )
+    ROWS[name] = rec.rows
     return rec.losses
 
 
@@ -212,9 +236,17 @@ def main():
             seen = counted()
             result = {name: run(name, world) for name in names}
         per_rank = all_gather_object(seen, world) if "seen" in locals() else None
+        rows = all_gather_object(ROWS, world)
         if world.main:
             out.write_text(
-                json.dumps({"world_size": world.size, "losses": result, "per_rank": per_rank})
+                json.dumps(
+                    {
+                        "world_size": world.size,
+                        "losses": result,
+                        "per_rank": per_rank,
+                        "rows": rows,
+                    }
+                )
             )
 
 

@@ -67,12 +67,18 @@ def test_world_comes_from_the_launcher_environment_and_is_checked():
         World.from_env({"WORLD_SIZE": "two"})
 
 
-def test_rows_split_evenly_or_stay_replicated():
+def test_rows_split_into_contiguous_blocks_or_stay_replicated():
     w = World(rank=1, size=2)
     assert shard_rows(64, w) == slice(32, 64) and shard_rows(64, World(rank=0, size=2)) == slice(
         0, 32
     )
-    assert shard_rows(7, w) is None and shard_rows(1, w) is None  # every rank takes them all
+    # uneven: the first n mod size ranks take one row more; the blocks tile 0..n in rank order
+    for n, size in [(301, 2), (7, 3), (10, 4), (5, 5)]:
+        blocks = [shard_rows(n, World(rank=r, size=size)) for r in range(size)]
+        assert [b.start for b in blocks] == [0] + [b.stop for b in blocks[:-1]]
+        assert blocks[-1].stop == n
+        assert {b.stop - b.start for b in blocks} <= {n // size, -(-n // size)}
+    assert shard_rows(1, w) is None and shard_rows(3, World(rank=0, size=4)) is None  # replicated
     assert shard_rows(64, World()) is None
 
 
@@ -100,6 +106,11 @@ def two_ranks(tmp_path_factory):
         ("hard", 1e-6),
         ("wosno", 1e-12),
         ("fno", 1e-12),
+        ("odd_config", 1e-12),
+        ("odd_lbfgs", 1e-10),
+        ("odd_engd", 1e-5),
+        ("odd_r3", 1e-12),
+        ("odd_fno", 1e-12),
     ],
 )
 def test_two_ranks_take_the_steps_of_one_process_with_the_global_batch(two_ranks, name, tol):
@@ -113,13 +124,34 @@ def test_two_ranks_take_the_steps_of_one_process_with_the_global_batch(two_ranks
     assert worst(two_ranks["losses"][name], reference(name)) < tol
 
 
+def test_a_term_of_301_points_is_split_151_150_and_equals_one_process(two_ranks):
+    """Uneven terms (301 PDE points, 15 boundary points; a minibatch of 3 samples) are sharded,
+    not replicated: rank 0 trains on 151 and 8 rows, rank 1 on 150 and 7 (2 and 1 samples), and
+    each rank's term is weighted by its share of the rows, so the losses are one process's
+    (the test above: odd_config, odd_lbfgs, odd_engd, odd_r3, odd_fno)."""
+    rows = two_ranks["rows"]
+    for name in ("odd_config", "odd_lbfgs", "odd_engd", "odd_r3"):
+        assert {tuple(sorted(r.items())) for r in rows[0][name]} == {
+            (("dirichlet", 8), ("domain", 151))
+        }, name
+        assert {tuple(sorted(r.items())) for r in rows[1][name]} == {
+            (("dirichlet", 7), ("domain", 150))
+        }, name
+    # the first batch is read whole (before the run learns the world), then 2 and 1 samples
+    assert [r["data"] for r in rows[0]["odd_fno"]] == [2, 2, 2]
+    assert [r["data"] for r in rows[1]["odd_fno"]] == [1, 1, 1]
+    assert worst(two_ranks["losses"]["odd_config"], reference("odd_config")) < 1e-12
+
+
 def test_each_rank_walks_and_reads_only_its_share_of_an_operator_batch(two_ranks):
     """WoS-NO (2 domains per step, 5 steps) and FNO-3d on a dataset (4 samples per step, 5 Adam
     steps, then L-BFGS on the last batch). The first batch is read whole by every rank, before the
     run learns the world; from then on each rank takes its half. One process walks 2 + 4 x 2 = 10
     domains and reads 4 + 4 x 4 = 20 samples; each of two ranks walks 2 + 4 = 6 domains and
-    reads 4 + 2 (the first batch again, its own half) + 4 x 2 = 14 samples."""
-    assert two_ranks["per_rank"] == [{"walked": 6, "read": 14}] * 2
+    reads 4 + 2 (the first batch again, its own half) + 4 x 2 = 14 samples. With minibatches of
+    3 (odd_fno, 3 steps) rank 0 then reads 3 + 2 + 2 x 2 = 9 more samples and rank 1
+    3 + 1 + 2 x 1 = 6: uneven shards, not the whole batch on both."""
+    assert two_ranks["per_rank"] == [{"walked": 6, "read": 14 + 9}, {"walked": 6, "read": 14 + 6}]
 
 
 def reference(name, since=0):
@@ -337,7 +369,7 @@ def test_a_rank_solves_only_its_experts():
 
 def test_a_dataset_run_reads_its_block_of_the_global_batch(tmp_path):
     """Rank 1 of 2 reads the second half of every batch one process reads, through epochs and a
-    resume; a batch that does not split evenly is read whole."""
+    resume; a batch that does not split evenly is split unevenly (3 samples: 2 and 1)."""
     import numpy as np
 
     from pdeml.datasets import Minibatches, write
@@ -355,5 +387,6 @@ def test_a_dataset_run_reads_its_block_of_the_global_batch(tmp_path):
     again.load_state_dict(one.state_dict())
     np.testing.assert_array_equal(again.current()["data"]["w"], one.current()["data"]["w"][2:])
     odd = Minibatches(path, 3).init(None, np.random.default_rng(0))
+    whole = odd.current()["data"]["w"]
     odd.distribute(World(rank=1, size=2))
-    assert len(odd.current()["data"]["w"]) == 3
+    np.testing.assert_array_equal(odd.current()["data"]["w"], whole[2:])
