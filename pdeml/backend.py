@@ -82,6 +82,10 @@ class AbstractBackend(nn.Module, metaclass=abc.ABCMeta):
         """Identified scalar parameters (inverse problems); default none."""
         return {}
 
+    #: what the last :meth:`export` chose that a reader of its files should know (a Monte Carlo
+    #: export's walks per point); ``pdeml.run`` adds it to metrics.json
+    export_info: dict = {}
+
     def export(self, out, resolution: int, sample: int | None = None) -> list:
         """Write the solution's files into ``out``: by default the VTK mesh of the problem's
         geometry (:func:`pdeml.export.export`) and ``field.png``; operators write time series

@@ -95,8 +95,9 @@ def _parser():
         "--resolution",
         type=int,
         default=64,
-        help="export mesh resolution (walk-on-spheres walks every mesh node: the export can "
-        "cost more than the error's --points; see --no-export)",
+        help="export mesh resolution (walk-on-spheres walks every mesh node, each with "
+        "walks x points / nodes walks, at least 16: the export costs about what the solve "
+        "did; metrics.json records export_walks; --no-export skips it)",
     )
     s.add_argument(
         "--no-export",
@@ -115,7 +116,12 @@ def _parser():
         option.add_to(s)
     e = sub.add_parser("export", help="re-export a run directory's VTK and pictures")
     e.add_argument("dir")
-    e.add_argument("--resolution", type=int)
+    e.add_argument(
+        "--resolution",
+        type=int,
+        help="export mesh resolution (default: the case's); a 3-D volume is written at most 45 "
+        "voxels a side (about 100k points) and pictured by its mid-plane slice",
+    )
     e.add_argument(
         "--sample",
         type=int,

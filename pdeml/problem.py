@@ -286,7 +286,8 @@ class Case:
         checkpoint_every, checkpoint_minutes: checkpoint every that many steps, and at least
             every that many minutes of training.
         eval_every: steps between history rows (with the error against the truth).
-        export_resolution: mesh resolution of the VTK export.
+        export_resolution: mesh resolution of the VTK export (a 3-D volume: at most 45 voxels a
+            side, :data:`pdeml.export.vtk.VOLUME_POINTS`; its picture is the mid-plane slice).
         options: the values a case file's ``make()`` was called with (reported in ``run.json``).
 
     Example:

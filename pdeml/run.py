@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +260,7 @@ def execute(
                 )
             if world.main:
                 metrics["files"] = [str(Path(p).relative_to(out)) for p in files]
+                metrics.update(backend.export_info)
                 rundir.write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -463,9 +465,27 @@ def export_run(
     if not overwrite:
         _refuse_overwrite(Path(out), target)
     case, backend = load_run(out, device, case_file)
+    _say_volume_budget(backend, resolution)
     with rundir.session(target) if to is not None else contextlib.nullcontext(target):
         return export_backend(
             backend, target, resolution or case.export_resolution, sample, run=Path(out)
+        )
+
+
+def _say_volume_budget(backend, resolution: int | None) -> None:
+    """Warn when an asked ``--resolution`` is more than a 3-D volume export writes."""
+    from .export.vtk import VOLUME_POINTS, volume_resolution
+
+    geometry = getattr(getattr(backend, "problem", None), "geometry", None)
+    if resolution is None or getattr(geometry, "dim", 0) != 3:
+        return
+    if volume_resolution(resolution) < resolution:
+        warnings.warn(
+            f"--resolution {resolution}: the 3-D volume (solution.vtu) is written at "
+            f"{volume_resolution(resolution)} voxels a side, the most within the export's budget "
+            f"of {VOLUME_POINTS} points (pdeml.export.vtk.VOLUME_POINTS); field.png, the "
+            f"mid-plane slice, is drawn at {min(resolution, 200)}.",
+            stacklevel=3,
         )
 
 

@@ -468,6 +468,32 @@ class WoSBackend(AbstractBackend):
     def exports(self, x) -> dict[str, np.ndarray]:
         return {"std_error": self._estimate_cached(x)["std_error"]}
 
+    #: the fewest walks an export point gets, whatever the budget
+    EXPORT_MIN_WALKS = 16
+
+    def export(self, out, resolution: int, sample: int | None = None) -> list:
+        """The VTK mesh and ``field.png`` (:meth:`AbstractBackend.export`) with a walk budget: the
+        export walks about as many walks in all as the solve did (its points times ``walks``;
+        1000 points' worth when it did not run here), so each export point gets
+        ``walks * solve points / export points`` walks, at most ``walks`` and at least
+        :data:`EXPORT_MIN_WALKS`. ``std_error`` in the VTK file is that estimate's. The walks per
+        point are recorded in ``export_info`` (metrics.json: ``export_walks``)."""
+        from pdeml.export.mesh import mesh
+        from pdeml.export.vtk import volume_resolution
+
+        m, g = self.method, self.problem.geometry
+        points = len(mesh(g, resolution if g.dim < 3 else volume_resolution(resolution))[0])
+        budget = getattr(self, "solve_walks", 1000 * m.walks)
+        walks = int(min(m.walks, max(self.EXPORT_MIN_WALKS, budget // max(points, 1))))
+        saved = self.method
+        self.method, self._cache = dataclasses.replace(m, walks=walks), None
+        try:
+            files = super().export(out, resolution, sample)
+        finally:
+            self.method, self._cache = saved, None
+        self.export_info = {"export_walks": walks, "export_points": points}
+        return files
+
     def solve(self, truth) -> dict:
         """Estimates at the truth's points: the relative L2 error, the mean standard error, the
         share of points within 4 standard errors, walks per second."""
@@ -475,6 +501,7 @@ class WoSBackend(AbstractBackend):
         if truth is None:
             return metrics
         x, v = truth
+        self.solve_walks = len(x) * self.method.walks
         t = time.perf_counter()
         est = self.estimate(x)
         wall = time.perf_counter() - t

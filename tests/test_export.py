@@ -81,6 +81,49 @@ def test_3d_solution(tmp_path):
     assert "hexahedron" in m.cells_dict
 
 
+NOTCHED = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Cuboid([0.5, 0.5, 0.5], [1, 1, 1])
+HOLED = pl.geometry.Cuboid([0, 0, 0], [1, 1, 1]) - pl.geometry.Sphere([0.5, 0.5, 0.5], 0.25)
+
+
+@pytest.mark.parametrize("geometry, volume", [(NOTCHED, 7 / 8), (HOLED, 1 - np.pi / 48)])
+@pytest.mark.parametrize("n", [7, 12])
+def test_a_3d_export_writes_no_node_outside_the_body(geometry, volume, n):
+    """Only voxels whose eight corners lie inside: every node is in the body (the old voxel-centre
+    rule wrote nodes in the notch and the hole), and the voxels still fill the body up to a
+    layer of about one voxel at its curved or off-grid surface."""
+    pts, kind, cells = mesh(geometry, n)
+    assert kind == "hexahedron" and geometry.inside(pts).all()
+    assert len(np.unique(cells)) == len(pts)  # no node without a voxel
+    filled = len(cells) / n**3
+    assert volume - 6 / n < filled <= volume + 1e-12
+
+
+def test_a_3d_export_keeps_to_its_point_budget_and_pictures_a_slice(tmp_path):
+    """--resolution 128 on a 3-D body writes at most VOLUME_POINTS nodes (45 a side), not
+    129³ = 2.1M; field.png is the mid-plane slice, sampled on its own plane: its points lie in
+    the body on z = 1/2 (the slice is not cut out of a 3-D mesh)."""
+    from pdeml.export.mesh import plane_slice
+    from pdeml.export.vtk import VOLUME_POINTS, volume_resolution
+
+    assert volume_resolution(128) == 45 and (45 + 1) ** 3 <= VOLUME_POINTS < (46 + 1) ** 3
+    assert volume_resolution(20) == 20
+    prob = pl.Problem(
+        HOLED, lambda x, u: -u.laplacian(), [pl.Dirichlet(0.0)], exact=lambda x: x[:, :1]
+    )
+    backend = PINNBackend(prob, pl.nn.MLP(8, 2))
+    (path,) = export(backend, tmp_path, resolution=128)
+    m = meshio.read(path)
+    assert len(m.points) <= VOLUME_POINTS and np.ptp(m.points[:, 0]) == pytest.approx(1.0)
+    assert np.unique(m.points[:, 0]).size == 46
+    pts, kind, cells, z = plane_slice(HOLED, 64)
+    assert z == 0.5 and (pts[:, 2] == 0.5).all() and HOLED.inside(pts).all()
+    assert not (np.linalg.norm(pts[cells].mean(1) - 0.5, axis=1) < 0.25).any()  # the hole
+    edges = [pts[cells[:, k]] - pts[cells[:, 0]] for k in (1, 2)]
+    area = 0.5 * np.linalg.norm(np.cross(*edges), axis=1)
+    assert area.sum() == pytest.approx(1 - np.pi / 16, abs=0.05)
+    assert mpimg.imread(plot_field(backend, tmp_path / "field.png", 64)).ndim == 3
+
+
 def test_time_dependent_writes_a_pvd_series_and_spacetime_grid(tmp_path):
     prob = pl.Problem(
         pl.geometry.Interval(0, 1),

@@ -185,6 +185,12 @@ def test_solve_cli_writes_value_and_standard_error_against_the_case_truth(tmp_pa
     assert inside.mean() > 0.5 and np.all(
         mesh.point_data["u"][inside] > 0
     )  # -lap u = 1, u = 0: positive
+    # the export's walk budget: as many walks in all as the solve's 200 points x 128 walks
+    assert m["export_points"] == len(mesh.points)
+    assert m["export_walks"] == max(16, min(128, 200 * 128 // len(mesh.points))) < 128
+    # its standard errors are those of export_walks walks, not 128
+    widen = float(np.mean(mesh.point_data["std_error"][inside]) / m["std_error_mean"])
+    assert 0.75 < widen / np.sqrt(128 / m["export_walks"]) < 1.35, widen  # measured 1.04
     plain = tmp_path / "plain.py"
     plain.write_text(
         "import pdeml as pl\n"

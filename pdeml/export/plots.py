@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mesh import mesh
+from .mesh import mesh, plane_slice
 from .vtk import truth_function
 
 
@@ -122,24 +122,17 @@ def plot_field(backend, path, resolution: int = 128) -> Path:
             ax[0].plot(x[:, 0], truth[:, 0], "--", label="truth")
         ax[0].legend()
     else:
-        pts, kind, cells = mesh(g, resolution if g.dim == 2 else min(resolution, 40))
-        if g.dim == 3:  # the mid-height slice
-            lo, hi = g.bbox
-            zs = np.unique(pts[:, 2])
-            z = zs[np.argmin(abs(zs - (lo[2] + hi[2]) / 2))]
-            pts = pts[pts[:, 2] == z]
-            from scipy.spatial import Delaunay
-
-            tri = Delaunay(pts[:, :2]).simplices
-            keep = g.inside(np.hstack([pts[tri].mean(1)[:, :2], np.full((len(tri), 1), z)]))
-            cells, title_extra = tri[keep], f" (z = {z:.3g})"
-        elif kind == "quad":  # the (x0, x1) slice of a high-dimensional domain
+        if g.dim == 3:  # the mid-height slice, sampled on its own plane (no 3-D mesh)
+            pts, kind, cells, z = plane_slice(g, resolution)
+            title_extra = f" ({p.inputs[2]} = {z:.3g})"
+        else:
+            pts, kind, cells = mesh(g, resolution)
+            title_extra = ""
+        if kind == "quad":  # the (x0, x1) slice of a high-dimensional domain
             cells, title_extra = (
                 np.concatenate([cells[:, [0, 1, 2]], cells[:, [0, 2, 3]]]),
                 " (slice)",
             )
-        else:
-            title_extra = ""
         x = pts if p.time is None else np.hstack([pts, np.full((len(pts), 1), p.time[1])])
         if p.time is not None:
             title_extra += f" (t = {p.time[1]:.3g})"

@@ -117,12 +117,25 @@ def _write(path, pts, cell_type, cells, data):
     write_mesh(path, pts, cell_type, cells, data)
 
 
+#: the 3-D export's point budget: a volume is written on at most this many grid nodes (the model,
+#: its residual and an inside test at each), 45 voxels a side, whatever ``resolution`` asks; the
+#: 3-D picture is a mid-plane slice at the full resolution (:func:`pdeml.export.plots.plot_field`)
+VOLUME_POINTS = 100_000
+
+
+def volume_resolution(resolution: int) -> int:
+    """The voxels a side a 3-D export writes for ``resolution``: the largest n <= resolution
+    whose (n + 1)³ grid nodes fit :data:`VOLUME_POINTS`."""
+    return min(resolution, int(VOLUME_POINTS ** (1 / 3)) - 1)
+
+
 def export(backend, out_dir, resolution: int = 128, snapshots: int = 21) -> list[Path]:
-    """Write the VTK files for ``backend`` into ``out_dir``; returns the paths written."""
+    """Write the VTK files for ``backend`` into ``out_dir``; returns the paths written. A 3-D
+    geometry is written as a volume of :func:`volume_resolution` voxels a side."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     p = backend.problem
-    res = resolution if p.geometry.dim < 3 else min(resolution, 40)
+    res = resolution if p.geometry.dim < 3 else volume_resolution(resolution)
     pts, cell_type, cells = mesh(p.geometry, res)
     truth = truth_function(p)  # built once for every snapshot
     if p.time is None:
