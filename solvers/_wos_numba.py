@@ -96,33 +96,9 @@ def _compile():
         ex, ey = x - a[0] - t * dx, y - a[1] - t * dy
         return math.sqrt(ex * ex + ey * ey)
 
-    @nb.njit(cache=True)
-    def tri_dist(p, a, b, c):
-        ab, ac, ap = b - a, c - a, p - a
-        n = np.cross(ab, ac)
-        nn = n @ n
-        h = (ap @ n) / math.sqrt(nn)
-        foot = ap - h / math.sqrt(nn) * n
-        v = (np.cross(foot, ac) @ n) / nn
-        w = (np.cross(ab, foot) @ n) / nn
-        if v >= 0 and w >= 0 and v + w <= 1:
-            return abs(h)
-        best = 1e300
-        for q0, q1 in ((a, b), (b, c), (c, a)):
-            d = q1 - q0
-            t = ((p - q0) @ d) / max(d @ d, 1e-300)
-            t = min(1.0, max(0.0, t))
-            e = p - q0 - t * d
-            best = min(best, math.sqrt(e @ e))
-        return best
+    from pdeml.geometry.mesh_numba import kernels
 
-    @nb.njit(cache=True)
-    def solid_angle(p, a, b, c):
-        ra, rb, rc = a - p, b - p, c - p
-        la, lb, lc = math.sqrt(ra @ ra), math.sqrt(rb @ rb), math.sqrt(rc @ rc)
-        det = ra @ np.cross(rb, rc)
-        den = la * lb * lc + (ra @ rb) * lc + (ra @ rc) * lb + (rb @ rc) * la
-        return 2 * math.atan2(det, den)
+    tri_dist, solid_angle = kernels().tri_dist, kernels().solid_angle
 
     @nb.njit(cache=True)
     def distance(kind, P, A, B, C, x):

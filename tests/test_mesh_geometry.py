@@ -113,6 +113,32 @@ def test_icosphere_signed_distance_is_within_the_meshing_error_of_the_sphere():
     assert torch.equal(mesh.sdf(x) < 0, mesh.winding_number(x) > 0.5)
 
 
+@pytest.mark.parametrize("shape", ["box", "icosphere"])
+def test_inside_is_the_winding_number_or_a_point_on_the_surface(shape):
+    """The numba inside test (the distance only where the winding number is fractional; a point
+    in a triangle's plane tested against the triangle) against the definition, the winding
+    number > 1/2 or the distance <= 1e-9, computed in torch for every point: random points,
+    the vertices, edge midpoints and face centroids, and a grid whose nodes lie in the box's
+    face planes, on its edges and corners (where one triangle's angle sign is rounding)."""
+    from pdeml.export import mesh as cover
+
+    pts, tri = box_mesh([0, 0, 0], [1, 2, 1]) if shape == "box" else icosphere(2)
+    g = pl.geometry.Mesh(points=pts, triangles=tri)
+    lo, hi = g.bbox
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.linspace(a, b, 9) for a, b in zip(lo, hi)]), -1)
+    surface = np.concatenate([pts, (pts[tri[:, 0]] + pts[tri[:, 1]]) / 2, pts[tri].mean(1)])
+    x = np.concatenate(
+        [lo - 0.1 + (hi - lo + 0.2) * rng.random((3000, 3)), surface, grid.reshape(-1, 3)]
+    )
+    xt = torch.as_tensor(x, dtype=D64)
+    want = (g.winding_number(xt) > 0.5) | (g.unsigned_distance(xt) <= 1e-9 * g._scale())
+    np.testing.assert_array_equal(g.inside(x), want.numpy())
+    assert g.inside(surface).all() and 0.2 < g.inside(x[:3000]).mean() < 0.9
+    nodes, _, _ = cover(g, 10)  # a 3-D export writes no node outside
+    assert len(nodes) and g.inside(nodes).all()
+
+
 def test_sampling_lies_on_and_inside_the_mesh_with_outward_normals():
     pts, tri = icosphere(2)
     mesh = pl.geometry.Mesh(points=pts, triangles=tri)

@@ -246,10 +246,16 @@ class Mesh(AbstractGeometry):
         return float(np.linalg.norm(hi - lo))
 
     def inside(self, x) -> np.ndarray:
-        x = torch.as_tensor(self._check_points(x), dtype=torch.float64)
-        return (
-            (self.winding_number(x) > 0.5) | (self.unsigned_distance(x) <= 1e-9 * self._scale())
-        ).numpy()
+        """Inside or on the surface (within 1e-9 of the mesh's size): the winding number, and
+        the distance only where the winding number is fractional (numba, parallel over points;
+        :mod:`pdeml.geometry.mesh_numba`)."""
+        from .mesh_numba import kernels
+
+        x = np.ascontiguousarray(self._check_points(x), dtype=np.float64)
+        t = self.triangles
+        return kernels().inside(
+            x, *(np.ascontiguousarray(self.points[t[:, k]]) for k in range(3)), 1e-9 * self._scale()
+        )
 
     def on_boundary(self, x) -> np.ndarray:
         x = torch.as_tensor(self._check_points(x), dtype=torch.float64)

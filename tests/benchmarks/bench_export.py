@@ -6,7 +6,8 @@ its solve on the notched box below.
 
 Prints one JSON line: training and export seconds and their ratio (the goal: the export under a
 quarter of training), the nodes written and how many lie outside the body (the goal: none); for
-walk-on-spheres the solve's and the export's seconds and the walks each export node got.
+walk-on-spheres the solve's and the export's seconds and the walks each export node got; for a
+triangle-mesh body the volume's inside tests, numba against the torch definition.
 Shorter ``--steps`` give a smaller denominator: the ratio is then an upper bound.
 """
 
@@ -91,6 +92,46 @@ def wos_notched(out: Path) -> dict:
     }
 
 
+def mesh_volume(level: int = 3, resolution: int = 45) -> dict:
+    """The 3-D export's mesh of a triangle surface (a subdivided icosahedron, 20 * 4^level
+    triangles) at the volume budget: the numba inside test against the torch definition (winding
+    number and distance at every node), the baseline, on the same nodes."""
+    import numpy as np
+    import torch
+
+    import pdeml as pl
+    from pdeml.export import mesh
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_mesh_geometry import icosphere
+
+    pts, tri = icosphere(level)
+    g = pl.geometry.Mesh(points=pts, triangles=tri)
+    g.inside(np.zeros((1, 3)))  # compile (or load the cache) outside the timing
+    t = time.perf_counter()
+    nodes, _, cells = mesh(g, resolution)
+    numba_s = time.perf_counter() - t
+
+    class Torch(pl.geometry.Mesh):
+        def inside(self, x):
+            x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+            tol = 1e-9 * self._scale()
+            return ((self.winding_number(x) > 0.5) | (self.unsigned_distance(x) <= tol)).numpy()
+
+    t = time.perf_counter()
+    same = mesh(Torch(points=pts, triangles=tri), resolution)
+    torch_s = time.perf_counter() - t
+    return {
+        "triangles": len(tri),
+        "resolution": resolution,
+        "nodes": len(nodes),
+        "numba_s": round(numba_s, 2),
+        "torch_s": round(torch_s, 2),
+        "speedup": round(torch_s / numba_s, 1),
+        "same_mesh": bool(np.array_equal(same[2], cells)),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int)
@@ -106,6 +147,7 @@ def main():
             "threads": args.threads,
             "poisson_manufactured_3d": pinn_3d(args.steps, args.lbfgs_steps, Path(tmp) / "p3"),
             "wos_notched_box": wos_notched(Path(tmp) / "wos"),
+            "mesh_volume": mesh_volume(),
         }
     print(json.dumps(result))
 
