@@ -32,6 +32,9 @@ from .steppers import AbstractStepper, NonFinite, Phase
 FORMAT = 2  # checkpoint layout; 1 was the single-optimizer loop before phases
 #: a run whose loss ends more than this many times above its first step's is warned about
 WORSE = 10.0
+#: an unknown parameter that moved one way by more than this fraction of its value over the last
+#: tenth of the steps is still drifting (a warning at the end of ``fit``)
+DRIFT = 0.005
 
 
 class DivergenceError(RuntimeError):
@@ -442,9 +445,40 @@ class _Run:
             stacklevel=4,
         )
 
+    def warn_if_drifting(self) -> None:
+        """An unknown parameter (an inverse problem's) that still moves one way over the last
+        tenth of the steps, by more than :data:`DRIFT` of its value, has not converged: the run
+        says so, with the values, rather than report the last one as the answer. (Moving back
+        and forth is Adam's jitter about a value, not drift.)"""
+        state = self.state
+        rows = [r for r in state.history if any(k.startswith("param_") for k in r)]
+        if state.status != "finished" or len(rows) < 2:
+            return
+        since = rows[-1]["step"] - max(1, state.total_steps // 10)
+        tail = [r for r in rows if r["step"] >= since]
+        tail = tail if len(tail) >= 2 else rows[-2:]
+        import warnings
+
+        for k in (k for k in tail[-1] if k.startswith("param_")):
+            values = np.array([r[k] for r in tail])
+            steps = np.diff(values)
+            moved = values[-1] - values[0]
+            one_way = bool(np.all(steps * np.sign(moved) >= 0))
+            if one_way and abs(moved) > DRIFT * max(abs(values[-1]), 1e-12):
+                name = k[len("param_") :]
+                warnings.warn(
+                    f"parameter {name!r} is still drifting: it went from {values[0]:.6g} at step "
+                    f"{tail[0]['step']} to {values[-1]:.6g} at step {tail[-1]['step']}, one way "
+                    f"(the last tenth of the steps): {values[-1]:.6g} has not converged. Fix: "
+                    "train longer (--steps), or give it a larger learning rate, "
+                    "pl.Parameter(..., lr_scale=...); loss.png plots its path.",
+                    stacklevel=4,
+                )
+
     def result(self) -> FitResult:
         state = self.state
         self.warn_if_worse()
+        self.warn_if_drifting()
         err = _last_error(state.history)
         if self.truth is not None and (
             not state.history or state.history[-1]["step"] != state.step

@@ -149,9 +149,16 @@ class AbstractOptimizer(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} has no compiled update")
 
     def update_(
-        self, params: list, grads: list, states: list, lr: torch.Tensor, ok: torch.Tensor
+        self,
+        params: list,
+        grads: list,
+        states: list,
+        lr: torch.Tensor,
+        ok: torch.Tensor,
+        scales: list | None = None,
     ) -> None:
-        """The update as tensor operations, in place; nothing changes where ``ok`` is False."""
+        """The update as tensor operations, in place; nothing changes where ``ok`` is False.
+        ``scales``: each parameter's factor of ``lr`` (its group's ``lr_scale``; default 1)."""
         raise NotImplementedError(f"{type(self).__name__} has no compiled update")
 
     def __repr__(self):
@@ -213,7 +220,13 @@ class Adam(AbstractOptimizer):
         return out
 
     def update_(
-        self, params: list, grads: list, states: list, lr: torch.Tensor, ok: torch.Tensor
+        self,
+        params: list,
+        grads: list,
+        states: list,
+        lr: torch.Tensor,
+        ok: torch.Tensor,
+        scales: list | None = None,
     ) -> None:
         r"""torch's Adam update as plain tensor operations, for a compiled step: with
         :math:`s` steps taken, :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`,
@@ -222,10 +235,11 @@ class Adam(AbstractOptimizer):
         + \epsilon)`.
         Nothing changes where ``ok`` is False (a non-finite gradient)."""
         b1, b2 = self.betas
-        for p, g, (step, m, v) in zip(params, grads, states):
+        for p, g, (step, m, v), scale in zip(params, grads, states, scales or [1.0] * len(params)):
             s = step + 1
             s64 = s.to(torch.float64)  # the bias corrections in double, as torch's Adam
-            step_size = (lr.to(torch.float64) / (1 - torch.pow(b1, s64))).to(p.dtype)
+            rate = lr.to(torch.float64) * scale if scale != 1.0 else lr.to(torch.float64)
+            step_size = (rate / (1 - torch.pow(b1, s64))).to(p.dtype)
             root = torch.sqrt(1 - torch.pow(b2, s64)).to(p.dtype)
             m_new = torch.lerp(m, g, 1 - b1)
             v_new = v * b2 + (1 - b2) * g * g
@@ -256,8 +270,8 @@ class SGD(AbstractOptimizer):
         """Plain SGD keeps no state."""
         return [[] for group in opt.param_groups for _ in group["params"]]
 
-    def update_(self, params, grads, states, lr, ok) -> None:
+    def update_(self, params, grads, states, lr, ok, scales=None) -> None:
         r""":math:`\theta \leftarrow \theta - \eta g` as tensor operations (a compiled step);
         nothing changes where ``ok`` is False."""
-        for p, g in zip(params, grads):
-            p.copy_(torch.where(ok, p - lr * g, p))
+        for p, g, scale in zip(params, grads, scales or [1.0] * len(params)):
+            p.copy_(torch.where(ok, p - (lr * scale if scale != 1.0 else lr) * g, p))

@@ -22,6 +22,15 @@ from .steppers import LBFGS, AbstractStepper, FirstOrder, Phase
 class Parameter:
     """An unknown scalar of the PDE, trained with the network (inverse problems).
 
+    Args:
+        initial: its value at the start.
+        lr_scale: its learning rate in first-order phases, as a multiple of the optimizer's.
+            Adam moves every weight by about the learning rate per step, whatever its
+            gradient's size: at 1x a coefficient of order one crawls (2000 steps at 1e-3 move it
+            by at most 2). The default, 10, lets it cross its range within the first thousand
+            steps while the network's weights keep the optimizer's rate. ``fit`` warns when a
+            parameter is still drifting at the end, and ``loss.png`` plots its path.
+
     Example:
         >>> def pde(x, u, p):                     # a third argument: the parameters
         ...     return u.dt() - p["k"] * u.laplacian()
@@ -31,11 +40,20 @@ class Parameter:
         {'k': Parameter(1.0)}
     """
 
-    def __init__(self, initial: float):
+    def __init__(self, initial: float, lr_scale: float = 10.0):
         self.initial = finite_scalar("Parameter(initial)", initial)
+        self.lr_scale = finite_scalar("Parameter(lr_scale)", lr_scale)
+        if not self.lr_scale > 0:
+            fail(
+                "Parameter(lr_scale)",
+                lr_scale,
+                "must be positive",
+                "pass a factor of the optimizer's learning rate, e.g. 10",
+            )
 
     def __repr__(self):
-        return f"Parameter({self.initial})"
+        scale = "" if self.lr_scale == 10.0 else f", lr_scale={self.lr_scale}"
+        return f"Parameter({self.initial}{scale})"
 
 
 def _n_positional(fn) -> int | None:

@@ -249,7 +249,6 @@ class FirstOrder(AbstractStepper):
         update (Adam, SGD). False otherwise."""
         if (
             not run.comb.in_graph
-            or run.backend.lr_scales()  # one rate in the compiled update
             or not self.optimizer.compiles
             or run.world.active
             or not run.backend.whole_step(batch, run.steps)
@@ -303,7 +302,7 @@ class FirstOrder(AbstractStepper):
         run.opt.load_state_dict(state["optimizer"])
         run.comb.load_state_dict(state.get("combiner", {}))
         if run.whole:
-            run.whole.states = self.optimizer.state_tensors(run.opt)  # the loaded tensors
+            run.whole.states = run.whole.states_of(run.opt)  # the loaded tensors
 
     def __repr__(self):
         return f"FirstOrder({self.optimizer!r}, {self.combiner!r})"
@@ -376,7 +375,10 @@ class WholeStep:
         by_id = {id(p): n for n, p in backend.named_parameters()}
         self.names = [by_id[id(p)] for p in params]
         self.params = [p.detach() for p in params]  # the parameters' storage, updated in place
-        self.states = optimizer.state_tensors(opt)
+        self.ids = [id(p) for p in params]  # the optimizer's parameters (not the detached views)
+        factor = backend.lr_scales()  # each parameter's factor of the rate (its group's)
+        self.scales = [factor.get(n, 1.0) for n in self.names]
+        self.states = self.states_of(opt)
         self.module = _StepLosses(backend)
         device = params[0].device if params else torch.device("cpu")
         self.lr = torch.zeros((), dtype=torch.float64, device=device)
@@ -392,6 +394,13 @@ class WholeStep:
             **({"mode": "reduce-overhead"} if cuda else compile_options(backend, device)),
         )
         self.first = True  # the next call compiles
+
+    def states_of(self, opt: torch.optim.Optimizer) -> list:
+        """The torch optimizer's state tensors in the order of ``self.params`` (its parameter
+        groups, one per learning-rate factor, list them group by group)."""
+        flat = [p for group in opt.param_groups for p in group["params"]]
+        by_id = {id(p): st for p, st in zip(flat, self.optimizer.state_tensors(opt))}
+        return [by_id[i] for i in self.ids]
 
     def _step(self, params, states, batch, lr, draws, want_residuals: bool):
         def losses_at(ps):
@@ -427,7 +436,7 @@ class WholeStep:
         squares = sum((g * g).sum() for g in grads)
         ok = torch.isfinite(total) & torch.isfinite(squares)
         with torch.no_grad():
-            self.optimizer.update_(params, grads, states, lr, ok)
+            self.optimizer.update_(params, grads, states, lr, ok, self.scales)
         return (
             {n: v.detach() for n, v in losses.items()},
             total.detach(),

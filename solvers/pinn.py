@@ -651,5 +651,13 @@ class PINNBackend(AbstractLeastSquares):
             for k in range(res.shape[1])
         }
 
+    def lr_scales(self) -> dict[str, float]:
+        """Each unknown parameter's learning-rate factor (:class:`pdeml.Parameter` ``lr_scale``)."""
+        return {
+            f"params.{k}": p.lr_scale
+            for k, p in self.problem.parameters.items()
+            if p.lr_scale != 1.0
+        }
+
     def parameter_values(self) -> dict[str, float]:
         return {k: float(v.detach()) for k, v in self.params.items()}

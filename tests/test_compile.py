@@ -121,6 +121,38 @@ def test_whole_step_trains_as_the_eager_step_does_for_100_steps():
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:parameter .c. is still drifting")
+def test_a_parameter_learning_at_its_own_rate_compiles_and_steps_as_eager():
+    """An inverse problem's unknown coefficient at 10x the rate (pl.Parameter's lr_scale): the
+    compiled whole step scales its update as the eager step's parameter group does, with the
+    optimizer's state in the eager order (groups by rate): the same run over 30 steps."""
+    import math
+
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
+
+    x = np.linspace(0.02, 0.98, 20)[:, None]
+    prob = pl.Problem(
+        pl.geometry.Interval(0, 1),
+        lambda x, u, p: -p["c"] * u.d2("x") - 3 * math.pi**2 * torch.sin(math.pi * x),
+        parameters={"c": pl.Parameter(1.0)},
+        conditions=[pl.Dirichlet(0.0), pl.Data(x, np.sin(math.pi * x[:, 0]))],
+    )
+    eager, whole = (
+        PINN(pl.nn.MLP(16, 2), sampler=Uniform(100, 4, every=10), compile=c).build(prob, seed=0)
+        for c in (False, True)
+    )
+    r_e = pl.fit(eager, [(30, pl.FirstOrder(pl.Adam(1e-3)))], seed=1, eval_every=1)
+    r_w = pl.fit(whole, [(30, pl.FirstOrder(pl.Adam(1e-3)))], seed=1, eval_every=1)
+    assert _stepped_whole(whole)
+    c_e, c_w = ([h["param_c"] for h in r.history] for r in (r_e, r_w))
+    assert c_e[-1] - 1 > 0.1  # 10x: more than 30 steps x 1e-3 would move it
+    np.testing.assert_allclose(c_w, c_e, rtol=1e-5)
+    np.testing.assert_allclose(
+        [h["loss"] for h in r_w.history], [h["loss"] for h in r_e.history], rtol=2e-4
+    )
+
+
 def test_config_builds_its_direction_inside_the_compiled_step():
     """ConFIG's per-term gradients (torch.func.jacrev) and its pseudo-inverse direction in the
     graph: the eager run's losses over 40 steps; PCGrad (a random order each step) stays eager."""

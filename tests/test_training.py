@@ -1,6 +1,7 @@
 """The fit loop: L-BFGS keeps going, resume is exact, divergence keeps the last good state."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -114,6 +115,68 @@ def test_inverse_parameter_is_trained_and_reported(tmp_path):
     )
     assert abs(backend.parameter_values()["k"] - k_true) < 0.03
     assert "param_k" in r.history[-1]
+
+
+def _coefficient_problem(lr_scale):
+    """-c u'' = 3π² sin(πx) with u = sin(πx) observed: c = 3, started at 1 (the newcomer's
+    inverse problem, whose c crawled from 1 to 1.34 in 2000 Adam steps at 1e-3)."""
+    x = np.linspace(0.02, 0.98, 50)[:, None]
+    return pl.Problem(
+        pl.geometry.Interval(0, 1),
+        lambda x, u, p: -p["c"] * u.d2("x") - 3 * np.pi**2 * torch.sin(np.pi * x),
+        parameters={"c": pl.Parameter(1.0, lr_scale=lr_scale)},
+        conditions=[pl.Dirichlet(0.0), pl.Data(x, np.sin(np.pi * x[:, 0]))],
+    )
+
+
+def test_an_unknown_parameter_learns_at_its_own_rate():
+    """Adam's first step moves every weight by its learning rate (m/sqrt(v) = ±1): the network's
+    by lr, the parameter by lr x lr_scale (default 10)."""
+    assert pl.Parameter(1.0).lr_scale == 10.0
+    for scale in (10.0, 1.0, 0.5):
+        backend = PINNBackend(_coefficient_problem(scale), pl.nn.MLP(8, 2), seed=0)
+        before = {n: p.detach().clone() for n, p in backend.named_parameters()}
+        pl.fit(backend, [(1, pl.FirstOrder(pl.Adam(1e-3)))], sampler=Uniform(64, 4), seed=0)
+        after = dict(backend.named_parameters())
+        moved = {n: (after[n].detach() - p).abs() for n, p in before.items()}
+        assert float(moved["params.c"]) == pytest.approx(1e-3 * scale, rel=1e-4)
+        others = torch.cat([m.flatten() for n, m in moved.items() if n != "params.c"])
+        assert float(others.max()) == pytest.approx(1e-3, rel=1e-4)
+    with pytest.raises(ValueError, match="lr_scale"):
+        pl.Parameter(1.0, lr_scale=0)
+
+
+def test_a_parameter_still_drifting_at_the_end_is_a_warning_and_its_path_is_plotted(tmp_path):
+    """At the optimizer's rate (lr_scale=1) c crawls one way from 1: the run warns, naming the
+    parameter and its values; at the default rate it covers most of the way in as many steps.
+    loss.png gets a third panel, the parameters' paths."""
+    import matplotlib.image as mpimg
+
+    from pdeml.export import plot_history
+
+    def train(scale):
+        backend = PINNBackend(_coefficient_problem(scale), pl.nn.MLP(16, 2), seed=0)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = pl.fit(
+                backend,
+                [(400, pl.FirstOrder(pl.Adam(1e-3)))],
+                sampler=Uniform(100, 4, every=50),
+                seed=0,
+                eval_every=20,
+            )
+        drift = [str(w.message) for w in seen if "still drifting" in str(w.message)]
+        return backend.parameter_values()["c"], drift, r
+
+    slow, drift, r = train(1.0)
+    assert slow < 1.5 and len(drift) == 1 and "parameter 'c'" in drift[0], drift
+    assert f"{slow:.6g} at step 400" in drift[0]
+    fast, _, _ = train(10.0)
+    assert fast > 1.5 + slow - 1  # three times the way and more
+    rows = [{k: v for k, v in h.items() if not k.startswith("param_")} for h in r.history]
+    plain = mpimg.imread(plot_history(rows, ["pde"], tmp_path / "plain.png"))
+    with_params = mpimg.imread(plot_history(r.history, ["pde"], tmp_path / "loss.png"))
+    assert with_params.shape[1] > 1.3 * plain.shape[1]  # the parameters' panel
 
 
 def test_cuda_without_gpu_is_a_clear_error():

@@ -40,11 +40,13 @@ def _label(title: str) -> str:
 
 
 def plot_history(history: list[dict], term_names, path) -> Path:
-    """Loss terms (and the error against the truth) over the steps; a dotted line where the
-    phase changes (Adam -> L-BFGS), labelled with the phase that starts there."""
-    fig, ax = figure(
-        1, 2 if any(r.get("l2_relative_error") is not None for r in history) else 1, (10, 4)
-    )
+    """Loss terms (and the error against the truth, and an inverse problem's parameters) over
+    the steps; a dotted line where the phase changes (Adam -> L-BFGS), labelled with the phase
+    that starts there."""
+    error = any(r.get("l2_relative_error") is not None for r in history)
+    params = sorted({k for r in history for k in r if k.startswith("param_")})
+    panels = 1 + error + bool(params)
+    fig, ax = figure(1, panels, (5 * panels, 4))
     steps = [r["step"] for r in history]
     for name in ["loss", *term_names]:
         ax[0, 0].semilogy(
@@ -52,9 +54,15 @@ def plot_history(history: list[dict], term_names, path) -> Path:
         )
     ax[0, 0].set(xlabel="step", ylabel="loss", title="loss terms")
     ax[0, 0].legend()
-    if ax.shape[1] > 1:
+    if error:
         ax[0, 1].semilogy(steps, [r["l2_relative_error"] for r in history], color="k")
         ax[0, 1].set(xlabel="step", ylabel="relative L2 error", title="error vs truth")
+    if params:  # an inverse problem's unknowns: where they went, and whether they settled
+        a = ax[0, -1]
+        for k in params:
+            a.plot(steps, [r.get(k, float("nan")) for r in history], label=k[len("param_") :])
+        a.set(xlabel="step", ylabel="value", title="parameters")
+        a.legend()
     for prev, row in zip(history, history[1:]):
         if row.get("phase") != prev.get("phase"):
             for a in ax.ravel():
