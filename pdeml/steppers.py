@@ -299,6 +299,16 @@ class FirstOrder(AbstractStepper):
         return {"optimizer": run.opt.state_dict(), "combiner": run.comb.state_dict()}
 
     def load_state_dict(self, run, state):
+        saved, now = len(state["optimizer"]["param_groups"]), len(run.opt.param_groups)
+        if saved != now:  # one group per learning-rate factor (lr_scales)
+            fail(
+                "resume",
+                f"a checkpoint with {saved} learning-rate group(s)",
+                f"does not fit this run's {now} (parameters with their own rate, such as "
+                "pl.Parameter's lr_scale, default 10, form a group each)",
+                "resume with the learning-rate factors it was written with (an inverse problem "
+                "from before lr_scale: pl.Parameter(..., lr_scale=1)), or start a new run",
+            )
         run.opt.load_state_dict(state["optimizer"])
         run.comb.load_state_dict(state.get("combiner", {}))
         if run.whole:

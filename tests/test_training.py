@@ -144,6 +144,11 @@ def test_an_unknown_parameter_learns_at_its_own_rate():
         assert float(others.max()) == pytest.approx(1e-3, rel=1e-4)
     with pytest.raises(ValueError, match="lr_scale"):
         pl.Parameter(1.0, lr_scale=0)
+    # an optimizer state of one rate (a checkpoint from before lr_scale) does not fit two
+    old = pl.FirstOrder().init(PINNBackend(_coefficient_problem(1.0), pl.nn.MLP(8, 2)), {})
+    new = pl.FirstOrder().init(PINNBackend(_coefficient_problem(10.0), pl.nn.MLP(8, 2)), {})
+    with pytest.raises(ValueError, match=r"lr_scale=1\)"):
+        new.load_state_dict(old.state_dict())
 
 
 def test_a_parameter_still_drifting_at_the_end_is_a_warning_and_its_path_is_plotted(tmp_path):
