@@ -70,11 +70,11 @@ def latin_hypercube(count: int, seed: int = 0, scale: float = STRAIN_RANGE) -> n
 def snapshots(rve: RVE, strains: np.ndarray, progress: bool = False) -> dict:
     """RVE solves at ``strains`` (S, 3): ``{"strain", "u" (S, N), "stress_qp" (S, E, Q, 2, 2),
     "stress" (S, 3)}``. Each solve starts from the previous fluctuation (nearby strains)."""
-    from tqdm.auto import tqdm
+    from pdeml.callbacks import progress as shown
 
     out = {"strain": np.asarray(strains, float), "u": [], "stress_qp": [], "stress": []}
-    # disable=None: off on anything but a terminal (a log file, a pipe)
-    for e in tqdm(out["strain"], desc="RVE snapshots", disable=None if progress else True):
+    # a bar on a terminal, log lines elsewhere (and under --no-progress)
+    for e in shown(out["strain"], desc="RVE snapshots", enabled=progress, unit="solves"):
         r = rve.solve(e)
         out["u"].append(r["u"])
         out["stress_qp"].append(r["stress_qp"])

@@ -99,7 +99,7 @@ class DomainDraws(EpochSampler):
         )
 
     def _start(self, run):
-        from tqdm.auto import tqdm
+        from pdeml.callbacks import progress as shown
 
         fam = run.problem
         run.draws = [fam.draw(run.rng) for _ in range(self.domains)]
@@ -112,11 +112,12 @@ class DomainDraws(EpochSampler):
             run.truth = np.stack(
                 [
                     fam.truth(d, m)
-                    for d, m in tqdm(
+                    for d, m in shown(
                         zip(run.draws, run.inside),
                         total=self.domains,
                         desc="truth",
-                        disable=not self.progress,
+                        enabled=self.progress,
+                        unit="domains",
                     )
                 ]
             )

@@ -1,7 +1,10 @@
-"""Training callbacks: progress bar, history file, early stopping."""
+"""Training callbacks (progress bar, history file, early stopping) and :class:`progress`, the
+same bar-or-log-line display for any long loop."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import math
 import sys
@@ -9,6 +12,108 @@ import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+#: whether loops may draw tqdm bars on a terminal (``--no-progress`` turns them into log lines
+#: for the duration of a command: :func:`bars`)
+_BARS: contextvars.ContextVar[bool] = contextvars.ContextVar("pdeml_bars", default=True)
+
+
+@contextlib.contextmanager
+def bars(enabled: bool):
+    """Within the block, :func:`progress` draws bars only if ``enabled`` (a command's
+    ``--no-progress`` passes False: log lines instead, on a terminal too)."""
+    token = _BARS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _BARS.reset(token)
+
+
+class progress:
+    """Progress of a long loop, the way training shows it: a tqdm bar on a terminal; otherwise
+    (output to a file or a pipe, ``enabled=False``, or within ``bars(False)``) a plain line
+    every ``log_every_s`` seconds, ``[pdeml] RVE snapshots 120/400 (30%) 31.0 s``, and a last
+    one at the end if any was printed: a long setup in a log is never silent.
+
+    Example:
+        >>> import io
+        >>> with progress(total=3, desc="solves", stream=io.StringIO()) as bar:
+        ...     for _ in range(3):
+        ...         bar.update(1)
+        >>> [x for x in progress(range(2), desc="walks", stream=io.StringIO())]
+        [0, 1]
+    """
+
+    def __init__(
+        self,
+        iterable=None,
+        *,
+        total: int | None = None,
+        desc: str = "",
+        enabled: bool = True,
+        unit: str = "it",
+        leave: bool = True,
+        log_every_s: float = 30.0,
+        stream=None,
+    ):
+        self.iterable, self.desc, self.unit = iterable, desc, unit
+        self.total = total if total is not None else _len(iterable)
+        self.stream = stream if stream is not None else sys.stderr
+        self.log_every_s, self.done, self.lines = log_every_s, 0, 0
+        self.start = self.last = time.perf_counter()
+        terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = (
+            tqdm(total=self.total, desc=desc, unit=unit, leave=leave, file=self.stream)
+            if enabled and _BARS.get() and terminal
+            else None
+        )
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif time.perf_counter() - self.last >= self.log_every_s:
+            self._line()
+
+    def set_postfix(self, **values) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(values, refresh=False)
+
+    def _line(self) -> None:
+        self.last, self.lines = time.perf_counter(), self.lines + 1
+        of = f"/{self.total} ({100 * self.done / max(self.total, 1):.0f}%)" if self.total else ""
+        print(
+            f"[pdeml] {self.desc} {self.done}{of} {self.unit} {self.last - self.start:.1f} s",
+            file=self.stream,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.lines:
+            self._line()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
+
+
+def _len(iterable):
+    try:
+        return len(iterable)
+    except TypeError:
+        return None
 
 
 class AbstractCallback:

@@ -51,8 +51,7 @@ class AbstractFamily(abc.ABC):
     ):
         """Generate ``samples`` samples (the last ``test``, default 1/8, are the test split) in
         batches of ``batch`` and write them to ``path`` (chunked HDF5)."""
-        from tqdm.auto import tqdm
-
+        from .callbacks import progress as shown
         from .datasets import Writer
 
         samples, batch = positive_int("--samples", samples), positive_int("--batch", batch)
@@ -70,9 +69,7 @@ class AbstractFamily(abc.ABC):
             Writer(
                 path, self.shapes(), samples=samples, settings=settings, n_train=samples - test
             ) as wr,
-            tqdm(
-                total=samples, desc="data", disable=None if progress else True, unit="sample"
-            ) as bar,
+            shown(total=samples, desc="data", enabled=progress, unit="samples") as bar,
         ):
             while wr.count < samples:
                 n = min(batch, samples - wr.count)

@@ -19,7 +19,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import loading, registry, rundir, settings
 from ._validate import fail
-from .callbacks import HistoryCSV, ProgressBar
+from .callbacks import HistoryCSV, ProgressBar, bars
 from .device import resolve_device
 from .distributed import World, joined
 from .fit import DivergenceError, fit
@@ -195,6 +195,7 @@ def execute(
     with (
         joined(world, resolve_device(device)) as dev,
         rundir.lock(out) if world.main else contextlib.nullcontext(),
+        bars(progress),  # --no-progress: the method's own long loops log lines, no bars
     ):
         backend = build(case, seed=seed, device=dev)
         dev = backend.device

@@ -123,16 +123,11 @@ class RVEMaterial:
         self.solves = 0
 
     def __call__(self, strain: np.ndarray):
-        from tqdm.auto import tqdm
+        from pdeml.callbacks import progress as shown
 
         sig, C = np.empty((len(strain), 3)), np.empty((len(strain), 3, 3))
         for i, e in enumerate(
-            tqdm(
-                strain,
-                desc="RVE solves",
-                leave=False,
-                disable=None if self.progress else True,  # None: off a terminal
-            )
+            shown(strain, desc="RVE solves", enabled=self.progress, leave=False, unit="solves")
         ):
             r = self.rve.solve(e, u0=self._u.get(i), tangent=True)
             self._u[i] = r["u"]

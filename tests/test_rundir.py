@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -322,6 +323,47 @@ def test_log_lines_come_between_history_rows_and_a_resume_says_its_step(tmp_path
     assert "adam" in lines[0] and "pde" in lines[0]
     lines = run(8, True)
     assert lines[0] == "[pdeml] resuming at step 5/8"
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal (where tqdm draws its bars)."""
+
+    def isatty(self):
+        return True
+
+
+def test_every_long_loop_shows_progress_as_training_does(monkeypatch):
+    """:class:`pdeml.callbacks.progress`, the display of the long loops outside training (RVE
+    snapshots and solves, dataset generation, WoS-NO truths, DCDM): a bar on a terminal; log
+    lines off it, and on a terminal too under ``--no-progress`` (``bars(False)``), which used to
+    draw the "RVE snapshots" bar anyway."""
+    from pdeml.callbacks import bars, progress
+    from pdeml.families.rve import RVEFamily
+    from pdeml.operators.equino import latin_hypercube, snapshots
+
+    off = io.StringIO()
+    assert list(progress(range(3), desc="walks", log_every_s=0.0, stream=off)) == [0, 1, 2]
+    lines = off.getvalue().splitlines()  # a line per update (log_every_s=0), and the last
+    assert [ln.split()[:3] for ln in lines] == [
+        ["[pdeml]", "walks", f"{k}/3"] for k in (1, 2, 3, 3)
+    ]
+    assert all(ln.endswith(" s") for ln in lines)
+    on = _Terminal()
+    with progress(total=2, desc="solves", log_every_s=0.0, stream=on) as bar:
+        bar.update(2)
+    assert "solves: 100%" in on.getvalue() and "[pdeml]" not in on.getvalue()
+    quiet = _Terminal()
+    with bars(False), progress(total=2, desc="solves", log_every_s=0.0, stream=quiet) as bar:
+        bar.update(2)
+    assert quiet.getvalue().startswith("[pdeml] solves 2/2 (100%)") and "%|" not in quiet.getvalue()
+    # EquiNO's RVE snapshots on a terminal: a bar, none under --no-progress
+    rve = RVEFamily(n=1).rve
+    for allowed in (True, False):
+        term = _Terminal()
+        monkeypatch.setattr(sys, "stderr", term)
+        with bars(allowed):
+            snapshots(rve, latin_hypercube(2, seed=0), progress=True)
+        assert ("RVE snapshots: 100%" in term.getvalue()) == allowed, term.getvalue()
 
 
 def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path, capsys):

@@ -132,11 +132,9 @@ def solve(
     dirs: list = []
     kept: list = []
     t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from pdeml.callbacks import progress as shown
 
-        bar = tqdm(total=maxiter, desc="dcdm", leave=False)
+    bar = shown(total=maxiter, desc="dcdm", enabled=progress, leave=False, unit="iterations")
     it = fallbacks = 0
     used_net = False
     with torch.no_grad():
@@ -167,11 +165,9 @@ def solve(
                 kept.append(q[0])
             it += 1
             res.append(float(r.norm()) / nb)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(residual=f"{res[-1]:.2e}")
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+            bar.set_postfix(residual=f"{res[-1]:.2e}")
+    bar.close()
     return SolveResult(
         x=out(x),
         residuals=res,
