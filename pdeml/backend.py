@@ -154,6 +154,15 @@ class AbstractTrainable(AbstractBackend):
     #: hand a compiled CPU graph's large float32 matrix products to oneDNN (:mod:`pdeml.gemm`)
     onednn_gemm: bool = True
 
+    def choices(self) -> dict:
+        """Choices this backend made on this machine that a resumed run must keep to do the same
+        arithmetic (a PINN's per-product matrix-product library); saved in the checkpoint as
+        JSON. Default none."""
+        return {}
+
+    def keep_choices(self, choices: dict) -> None:
+        """Take the :meth:`choices` of the checkpoint being resumed (before the first step)."""
+
     def lr_scales(self) -> dict[str, float]:
         """Factors of a first-order phase's learning rate per parameter name
         (``named_parameters``); unnamed parameters take the rate itself. Default none.

@@ -244,6 +244,7 @@ class _Run:
         ckpt.check_format(saved, self.checkpoint, FORMAT)
         state, step = self.state, int(saved["step"])
         self.backend.load_state_dict(saved["model"])
+        self.backend.keep_choices(json.loads(saved.get("choices", "{}")))
         if step >= state.total_steps:  # nothing left to do
             history = json.loads(saved["history"])
             msg = (
@@ -304,6 +305,7 @@ class _Run:
                 "history": json.dumps(state.history),
                 "wall_time_s": state.wall_time_s,
                 "term_names": json.dumps(state.term_names),
+                "choices": json.dumps(self.backend.choices()),
             },
         )
         for cb in self.callbacks:

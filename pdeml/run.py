@@ -197,6 +197,8 @@ def execute(
         rundir.lock(out) if world.main else contextlib.nullcontext(),
         bars(progress),  # --no-progress: the method's own long loops log lines, no bars
     ):
+        if resume:
+            case = _keep_recorded_choices(case, out)
         backend = build(case, seed=seed, device=dev)
         dev = backend.device
         trainable = isinstance(backend, AbstractTrainable)
@@ -247,6 +249,8 @@ def execute(
         else:
             metrics = _solve(backend, case, seed=seed, points=points)
         metrics = {**metrics, **({"world_size": world.size} if world.active else {})}
+        if trainable:  # the choices made on this machine (a PINN's per-product libraries)
+            metrics.update(backend.choices())
         if not world.main and trainable:
             return metrics
         if world.main:
@@ -264,6 +268,18 @@ def execute(
                 metrics.update(backend.export_info)
                 rundir.write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _keep_recorded_choices(case: Case, out: Path) -> Case:
+    """On ``--resume``, the machine-dependent choice the run recorded (``resolved.gemm``: who
+    runs compiled CPU products) replaces ``"auto"``, so a run resumed on another machine does
+    the arithmetic it started with. An explicit ``--gemm`` still wins."""
+    if not (Path(out) / "run.json").is_file():
+        return case
+    recorded = (rundir.read_info(Path(out)).get("resolved") or {}).get("gemm")
+    if recorded in ("mkl", "onednn") and getattr(case.method, "gemm", None) == "auto":
+        return case.replace(method=settings.replace(case.method, gemm=recorded))
+    return case
 
 
 def _train(

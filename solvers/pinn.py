@@ -27,6 +27,8 @@ from pdeml.backend import AbstractLeastSquares, AbstractMethod
 from pdeml.conditions import Dirichlet
 from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.derivatives import parse as parse_estimator
+from pdeml.device import GEMMS, gemm_cache_path
+from pdeml.device import gemm as gemm_choice
 from pdeml.field import Field
 from pdeml.nn import MLP, HardDirichlet, OutputTransform
 from pdeml.options import Option, set_field
@@ -71,6 +73,10 @@ class PINN(AbstractMethod):
             (Taylor, STDE): reverse-mode ones (autograd, SDGD, a site that needs a double
             backward) stay eager, with a warning when compiling was asked for, because
             torch.compile does not support double backward.
+        gemm: who runs a compiled CPU step's large float32 matrix products
+            (:func:`pdeml.device.gemm`): ``"auto"`` (default) decides by the CPU, oneDNN on AMD
+            and MKL elsewhere; ``"mkl"`` or ``"onednn"`` force it. run.json records the choice
+            and its reason (``resolved``), and ``--resume`` keeps the recorded one.
 
     Example:
         >>> problem = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]),
@@ -88,6 +94,7 @@ class PINN(AbstractMethod):
     hard_dirichlet: bool = False
     transform: Any = None
     compile: Any = "auto"
+    gemm: str = "auto"
 
     def __post_init__(self):
         if self.model is not None and not isinstance(self.model, nn.Module):
@@ -127,12 +134,14 @@ class PINN(AbstractMethod):
             )
         if self.transform is not None and not callable(self.transform):
             fail("transform", self.transform, "is not callable", "pass a function (x, y) -> y")
+        if self.gemm not in GEMMS:
+            fail("gemm", self.gemm, "is not a matrix-product library", f"pass one of {GEMMS}")
 
     @classmethod
     def cli_options(cls) -> tuple[Option, ...]:
         from pdeml import derivatives, samplers
 
-        return (derivatives.OPTION, samplers.OPTION, COMPILE, CONSTRAINT)
+        return (derivatives.OPTION, samplers.OPTION, COMPILE, GEMM, CONSTRAINT)
 
     def build(self, problem, *, seed=0, dtype=torch.float32, device="cpu") -> PINNBackend:
         return PINNBackend(
@@ -146,6 +155,7 @@ class PINN(AbstractMethod):
             dtype=dtype,
             compile_losses=self.compile in (True, "losses"),
             compile_step={True: True, "auto": "auto"}.get(self.compile, False),
+            gemm=self.gemm,
         ).to(device)
 
 
@@ -184,6 +194,25 @@ COMPILE = Option(
     const=True,
     metavar="MODE",
 )
+#: ``--gemm LIB``: the PINN's ``gemm``
+GEMM = Option(
+    "gemm",
+    "who runs a compiled CPU step's large float32 matrix products: auto (the default: oneDNN on "
+    "AMD CPUs, MKL elsewhere; recorded in run.json and kept on --resume), mkl or onednn",
+    set_field("gemm", flag="--gemm"),
+    type=lambda text: _named(text, GEMMS, "matrix-product library"),
+    metavar="LIB",
+)
+
+
+def _named(text: str, names: tuple, what: str) -> str:
+    if text.lower() not in names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a {what}. Fix: pass one of {', '.join(names)}"
+        )
+    return text.lower()
+
+
 #: ``compile="auto"`` on the CPU: the compile's cost (s; 11-20 s measured cold on this project's
 #: 2-core CPU, 4-5 s from torch's compile cache) and a lower bound of what the compiled step
 #: saves per step, a + b·N·H (s; N points in the batch, H hidden units of the network: the
@@ -287,6 +316,7 @@ class PINNBackend(AbstractLeastSquares):
         dtype=torch.float32,
         compile_losses: bool = False,
         compile_step=False,
+        gemm: str = "auto",
     ):
         super().__init__()
         if not isinstance(problem, Problem):
@@ -341,6 +371,12 @@ class PINNBackend(AbstractLeastSquares):
         # None: not decided yet; False: eager; else the compiled losses
         self._compiled = None if compile_losses else False
         self.compile_step = compile_step
+        if gemm not in GEMMS:
+            fail("gemm", gemm, "is not a matrix-product library", f"pass one of {GEMMS}")
+        self.gemm = gemm  # who runs compiled CPU products: pdeml.device.gemm decides "auto"
+        #: "auto": each compiled product's library by its signature (pdeml.gemm.signature), as
+        #: measured on this machine or kept from the checkpoint being resumed
+        self.gemm_table: dict[str, str] = {}
 
     # --------------------------------------------------------------- set-up
     def _split_conditions(self, hard_dirichlet):
@@ -391,7 +427,22 @@ class PINNBackend(AbstractLeastSquares):
         )
 
     def resolved(self) -> dict:
-        return {"estimator": repr(self.estimator.settings)}
+        """The estimator, and the library of compiled CPU products with the reason
+        (:func:`pdeml.device.gemm`; a resumed run keeps the recorded one)."""
+        choice, why = gemm_choice(self.gemm if self.onednn_gemm else "mkl", self.device)
+        if choice == "auto":
+            why += f" (measured once, kept in {gemm_cache_path()})"
+        return {"estimator": repr(self.estimator.settings), "gemm": choice, "gemm_reason": why}
+
+    def choices(self) -> dict:
+        """The per-product libraries of ``gemm="auto"`` (signature -> mkl | onednn)."""
+        return {"gemm_products": dict(self.gemm_table)} if self.gemm_table else {}
+
+    def keep_choices(self, choices: dict) -> None:
+        """A resumed run takes the products' libraries the run chose where it started, so that
+        it does the same arithmetic on another machine (products it had not compiled yet are
+        measured here)."""
+        self.gemm_table.update(choices.get("gemm_products", {}))
 
     @property
     def exact_residuals(self) -> bool:

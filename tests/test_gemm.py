@@ -75,7 +75,7 @@ def _lshape(compile, onednn=True):
     be = PINN(pl.nn.MLP(40, 3), sampler=Uniform(1000, 40, every=5), compile=compile).build(
         prob, seed=0
     )
-    be.onednn_gemm = onednn
+    be.gemm = "onednn" if onednn else "mkl"  # forced: the test holds on any x86 CPU
     return be
 
 
@@ -112,8 +112,103 @@ def test_a_compiled_stde_step_at_d_200_trains_as_eager():
     case = make_case("allen_cahn", 200, 0)
     out = {}
     for mode in (False, True):
-        be = build(case.replace(method=replace(case.method, compile=mode)), seed=0)
+        be = build(case.replace(method=replace(case.method, compile=mode, gemm="onednn")), seed=0)
         calls, out[mode] = _onednn_calls(be, steps=20)
         assert (calls >= 20 * 9) if mode else calls == 0  # 3 hidden layers x (forward, 2 backward)
     assert out[False][-1] < out[False][0]
     np.testing.assert_allclose(out[True], out[False], rtol=1e-3)
+
+
+def test_auto_gives_each_product_the_library_this_machine_measured_faster(tmp_path, monkeypatch):
+    """``--gemm auto``: each product goes to the library measured faster at its shape on this
+    machine (oneDNN only if at least 10% faster), measured once and kept in the machine's cache
+    file, so later compiles decide alike without measuring; a run's own table (a resumed run's)
+    wins over the cache. ``mkl`` and ``onednn`` force it; the compile options follow."""
+    import json
+
+    from pdeml import device
+    from pdeml.solvers import PINNBackend
+
+    monkeypatch.setenv("PDEML_CACHE", str(tmp_path))
+    measured = []
+
+    def fake(sig, rounds=9):  # oneDNN faster for the 1000-row products only
+        measured.append(sig)
+        return {"mkl": 1.0, "onednn": 0.5 if sig.startswith("1000x") else 0.95}
+
+    monkeypatch.setattr(gemm, "measure", fake)
+    torch.manual_seed(0)
+    x, w, b, acc = torch.randn(1000, 40), torch.randn(30, 40), torch.randn(30), torch.randn(40, 30)
+
+    def rewritten(table):
+        gm = make_fx(_products, tracing_mode="fake")(x, w, b, acc)
+        gemm.OneDNNGemm("auto", table)(gm.graph)
+        gm.recompile()
+        for got, want in zip(gm(x, w, b, acc), _products(x, w, b, acc)):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+        return _targets(gm).count(gemm.onednn_linear)
+
+    table: dict = {}
+    assert rewritten(table) == 2  # y and z (1000 x 40 x 30); g (40 x 1000 x 30) stays with MKL
+    assert table == {"1000x40x30:NT": "onednn", "40x1000x30:TN": "mkl"}
+    cached = json.loads(gemm.cache_path().read_text())
+    assert {k: v["choice"] for k, v in cached["products"].items()} == table
+    assert cached["cpu"] == device.cpu_model() and cached["threads"] == torch.get_num_threads()
+    measured.clear()
+    assert rewritten({}) == 2 and measured == []  # from the cache: nothing measured again
+    assert rewritten({"1000x40x30:NT": "mkl", "40x1000x30:TN": "onednn"}) == 1  # the run's own
+    monkeypatch.undo()  # the real measurement
+    t = gemm.measure("64x32x16:NN", rounds=3)
+    assert set(t) == {"mkl", "onednn"} and all(v > 0 for v in t.values())
+
+    problem = pl.Problem(
+        pl.geometry.Interval(0, 1), lambda x, u: -u.d2("x") - 1.0, [pl.Dirichlet(0.0)]
+    )
+    cpu = torch.device("cpu")
+    for asked in ("auto", "mkl", "onednn"):
+        backend = PINNBackend(problem, pl.nn.MLP(4, 1), gemm=asked)
+        assert backend.resolved()["gemm"] == asked
+        passes = gemm.compile_options(backend, cpu).get("options", {})
+        p = passes.get("post_grad_custom_post_pass")
+        if asked == "mkl":
+            assert p is None
+        elif asked == "onednn":
+            assert p is gemm.PASS
+        else:
+            assert p.mode == "auto" and p.table is backend.gemm_table
+    assert device.gemm("auto", torch.device("cuda"))[0] == "native"
+    with pytest.raises(ValueError, match="gemm"):
+        pl.PINN(gemm="blas")
+
+
+def test_the_products_choices_are_checkpointed_and_kept_on_resume(tmp_path, monkeypatch):
+    """The per-product choices of a run go into its checkpoint; a resumed
+    run takes them, so it does the arithmetic it started with on another machine; run.json
+    records the mode and where the measurements live; a forced --gemm is kept on --resume."""
+    import json
+
+    from pdeml.cli import main
+    from pdeml.solvers import PINNBackend
+
+    monkeypatch.setenv("PDEML_CACHE", str(tmp_path / "cache"))
+    problem = pl.Problem(
+        pl.geometry.Interval(0, 1), lambda x, u: -u.d2("x") - 1.0, [pl.Dirichlet(0.0)]
+    )
+    sampler = pl.samplers.Uniform(32, 2)
+    first = PINNBackend(problem, pl.nn.MLP(8, 2), seed=0)
+    first.gemm_table.update({"1200x50x50:NN": "onednn", "50x1200x50:TN": "mkl"})
+    ckpt = tmp_path / "checkpoint.pt"
+    pl.fit(first, [(4, pl.FirstOrder())], sampler=sampler, checkpoint=ckpt)
+    again = PINNBackend(problem, pl.nn.MLP(8, 2), seed=0)
+    pl.fit(again, [(6, pl.FirstOrder())], sampler=sampler, checkpoint=ckpt, resume=True)
+    assert again.gemm_table == first.gemm_table
+
+    out = tmp_path / "run"
+    args = ["train", "poisson_sin_2d", "--out", str(out), "--no-progress", "--lbfgs-steps", "0"]
+    info = lambda: json.loads((out / "run.json").read_text())["resolved"]
+    assert main([*args, "--steps", "2", "--gemm", "mkl"]) == 0 and info()["gemm"] == "mkl"
+    assert main([*args, "--steps", "4", "--resume"]) == 0 and info()["gemm"] == "mkl"
+    fresh = tmp_path / "fresh"
+    assert main(["train", "poisson_sin_2d", "--out", str(fresh), *args[4:], "--steps", "2"]) == 0
+    resolved = json.loads((fresh / "run.json").read_text())["resolved"]
+    assert resolved["gemm"] == "auto" and str(tmp_path / "cache") in resolved["gemm_reason"]
