@@ -215,15 +215,28 @@ def _named(text: str, names: tuple, what: str) -> str:
 
 #: ``compile="auto"`` on the CPU: the compile's cost (s; 11-20 s measured cold on this project's
 #: 2-core CPU, 4-5 s from torch's compile cache) and a lower bound of what the compiled step
-#: saves per step, a + b·N·H (s; N points in the batch, H hidden units of the network: the
-#: elementwise work that compiling fuses). Measured savings (ms) against this bound, with
-#: (N, width x depth), products through MKL: (240, 20x3) 0.91 vs 0.57; (1320, 50x4) 2.95 vs
-#: 1.82; (4400, 50x4) 8.26 vs 4.90; (1100, 128x4) 5.63 vs 3.32; (4400, 100x4) 14.5 vs 9.30.
-#: With the compiled products through oneDNN (pdeml.gemm) they are 0.87, 4.10, 12.0, 11.1 and
-#: 32.0: the bound holds for both (``python tests/benchmarks/bench_pinn_vs_jax.py --problems
-#: calibrate``, docs/compile.md).
+#: saves per step, a + b·R·H (s; R jet rows in the batch, :func:`jet_rows`, H hidden units of
+#: the network: the elementwise work that compiling fuses). Measured savings (ms; L-shape-like
+#: batches of N points, R = 3.7 N, with (N, width x depth)): (240, 20x3) 0.91; (1320, 50x4)
+#: 2.95; (4400, 50x4) 8.26; (1100, 128x4) 5.63; (4400, 100x4) 14.5; and STDE at D = 1000
+#: (100 points x 16 directions, R = 1801, 128x4) 6.3 (AMD EPYC family 25 model 17). b is below
+#: (s - a) / (R H) for every one of them (2.1e-9 the smallest): a lower bound, so a phase
+#: compiled by the rule (savings at least the cost) is never slower than eager. Counting points
+#: instead of jet rows left STDE at D = 1000 eager at 1.5x the compiled step's time.
 AUTO_COMPILE_COST_S = 20.0
-AUTO_SAVING_S = (0.5e-3, 5e-9)
+AUTO_SAVING_S = (0.5e-3, 2e-9)
+
+
+def jet_rows(backend, batch: dict) -> int:
+    """The rows a compiled step's jets carry for ``batch``: each PDE point's value, its
+    tangent directions (:meth:`pdeml.derivatives.AbstractEstimator.directions`) and the collapsed
+    top coefficient; one for every other point."""
+    dirs = backend.estimator.settings.directions(backend.problem.input_dim)
+    return sum(
+        len(next(iter(term.values()))) * ((2 + dirs) if key == "domain" else 1)
+        for key, term in batch.items()
+        if term
+    )
 
 
 def hidden_units(module: nn.Module) -> int:
@@ -234,16 +247,17 @@ def hidden_units(module: nn.Module) -> int:
 
 def compile_pays(backend, batch: dict, steps: int | None) -> bool:
     r"""The rule of ``compile="auto"``: compile a phase of K ``steps`` on the CPU when the time it
-    saves, at least :math:`K (a + b N H)`, is at least twice the compile's cost
-    (:data:`AUTO_COMPILE_COST_S`, :data:`AUTO_SAVING_S`). For the L-shape Poisson (N = 1320,
-    50x4) that is 22 000 steps; for N = 4400 at 100x4, 4 300. Not on CUDA yet: no GPU has
-    measured it (``compile=True`` compiles there, with CUDA graphs). Depends on the phase's
-    length, not on the step a run starts at, so a resumed run decides as the first one did."""
+    saves, at least :math:`K (a + b R H)` with R the batch's jet rows (:func:`jet_rows`), is at
+    least the compile's cost (:data:`AUTO_COMPILE_COST_S`, :data:`AUTO_SAVING_S`). For the
+    L-shape Poisson (1200 + 120 points, 4920 rows, 50x4) that is 8 100 steps; for STDE at
+    D = 1000 (100 points, 16 directions, 128x4), 8 600. Not on CUDA yet: no GPU has measured
+    it (``compile=True`` compiles there, with CUDA graphs). Depends on the phase's length, not
+    on the step a run starts at, so a resumed run decides as the first one did."""
     if steps is None or backend.device.type != "cpu":
         return False
-    n = sum(len(next(iter(term.values()))) for term in batch.values() if term)
     a, b = AUTO_SAVING_S
-    return steps * (a + b * n * hidden_units(backend.net)) >= 2 * AUTO_COMPILE_COST_S
+    rows = jet_rows(backend, batch)
+    return steps * (a + b * rows * hidden_units(backend.net)) >= AUTO_COMPILE_COST_S
 
 
 def _constrain(case, spec):

@@ -359,18 +359,36 @@ def test_a_jet_fallback_trains_eager_with_a_warning():
 
 
 def test_auto_compiles_a_phase_only_when_it_pays():
-    from pdeml.solvers.pinn import AUTO_COMPILE_COST_S, AUTO_SAVING_S, compile_pays, hidden_units
+    """The rule counts the jets' rows, not the points: an L-shape PDE point carries its value,
+    2 tangent directions and the collapsed Laplacian (4 rows), a boundary point 1; an STDE point
+    at D = 1000 carries 16 sampled directions (18 rows), so allen_cahn_highdim --dim 1000's
+    10 000 steps compile (they ran eager at 1.5x the compiled step's time when points were
+    counted)."""
+    from pdeml.families.highdim import make_case
+    from pdeml.run import build
+    from pdeml.solvers.pinn import (
+        AUTO_COMPILE_COST_S,
+        AUTO_SAVING_S,
+        compile_pays,
+        hidden_units,
+        jet_rows,
+    )
 
     be = _lshape("auto", width=50)
     batch = {"domain": {"x": torch.zeros(1200, 2)}, "dirichlet": {"x": torch.zeros(120, 2)}}
+    assert jet_rows(be, batch) == 1200 * 4 + 120
     a, b = AUTO_SAVING_S
-    k = 2 * AUTO_COMPILE_COST_S / (a + b * 1320 * hidden_units(be.net))
+    k = AUTO_COMPILE_COST_S / (a + b * 4920 * hidden_units(be.net))
     assert (
         hidden_units(be.net) == 150
         and compile_pays(be, batch, int(k) + 1)
         and not compile_pays(be, batch, int(k) - 1)
     )
     assert not compile_pays(be, batch, None)
+    stde = build(make_case("allen_cahn", 1000, 0), seed=0, device="cpu")
+    points = {"domain": {"x": torch.zeros(100, 1000)}, "boundary": {"x": torch.zeros(1, 1000)}}
+    assert jet_rows(stde, points) == 100 * 18 + 1 and hidden_units(stde.net) == 512
+    assert compile_pays(stde, points, 10_000) and not compile_pays(stde, points, 8_000)
     short = _lshape("auto")
     pl.fit(short, [(5, pl.FirstOrder(pl.Adam(1e-3)))], seed=0)
     assert not short.compile_s  # 5 steps do not pay for a compile

@@ -78,6 +78,12 @@ class AbstractEstimator(abc.ABC):
     #: a stochastic estimator keeps a generator in its run
     stochastic: ClassVar[bool] = False
 
+    def directions(self, n_inputs: int) -> int:
+        """Tangent directions a Taylor-mode pass carries per point for a Laplacian in
+        ``n_inputs`` dimensions (the rows a compiled step's jets hold, :func:`pdeml.solvers.pinn.
+        compile_pays`); 0 for estimators that do not push jets (reverse mode)."""
+        return 0
+
     @property
     def paired(self) -> bool:
         """Whether the backend should form the paired unbiased gradient (two draws)."""

@@ -246,6 +246,10 @@ class Taylor(_TaylorEstimator):
     def _laplacian_directions(self, run, dims, n_inputs, n_points, dtype, device):
         return _unit_one_hot(dims, dtype, device), 1.0
 
+    def directions(self, n_inputs: int) -> int:
+        """Every coordinate direction."""
+        return n_inputs
+
 
 @dataclasses.dataclass(frozen=True)
 class STDE(_TaylorEstimator, AbstractStochasticEstimator):
@@ -276,6 +280,10 @@ class STDE(_TaylorEstimator, AbstractStochasticEstimator):
     def __post_init__(self):
         positive_int("STDE(samples)", self.samples)
         frozen_set(self, dense=bool(self.dense), unbiased=bool(self.unbiased))
+
+    def directions(self, n_inputs: int) -> int:
+        """The sampled dimensions (at most the inputs), or the dense probes."""
+        return self.samples if self.dense else min(self.samples, n_inputs)
 
     def _laplacian_directions(self, run, dims, n_inputs, n_points, dtype, device):
         k = len(dims)
