@@ -1,6 +1,10 @@
 import os
+import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the matrix-product measurements of compiled steps (pdeml.gemm) go to a cache of the test run's
+# own, not the user's ~/.cache/pdeml (the worker processes inherit it)
+os.environ.setdefault("PDEML_CACHE", tempfile.mkdtemp(prefix="pdeml-test-cache-"))
 
 import numpy as np
 import pytest
