@@ -412,12 +412,12 @@ def _glorot_mlp(key, sizes):
     return params
 
 
-def lshape_jax():
-    """jit(loss + grad + optax Adam) with a hand-written forward Laplacian."""
+def _lshape_jax_problem():
+    """The L-shape's points (1200 domain, 120 boundary: the pdeml run's batch) and the initial
+    2-50x4-1 weights, as JAX arrays."""
     import jax
     import jax.numpy as jnp
     import numpy as np
-    import optax
 
     import pdeml as pl
     from pdeml.cases.poisson_lshape import VERTICES
@@ -429,7 +429,31 @@ def lshape_jax():
     batch = Uniform(1200, 120).init(prob, np.random.default_rng(0)).current()
     xd = jnp.asarray(batch["domain"]["x"], jnp.float32)
     xb = jnp.asarray(batch[prob.condition_names[0]]["x"], jnp.float32)
-    params = _glorot_mlp(jax.random.PRNGKey(0), [2, 50, 50, 50, 50, 1])
+    return xd, xb, _glorot_mlp(jax.random.PRNGKey(0), [2, 50, 50, 50, 50, 1])
+
+
+def _adam_run(name: str, loss, params):
+    """A :class:`JaxRun` of ``jax.jit`` of loss, gradient and the optax Adam update (1e-3)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    opt = optax.adam(1e-3)
+
+    @jax.jit
+    def step(p, s, _):
+        value, g = jax.value_and_grad(loss)(p)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s, value
+
+    return JaxRun(name, step, (params, opt.init(params), jnp.zeros(())))
+
+
+def lshape_jax():
+    """jit(loss + grad + optax Adam) with a hand-written forward Laplacian."""
+    import jax.numpy as jnp
+
+    xd, xb, params = _lshape_jax_problem()
 
     def laplacian(p, x):
         h, g, lap = (
@@ -452,15 +476,7 @@ def lshape_jax():
     def loss(p):
         return ((-laplacian(p, xd) - 1.0) ** 2).mean() + (mlp(p, xb) ** 2).mean()
 
-    opt = optax.adam(1e-3)
-
-    @jax.jit
-    def step(p, s, _):
-        value, g = jax.value_and_grad(loss)(p)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s, value
-
-    return JaxRun("JAX jit (forward Laplacian)", step, (params, opt.init(params), jnp.zeros(())))
+    return _adam_run("JAX jit (forward Laplacian)", loss, params)
 
 
 def lshape_jax_stacked():
@@ -468,24 +484,11 @@ def lshape_jax_stacked():
     (rows x width) matrix, so each layer is one matrix product instead of 2 + d: the domain's
     and the boundary's values, then the domain's two gradient rows and its Laplacian (the
     variant that beat the forward-Laplacian one by 1.3x on an Intel Xeon)."""
-    import jax
     import jax.numpy as jnp
-    import numpy as np
-    import optax
 
-    import pdeml as pl
-    from pdeml.cases.poisson_lshape import VERTICES
-    from pdeml.samplers import Uniform
-
-    prob = pl.Problem(
-        pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)]
-    )
-    batch = Uniform(1200, 120).init(prob, np.random.default_rng(0)).current()
-    xd = jnp.asarray(batch["domain"]["x"], jnp.float32)
-    xb = jnp.asarray(batch[prob.condition_names[0]]["x"], jnp.float32)
+    xd, xb, params = _lshape_jax_problem()
     n, m = xd.shape[0], xd.shape[0] + xb.shape[0]
     x = jnp.concatenate([xd, xb])
-    params = _glorot_mlp(jax.random.PRNGKey(0), [2, 50, 50, 50, 50, 1])
 
     def rows(z, gz, lz):
         """tanh on stacked pre-activations: values of all m points, then the domain's jet."""
@@ -506,15 +509,7 @@ def lshape_jax_stacked():
         u_b, lap = out[n:m] + p[-1][1], out[m + 2 * n :]
         return ((-lap - 1.0) ** 2).mean() + (u_b**2).mean()
 
-    opt = optax.adam(1e-3)
-
-    @jax.jit
-    def step(p, s, _):
-        value, g = jax.value_and_grad(loss)(p)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s, value
-
-    return JaxRun("JAX jit (stacked rows)", step, (params, opt.init(params), jnp.zeros(())))
+    return _adam_run("JAX jit (stacked rows)", loss, params)
 
 
 def stde_jax(dim: int, width=128, depth=4, points=100, sampled=16):
