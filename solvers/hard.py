@@ -160,8 +160,8 @@ class _BasisNet(nn.Module):
     def forward(self, x):
         return self.net((x - self.center) / self.halfwidth)
 
-    def jet(self, x, tangents, weights=None):
-        xj = jets.Jet([x] + list(tangents), weights)
+    def jet(self, x, tangents, weights=None, stack=False):
+        xj = jets.Jet([x] + list(tangents), weights, stack)
         return jets.push(self.net, jets.affine_diag(xj, self.center, self.halfwidth))
 
 

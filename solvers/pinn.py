@@ -476,9 +476,9 @@ class PINNBackend(AbstractLeastSquares):
             y = h(x, y)
         return y
 
-    def jet(self, x: torch.Tensor, tangents: list, weights=None) -> jets.Jet:
+    def jet(self, x: torch.Tensor, tangents: list, weights=None, stack=False) -> jets.Jet:
         """Taylor-mode jet of the outputs along ``x + sum_j tangents[j-1] t^j / j!``."""
-        xj = jets.Jet([x] + list(tangents), weights)
+        xj = jets.Jet([x] + list(tangents), weights, stack)
         y = jets.push(self.net, jets.affine_diag(xj, self.center, self.halfwidth))
         for h in self.hard:
             y = h.jet(xj, y)

@@ -153,6 +153,34 @@ def test_a_parameter_learning_at_its_own_rate_compiles_and_steps_as_eager():
     )
 
 
+def test_stacked_jets_compile_and_train_as_the_unstacked_eager_step():
+    """Taylor mode with stacked rows (one product per layer) through the compiled whole step:
+    the eager, unstacked run's losses over 20 steps, to float32 round-off."""
+    from pdeml.cases.poisson_lshape import VERTICES
+    from pdeml.derivatives import Taylor
+    from pdeml.samplers import Uniform
+    from pdeml.solvers import PINN
+
+    prob = pl.Problem(
+        pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)]
+    )
+    runs = {}
+    for stack, compile in ((False, False), (True, True)):
+        be = PINN(
+            pl.nn.MLP(16, 3),
+            estimator=Taylor(stack=stack),
+            sampler=Uniform(200, 40, every=10),
+            compile=compile,
+        ).build(prob, seed=0)
+        runs[stack] = pl.fit(be, [(20, pl.FirstOrder(pl.Adam(3e-3)))], seed=1, eval_every=1)
+    assert _stepped_whole(be)
+    np.testing.assert_allclose(
+        [h["loss"] for h in runs[True].history],
+        [h["loss"] for h in runs[False].history],
+        rtol=2e-4,
+    )
+
+
 def test_config_builds_its_direction_inside_the_compiled_step():
     """ConFIG's per-term gradients (torch.func.jacrev) and its pseudo-inverse direction in the
     graph: the eager run's losses over 40 steps; PCGrad (a random order each step) stays eager."""

@@ -157,3 +157,50 @@ def test_first_and_diagonal_derivatives_beside_the_laplacian_are_exact(est, poin
             assert torch.allclose(u.d2(i)[:, 0], h[:, i, i], atol=1e-10)
         if est.exact:
             assert torch.allclose(lap[:, 0], torch.diagonal(h, dim1=1, dim2=2).sum(1), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda stack: Taylor(stack=stack),
+        lambda stack: STDE(3, stack=stack),
+        lambda stack: STDE(3, dense=True, stack=stack),
+    ],
+    ids=["taylor", "stde", "stde-dense"],
+)
+def test_stacked_rows_give_the_unstacked_jets(make, points, monkeypatch):
+    """``stack=True`` multiplies each layer's value and per-point jet coefficients as one
+    stacked matrix: the same Laplacian, first and diagonal second derivatives, diffusion term and
+    parameter gradient as one product per coefficient, in float64 to 1e-12, over three draws
+    of the random directions (the same stream); and no per-point coefficient is multiplied on
+    its own by a hidden layer (the one-output layer keeps its dot product)."""
+    from pdeml.derivatives import jets
+
+    alone = []
+    tangent = jets._tangent
+    monkeypatch.setattr(  # per-point coefficients multiplied alone by a layer of several outputs
+        jets,
+        "_tangent",
+        lambda h, w: alone.append(getattr(h, "ndim", 0) == 3 and w.shape[0] > 1) or tangent(h, w),
+    )
+    sigma = torch.eye(D, dtype=D64) * 0.5 + 0.1 * torch.ones(D, D, dtype=D64)
+    out = {}
+    for stack in (False, True):
+        be, rows = backend(make(stack)), []
+        alone.clear()
+        for _ in range(3):
+            u = be.field(points.clone().requires_grad_(True), "pde")[0]
+            cols = torch.cat([u.laplacian(), u.d(0), u.d2(7), u.diffusion(sigma)], 1)
+            grads = torch.autograd.grad(cols.square().sum(), list(be.net.parameters()))
+            rows.append(torch.cat([cols.flatten()] + [g.flatten() for g in grads]))
+        out[stack] = torch.stack(rows)
+        assert (not any(alone)) == stack, (stack, alone)
+    torch.testing.assert_close(out[True], out[False], rtol=1e-12, atol=1e-12)
+    assert pl.derivatives.parse(_spec(make(True))) == make(True)  # --derivatives ...:stack
+
+
+def _spec(est) -> str:
+    """The --derivatives spelling of a stacked Taylor-mode estimator."""
+    if isinstance(est, Taylor):
+        return "taylor:stack"
+    return f"{'stde-dense' if est.dense else 'stde'}:{est.samples}:stack"

@@ -70,10 +70,18 @@ class Prefix:
 @dataclass
 class Jet:
     """Coefficients ``c`` (see the module docstring). ``weights`` when the top one is collapsed:
-    a tensor (S,), or :class:`Prefix` (m, a): weight ``a`` on the first m directions, 0 after."""
+    a tensor (S,), or :class:`Prefix` (m, a): weight ``a`` on the first m directions, 0 after.
+    ``stack``: a linear layer multiplies the value and every per-point coefficient as one
+    stacked (rows x features) matrix, one product instead of one per coefficient
+    (:func:`linear`); the estimator's choice, carried by every rule."""
 
     c: list
     weights: torch.Tensor | Prefix | None = None
+    stack: bool = False
+
+    def like(self, c: list) -> Jet:
+        """A jet of coefficients ``c`` with this one's weights and stacking."""
+        return Jet(c, self.weights, self.stack)
 
     @property
     def order(self) -> int:
@@ -141,19 +149,42 @@ def _partitions(n: int) -> tuple:
 
 
 # ----------------------------------------------------------------------------- rules
+def _tangent(h, weight: torch.Tensor):
+    """One tangent coefficient through ``h @ W.T`` (no bias): a zero stays None, a
+    :class:`OneHot` is a column lookup."""
+    if h is None:
+        return None
+    if isinstance(h, OneHot):
+        return weight[:, h.index].T * h.scale.to(weight.dtype).unsqueeze(-1)
+    if weight.shape[0] == 1:  # one output: a dot product. As a GEMM, its backward is
+        return (h * weight[0]).sum(-1, keepdim=True)  # an outer product, 15x slower
+    return h @ weight.T
+
+
+def _stackable(jet: Jet, j: int) -> bool:
+    """Coefficient ``j`` holds a row per point: (N, S, F), or the collapsed top (N, F); not a
+    shared (S, F) / (F,) one, a one-hot or a zero."""
+    h = jet.c[j]
+    return isinstance(h, torch.Tensor) and (h.ndim == 3 or (jet.is_top(j) and h.ndim == 2))
+
+
 def linear(jet: Jet, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Jet:
-    """Jet of ``h @ W.T + b``; a :class:`OneHot` tangent becomes a column lookup."""
-    out: list[torch.Tensor | None] = [torch.nn.functional.linear(jet.c[0], weight, bias)]
-    for h in jet.c[1:]:
-        if h is None:
-            out.append(None)
-        elif isinstance(h, OneHot):
-            out.append(weight[:, h.index].T * h.scale.to(weight.dtype).unsqueeze(-1))
-        elif weight.shape[0] == 1:  # one output: a dot product. As a GEMM, its backward is
-            out.append((h * weight[0]).sum(-1, keepdim=True))  # an outer product, 15x slower
-        else:
-            out.append(h @ weight.T)
-    return Jet(out, jet.weights)
+    """Jet of ``h @ W.T + b``; a :class:`OneHot` tangent becomes a column lookup. With
+    ``jet.stack`` the value and the per-point coefficients are one (rows x features) matrix:
+    one product of N (1 + S + 1) rows instead of three (the bias goes to the value rows)."""
+    rows = [j for j in range(1, len(jet.c)) if _stackable(jet, j)] if jet.stack else []
+    if rows and weight.shape[0] > 1:
+        flat = [jet.c[0]] + [jet.c[j].reshape(-1, weight.shape[1]) for j in rows]
+        parts = (torch.cat(flat) @ weight.T).split([f.shape[0] for f in flat])
+        out = [parts[0] if bias is None else parts[0] + bias]
+        out += [None if j in rows else _tangent(h, weight) for j, h in enumerate(jet.c) if j]
+        for j, part in zip(rows, parts[1:]):
+            out[j] = part.reshape(*jet.c[j].shape[:-1], weight.shape[0])
+        return jet.like(out)
+    return jet.like(
+        [torch.nn.functional.linear(jet.c[0], weight, bias)]
+        + [_tangent(h, weight) for h in jet.c[1:]]
+    )
 
 
 def affine_diag(jet: Jet, shift: torch.Tensor, scale: torch.Tensor) -> Jet:
@@ -164,7 +195,7 @@ def affine_diag(jet: Jet, shift: torch.Tensor, scale: torch.Tensor) -> Jet:
             out.append(OneHot(h.index, h.scale / scale[h.index]))
         else:
             out.append(None if h is None else h / scale)
-    return Jet(out, jet.weights)
+    return jet.like(out)
 
 
 def elementwise(jet: Jet, derivatives) -> Jet:
@@ -192,7 +223,7 @@ def elementwise(jet: Jet, derivatives) -> Jet:
                 term = term if coef == 1 else coef * term
             total = _add(total, term)
         out.append(total)
-    return Jet(out, jet.weights)
+    return jet.like(out)
 
 
 def _tanh2(jet: Jet) -> Jet:
@@ -203,7 +234,7 @@ def _tanh2(jet: Jet) -> Jet:
     d1 = 1 - y * y
     q = collapse(jet.weights, h1 * h1)
     inner = -2 * y * q if h2 is None else torch.addcmul(h2, y, q, value=-2.0)
-    return Jet([y, _dir(d1) * h1, d1 * inner], jet.weights)
+    return jet.like([y, _dir(d1) * h1, d1 * inner])
 
 
 def multiply(a: Jet, b: Jet) -> Jet:
@@ -226,11 +257,11 @@ def multiply(a: Jet, b: Jet) -> Jet:
                 term = collapse(a.weights, p * q) if top else p * q
             total = _add(total, coef * term)
         out.append(total)
-    return Jet(out, a.weights)
+    return a.like(out)
 
 
 def add(a: Jet, b: Jet) -> Jet:
-    return Jet([a.c[0] + b.c[0]] + [_add(p, q) for p, q in zip(a.c[1:], b.c[1:])], a.weights)
+    return a.like([a.c[0] + b.c[0]] + [_add(p, q) for p, q in zip(a.c[1:], b.c[1:])])
 
 
 def concat(jets: list[Jet]) -> Jet:
@@ -250,7 +281,7 @@ def concat(jets: list[Jet]) -> Jet:
             for p, j in zip(parts, jets)
         ]
         out.append(torch.cat(full, -1))
-    return Jet(out, jets[0].weights)
+    return jets[0].like(out)
 
 
 # ------------------------------------------------------------------ activation derivatives
@@ -357,7 +388,7 @@ def sq_norm(jet: Jet, center: torch.Tensor) -> Jet:
                     term = collapse(jet.weights, term, -1)
             total = _add(total, coef * term)
         out.append(None if total is None else total.unsqueeze(-1))
-    return Jet(out, jet.weights)
+    return jet.like(out)
 
 
 def select(jet: Jet, i: int) -> Jet:
@@ -370,22 +401,22 @@ def select(jet: Jet, i: int) -> Jet:
             return torch.where(h.index == i, h.scale, torch.zeros_like(h.scale)).unsqueeze(-1)
         return h[..., i : i + 1]
 
-    return Jet([one(h) for h in jet.c], jet.weights)
+    return jet.like([one(h) for h in jet.c])
 
 
 def scale(jet: Jet, a) -> Jet:
     """The jet of ``a * h`` for a constant ``a``."""
-    return Jet([None if h is None else a * h for h in jet.c], jet.weights)
+    return jet.like([None if h is None else a * h for h in jet.c])
 
 
 def shift(jet: Jet, a) -> Jet:
     """The jet of ``h + a`` for a constant ``a``."""
-    return Jet([jet.c[0] + a] + list(jet.c[1:]), jet.weights)
+    return jet.like([jet.c[0] + a] + list(jet.c[1:]))
 
 
 def constant(value: torch.Tensor, like: Jet) -> Jet:
     """The jet of a function constant along the curve."""
-    return Jet([value] + [None] * like.order, like.weights)
+    return like.like([value] + [None] * like.order)
 
 
 # ---------------------------------------------------------------------- generic fallback
@@ -463,7 +494,7 @@ def function_jet(fn, jets: list[Jet], name: str | None = None) -> Jet:
             )
             top = top + torch.func.jvp(fn, tuple(j.c[0] for j in jets), tangents)[1]
         out[K] = top
-    return Jet(out, w)
+    return ref.like(out)
 
 
 def _num_dirs(h) -> int:

@@ -200,9 +200,8 @@ class _Ball(AbstractGeometry):
         c = _tensor(self, "center", jet.c[0])
         q = J.sq_norm(jet, c)
         R = self.radius
-        return J.Jet(
-            [(R * R - q.c[0]) / (2 * R)] + [None if h is None else -h / (2 * R) for h in q.c[1:]],
-            jet.weights,
+        return jet.like(
+            [(R * R - q.c[0]) / (2 * R)] + [None if h is None else -h / (2 * R) for h in q.c[1:]]
         )
 
 

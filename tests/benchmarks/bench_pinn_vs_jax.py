@@ -101,7 +101,7 @@ def _gemm_tail(mode, device, gemm) -> str:
     return f", gemm {gemm}" + (" (per product, measured)" if gemm == "auto" else "")
 
 
-def lshape_pdeml(mode, device, cuda_graphs=True, gemm="auto"):
+def lshape_pdeml(mode, device, cuda_graphs=True, gemm="auto", stack=False):
     import pdeml as pl
     from pdeml.cases.poisson_lshape import VERTICES
     from pdeml.samplers import Uniform
@@ -110,12 +110,14 @@ def lshape_pdeml(mode, device, cuda_graphs=True, gemm="auto"):
     prob = pl.Problem(
         pl.geometry.Polygon(VERTICES), lambda x, u: -u.laplacian() - 1.0, [pl.Dirichlet(0.0)]
     )
-    be = PINN(pl.nn.MLP(50, 4), sampler=Uniform(1200, 120), compile=mode).build(
-        prob, seed=0, device=device
-    )
+    from pdeml.derivatives import Taylor
+
+    be = PINN(
+        pl.nn.MLP(50, 4), estimator=Taylor(stack=stack), sampler=Uniform(1200, 120), compile=mode
+    ).build(prob, seed=0, device=device)
     be.cuda_graphs, be.gemm = cuda_graphs, gemm
     tail = "" if cuda_graphs or not str(device).startswith("cuda") else ", no CUDA graphs"
-    tail += _gemm_tail(mode, device, gemm)
+    tail += _gemm_tail(mode, device, gemm) + (", stacked rows" if stack else "")
     return PdemlRun(f"pdeml compile={mode}{tail}", be, lambda: pl.FirstOrder(pl.Adam(1e-3)))
 
 
@@ -664,6 +666,7 @@ def main():
         jax = None
     if "lshape" in args.problems:
         runs = [lshape_pdeml(m, args.device) for m in modes]
+        runs += [lshape_pdeml(m, args.device, stack=True) for m in (False, True)]
         if args.device.startswith("cuda"):
             runs.append(lshape_pdeml(True, args.device, cuda_graphs=False))
         else:  # the automatic choice against both fixed ones
