@@ -45,9 +45,10 @@ class _TaylorEstimator(AbstractEstimator):
     ``stack``: each linear layer multiplies the value and every per-point jet coefficient as one
     stacked (N (2 + S) x width) matrix, one product instead of three
     (:func:`pdeml.derivatives.jets.linear`); the same numbers to float rounding. Measured on an
-    AMD EPYC (family 25, model 17, one core): the compiled L-shape step 5.35 -> 5.05 ms, eager
-    10.16 -> 10.37 ms; STDE at D = 1000 compiled 11.05 -> 11.51 ms, eager 15.07 -> 15.59 ms. So
-    it is off by default here; the stacked JAX step was 1.3x faster on an Intel Xeon."""
+    AMD EPYC (family 25, model 17, one core; ``bench_pinn_vs_jax.py --problems lshape``): the
+    compiled L-shape step 5.06 -> 5.07 ms, eager 9.49 -> 9.83 ms; STDE at D = 1000 compiled
+    11.05 -> 11.51 ms, eager 15.07 -> 15.59 ms. So it is off by default here; the stacked JAX
+    step was 1.3x faster than the forward Laplacian on an Intel Xeon, 0.93x here."""
 
     _: dataclasses.KW_ONLY
     stack: bool = False
