@@ -121,7 +121,7 @@ def test_a_compiled_stde_step_at_d_200_trains_as_eager():
 
 def test_auto_gives_each_product_the_library_this_machine_measured_faster(tmp_path, monkeypatch):
     """``--gemm auto``: each product goes to the library measured faster at its shape on this
-    machine (oneDNN only if at least 10% faster), measured once and kept in the machine's cache
+    machine (oneDNN only if at least 5% faster), measured once and kept in the machine's cache
     file, so later compiles decide alike without measuring; a run's own table (a resumed run's)
     wins over the cache. ``mkl`` and ``onednn`` force it; the compile options follow."""
     import json
