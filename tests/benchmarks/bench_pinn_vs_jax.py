@@ -19,7 +19,7 @@ with its products' library chosen by ``--gemm auto`` (``pdeml.device.gemm``: per
 this machine's measurements) and once more with each fixed choice, MKL and oneDNN
 (``pdeml/gemm.py``), so the automatic choice is measured against the better of the two. With
 ``--stde-official PYTHON CHECKOUT`` the STDE table also runs the paper's own code
-(github.com/sail-sg/stde, in an environment of its own: jax 0.4.30, dm-haiku 0.0.12,
+(github.com/sail-sg/stde, in an environment of its own: jax 0.4.30, dm-haiku 0.0.12, folx 0.2.5,
 ml_collections 0.1.1, pydantic<2, numpy<2, and an empty ``wandb`` module), in the same
 interleaved blocks. Each implementation runs ``--blocks`` blocks of ``--block-steps`` steps,
 interleaved (block 1 of each, then block 2 of each, ...), after a warm-up that includes any
