@@ -73,6 +73,19 @@ def onednn_available() -> bool:
     )
 
 
+def check_gemm(value: str) -> str:
+    """``value`` if it names a matrix-product library (:data:`GEMMS`), else a clear error."""
+    if value not in GEMMS:
+        fail("gemm", value, "is not a matrix-product library", f"pass one of {GEMMS}")
+    return value
+
+
+def requested_gemm(backend) -> str:
+    """What ``backend`` asks of :func:`gemm`: its ``gemm`` ("auto" by default), or "mkl" where
+    ``backend.onednn_gemm`` is False (the older switch, kept for the benchmark)."""
+    return getattr(backend, "gemm", "auto") if getattr(backend, "onednn_gemm", True) else "mkl"
+
+
 def gemm(requested: str = "auto", device="cpu") -> tuple[str, str]:
     """``(choice, why)``: who runs a compiled CPU graph's large float32 matrix products:
     ``"mkl"`` (torch's BLAS), ``"onednn"`` (every product of at least ``pdeml.gemm.MIN_MACS``),
@@ -84,8 +97,7 @@ def gemm(requested: str = "auto", device="cpu") -> tuple[str, str]:
     step 1.4x slower. ``"native"`` off the CPU, where the pass does not apply. The choice is
     recorded in run.json and the per-product decisions in the checkpoint, which a resumed run
     keeps."""
-    if requested not in GEMMS:
-        fail("gemm", requested, "is not a matrix-product library", f"pass one of {GEMMS}")
+    check_gemm(requested)
     if torch.device(device).type != "cpu":
         return "native", f"{torch.device(device).type} runs its own products (the pass is CPU-only)"
     if requested == "onednn" and not onednn_available():

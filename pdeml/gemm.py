@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from torch._inductor.custom_graph_pass import CustomGraphPass
 
-from .device import gemm, onednn_available
+from .device import gemm, onednn_available, requested_gemm
 from .device import gemm_cache_path as cache_path
 
 #: the smallest product (M*K*N multiply-adds) the pass hands to oneDNN
@@ -275,10 +275,7 @@ def compile_options(backend, device: torch.device) -> dict:
     by :func:`pdeml.device.gemm` of ``backend.gemm`` ("auto" by default; ``backend.onednn_gemm
     = False`` forces MKL, as before): no pass for MKL, :data:`PASS` for oneDNN, and for "auto"
     the backend's own pass over its ``gemm_table`` (the decisions a checkpoint keeps)."""
-    requested = getattr(backend, "gemm", "auto")
-    if not getattr(backend, "onednn_gemm", True):
-        requested = "mkl"
-    choice = gemm(requested, device)[0]
+    choice = gemm(requested_gemm(backend), device)[0]
     if choice == "onednn":
         return {"options": {"post_grad_custom_post_pass": PASS}}
     if choice != "auto":

@@ -27,7 +27,7 @@ from pdeml.backend import AbstractLeastSquares, AbstractMethod
 from pdeml.conditions import Dirichlet
 from pdeml.derivatives import AbstractEstimator, Autograd, Taylor, jets
 from pdeml.derivatives import parse as parse_estimator
-from pdeml.device import GEMMS, gemm_cache_path
+from pdeml.device import GEMMS, check_gemm, gemm_cache_path, requested_gemm
 from pdeml.device import gemm as gemm_choice
 from pdeml.field import Field
 from pdeml.nn import MLP, HardDirichlet, OutputTransform
@@ -74,9 +74,10 @@ class PINN(AbstractMethod):
             backward) stay eager, with a warning when compiling was asked for, because
             torch.compile does not support double backward.
         gemm: who runs a compiled CPU step's large float32 matrix products
-            (:func:`pdeml.device.gemm`): ``"auto"`` (default) decides by the CPU, oneDNN on AMD
-            and MKL elsewhere; ``"mkl"`` or ``"onednn"`` force it. run.json records the choice
-            and its reason (``resolved``), and ``--resume`` keeps the recorded one.
+            (:func:`pdeml.device.gemm`): ``"auto"`` (default) gives each product the library this
+            machine measured faster at its shape (once, cached); ``"mkl"`` or ``"onednn"`` force
+            one. run.json records the choice and its reason (``resolved``), the checkpoint the
+            per-product decisions, and ``--resume`` keeps both.
 
     Example:
         >>> problem = pl.Problem(pl.geometry.Rectangle([0, 0], [1, 1]),
@@ -134,8 +135,7 @@ class PINN(AbstractMethod):
             )
         if self.transform is not None and not callable(self.transform):
             fail("transform", self.transform, "is not callable", "pass a function (x, y) -> y")
-        if self.gemm not in GEMMS:
-            fail("gemm", self.gemm, "is not a matrix-product library", f"pass one of {GEMMS}")
+        check_gemm(self.gemm)
 
     @classmethod
     def cli_options(cls) -> tuple[Option, ...]:
@@ -197,8 +197,9 @@ COMPILE = Option(
 #: ``--gemm LIB``: the PINN's ``gemm``
 GEMM = Option(
     "gemm",
-    "who runs a compiled CPU step's large float32 matrix products: auto (the default: oneDNN on "
-    "AMD CPUs, MKL elsewhere; recorded in run.json and kept on --resume), mkl or onednn",
+    "who runs a compiled CPU step's large float32 matrix products: auto (the default: each "
+    "product by the library this machine measured faster at its shape, cached; recorded in "
+    "run.json and the checkpoint, kept on --resume), mkl or onednn",
     set_field("gemm", flag="--gemm"),
     type=lambda text: _named(text, GEMMS, "matrix-product library"),
     metavar="LIB",
@@ -385,9 +386,8 @@ class PINNBackend(AbstractLeastSquares):
         # None: not decided yet; False: eager; else the compiled losses
         self._compiled = None if compile_losses else False
         self.compile_step = compile_step
-        if gemm not in GEMMS:
-            fail("gemm", gemm, "is not a matrix-product library", f"pass one of {GEMMS}")
-        self.gemm = gemm  # who runs compiled CPU products: pdeml.device.gemm decides "auto"
+        # who runs compiled CPU products (pdeml.device.gemm decides "auto")
+        self.gemm = check_gemm(gemm)
         #: "auto": each compiled product's library by its signature (pdeml.gemm.signature), as
         #: measured on this machine or kept from the checkpoint being resumed
         self.gemm_table: dict[str, str] = {}
@@ -443,7 +443,7 @@ class PINNBackend(AbstractLeastSquares):
     def resolved(self) -> dict:
         """The estimator, and the library of compiled CPU products with the reason
         (:func:`pdeml.device.gemm`; a resumed run keeps the recorded one)."""
-        choice, why = gemm_choice(self.gemm if self.onednn_gemm else "mkl", self.device)
+        choice, why = gemm_choice(requested_gemm(self), self.device)
         if choice == "auto":
             why += f" (measured once, kept in {gemm_cache_path()})"
         return {"estimator": repr(self.estimator.settings), "gemm": choice, "gemm_reason": why}
