@@ -177,7 +177,7 @@ def test_a_parameter_still_drifting_at_the_end_is_a_warning_and_its_path_is_plot
     assert slow < 1.5 and len(drift) == 1 and "parameter 'c'" in drift[0], drift
     assert f"{slow:.6g} at step 400" in drift[0]
     fast, _, _ = train(10.0)
-    assert fast > 1.5 + slow - 1  # three times the way and more
+    assert fast - 1 > (slow - 1) + 0.5  # at least half a unit further from the start
     rows = [{k: v for k, v in h.items() if not k.startswith("param_")} for h in r.history]
     plain = mpimg.imread(plot_history(rows, ["pde"], tmp_path / "plain.png"))
     with_params = mpimg.imread(plot_history(r.history, ["pde"], tmp_path / "loss.png"))
